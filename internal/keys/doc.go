@@ -1,0 +1,15 @@
+// Package keys defines the layout of a store's single Pebble engine.
+//
+//	0x01 's'                          store identity (cluster ID, store ID)
+//	0x01 'r' rangeID(8B BE) suffix    range-local state of one range:
+//	                                  'h' hard state, 't' truncated state,
+//	                                  'a' applied state, 'd' descriptor,
+//	                                  'l' index(8B BE) log entries
+//	0x02 userkey                      user data, one global key space
+//
+// Invariants: every key of one range's local state sorts inside
+// RangeLocalPrefix(rangeID) and after every other range's with a smaller ID;
+// user keys keep their order after encoding, so a range [start, end) of user
+// keys is the engine span [UserKey(start), UserKey(end)) (or UserKeyMax
+// for an unbounded end).
+package keys

@@ -1,0 +1,213 @@
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/router"
+	"github.com/rangekv/rangekv/store"
+)
+
+// Options configure a cluster.
+type Options struct {
+	// InMemory runs every store on its own vfs.NewMem (kept across
+	// restarts) instead of a temp directory.
+	InMemory bool
+	// Configure, when set, adjusts each store's config before it opens.
+	Configure func(i int, c *store.Config)
+	// Verbose logs store output to stderr.
+	Verbose bool
+}
+
+// Cluster is a set of in-process stores bootstrapped statically.
+type Cluster struct {
+	t      testing.TB
+	opts   Options
+	Addrs  []string
+	Stores []*store.Store // nil while stopped
+	cfgs   []store.Config
+}
+
+// Start starts n stores that bootstrap range 1 together.
+func Start(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, opts: opts, Stores: make([]*store.Store, n), cfgs: make([]store.Config, n)}
+	initial := map[uint64]string{}
+	lns := make([]net.Listener, n)
+	for i := range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("listen: %v", err)
+		}
+		lns[i] = ln
+		c.Addrs = append(c.Addrs, ln.Addr().String())
+		initial[uint64(i+1)] = ln.Addr().String()
+	}
+	base := t.TempDir()
+	for i := range n {
+		cfg := store.Defaults()
+		cfg.StoreID = uint64(i + 1)
+		cfg.Addr = c.Addrs[i]
+		cfg.InitialStores = initial
+		cfg.HeartbeatInterval = 25 * time.Millisecond
+		cfg.ElectionTimeout = 250 * time.Millisecond
+		cfg.ProposalTimeout = 5 * time.Second
+		cfg.Workers = 2
+		if opts.InMemory {
+			cfg.FS = vfs.NewMem()
+			cfg.DataDir = "data"
+		} else {
+			cfg.DataDir = filepath.Join(base, fmt.Sprintf("store%d", i+1))
+		}
+		w := io.Discard
+		if opts.Verbose || os.Getenv("RANGEKV_TEST_VERBOSE") != "" {
+			w = os.Stderr
+		}
+		cfg.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		if opts.Configure != nil {
+			opts.Configure(i, &cfg)
+		}
+		c.cfgs[i] = cfg
+	}
+	for i := range n {
+		c.startStore(i, lns[i])
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func (c *Cluster) startStore(i int, ln net.Listener) {
+	c.t.Helper()
+	cfg := c.cfgs[i]
+	cfg.Listener = ln
+	cfg.Registry = nil // a fresh registry per incarnation
+	s, err := store.Open(cfg)
+	if err != nil {
+		ln.Close()
+		c.t.Fatalf("open store %d: %v", i+1, err)
+	}
+	if err := s.Start(); err != nil {
+		c.t.Fatalf("start store %d: %v", i+1, err)
+	}
+	c.Stores[i] = s
+}
+
+// Config returns store i's config (0-based).
+func (c *Cluster) Config(i int) store.Config { return c.cfgs[i] }
+
+// StopStore stops store i (0-based); its data stays.
+func (c *Cluster) StopStore(i int) {
+	if s := c.Stores[i]; s != nil {
+		s.Stop()
+		c.Stores[i] = nil
+	}
+}
+
+// RestartStore starts store i again from its data, on the same address.
+func (c *Cluster) RestartStore(i int) {
+	c.t.Helper()
+	c.StopStore(i)
+	var ln net.Listener
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		ln, err = net.Listen("tcp", c.Addrs[i])
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("rebind %s: %v", c.Addrs[i], err)
+		}
+		time.Sleep(20 * time.Millisecond) // port still held by the old listener's teardown
+	}
+	c.startStore(i, ln)
+}
+
+// Close stops every store.
+func (c *Cluster) Close() {
+	for i := range c.Stores {
+		c.StopStore(i)
+	}
+}
+
+// Client returns a static client over every store; closed with the test.
+func (c *Cluster) Client() *router.Client {
+	c.t.Helper()
+	cl, err := router.NewStatic(c.Addrs, router.Options{Seed: 1})
+	if err != nil {
+		c.t.Fatalf("client: %v", err)
+	}
+	c.t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// Leader returns the index of the running store that leads rangeID with
+// the highest term, or -1.
+func (c *Cluster) Leader(rangeID uint64) int {
+	best, bestTerm := -1, uint64(0)
+	for i, s := range c.Stores {
+		if s == nil {
+			continue
+		}
+		for _, r := range s.Status().Replicas {
+			if r.Descriptor_.RangeId == rangeID && r.RaftState == "StateLeader" && r.Term >= bestTerm {
+				best, bestTerm = i, r.Term
+			}
+		}
+	}
+	return best
+}
+
+// WaitFor polls cond until it holds or the deadline passes.
+func (c *Cluster) WaitFor(what string, timeout time.Duration, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// WaitLeader waits for rangeID to have a leader and returns its store index.
+func (c *Cluster) WaitLeader(rangeID uint64) int {
+	c.t.Helper()
+	idx := -1
+	c.WaitFor(fmt.Sprintf("a leader of range %d", rangeID), 15*time.Second, func() bool {
+		idx = c.Leader(rangeID)
+		return idx >= 0
+	})
+	return idx
+}
+
+// ReplicaStatus returns store i's status of rangeID, or nil.
+func (c *Cluster) ReplicaStatus(i int, rangeID uint64) *rangekvpb.ReplicaStatus {
+	s := c.Stores[i]
+	if s == nil {
+		return nil
+	}
+	for _, r := range s.Status().Replicas {
+		if r.Descriptor_.RangeId == rangeID {
+			return r
+		}
+	}
+	return nil
+}
+
+// Ctx returns a context bounded by timeout, cancelled with the test.
+func (c *Cluster) Ctx(timeout time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	c.t.Cleanup(cancel)
+	return ctx
+}

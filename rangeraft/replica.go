@@ -1,0 +1,544 @@
+package rangeraft
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
+)
+
+// Config configures one Replica. Durations are in ticks; the owner decides
+// how long a tick is.
+type Config struct {
+	// ReplicaID is this replica's Raft ID (non-zero).
+	ReplicaID uint64
+	// ElectionTicks and HeartbeatTicks as in raft.Config.
+	ElectionTicks  int
+	HeartbeatTicks int
+	// ProposalTimeoutTicks: a proposal still pending after this many ticks
+	// completes with an AmbiguousError.
+	ProposalTimeoutTicks int
+	// ReadTimeoutTicks: a read without a read index after this many ticks
+	// completes with ErrReadTimeout (safe to retry).
+	ReadTimeoutTicks int
+	// Applied and AppliedTerm: the state machine's durable applied index and
+	// the term of that entry, read at start.
+	Applied     uint64
+	AppliedTerm uint64
+	// ReadContextSeed makes read contexts unique across replicas and
+	// restarts (take it from a random source at start).
+	ReadContextSeed uint64
+	// Storage is the log storage (e.g. logstore.RangeLog).
+	Storage raft.Storage
+	// Logger receives raft's logs; nil discards them.
+	Logger raft.Logger
+
+	MaxSizePerMsg             uint64
+	MaxInflightMsgs           int
+	MaxUncommittedEntriesSize uint64
+	MaxCommittedSizePerReady  uint64
+}
+
+func (c *Config) setDefaults() {
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = 10
+	}
+	if c.HeartbeatTicks == 0 {
+		c.HeartbeatTicks = 1
+	}
+	if c.ProposalTimeoutTicks == 0 {
+		c.ProposalTimeoutTicks = 10 * c.ElectionTicks
+	}
+	if c.ReadTimeoutTicks == 0 {
+		c.ReadTimeoutTicks = 2 * c.ElectionTicks
+	}
+	if c.MaxSizePerMsg == 0 {
+		c.MaxSizePerMsg = 1 << 20
+	}
+	if c.MaxInflightMsgs == 0 {
+		c.MaxInflightMsgs = 256
+	}
+	if c.MaxUncommittedEntriesSize == 0 {
+		c.MaxUncommittedEntriesSize = 64 << 20
+	}
+	if c.MaxCommittedSizePerReady == 0 {
+		c.MaxCommittedSizePerReady = 16 << 20
+	}
+}
+
+// Proposal is a command waiting to be applied. Done is called exactly once,
+// from the goroutine driving the Replica, with the state machine's result or
+// an error (*NotLeaderError, ErrBusy, ErrStaleCommand, *AmbiguousError).
+type Proposal struct {
+	ID   uint64
+	Cmd  []byte
+	Done func(result any, err error)
+
+	index, term uint64 // log position once appended
+	age         int    // ticks pending
+}
+
+// Read is a linearizable read waiting for its read index to be applied.
+// Done(nil) means: the state machine now reflects every write that completed
+// before the read arrived; read it now. Done is called exactly once.
+type Read struct {
+	Done func(err error)
+	age  int
+}
+
+type readRound struct {
+	reads []*Read
+	index uint64
+	age   int
+}
+
+// Replica is one member of one Raft group. It is not safe for concurrent
+// use: its owner serializes every call.
+type Replica struct {
+	cfg Config
+	rn  *raft.RawNode
+
+	// proposals by ID; byIndex by log position once seen in Ready.Entries.
+	proposals map[uint64]*Proposal
+	byIndex   map[uint64]*Proposal
+
+	pendingReads []*Read               // not yet in a ReadIndex round
+	readRounds   map[string]*readRound // issued, awaiting a ReadState
+	waiting      []*readRound          // have an index, awaiting apply
+	readSeq      uint64
+
+	// Invariant: applied <= commit; appliedTerm is the term of entry applied.
+	applied, appliedTerm uint64
+	soft                 raft.SoftState
+	closed               bool
+}
+
+// New creates a replica over storage. An invalid config returns an error
+// (raft would panic).
+func New(cfg Config) (*Replica, error) {
+	cfg.setDefaults()
+	logger := cfg.Logger
+	if logger == nil {
+		logger = discardLogger{}
+	}
+	rc := &raft.Config{
+		ID:                        cfg.ReplicaID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   cfg.Storage,
+		Applied:                   cfg.Applied,
+		MaxSizePerMsg:             cfg.MaxSizePerMsg,
+		MaxCommittedSizePerReady:  cfg.MaxCommittedSizePerReady,
+		MaxUncommittedEntriesSize: cfg.MaxUncommittedEntriesSize,
+		MaxInflightMsgs:           cfg.MaxInflightMsgs,
+		MaxInflightBytes:          uint64(cfg.MaxInflightMsgs) * cfg.MaxSizePerMsg,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		DisableProposalForwarding: true,
+		StepDownOnRemoval:         true,
+		Logger:                    logger,
+	}
+	if err := validate(rc); err != nil {
+		return nil, err
+	}
+	rn, err := raft.NewRawNode(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &Replica{
+		cfg:         cfg,
+		rn:          rn,
+		proposals:   make(map[uint64]*Proposal),
+		byIndex:     make(map[uint64]*Proposal),
+		readRounds:  make(map[string]*readRound),
+		applied:     cfg.Applied,
+		appliedTerm: cfg.AppliedTerm,
+		soft:        rn.BasicStatus().SoftState,
+	}, nil
+}
+
+func validate(c *raft.Config) error {
+	switch {
+	case c.ID == 0:
+		return errors.New("rangeraft: replica ID must not be 0")
+	case c.HeartbeatTick <= 0:
+		return errors.New("rangeraft: heartbeat ticks must be > 0")
+	case c.ElectionTick <= c.HeartbeatTick:
+		return fmt.Errorf("rangeraft: election ticks (%d) must exceed heartbeat ticks (%d)", c.ElectionTick, c.HeartbeatTick)
+	case c.Storage == nil:
+		return errors.New("rangeraft: storage must not be nil")
+	}
+	return nil
+}
+
+// ID is this replica's Raft ID.
+func (r *Replica) ID() uint64 { return r.cfg.ReplicaID }
+
+// Step feeds a message from a peer.
+func (r *Replica) Step(m *pb.Message) error { return r.rn.Step(m) }
+
+// Tick advances raft's logical clock by one tick and ages pending work.
+func (r *Replica) Tick() {
+	r.rn.Tick()
+	r.ageProposals()
+	r.ageReads()
+}
+
+// Campaign starts an election.
+func (r *Replica) Campaign() error { return r.rn.Campaign() }
+
+// TransferLeader asks the leader to hand leadership to replica to.
+func (r *Replica) TransferLeader(to uint64) { r.rn.TransferLeader(to) }
+
+// ReportUnreachable tells raft that a message to id could not be sent.
+func (r *Replica) ReportUnreachable(id uint64) { r.rn.ReportUnreachable(id) }
+
+// ReportSnapshot tells raft how sending a snapshot to id ended.
+func (r *Replica) ReportSnapshot(id uint64, ok bool) {
+	st := raft.SnapshotFinish
+	if !ok {
+		st = raft.SnapshotFailure
+	}
+	r.rn.ReportSnapshot(id, st)
+}
+
+// BasicStatus is raft's allocation-free status.
+func (r *Replica) BasicStatus() raft.BasicStatus { return r.rn.BasicStatus() }
+
+// Status is raft's full status, with progress when leader.
+func (r *Replica) Status() raft.Status { return r.rn.Status() }
+
+// Leader is the leader's replica ID as this replica knows it (0: unknown).
+func (r *Replica) Leader() uint64 { return r.soft.Lead }
+
+// IsLeader reports whether this replica is the leader.
+func (r *Replica) IsLeader() bool { return r.soft.RaftState == raft.StateLeader }
+
+// AppliedIndex is the applied index this replica has been told of.
+func (r *Replica) AppliedIndex() uint64 { return r.applied }
+
+// PendingProposals is the number of proposals not yet completed.
+func (r *Replica) PendingProposals() int { return len(r.proposals) }
+
+// HasReady reports whether Ready would return something.
+func (r *Replica) HasReady() bool { return r.rn.HasReady() }
+
+// Propose submits p. Done is called exactly once, possibly before Propose
+// returns (not leader, busy).
+func (r *Replica) Propose(p *Proposal) {
+	if r.closed {
+		p.Done(nil, ErrStopped)
+		return
+	}
+	if !r.IsLeader() {
+		p.Done(nil, &NotLeaderError{Leader: r.soft.Lead})
+		return
+	}
+	if _, dup := r.proposals[p.ID]; dup || p.ID == 0 {
+		p.Done(nil, fmt.Errorf("rangeraft: proposal ID %d is zero or already pending", p.ID))
+		return
+	}
+	if err := r.rn.Propose(EncodeEntry(p.ID, p.Cmd)); err != nil {
+		if errors.Is(err, raft.ErrProposalDropped) {
+			p.Done(nil, ErrBusy)
+		} else {
+			p.Done(nil, err)
+		}
+		return
+	}
+	r.proposals[p.ID] = p
+}
+
+// ProposeConfChange proposes a membership change (leader only).
+func (r *Replica) ProposeConfChange(cc pb.ConfChangeI) error {
+	if !r.IsLeader() {
+		return &NotLeaderError{Leader: r.soft.Lead}
+	}
+	if err := r.rn.ProposeConfChange(cc); err != nil {
+		if errors.Is(err, raft.ErrProposalDropped) {
+			return ErrBusy
+		}
+		return err
+	}
+	return nil
+}
+
+// ApplyConfChange applies a committed membership change to raft's
+// configuration and returns the new conf state.
+func (r *Replica) ApplyConfChange(cc pb.ConfChangeI) *pb.ConfState {
+	return r.rn.ApplyConfChange(cc)
+}
+
+// Ready returns the next batch of work, or false when there is none. The
+// caller must persist, send, apply and then call Advance before calling
+// Ready again.
+func (r *Replica) Ready() (raft.Ready, bool) {
+	if !r.rn.HasReady() {
+		return raft.Ready{}, false
+	}
+	rd := r.rn.Ready()
+	if rd.SoftState != nil {
+		r.onSoftState(*rd.SoftState)
+	}
+	for _, e := range rd.Entries {
+		r.noteAppended(e)
+	}
+	for _, rs := range rd.ReadStates {
+		round, ok := r.readRounds[string(rs.RequestCtx)]
+		if !ok {
+			continue
+		}
+		delete(r.readRounds, string(rs.RequestCtx))
+		round.index = rs.Index
+		r.waiting = append(r.waiting, round)
+	}
+	r.serveReads()
+	return rd, true
+}
+
+// Advance acknowledges that rd was persisted, sent and applied.
+func (r *Replica) Advance(rd raft.Ready) { r.rn.Advance(rd) }
+
+func (r *Replica) noteAppended(e *pb.Entry) {
+	if e.GetType() != pb.EntryNormal {
+		return
+	}
+	id, _, err := DecodeEntry(e.GetData())
+	if err != nil || id == 0 {
+		return
+	}
+	p, ok := r.proposals[id]
+	if !ok || p.index != 0 {
+		return
+	}
+	// The slot of an older proposal of ours was taken: that older entry can
+	// no longer commit (a leader appends only past every committed entry).
+	if old, ok := r.byIndex[e.GetIndex()]; ok && old != p {
+		r.complete(old, nil, ErrStaleCommand)
+	}
+	p.index, p.term = e.GetIndex(), e.GetTerm()
+	r.byIndex[p.index] = p
+}
+
+// Applied records that entry e was applied with the state machine's result
+// (or a deterministic command error). The caller reports every committed
+// entry, in order, after the batch holding them committed.
+func (r *Replica) Applied(e *pb.Entry, result any, resultErr error) {
+	idx := e.GetIndex()
+	var id uint64
+	if e.GetType() == pb.EntryNormal {
+		id, _, _ = DecodeEntry(e.GetData())
+	}
+	if p, ok := r.byIndex[idx]; ok {
+		if p.ID == id {
+			r.complete(p, result, resultErr)
+		} else {
+			r.complete(p, nil, ErrStaleCommand)
+		}
+	} else if p, ok := r.proposals[id]; ok && id != 0 {
+		r.complete(p, result, resultErr)
+	}
+	if idx > r.applied {
+		r.applied, r.appliedTerm = idx, e.GetTerm()
+	}
+}
+
+// AppliedSnapshot records that a snapshot at index/term was applied.
+func (r *Replica) AppliedSnapshot(index, term uint64) {
+	if index > r.applied {
+		r.applied, r.appliedTerm = index, term
+	}
+	// Proposals at or below the snapshot's index can no longer be told
+	// apart: answer them ambiguously.
+	for idx, p := range r.byIndex {
+		if idx <= index {
+			r.complete(p, nil, &AmbiguousError{Reason: "replica caught up by snapshot past the command"})
+		}
+	}
+	r.serveReads()
+}
+
+// FinishApply serves reads that the applied entries made ready; call it
+// after a batch of Applied calls.
+func (r *Replica) FinishApply() { r.serveReads() }
+
+func (r *Replica) complete(p *Proposal, result any, err error) {
+	delete(r.proposals, p.ID)
+	if p.index != 0 && r.byIndex[p.index] == p {
+		delete(r.byIndex, p.index)
+	}
+	p.Done(result, err)
+}
+
+func (r *Replica) ageProposals() {
+	for _, p := range r.proposals {
+		p.age++
+		if p.age > r.cfg.ProposalTimeoutTicks {
+			r.complete(p, nil, &AmbiguousError{Reason: fmt.Sprintf("not applied within %d ticks", r.cfg.ProposalTimeoutTicks)})
+		}
+	}
+}
+
+func (r *Replica) onSoftState(ss raft.SoftState) {
+	wasLeader := r.soft.RaftState == raft.StateLeader
+	r.soft = ss
+	if wasLeader && ss.RaftState != raft.StateLeader {
+		// Reads are safe to retry: fail them so clients go to the new
+		// leader. Proposals stay: they resolve on apply (applied or
+		// overwritten) or time out as ambiguous.
+		err := &NotLeaderError{Leader: ss.Lead}
+		r.failReads(err)
+	}
+}
+
+// ReadIndex queues a linearizable read. It joins the next ReadIndex round
+// (FlushReads), never one issued before it arrived.
+func (r *Replica) ReadIndex(rd *Read) {
+	if r.closed {
+		rd.Done(ErrStopped)
+		return
+	}
+	if !r.IsLeader() {
+		rd.Done(&NotLeaderError{Leader: r.soft.Lead})
+		return
+	}
+	r.pendingReads = append(r.pendingReads, rd)
+}
+
+// FlushReads issues one ReadIndex round for all reads queued since the last
+// round, with a context never used before.
+func (r *Replica) FlushReads() {
+	if len(r.pendingReads) == 0 {
+		return
+	}
+	r.readSeq++
+	ctx := make([]byte, 16)
+	binary.BigEndian.PutUint64(ctx, r.cfg.ReadContextSeed)
+	binary.BigEndian.PutUint64(ctx[8:], r.readSeq)
+	r.readRounds[string(ctx)] = &readRound{reads: r.pendingReads}
+	r.pendingReads = nil
+	r.rn.ReadIndex(ctx)
+}
+
+func (r *Replica) serveReads() {
+	if len(r.waiting) == 0 {
+		return
+	}
+	// A leader serves nothing before it applied an entry of its own term.
+	if r.appliedTerm != r.rn.BasicStatus().GetTerm() {
+		return
+	}
+	kept := r.waiting[:0]
+	for _, round := range r.waiting {
+		if round.index <= r.applied {
+			for _, rd := range round.reads {
+				rd.Done(nil)
+			}
+			continue
+		}
+		kept = append(kept, round)
+	}
+	r.waiting = kept
+}
+
+func (r *Replica) ageReads() {
+	for ctx, round := range r.readRounds {
+		round.age++
+		if round.age > r.cfg.ReadTimeoutTicks {
+			delete(r.readRounds, ctx)
+			for _, rd := range round.reads {
+				rd.Done(ErrReadTimeout)
+			}
+		}
+	}
+}
+
+func (r *Replica) failReads(err error) {
+	for _, rd := range r.pendingReads {
+		rd.Done(err)
+	}
+	r.pendingReads = nil
+	for ctx, round := range r.readRounds {
+		delete(r.readRounds, ctx)
+		for _, rd := range round.reads {
+			rd.Done(err)
+		}
+	}
+	for _, round := range r.waiting {
+		for _, rd := range round.reads {
+			rd.Done(err)
+		}
+	}
+	r.waiting = nil
+}
+
+// Close completes everything pending: proposals ambiguously (they may still
+// commit), reads with ErrStopped. The replica must not be used afterwards.
+func (r *Replica) Close() {
+	r.closed = true
+	for _, p := range r.proposals {
+		r.complete(p, nil, &AmbiguousError{Reason: "replica stopped"})
+	}
+	r.failReads(ErrStopped)
+}
+
+// TruncationPolicy decides how far the leader truncates the log.
+type TruncationPolicy struct {
+	// ThresholdEntries: truncate only when at least this many entries can go.
+	ThresholdEntries uint64
+	// MaxEntries: past this log length, followers that are not recently
+	// active no longer hold truncation back (they catch up by snapshot).
+	MaxEntries uint64
+}
+
+// TruncationTarget returns the index up to which the leader may truncate
+// the log: never past its applied index, never past a recently active
+// follower's match, nor (until the log exceeds MaxEntries) an inactive one's.
+func (r *Replica) TruncationTarget(p TruncationPolicy, firstIndex uint64) (index uint64, ok bool) {
+	if !r.IsLeader() || p.ThresholdEntries == 0 {
+		return 0, false
+	}
+	st := r.rn.Status()
+	last := st.GetCommit()
+	tooLarge := p.MaxEntries > 0 && last >= firstIndex && last-firstIndex+1 > p.MaxEntries
+	idx := r.applied
+	for id, pr := range st.Progress {
+		if id == r.cfg.ReplicaID {
+			continue
+		}
+		if pr.State == tracker.StateSnapshot {
+			if !tooLarge && pr.PendingSnapshot < idx {
+				idx = pr.PendingSnapshot
+			}
+			continue
+		}
+		if (pr.RecentActive || !tooLarge) && pr.Match < idx {
+			idx = pr.Match
+		}
+	}
+	if idx < firstIndex || idx-firstIndex+1 < p.ThresholdEntries {
+		return 0, false
+	}
+	return idx, true
+}
+
+type discardLogger struct{}
+
+func (discardLogger) Debug(...interface{})            {}
+func (discardLogger) Debugf(string, ...interface{})   {}
+func (discardLogger) Error(...interface{})            {}
+func (discardLogger) Errorf(string, ...interface{})   {}
+func (discardLogger) Info(...interface{})             {}
+func (discardLogger) Infof(string, ...interface{})    {}
+func (discardLogger) Warning(...interface{})          {}
+func (discardLogger) Warningf(string, ...interface{}) {}
+func (discardLogger) Fatal(v ...interface{})          { panic(fmt.Sprint(v...)) }
+func (discardLogger) Fatalf(f string, v ...interface{}) {
+	panic(fmt.Sprintf(f, v...))
+}
+func (discardLogger) Panic(v ...interface{})            { panic(fmt.Sprint(v...)) }
+func (discardLogger) Panicf(f string, v ...interface{}) { panic(fmt.Sprintf(f, v...)) }

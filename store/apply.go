@@ -1,0 +1,238 @@
+// Applying committed entries: the KV state machine. Apply reads no clock
+// and no local state beyond the replicated descriptor and data, so every
+// replica computes the same result.
+package store
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rangekv/rangekv/internal/keys"
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/rangeraft"
+)
+
+type applyResult struct {
+	entry *pb.Entry
+	value any
+	err   error
+	cc    pb.ConfChangeI
+}
+
+type truncation struct{ index, term uint64 }
+
+// casResult is the result of an applied CAS.
+type casResult struct {
+	swapped, found bool
+	value          []byte
+}
+
+// CommandError is a deterministic refusal computed at apply (the same on
+// every replica); nothing was written.
+type CommandError struct {
+	Code codes.Code
+	Msg  string
+}
+
+func (e *CommandError) Error() string { return e.Msg }
+
+// epochMismatchError: the command was proposed against an older epoch.
+type epochMismatchError struct{ current *rangekvpb.RangeDescriptor }
+
+func (e *epochMismatchError) Error() string { return "range epoch changed since the command was proposed" }
+
+// keyNotInRangeError: the key left the range before the command applied.
+type keyNotInRangeError struct {
+	key  []byte
+	desc *rangekvpb.RangeDescriptor
+}
+
+func (e *keyNotInRangeError) Error() string { return "key not in range at apply" }
+
+func truncateCommand(index, term uint64) []byte {
+	b, err := proto.Marshal(&rangekvpb.Command{Cmd: &rangekvpb.Command_TruncateLog{TruncateLog: &rangekvpb.TruncateLogCmd{Index: index, Term: term}}})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// stageApply applies p's committed entries into ab. Called with p.r.mu held.
+func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
+	r := p.r
+	desc := r.Descriptor()
+	for _, e := range p.rd.CommittedEntries {
+		if e.GetIndex() <= r.mu.applied.Index {
+			continue // covered by a snapshot applied in this pass
+		}
+		res := applyResult{entry: e}
+		switch e.GetType() {
+		case pb.EntryNormal:
+			_, cmd, err := rangeraft.DecodeEntry(e.GetData())
+			if err != nil {
+				s.fatal(r, fmt.Sprintf("decode entry %d", e.GetIndex()), err)
+			}
+			if len(e.GetData()) > 0 {
+				res.value, res.err = s.applyCommand(ab, p, desc, cmd)
+			}
+		case pb.EntryConfChange:
+			var cc pb.ConfChange
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				s.fatal(r, "decode conf change", err)
+			}
+			res.cc = &cc
+		case pb.EntryConfChangeV2:
+			var cc pb.ConfChangeV2
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				s.fatal(r, "decode conf change", err)
+			}
+			res.cc = &cc
+		}
+		p.applied = append(p.applied, res)
+		p.lastIndex, p.lastTerm = e.GetIndex(), e.GetTerm()
+	}
+	if p.lastIndex == 0 {
+		return
+	}
+	// Invariant: the applied index is written in the batch that holds the
+	// data of the entries it covers.
+	v, err := proto.Marshal(&rangekvpb.AppliedState{Index: p.lastIndex, Term: p.lastTerm})
+	if err != nil {
+		s.fatal(r, "encode applied state", err)
+	}
+	if err := ab.Set(keys.AppliedStateKey(r.rangeID), v, nil); err != nil {
+		s.fatal(r, "stage applied state", err)
+	}
+}
+
+// applyCommand applies one command to ab and returns its result, or a
+// deterministic error (nothing written).
+func (s *Store) applyCommand(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescriptor, data []byte) (any, error) {
+	var cmd rangekvpb.Command
+	if err := proto.Unmarshal(data, &cmd); err != nil {
+		s.fatal(p.r, "decode command", err)
+	}
+	if tr := cmd.GetTruncateLog(); tr != nil {
+		ok, err := p.r.log.StageTruncate(ab, tr.Index, tr.Term)
+		if err != nil {
+			s.fatal(p.r, "stage truncation", err)
+		}
+		if ok {
+			p.truncs = append(p.truncs, truncation{tr.Index, tr.Term})
+		}
+		return nil, nil
+	}
+	if ep := cmd.GetEpoch(); ep != nil && ep.GetVersion() != desc.GetEpoch().GetVersion() {
+		return nil, &epochMismatchError{current: desc}
+	}
+	var key []byte
+	switch c := cmd.Cmd.(type) {
+	case *rangekvpb.Command_Put:
+		key = c.Put.Key
+	case *rangekvpb.Command_Delete:
+		key = c.Delete.Key
+	case *rangekvpb.Command_Cas:
+		key = c.Cas.Key
+	case *rangekvpb.Command_Incr:
+		key = c.Incr.Key
+	default:
+		s.fatal(p.r, "apply", fmt.Errorf("unknown command %T", cmd.Cmd))
+	}
+	if !containsKey(desc, key) {
+		return nil, &keyNotInRangeError{key: key, desc: desc}
+	}
+	ek := keys.UserKey(key)
+	switch c := cmd.Cmd.(type) {
+	case *rangekvpb.Command_Put:
+		s.must(p.r, ab.Set(ek, c.Put.Value, nil))
+		return nil, nil
+	case *rangekvpb.Command_Delete:
+		s.must(p.r, ab.Delete(ek, nil))
+		return nil, nil
+	case *rangekvpb.Command_Cas:
+		cur, found := s.getInBatch(p.r, ab, ek)
+		match := (c.Cas.ExpectAbsent && !found) || (!c.Cas.ExpectAbsent && found && string(cur) == string(c.Cas.Expected))
+		if !match {
+			return &casResult{swapped: false, found: found, value: cur}, nil
+		}
+		s.must(p.r, ab.Set(ek, c.Cas.NewValue, nil))
+		return &casResult{swapped: true, found: true, value: c.Cas.NewValue}, nil
+	case *rangekvpb.Command_Incr:
+		cur, found := s.getInBatch(p.r, ab, ek)
+		var n int64
+		if found {
+			v, err := strconv.ParseInt(string(cur), 10, 64)
+			if err != nil {
+				return nil, &CommandError{Code: codes.FailedPrecondition,
+					Msg: fmt.Sprintf("incr: key %q holds %q, which is not a signed 64-bit decimal integer", key, truncateForMsg(cur))}
+			}
+			n = v
+		}
+		d := c.Incr.Delta
+		if (d > 0 && n > math.MaxInt64-d) || (d < 0 && n < math.MinInt64-d) {
+			return nil, &CommandError{Code: codes.OutOfRange,
+				Msg: fmt.Sprintf("incr: %d + %d overflows a signed 64-bit integer (key %q unchanged)", n, d, key)}
+		}
+		n += d
+		s.must(p.r, ab.Set(ek, []byte(strconv.FormatInt(n, 10)), nil))
+		return n, nil
+	}
+	return nil, nil
+}
+
+func truncateForMsg(b []byte) string {
+	if len(b) > 32 {
+		return string(b[:32]) + "..."
+	}
+	return string(b)
+}
+
+func (s *Store) getInBatch(r *Replica, b *pebble.Batch, k []byte) ([]byte, bool) {
+	v, c, err := b.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false
+	}
+	s.must(r, err)
+	out := append([]byte(nil), v...)
+	c.Close()
+	return out, true
+}
+
+func (s *Store) must(r *Replica, err error) {
+	if err != nil {
+		s.fatal(r, "apply", err)
+	}
+}
+
+// finishApply completes what the committed apply batch made true: log
+// truncations, raft configuration, proposals and reads. Called with
+// p.r.mu held.
+func (s *Store) finishApply(p *pass) {
+	r := p.r
+	for _, t := range p.truncs {
+		r.log.FinishTruncate(t.index, t.term)
+		s.metrics.logTruncations.Inc()
+	}
+	for _, res := range p.applied {
+		if res.cc != nil {
+			cs := r.mu.rr.ApplyConfChange(res.cc)
+			r.log.SetApplied(res.entry.GetIndex(), res.entry.GetTerm(), cs)
+		}
+		r.mu.rr.Applied(res.entry, res.value, res.err)
+	}
+	if p.lastIndex > r.mu.applied.Index {
+		r.mu.applied.Index, r.mu.applied.Term = p.lastIndex, p.lastTerm
+		r.appliedIndex.Store(p.lastIndex)
+		r.log.SetApplied(p.lastIndex, p.lastTerm, nil)
+		r.mu.appliesSinceTruncCheck += len(p.applied)
+		s.metrics.entriesApplied.Add(float64(len(p.applied)))
+	}
+	r.mu.rr.FinishApply()
+}

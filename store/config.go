@@ -1,0 +1,175 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rangekv/rangekv/rangeraft"
+)
+
+// Config configures a Store. Flags and environment are parsed in cmd/;
+// this struct carries plain values with units in their names.
+type Config struct {
+	// StoreID is this store's ID (non-zero). With static bootstrap it is
+	// given by the operator; it is persisted and checked on restart.
+	StoreID uint64
+	// Addr is the gRPC listen address (host:port; port 0 picks one).
+	Addr string
+	// AdvertiseAddr is the address peers use; defaults to the bound Addr.
+	AdvertiseAddr string
+	// Listener, when set, is used instead of listening on Addr (tests
+	// bind first to learn every store's address before bootstrap).
+	Listener net.Listener
+	// HTTPAddr serves /metrics, /healthz, /readyz, /debug/*; empty disables.
+	HTTPAddr string
+	// DataDir holds the Pebble engine.
+	DataDir string
+	// FS overrides the filesystem (tests use vfs.NewMem / NewCrashableMem).
+	FS vfs.FS
+	// InitialStores maps store ID to address for static bootstrap: range 1
+	// (the whole key space) is created with one voter on each of them.
+	InitialStores map[uint64]string
+
+	// HeartbeatInterval is the Raft tick; ElectionTimeout is a multiple.
+	HeartbeatInterval time.Duration
+	ElectionTimeout   time.Duration
+	// ProposalTimeout bounds how long a write waits before it is reported
+	// ambiguous.
+	ProposalTimeout time.Duration
+	// Workers is the Raft worker pool size.
+	Workers int
+	// MaxBatchRanges caps the ranges one worker pass handles.
+	MaxBatchRanges int
+	// InboxSize bounds each replica's queued messages; beyond it messages
+	// are dropped (and counted) rather than blocking the transport.
+	InboxSize int
+	// MaxPendingProposals bounds queued proposals per replica; beyond it
+	// writes are refused with ServerBusy.
+	MaxPendingProposals int
+
+	// UnsafeNoFsync acknowledges writes before they are durable. Data may be
+	// lost on a crash. Benchmarks only.
+	UnsafeNoFsync bool
+
+	// Log truncation policy (entries).
+	LogTruncateThreshold uint64
+	LogMaxEntries        uint64
+
+	// MaxKeySize and MaxValueSize limit request sizes (bytes).
+	MaxKeySize   int
+	MaxValueSize int
+	// MaxScanLimit caps the pairs one Scan returns.
+	MaxScanLimit int
+
+	// SnapshotChunkBytes is the payload size of one snapshot chunk.
+	SnapshotChunkBytes int
+	// MaxConcurrentSnapshots bounds snapshots sent at once.
+	MaxConcurrentSnapshots int
+
+	// Logger; nil uses slog.Default().
+	Logger *slog.Logger
+	// Registry receives the store's metrics; nil creates a private one.
+	Registry *prometheus.Registry
+	// Knobs are testing knobs; nil in production.
+	Knobs *TestingKnobs
+}
+
+// Defaults returns the production defaults.
+func Defaults() Config {
+	return Config{
+		Addr:                   "127.0.0.1:7501",
+		HeartbeatInterval:      100 * time.Millisecond,
+		ElectionTimeout:        time.Second,
+		ProposalTimeout:        10 * time.Second,
+		Workers:                runtime.GOMAXPROCS(0),
+		MaxBatchRanges:         256,
+		InboxSize:              4096,
+		MaxPendingProposals:    10000,
+		LogTruncateThreshold:   10000,
+		LogMaxEntries:          100000,
+		MaxKeySize:             4096,
+		MaxValueSize:           1 << 20,
+		MaxScanLimit:           10000,
+		SnapshotChunkBytes:     1 << 20,
+		MaxConcurrentSnapshots: 2,
+	}
+}
+
+// Validate reports the first problem in c; it changes nothing.
+func (c *Config) Validate() error {
+	switch {
+	case c.StoreID == 0:
+		return errors.New("store-id: must be set (a positive integer)")
+	case c.DataDir == "" && c.FS == nil:
+		return errors.New("data-dir: must be set")
+	case c.HeartbeatInterval <= 0:
+		return fmt.Errorf("raft.heartbeat-interval: must be positive, got %s", c.HeartbeatInterval)
+	case c.ElectionTimeout < 2*c.HeartbeatInterval:
+		return fmt.Errorf("raft.election-timeout: must be at least twice raft.heartbeat-interval (%s), got %s", c.HeartbeatInterval, c.ElectionTimeout)
+	case c.ProposalTimeout < c.ElectionTimeout:
+		return fmt.Errorf("raft.proposal-timeout: must be at least raft.election-timeout (%s), got %s", c.ElectionTimeout, c.ProposalTimeout)
+	case c.Workers < 1:
+		return fmt.Errorf("raft.workers: must be at least 1, got %d", c.Workers)
+	case c.MaxBatchRanges < 1:
+		return fmt.Errorf("raft.max-batch-ranges: must be at least 1, got %d", c.MaxBatchRanges)
+	case c.InboxSize < 16:
+		return fmt.Errorf("raft.inbox-size: must be at least 16, got %d", c.InboxSize)
+	case c.MaxPendingProposals < 1:
+		return fmt.Errorf("raft.max-pending-proposals: must be at least 1, got %d", c.MaxPendingProposals)
+	case c.MaxKeySize < 1 || c.MaxKeySize > 64<<10:
+		return fmt.Errorf("limits.max-key-size: must be between 1 and 65536 bytes, got %d", c.MaxKeySize)
+	case c.MaxValueSize < 1 || c.MaxValueSize > 8<<20:
+		return fmt.Errorf("limits.max-value-size: must be between 1 and 8388608 bytes, got %d", c.MaxValueSize)
+	case c.MaxScanLimit < 1:
+		return fmt.Errorf("limits.max-scan-limit: must be at least 1, got %d", c.MaxScanLimit)
+	case c.LogTruncateThreshold < 1:
+		return fmt.Errorf("raft.log-truncate-threshold: must be at least 1, got %d", c.LogTruncateThreshold)
+	case c.LogMaxEntries < c.LogTruncateThreshold:
+		return fmt.Errorf("raft.log-max-entries: must be at least raft.log-truncate-threshold (%d), got %d", c.LogTruncateThreshold, c.LogMaxEntries)
+	case c.SnapshotChunkBytes < 1024:
+		return fmt.Errorf("snapshot.chunk-size: must be at least 1024 bytes, got %d", c.SnapshotChunkBytes)
+	case c.MaxConcurrentSnapshots < 1:
+		return fmt.Errorf("snapshot.max-concurrent: must be at least 1, got %d", c.MaxConcurrentSnapshots)
+	}
+	for id, addr := range c.badInitialStores() {
+		return fmt.Errorf("initial-stores: store %d has an empty address %q", id, addr)
+	}
+	return nil
+}
+
+// badInitialStores returns initial stores with a zero ID or empty address.
+func (c *Config) badInitialStores() map[uint64]string {
+	bad := map[uint64]string{}
+	for id, a := range c.InitialStores {
+		if id == 0 || a == "" {
+			bad[id] = a
+		}
+	}
+	return bad
+}
+
+func (c *Config) raftTicks() (election, heartbeat, proposal, read int) {
+	heartbeat = 1
+	election = int(c.ElectionTimeout / c.HeartbeatInterval)
+	proposal = int(c.ProposalTimeout / c.HeartbeatInterval)
+	read = 2 * election
+	return
+}
+
+func (c *Config) truncationPolicy() rangeraft.TruncationPolicy {
+	return rangeraft.TruncationPolicy{ThresholdEntries: c.LogTruncateThreshold, MaxEntries: c.LogMaxEntries}
+}
+
+// TestingKnobs alter behaviour in tests; every field is nil/zero in
+// production and checked where it is used.
+type TestingKnobs struct {
+	// DropRaftMessage, when it returns true, drops an outgoing message.
+	DropRaftMessage func(rangeID, fromStore, toStore uint64, msgType string) bool
+}

@@ -1,0 +1,60 @@
+package store
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the store's Prometheus series (names in INTERFACES.md).
+type metrics struct {
+	replicas           prometheus.Gauge
+	leaders            prometheus.Gauge
+	quiescent          prometheus.Gauge
+	batchesSent        prometheus.Counter
+	messagesSent       *prometheus.CounterVec
+	messagesDropped    *prometheus.CounterVec
+	logSyncs           prometheus.Counter
+	entriesAppended    prometheus.Counter
+	readyBatches       prometheus.Counter
+	kvRequests         *prometheus.CounterVec
+	kvDuration         *prometheus.HistogramVec
+	snapshotBytesSent  prometheus.Counter
+	snapshotBytesRecv  prometheus.Counter
+	snapshotsSent      *prometheus.CounterVec
+	snapshotsApplied   prometheus.Counter
+	proposals          *prometheus.CounterVec
+	entriesApplied     prometheus.Counter
+	leaderChanges      prometheus.Counter
+	logTruncations     prometheus.Counter
+	transportQueueSize *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		replicas:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "rangekv_store_replicas", Help: "Replicas hosted by this store."}),
+		leaders:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "rangekv_store_leaders", Help: "Replicas of this store that are Raft leaders."}),
+		quiescent:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "rangekv_store_quiescent_replicas", Help: "Replicas of this store that are not ticking."}),
+		batchesSent:     prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_transport_batches_sent_total", Help: "Message batches written to peer-store streams."}),
+		messagesSent:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rangekv_raft_messages_sent_total", Help: "Raft messages sent, whatever batch carried them."}, []string{"type"}),
+		messagesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rangekv_raft_messages_dropped_total", Help: "Raft messages dropped (full queue or inbox, unknown range, unreachable peer)."}, []string{"reason"}),
+		logSyncs:        prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_log_syncs_total", Help: "Fsyncs of the Raft log (one per synced batch, whatever the number of ranges in it)."}),
+		entriesAppended: prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_entries_appended_total", Help: "Raft log entries persisted."}),
+		readyBatches:    prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_ready_batches_total", Help: "Worker passes that persisted at least one Ready."}),
+		kvRequests:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rangekv_kv_requests_total", Help: "KV requests served."}, []string{"op", "result"}),
+		kvDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rangekv_kv_request_duration_seconds", Help: "Server-side KV request latency.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"op"}),
+		snapshotBytesSent:  prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_snapshot_bytes_sent_total", Help: "Snapshot bytes streamed to peers."}),
+		snapshotBytesRecv:  prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_snapshot_bytes_received_total", Help: "Snapshot bytes received from peers."}),
+		snapshotsSent:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rangekv_snapshots_sent_total", Help: "Snapshots sent, by result."}, []string{"result"}),
+		snapshotsApplied:   prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_snapshots_applied_total", Help: "Snapshots applied by replicas of this store."}),
+		proposals:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rangekv_raft_proposals_total", Help: "Proposals by outcome."}, []string{"result"}),
+		entriesApplied:     prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_entries_applied_total", Help: "Committed entries applied."}),
+		leaderChanges:      prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_leader_changes_total", Help: "Leadership changes seen by replicas of this store."}),
+		logTruncations:     prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_log_truncations_total", Help: "Log truncations applied."}),
+		transportQueueSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rangekv_transport_queue_depth", Help: "Messages queued for a peer store."}, []string{"peer"}),
+	}
+	reg.MustRegister(m.replicas, m.leaders, m.quiescent, m.batchesSent, m.messagesSent, m.messagesDropped,
+		m.logSyncs, m.entriesAppended, m.readyBatches, m.kvRequests, m.kvDuration, m.snapshotBytesSent,
+		m.snapshotBytesRecv, m.snapshotsSent, m.snapshotsApplied, m.proposals, m.entriesApplied,
+		m.leaderChanges, m.logTruncations, m.transportQueueSize)
+	return m
+}

@@ -1,0 +1,255 @@
+// The worker loop: one pass over a batch of ranges with work, persisting
+// their Raft state with one synced write and applying their committed
+// entries with one batch. See doc.go for the order it keeps.
+package store
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/rangekv/rangekv/rangeraft"
+	"github.com/rangekv/rangekv/rangeraft/logstore"
+)
+
+// pass is one replica's share of a worker pass.
+type pass struct {
+	r       *Replica
+	rd      raft.Ready
+	upd     logstore.AppendUpdate
+	snap    *pendingSnapshot
+	applied []applyResult
+	truncs  []truncation
+	// lastApplied is the (index, term) the apply batch recorded.
+	lastIndex, lastTerm uint64
+}
+
+func (s *Store) worker() {
+	defer s.wg.Done()
+	var buf []workItem
+	for {
+		items := s.sched.next(buf)
+		if items == nil {
+			return
+		}
+		s.processBatch(items)
+		s.sched.done(items)
+		buf = items
+	}
+}
+
+func (s *Store) processBatch(items []workItem) {
+	passes := make([]*pass, 0, len(items))
+	for _, it := range items {
+		r := s.replica(it.rangeID)
+		if r == nil {
+			continue
+		}
+		r.mu.Lock()
+		if r.mu.destroyed {
+			r.mu.Unlock()
+			continue
+		}
+		s.drainInbox(r, it.tick)
+		rd, ok := r.mu.rr.Ready()
+		if !ok {
+			s.noteLeader(r)
+			r.mu.Unlock()
+			continue
+		}
+		passes = append(passes, &pass{r: r, rd: rd})
+	}
+	if len(passes) == 0 {
+		return
+	}
+	defer func() {
+		for _, p := range passes {
+			p.r.mu.Unlock()
+		}
+	}()
+
+	// A leader's MsgApps may leave before its own append is durable: it
+	// counts its own copy only after Advance (Raft thesis §10.2.1).
+	for _, p := range passes {
+		if p.r.mu.rr.IsLeader() {
+			p.rd.Messages = s.sendSome(p.r, p.rd.Messages, func(m *pb.Message) bool { return m.GetType() == pb.MsgApp })
+		}
+	}
+
+	// Persist every replica's entries, hard state and snapshot in ONE batch.
+	// Invariant: nothing else of these Readies is sent before it commits.
+	wb := s.db.NewBatch()
+	defer wb.Close()
+	mustSync, appended := false, 0
+	for _, p := range passes {
+		if !raft.IsEmptySnap(p.rd.Snapshot) {
+			p.snap = s.stageSnapshot(wb, p)
+			mustSync = true // a snapshot is durable before it is acknowledged
+		}
+		upd, err := p.r.log.StageAppend(wb, p.rd.Entries, p.rd.HardState)
+		if err != nil {
+			s.fatal(p.r, "stage raft state", err)
+		}
+		p.upd = upd
+		appended += upd.Appended()
+		mustSync = mustSync || p.rd.MustSync
+	}
+	if !wb.Empty() {
+		opts := pebble.NoSync
+		if mustSync && !s.cfg.UnsafeNoFsync {
+			opts = pebble.Sync
+		}
+		if err := wb.Commit(opts); err != nil {
+			s.fatal(nil, "commit raft state", err)
+		}
+		if opts == pebble.Sync {
+			s.metrics.logSyncs.Inc()
+		}
+		s.metrics.entriesAppended.Add(float64(appended))
+		s.metrics.readyBatches.Inc()
+	}
+	for _, p := range passes {
+		if p.snap != nil {
+			s.finishSnapshot(p)
+		}
+		p.r.log.FinishAppend(p.upd)
+		s.sendSome(p.r, p.rd.Messages, func(*pb.Message) bool { return true })
+	}
+
+	// Apply every replica's committed entries in one batch: data and
+	// applied index together.
+	ab := s.db.NewIndexedBatch()
+	defer ab.Close()
+	for _, p := range passes {
+		if len(p.rd.CommittedEntries) > 0 {
+			s.stageApply(ab, p)
+		}
+	}
+	if !ab.Empty() {
+		if err := ab.Commit(pebble.NoSync); err != nil {
+			s.fatal(nil, "commit apply batch", err)
+		}
+	}
+	for _, p := range passes {
+		s.finishApply(p)
+		p.r.mu.rr.Advance(p.rd)
+		s.noteLeader(p.r)
+		s.maybeTruncate(p.r)
+		if p.r.mu.rr.HasReady() {
+			s.sched.enqueue(p.r.rangeID, flagWork)
+		}
+	}
+}
+
+// drainInbox feeds the replica everything queued for it since its last
+// pass. Called with r.mu held.
+func (s *Store) drainInbox(r *Replica, tick bool) {
+	r.inbox.Lock()
+	msgs, props, reads, reports, transfer := r.inbox.msgs, r.inbox.proposals, r.inbox.reads, r.inbox.snapReports, r.inbox.transferTo
+	r.inbox.msgs, r.inbox.proposals, r.inbox.reads, r.inbox.snapReports, r.inbox.transferTo = nil, nil, nil, nil, 0
+	r.inbox.Unlock()
+	rr := r.mu.rr
+	for _, m := range msgs {
+		if err := rr.Step(m); err != nil {
+			s.log.Debug("step", "range", r.rangeID, "type", m.GetType().String(), "err", err)
+		}
+	}
+	for _, rep := range reports {
+		rr.ReportSnapshot(rep.to, rep.ok)
+	}
+	if tick {
+		rr.Tick()
+	}
+	for _, p := range props {
+		rr.Propose(p)
+	}
+	if transfer != 0 {
+		rr.TransferLeader(transfer)
+	}
+	for _, rd := range reads {
+		rr.ReadIndex(rd)
+	}
+	rr.FlushReads()
+}
+
+// noteLeader publishes leadership changes. Called with r.mu held.
+func (s *Store) noteLeader(r *Replica) {
+	lead := r.mu.rr.Leader()
+	old := r.leader.Swap(lead)
+	if old == lead {
+		return
+	}
+	s.metrics.leaderChanges.Inc()
+	if old == r.replicaID {
+		s.metrics.leaders.Dec()
+	}
+	if lead == r.replicaID {
+		s.metrics.leaders.Inc()
+	}
+}
+
+// sendSome sends the messages keep selects and returns the others.
+// Called with r.mu held.
+func (s *Store) sendSome(r *Replica, msgs []*pb.Message, keep func(*pb.Message) bool) []*pb.Message {
+	rest := msgs[:0:0]
+	desc := r.Descriptor()
+	for _, m := range msgs {
+		if !keep(m) {
+			rest = append(rest, m)
+			continue
+		}
+		to := replicaByID(desc, m.GetTo())
+		if to == nil {
+			s.metrics.messagesDropped.WithLabelValues("unknown_replica").Inc()
+			continue
+		}
+		if k := s.cfg.Knobs; k != nil && k.DropRaftMessage != nil && k.DropRaftMessage(r.rangeID, s.cfg.StoreID, to.StoreId, m.GetType().String()) {
+			s.metrics.messagesDropped.WithLabelValues("knob").Inc()
+			continue
+		}
+		if m.GetType() == pb.MsgSnap {
+			s.snaps.send(r, to.StoreId, m)
+			s.metrics.messagesSent.WithLabelValues(m.GetType().String()).Inc()
+			continue
+		}
+		if !s.trans.send(to.StoreId, r.rangeID, m) {
+			r.mu.rr.ReportUnreachable(m.GetTo())
+			continue
+		}
+		s.metrics.messagesSent.WithLabelValues(m.GetType().String()).Inc()
+	}
+	return rest
+}
+
+// maybeTruncate proposes a log truncation when the policy allows one.
+// Called with r.mu held.
+func (s *Store) maybeTruncate(r *Replica) {
+	if r.mu.appliesSinceTruncCheck < int(s.cfg.LogTruncateThreshold/4)+1 {
+		return
+	}
+	r.mu.appliesSinceTruncCheck = 0
+	first, _ := r.log.FirstIndex()
+	idx, ok := r.mu.rr.TruncationTarget(s.cfg.truncationPolicy(), first)
+	if !ok {
+		return
+	}
+	term, err := r.log.Term(idx)
+	if err != nil {
+		return
+	}
+	cmd := truncateCommand(idx, term)
+	r.mu.rr.Propose(&rangeraft.Proposal{ID: s.newProposalID(), Cmd: cmd, Done: func(any, error) {}})
+}
+
+// fatal stops the process: a store that cannot write its engine must not
+// go on acknowledging anything.
+func (s *Store) fatal(r *Replica, what string, err error) {
+	rangeID := uint64(0)
+	if r != nil {
+		rangeID = r.rangeID
+	}
+	s.log.Error("fatal engine error", "range", rangeID, "op", what, "err", err)
+	panic(fmt.Sprintf("store %d range %d: %s: %v", s.cfg.StoreID, rangeID, what, err))
+}

@@ -1,0 +1,351 @@
+// The Store: lifecycle (open, start, stop), the replica map and the
+// goroutines the store owns (workers, ticker, transport, servers).
+package store
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/rangekv/rangekv/internal/keys"
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/rangeraft"
+	"github.com/rangekv/rangekv/rangeraft/logstore"
+)
+
+// Store hosts replicas of many ranges over one Pebble engine.
+type Store struct {
+	cfg     Config
+	log     *slog.Logger
+	db      *pebble.DB
+	metrics *metrics
+	reg     *prometheus.Registry
+	sched   *scheduler
+	trans   *transport
+	snaps   *snapshotManager
+
+	// nextID hands out proposal IDs: a random 64-bit start, then +1, so
+	// they never repeat across restarts or stores (in practice).
+	nextID atomic.Uint64
+	// readSeed makes ReadIndex contexts unique across restarts.
+	readSeed uint64
+
+	mu struct {
+		sync.RWMutex
+		replicas map[uint64]*Replica
+	}
+
+	grpcServer *grpc.Server
+	listener   net.Listener
+	httpServer *http.Server
+	httpLn     net.Listener
+
+	ready    atomic.Bool
+	stopCh   chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// Open opens (or creates) the store's engine and loads its replicas. It
+// starts nothing; call Start.
+func Open(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	s := &Store{
+		cfg:    cfg,
+		log:    cfg.Logger.With("store", cfg.StoreID),
+		reg:    cfg.Registry,
+		stopCh: make(chan struct{}),
+	}
+	s.mu.replicas = make(map[uint64]*Replica)
+	s.metrics = newMetrics(cfg.Registry)
+	s.sched = newScheduler(cfg.MaxBatchRanges)
+	var seed [16]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		return nil, err
+	}
+	s.nextID.Store(binary.BigEndian.Uint64(seed[:8]))
+	s.readSeed = binary.BigEndian.Uint64(seed[8:])
+	if cfg.UnsafeNoFsync {
+		s.log.Warn("UNSAFE: --unsafe-no-fsync is set: writes are acknowledged before they are durable and a crash WILL lose acknowledged data; use for benchmarks only")
+	}
+
+	dir := cfg.DataDir
+	db, err := pebble.Open(dir, pebbleOptions(&s.cfg))
+	if err != nil {
+		return nil, fmt.Errorf("open engine in %q: %w", dir, err)
+	}
+	s.db = db
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) init() error {
+	want := &rangekvpb.StoreIdent{StoreId: s.cfg.StoreID}
+	if len(s.cfg.InitialStores) > 0 {
+		want.ClusterId = ClusterIDFromInitialStores(s.cfg.InitialStores)
+	}
+	fresh, err := checkIdent(s.db, want)
+	if err != nil {
+		return err
+	}
+	if fresh && len(s.cfg.InitialStores) > 0 {
+		if _, member := s.cfg.InitialStores[s.cfg.StoreID]; !member {
+			return fmt.Errorf("initial-stores: this store (%d) is not in the initial store list", s.cfg.StoreID)
+		}
+		if err := bootstrapRange1(s.db, s.cfg.InitialStores); err != nil {
+			return fmt.Errorf("bootstrap range 1: %w", err)
+		}
+		s.log.Info("bootstrapped range 1 (static bootstrap)", "stores", len(s.cfg.InitialStores))
+	}
+	descs, err := loadDescriptors(s.db)
+	if err != nil {
+		return err
+	}
+	for _, d := range descs {
+		if _, err := s.loadReplica(d); err != nil {
+			return fmt.Errorf("load range %d: %w", d.RangeId, err)
+		}
+	}
+	s.metrics.replicas.Set(float64(len(descs)))
+	return nil
+}
+
+// loadReplica builds the in-memory replica of a descriptor stored on disk.
+func (s *Store) loadReplica(d *rangekvpb.RangeDescriptor) (*Replica, error) {
+	me := replicaOnStore(d, s.cfg.StoreID)
+	if me == nil {
+		return nil, fmt.Errorf("descriptor %v has no replica on store %d", d, s.cfg.StoreID)
+	}
+	var applied rangekvpb.AppliedState
+	if _, err := getProto(s.db, keys.AppliedStateKey(d.RangeId), &applied); err != nil {
+		return nil, err
+	}
+	cs := confStateOf(d)
+	rl, err := logstore.Load(s.db, d.RangeId, cs, &applied)
+	if err != nil {
+		return nil, err
+	}
+	election, heartbeat, proposal, read := s.cfg.raftTicks()
+	rr, err := rangeraft.New(rangeraft.Config{
+		ReplicaID:            me.ReplicaId,
+		ElectionTicks:        election,
+		HeartbeatTicks:       heartbeat,
+		ProposalTimeoutTicks: proposal,
+		ReadTimeoutTicks:     read,
+		Applied:              applied.Index,
+		AppliedTerm:          applied.Term,
+		ReadContextSeed:      s.readSeed ^ d.RangeId,
+		Storage:              rl,
+		Logger:               newRaftLogger(s.log.With("range", d.RangeId, "replica", me.ReplicaId)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := &Replica{rangeID: d.RangeId, replicaID: me.ReplicaId, log: rl}
+	r.desc.Store(d)
+	r.mu.rr = rr
+	r.mu.applied = rangekvpb.AppliedState{Index: applied.Index, Term: applied.Term}
+	r.appliedIndex.Store(applied.Index)
+	s.mu.Lock()
+	s.mu.replicas[d.RangeId] = r
+	s.mu.Unlock()
+	return r, nil
+}
+
+// Start serves gRPC and HTTP and starts the Raft workers and ticker.
+func (s *Store) Start() error {
+	ln := s.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("addr: listen on %s: %w", s.cfg.Addr, err)
+		}
+	}
+	s.listener = ln
+	if s.cfg.AdvertiseAddr == "" {
+		s.cfg.AdvertiseAddr = ln.Addr().String()
+	}
+	s.trans = newTransport(s)
+	s.snaps = newSnapshotManager(s)
+	s.grpcServer = grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))
+	rangekvpb.RegisterKVServer(s.grpcServer, &kvServer{s: s})
+	rangekvpb.RegisterRaftServer(s.grpcServer, &raftServer{s: s})
+	rangekvpb.RegisterAdminServer(s.grpcServer, &adminServer{s: s})
+
+	for i := 0; i < s.cfg.Workers; i++ {
+		s.wg.Add(1)
+		go s.worker()
+	}
+	s.wg.Add(1)
+	go s.ticker()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.grpcServer.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.log.Error("grpc server stopped", "err", err)
+		}
+	}()
+	if s.cfg.HTTPAddr != "" {
+		if err := s.startHTTP(); err != nil {
+			s.Stop()
+			return err
+		}
+	}
+	s.ready.Store(true)
+	s.log.Info("store started", "addr", s.Addr(), "http", s.HTTPAddr(), "replicas", len(s.replicaIDs()))
+	return nil
+}
+
+// Addr is the bound gRPC address.
+func (s *Store) Addr() string {
+	if s.listener == nil {
+		return s.cfg.Addr
+	}
+	return s.listener.Addr().String()
+}
+
+// HTTPAddr is the bound HTTP address ("" when disabled).
+func (s *Store) HTTPAddr() string {
+	if s.httpLn == nil {
+		return ""
+	}
+	return s.httpLn.Addr().String()
+}
+
+// StoreID is this store's ID.
+func (s *Store) StoreID() uint64 { return s.cfg.StoreID }
+
+// Stop stops serving, stops every goroutine the store owns, completes all
+// pending requests (writes in flight are reported ambiguous) and closes the
+// engine. It is safe to call more than once.
+func (s *Store) Stop() {
+	s.stopOnce.Do(func() {
+		s.ready.Store(false)
+		if s.httpServer != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = s.httpServer.Shutdown(ctx)
+			cancel()
+		}
+		// Stop serving first, while the workers still run, so in-flight
+		// requests complete; peers' long-lived streams are cut after a
+		// short grace period.
+		if s.grpcServer != nil {
+			stopped := make(chan struct{})
+			go func() { s.grpcServer.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-time.After(500 * time.Millisecond):
+				s.grpcServer.Stop()
+				<-stopped
+			}
+		}
+		close(s.stopCh)
+		s.sched.stop()
+		if s.trans != nil {
+			s.trans.close()
+		}
+		if s.snaps != nil {
+			s.snaps.close()
+		}
+		s.wg.Wait()
+		for _, r := range s.replicasSnapshot() {
+			r.mu.Lock()
+			r.mu.rr.Close()
+			r.mu.destroyed = true
+			r.mu.Unlock()
+			r.failInbox()
+		}
+		if err := s.db.Close(); err != nil {
+			s.log.Error("close engine", "err", err)
+		}
+		s.log.Info("store stopped")
+	})
+}
+
+func (s *Store) replica(rangeID uint64) *Replica {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.mu.replicas[rangeID]
+}
+
+func (s *Store) replicaIDs() []uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ids := make([]uint64, 0, len(s.mu.replicas))
+	for id := range s.mu.replicas {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func (s *Store) replicasSnapshot() []*Replica {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Replica, 0, len(s.mu.replicas))
+	for _, r := range s.mu.replicas {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].rangeID < out[j].rangeID })
+	return out
+}
+
+// replicaForKey finds the replica whose range holds user key k.
+// TODO(multi-raft): an ordered index once a store holds many ranges.
+func (s *Store) replicaForKey(k []byte) *Replica {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, r := range s.mu.replicas {
+		if containsKey(r.Descriptor(), k) {
+			return r
+		}
+	}
+	return nil
+}
+
+// ticker is the one store-wide clock: every heartbeat interval it queues a
+// tick for every replica.
+func (s *Store) ticker() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case <-t.C:
+			s.sched.enqueueMany(s.replicaIDs(), flagTick)
+		}
+	}
+}
+
+func (s *Store) newProposalID() uint64 {
+	for {
+		if id := s.nextID.Add(1); id != 0 {
+			return id
+		}
+	}
+}
