@@ -1,0 +1,204 @@
+// Command rangekv-store runs one rangekv store: configuration and wiring
+// only; the store itself lives in package store.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rangekv/rangekv/internal/cliconfig"
+	"github.com/rangekv/rangekv/store"
+)
+
+var keys = []cliconfig.Key{
+	{Name: "store-id", Kind: cliconfig.Uint, Default: "0", Usage: "this store's ID (static bootstrap: one of --initial-stores)"},
+	{Name: "addr", Kind: cliconfig.String, Default: "127.0.0.1:7501", Usage: "gRPC listen address"},
+	{Name: "advertise-addr", Kind: cliconfig.String, Default: "", Usage: "address peers and clients use (default: --addr)"},
+	{Name: "http-addr", Kind: cliconfig.String, Default: "127.0.0.1:7511", Usage: "HTTP address for /metrics, /healthz, /readyz, /debug (empty disables)"},
+	{Name: "data-dir", Kind: cliconfig.String, Default: "", Usage: "data directory (required)"},
+	{Name: "initial-stores", Kind: cliconfig.String, Default: "", Usage: "static bootstrap: ID=ADDR,... of every store of a new cluster; range 1 is created on all of them"},
+	{Name: "placement", Kind: cliconfig.String, Default: "", Usage: "placement driver addresses (not available yet: use --initial-stores)"},
+	{Name: "unsafe-no-fsync", Kind: cliconfig.Bool, Default: "false", Usage: "UNSAFE: acknowledge writes before they are durable (benchmarks only; a crash loses data)"},
+	{Name: "log-level", Kind: cliconfig.String, Default: "info", Usage: "debug, info, warn or error"},
+	{Name: "raft.profile", Kind: cliconfig.String, Default: "production", Usage: "production, high-performance or high-availability: defaults for the raft.* timings below"},
+	{Name: "raft.election-timeout", Kind: cliconfig.Duration, Default: "", Usage: "Raft election timeout (default from the profile)"},
+	{Name: "raft.heartbeat-interval", Kind: cliconfig.Duration, Default: "", Usage: "Raft heartbeat interval = tick (default from the profile)"},
+	{Name: "raft.proposal-timeout", Kind: cliconfig.Duration, Default: "10s", Usage: "a write not applied within this is reported as ambiguous"},
+	{Name: "raft.sync", Kind: cliconfig.Bool, Default: "true", Usage: "fsync the Raft log before acknowledging (false is the same as --unsafe-no-fsync)"},
+	{Name: "raft.workers", Kind: cliconfig.Int, Default: "0", Usage: "Raft worker goroutines (0: GOMAXPROCS)"},
+	{Name: "raft.log-truncate-threshold", Kind: cliconfig.Uint, Default: "", Usage: "truncate the log when this many entries can go (default from the profile)"},
+	{Name: "raft.log-max-entries", Kind: cliconfig.Uint, Default: "", Usage: "past this log length, lagging followers catch up by snapshot (default from the profile)"},
+	{Name: "limits.max-key-size", Kind: cliconfig.Size, Default: "4KiB", Usage: "largest key accepted"},
+	{Name: "limits.max-value-size", Kind: cliconfig.Size, Default: "1MiB", Usage: "largest value accepted (at most 8MiB)"},
+	{Name: "limits.max-scan-limit", Kind: cliconfig.Int, Default: "10000", Usage: "most pairs one scan request returns"},
+	{Name: "snapshot.chunk-size", Kind: cliconfig.Size, Default: "1MiB", Usage: "payload of one snapshot chunk"},
+	{Name: "snapshot.max-concurrent", Kind: cliconfig.Int, Default: "2", Usage: "snapshots sent at once"},
+}
+
+// profile holds the defaults a Raft profile sets.
+type profile struct {
+	election, heartbeat time.Duration
+	truncate, maxLog    uint64
+}
+
+var profiles = map[string]profile{
+	// Balanced: etcd's defaults.
+	"production": {election: time.Second, heartbeat: 100 * time.Millisecond, truncate: 10000, maxLog: 100000},
+	// Fewer heartbeats and elections, longer logs: more throughput, slower failover.
+	"high-performance": {election: 2 * time.Second, heartbeat: 200 * time.Millisecond, truncate: 50000, maxLog: 500000},
+	// Fast failover: a dead leader is replaced within about half a second.
+	"high-availability": {election: 500 * time.Millisecond, heartbeat: 50 * time.Millisecond, truncate: 10000, maxLog: 100000},
+}
+
+func main() {
+	var printConfig bool
+	cmd := &cobra.Command{
+		Use:   "rangekv-store",
+		Short: "Run a rangekv store: replicas of many ranges over one Pebble engine",
+		Long: `rangekv-store hosts replicas of key ranges, each a Raft group, over one
+Pebble engine, and serves the KV, admin and Raft services over gRPC.
+
+Every flag also reads from RANGEKV_<FLAG> (dots and dashes as underscores,
+upper case) and from the YAML file given by --config, with keys nested by
+section (raft.election-timeout is raft: {election-timeout: 1s}).
+Precedence: flags > environment > file > defaults.
+
+Until the placement driver exists, a new cluster is bootstrapped statically:
+start every store with the same --initial-stores list and its own --store-id.`,
+		Example: `  rangekv-store --store-id 1 --addr 127.0.0.1:7501 --http-addr 127.0.0.1:7511 \
+    --data-dir /var/lib/rangekv/s1 \
+    --initial-stores 1=127.0.0.1:7501,2=127.0.0.1:7502,3=127.0.0.1:7503`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			vals, err := cliconfig.Load(cmd.Flags(), keys)
+			if err != nil {
+				return err
+			}
+			cfg, err := buildConfig(vals)
+			if err != nil {
+				return err
+			}
+			if printConfig {
+				fmt.Print(vals.Dump())
+				return nil
+			}
+			return run(cfg)
+		},
+	}
+	cliconfig.Register(cmd.Flags(), keys)
+	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the effective configuration (with each value's source) and exit")
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "rangekv-store:", err)
+		os.Exit(2)
+	}
+}
+
+func buildConfig(v *cliconfig.Values) (store.Config, error) {
+	cfg := store.Defaults()
+	prof, ok := profiles[v.String("raft.profile")]
+	if !ok {
+		return cfg, fmt.Errorf("raft.profile: unknown profile %q (production, high-performance, high-availability)", v.String("raft.profile"))
+	}
+	cfg.StoreID = v.Uint("store-id")
+	cfg.Addr = v.String("addr")
+	cfg.AdvertiseAddr = v.String("advertise-addr")
+	cfg.HTTPAddr = v.String("http-addr")
+	cfg.DataDir = v.String("data-dir")
+	if p := v.String("placement"); p != "" {
+		return cfg, errors.New("placement: the placement driver is not available in this version; bootstrap with --initial-stores")
+	}
+	stores, err := parseInitialStores(v.String("initial-stores"))
+	if err != nil {
+		return cfg, err
+	}
+	cfg.InitialStores = stores
+	cfg.UnsafeNoFsync = v.Bool("unsafe-no-fsync") || !v.Bool("raft.sync")
+	cfg.ElectionTimeout, cfg.HeartbeatInterval = prof.election, prof.heartbeat
+	cfg.LogTruncateThreshold, cfg.LogMaxEntries = prof.truncate, prof.maxLog
+	if v.Source("raft.election-timeout") != "default" {
+		cfg.ElectionTimeout = v.Duration("raft.election-timeout")
+	}
+	if v.Source("raft.heartbeat-interval") != "default" {
+		cfg.HeartbeatInterval = v.Duration("raft.heartbeat-interval")
+	}
+	if v.Source("raft.log-truncate-threshold") != "default" {
+		cfg.LogTruncateThreshold = v.Uint("raft.log-truncate-threshold")
+	}
+	if v.Source("raft.log-max-entries") != "default" {
+		cfg.LogMaxEntries = v.Uint("raft.log-max-entries")
+	}
+	cfg.ProposalTimeout = v.Duration("raft.proposal-timeout")
+	cfg.Workers = int(v.Int("raft.workers"))
+	if cfg.Workers == 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	cfg.MaxKeySize = int(v.Size("limits.max-key-size"))
+	cfg.MaxValueSize = int(v.Size("limits.max-value-size"))
+	cfg.MaxScanLimit = int(v.Int("limits.max-scan-limit"))
+	cfg.SnapshotChunkBytes = int(v.Size("snapshot.chunk-size"))
+	cfg.MaxConcurrentSnapshots = int(v.Int("snapshot.max-concurrent"))
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(v.String("log-level"))); err != nil {
+		return cfg, fmt.Errorf("log-level: %q is not one of debug, info, warn, error", v.String("log-level"))
+	}
+	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.StoreID == 0 {
+		return cfg, errors.New("store-id: required until the placement driver exists (the store's ID in --initial-stores)")
+	}
+	if len(cfg.InitialStores) == 0 {
+		return cfg, errors.New("initial-stores: required until the placement driver exists (ID=ADDR of every store)")
+	}
+	if a, ok := cfg.InitialStores[cfg.StoreID]; ok && cfg.AdvertiseAddr == "" {
+		cfg.AdvertiseAddr = a
+	}
+	return cfg, cfg.Validate()
+}
+
+// parseInitialStores parses "1=host:port,2=host:port".
+func parseInitialStores(s string) (map[uint64]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[uint64]string{}
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		n, err := strconv.ParseUint(id, 10, 64)
+		if !ok || err != nil || n == 0 || addr == "" {
+			return nil, fmt.Errorf("initial-stores: %q is not ID=ADDR with a positive ID", part)
+		}
+		if _, dup := out[n]; dup {
+			return nil, fmt.Errorf("initial-stores: store %d is listed twice", n)
+		}
+		out[n] = addr
+	}
+	return out, nil
+}
+
+func run(cfg store.Config) error {
+	s, err := store.Open(cfg)
+	if err != nil {
+		return err
+	}
+	if err := s.Start(); err != nil {
+		s.Stop()
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	got := <-sig
+	cfg.Logger.Info("signal received, stopping", "signal", got.String())
+	s.Stop()
+	return nil
+}
