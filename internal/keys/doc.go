@@ -1,9 +1,11 @@
 // Package keys defines the layout of a store's single Pebble engine.
 //
 //	0x01 's'                          store identity (cluster ID, store ID)
+//	0x01 's' 'i'                      the store's range ID allocator
 //	0x01 'r' rangeID(8B BE) suffix    range-local state of one range:
 //	                                  'h' hard state, 't' truncated state,
 //	                                  'a' applied state, 'd' descriptor,
+//	                                  'x' tombstone (removed replica),
 //	                                  'l' index(8B BE) log entries
 //	0x02 userkey                      user data, one global key space
 //

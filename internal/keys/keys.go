@@ -17,11 +17,17 @@ const (
 	appliedSuffix       byte = 'a'
 	descriptorSuffix    byte = 'd'
 	logEntrySuffix      byte = 'l'
+	tombstoneSuffix     byte = 'x'
+	rangeIDAllocTag     byte = 'i'
 	rangeLocalPrefixLen      = 2 + 8
 )
 
 // StoreIdentKey holds the store's StoreIdent.
 func StoreIdentKey() []byte { return []byte{localPrefix, storeIdentTag} }
+
+// RangeIDAllocKey holds the store's counter for range IDs it allocates
+// itself (until placement allocates them).
+func RangeIDAllocKey() []byte { return []byte{localPrefix, storeIdentTag, rangeIDAllocTag} }
 
 // RangeLocalPrefix is the prefix of every local key of rangeID.
 func RangeLocalPrefix(rangeID uint64) []byte {
@@ -54,6 +60,9 @@ func AppliedStateKey(rangeID uint64) []byte { return rangeLocal(rangeID, applied
 
 // DescriptorKey holds rangekvpb.RangeDescriptor.
 func DescriptorKey(rangeID uint64) []byte { return rangeLocal(rangeID, descriptorSuffix) }
+
+// TombstoneKey holds rangekvpb.RangeTombstone.
+func TombstoneKey(rangeID uint64) []byte { return rangeLocal(rangeID, tombstoneSuffix) }
 
 // LogEntryKey holds the raftpb.Entry at index.
 func LogEntryKey(rangeID, index uint64) []byte {

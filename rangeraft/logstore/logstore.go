@@ -150,6 +150,11 @@ func (l *RangeLog) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 		if err := proto.Unmarshal(it.Value(), e); err != nil {
 			return nil, fmt.Errorf("logstore: range %d: decode entry: %w", l.rangeID, err)
 		}
+		if len(ents) == 0 && e.GetIndex() > lo {
+			// A truncation committed between the bounds check and the
+			// read removed entry lo.
+			return nil, raft.ErrCompacted
+		}
 		if e.GetIndex() != want {
 			return nil, fmt.Errorf("logstore: range %d: entry %d missing (found %d): %w", l.rangeID, want, e.GetIndex(), raft.ErrUnavailable)
 		}
