@@ -224,6 +224,22 @@ func (r *Replica) AppliedIndex() uint64 { return r.applied }
 // PendingProposals is the number of proposals not yet completed.
 func (r *Replica) PendingProposals() int { return len(r.proposals) }
 
+// PendingReads is the number of reads not yet completed.
+func (r *Replica) PendingReads() int {
+	n := len(r.pendingReads)
+	for _, round := range r.readRounds {
+		n += len(round.reads)
+	}
+	for _, round := range r.waiting {
+		n += len(round.reads)
+	}
+	return n
+}
+
+// ForgetLeader makes a follower forget its leader, so that it grants votes
+// at once (its leader's store is known to be down).
+func (r *Replica) ForgetLeader() error { return r.rn.ForgetLeader() }
+
 // HasReady reports whether Ready would return something.
 func (r *Replica) HasReady() bool { return r.rn.HasReady() }
 

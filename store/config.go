@@ -72,6 +72,9 @@ type Config struct {
 	SnapshotChunkBytes int
 	// MaxConcurrentSnapshots bounds snapshots sent at once.
 	MaxConcurrentSnapshots int
+	// SnapshotRateBytes limits snapshot bytes sent per second (all
+	// snapshots of the store together).
+	SnapshotRateBytes int64
 
 	// Logger; nil uses slog.Default().
 	Logger *slog.Logger
@@ -99,6 +102,7 @@ func Defaults() Config {
 		MaxScanLimit:           10000,
 		SnapshotChunkBytes:     1 << 20,
 		MaxConcurrentSnapshots: 2,
+		SnapshotRateBytes:      64 << 20,
 	}
 }
 
@@ -137,6 +141,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("snapshot.chunk-size: must be at least 1024 bytes, got %d", c.SnapshotChunkBytes)
 	case c.MaxConcurrentSnapshots < 1:
 		return fmt.Errorf("snapshot.max-concurrent: must be at least 1, got %d", c.MaxConcurrentSnapshots)
+	case c.SnapshotRateBytes < 1<<20:
+		return fmt.Errorf("snapshot.rate-limit: must be at least 1MiB per second, got %d bytes", c.SnapshotRateBytes)
 	}
 	for id, addr := range c.badInitialStores() {
 		return fmt.Errorf("initial-stores: store %d has an empty address %q", id, addr)

@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 
+	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
 	"github.com/rangekv/rangekv/rangeraft/logstore"
 )
@@ -24,6 +25,7 @@ type pass struct {
 	truncs  []truncation
 	// lastApplied is the (index, term) the apply batch recorded.
 	lastIndex, lastTerm uint64
+	tick                bool
 }
 
 func (s *Store) worker() {
@@ -56,10 +58,13 @@ func (s *Store) processBatch(items []workItem) {
 		rd, ok := r.mu.rr.Ready()
 		if !ok {
 			s.noteLeader(r)
+			if it.tick {
+				s.maybeQuiesceLeader(r)
+			}
 			r.mu.Unlock()
 			continue
 		}
-		passes = append(passes, &pass{r: r, rd: rd})
+		passes = append(passes, &pass{r: r, rd: rd, tick: it.tick})
 	}
 	if len(passes) == 0 {
 		return
@@ -85,7 +90,7 @@ func (s *Store) processBatch(items []workItem) {
 	mustSync, appended := false, 0
 	for _, p := range passes {
 		if !raft.IsEmptySnap(p.rd.Snapshot) {
-			p.snap = s.stageSnapshot(wb, p)
+			p.snap = s.ingestSnapshot(p)
 			mustSync = true // a snapshot is durable before it is acknowledged
 		}
 		upd, err := p.r.log.StageAppend(wb, p.rd.Entries, p.rd.HardState)
@@ -137,6 +142,9 @@ func (s *Store) processBatch(items []workItem) {
 		p.r.mu.rr.Advance(p.rd)
 		s.noteLeader(p.r)
 		s.maybeTruncate(p.r)
+		if p.tick {
+			s.maybeQuiesceLeader(p.r)
+		}
 		if p.r.mu.rr.HasReady() {
 			s.sched.enqueue(p.r.rangeID, flagWork)
 		}
@@ -144,14 +152,27 @@ func (s *Store) processBatch(items []workItem) {
 }
 
 // drainInbox feeds the replica everything queued for it since its last
-// pass. Called with r.mu held.
+// pass, waking it from quiescence as the rules in quiesce.go say. Called
+// with r.mu held.
 func (s *Store) drainInbox(r *Replica, tick bool) {
 	r.inbox.Lock()
 	msgs, props, reads, reports, transfer := r.inbox.msgs, r.inbox.proposals, r.inbox.reads, r.inbox.snapReports, r.inbox.transferTo
+	wake, leaderDead, campaign := r.inbox.wake, r.inbox.leaderDead, r.inbox.campaign
 	r.inbox.msgs, r.inbox.proposals, r.inbox.reads, r.inbox.snapReports, r.inbox.transferTo = nil, nil, nil, nil, 0
+	r.inbox.wake, r.inbox.leaderDead, r.inbox.campaign = false, false, false
 	r.inbox.Unlock()
 	rr := r.mu.rr
-	for _, m := range msgs {
+	for _, im := range msgs {
+		m := im.m
+		if im.quiesce && m.GetType() == pb.MsgHeartbeat && s.maybeQuiesceFollower(r, m) {
+			continue
+		}
+		if r.quiesced.Load() {
+			s.unquiesce(r)
+			if !rr.IsLeader() && m.GetFrom() != rr.Leader() {
+				s.wakeLeader(r)
+			}
+		}
 		if err := rr.Step(m); err != nil {
 			s.log.Debug("step", "range", r.rangeID, "type", m.GetType().String(), "err", err)
 		}
@@ -159,8 +180,20 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 	for _, rep := range reports {
 		rr.ReportSnapshot(rep.to, rep.ok)
 	}
-	if tick {
+	if wake || leaderDead || campaign || len(props) > 0 || len(reads) > 0 || transfer != 0 {
+		s.unquiesce(r)
+	}
+	if leaderDead {
+		s.onLeaderDead(r)
+	}
+	if campaign && !rr.IsLeader() {
+		_ = rr.Campaign()
+	}
+	if tick && !r.quiesced.Load() {
 		rr.Tick()
+		if r.Descriptor() == nil {
+			r.uninitTicks.Add(1)
+		}
 	}
 	for _, p := range props {
 		rr.Propose(p)
@@ -181,6 +214,8 @@ func (s *Store) noteLeader(r *Replica) {
 	if old == lead {
 		return
 	}
+	st, _ := r.storeOfReplica(lead)
+	r.leaderStore.Store(st)
 	s.metrics.leaderChanges.Inc()
 	if old == r.replicaID {
 		s.metrics.leaders.Dec()
@@ -200,25 +235,28 @@ func (s *Store) sendSome(r *Replica, msgs []*pb.Message, keep func(*pb.Message) 
 			rest = append(rest, m)
 			continue
 		}
-		to := replicaByID(desc, m.GetTo())
-		if to == nil {
+		toStore, ok := r.storeOfReplica(m.GetTo())
+		if !ok {
 			s.metrics.messagesDropped.WithLabelValues("unknown_replica").Inc()
 			continue
 		}
-		if k := s.cfg.Knobs; k != nil && k.DropRaftMessage != nil && k.DropRaftMessage(r.rangeID, s.cfg.StoreID, to.StoreId, m.GetType().String()) {
+		typ := m.GetType()
+		if k := s.cfg.Knobs; k != nil && k.DropRaftMessage != nil && k.DropRaftMessage(r.rangeID, s.cfg.StoreID, toStore, typ.String()) {
 			s.metrics.messagesDropped.WithLabelValues("knob").Inc()
 			continue
 		}
-		if m.GetType() == pb.MsgSnap {
-			s.snaps.send(r, to.StoreId, m)
-			s.metrics.messagesSent.WithLabelValues(m.GetType().String()).Inc()
+		s.metrics.messagesSent.WithLabelValues(typ.String()).Inc()
+		if typ == pb.MsgSnap {
+			s.snaps.send(r, toStore, m)
 			continue
 		}
-		if !s.trans.send(to.StoreId, r.rangeID, m) {
+		env := &rangekvpb.RaftMessage{RangeId: r.rangeID, FromStore: s.cfg.StoreID, ToStore: toStore, Message: m}
+		if desc != nil && (typ == pb.MsgApp || typ == pb.MsgVote || typ == pb.MsgPreVote) {
+			env.StartKey = desc.StartKey
+		}
+		if !s.trans.send(toStore, env) && !r.quiesced.Load() {
 			r.mu.rr.ReportUnreachable(m.GetTo())
-			continue
 		}
-		s.metrics.messagesSent.WithLabelValues(m.GetType().String()).Inc()
 	}
 	return rest
 }

@@ -26,9 +26,21 @@ type Replica struct {
 
 	// desc is the current descriptor, readable without locks (KV handlers
 	// check keys and epochs against it). Written by the worker on apply.
+	// Nil while the replica is uninitialized (created by a message, waiting
+	// for a snapshot or for the local split that creates it).
 	desc atomic.Pointer[rangekvpb.RangeDescriptor]
-	// leader is the leader's replica ID as last seen (0: unknown).
-	leader atomic.Uint64
+	// leader is the leader's replica ID as last seen (0: unknown), and
+	// leaderStore the store that hosts it.
+	leader      atomic.Uint64
+	leaderStore atomic.Uint64
+	// quiesced: not ticking (read by the ticker, written by the worker).
+	quiesced atomic.Bool
+	// uninitTicks counts ticks while uninitialized (bounds how long
+	// MsgApps are dropped waiting for a local split).
+	uninitTicks atomic.Int32
+	// writtenBytes approximates user bytes applied since the last split
+	// check.
+	writtenBytes atomic.Int64
 	// appliedIndex mirrors mu.applied.Index for lock-free readers.
 	appliedIndex atomic.Uint64
 
@@ -44,13 +56,30 @@ type Replica struct {
 
 	inbox struct {
 		sync.Mutex
-		msgs        []*pb.Message
+		msgs        []inMsg
 		proposals   []*rangeraft.Proposal
 		reads       []*rangeraft.Read
 		snapReports []snapReport
 		transferTo  uint64
 		closed      bool
+		// wake: a follower asked this (quiesced) leader to tick again.
+		wake bool
+		// leaderDead: store liveness says the leader's store is gone.
+		leaderDead bool
+		// campaign: campaign at once (e.g. the right half of a split on
+		// the old leader's store).
+		campaign bool
+		// peers maps replica IDs to stores, learned from messages; used
+		// when the descriptor is not known yet (uninitialized replica).
+		peers map[uint64]uint64
 	}
+}
+
+// inMsg is a queued raft message with its envelope's extras.
+type inMsg struct {
+	m         *pb.Message
+	fromStore uint64
+	quiesce   bool
 }
 
 type snapReport struct {
@@ -58,16 +87,24 @@ type snapReport struct {
 	ok bool
 }
 
-// Descriptor returns the current range descriptor (do not modify).
+// Descriptor returns the current range descriptor (do not modify); nil
+// while uninitialized.
 func (r *Replica) Descriptor() *rangekvpb.RangeDescriptor { return r.desc.Load() }
 
-// containsKey reports whether user key k is in the range.
+// containsKey reports whether user key k is in the range (false for a nil,
+// uninitialized descriptor).
 func containsKey(d *rangekvpb.RangeDescriptor, k []byte) bool {
+	if d == nil {
+		return false
+	}
 	return bytes.Compare(k, d.StartKey) >= 0 && (len(d.EndKey) == 0 || bytes.Compare(k, d.EndKey) < 0)
 }
 
 // replicaByID finds a replica of the descriptor by its replica ID.
 func replicaByID(d *rangekvpb.RangeDescriptor, id uint64) *rangekvpb.ReplicaDescriptor {
+	if d == nil {
+		return nil
+	}
 	for _, r := range d.Replicas {
 		if r.ReplicaId == id {
 			return r
@@ -78,6 +115,9 @@ func replicaByID(d *rangekvpb.RangeDescriptor, id uint64) *rangekvpb.ReplicaDesc
 
 // replicaOnStore finds the replica of the descriptor on storeID.
 func replicaOnStore(d *rangekvpb.RangeDescriptor, storeID uint64) *rangekvpb.ReplicaDescriptor {
+	if d == nil {
+		return nil
+	}
 	for _, r := range d.Replicas {
 		if r.StoreId == storeID {
 			return r
@@ -87,14 +127,41 @@ func replicaOnStore(d *rangekvpb.RangeDescriptor, storeID uint64) *rangekvpb.Rep
 }
 
 // pushMessage queues a raft message; false when the inbox is full.
-func (r *Replica) pushMessage(m *pb.Message, limit int) bool {
+func (r *Replica) pushMessage(im inMsg, limit int) bool {
 	r.inbox.Lock()
 	defer r.inbox.Unlock()
-	if len(r.inbox.msgs) >= limit {
+	if r.inbox.closed || len(r.inbox.msgs) >= limit {
 		return false
 	}
-	r.inbox.msgs = append(r.inbox.msgs, m)
+	if im.fromStore != 0 && im.m.GetFrom() != 0 {
+		if r.inbox.peers == nil {
+			r.inbox.peers = make(map[uint64]uint64)
+		}
+		r.inbox.peers[im.m.GetFrom()] = im.fromStore
+	}
+	r.inbox.msgs = append(r.inbox.msgs, im)
 	return true
+}
+
+// storeOfReplica maps a replica ID to its store: from the descriptor, or
+// from what messages taught an uninitialized replica.
+func (r *Replica) storeOfReplica(id uint64) (uint64, bool) {
+	if d := r.desc.Load(); d != nil {
+		if rd := replicaByID(d, id); rd != nil {
+			return rd.StoreId, true
+		}
+	}
+	r.inbox.Lock()
+	defer r.inbox.Unlock()
+	st, ok := r.inbox.peers[id]
+	return st, ok
+}
+
+// setFlag sets an inbox flag (wake, leaderDead, campaign).
+func (r *Replica) setFlag(f func(r *Replica)) {
+	r.inbox.Lock()
+	defer r.inbox.Unlock()
+	f(r)
 }
 
 // pushProposal queues a proposal; false when too many are queued.

@@ -22,7 +22,6 @@ import (
 
 	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
-	"github.com/rangekv/rangekv/rangeraft"
 	"github.com/rangekv/rangekv/rangeraft/logstore"
 )
 
@@ -34,8 +33,13 @@ type Store struct {
 	metrics *metrics
 	reg     *prometheus.Registry
 	sched   *scheduler
-	trans   *transport
-	snaps   *snapshotManager
+	trans    *transport
+	snaps    *snapshotManager
+	liveness *liveness
+	now      func() time.Time
+	// pebbleOpts are the engine's options (snapshot SSTs are written with
+	// them).
+	pebbleOpts *pebble.Options
 
 	// nextID hands out proposal IDs: a random 64-bit start, then +1, so
 	// they never repeat across restarts or stores (in practice).
@@ -46,6 +50,9 @@ type Store struct {
 	mu struct {
 		sync.RWMutex
 		replicas map[uint64]*Replica
+		// byStart: initialized replicas ordered by start key (disjoint
+		// spans), for routing keys.
+		byStart []*Replica
 	}
 
 	grpcServer *grpc.Server
@@ -78,6 +85,8 @@ func Open(cfg Config) (*Store, error) {
 		stopCh: make(chan struct{}),
 	}
 	s.mu.replicas = make(map[uint64]*Replica)
+	s.now = time.Now
+	s.liveness = newLiveness(cfg.StoreID, s.now, cfg.ElectionTimeout)
 	s.metrics = newMetrics(cfg.Registry)
 	s.sched = newScheduler(cfg.MaxBatchRanges)
 	var seed [16]byte
@@ -91,11 +100,14 @@ func Open(cfg Config) (*Store, error) {
 	}
 
 	dir := cfg.DataDir
-	db, err := pebble.Open(dir, pebbleOptions(&s.cfg))
+	opts := pebbleOptions(&s.cfg)
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open engine in %q: %w", dir, err)
 	}
 	s.db = db
+	s.pebbleOpts = opts.Clone()
+	s.pebbleOpts.EnsureDefaults()
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
@@ -149,19 +161,7 @@ func (s *Store) loadReplica(d *rangekvpb.RangeDescriptor) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	election, heartbeat, proposal, read := s.cfg.raftTicks()
-	rr, err := rangeraft.New(rangeraft.Config{
-		ReplicaID:            me.ReplicaId,
-		ElectionTicks:        election,
-		HeartbeatTicks:       heartbeat,
-		ProposalTimeoutTicks: proposal,
-		ReadTimeoutTicks:     read,
-		Applied:              applied.Index,
-		AppliedTerm:          applied.Term,
-		ReadContextSeed:      s.readSeed ^ d.RangeId,
-		Storage:              rl,
-		Logger:               newRaftLogger(s.log.With("range", d.RangeId, "replica", me.ReplicaId)),
-	})
+	rr, err := s.newRaft(d.RangeId, me.ReplicaId, rl, applied.Index, applied.Term)
 	if err != nil {
 		return nil, err
 	}
@@ -173,6 +173,7 @@ func (s *Store) loadReplica(d *rangekvpb.RangeDescriptor) (*Replica, error) {
 	s.mu.Lock()
 	s.mu.replicas[d.RangeId] = r
 	s.mu.Unlock()
+	s.indexReplica(r)
 	return r, nil
 }
 
@@ -196,6 +197,7 @@ func (s *Store) Start() error {
 	rangekvpb.RegisterRaftServer(s.grpcServer, &raftServer{s: s})
 	rangekvpb.RegisterAdminServer(s.grpcServer, &adminServer{s: s})
 
+	s.trans.startPeers()
 	for i := 0; i < s.cfg.Workers; i++ {
 		s.wg.Add(1)
 		go s.worker()
@@ -313,33 +315,62 @@ func (s *Store) replicasSnapshot() []*Replica {
 	return out
 }
 
-// replicaForKey finds the replica whose range holds user key k.
-// TODO(multi-raft): an ordered index once a store holds many ranges.
-func (s *Store) replicaForKey(k []byte) *Replica {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, r := range s.mu.replicas {
-		if containsKey(r.Descriptor(), k) {
-			return r
-		}
-	}
-	return nil
-}
-
 // ticker is the one store-wide clock: every heartbeat interval it queues a
-// tick for every replica.
+// tick for every replica that is not quiesced, wakes quiesced followers
+// whose leader's store went down and quiesced leaders whose lagging
+// follower's store came back.
 func (s *Store) ticker() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
+	var ids []uint64
 	for {
 		select {
 		case <-s.stopCh:
 			return
 		case <-t.C:
-			s.sched.enqueueMany(s.replicaIDs(), flagTick)
+		}
+		dead, cameUp := s.liveness.transitions(s.peerStoreIDs())
+		ids = ids[:0]
+		var wake []uint64
+		s.mu.RLock()
+		for id, r := range s.mu.replicas {
+			if !r.quiesced.Load() {
+				ids = append(ids, id)
+				continue
+			}
+			if len(dead) > 0 {
+				if ls := r.leaderStore.Load(); ls != s.cfg.StoreID && dead[ls] {
+					r.setFlag(func(r *Replica) { r.inbox.leaderDead = true })
+					wake = append(wake, id)
+					continue
+				}
+			}
+			if len(cameUp) > 0 && r.leader.Load() == r.replicaID {
+				for _, st := range cameUp {
+					if replicaOnStore(r.Descriptor(), st) != nil {
+						r.setFlag(func(r *Replica) { r.inbox.wake = true })
+						wake = append(wake, id)
+						break
+					}
+				}
+			}
+		}
+		s.mu.RUnlock()
+		s.sched.enqueueMany(ids, flagTick)
+		s.sched.enqueueMany(wake, flagWork)
+	}
+}
+
+// peerStoreIDs lists the other stores this store knows of.
+func (s *Store) peerStoreIDs() []uint64 {
+	out := make([]uint64, 0, len(s.cfg.InitialStores))
+	for id := range s.cfg.InitialStores {
+		if id != s.cfg.StoreID {
+			out = append(out, id)
 		}
 	}
+	return out
 }
 
 func (s *Store) newProposalID() uint64 {

@@ -1,6 +1,13 @@
 // Store-to-store Raft transport: one gRPC stream per peer store, fed by a
 // bounded queue and flushed in batches by one goroutine per peer. A slow or
 // dead peer only fills (and drops from) its own queue.
+//
+// Heartbeats and heartbeat responses of every range are coalesced: they
+// wait in a per-peer buffer flushed twice per heartbeat interval as one
+// batch, so idle traffic between two stores does not grow with the number
+// of ranges. A heartbeat with a non-empty context (a ReadIndex round) is
+// not held back. Every flush interval each peer also gets a batch, empty if
+// need be: the store liveness ping.
 package store
 
 import (
@@ -30,6 +37,7 @@ type transport struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	flush  time.Duration
 
 	mu struct {
 		sync.Mutex
@@ -43,10 +51,15 @@ type peer struct {
 	addr    string
 	conn    *grpc.ClientConn
 	ch      chan *rangekvpb.RaftMessage
+
+	hb struct {
+		sync.Mutex
+		beats, resps []*rangekvpb.RaftHeartbeat
+	}
 }
 
 func newTransport(s *Store) *transport {
-	t := &transport{s: s}
+	t := &transport{s: s, flush: s.cfg.HeartbeatInterval / 2}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.mu.peers = make(map[uint64]*peer)
 	return t
@@ -87,20 +100,62 @@ func (t *transport) peerFor(storeID uint64) *peer {
 	return p
 }
 
+// startPeers starts a stream (and so liveness pings) to every known store.
+func (t *transport) startPeers() {
+	for id := range t.s.cfg.InitialStores {
+		if id != t.s.cfg.StoreID {
+			t.peerFor(id)
+		}
+	}
+}
+
 // send queues a message without blocking; false means it was dropped.
-func (t *transport) send(storeID, rangeID uint64, m *pb.Message) bool {
+// Heartbeats without a context are coalesced.
+func (t *transport) send(storeID uint64, env *rangekvpb.RaftMessage) bool {
 	p := t.peerFor(storeID)
 	if p == nil {
 		t.s.metrics.messagesDropped.WithLabelValues("unknown_store").Inc()
 		return false
 	}
+	if m := env.Message; m != nil && len(m.GetContext()) == 0 &&
+		(m.GetType() == pb.MsgHeartbeat || m.GetType() == pb.MsgHeartbeatResp) {
+		p.addHeartbeat(env.RangeId, m, false)
+		return true
+	}
 	select {
-	case p.ch <- &rangekvpb.RaftMessage{RangeId: rangeID, FromStore: t.s.cfg.StoreID, ToStore: storeID, Message: m}:
+	case p.ch <- env:
 		return true
 	default:
 		t.s.metrics.messagesDropped.WithLabelValues("queue_full").Inc()
 		return false
 	}
+}
+
+// sendQuiesce queues a leader's quiesce heartbeat.
+func (t *transport) sendQuiesce(storeID, rangeID uint64, m *pb.Message) {
+	if p := t.peerFor(storeID); p != nil {
+		p.addHeartbeat(rangeID, m, true)
+	}
+}
+
+func (p *peer) addHeartbeat(rangeID uint64, m *pb.Message, quiesce bool) {
+	hb := &rangekvpb.RaftHeartbeat{RangeId: rangeID, FromReplicaId: m.GetFrom(), ToReplicaId: m.GetTo(),
+		Term: m.GetTerm(), Commit: m.GetCommit(), Context: m.GetContext(), Quiesce: quiesce}
+	p.hb.Lock()
+	defer p.hb.Unlock()
+	if m.GetType() == pb.MsgHeartbeatResp {
+		p.hb.resps = append(p.hb.resps, hb)
+	} else {
+		p.hb.beats = append(p.hb.beats, hb)
+	}
+}
+
+func (p *peer) takeHeartbeats() (beats, resps []*rangekvpb.RaftHeartbeat) {
+	p.hb.Lock()
+	defer p.hb.Unlock()
+	beats, resps = p.hb.beats, p.hb.resps
+	p.hb.beats, p.hb.resps = nil, nil
+	return beats, resps
 }
 
 // run owns p's stream: connect, then flush batches until an error, then
@@ -112,6 +167,8 @@ func (t *transport) run(p *peer) {
 	label := strconv.FormatUint(p.storeID, 10)
 	backoff := minBackoff
 	client := rangekvpb.NewRaftClient(p.conn)
+	ticker := time.NewTicker(t.flush)
+	defer ticker.Stop()
 	batch := &rangekvpb.RaftMessageBatch{FromStore: t.s.cfg.StoreID, ToStore: p.storeID}
 	for {
 		stream, err := client.RaftStream(t.ctx)
@@ -123,22 +180,25 @@ func (t *transport) run(p *peer) {
 			continue
 		}
 		for err == nil {
-			var first *rangekvpb.RaftMessage
+			batch.Messages, batch.Heartbeats, batch.HeartbeatResps = batch.Messages[:0], nil, nil
 			select {
 			case <-t.ctx.Done():
 				_, _ = stream.CloseAndRecv()
 				return
-			case first = <-p.ch:
-			}
-			batch.Messages = append(batch.Messages[:0], first)
-		drain:
-			for len(batch.Messages) < maxBatchMessages {
-				select {
-				case m := <-p.ch:
-					batch.Messages = append(batch.Messages, m)
-				default:
-					break drain
+			case m := <-p.ch:
+				batch.Messages = append(batch.Messages, m)
+			drain:
+				for len(batch.Messages) < maxBatchMessages {
+					select {
+					case m := <-p.ch:
+						batch.Messages = append(batch.Messages, m)
+					default:
+						break drain
+					}
 				}
+			case <-ticker.C:
+				// Coalesced heartbeats, or an empty batch: the liveness ping.
+				batch.Heartbeats, batch.HeartbeatResps = p.takeHeartbeats()
 			}
 			t.s.metrics.transportQueueSize.WithLabelValues(label).Set(float64(len(p.ch)))
 			err = stream.Send(batch)
@@ -200,22 +260,24 @@ func (rs *raftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
 		if err != nil {
 			return err
 		}
+		rs.s.liveness.heard(batch.FromStore)
 		for _, m := range batch.Messages {
-			rs.s.deliver(m)
+			rs.s.deliver(m, false)
+		}
+		for _, hb := range batch.Heartbeats {
+			rs.s.deliverHeartbeat(batch.FromStore, hb, pb.MsgHeartbeat)
+		}
+		for _, hb := range batch.HeartbeatResps {
+			rs.s.deliverHeartbeat(batch.FromStore, hb, pb.MsgHeartbeatResp)
 		}
 	}
 }
 
-// deliver hands a peer's message to its replica's inbox.
-func (s *Store) deliver(m *rangekvpb.RaftMessage) {
-	r := s.replica(m.RangeId)
-	if r == nil || m.Message == nil {
-		s.metrics.messagesDropped.WithLabelValues("unknown_range").Inc()
-		return
+// deliverHeartbeat rebuilds one range's heartbeat and queues it.
+func (s *Store) deliverHeartbeat(fromStore uint64, hb *rangekvpb.RaftHeartbeat, typ pb.MessageType) {
+	m := &pb.Message{Type: typ.Enum(), From: &hb.FromReplicaId, To: &hb.ToReplicaId, Term: &hb.Term, Commit: &hb.Commit}
+	if len(hb.Context) > 0 {
+		m.Context = hb.Context
 	}
-	if !r.pushMessage(m.Message, s.cfg.InboxSize) {
-		s.metrics.messagesDropped.WithLabelValues("inbox_full").Inc()
-		return
-	}
-	s.sched.enqueue(m.RangeId, flagWork)
+	s.deliver(&rangekvpb.RaftMessage{RangeId: hb.RangeId, FromStore: fromStore, ToStore: s.cfg.StoreID, Message: m}, hb.Quiesce)
 }

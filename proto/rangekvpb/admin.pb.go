@@ -23,6 +23,56 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ReplicaChangeType int32
+
+const (
+	ReplicaChangeType_ADD_LEARNER ReplicaChangeType = 0
+	// Promote a learner to voter through joint consensus.
+	ReplicaChangeType_PROMOTE_LEARNER ReplicaChangeType = 1
+	ReplicaChangeType_REMOVE_REPLICA  ReplicaChangeType = 2
+)
+
+// Enum value maps for ReplicaChangeType.
+var (
+	ReplicaChangeType_name = map[int32]string{
+		0: "ADD_LEARNER",
+		1: "PROMOTE_LEARNER",
+		2: "REMOVE_REPLICA",
+	}
+	ReplicaChangeType_value = map[string]int32{
+		"ADD_LEARNER":     0,
+		"PROMOTE_LEARNER": 1,
+		"REMOVE_REPLICA":  2,
+	}
+)
+
+func (x ReplicaChangeType) Enum() *ReplicaChangeType {
+	p := new(ReplicaChangeType)
+	*p = x
+	return p
+}
+
+func (x ReplicaChangeType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReplicaChangeType) Descriptor() protoreflect.EnumDescriptor {
+	return file_admin_proto_enumTypes[0].Descriptor()
+}
+
+func (ReplicaChangeType) Type() protoreflect.EnumType {
+	return &file_admin_proto_enumTypes[0]
+}
+
+func (x ReplicaChangeType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReplicaChangeType.Descriptor instead.
+func (ReplicaChangeType) EnumDescriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{0}
+}
+
 type ReplicaStatus struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Descriptor_     *RangeDescriptor       `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
@@ -34,6 +84,11 @@ type ReplicaStatus struct {
 	LastIndex       uint64                 `protobuf:"varint,7,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
 	CommitIndex     uint64                 `protobuf:"varint,8,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	AppliedIndex    uint64                 `protobuf:"varint,9,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Quiescent       bool                   `protobuf:"varint,10,opt,name=quiescent,proto3" json:"quiescent,omitempty"`
+	Initialized     bool                   `protobuf:"varint,11,opt,name=initialized,proto3" json:"initialized,omitempty"`
+	// Leader only: per replica ID, its match index and state.
+	Progress        []*FollowerProgress `protobuf:"bytes,12,rep,name=progress,proto3" json:"progress,omitempty"`
+	ApproximateSize uint64              `protobuf:"varint,13,opt,name=approximate_size,json=approximateSize,proto3" json:"approximate_size,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -131,6 +186,102 @@ func (x *ReplicaStatus) GetAppliedIndex() uint64 {
 	return 0
 }
 
+func (x *ReplicaStatus) GetQuiescent() bool {
+	if x != nil {
+		return x.Quiescent
+	}
+	return false
+}
+
+func (x *ReplicaStatus) GetInitialized() bool {
+	if x != nil {
+		return x.Initialized
+	}
+	return false
+}
+
+func (x *ReplicaStatus) GetProgress() []*FollowerProgress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+func (x *ReplicaStatus) GetApproximateSize() uint64 {
+	if x != nil {
+		return x.ApproximateSize
+	}
+	return 0
+}
+
+type FollowerProgress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReplicaId     uint64                 `protobuf:"varint,1,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	Match         uint64                 `protobuf:"varint,2,opt,name=match,proto3" json:"match,omitempty"`
+	State         string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	RecentActive  bool                   `protobuf:"varint,4,opt,name=recent_active,json=recentActive,proto3" json:"recent_active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowerProgress) Reset() {
+	*x = FollowerProgress{}
+	mi := &file_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowerProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowerProgress) ProtoMessage() {}
+
+func (x *FollowerProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowerProgress.ProtoReflect.Descriptor instead.
+func (*FollowerProgress) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FollowerProgress) GetReplicaId() uint64 {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return 0
+}
+
+func (x *FollowerProgress) GetMatch() uint64 {
+	if x != nil {
+		return x.Match
+	}
+	return 0
+}
+
+func (x *FollowerProgress) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *FollowerProgress) GetRecentActive() bool {
+	if x != nil {
+		return x.RecentActive
+	}
+	return false
+}
+
 type ListRangesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -139,7 +290,7 @@ type ListRangesRequest struct {
 
 func (x *ListRangesRequest) Reset() {
 	*x = ListRangesRequest{}
-	mi := &file_admin_proto_msgTypes[1]
+	mi := &file_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -151,7 +302,7 @@ func (x *ListRangesRequest) String() string {
 func (*ListRangesRequest) ProtoMessage() {}
 
 func (x *ListRangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[1]
+	mi := &file_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -164,7 +315,7 @@ func (x *ListRangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRangesRequest.ProtoReflect.Descriptor instead.
 func (*ListRangesRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{1}
+	return file_admin_proto_rawDescGZIP(), []int{2}
 }
 
 type ListRangesResponse struct {
@@ -177,7 +328,7 @@ type ListRangesResponse struct {
 
 func (x *ListRangesResponse) Reset() {
 	*x = ListRangesResponse{}
-	mi := &file_admin_proto_msgTypes[2]
+	mi := &file_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -189,7 +340,7 @@ func (x *ListRangesResponse) String() string {
 func (*ListRangesResponse) ProtoMessage() {}
 
 func (x *ListRangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[2]
+	mi := &file_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -202,7 +353,7 @@ func (x *ListRangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRangesResponse.ProtoReflect.Descriptor instead.
 func (*ListRangesResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{2}
+	return file_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListRangesResponse) GetStoreId() uint64 {
@@ -229,7 +380,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_admin_proto_msgTypes[3]
+	mi := &file_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -241,7 +392,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[3]
+	mi := &file_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -254,7 +405,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{3}
+	return file_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TransferLeaderRequest) GetRangeId() uint64 {
@@ -280,7 +431,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_admin_proto_msgTypes[4]
+	mi := &file_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -292,7 +443,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[4]
+	mi := &file_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -305,7 +456,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{4}
+	return file_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TransferLeaderResponse) GetError() *RangeError {
@@ -315,12 +466,236 @@ func (x *TransferLeaderResponse) GetError() *RangeError {
 	return nil
 }
 
+type SplitRangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	SplitKey      []byte                 `protobuf:"bytes,2,opt,name=split_key,json=splitKey,proto3" json:"split_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitRangeRequest) Reset() {
+	*x = SplitRangeRequest{}
+	mi := &file_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRangeRequest) ProtoMessage() {}
+
+func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
+func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SplitRangeRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *SplitRangeRequest) GetSplitKey() []byte {
+	if x != nil {
+		return x.SplitKey
+	}
+	return nil
+}
+
+type SplitRangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *RangeError            `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Left          *RangeDescriptor       `protobuf:"bytes,2,opt,name=left,proto3" json:"left,omitempty"`
+	Right         *RangeDescriptor       `protobuf:"bytes,3,opt,name=right,proto3" json:"right,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitRangeResponse) Reset() {
+	*x = SplitRangeResponse{}
+	mi := &file_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRangeResponse) ProtoMessage() {}
+
+func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
+func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SplitRangeResponse) GetError() *RangeError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *SplitRangeResponse) GetLeft() *RangeDescriptor {
+	if x != nil {
+		return x.Left
+	}
+	return nil
+}
+
+func (x *SplitRangeResponse) GetRight() *RangeDescriptor {
+	if x != nil {
+		return x.Right
+	}
+	return nil
+}
+
+type ChangeReplicasRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Change        ReplicaChangeType      `protobuf:"varint,2,opt,name=change,proto3,enum=rangekv.ReplicaChangeType" json:"change,omitempty"`
+	StoreId       uint64                 `protobuf:"varint,3,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeReplicasRequest) Reset() {
+	*x = ChangeReplicasRequest{}
+	mi := &file_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeReplicasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeReplicasRequest) ProtoMessage() {}
+
+func (x *ChangeReplicasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeReplicasRequest.ProtoReflect.Descriptor instead.
+func (*ChangeReplicasRequest) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ChangeReplicasRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *ChangeReplicasRequest) GetChange() ReplicaChangeType {
+	if x != nil {
+		return x.Change
+	}
+	return ReplicaChangeType_ADD_LEARNER
+}
+
+func (x *ChangeReplicasRequest) GetStoreId() uint64 {
+	if x != nil {
+		return x.StoreId
+	}
+	return 0
+}
+
+type ChangeReplicasResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *RangeError            `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Descriptor_   *RangeDescriptor       `protobuf:"bytes,2,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeReplicasResponse) Reset() {
+	*x = ChangeReplicasResponse{}
+	mi := &file_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeReplicasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeReplicasResponse) ProtoMessage() {}
+
+func (x *ChangeReplicasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeReplicasResponse.ProtoReflect.Descriptor instead.
+func (*ChangeReplicasResponse) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ChangeReplicasResponse) GetError() *RangeError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *ChangeReplicasResponse) GetDescriptor_() *RangeDescriptor {
+	if x != nil {
+		return x.Descriptor_
+	}
+	return nil
+}
+
 var File_admin_proto protoreflect.FileDescriptor
 
 const file_admin_proto_rawDesc = "" +
 	"\n" +
 	"\vadmin.proto\x12\arangekv\x1a\n" +
-	"meta.proto\x1a\bkv.proto\"\xcf\x02\n" +
+	"meta.proto\x1a\bkv.proto\"\xf1\x03\n" +
 	"\rReplicaStatus\x128\n" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x18.rangekv.RangeDescriptorR\n" +
@@ -336,7 +711,18 @@ const file_admin_proto_rawDesc = "" +
 	"\n" +
 	"last_index\x18\a \x01(\x04R\tlastIndex\x12!\n" +
 	"\fcommit_index\x18\b \x01(\x04R\vcommitIndex\x12#\n" +
-	"\rapplied_index\x18\t \x01(\x04R\fappliedIndex\"\x13\n" +
+	"\rapplied_index\x18\t \x01(\x04R\fappliedIndex\x12\x1c\n" +
+	"\tquiescent\x18\n" +
+	" \x01(\bR\tquiescent\x12 \n" +
+	"\vinitialized\x18\v \x01(\bR\vinitialized\x125\n" +
+	"\bprogress\x18\f \x03(\v2\x19.rangekv.FollowerProgressR\bprogress\x12)\n" +
+	"\x10approximate_size\x18\r \x01(\x04R\x0fapproximateSize\"\x82\x01\n" +
+	"\x10FollowerProgress\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x01 \x01(\x04R\treplicaId\x12\x14\n" +
+	"\x05match\x18\x02 \x01(\x04R\x05match\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12#\n" +
+	"\rrecent_active\x18\x04 \x01(\bR\frecentActive\"\x13\n" +
 	"\x11ListRangesRequest\"c\n" +
 	"\x12ListRangesResponse\x12\x19\n" +
 	"\bstore_id\x18\x01 \x01(\x04R\astoreId\x122\n" +
@@ -345,11 +731,34 @@ const file_admin_proto_rawDesc = "" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1e\n" +
 	"\vto_store_id\x18\x02 \x01(\x04R\ttoStoreId\"C\n" +
 	"\x16TransferLeaderResponse\x12)\n" +
-	"\x05error\x18\x01 \x01(\v2\x13.rangekv.RangeErrorR\x05error2\xa1\x01\n" +
+	"\x05error\x18\x01 \x01(\v2\x13.rangekv.RangeErrorR\x05error\"K\n" +
+	"\x11SplitRangeRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
+	"\tsplit_key\x18\x02 \x01(\fR\bsplitKey\"\x9d\x01\n" +
+	"\x12SplitRangeResponse\x12)\n" +
+	"\x05error\x18\x01 \x01(\v2\x13.rangekv.RangeErrorR\x05error\x12,\n" +
+	"\x04left\x18\x02 \x01(\v2\x18.rangekv.RangeDescriptorR\x04left\x12.\n" +
+	"\x05right\x18\x03 \x01(\v2\x18.rangekv.RangeDescriptorR\x05right\"\x81\x01\n" +
+	"\x15ChangeReplicasRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x122\n" +
+	"\x06change\x18\x02 \x01(\x0e2\x1a.rangekv.ReplicaChangeTypeR\x06change\x12\x19\n" +
+	"\bstore_id\x18\x03 \x01(\x04R\astoreId\"}\n" +
+	"\x16ChangeReplicasResponse\x12)\n" +
+	"\x05error\x18\x01 \x01(\v2\x13.rangekv.RangeErrorR\x05error\x128\n" +
+	"\n" +
+	"descriptor\x18\x02 \x01(\v2\x18.rangekv.RangeDescriptorR\n" +
+	"descriptor*M\n" +
+	"\x11ReplicaChangeType\x12\x0f\n" +
+	"\vADD_LEARNER\x10\x00\x12\x13\n" +
+	"\x0fPROMOTE_LEARNER\x10\x01\x12\x12\n" +
+	"\x0eREMOVE_REPLICA\x10\x022\xbb\x02\n" +
 	"\x05Admin\x12E\n" +
 	"\n" +
 	"ListRanges\x12\x1a.rangekv.ListRangesRequest\x1a\x1b.rangekv.ListRangesResponse\x12Q\n" +
-	"\x0eTransferLeader\x12\x1e.rangekv.TransferLeaderRequest\x1a\x1f.rangekv.TransferLeaderResponseB,Z*github.com/rangekv/rangekv/proto/rangekvpbb\x06proto3"
+	"\x0eTransferLeader\x12\x1e.rangekv.TransferLeaderRequest\x1a\x1f.rangekv.TransferLeaderResponse\x12E\n" +
+	"\n" +
+	"SplitRange\x12\x1a.rangekv.SplitRangeRequest\x1a\x1b.rangekv.SplitRangeResponse\x12Q\n" +
+	"\x0eChangeReplicas\x12\x1e.rangekv.ChangeReplicasRequest\x1a\x1f.rangekv.ChangeReplicasResponseB,Z*github.com/rangekv/rangekv/proto/rangekvpbb\x06proto3"
 
 var (
 	file_admin_proto_rawDescOnce sync.Once
@@ -363,29 +772,47 @@ func file_admin_proto_rawDescGZIP() []byte {
 	return file_admin_proto_rawDescData
 }
 
-var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_admin_proto_goTypes = []any{
-	(*ReplicaStatus)(nil),          // 0: rangekv.ReplicaStatus
-	(*ListRangesRequest)(nil),      // 1: rangekv.ListRangesRequest
-	(*ListRangesResponse)(nil),     // 2: rangekv.ListRangesResponse
-	(*TransferLeaderRequest)(nil),  // 3: rangekv.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 4: rangekv.TransferLeaderResponse
-	(*RangeDescriptor)(nil),        // 5: rangekv.RangeDescriptor
-	(*RangeError)(nil),             // 6: rangekv.RangeError
+	(ReplicaChangeType)(0),         // 0: rangekv.ReplicaChangeType
+	(*ReplicaStatus)(nil),          // 1: rangekv.ReplicaStatus
+	(*FollowerProgress)(nil),       // 2: rangekv.FollowerProgress
+	(*ListRangesRequest)(nil),      // 3: rangekv.ListRangesRequest
+	(*ListRangesResponse)(nil),     // 4: rangekv.ListRangesResponse
+	(*TransferLeaderRequest)(nil),  // 5: rangekv.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 6: rangekv.TransferLeaderResponse
+	(*SplitRangeRequest)(nil),      // 7: rangekv.SplitRangeRequest
+	(*SplitRangeResponse)(nil),     // 8: rangekv.SplitRangeResponse
+	(*ChangeReplicasRequest)(nil),  // 9: rangekv.ChangeReplicasRequest
+	(*ChangeReplicasResponse)(nil), // 10: rangekv.ChangeReplicasResponse
+	(*RangeDescriptor)(nil),        // 11: rangekv.RangeDescriptor
+	(*RangeError)(nil),             // 12: rangekv.RangeError
 }
 var file_admin_proto_depIdxs = []int32{
-	5, // 0: rangekv.ReplicaStatus.descriptor:type_name -> rangekv.RangeDescriptor
-	0, // 1: rangekv.ListRangesResponse.replicas:type_name -> rangekv.ReplicaStatus
-	6, // 2: rangekv.TransferLeaderResponse.error:type_name -> rangekv.RangeError
-	1, // 3: rangekv.Admin.ListRanges:input_type -> rangekv.ListRangesRequest
-	3, // 4: rangekv.Admin.TransferLeader:input_type -> rangekv.TransferLeaderRequest
-	2, // 5: rangekv.Admin.ListRanges:output_type -> rangekv.ListRangesResponse
-	4, // 6: rangekv.Admin.TransferLeader:output_type -> rangekv.TransferLeaderResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	11, // 0: rangekv.ReplicaStatus.descriptor:type_name -> rangekv.RangeDescriptor
+	2,  // 1: rangekv.ReplicaStatus.progress:type_name -> rangekv.FollowerProgress
+	1,  // 2: rangekv.ListRangesResponse.replicas:type_name -> rangekv.ReplicaStatus
+	12, // 3: rangekv.TransferLeaderResponse.error:type_name -> rangekv.RangeError
+	12, // 4: rangekv.SplitRangeResponse.error:type_name -> rangekv.RangeError
+	11, // 5: rangekv.SplitRangeResponse.left:type_name -> rangekv.RangeDescriptor
+	11, // 6: rangekv.SplitRangeResponse.right:type_name -> rangekv.RangeDescriptor
+	0,  // 7: rangekv.ChangeReplicasRequest.change:type_name -> rangekv.ReplicaChangeType
+	12, // 8: rangekv.ChangeReplicasResponse.error:type_name -> rangekv.RangeError
+	11, // 9: rangekv.ChangeReplicasResponse.descriptor:type_name -> rangekv.RangeDescriptor
+	3,  // 10: rangekv.Admin.ListRanges:input_type -> rangekv.ListRangesRequest
+	5,  // 11: rangekv.Admin.TransferLeader:input_type -> rangekv.TransferLeaderRequest
+	7,  // 12: rangekv.Admin.SplitRange:input_type -> rangekv.SplitRangeRequest
+	9,  // 13: rangekv.Admin.ChangeReplicas:input_type -> rangekv.ChangeReplicasRequest
+	4,  // 14: rangekv.Admin.ListRanges:output_type -> rangekv.ListRangesResponse
+	6,  // 15: rangekv.Admin.TransferLeader:output_type -> rangekv.TransferLeaderResponse
+	8,  // 16: rangekv.Admin.SplitRange:output_type -> rangekv.SplitRangeResponse
+	10, // 17: rangekv.Admin.ChangeReplicas:output_type -> rangekv.ChangeReplicasResponse
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_admin_proto_init() }
@@ -400,13 +827,14 @@ func file_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_proto_rawDesc), len(file_admin_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   5,
+			NumEnums:      1,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_admin_proto_goTypes,
 		DependencyIndexes: file_admin_proto_depIdxs,
+		EnumInfos:         file_admin_proto_enumTypes,
 		MessageInfos:      file_admin_proto_msgTypes,
 	}.Build()
 	File_admin_proto = out.File

@@ -294,6 +294,123 @@ func (x *TruncateLogCmd) GetTerm() uint64 {
 	return 0
 }
 
+// SplitCmd splits the range at split_key: the range keeps [start,
+// split_key) and a new range new_range_id takes [split_key, end) on the same
+// stores with the same replica IDs. Applies only at the epoch it names.
+type SplitCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SplitKey      []byte                 `protobuf:"bytes,1,opt,name=split_key,json=splitKey,proto3" json:"split_key,omitempty"`
+	NewRangeId    uint64                 `protobuf:"varint,2,opt,name=new_range_id,json=newRangeId,proto3" json:"new_range_id,omitempty"`
+	ExpectedEpoch *RangeEpoch            `protobuf:"bytes,3,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitCmd) Reset() {
+	*x = SplitCmd{}
+	mi := &file_command_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitCmd) ProtoMessage() {}
+
+func (x *SplitCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitCmd.ProtoReflect.Descriptor instead.
+func (*SplitCmd) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SplitCmd) GetSplitKey() []byte {
+	if x != nil {
+		return x.SplitKey
+	}
+	return nil
+}
+
+func (x *SplitCmd) GetNewRangeId() uint64 {
+	if x != nil {
+		return x.NewRangeId
+	}
+	return 0
+}
+
+func (x *SplitCmd) GetExpectedEpoch() *RangeEpoch {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return nil
+}
+
+// ChangeReplicasContext rides in a ConfChangeV2's context: the epoch the
+// change was proposed at and the stores of replicas it adds.
+type ChangeReplicasContext struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExpectedEpoch *RangeEpoch            `protobuf:"bytes,1,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	Added         []*ReplicaDescriptor   `protobuf:"bytes,2,rep,name=added,proto3" json:"added,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeReplicasContext) Reset() {
+	*x = ChangeReplicasContext{}
+	mi := &file_command_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeReplicasContext) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeReplicasContext) ProtoMessage() {}
+
+func (x *ChangeReplicasContext) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeReplicasContext.ProtoReflect.Descriptor instead.
+func (*ChangeReplicasContext) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ChangeReplicasContext) GetExpectedEpoch() *RangeEpoch {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return nil
+}
+
+func (x *ChangeReplicasContext) GetAdded() []*ReplicaDescriptor {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
 // Command is the payload of a normal Raft entry (after the 8-byte proposal ID).
 type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -307,6 +424,7 @@ type Command struct {
 	//	*Command_Cas
 	//	*Command_Incr
 	//	*Command_TruncateLog
+	//	*Command_Split
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -314,7 +432,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_command_proto_msgTypes[5]
+	mi := &file_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +444,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[5]
+	mi := &file_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +457,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{5}
+	return file_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Command) GetEpoch() *RangeEpoch {
@@ -401,6 +519,15 @@ func (x *Command) GetTruncateLog() *TruncateLogCmd {
 	return nil
 }
 
+func (x *Command) GetSplit() *SplitCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_Split); ok {
+			return x.Split
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -425,6 +552,10 @@ type Command_TruncateLog struct {
 	TruncateLog *TruncateLogCmd `protobuf:"bytes,6,opt,name=truncate_log,json=truncateLog,proto3,oneof"`
 }
 
+type Command_Split struct {
+	Split *SplitCmd `protobuf:"bytes,7,opt,name=split,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Cmd() {}
 
 func (*Command_Delete) isCommand_Cmd() {}
@@ -434,6 +565,8 @@ func (*Command_Cas) isCommand_Cmd() {}
 func (*Command_Incr) isCommand_Cmd() {}
 
 func (*Command_TruncateLog) isCommand_Cmd() {}
+
+func (*Command_Split) isCommand_Cmd() {}
 
 var File_command_proto protoreflect.FileDescriptor
 
@@ -456,14 +589,23 @@ const file_command_proto_rawDesc = "" +
 	"\x05delta\x18\x02 \x01(\x03R\x05delta\":\n" +
 	"\x0eTruncateLogCmd\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
-	"\x04term\x18\x02 \x01(\x04R\x04term\"\x99\x02\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\"\x85\x01\n" +
+	"\bSplitCmd\x12\x1b\n" +
+	"\tsplit_key\x18\x01 \x01(\fR\bsplitKey\x12 \n" +
+	"\fnew_range_id\x18\x02 \x01(\x04R\n" +
+	"newRangeId\x12:\n" +
+	"\x0eexpected_epoch\x18\x03 \x01(\v2\x13.rangekv.RangeEpochR\rexpectedEpoch\"\x85\x01\n" +
+	"\x15ChangeReplicasContext\x12:\n" +
+	"\x0eexpected_epoch\x18\x01 \x01(\v2\x13.rangekv.RangeEpochR\rexpectedEpoch\x120\n" +
+	"\x05added\x18\x02 \x03(\v2\x1a.rangekv.ReplicaDescriptorR\x05added\"\xc4\x02\n" +
 	"\aCommand\x12)\n" +
 	"\x05epoch\x18\x01 \x01(\v2\x13.rangekv.RangeEpochR\x05epoch\x12#\n" +
 	"\x03put\x18\x02 \x01(\v2\x0f.rangekv.PutCmdH\x00R\x03put\x12,\n" +
 	"\x06delete\x18\x03 \x01(\v2\x12.rangekv.DeleteCmdH\x00R\x06delete\x12#\n" +
 	"\x03cas\x18\x04 \x01(\v2\x0f.rangekv.CasCmdH\x00R\x03cas\x12&\n" +
 	"\x04incr\x18\x05 \x01(\v2\x10.rangekv.IncrCmdH\x00R\x04incr\x12<\n" +
-	"\ftruncate_log\x18\x06 \x01(\v2\x17.rangekv.TruncateLogCmdH\x00R\vtruncateLogB\x05\n" +
+	"\ftruncate_log\x18\x06 \x01(\v2\x17.rangekv.TruncateLogCmdH\x00R\vtruncateLog\x12)\n" +
+	"\x05split\x18\a \x01(\v2\x11.rangekv.SplitCmdH\x00R\x05splitB\x05\n" +
 	"\x03cmdB,Z*github.com/rangekv/rangekv/proto/rangekvpbb\x06proto3"
 
 var (
@@ -478,28 +620,35 @@ func file_command_proto_rawDescGZIP() []byte {
 	return file_command_proto_rawDescData
 }
 
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_command_proto_goTypes = []any{
-	(*PutCmd)(nil),         // 0: rangekv.PutCmd
-	(*DeleteCmd)(nil),      // 1: rangekv.DeleteCmd
-	(*CasCmd)(nil),         // 2: rangekv.CasCmd
-	(*IncrCmd)(nil),        // 3: rangekv.IncrCmd
-	(*TruncateLogCmd)(nil), // 4: rangekv.TruncateLogCmd
-	(*Command)(nil),        // 5: rangekv.Command
-	(*RangeEpoch)(nil),     // 6: rangekv.RangeEpoch
+	(*PutCmd)(nil),                // 0: rangekv.PutCmd
+	(*DeleteCmd)(nil),             // 1: rangekv.DeleteCmd
+	(*CasCmd)(nil),                // 2: rangekv.CasCmd
+	(*IncrCmd)(nil),               // 3: rangekv.IncrCmd
+	(*TruncateLogCmd)(nil),        // 4: rangekv.TruncateLogCmd
+	(*SplitCmd)(nil),              // 5: rangekv.SplitCmd
+	(*ChangeReplicasContext)(nil), // 6: rangekv.ChangeReplicasContext
+	(*Command)(nil),               // 7: rangekv.Command
+	(*RangeEpoch)(nil),            // 8: rangekv.RangeEpoch
+	(*ReplicaDescriptor)(nil),     // 9: rangekv.ReplicaDescriptor
 }
 var file_command_proto_depIdxs = []int32{
-	6, // 0: rangekv.Command.epoch:type_name -> rangekv.RangeEpoch
-	0, // 1: rangekv.Command.put:type_name -> rangekv.PutCmd
-	1, // 2: rangekv.Command.delete:type_name -> rangekv.DeleteCmd
-	2, // 3: rangekv.Command.cas:type_name -> rangekv.CasCmd
-	3, // 4: rangekv.Command.incr:type_name -> rangekv.IncrCmd
-	4, // 5: rangekv.Command.truncate_log:type_name -> rangekv.TruncateLogCmd
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	8,  // 0: rangekv.SplitCmd.expected_epoch:type_name -> rangekv.RangeEpoch
+	8,  // 1: rangekv.ChangeReplicasContext.expected_epoch:type_name -> rangekv.RangeEpoch
+	9,  // 2: rangekv.ChangeReplicasContext.added:type_name -> rangekv.ReplicaDescriptor
+	8,  // 3: rangekv.Command.epoch:type_name -> rangekv.RangeEpoch
+	0,  // 4: rangekv.Command.put:type_name -> rangekv.PutCmd
+	1,  // 5: rangekv.Command.delete:type_name -> rangekv.DeleteCmd
+	2,  // 6: rangekv.Command.cas:type_name -> rangekv.CasCmd
+	3,  // 7: rangekv.Command.incr:type_name -> rangekv.IncrCmd
+	4,  // 8: rangekv.Command.truncate_log:type_name -> rangekv.TruncateLogCmd
+	5,  // 9: rangekv.Command.split:type_name -> rangekv.SplitCmd
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -508,12 +657,13 @@ func file_command_proto_init() {
 		return
 	}
 	file_meta_proto_init()
-	file_command_proto_msgTypes[5].OneofWrappers = []any{
+	file_command_proto_msgTypes[7].OneofWrappers = []any{
 		(*Command_Put)(nil),
 		(*Command_Delete)(nil),
 		(*Command_Cas)(nil),
 		(*Command_Incr)(nil),
 		(*Command_TruncateLog)(nil),
+		(*Command_Split)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -521,7 +671,7 @@ func file_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

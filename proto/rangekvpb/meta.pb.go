@@ -496,6 +496,52 @@ func (x *StoreIdent) GetStoreId() uint64 {
 	return 0
 }
 
+// RangeTombstone marks a replica removed from this store: replica IDs below
+// next_replica_id must never be created again here.
+type RangeTombstone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NextReplicaId uint64                 `protobuf:"varint,1,opt,name=next_replica_id,json=nextReplicaId,proto3" json:"next_replica_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeTombstone) Reset() {
+	*x = RangeTombstone{}
+	mi := &file_meta_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeTombstone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeTombstone) ProtoMessage() {}
+
+func (x *RangeTombstone) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeTombstone.ProtoReflect.Descriptor instead.
+func (*RangeTombstone) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RangeTombstone) GetNextReplicaId() uint64 {
+	if x != nil {
+		return x.NextReplicaId
+	}
+	return 0
+}
+
 var File_meta_proto protoreflect.FileDescriptor
 
 const file_meta_proto_rawDesc = "" +
@@ -535,7 +581,9 @@ const file_meta_proto_rawDesc = "" +
 	"StoreIdent\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x12\x19\n" +
-	"\bstore_id\x18\x02 \x01(\x04R\astoreId*M\n" +
+	"\bstore_id\x18\x02 \x01(\x04R\astoreId\"8\n" +
+	"\x0eRangeTombstone\x12&\n" +
+	"\x0fnext_replica_id\x18\x01 \x01(\x04R\rnextReplicaId*M\n" +
 	"\vReplicaRole\x12\t\n" +
 	"\x05VOTER\x10\x00\x12\v\n" +
 	"\aLEARNER\x10\x01\x12\x12\n" +
@@ -555,7 +603,7 @@ func file_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_meta_proto_goTypes = []any{
 	(ReplicaRole)(0),          // 0: rangekv.ReplicaRole
 	(*ReplicaDescriptor)(nil), // 1: rangekv.ReplicaDescriptor
@@ -565,13 +613,14 @@ var file_meta_proto_goTypes = []any{
 	(*AppliedState)(nil),      // 5: rangekv.AppliedState
 	(*TruncatedState)(nil),    // 6: rangekv.TruncatedState
 	(*StoreIdent)(nil),        // 7: rangekv.StoreIdent
-	nil,                       // 8: rangekv.StoreDescriptor.LabelsEntry
+	(*RangeTombstone)(nil),    // 8: rangekv.RangeTombstone
+	nil,                       // 9: rangekv.StoreDescriptor.LabelsEntry
 }
 var file_meta_proto_depIdxs = []int32{
 	0, // 0: rangekv.ReplicaDescriptor.role:type_name -> rangekv.ReplicaRole
 	2, // 1: rangekv.RangeDescriptor.epoch:type_name -> rangekv.RangeEpoch
 	1, // 2: rangekv.RangeDescriptor.replicas:type_name -> rangekv.ReplicaDescriptor
-	8, // 3: rangekv.StoreDescriptor.labels:type_name -> rangekv.StoreDescriptor.LabelsEntry
+	9, // 3: rangekv.StoreDescriptor.labels:type_name -> rangekv.StoreDescriptor.LabelsEntry
 	4, // [4:4] is the sub-list for method output_type
 	4, // [4:4] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
@@ -590,7 +639,7 @@ func file_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -25,11 +25,19 @@ const (
 )
 
 type RaftMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
-	FromStore     uint64                 `protobuf:"varint,2,opt,name=from_store,json=fromStore,proto3" json:"from_store,omitempty"`
-	ToStore       uint64                 `protobuf:"varint,3,opt,name=to_store,json=toStore,proto3" json:"to_store,omitempty"`
-	Message       *raftpb.Message        `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RangeId   uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	FromStore uint64                 `protobuf:"varint,2,opt,name=from_store,json=fromStore,proto3" json:"from_store,omitempty"`
+	ToStore   uint64                 `protobuf:"varint,3,opt,name=to_store,json=toStore,proto3" json:"to_store,omitempty"`
+	// Unset when the envelope only carries wake.
+	Message *raftpb.Message `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// The sender's range start key, on MsgApp and votes: lets a store whose
+	// replica of the range does not exist yet tell a split it has not
+	// applied from a replica it must create.
+	StartKey []byte `protobuf:"bytes,5,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
+	// wake asks a quiesced leader to start ticking again (a follower woke
+	// for a reason of its own).
+	Wake          bool `protobuf:"varint,6,opt,name=wake,proto3" json:"wake,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -92,19 +100,132 @@ func (x *RaftMessage) GetMessage() *raftpb.Message {
 	return nil
 }
 
-// RaftMessageBatch is what one flush of a peer-store stream carries.
-type RaftMessageBatch struct {
+func (x *RaftMessage) GetStartKey() []byte {
+	if x != nil {
+		return x.StartKey
+	}
+	return nil
+}
+
+func (x *RaftMessage) GetWake() bool {
+	if x != nil {
+		return x.Wake
+	}
+	return false
+}
+
+// RaftHeartbeat is one range's heartbeat or heartbeat response inside a
+// coalesced batch: the fields raft put in its MsgHeartbeat(Resp), verbatim.
+type RaftHeartbeat struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	FromStore     uint64                 `protobuf:"varint,1,opt,name=from_store,json=fromStore,proto3" json:"from_store,omitempty"`
-	ToStore       uint64                 `protobuf:"varint,2,opt,name=to_store,json=toStore,proto3" json:"to_store,omitempty"`
-	Messages      []*RaftMessage         `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	FromReplicaId uint64                 `protobuf:"varint,2,opt,name=from_replica_id,json=fromReplicaId,proto3" json:"from_replica_id,omitempty"`
+	ToReplicaId   uint64                 `protobuf:"varint,3,opt,name=to_replica_id,json=toReplicaId,proto3" json:"to_replica_id,omitempty"`
+	Term          uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	Commit        uint64                 `protobuf:"varint,5,opt,name=commit,proto3" json:"commit,omitempty"`
+	Context       []byte                 `protobuf:"bytes,6,opt,name=context,proto3" json:"context,omitempty"`
+	// Set by a leader that quiesces: the follower stops ticking if its term,
+	// commit and leader match.
+	Quiesce       bool `protobuf:"varint,7,opt,name=quiesce,proto3" json:"quiesce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
+func (x *RaftHeartbeat) Reset() {
+	*x = RaftHeartbeat{}
+	mi := &file_transport_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftHeartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftHeartbeat) ProtoMessage() {}
+
+func (x *RaftHeartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_transport_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftHeartbeat.ProtoReflect.Descriptor instead.
+func (*RaftHeartbeat) Descriptor() ([]byte, []int) {
+	return file_transport_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RaftHeartbeat) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *RaftHeartbeat) GetFromReplicaId() uint64 {
+	if x != nil {
+		return x.FromReplicaId
+	}
+	return 0
+}
+
+func (x *RaftHeartbeat) GetToReplicaId() uint64 {
+	if x != nil {
+		return x.ToReplicaId
+	}
+	return 0
+}
+
+func (x *RaftHeartbeat) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *RaftHeartbeat) GetCommit() uint64 {
+	if x != nil {
+		return x.Commit
+	}
+	return 0
+}
+
+func (x *RaftHeartbeat) GetContext() []byte {
+	if x != nil {
+		return x.Context
+	}
+	return nil
+}
+
+func (x *RaftHeartbeat) GetQuiesce() bool {
+	if x != nil {
+		return x.Quiesce
+	}
+	return false
+}
+
+// RaftMessageBatch is what one flush of a peer-store stream carries. An
+// empty batch is a store liveness ping.
+type RaftMessageBatch struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	FromStore      uint64                 `protobuf:"varint,1,opt,name=from_store,json=fromStore,proto3" json:"from_store,omitempty"`
+	ToStore        uint64                 `protobuf:"varint,2,opt,name=to_store,json=toStore,proto3" json:"to_store,omitempty"`
+	Messages       []*RaftMessage         `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
+	Heartbeats     []*RaftHeartbeat       `protobuf:"bytes,4,rep,name=heartbeats,proto3" json:"heartbeats,omitempty"`
+	HeartbeatResps []*RaftHeartbeat       `protobuf:"bytes,5,rep,name=heartbeat_resps,json=heartbeatResps,proto3" json:"heartbeat_resps,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
 func (x *RaftMessageBatch) Reset() {
 	*x = RaftMessageBatch{}
-	mi := &file_transport_proto_msgTypes[1]
+	mi := &file_transport_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -116,7 +237,7 @@ func (x *RaftMessageBatch) String() string {
 func (*RaftMessageBatch) ProtoMessage() {}
 
 func (x *RaftMessageBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[1]
+	mi := &file_transport_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -129,7 +250,7 @@ func (x *RaftMessageBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMessageBatch.ProtoReflect.Descriptor instead.
 func (*RaftMessageBatch) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{1}
+	return file_transport_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RaftMessageBatch) GetFromStore() uint64 {
@@ -153,6 +274,20 @@ func (x *RaftMessageBatch) GetMessages() []*RaftMessage {
 	return nil
 }
 
+func (x *RaftMessageBatch) GetHeartbeats() []*RaftHeartbeat {
+	if x != nil {
+		return x.Heartbeats
+	}
+	return nil
+}
+
+func (x *RaftMessageBatch) GetHeartbeatResps() []*RaftHeartbeat {
+	if x != nil {
+		return x.HeartbeatResps
+	}
+	return nil
+}
+
 type RaftStreamResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -161,7 +296,7 @@ type RaftStreamResponse struct {
 
 func (x *RaftStreamResponse) Reset() {
 	*x = RaftStreamResponse{}
-	mi := &file_transport_proto_msgTypes[2]
+	mi := &file_transport_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -173,7 +308,7 @@ func (x *RaftStreamResponse) String() string {
 func (*RaftStreamResponse) ProtoMessage() {}
 
 func (x *RaftStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[2]
+	mi := &file_transport_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -186,7 +321,7 @@ func (x *RaftStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStreamResponse.ProtoReflect.Descriptor instead.
 func (*RaftStreamResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{2}
+	return file_transport_proto_rawDescGZIP(), []int{3}
 }
 
 // SnapshotHeader opens a snapshot stream: the MsgSnap whose metadata
@@ -205,7 +340,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_transport_proto_msgTypes[3]
+	mi := &file_transport_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -217,7 +352,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[3]
+	mi := &file_transport_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -230,7 +365,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{3}
+	return file_transport_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SnapshotHeader) GetRangeId() uint64 {
@@ -281,7 +416,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_transport_proto_msgTypes[4]
+	mi := &file_transport_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +428,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[4]
+	mi := &file_transport_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +441,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{4}
+	return file_transport_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SnapshotChunk) GetHeader() *SnapshotHeader {
@@ -340,7 +475,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_transport_proto_msgTypes[5]
+	mi := &file_transport_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +487,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[5]
+	mi := &file_transport_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +500,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{5}
+	return file_transport_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SnapshotResponse) GetAccepted() bool {
@@ -388,18 +523,32 @@ const file_transport_proto_rawDesc = "" +
 	"\n" +
 	"\x0ftransport.proto\x12\arangekv\x1a\n" +
 	"raft.proto\x1a\n" +
-	"meta.proto\x1a\bkv.proto\"\x8d\x01\n" +
+	"meta.proto\x1a\bkv.proto\"\xbe\x01\n" +
 	"\vRaftMessage\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1d\n" +
 	"\n" +
 	"from_store\x18\x02 \x01(\x04R\tfromStore\x12\x19\n" +
 	"\bto_store\x18\x03 \x01(\x04R\atoStore\x12)\n" +
-	"\amessage\x18\x04 \x01(\v2\x0f.raftpb.MessageR\amessage\"~\n" +
+	"\amessage\x18\x04 \x01(\v2\x0f.raftpb.MessageR\amessage\x12\x1b\n" +
+	"\tstart_key\x18\x05 \x01(\fR\bstartKey\x12\x12\n" +
+	"\x04wake\x18\x06 \x01(\bR\x04wake\"\xd6\x01\n" +
+	"\rRaftHeartbeat\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12&\n" +
+	"\x0ffrom_replica_id\x18\x02 \x01(\x04R\rfromReplicaId\x12\"\n" +
+	"\rto_replica_id\x18\x03 \x01(\x04R\vtoReplicaId\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x16\n" +
+	"\x06commit\x18\x05 \x01(\x04R\x06commit\x12\x18\n" +
+	"\acontext\x18\x06 \x01(\fR\acontext\x12\x18\n" +
+	"\aquiesce\x18\a \x01(\bR\aquiesce\"\xf7\x01\n" +
 	"\x10RaftMessageBatch\x12\x1d\n" +
 	"\n" +
 	"from_store\x18\x01 \x01(\x04R\tfromStore\x12\x19\n" +
 	"\bto_store\x18\x02 \x01(\x04R\atoStore\x120\n" +
-	"\bmessages\x18\x03 \x03(\v2\x14.rangekv.RaftMessageR\bmessages\"\x14\n" +
+	"\bmessages\x18\x03 \x03(\v2\x14.rangekv.RaftMessageR\bmessages\x126\n" +
+	"\n" +
+	"heartbeats\x18\x04 \x03(\v2\x16.rangekv.RaftHeartbeatR\n" +
+	"heartbeats\x12?\n" +
+	"\x0fheartbeat_resps\x18\x05 \x03(\v2\x16.rangekv.RaftHeartbeatR\x0eheartbeatResps\"\x14\n" +
 	"\x12RaftStreamResponse\"\xca\x01\n" +
 	"\x0eSnapshotHeader\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1d\n" +
@@ -434,34 +583,37 @@ func file_transport_proto_rawDescGZIP() []byte {
 	return file_transport_proto_rawDescData
 }
 
-var file_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_transport_proto_goTypes = []any{
 	(*RaftMessage)(nil),        // 0: rangekv.RaftMessage
-	(*RaftMessageBatch)(nil),   // 1: rangekv.RaftMessageBatch
-	(*RaftStreamResponse)(nil), // 2: rangekv.RaftStreamResponse
-	(*SnapshotHeader)(nil),     // 3: rangekv.SnapshotHeader
-	(*SnapshotChunk)(nil),      // 4: rangekv.SnapshotChunk
-	(*SnapshotResponse)(nil),   // 5: rangekv.SnapshotResponse
-	(*raftpb.Message)(nil),     // 6: raftpb.Message
-	(*RangeDescriptor)(nil),    // 7: rangekv.RangeDescriptor
-	(*KeyValue)(nil),           // 8: rangekv.KeyValue
+	(*RaftHeartbeat)(nil),      // 1: rangekv.RaftHeartbeat
+	(*RaftMessageBatch)(nil),   // 2: rangekv.RaftMessageBatch
+	(*RaftStreamResponse)(nil), // 3: rangekv.RaftStreamResponse
+	(*SnapshotHeader)(nil),     // 4: rangekv.SnapshotHeader
+	(*SnapshotChunk)(nil),      // 5: rangekv.SnapshotChunk
+	(*SnapshotResponse)(nil),   // 6: rangekv.SnapshotResponse
+	(*raftpb.Message)(nil),     // 7: raftpb.Message
+	(*RangeDescriptor)(nil),    // 8: rangekv.RangeDescriptor
+	(*KeyValue)(nil),           // 9: rangekv.KeyValue
 }
 var file_transport_proto_depIdxs = []int32{
-	6, // 0: rangekv.RaftMessage.message:type_name -> raftpb.Message
-	0, // 1: rangekv.RaftMessageBatch.messages:type_name -> rangekv.RaftMessage
-	6, // 2: rangekv.SnapshotHeader.message:type_name -> raftpb.Message
-	7, // 3: rangekv.SnapshotHeader.descriptor:type_name -> rangekv.RangeDescriptor
-	3, // 4: rangekv.SnapshotChunk.header:type_name -> rangekv.SnapshotHeader
-	8, // 5: rangekv.SnapshotChunk.pairs:type_name -> rangekv.KeyValue
-	1, // 6: rangekv.Raft.RaftStream:input_type -> rangekv.RaftMessageBatch
-	4, // 7: rangekv.Raft.Snapshot:input_type -> rangekv.SnapshotChunk
-	2, // 8: rangekv.Raft.RaftStream:output_type -> rangekv.RaftStreamResponse
-	5, // 9: rangekv.Raft.Snapshot:output_type -> rangekv.SnapshotResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	7,  // 0: rangekv.RaftMessage.message:type_name -> raftpb.Message
+	0,  // 1: rangekv.RaftMessageBatch.messages:type_name -> rangekv.RaftMessage
+	1,  // 2: rangekv.RaftMessageBatch.heartbeats:type_name -> rangekv.RaftHeartbeat
+	1,  // 3: rangekv.RaftMessageBatch.heartbeat_resps:type_name -> rangekv.RaftHeartbeat
+	7,  // 4: rangekv.SnapshotHeader.message:type_name -> raftpb.Message
+	8,  // 5: rangekv.SnapshotHeader.descriptor:type_name -> rangekv.RangeDescriptor
+	4,  // 6: rangekv.SnapshotChunk.header:type_name -> rangekv.SnapshotHeader
+	9,  // 7: rangekv.SnapshotChunk.pairs:type_name -> rangekv.KeyValue
+	2,  // 8: rangekv.Raft.RaftStream:input_type -> rangekv.RaftMessageBatch
+	5,  // 9: rangekv.Raft.Snapshot:input_type -> rangekv.SnapshotChunk
+	3,  // 10: rangekv.Raft.RaftStream:output_type -> rangekv.RaftStreamResponse
+	6,  // 11: rangekv.Raft.Snapshot:output_type -> rangekv.SnapshotResponse
+	10, // [10:12] is the sub-list for method output_type
+	8,  // [8:10] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_transport_proto_init() }
@@ -477,7 +629,7 @@ func file_transport_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_transport_proto_rawDesc), len(file_transport_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

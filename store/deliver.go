@@ -1,0 +1,113 @@
+// Delivering peers' messages to replicas, creating uninitialized replicas
+// for ranges this store does not know yet (a new learner, or the right half
+// of a split this store has not applied).
+package store
+
+import (
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/rangekv/rangekv/internal/keys"
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/rangeraft"
+	"github.com/rangekv/rangekv/rangeraft/logstore"
+)
+
+// maxSplitDelayTicks bounds how long MsgApps to an uninitialized replica
+// are dropped while a local replica still holds the sender's start key
+// (waiting for the local split to create the replica with its data).
+const maxSplitDelayTicks = 50
+
+// deliver hands a peer's message to its replica's inbox.
+func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
+	if env.Wake {
+		if r := s.replica(env.RangeId); r != nil {
+			r.setFlag(func(r *Replica) { r.inbox.wake = true })
+			s.sched.enqueue(env.RangeId, flagWork)
+		}
+		return
+	}
+	m := env.Message
+	if m == nil || m.GetTo() == 0 {
+		s.metrics.messagesDropped.WithLabelValues("malformed").Inc()
+		return
+	}
+	r := s.replica(env.RangeId)
+	if r == nil {
+		r = s.createUninitialized(env.RangeId, m.GetTo())
+		if r == nil {
+			return
+		}
+	}
+	if r.replicaID != m.GetTo() {
+		// A message for another incarnation of this range's replica here:
+		// older IDs are stale; a newer one waits for the old replica's GC.
+		s.metrics.messagesDropped.WithLabelValues("replica_id_mismatch").Inc()
+		return
+	}
+	if r.Descriptor() == nil && m.GetType() == pb.MsgApp && len(env.StartKey) > 0 &&
+		r.uninitTicks.Load() < maxSplitDelayTicks && s.replicaForKey(env.StartKey) != nil {
+		// The local replica holding this key will create this one when it
+		// applies the split; a snapshot now would overlap it.
+		s.metrics.messagesDropped.WithLabelValues("awaiting_split").Inc()
+		return
+	}
+	if !r.pushMessage(inMsg{m: m, fromStore: env.FromStore, quiesce: quiesce}, s.cfg.InboxSize) {
+		s.metrics.messagesDropped.WithLabelValues("inbox_full").Inc()
+		return
+	}
+	s.sched.enqueue(env.RangeId, flagWork)
+}
+
+// createUninitialized creates a replica with no descriptor, no span and an
+// empty log (it keeps any HardState it persisted before), unless a
+// tombstone forbids replicaID. It never campaigns: it is in no
+// configuration until a snapshot or the local split initializes it.
+func (s *Store) createUninitialized(rangeID, replicaID uint64) *Replica {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.mu.replicas[rangeID]; r != nil {
+		return r
+	}
+	var ts rangekvpb.RangeTombstone
+	if _, err := getProto(s.db, keys.TombstoneKey(rangeID), &ts); err != nil {
+		s.log.Error("read tombstone", "range", rangeID, "err", err)
+		return nil
+	}
+	if replicaID < ts.NextReplicaId {
+		s.metrics.messagesDropped.WithLabelValues("tombstone").Inc()
+		return nil
+	}
+	rl, err := logstore.Load(s.db, rangeID, &pb.ConfState{}, &rangekvpb.AppliedState{})
+	if err != nil {
+		s.log.Error("load uninitialized replica", "range", rangeID, "err", err)
+		return nil
+	}
+	rr, err := s.newRaft(rangeID, replicaID, rl, 0, 0)
+	if err != nil {
+		s.log.Error("create uninitialized replica", "range", rangeID, "err", err)
+		return nil
+	}
+	r := &Replica{rangeID: rangeID, replicaID: replicaID, log: rl}
+	r.mu.rr = rr
+	s.mu.replicas[rangeID] = r
+	s.metrics.replicas.Inc()
+	s.log.Info("created uninitialized replica", "range", rangeID, "replica", replicaID)
+	return r
+}
+
+// newRaft builds the rangeraft replica with the store's settings.
+func (s *Store) newRaft(rangeID, replicaID uint64, rl *logstore.RangeLog, applied, appliedTerm uint64) (*rangeraft.Replica, error) {
+	election, heartbeat, proposal, read := s.cfg.raftTicks()
+	return rangeraft.New(rangeraft.Config{
+		ReplicaID:            replicaID,
+		ElectionTicks:        election,
+		HeartbeatTicks:       heartbeat,
+		ProposalTimeoutTicks: proposal,
+		ReadTimeoutTicks:     read,
+		Applied:              applied,
+		AppliedTerm:          appliedTerm,
+		ReadContextSeed:      s.readSeed ^ rangeID,
+		Storage:              rl,
+		Logger:               newRaftLogger(s.log.With("range", rangeID, "replica", replicaID)),
+	})
+}

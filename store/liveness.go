@@ -1,0 +1,82 @@
+// Store liveness: every pair of stores keeps up a ping (each peer stream
+// sends at least one batch per flush interval); a store not heard from for
+// the liveness timeout is considered down. Quiesced followers whose
+// leader's store is down wake and elect a new leader.
+package store
+
+import (
+	"sync"
+	"time"
+)
+
+type liveness struct {
+	self    uint64
+	now     func() time.Time
+	timeout time.Duration
+	start   time.Time
+
+	mu struct {
+		sync.Mutex
+		last map[uint64]time.Time
+		// live is the state reported by the last call to transitions.
+		live map[uint64]bool
+	}
+}
+
+func newLiveness(self uint64, now func() time.Time, timeout time.Duration) *liveness {
+	l := &liveness{self: self, now: now, timeout: timeout, start: now()}
+	l.mu.last = make(map[uint64]time.Time)
+	l.mu.live = make(map[uint64]bool)
+	return l
+}
+
+// heard records a batch (or ping) from a store.
+func (l *liveness) heard(storeID uint64) {
+	l.mu.Lock()
+	l.mu.last[storeID] = l.now()
+	l.mu.Unlock()
+}
+
+// isLive reports whether storeID was heard from within the timeout. A
+// store never heard from counts as live for one timeout after start.
+func (l *liveness) isLive(storeID uint64) bool {
+	if storeID == l.self || storeID == 0 {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.isLiveLocked(storeID, l.now())
+}
+
+func (l *liveness) isLiveLocked(storeID uint64, now time.Time) bool {
+	t, ok := l.mu.last[storeID]
+	if !ok {
+		return now.Sub(l.start) < l.timeout
+	}
+	return now.Sub(t) < l.timeout
+}
+
+// transitions returns the stores (among peers) now down, and those that
+// came back up since the previous call.
+func (l *liveness) transitions(peers []uint64) (dead map[uint64]bool, cameUp []uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	for _, id := range peers {
+		if id == l.self {
+			continue
+		}
+		live := l.isLiveLocked(id, now)
+		was, known := l.mu.live[id]
+		if !live {
+			if dead == nil {
+				dead = make(map[uint64]bool)
+			}
+			dead[id] = true
+		} else if known && !was {
+			cameUp = append(cameUp, id)
+		}
+		l.mu.live[id] = live
+	}
+	return dead, cameUp
+}

@@ -1,0 +1,141 @@
+// Quiescence: an idle range stops ticking on every replica, so that ten
+// thousand idle ranges cost almost nothing (MULTIRAFT.md §3).
+//
+// Invariants:
+//   - a leader quiesces only when it is not transferring, has nothing
+//     pending, !HasReady, Applied == Commit == LastIndex and every replica
+//     of the descriptor is at Match == LastIndex and not being sent a
+//     snapshot, except replicas on stores liveness reports down;
+//   - a follower quiesces only on a quiesce heartbeat whose term, commit and
+//     leader match its own, with nothing pending; it does not step it;
+//   - any other message, proposal or read wakes a replica; a follower woken
+//     by anyone but its leader wakes the leader;
+//   - quiesced replicas are not ticked and get no ReportUnreachable.
+package store
+
+import (
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+func (s *Store) unquiesce(r *Replica) {
+	if r.quiesced.CompareAndSwap(true, false) {
+		s.metrics.quiescent.Dec()
+	}
+}
+
+func (s *Store) quiesce(r *Replica) {
+	if r.quiesced.CompareAndSwap(false, true) {
+		s.metrics.quiescent.Inc()
+	}
+}
+
+func (r *Replica) inboxEmpty() bool {
+	r.inbox.Lock()
+	defer r.inbox.Unlock()
+	return len(r.inbox.msgs) == 0 && len(r.inbox.proposals) == 0 && len(r.inbox.reads) == 0 &&
+		r.inbox.transferTo == 0 && !r.inbox.wake && !r.inbox.campaign && !r.inbox.leaderDead
+}
+
+// maybeQuiesceLeader quiesces an idle leader and tells its followers.
+// Called with r.mu held, after a pass that ticked.
+func (s *Store) maybeQuiesceLeader(r *Replica) {
+	rr := r.mu.rr
+	desc := r.Descriptor()
+	if desc == nil || !rr.IsLeader() || r.quiesced.Load() || rr.HasReady() || rr.PendingProposals() > 0 || rr.PendingReads() > 0 || !r.inboxEmpty() {
+		return
+	}
+	st := rr.Status()
+	last, _ := r.log.LastIndex()
+	if st.LeadTransferee != 0 || len(st.Config.Voters[1]) > 0 || st.Applied != st.GetCommit() || st.GetCommit() != last {
+		return
+	}
+	type beat struct {
+		store uint64
+		m     *pb.Message
+	}
+	var beats []beat
+	for _, rd := range desc.Replicas {
+		if rd.ReplicaId == r.replicaID {
+			continue
+		}
+		pr, ok := st.Progress[rd.ReplicaId]
+		if !ok {
+			return
+		}
+		if pr.Match != last || pr.State == tracker.StateSnapshot {
+			if s.liveness.isLive(rd.StoreId) {
+				return
+			}
+			continue // lagging on a down store: it wakes the range when it returns
+		}
+		beats = append(beats, beat{rd.StoreId, &pb.Message{
+			Type: pb.MsgHeartbeat.Enum(), From: proto.Uint64(r.replicaID), To: proto.Uint64(rd.ReplicaId),
+			Term: proto.Uint64(st.GetTerm()), Commit: proto.Uint64(min(pr.Match, st.GetCommit())),
+		}})
+	}
+	s.quiesce(r)
+	for _, b := range beats {
+		s.trans.sendQuiesce(b.store, r.rangeID, b.m)
+	}
+}
+
+// maybeQuiesceFollower handles a leader's quiesce heartbeat: it reports
+// true (and quiesces) when the follower agrees with the leader on term,
+// commit and leadership and has nothing pending; the heartbeat is then not
+// stepped. Called with r.mu held.
+func (s *Store) maybeQuiesceFollower(r *Replica, m *pb.Message) bool {
+	rr := r.mu.rr
+	bs := rr.BasicStatus()
+	if bs.RaftState != raft.StateFollower || bs.GetTerm() != m.GetTerm() || bs.Lead != m.GetFrom() ||
+		bs.GetCommit() != m.GetCommit() || rr.HasReady() || rr.PendingProposals() > 0 || rr.PendingReads() > 0 {
+		return false
+	}
+	s.quiesce(r)
+	return true
+}
+
+// wakeLeader asks the range's leader (on another store) to stop being
+// quiesced.
+func (s *Store) wakeLeader(r *Replica) {
+	lead := r.mu.rr.Leader()
+	if lead == 0 || lead == r.replicaID {
+		return
+	}
+	if st, ok := r.storeOfReplica(lead); ok {
+		s.trans.send(st, &rangekvpb.RaftMessage{RangeId: r.rangeID, FromStore: s.cfg.StoreID, ToStore: st, Wake: true})
+	}
+}
+
+// onLeaderDead runs when liveness says the leader's store is down: forget
+// the leader (so votes are granted without waiting out its lease) and, on
+// the replica with the lowest ID among voters on live stores, campaign.
+// Called with r.mu held.
+func (s *Store) onLeaderDead(r *Replica) {
+	rr := r.mu.rr
+	desc := r.Descriptor()
+	if desc == nil || rr.IsLeader() {
+		return
+	}
+	lead := rr.Leader()
+	if st, ok := r.storeOfReplica(lead); lead != 0 && ok && s.liveness.isLive(st) {
+		return // a new leader already took over
+	}
+	_ = rr.ForgetLeader()
+	lowest := uint64(0)
+	for _, rd := range desc.Replicas {
+		if rd.Role == rangekvpb.ReplicaRole_LEARNER || !s.liveness.isLive(rd.StoreId) {
+			continue
+		}
+		if lowest == 0 || rd.ReplicaId < lowest {
+			lowest = rd.ReplicaId
+		}
+	}
+	if lowest == r.replicaID {
+		_ = rr.Campaign()
+	}
+}
