@@ -3,11 +3,13 @@ package store
 
 import (
 	"context"
+	"sort"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -20,7 +22,17 @@ type adminServer struct {
 func (s *Store) Status() *rangekvpb.ListRangesResponse {
 	out := &rangekvpb.ListRangesResponse{StoreId: s.cfg.StoreID}
 	for _, r := range s.replicasSnapshot() {
-		st := &rangekvpb.ReplicaStatus{Descriptor_: proto.CloneOf(r.Descriptor()), ReplicaId: r.replicaID}
+		d := r.Descriptor()
+		st := &rangekvpb.ReplicaStatus{ReplicaId: r.replicaID, Initialized: d != nil, Quiescent: r.quiesced.Load()}
+		if d != nil {
+			st.Descriptor_ = proto.CloneOf(d)
+			lo, hi := keys.UserSpan(d.StartKey, d.EndKey)
+			if n, err := s.db.EstimateDiskUsage(lo, hi); err == nil {
+				st.ApproximateSize = n
+			}
+		} else {
+			st.Descriptor_ = &rangekvpb.RangeDescriptor{RangeId: r.rangeID}
+		}
 		r.mu.Lock()
 		if !r.mu.destroyed {
 			bs := r.mu.rr.BasicStatus()
@@ -29,6 +41,12 @@ func (s *Store) Status() *rangekvpb.ListRangesResponse {
 			st.LeaderReplicaId = bs.Lead
 			st.CommitIndex = bs.GetCommit()
 			st.AppliedIndex = r.mu.applied.Index
+			if r.mu.rr.IsLeader() {
+				for id, pr := range r.mu.rr.Status().Progress {
+					st.Progress = append(st.Progress, &rangekvpb.FollowerProgress{ReplicaId: id, Match: pr.Match, State: pr.State.String(), RecentActive: pr.RecentActive})
+				}
+				sort.Slice(st.Progress, func(i, j int) bool { return st.Progress[i].ReplicaId < st.Progress[j].ReplicaId })
+			}
 		}
 		r.mu.Unlock()
 		st.FirstIndex, _ = r.log.FirstIndex()
@@ -51,6 +69,10 @@ func (a *adminServer) TransferLeader(_ context.Context, req *rangekvpb.TransferL
 		return &rangekvpb.TransferLeaderResponse{Error: &rangekvpb.RangeError{Message: "range not on this store",
 			RangeNotFound: &rangekvpb.RangeNotFound{RangeId: req.RangeId}}}, nil
 	}
+	if r.Descriptor() == nil {
+		return &rangekvpb.TransferLeaderResponse{Error: &rangekvpb.RangeError{Message: "range not initialized on this store",
+			RangeNotFound: &rangekvpb.RangeNotFound{RangeId: req.RangeId}}}, nil
+	}
 	target := replicaOnStore(r.Descriptor(), req.ToStoreId)
 	if target == nil {
 		return nil, status.Errorf(codes.InvalidArgument, "to_store_id: store %d holds no replica of range %d", req.ToStoreId, req.RangeId)
@@ -61,4 +83,23 @@ func (a *adminServer) TransferLeader(_ context.Context, req *rangekvpb.TransferL
 	r.pushTransfer(target.ReplicaId)
 	a.s.sched.enqueue(r.rangeID, flagWork)
 	return &rangekvpb.TransferLeaderResponse{}, nil
+}
+
+func (a *adminServer) SplitRange(ctx context.Context, req *rangekvpb.SplitRangeRequest) (*rangekvpb.SplitRangeResponse, error) {
+	res, rerr, err := a.s.Split(ctx, req.RangeId, req.SplitKey)
+	if err != nil {
+		return nil, err
+	}
+	if rerr != nil {
+		return &rangekvpb.SplitRangeResponse{Error: rerr}, nil
+	}
+	return &rangekvpb.SplitRangeResponse{Left: res.left, Right: res.right}, nil
+}
+
+func (a *adminServer) ChangeReplicas(ctx context.Context, req *rangekvpb.ChangeReplicasRequest) (*rangekvpb.ChangeReplicasResponse, error) {
+	d, rerr, err := a.s.ChangeReplicas(ctx, req.RangeId, req.Change, req.StoreId)
+	if err != nil {
+		return nil, err
+	}
+	return &rangekvpb.ChangeReplicasResponse{Error: rerr, Descriptor_: d}, nil
 }

@@ -23,7 +23,7 @@ type applyResult struct {
 	entry *pb.Entry
 	value any
 	err   error
-	cc    pb.ConfChangeI
+	cc    *pb.ConfChangeV2
 }
 
 type truncation struct{ index, term uint64 }
@@ -46,7 +46,9 @@ func (e *CommandError) Error() string { return e.Msg }
 // epochMismatchError: the command was proposed against an older epoch.
 type epochMismatchError struct{ current *rangekvpb.RangeDescriptor }
 
-func (e *epochMismatchError) Error() string { return "range epoch changed since the command was proposed" }
+func (e *epochMismatchError) Error() string {
+	return "range epoch changed since the command was proposed"
+}
 
 // keyNotInRangeError: the key left the range before the command applied.
 type keyNotInRangeError struct {
@@ -67,7 +69,7 @@ func truncateCommand(index, term uint64) []byte {
 // stageApply applies p's committed entries into ab. Called with p.r.mu held.
 func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
 	r := p.r
-	desc := r.Descriptor()
+	p.desc = r.Descriptor()
 	for _, e := range p.rd.CommittedEntries {
 		if e.GetIndex() <= r.mu.applied.Index {
 			continue // covered by a snapshot applied in this pass
@@ -80,20 +82,20 @@ func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
 				s.fatal(r, fmt.Sprintf("decode entry %d", e.GetIndex()), err)
 			}
 			if len(e.GetData()) > 0 {
-				res.value, res.err = s.applyCommand(ab, p, desc, cmd)
+				res.value, res.err = s.applyCommand(ab, p, cmd)
 			}
 		case pb.EntryConfChange:
 			var cc pb.ConfChange
 			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
 				s.fatal(r, "decode conf change", err)
 			}
-			res.cc = &cc
+			res.cc, res.err = s.applyConfChange(ab, p, cc.AsV2())
 		case pb.EntryConfChangeV2:
 			var cc pb.ConfChangeV2
 			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
 				s.fatal(r, "decode conf change", err)
 			}
-			res.cc = &cc
+			res.cc, res.err = s.applyConfChange(ab, p, &cc)
 		}
 		p.applied = append(p.applied, res)
 		p.lastIndex, p.lastTerm = e.GetIndex(), e.GetTerm()
@@ -114,7 +116,8 @@ func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
 
 // applyCommand applies one command to ab and returns its result, or a
 // deterministic error (nothing written).
-func (s *Store) applyCommand(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescriptor, data []byte) (any, error) {
+func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error) {
+	desc := p.desc
 	var cmd rangekvpb.Command
 	if err := proto.Unmarshal(data, &cmd); err != nil {
 		s.fatal(p.r, "decode command", err)
@@ -128,6 +131,12 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDes
 			p.truncs = append(p.truncs, truncation{tr.Index, tr.Term})
 		}
 		return nil, nil
+	}
+	if sp := cmd.GetSplit(); sp != nil {
+		var res any
+		var err error
+		p.desc, res, err = s.applySplit(ab, p, desc, sp)
+		return res, err
 	}
 	if ep := cmd.GetEpoch(); ep != nil && ep.GetVersion() != desc.GetEpoch().GetVersion() {
 		return nil, &epochMismatchError{current: desc}
@@ -152,6 +161,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDes
 	switch c := cmd.Cmd.(type) {
 	case *rangekvpb.Command_Put:
 		s.must(p.r, ab.Set(ek, c.Put.Value, nil))
+		p.r.writtenBytes.Add(int64(len(key) + len(c.Put.Value)))
 		return nil, nil
 	case *rangekvpb.Command_Delete:
 		s.must(p.r, ab.Delete(ek, nil))
@@ -163,6 +173,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDes
 			return &casResult{swapped: false, found: found, value: cur}, nil
 		}
 		s.must(p.r, ab.Set(ek, c.Cas.NewValue, nil))
+		p.r.writtenBytes.Add(int64(len(key) + len(c.Cas.NewValue)))
 		return &casResult{swapped: true, found: true, value: c.Cas.NewValue}, nil
 	case *rangekvpb.Command_Incr:
 		cur, found := s.getInBatch(p.r, ab, ek)
@@ -182,6 +193,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDes
 		}
 		n += d
 		s.must(p.r, ab.Set(ek, []byte(strconv.FormatInt(n, 10)), nil))
+		p.r.writtenBytes.Add(int64(len(key) + 20))
 		return n, nil
 	}
 	return nil, nil
@@ -212,16 +224,21 @@ func (s *Store) must(r *Replica, err error) {
 }
 
 // finishApply completes what the committed apply batch made true: log
-// truncations, raft configuration, proposals and reads. Called with
-// p.r.mu held.
+// truncations, descriptors, raft configuration, proposals and reads.
+// Called with p.r.mu held.
 func (s *Store) finishApply(p *pass) {
 	r := p.r
 	for _, t := range p.truncs {
 		r.log.FinishTruncate(t.index, t.term)
 		s.metrics.logTruncations.Inc()
 	}
+	if p.desc != nil && p.desc != r.Descriptor() {
+		r.desc.Store(p.desc)
+	}
 	for _, res := range p.applied {
-		if res.cc != nil {
+		// Invariant: a rejected membership change touches neither the
+		// descriptor nor raft.
+		if res.cc != nil && res.err == nil {
 			cs := r.mu.rr.ApplyConfChange(res.cc)
 			r.log.SetApplied(res.entry.GetIndex(), res.entry.GetTerm(), cs)
 		}
@@ -233,6 +250,11 @@ func (s *Store) finishApply(p *pass) {
 		r.log.SetApplied(p.lastIndex, p.lastTerm, nil)
 		r.mu.appliesSinceTruncCheck += len(p.applied)
 		s.metrics.entriesApplied.Add(float64(len(p.applied)))
+	}
+	if d := r.Descriptor(); d != nil && replicaOnStore(d, s.cfg.StoreID) == nil {
+		p.removed = true
+	} else if r.mu.rr.IsLeader() && isJoint(r.Descriptor()) {
+		s.proposeLeaveJoint(r)
 	}
 	r.mu.rr.FinishApply()
 }

@@ -40,7 +40,9 @@ func pebbleOptions(c *Config) *pebble.Options {
 	return o
 }
 
-type pebbleLogger struct{ l interface{ Info(string, ...any) } }
+type pebbleLogger struct {
+	l interface{ Info(string, ...any) }
+}
 
 func (p pebbleLogger) Infof(format string, args ...interface{}) {
 	p.l.Info(fmt.Sprintf(format, args...), "component", "pebble")

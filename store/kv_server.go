@@ -67,13 +67,18 @@ func (s *Store) route(h *rangekvpb.RequestHeader, key []byte) (*Replica, *rangek
 		}
 	} else {
 		r = s.replica(h.GetRangeId())
-		if r == nil {
+		if r == nil || r.Descriptor() == nil {
 			return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: h.GetRangeId()}}
 		}
 	}
 	d := r.Descriptor()
 	if ep := h.GetEpoch(); ep != nil && ep.GetVersion() != d.GetEpoch().GetVersion() {
-		return nil, epochError(d)
+		e := epochError(d)
+		// After a split, the key's new range is what the client needs.
+		if o := s.replicaForKey(key); o != nil && o != r {
+			e.EpochNotMatch.Current = append(e.EpochNotMatch.Current, o.Descriptor())
+		}
+		return nil, e
 	}
 	if !containsKey(d, key) {
 		return nil, keyNotInRange(key, d)

@@ -26,6 +26,14 @@ type pass struct {
 	// lastApplied is the (index, term) the apply batch recorded.
 	lastIndex, lastTerm uint64
 	tick                bool
+	// desc is the descriptor as of the last staged entry (splits and
+	// membership changes in this pass change it).
+	desc *rangekvpb.RangeDescriptor
+	// needSync: the apply batch holds a split or membership change.
+	needSync bool
+	splits   []*splitResult
+	// removed: this replica applied its own removal.
+	removed bool
 }
 
 func (s *Store) worker() {
@@ -72,6 +80,13 @@ func (s *Store) processBatch(items []workItem) {
 	defer func() {
 		for _, p := range passes {
 			p.r.mu.Unlock()
+		}
+		// Work that takes other replicas' locks runs after ours are free.
+		for _, p := range passes {
+			s.finishSplits(p.splits)
+			if p.removed {
+				s.destroyReplica(p.r, "removed from the range")
+			}
 		}
 	}()
 
@@ -127,13 +142,21 @@ func (s *Store) processBatch(items []workItem) {
 	// applied index together.
 	ab := s.db.NewIndexedBatch()
 	defer ab.Close()
+	applySync := false
 	for _, p := range passes {
 		if len(p.rd.CommittedEntries) > 0 {
 			s.stageApply(ab, p)
+			applySync = applySync || p.needSync
 		}
 	}
 	if !ab.Empty() {
-		if err := ab.Commit(pebble.NoSync); err != nil {
+		// Splits and membership changes are synced: their effects (new
+		// ranges, removed replicas) must not be lost once acted upon.
+		opts := pebble.NoSync
+		if applySync && !s.cfg.UnsafeNoFsync {
+			opts = pebble.Sync
+		}
+		if err := ab.Commit(opts); err != nil {
 			s.fatal(nil, "commit apply batch", err)
 		}
 	}
@@ -157,7 +180,8 @@ func (s *Store) processBatch(items []workItem) {
 func (s *Store) drainInbox(r *Replica, tick bool) {
 	r.inbox.Lock()
 	msgs, props, reads, reports, transfer := r.inbox.msgs, r.inbox.proposals, r.inbox.reads, r.inbox.snapReports, r.inbox.transferTo
-	wake, leaderDead, campaign := r.inbox.wake, r.inbox.leaderDead, r.inbox.campaign
+	wake, leaderDead, campaign, ccs := r.inbox.wake, r.inbox.leaderDead, r.inbox.campaign, r.inbox.confChanges
+	r.inbox.confChanges = nil
 	r.inbox.msgs, r.inbox.proposals, r.inbox.reads, r.inbox.snapReports, r.inbox.transferTo = nil, nil, nil, nil, 0
 	r.inbox.wake, r.inbox.leaderDead, r.inbox.campaign = false, false, false
 	r.inbox.Unlock()
@@ -180,13 +204,15 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 	for _, rep := range reports {
 		rr.ReportSnapshot(rep.to, rep.ok)
 	}
-	if wake || leaderDead || campaign || len(props) > 0 || len(reads) > 0 || transfer != 0 {
+	if wake || leaderDead || campaign || len(props) > 0 || len(reads) > 0 || len(ccs) > 0 || transfer != 0 {
 		s.unquiesce(r)
 	}
 	if leaderDead {
 		s.onLeaderDead(r)
 	}
-	if campaign && !rr.IsLeader() {
+	// The right half of a split campaigns at once on the old leader's
+	// store, unless it already has a term past the initial one.
+	if campaign && !rr.IsLeader() && rr.BasicStatus().GetTerm() <= initTerm {
 		_ = rr.Campaign()
 	}
 	if tick && !r.quiesced.Load() {
@@ -197,6 +223,9 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 	}
 	for _, p := range props {
 		rr.Propose(p)
+	}
+	for _, cc := range ccs {
+		cc.done <- rr.ProposeConfChange(cc.cc)
 	}
 	if transfer != 0 {
 		rr.TransferLeader(transfer)

@@ -72,6 +72,8 @@ type Replica struct {
 		// peers maps replica IDs to stores, learned from messages; used
 		// when the descriptor is not known yet (uninitialized replica).
 		peers map[uint64]uint64
+		// confChanges waiting to be proposed.
+		confChanges []pendingConfChange
 	}
 }
 
@@ -201,7 +203,8 @@ func (r *Replica) pushTransfer(to uint64) {
 // failInbox completes everything still queued after the replica stopped.
 func (r *Replica) failInbox() {
 	r.inbox.Lock()
-	props, reads := r.inbox.proposals, r.inbox.reads
+	props, reads, ccs := r.inbox.proposals, r.inbox.reads, r.inbox.confChanges
+	r.inbox.confChanges = nil
 	r.inbox.closed = true
 	r.inbox.proposals, r.inbox.reads, r.inbox.msgs = nil, nil, nil
 	r.inbox.Unlock()
@@ -210,5 +213,8 @@ func (r *Replica) failInbox() {
 	}
 	for _, rd := range reads {
 		rd.Done(rangeraft.ErrStopped)
+	}
+	for _, cc := range ccs {
+		cc.done <- rangeraft.ErrStopped
 	}
 }

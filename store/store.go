@@ -27,12 +27,12 @@ import (
 
 // Store hosts replicas of many ranges over one Pebble engine.
 type Store struct {
-	cfg     Config
-	log     *slog.Logger
-	db      *pebble.DB
-	metrics *metrics
-	reg     *prometheus.Registry
-	sched   *scheduler
+	cfg      Config
+	log      *slog.Logger
+	db       *pebble.DB
+	metrics  *metrics
+	reg      *prometheus.Registry
+	sched    *scheduler
 	trans    *transport
 	snaps    *snapshotManager
 	liveness *liveness
@@ -46,6 +46,8 @@ type Store struct {
 	nextID atomic.Uint64
 	// readSeed makes ReadIndex contexts unique across restarts.
 	readSeed uint64
+	// rangeIDMu serializes the range ID allocator.
+	rangeIDMu sync.Mutex
 
 	mu struct {
 		sync.RWMutex

@@ -23,6 +23,10 @@ func (c *Config) limits() Limits {
 	return Limits{MaxKeySize: c.MaxKeySize, MaxValueSize: c.MaxValueSize, MaxScanLimit: c.MaxScanLimit}
 }
 
+func statusErr(c codes.Code, format string, args ...any) error {
+	return status.Errorf(c, format, args...)
+}
+
 func invalid(format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, format, args...)
 }

@@ -1,0 +1,280 @@
+// Membership changes (MULTIRAFT.md §6): add a learner, promote it through
+// joint consensus, remove a replica. Each applied membership entry bumps
+// conf_ver and is applied with the descriptor in one synced batch; a change
+// proposed against another conf_ver is rejected at apply, touching neither
+// the descriptor nor raft.
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rangekv/rangekv/internal/keys"
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+func isJoint(d *rangekvpb.RangeDescriptor) bool {
+	if d == nil {
+		return false
+	}
+	for _, r := range d.Replicas {
+		if r.Role == rangekvpb.ReplicaRole_VOTER_INCOMING || r.Role == rangekvpb.ReplicaRole_VOTER_DEMOTING {
+			return true
+		}
+	}
+	return false
+}
+
+// errConfChangeRejected: a deterministic apply-time refusal.
+type errConfChangeRejected struct{ reason string }
+
+func (e *errConfChangeRejected) Error() string { return "membership change rejected: " + e.reason }
+
+// nextDescriptor computes the descriptor after cc, or why cc is rejected.
+// Pure: it reads only the replicated descriptor and the change.
+func nextDescriptor(desc *rangekvpb.RangeDescriptor, cc *pb.ConfChangeV2) (*rangekvpb.RangeDescriptor, error) {
+	var ctx rangekvpb.ChangeReplicasContext
+	if err := proto.Unmarshal(cc.GetContext(), &ctx); err != nil {
+		return nil, &errConfChangeRejected{"undecodable context"}
+	}
+	if ctx.GetExpectedEpoch().GetConfVer() != desc.GetEpoch().GetConfVer() {
+		return nil, &errConfChangeRejected{fmt.Sprintf("proposed at conf_ver %d, range is at %d", ctx.GetExpectedEpoch().GetConfVer(), desc.GetEpoch().GetConfVer())}
+	}
+	next := proto.CloneOf(desc)
+	if cc.LeaveJoint() {
+		if !isJoint(desc) {
+			return nil, &errConfChangeRejected{"leave-joint while not joint"}
+		}
+		for _, r := range next.Replicas {
+			switch r.Role {
+			case rangekvpb.ReplicaRole_VOTER_INCOMING:
+				r.Role = rangekvpb.ReplicaRole_VOTER
+			case rangekvpb.ReplicaRole_VOTER_DEMOTING:
+				r.Role = rangekvpb.ReplicaRole_LEARNER
+			}
+		}
+	} else {
+		if isJoint(desc) {
+			return nil, &errConfChangeRejected{"range is in a joint configuration"}
+		}
+		_, joint := cc.EnterJoint()
+		storeOf := map[uint64]uint64{}
+		for _, a := range ctx.Added {
+			storeOf[a.ReplicaId] = a.StoreId
+		}
+		for _, ch := range cc.Changes {
+			id := ch.GetNodeId()
+			cur := replicaByID(next, id)
+			switch ch.GetType() {
+			case pb.ConfChangeAddLearnerNode:
+				switch {
+				case cur == nil:
+					st, ok := storeOf[id]
+					if !ok || replicaOnStore(next, st) != nil || id < desc.NextReplicaId {
+						return nil, &errConfChangeRejected{fmt.Sprintf("bad new learner %d on store %d", id, st)}
+					}
+					next.Replicas = append(next.Replicas, &rangekvpb.ReplicaDescriptor{ReplicaId: id, StoreId: st, Role: rangekvpb.ReplicaRole_LEARNER})
+				case cur.Role == rangekvpb.ReplicaRole_VOTER && joint:
+					cur.Role = rangekvpb.ReplicaRole_VOTER_DEMOTING
+				default:
+					return nil, &errConfChangeRejected{fmt.Sprintf("replica %d cannot become a learner", id)}
+				}
+			case pb.ConfChangeAddNode:
+				if cur == nil || cur.Role != rangekvpb.ReplicaRole_LEARNER {
+					return nil, &errConfChangeRejected{fmt.Sprintf("replica %d is not a learner", id)}
+				}
+				cur.Role = rangekvpb.ReplicaRole_VOTER
+				if joint {
+					cur.Role = rangekvpb.ReplicaRole_VOTER_INCOMING
+				}
+			case pb.ConfChangeRemoveNode:
+				if cur == nil {
+					return nil, &errConfChangeRejected{fmt.Sprintf("replica %d is not in the range", id)}
+				}
+				kept := next.Replicas[:0]
+				for _, r := range next.Replicas {
+					if r.ReplicaId != id {
+						kept = append(kept, r)
+					}
+				}
+				next.Replicas = kept
+			default:
+				return nil, &errConfChangeRejected{fmt.Sprintf("unsupported change %v", ch.GetType())}
+			}
+			if id >= next.NextReplicaId {
+				next.NextReplicaId = id + 1
+			}
+		}
+	}
+	next.Epoch.ConfVer++
+	return next, nil
+}
+
+// applyConfChange stages a membership change. Called with p.r.mu held.
+func (s *Store) applyConfChange(ab *pebble.Batch, p *pass, cc *pb.ConfChangeV2) (*pb.ConfChangeV2, error) {
+	next, err := nextDescriptor(p.desc, cc)
+	if err != nil {
+		s.log.Info("membership change rejected at apply", "range", p.r.rangeID, "reason", err)
+		return cc, err
+	}
+	v, err := proto.Marshal(next)
+	s.must(p.r, err)
+	s.must(p.r, ab.Set(keys.DescriptorKey(next.RangeId), v, nil))
+	p.desc = next
+	p.needSync = true
+	return cc, nil
+}
+
+// proposeLeaveJoint proposes the empty ConfChangeV2 that leaves a joint
+// configuration (JointExplicit: the descriptor decides when). Called with
+// r.mu held, on the leader.
+func (s *Store) proposeLeaveJoint(r *Replica) {
+	ctx, _ := proto.Marshal(&rangekvpb.ChangeReplicasContext{ExpectedEpoch: proto.CloneOf(r.Descriptor().Epoch)})
+	if err := r.mu.rr.ProposeConfChange(&pb.ConfChangeV2{Context: ctx}); err != nil {
+		s.log.Debug("propose leave-joint", "range", r.rangeID, "err", err)
+	}
+}
+
+// ChangeReplicas runs one membership step on the range's leader here and
+// waits until the descriptor shows it applied (and, for a promotion, until
+// the joint configuration was left).
+func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, change rangekvpb.ReplicaChangeType, storeID uint64) (*rangekvpb.RangeDescriptor, *rangekvpb.RangeError, error) {
+	r := s.replica(rangeID)
+	if r == nil || r.Descriptor() == nil {
+		return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: rangeID}}, nil
+	}
+	if lead := r.leader.Load(); lead != r.replicaID {
+		return nil, s.notLeader(r, lead), nil
+	}
+	desc := r.Descriptor()
+	if isJoint(desc) {
+		return nil, &rangekvpb.RangeError{Message: "a membership change is in progress", ServerBusy: &rangekvpb.ServerBusy{Reason: "joint configuration"}}, nil
+	}
+	cur := replicaOnStore(desc, storeID)
+	cctx := &rangekvpb.ChangeReplicasContext{ExpectedEpoch: proto.CloneOf(desc.Epoch)}
+	cc := &pb.ConfChangeV2{}
+	switch change {
+	case rangekvpb.ReplicaChangeType_ADD_LEARNER:
+		if cur != nil {
+			return nil, nil, invalid("store_id: store %d already holds replica %d of range %d", storeID, cur.ReplicaId, rangeID)
+		}
+		if _, ok := s.trans.resolve(storeID); !ok {
+			return nil, nil, invalid("store_id: store %d is not a known store", storeID)
+		}
+		id := desc.NextReplicaId
+		cctx.Added = []*rangekvpb.ReplicaDescriptor{{ReplicaId: id, StoreId: storeID, Role: rangekvpb.ReplicaRole_LEARNER}}
+		cc.Changes = []*pb.ConfChangeSingle{{Type: pb.ConfChangeAddLearnerNode.Enum(), NodeId: proto.Uint64(id)}}
+	case rangekvpb.ReplicaChangeType_PROMOTE_LEARNER:
+		if cur == nil || cur.Role != rangekvpb.ReplicaRole_LEARNER {
+			return nil, nil, invalid("store_id: store %d holds no learner of range %d", storeID, rangeID)
+		}
+		cc.Transition = pb.ConfChangeTransitionJointExplicit.Enum()
+		cc.Changes = []*pb.ConfChangeSingle{{Type: pb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(cur.ReplicaId)}}
+	case rangekvpb.ReplicaChangeType_REMOVE_REPLICA:
+		if cur == nil {
+			return nil, nil, invalid("store_id: store %d holds no replica of range %d", storeID, rangeID)
+		}
+		if cur.ReplicaId == r.replicaID {
+			return nil, nil, statusErr(codes.FailedPrecondition, "store_id: store %d holds the leader of range %d; transfer leadership first", storeID, rangeID)
+		}
+		cc.Changes = []*pb.ConfChangeSingle{{Type: pb.ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(cur.ReplicaId)}}
+	default:
+		return nil, nil, invalid("change: unknown change type %v", change)
+	}
+	var err error
+	if cc.Context, err = proto.Marshal(cctx); err != nil {
+		return nil, nil, err
+	}
+	ch := make(chan error, 1)
+	r.inbox.Lock()
+	r.inbox.confChanges = append(r.inbox.confChanges, pendingConfChange{cc: cc, done: ch})
+	r.inbox.Unlock()
+	s.sched.enqueue(rangeID, flagWork)
+	select {
+	case err := <-ch:
+		if err != nil {
+			rerr, gerr := s.outcomeToError(r, err)
+			return nil, rerr, gerr
+		}
+	case <-ctx.Done():
+		return nil, nil, statusErr(codes.DeadlineExceeded, "membership change not proposed: %v", ctx.Err())
+	}
+	// Wait until the change applied here (conf_ver moved on and no joint
+	// configuration remains).
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if d := r.Descriptor(); d != nil && d.Epoch.ConfVer > desc.Epoch.ConfVer && !isJoint(d) {
+			return d, nil, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, &rangekvpb.RangeError{Message: "membership change not seen applied before the deadline; read the descriptor to learn its outcome",
+				AmbiguousResult: &rangekvpb.AmbiguousResult{Reason: ctx.Err().Error()}}, nil
+		case <-t.C:
+		}
+	}
+}
+
+type pendingConfChange struct {
+	cc   *pb.ConfChangeV2
+	done chan error
+}
+
+// destroyReplica removes a replica that is no longer a member: its
+// range-local state and its span's data go, a tombstone stays so that its
+// replica ID is never created here again. One synced batch.
+func (s *Store) destroyReplica(r *Replica, why string) {
+	r.mu.Lock()
+	if r.mu.destroyed {
+		r.mu.Unlock()
+		return
+	}
+	r.mu.rr.Close()
+	r.mu.destroyed = true
+	desc := r.Descriptor()
+	r.mu.Unlock()
+	r.failInbox()
+	b := s.db.NewBatch()
+	defer b.Close()
+	s.must(r, b.DeleteRange(keys.RangeLocalPrefix(r.rangeID), keys.RangeLocalEnd(r.rangeID), nil))
+	v, err := proto.Marshal(&rangekvpb.RangeTombstone{NextReplicaId: r.replicaID + 1})
+	s.must(r, err)
+	s.must(r, b.Set(keys.TombstoneKey(r.rangeID), v, nil))
+	if desc != nil && !s.spanOwnedByOther(r.rangeID, desc) {
+		lo, hi := keys.UserSpan(desc.StartKey, desc.EndKey)
+		s.must(r, b.DeleteRange(lo, hi, nil))
+	}
+	s.must(r, b.Commit(pebble.Sync))
+	s.mu.Lock()
+	delete(s.mu.replicas, r.rangeID)
+	s.reindexLocked()
+	s.mu.Unlock()
+	if r.leader.Load() == r.replicaID {
+		s.metrics.leaders.Dec()
+	}
+	if r.quiesced.Load() {
+		s.metrics.quiescent.Dec()
+	}
+	s.metrics.replicas.Dec()
+	s.log.Info("replica destroyed", "range", r.rangeID, "replica", r.replicaID, "reason", why)
+}
+
+// spanOwnedByOther reports whether another initialized replica here
+// overlaps desc's span (then its data must stay).
+func (s *Store) spanOwnedByOther(rangeID uint64, desc *rangekvpb.RangeDescriptor) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for id, r := range s.mu.replicas {
+		if d := r.Descriptor(); id != rangeID && d != nil && spansOverlap(d, desc) {
+			return true
+		}
+	}
+	return false
+}

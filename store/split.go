@@ -1,0 +1,245 @@
+// Range splits (MULTIRAFT.md §4): proposed through Raft, applied on every
+// replica in one synced batch that shrinks the left descriptor and creates
+// the right range's state at the fixed initial index, moving no data.
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rangekv/rangekv/internal/keys"
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+// splitResult is the outcome of an applied split.
+type splitResult struct {
+	left, right *rangekvpb.RangeDescriptor
+	// createRight: the right replica's state was written and must be
+	// instantiated after the batch commits.
+	createRight bool
+	// campaign: this store held the left range's leader.
+	campaign bool
+}
+
+// allocRangeID hands out a range ID that no other store can allocate:
+// the store ID in the high bits over a persisted counter.
+// TODO(placement): placement allocates range IDs once it exists.
+func (s *Store) allocRangeID() (uint64, error) {
+	s.rangeIDMu.Lock()
+	defer s.rangeIDMu.Unlock()
+	v, c, err := s.db.Get(keys.RangeIDAllocKey())
+	var next uint64 = 1
+	if err == nil {
+		next = binary.BigEndian.Uint64(v) + 1
+		c.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return 0, err
+	}
+	if next >= 1<<40 {
+		return 0, errors.New("range ID space of this store exhausted")
+	}
+	if err := s.db.Set(keys.RangeIDAllocKey(), binary.BigEndian.AppendUint64(nil, next), pebble.Sync); err != nil {
+		return 0, err
+	}
+	return s.cfg.StoreID<<40 | next, nil
+}
+
+// Split splits the range holding key (or rangeID, if non-zero) at key,
+// through Raft. It must run on the range's leader.
+func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte) (*splitResult, *rangekvpb.RangeError, error) {
+	if err := s.cfg.limits().key("split_key", key); err != nil {
+		return nil, nil, err
+	}
+	var r *Replica
+	if rangeID == 0 {
+		r = s.replicaForKey(key)
+	} else {
+		r = s.replica(rangeID)
+	}
+	if r == nil || r.Descriptor() == nil {
+		return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: rangeID}}, nil
+	}
+	desc := r.Descriptor()
+	if bytes.Equal(key, desc.StartKey) {
+		return nil, nil, invalid("split_key: %q is the range's start key; a split key must be strictly inside the range", key)
+	}
+	if !containsKey(desc, key) {
+		return nil, keyNotInRange(key, desc), nil
+	}
+	if lead := r.leader.Load(); lead != r.replicaID {
+		return nil, s.notLeader(r, lead), nil
+	}
+	newID, err := s.allocRangeID()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := &rangekvpb.Command{Cmd: &rangekvpb.Command_Split{Split: &rangekvpb.SplitCmd{
+		SplitKey: key, NewRangeId: newID, ExpectedEpoch: proto.CloneOf(desc.Epoch)}}}
+	v, rerr, err := s.propose(ctx, r, cmd)
+	if rerr != nil || err != nil {
+		return nil, rerr, err
+	}
+	return v.(*splitResult), nil, nil
+}
+
+// applySplit stages a split into ab. Deterministic: every replica decides
+// the same from the replicated descriptor. Called with p.r.mu held.
+func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescriptor, sp *rangekvpb.SplitCmd) (*rangekvpb.RangeDescriptor, any, error) {
+	// Invariant: a split applies only at the epoch (version and conf_ver)
+	// it was proposed at, with the key strictly inside the range.
+	if !proto.Equal(sp.ExpectedEpoch, desc.Epoch) {
+		return desc, nil, &epochMismatchError{current: desc}
+	}
+	if bytes.Compare(sp.SplitKey, desc.StartKey) <= 0 || !containsKey(desc, sp.SplitKey) {
+		return desc, nil, &CommandError{Code: codes.InvalidArgument, Msg: fmt.Sprintf("split_key: %q is not strictly inside the range", sp.SplitKey)}
+	}
+	left := proto.CloneOf(desc)
+	left.EndKey = append([]byte(nil), sp.SplitKey...)
+	left.Epoch.Version++
+	right := &rangekvpb.RangeDescriptor{
+		RangeId:       sp.NewRangeId,
+		StartKey:      append([]byte(nil), sp.SplitKey...),
+		EndKey:        append([]byte(nil), desc.EndKey...),
+		Epoch:         &rangekvpb.RangeEpoch{ConfVer: desc.Epoch.ConfVer, Version: left.Epoch.Version},
+		NextReplicaId: desc.NextReplicaId,
+	}
+	for _, rd := range desc.Replicas {
+		right.Replicas = append(right.Replicas, proto.CloneOf(rd))
+	}
+	v, err := proto.Marshal(left)
+	s.must(p.r, err)
+	s.must(p.r, ab.Set(keys.DescriptorKey(desc.RangeId), v, nil))
+	res := &splitResult{left: left, right: right, campaign: p.r.mu.rr.IsLeader()}
+
+	me := replicaOnStore(right, s.cfg.StoreID)
+	var ts rangekvpb.RangeTombstone
+	_, err = getProto(ab, keys.TombstoneKey(right.RangeId), &ts)
+	s.must(p.r, err)
+	var existing rangekvpb.RangeDescriptor
+	initialized, err := getProto(ab, keys.DescriptorKey(right.RangeId), &existing)
+	s.must(p.r, err)
+	switch {
+	case me == nil:
+	case me.ReplicaId < ts.NextReplicaId:
+		// The right replica was removed from this store (and maybe re-added
+		// under a newer ID): its data here belongs to nobody.
+		lo, hi := keys.UserSpan(right.StartKey, right.EndKey)
+		s.must(p.r, ab.DeleteRange(lo, hi, nil))
+	case initialized:
+		// Already initialized by a snapshot: keep it.
+	default:
+		s.must(p.r, s.writeSplitRHSState(ab, right))
+		res.createRight = true
+	}
+	p.splits = append(p.splits, res)
+	p.needSync = true
+	return left, res, nil
+}
+
+// writeSplitRHSState writes the right range's initial state, keeping the
+// term and vote of a HardState an uninitialized replica already persisted.
+func (s *Store) writeSplitRHSState(w interface {
+	Set([]byte, []byte, *pebble.WriteOptions) error
+	Get([]byte) ([]byte, io.Closer, error)
+}, right *rangekvpb.RangeDescriptor) error {
+	var hs pb.HardState
+	if _, err := getProto(w, keys.HardStateKey(right.RangeId), &hs); err != nil {
+		return err
+	}
+	synth := synthesizeHardState(&hs)
+	for _, kv := range []struct {
+		k []byte
+		m proto.Message
+	}{
+		{keys.DescriptorKey(right.RangeId), right},
+		{keys.AppliedStateKey(right.RangeId), &rangekvpb.AppliedState{Index: initIndex, Term: initTerm}},
+		{keys.TruncatedStateKey(right.RangeId), &rangekvpb.TruncatedState{Index: initIndex, Term: initTerm}},
+		{keys.HardStateKey(right.RangeId), synth},
+	} {
+		v, err := proto.Marshal(kv.m)
+		if err != nil {
+			return err
+		}
+		if err := w.Set(kv.k, v, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// synthesizeHardState: commit = the initial index, a higher existing term
+// and its vote kept (never lower what a replica promised).
+func synthesizeHardState(old *pb.HardState) *pb.HardState {
+	hs := &pb.HardState{Term: proto.Uint64(initTerm), Commit: proto.Uint64(initIndex)}
+	if old.GetTerm() > initTerm {
+		hs.Term = proto.Uint64(old.GetTerm())
+		hs.Vote = proto.Uint64(old.GetVote())
+	}
+	return hs
+}
+
+// finishSplits instantiates right replicas created by applied splits.
+// Called after the worker released every replica lock.
+func (s *Store) finishSplits(results []*splitResult) {
+	for _, res := range results {
+		if !res.createRight {
+			continue
+		}
+		if err := s.installRHS(res); err != nil {
+			s.fatal(nil, fmt.Sprintf("create right range %d of split", res.right.RangeId), err)
+		}
+	}
+}
+
+func (s *Store) installRHS(res *splitResult) error {
+	id := res.right.RangeId
+	// An uninitialized replica created by messages is replaced; first stop
+	// it, then fold any vote it persisted meanwhile into the new state.
+	if old := s.replica(id); old != nil {
+		old.mu.Lock()
+		if old.Descriptor() != nil {
+			old.mu.Unlock()
+			return nil // initialized meanwhile (cannot happen: snapshots overlapping the left are refused)
+		}
+		old.mu.rr.Close()
+		old.mu.destroyed = true
+		old.mu.Unlock()
+		old.failInbox()
+		var hs pb.HardState
+		if _, err := getProto(s.db, keys.HardStateKey(id), &hs); err != nil {
+			return err
+		}
+		if hs.GetCommit() < initIndex {
+			v, err := proto.Marshal(synthesizeHardState(&hs))
+			if err != nil {
+				return err
+			}
+			if err := s.db.Set(keys.HardStateKey(id), v, pebble.Sync); err != nil {
+				return err
+			}
+		}
+		s.mu.Lock()
+		delete(s.mu.replicas, id)
+		s.mu.Unlock()
+		s.metrics.replicas.Dec()
+	}
+	r, err := s.loadReplica(res.right)
+	if err != nil {
+		return err
+	}
+	s.metrics.replicas.Inc()
+	if res.campaign {
+		r.setFlag(func(r *Replica) { r.inbox.campaign = true })
+	}
+	s.sched.enqueue(id, flagWork)
+	return nil
+}
