@@ -55,8 +55,11 @@ type Client struct {
 
 	mu struct {
 		sync.Mutex
-		leader string // address believed to lead (range 0 routing)
-		rng    *rand.Rand
+		// cache: range descriptors and the leader address of each range.
+		cache rangeCache
+		// fallback is where requests go for ranges with no known leader.
+		fallback string
+		rng      *rand.Rand
 	}
 }
 
@@ -68,7 +71,8 @@ func NewStatic(addrs []string, opts Options) (*Client, error) {
 	opts.setDefaults()
 	c := &Client{opts: opts, addrs: append([]string(nil), addrs...), conns: map[string]*grpc.ClientConn{}}
 	c.mu.rng = rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15))
-	c.mu.leader = addrs[0]
+	c.mu.fallback = addrs[0]
+	c.mu.cache.leaders = map[uint64]string{}
 	for _, a := range addrs {
 		if _, ok := c.conns[a]; ok {
 			continue
@@ -92,35 +96,65 @@ func (c *Client) Close() error {
 	return nil
 }
 
-func (c *Client) current() string {
+// target picks the range (from the cache, if known) and address for key.
+func (c *Client) target(key []byte) (*rangekvpb.RangeDescriptor, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.mu.leader
-}
-
-func (c *Client) setLeader(addr string) {
-	if _, ok := c.conns[addr]; !ok {
-		return // a store we do not know of: keep rotating
-	}
-	c.mu.Lock()
-	c.mu.leader = addr
-	c.mu.Unlock()
-}
-
-// rotate moves to the store after from (unless someone already moved).
-func (c *Client) rotate(from string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.mu.leader != from {
-		return
-	}
-	for i, a := range c.addrs {
-		if a == from {
-			c.mu.leader = c.addrs[(i+1)%len(c.addrs)]
-			return
+	d := c.mu.cache.lookup(key)
+	if d != nil {
+		if a, ok := c.mu.cache.leaders[d.RangeId]; ok {
+			return d, a
 		}
 	}
-	c.mu.leader = c.addrs[0]
+	return d, c.mu.fallback
+}
+
+func (c *Client) setLeader(rangeID uint64, addr string) bool {
+	if _, ok := c.conns[addr]; !ok {
+		return false // a store we do not know of: keep rotating
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rangeID != 0 {
+		c.mu.cache.leaders[rangeID] = addr
+	}
+	c.mu.fallback = addr
+	return true
+}
+
+// rotate moves a range (or the fallback) off an address that failed.
+func (c *Client) rotate(rangeID uint64, from string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := c.addrs[0]
+	for i, a := range c.addrs {
+		if a == from {
+			next = c.addrs[(i+1)%len(c.addrs)]
+		}
+	}
+	if rangeID != 0 && c.mu.cache.leaders[rangeID] == from {
+		c.mu.cache.leaders[rangeID] = next
+	}
+	if c.mu.fallback == from {
+		c.mu.fallback = next
+	}
+}
+
+// refresh reloads every descriptor from a store's ListRanges.
+func (c *Client) refresh(ctx context.Context, addr string) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ConnectTimeout)
+	defer cancel()
+	resp, err := rangekvpb.NewAdminClient(c.conns[addr]).ListRanges(ctx, &rangekvpb.ListRangesRequest{})
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range resp.Replicas {
+		if st.Initialized {
+			c.mu.cache.insert(st.Descriptor_)
+		}
+	}
 }
 
 func (c *Client) backoff(ctx context.Context, attempt int) error {
@@ -160,24 +194,31 @@ func (c *Client) ready(ctx context.Context, addr string) bool {
 	}
 }
 
-type call func(ctx context.Context, kv rangekvpb.KVClient) (*rangekvpb.ResponseHeader, error)
+type call func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error)
 
-// do runs fn against the leader with retries. write marks calls whose
-// outcome may be ambiguous.
-func (c *Client) do(ctx context.Context, op string, write bool, fn call) error {
+// do runs fn against the leader of key's range with retries. write marks
+// calls whose outcome may be ambiguous.
+func (c *Client) do(ctx context.Context, op string, key []byte, write bool, cons rangekvpb.ReadConsistency, fn call) error {
+	epochRetries := 0
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		addr := c.current()
+		desc, addr := c.target(key)
+		var rangeID uint64
+		h := &rangekvpb.RequestHeader{Consistency: cons}
+		if desc != nil {
+			rangeID = desc.RangeId
+			h.RangeId, h.Epoch = desc.RangeId, desc.Epoch
+		}
 		if !c.ready(ctx, addr) {
-			c.rotate(addr)
+			c.rotate(rangeID, addr)
 			if err := c.backoff(ctx, attempt); err != nil {
 				return err
 			}
 			continue
 		}
-		hdr, err := fn(ctx, rangekvpb.NewKVClient(c.conns[addr]))
+		hdr, err := fn(ctx, rangekvpb.NewKVClient(c.conns[addr]), h)
 		if err != nil {
 			switch status.Code(err) {
 			case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
@@ -187,7 +228,7 @@ func (c *Client) do(ctx context.Context, op string, write bool, fn call) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				c.rotate(addr)
+				c.rotate(rangeID, addr)
 				if err := c.backoff(ctx, attempt); err != nil {
 					return err
 				}
@@ -197,17 +238,37 @@ func (c *Client) do(ctx context.Context, op string, write bool, fn call) error {
 		}
 		re := hdr.GetError()
 		if re == nil {
-			c.setLeader(addr)
+			if desc == nil {
+				c.refresh(ctx, addr) // learn the ranges for the next calls
+			}
+			c.setLeader(rangeID, addr)
 			return nil
 		}
 		switch {
 		case re.AmbiguousResult != nil:
 			return &AmbiguousError{Op: op, Reason: re.Message}
-		case re.NotLeader != nil && re.NotLeader.LeaderAddress != "" && re.NotLeader.LeaderAddress != addr:
-			c.setLeader(re.NotLeader.LeaderAddress)
-			continue // one extra round trip, no backoff
-		case re.NotLeader != nil, re.RangeNotFound != nil:
-			c.rotate(addr)
+		case re.NotLeader != nil:
+			if a := re.NotLeader.LeaderAddress; a != "" && a != addr && c.setLeader(re.NotLeader.RangeId, a) {
+				continue // one extra round trip, no backoff
+			}
+			c.rotate(rangeID, addr)
+		case re.EpochNotMatch != nil:
+			c.mu.Lock()
+			for _, d := range re.EpochNotMatch.Current {
+				c.mu.cache.insert(d)
+			}
+			c.mu.Unlock()
+			if epochRetries++; epochRetries <= 2 {
+				continue // the cache now has the current descriptors
+			}
+		case re.KeyNotInRange != nil, re.RangeNotFound != nil:
+			c.mu.Lock()
+			c.mu.cache.drop(rangeID)
+			c.mu.Unlock()
+			c.refresh(ctx, addr)
+			if re.RangeNotFound != nil {
+				c.rotate(rangeID, addr)
+			}
 		}
 		if err := c.backoff(ctx, attempt); err != nil {
 			return err
@@ -215,14 +276,10 @@ func (c *Client) do(ctx context.Context, op string, write bool, fn call) error {
 	}
 }
 
-func (c *Client) header() *rangekvpb.RequestHeader {
-	return &rangekvpb.RequestHeader{Consistency: c.opts.Consistency}
-}
-
 // Get reads key; found is false when it does not exist.
 func (c *Client) Get(ctx context.Context, key []byte) (value []byte, found bool, err error) {
-	err = c.do(ctx, "get", false, func(ctx context.Context, kv rangekvpb.KVClient) (*rangekvpb.ResponseHeader, error) {
-		resp, err := kv.Get(ctx, &rangekvpb.GetRequest{Header: c.header(), Key: key})
+	err = c.do(ctx, "get", key, false, c.opts.Consistency, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
+		resp, err := kv.Get(ctx, &rangekvpb.GetRequest{Header: h, Key: key})
 		if err != nil {
 			return nil, err
 		}
@@ -234,8 +291,8 @@ func (c *Client) Get(ctx context.Context, key []byte) (value []byte, found bool,
 
 // GetWith reads key at the given consistency.
 func (c *Client) GetWith(ctx context.Context, key []byte, cons rangekvpb.ReadConsistency) (value []byte, found bool, err error) {
-	err = c.do(ctx, "get", false, func(ctx context.Context, kv rangekvpb.KVClient) (*rangekvpb.ResponseHeader, error) {
-		resp, err := kv.Get(ctx, &rangekvpb.GetRequest{Header: &rangekvpb.RequestHeader{Consistency: cons}, Key: key})
+	err = c.do(ctx, "get", key, false, cons, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
+		resp, err := kv.Get(ctx, &rangekvpb.GetRequest{Header: h, Key: key})
 		if err != nil {
 			return nil, err
 		}
@@ -247,16 +304,16 @@ func (c *Client) GetWith(ctx context.Context, key []byte, cons rangekvpb.ReadCon
 
 // Put writes key = value.
 func (c *Client) Put(ctx context.Context, key, value []byte) error {
-	return c.do(ctx, "put", true, func(ctx context.Context, kv rangekvpb.KVClient) (*rangekvpb.ResponseHeader, error) {
-		resp, err := kv.Put(ctx, &rangekvpb.PutRequest{Header: c.header(), Key: key, Value: value})
+	return c.do(ctx, "put", key, true, c.opts.Consistency, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
+		resp, err := kv.Put(ctx, &rangekvpb.PutRequest{Header: h, Key: key, Value: value})
 		return resp.GetHeader(), err
 	})
 }
 
 // Delete removes key.
 func (c *Client) Delete(ctx context.Context, key []byte) error {
-	return c.do(ctx, "delete", true, func(ctx context.Context, kv rangekvpb.KVClient) (*rangekvpb.ResponseHeader, error) {
-		resp, err := kv.Delete(ctx, &rangekvpb.DeleteRequest{Header: c.header(), Key: key})
+	return c.do(ctx, "delete", key, true, c.opts.Consistency, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
+		resp, err := kv.Delete(ctx, &rangekvpb.DeleteRequest{Header: h, Key: key})
 		return resp.GetHeader(), err
 	})
 }
@@ -273,8 +330,8 @@ type CASResult struct {
 // if it does not exist).
 func (c *Client) CAS(ctx context.Context, key, expected []byte, expectAbsent bool, newValue []byte) (CASResult, error) {
 	var out CASResult
-	err := c.do(ctx, "cas", true, func(ctx context.Context, kv rangekvpb.KVClient) (*rangekvpb.ResponseHeader, error) {
-		resp, err := kv.Cas(ctx, &rangekvpb.CasRequest{Header: c.header(), Key: key, Expected: expected, ExpectAbsent: expectAbsent, NewValue: newValue})
+	err := c.do(ctx, "cas", key, true, c.opts.Consistency, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
+		resp, err := kv.Cas(ctx, &rangekvpb.CasRequest{Header: h, Key: key, Expected: expected, ExpectAbsent: expectAbsent, NewValue: newValue})
 		if err != nil {
 			return nil, err
 		}
@@ -288,8 +345,8 @@ func (c *Client) CAS(ctx context.Context, key, expected []byte, expectAbsent boo
 // counts as 0) and returns the new value.
 func (c *Client) Incr(ctx context.Context, key []byte, delta int64) (int64, error) {
 	var n int64
-	err := c.do(ctx, "incr", true, func(ctx context.Context, kv rangekvpb.KVClient) (*rangekvpb.ResponseHeader, error) {
-		resp, err := kv.Incr(ctx, &rangekvpb.IncrRequest{Header: c.header(), Key: key, Delta: delta})
+	err := c.do(ctx, "incr", key, true, c.opts.Consistency, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
+		resp, err := kv.Incr(ctx, &rangekvpb.IncrRequest{Header: h, Key: key, Delta: delta})
 		if err != nil {
 			return nil, err
 		}
@@ -314,8 +371,8 @@ func (c *Client) Scan(ctx context.Context, start, end []byte, limit int) ([]KeyV
 		if limit > 0 {
 			want = limit - len(out)
 		}
-		err := c.do(ctx, "scan", false, func(ctx context.Context, kv rangekvpb.KVClient) (*rangekvpb.ResponseHeader, error) {
-			r, err := kv.Scan(ctx, &rangekvpb.ScanRequest{Header: c.header(), StartKey: cur, EndKey: end, Limit: uint32(want)})
+		err := c.do(ctx, "scan", cur, false, c.opts.Consistency, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
+			r, err := kv.Scan(ctx, &rangekvpb.ScanRequest{Header: h, StartKey: cur, EndKey: end, Limit: uint32(want)})
 			if err != nil {
 				return nil, err
 			}

@@ -8,6 +8,9 @@
 //     snapshot, except replicas on stores liveness reports down;
 //   - a follower quiesces only on a quiesce heartbeat whose term, commit and
 //     leader match its own, with nothing pending; it does not step it;
+//     otherwise it steps it and wakes the leader;
+//   - a quiesced leader steps late heartbeat responses without waking
+//     unless they make it send something;
 //   - any other message, proposal or read wakes a replica; a follower woken
 //     by anyone but its leader wakes the leader;
 //   - quiesced replicas are not ticked and get no ReportUnreachable.
@@ -92,11 +95,18 @@ func (s *Store) maybeQuiesceFollower(r *Replica, m *pb.Message) bool {
 	rr := r.mu.rr
 	bs := rr.BasicStatus()
 	if bs.RaftState != raft.StateFollower || bs.GetTerm() != m.GetTerm() || bs.Lead != m.GetFrom() ||
-		bs.GetCommit() != m.GetCommit() || rr.HasReady() || rr.PendingProposals() > 0 || rr.PendingReads() > 0 {
+		bs.GetCommit() != m.GetCommit() || rr.PendingProposals() > 0 || rr.PendingReads() > 0 {
+		// Disagree: the leader must not stay quiesced while we tick.
+		s.trans.send(storeOfMsg(r, m), &rangekvpb.RaftMessage{RangeId: r.rangeID, FromStore: s.cfg.StoreID, Wake: true})
 		return false
 	}
 	s.quiesce(r)
 	return true
+}
+
+func storeOfMsg(r *Replica, m *pb.Message) uint64 {
+	st, _ := r.storeOfReplica(m.GetFrom())
+	return st
 }
 
 // wakeLeader asks the range's leader (on another store) to stop being

@@ -191,7 +191,10 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 		if im.quiesce && m.GetType() == pb.MsgHeartbeat && s.maybeQuiesceFollower(r, m) {
 			continue
 		}
-		if r.quiesced.Load() {
+		// A quiesced leader steps late heartbeat responses without waking,
+		// unless they make it send something (a follower is behind).
+		lateResp := m.GetType() == pb.MsgHeartbeatResp && rr.IsLeader()
+		if r.quiesced.Load() && !lateResp {
 			s.unquiesce(r)
 			if !rr.IsLeader() && m.GetFrom() != rr.Leader() {
 				s.wakeLeader(r)
@@ -199,6 +202,9 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 		}
 		if err := rr.Step(m); err != nil {
 			s.log.Debug("step", "range", r.rangeID, "type", m.GetType().String(), "err", err)
+		}
+		if lateResp && r.quiesced.Load() && rr.HasReady() {
+			s.unquiesce(r)
 		}
 	}
 	for _, rep := range reports {
