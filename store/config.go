@@ -36,6 +36,10 @@ type Config struct {
 	// InitialStores maps store ID to address for static bootstrap: range 1
 	// (the whole key space) is created with one voter on each of them.
 	InitialStores map[uint64]string
+	// BootstrapStoreIDs, when set, are the stores (a subset of
+	// InitialStores) that get a replica of range 1; the others start empty
+	// and receive replicas through membership changes.
+	BootstrapStoreIDs []uint64
 
 	// HeartbeatInterval is the Raft tick; ElectionTimeout is a multiple.
 	HeartbeatInterval time.Duration
@@ -146,6 +150,11 @@ func (c *Config) Validate() error {
 	}
 	for id, addr := range c.badInitialStores() {
 		return fmt.Errorf("initial-stores: store %d has an empty address %q", id, addr)
+	}
+	for _, id := range c.BootstrapStoreIDs {
+		if _, ok := c.InitialStores[id]; !ok {
+			return fmt.Errorf("bootstrap-stores: store %d is not in initial-stores", id)
+		}
 	}
 	return nil
 }

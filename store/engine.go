@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -115,12 +116,9 @@ const (
 
 // bootstrapRange1 writes range 1 = the whole key space with one voter per
 // initial store (replica ID = store ID), in one synced batch.
-func bootstrapRange1(db *pebble.DB, stores map[uint64]string) error {
+func bootstrapRange1(db *pebble.DB, stores []uint64) error {
 	desc := &rangekvpb.RangeDescriptor{RangeId: 1, Epoch: &rangekvpb.RangeEpoch{ConfVer: 1, Version: 1}}
-	ids := make([]uint64, 0, len(stores))
-	for id := range stores {
-		ids = append(ids, id)
-	}
+	ids := slices.Clone(stores)
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
 		desc.Replicas = append(desc.Replicas, &rangekvpb.ReplicaDescriptor{ReplicaId: id, StoreId: id})

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -130,10 +131,18 @@ func (s *Store) init() error {
 		if _, member := s.cfg.InitialStores[s.cfg.StoreID]; !member {
 			return fmt.Errorf("initial-stores: this store (%d) is not in the initial store list", s.cfg.StoreID)
 		}
-		if err := bootstrapRange1(s.db, s.cfg.InitialStores); err != nil {
-			return fmt.Errorf("bootstrap range 1: %w", err)
+		voters := s.cfg.BootstrapStoreIDs
+		if len(voters) == 0 {
+			for id := range s.cfg.InitialStores {
+				voters = append(voters, id)
+			}
 		}
-		s.log.Info("bootstrapped range 1 (static bootstrap)", "stores", len(s.cfg.InitialStores))
+		if slices.Contains(voters, s.cfg.StoreID) {
+			if err := bootstrapRange1(s.db, voters); err != nil {
+				return fmt.Errorf("bootstrap range 1: %w", err)
+			}
+			s.log.Info("bootstrapped range 1 (static bootstrap)", "replicas", len(voters))
+		}
 	}
 	descs, err := loadDescriptors(s.db)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
@@ -27,6 +29,9 @@ type Options struct {
 	Configure func(i int, c *store.Config)
 	// Verbose logs store output to stderr.
 	Verbose bool
+	// Replicas, when > 0, bootstraps range 1 on the first Replicas stores
+	// only; the others start empty.
+	Replicas int
 }
 
 // Cluster is a set of in-process stores bootstrapped statically.
@@ -59,6 +64,9 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 		cfg.StoreID = uint64(i + 1)
 		cfg.Addr = c.Addrs[i]
 		cfg.InitialStores = initial
+		for j := 1; j <= opts.Replicas; j++ {
+			cfg.BootstrapStoreIDs = append(cfg.BootstrapStoreIDs, uint64(j))
+		}
 		cfg.HeartbeatInterval = 25 * time.Millisecond
 		cfg.ElectionTimeout = 250 * time.Millisecond
 		cfg.ProposalTimeout = 5 * time.Second
@@ -203,6 +211,17 @@ func (c *Cluster) ReplicaStatus(i int, rangeID uint64) *rangekvpb.ReplicaStatus 
 		}
 	}
 	return nil
+}
+
+// Admin returns an admin client for store i; closed with the test.
+func (c *Cluster) Admin(i int) rangekvpb.AdminClient {
+	c.t.Helper()
+	conn, err := grpc.NewClient(c.Addrs[i], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		c.t.Fatalf("admin client: %v", err)
+	}
+	c.t.Cleanup(func() { conn.Close() })
+	return rangekvpb.NewAdminClient(conn)
 }
 
 // Ctx returns a context bounded by timeout, cancelled with the test.
