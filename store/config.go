@@ -72,6 +72,11 @@ type Config struct {
 	// MaxScanLimit caps the pairs one Scan returns.
 	MaxScanLimit int
 
+	// SplitMaxBytes: a range holding more user data than this is split
+	// at its middle key. SplitCheckInterval is how often the store checks.
+	SplitMaxBytes      int64
+	SplitCheckInterval time.Duration
+
 	// SnapshotChunkBytes is the payload size of one snapshot chunk.
 	SnapshotChunkBytes int
 	// MaxConcurrentSnapshots bounds snapshots sent at once.
@@ -105,6 +110,8 @@ func Defaults() Config {
 		MaxValueSize:           1 << 20,
 		MaxScanLimit:           10000,
 		SnapshotChunkBytes:     1 << 20,
+		SplitMaxBytes:          128 << 20,
+		SplitCheckInterval:     10 * time.Second,
 		MaxConcurrentSnapshots: 2,
 		SnapshotRateBytes:      64 << 20,
 	}
@@ -141,6 +148,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("raft.log-truncate-threshold: must be at least 1, got %d", c.LogTruncateThreshold)
 	case c.LogMaxEntries < c.LogTruncateThreshold:
 		return fmt.Errorf("raft.log-max-entries: must be at least raft.log-truncate-threshold (%d), got %d", c.LogTruncateThreshold, c.LogMaxEntries)
+	case c.SplitMaxBytes < 64<<10:
+		return fmt.Errorf("split.max-size: must be at least 64KiB, got %d bytes", c.SplitMaxBytes)
+	case c.SplitCheckInterval <= 0:
+		return fmt.Errorf("split.check-interval: must be positive, got %s", c.SplitCheckInterval)
 	case c.SnapshotChunkBytes < 1024:
 		return fmt.Errorf("snapshot.chunk-size: must be at least 1024 bytes, got %d", c.SnapshotChunkBytes)
 	case c.MaxConcurrentSnapshots < 1:

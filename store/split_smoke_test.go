@@ -11,6 +11,7 @@ import (
 
 	"github.com/rangekv/rangekv/internal/testcluster"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/store"
 )
 
 func TestSplitSmoke(t *testing.T) {
@@ -87,4 +88,27 @@ func TestSplitSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = context.Background
+}
+
+func TestSplitBySize(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{Configure: func(_ int, cfg *store.Config) {
+		cfg.SplitMaxBytes = 64 << 10
+		cfg.SplitCheckInterval = 50 * time.Millisecond
+	}})
+	c.WaitLeader(1)
+	cl := c.Client()
+	ctx := c.Ctx(60 * time.Second)
+	val := make([]byte, 1000)
+	for i := range 300 {
+		if err := cl.Put(ctx, []byte(fmt.Sprintf("k%04d", i)), val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitFor("range 1 split by size", 20*time.Second, func() bool {
+		return len(c.Stores[0].Status().Replicas) >= 2
+	})
+	kvs, err := cl.Scan(ctx, nil, nil, 0)
+	if err != nil || len(kvs) != 300 {
+		t.Fatalf("scan after split: %d pairs, %v", len(kvs), err)
+	}
 }

@@ -216,6 +216,8 @@ func (s *Store) Start() error {
 	s.wg.Add(1)
 	go s.ticker()
 	s.wg.Add(1)
+	go s.splitLoop()
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		if err := s.grpcServer.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

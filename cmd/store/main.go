@@ -41,6 +41,9 @@ var keys = []cliconfig.Key{
 	{Name: "limits.max-key-size", Kind: cliconfig.Size, Default: "4KiB", Usage: "largest key accepted"},
 	{Name: "limits.max-value-size", Kind: cliconfig.Size, Default: "1MiB", Usage: "largest value accepted (at most 8MiB)"},
 	{Name: "limits.max-scan-limit", Kind: cliconfig.Int, Default: "10000", Usage: "most pairs one scan request returns"},
+	{Name: "split.max-size", Kind: cliconfig.Size, Default: "128MiB", Usage: "a range holding more data than this is split in two"},
+	{Name: "split.check-interval", Kind: cliconfig.Duration, Default: "10s", Usage: "how often the store looks for ranges to split by size"},
+	{Name: "snapshot.rate-limit", Kind: cliconfig.Size, Default: "64MiB", Usage: "snapshot bytes sent per second by this store"},
 	{Name: "snapshot.chunk-size", Kind: cliconfig.Size, Default: "1MiB", Usage: "payload of one snapshot chunk"},
 	{Name: "snapshot.max-concurrent", Kind: cliconfig.Int, Default: "2", Usage: "snapshots sent at once"},
 }
@@ -148,6 +151,9 @@ func buildConfig(v *cliconfig.Values) (store.Config, error) {
 	cfg.MaxValueSize = int(v.Size("limits.max-value-size"))
 	cfg.MaxScanLimit = int(v.Int("limits.max-scan-limit"))
 	cfg.SnapshotChunkBytes = int(v.Size("snapshot.chunk-size"))
+	cfg.SnapshotRateBytes = v.Size("snapshot.rate-limit")
+	cfg.SplitMaxBytes = v.Size("split.max-size")
+	cfg.SplitCheckInterval = v.Duration("split.check-interval")
 	cfg.MaxConcurrentSnapshots = int(v.Int("snapshot.max-concurrent"))
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(v.String("log-level"))); err != nil {

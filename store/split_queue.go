@@ -1,0 +1,97 @@
+// Automatic split by size: one background loop per store (not per range)
+// checks the ranges this store leads. The check is cheap — Pebble's
+// on-disk estimate plus the bytes applied since the last check — and only a
+// range that looks too big is measured exactly and split at its middle key.
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/rangekv/rangekv/internal/keys"
+)
+
+func (s *Store) splitLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.SplitCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case <-t.C:
+		}
+		for _, r := range s.replicasSnapshot() {
+			select {
+			case <-s.stopCh:
+				return
+			default:
+			}
+			s.maybeSplitBySize(r)
+		}
+	}
+}
+
+// maybeSplitBySize splits r at its middle key when it holds more than the
+// split size. Only the leader decides.
+func (s *Store) maybeSplitBySize(r *Replica) {
+	d := r.Descriptor()
+	if d == nil || r.leader.Load() != r.replicaID {
+		return
+	}
+	lo, hi := keys.UserSpan(d.StartKey, d.EndKey)
+	est, err := s.db.EstimateDiskUsage(lo, hi)
+	if err != nil {
+		return
+	}
+	if int64(est)+r.writtenBytes.Load() <= s.cfg.SplitMaxBytes {
+		return
+	}
+	r.writtenBytes.Store(0)
+	key, size, ok := s.middleKey(lo, hi)
+	if !ok || size <= s.cfg.SplitMaxBytes {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ProposalTimeout)
+	defer cancel()
+	res, rerr, err := s.Split(ctx, d.RangeId, key)
+	if err != nil || rerr != nil {
+		s.log.Info("split by size failed", "range", d.RangeId, "size", size, "err", err, "range_error", rerr.GetMessage())
+		return
+	}
+	s.log.Info("split by size", "range", d.RangeId, "size", size, "new_range", res.right.RangeId, "key", string(key))
+}
+
+// middleKey measures the span (keys and values) and returns the first key
+// past half of it. It reads the span twice at most, and only for ranges
+// the estimate flagged.
+func (s *Store) middleKey(lo, hi []byte) ([]byte, int64, bool) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, 0, false
+	}
+	defer it.Close()
+	var total int64
+	for valid := it.First(); valid; valid = it.Next() {
+		total += int64(len(it.Key()) + len(it.Value()))
+	}
+	if total <= s.cfg.SplitMaxBytes {
+		return nil, total, false
+	}
+	var sum int64
+	first := true
+	for valid := it.First(); valid; valid = it.Next() {
+		sum += int64(len(it.Key()) + len(it.Value()))
+		if sum >= total/2 && !first {
+			k, err := keys.DecodeUserKey(it.Key())
+			if err != nil {
+				return nil, 0, false
+			}
+			return append([]byte(nil), k...), total, true
+		}
+		first = false
+	}
+	return nil, total, false
+}
