@@ -13,6 +13,7 @@ import (
 	"github.com/rangekv/rangekv/internal/keys"
 )
 
+// splitLoop also runs replica GC (replica_gc.go) on the same interval.
 func (s *Store) splitLoop() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.SplitCheckInterval)
@@ -30,6 +31,14 @@ func (s *Store) splitLoop() {
 			default:
 			}
 			s.maybeSplitBySize(r)
+		}
+		for _, r := range s.gcCandidates() {
+			select {
+			case <-s.stopCh:
+				return
+			default:
+			}
+			s.maybeGC(r)
 		}
 	}
 }

@@ -690,6 +690,95 @@ func (x *ChangeReplicasResponse) GetDescriptor_() *RangeDescriptor {
 	return nil
 }
 
+type GetDescriptorRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDescriptorRequest) Reset() {
+	*x = GetDescriptorRequest{}
+	mi := &file_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDescriptorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDescriptorRequest) ProtoMessage() {}
+
+func (x *GetDescriptorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDescriptorRequest.ProtoReflect.Descriptor instead.
+func (*GetDescriptorRequest) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetDescriptorRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+type GetDescriptorResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unset when this store holds no initialized replica of the range.
+	Descriptor_   *RangeDescriptor `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDescriptorResponse) Reset() {
+	*x = GetDescriptorResponse{}
+	mi := &file_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDescriptorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDescriptorResponse) ProtoMessage() {}
+
+func (x *GetDescriptorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDescriptorResponse.ProtoReflect.Descriptor instead.
+func (*GetDescriptorResponse) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetDescriptorResponse) GetDescriptor_() *RangeDescriptor {
+	if x != nil {
+		return x.Descriptor_
+	}
+	return nil
+}
+
 var File_admin_proto protoreflect.FileDescriptor
 
 const file_admin_proto_rawDesc = "" +
@@ -747,18 +836,25 @@ const file_admin_proto_rawDesc = "" +
 	"\x05error\x18\x01 \x01(\v2\x13.rangekv.RangeErrorR\x05error\x128\n" +
 	"\n" +
 	"descriptor\x18\x02 \x01(\v2\x18.rangekv.RangeDescriptorR\n" +
+	"descriptor\"1\n" +
+	"\x14GetDescriptorRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\"Q\n" +
+	"\x15GetDescriptorResponse\x128\n" +
+	"\n" +
+	"descriptor\x18\x01 \x01(\v2\x18.rangekv.RangeDescriptorR\n" +
 	"descriptor*M\n" +
 	"\x11ReplicaChangeType\x12\x0f\n" +
 	"\vADD_LEARNER\x10\x00\x12\x13\n" +
 	"\x0fPROMOTE_LEARNER\x10\x01\x12\x12\n" +
-	"\x0eREMOVE_REPLICA\x10\x022\xbb\x02\n" +
+	"\x0eREMOVE_REPLICA\x10\x022\x8b\x03\n" +
 	"\x05Admin\x12E\n" +
 	"\n" +
 	"ListRanges\x12\x1a.rangekv.ListRangesRequest\x1a\x1b.rangekv.ListRangesResponse\x12Q\n" +
 	"\x0eTransferLeader\x12\x1e.rangekv.TransferLeaderRequest\x1a\x1f.rangekv.TransferLeaderResponse\x12E\n" +
 	"\n" +
 	"SplitRange\x12\x1a.rangekv.SplitRangeRequest\x1a\x1b.rangekv.SplitRangeResponse\x12Q\n" +
-	"\x0eChangeReplicas\x12\x1e.rangekv.ChangeReplicasRequest\x1a\x1f.rangekv.ChangeReplicasResponseB,Z*github.com/rangekv/rangekv/proto/rangekvpbb\x06proto3"
+	"\x0eChangeReplicas\x12\x1e.rangekv.ChangeReplicasRequest\x1a\x1f.rangekv.ChangeReplicasResponse\x12N\n" +
+	"\rGetDescriptor\x12\x1d.rangekv.GetDescriptorRequest\x1a\x1e.rangekv.GetDescriptorResponseB,Z*github.com/rangekv/rangekv/proto/rangekvpbb\x06proto3"
 
 var (
 	file_admin_proto_rawDescOnce sync.Once
@@ -773,7 +869,7 @@ func file_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_admin_proto_goTypes = []any{
 	(ReplicaChangeType)(0),         // 0: rangekv.ReplicaChangeType
 	(*ReplicaStatus)(nil),          // 1: rangekv.ReplicaStatus
@@ -786,33 +882,38 @@ var file_admin_proto_goTypes = []any{
 	(*SplitRangeResponse)(nil),     // 8: rangekv.SplitRangeResponse
 	(*ChangeReplicasRequest)(nil),  // 9: rangekv.ChangeReplicasRequest
 	(*ChangeReplicasResponse)(nil), // 10: rangekv.ChangeReplicasResponse
-	(*RangeDescriptor)(nil),        // 11: rangekv.RangeDescriptor
-	(*RangeError)(nil),             // 12: rangekv.RangeError
+	(*GetDescriptorRequest)(nil),   // 11: rangekv.GetDescriptorRequest
+	(*GetDescriptorResponse)(nil),  // 12: rangekv.GetDescriptorResponse
+	(*RangeDescriptor)(nil),        // 13: rangekv.RangeDescriptor
+	(*RangeError)(nil),             // 14: rangekv.RangeError
 }
 var file_admin_proto_depIdxs = []int32{
-	11, // 0: rangekv.ReplicaStatus.descriptor:type_name -> rangekv.RangeDescriptor
+	13, // 0: rangekv.ReplicaStatus.descriptor:type_name -> rangekv.RangeDescriptor
 	2,  // 1: rangekv.ReplicaStatus.progress:type_name -> rangekv.FollowerProgress
 	1,  // 2: rangekv.ListRangesResponse.replicas:type_name -> rangekv.ReplicaStatus
-	12, // 3: rangekv.TransferLeaderResponse.error:type_name -> rangekv.RangeError
-	12, // 4: rangekv.SplitRangeResponse.error:type_name -> rangekv.RangeError
-	11, // 5: rangekv.SplitRangeResponse.left:type_name -> rangekv.RangeDescriptor
-	11, // 6: rangekv.SplitRangeResponse.right:type_name -> rangekv.RangeDescriptor
+	14, // 3: rangekv.TransferLeaderResponse.error:type_name -> rangekv.RangeError
+	14, // 4: rangekv.SplitRangeResponse.error:type_name -> rangekv.RangeError
+	13, // 5: rangekv.SplitRangeResponse.left:type_name -> rangekv.RangeDescriptor
+	13, // 6: rangekv.SplitRangeResponse.right:type_name -> rangekv.RangeDescriptor
 	0,  // 7: rangekv.ChangeReplicasRequest.change:type_name -> rangekv.ReplicaChangeType
-	12, // 8: rangekv.ChangeReplicasResponse.error:type_name -> rangekv.RangeError
-	11, // 9: rangekv.ChangeReplicasResponse.descriptor:type_name -> rangekv.RangeDescriptor
-	3,  // 10: rangekv.Admin.ListRanges:input_type -> rangekv.ListRangesRequest
-	5,  // 11: rangekv.Admin.TransferLeader:input_type -> rangekv.TransferLeaderRequest
-	7,  // 12: rangekv.Admin.SplitRange:input_type -> rangekv.SplitRangeRequest
-	9,  // 13: rangekv.Admin.ChangeReplicas:input_type -> rangekv.ChangeReplicasRequest
-	4,  // 14: rangekv.Admin.ListRanges:output_type -> rangekv.ListRangesResponse
-	6,  // 15: rangekv.Admin.TransferLeader:output_type -> rangekv.TransferLeaderResponse
-	8,  // 16: rangekv.Admin.SplitRange:output_type -> rangekv.SplitRangeResponse
-	10, // 17: rangekv.Admin.ChangeReplicas:output_type -> rangekv.ChangeReplicasResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	14, // 8: rangekv.ChangeReplicasResponse.error:type_name -> rangekv.RangeError
+	13, // 9: rangekv.ChangeReplicasResponse.descriptor:type_name -> rangekv.RangeDescriptor
+	13, // 10: rangekv.GetDescriptorResponse.descriptor:type_name -> rangekv.RangeDescriptor
+	3,  // 11: rangekv.Admin.ListRanges:input_type -> rangekv.ListRangesRequest
+	5,  // 12: rangekv.Admin.TransferLeader:input_type -> rangekv.TransferLeaderRequest
+	7,  // 13: rangekv.Admin.SplitRange:input_type -> rangekv.SplitRangeRequest
+	9,  // 14: rangekv.Admin.ChangeReplicas:input_type -> rangekv.ChangeReplicasRequest
+	11, // 15: rangekv.Admin.GetDescriptor:input_type -> rangekv.GetDescriptorRequest
+	4,  // 16: rangekv.Admin.ListRanges:output_type -> rangekv.ListRangesResponse
+	6,  // 17: rangekv.Admin.TransferLeader:output_type -> rangekv.TransferLeaderResponse
+	8,  // 18: rangekv.Admin.SplitRange:output_type -> rangekv.SplitRangeResponse
+	10, // 19: rangekv.Admin.ChangeReplicas:output_type -> rangekv.ChangeReplicasResponse
+	12, // 20: rangekv.Admin.GetDescriptor:output_type -> rangekv.GetDescriptorResponse
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_admin_proto_init() }
@@ -828,7 +929,7 @@ func file_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_proto_rawDesc), len(file_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

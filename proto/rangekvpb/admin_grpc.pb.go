@@ -25,6 +25,7 @@ const (
 	Admin_TransferLeader_FullMethodName = "/rangekv.Admin/TransferLeader"
 	Admin_SplitRange_FullMethodName     = "/rangekv.Admin/SplitRange"
 	Admin_ChangeReplicas_FullMethodName = "/rangekv.Admin/ChangeReplicas"
+	Admin_GetDescriptor_FullMethodName  = "/rangekv.Admin/GetDescriptor"
 )
 
 // AdminClient is the client API for Admin service.
@@ -38,6 +39,9 @@ type AdminClient interface {
 	// ChangeReplicas runs one membership change step on a range's leader and
 	// returns once it applied there.
 	ChangeReplicas(ctx context.Context, in *ChangeReplicasRequest, opts ...grpc.CallOption) (*ChangeReplicasResponse, error)
+	// GetDescriptor returns this store's descriptor of a range (replica GC
+	// asks peers whether a replica is still a member).
+	GetDescriptor(ctx context.Context, in *GetDescriptorRequest, opts ...grpc.CallOption) (*GetDescriptorResponse, error)
 }
 
 type adminClient struct {
@@ -88,6 +92,16 @@ func (c *adminClient) ChangeReplicas(ctx context.Context, in *ChangeReplicasRequ
 	return out, nil
 }
 
+func (c *adminClient) GetDescriptor(ctx context.Context, in *GetDescriptorRequest, opts ...grpc.CallOption) (*GetDescriptorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDescriptorResponse)
+	err := c.cc.Invoke(ctx, Admin_GetDescriptor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -99,6 +113,9 @@ type AdminServer interface {
 	// ChangeReplicas runs one membership change step on a range's leader and
 	// returns once it applied there.
 	ChangeReplicas(context.Context, *ChangeReplicasRequest) (*ChangeReplicasResponse, error)
+	// GetDescriptor returns this store's descriptor of a range (replica GC
+	// asks peers whether a replica is still a member).
+	GetDescriptor(context.Context, *GetDescriptorRequest) (*GetDescriptorResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -120,6 +137,9 @@ func (UnimplementedAdminServer) SplitRange(context.Context, *SplitRangeRequest) 
 }
 func (UnimplementedAdminServer) ChangeReplicas(context.Context, *ChangeReplicasRequest) (*ChangeReplicasResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ChangeReplicas not implemented")
+}
+func (UnimplementedAdminServer) GetDescriptor(context.Context, *GetDescriptorRequest) (*GetDescriptorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDescriptor not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -214,6 +234,24 @@ func _Admin_ChangeReplicas_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_GetDescriptor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDescriptorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).GetDescriptor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_GetDescriptor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).GetDescriptor(ctx, req.(*GetDescriptorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -236,6 +274,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ChangeReplicas",
 			Handler:    _Admin_ChangeReplicas_Handler,
+		},
+		{
+			MethodName: "GetDescriptor",
+			Handler:    _Admin_GetDescriptor_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
