@@ -185,8 +185,11 @@ func (c *Client) ready(ctx context.Context, addr string) bool {
 	defer cancel()
 	for {
 		st := conn.GetState()
-		if st == connectivity.Ready {
+		switch st {
+		case connectivity.Ready:
 			return true
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return false // refused or down: try another store now
 		}
 		if !conn.WaitForStateChange(ctx, st) {
 			return false
@@ -356,6 +359,9 @@ func (c *Client) Incr(ctx context.Context, key []byte, delta int64) (int64, erro
 	return n, err
 }
 
+// scanPageSize is the most pairs one Scan request asks a store for.
+const scanPageSize = 1000
+
 // KeyValue is one scanned pair.
 type KeyValue struct{ Key, Value []byte }
 
@@ -367,9 +373,12 @@ func (c *Client) Scan(ctx context.Context, start, end []byte, limit int) ([]KeyV
 	cur := start
 	for {
 		var resp *rangekvpb.ScanResponse
+		// Page through: 0 asks for the store's maximum page; a bounded scan
+		// asks for at most scanPageSize at a time (a store refuses limits
+		// above its own maximum).
 		want := 0
 		if limit > 0 {
-			want = limit - len(out)
+			want = min(limit-len(out), scanPageSize)
 		}
 		err := c.do(ctx, "scan", cur, false, c.opts.Consistency, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
 			r, err := kv.Scan(ctx, &rangekvpb.ScanRequest{Header: h, StartKey: cur, EndKey: end, Limit: uint32(want)})

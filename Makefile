@@ -1,0 +1,94 @@
+# rangekv. `make run` starts a local cluster; `make test` is what CI runs
+# (.ci/run). Everything a target needs it builds or installs itself.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+GO ?= go
+BUILD := CGO_ENABLED=0 $(GO) build -trimpath
+# Packages of the main test step: all but e2e, which `make test` runs in
+# its short setting as a step of its own (its tests build the binaries).
+TEST_PKGS ?= $$($(GO) list ./... | grep -v /e2e)
+# The race detector is ~8x slower: run it on the core packages only.
+RACE_PKGS ?= ./rangeraft/... ./store/... ./router/...
+TEST_TIMEOUT ?= 15m
+E2E_TIMEOUT ?= 20m
+DATA_DIR ?= ./data
+# $(MAKE) through a variable: a recipe line naming $(MAKE) directly would
+# run even under `make -n`, and the test recipe is one long line.
+SUBMAKE = $(MAKE) --no-print-directory
+
+.PHONY: build test e2e e2e-short run proto lint bench clean
+
+build:
+	@mkdir -p bin
+	$(BUILD) -o bin/rangekv-store ./cmd/store
+	$(BUILD) -o bin/rangekv ./cmd/cli
+	@if [ -d cmd/placement ]; then \
+	  echo "$(BUILD) -o bin/rangekv-placement ./cmd/placement"; \
+	  $(BUILD) -o bin/rangekv-placement ./cmd/placement; \
+	else \
+	  echo "(cmd/placement does not exist yet: no bin/rangekv-placement)"; \
+	fi
+
+# test runs every step even when one fails, prints a summary, and fails if
+# any step failed.
+test:
+	@results=(); rc=0; \
+	step() { \
+	  local name=$$1; shift; \
+	  echo; echo "=== make test: $$name"; echo "    $$*"; \
+	  local t0=$$SECONDS; \
+	  if "$$@"; then results+=("PASS  $$name ($$((SECONDS - t0))s)"); \
+	  else results+=("FAIL  $$name ($$((SECONDS - t0))s)"); rc=1; fi; \
+	}; \
+	step "lint (fast)" bash scripts/lint.sh --fast; \
+	step "go test" $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_PKGS); \
+	if [ "$$($(GO) env CGO_ENABLED)" != 1 ] || ! command -v "$$($(GO) env CC)" >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing gcc (go test -race needs cgo)"; \
+	    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null; } \
+	      || echo "could not install gcc; go test -race will fail" >&2; \
+	  else \
+	    echo "go test -race needs cgo and a C compiler (gcc); install one" >&2; \
+	  fi; \
+	fi; \
+	step "go test -race" env CGO_ENABLED=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS); \
+	if [ -d e2e ]; then \
+	  step "e2e (short)" $(SUBMAKE) e2e-short; \
+	else \
+	  results+=("SKIP  e2e (short): no e2e/ directory yet"); \
+	fi; \
+	echo; echo "=== make test summary"; \
+	printf '    %s\n' "$${results[@]}"; \
+	if [ $$rc -ne 0 ]; then echo "make test: FAILED"; else echo "make test: ok"; fi; \
+	exit $$rc
+
+e2e:
+	@if [ -d e2e ]; then \
+	  echo "$(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./e2e/..."; \
+	  $(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./e2e/...; \
+	else echo "no e2e/ directory yet: nothing to run"; fi
+
+e2e-short:
+	@if [ -d e2e ]; then \
+	  echo "$(GO) test -short -count=1 -timeout $(E2E_TIMEOUT) ./e2e/..."; \
+	  $(GO) test -short -count=1 -timeout $(E2E_TIMEOUT) ./e2e/...; \
+	else echo "no e2e/ directory yet: nothing to run"; fi
+
+# Ctrl-C reaches the playground (make waits for it to stop its stores).
+run: build
+	bin/rangekv playground --data-dir $(DATA_DIR)
+
+proto:
+	bash scripts/genproto.sh
+
+lint:
+	bash scripts/lint.sh
+
+bench:
+	bash scripts/bench.sh
+
+clean:
+	rm -rf bin data .tools

@@ -1,0 +1,13 @@
+// Child process attributes on Linux.
+package main
+
+import "syscall"
+
+// childProcAttr puts a store child in its own process group, so that only
+// the playground signals it (a Ctrl-C at the terminal reaches the
+// playground, which stops the stores in order), and makes it get SIGTERM if
+// the playground dies without stopping it (kill -9), so no store is left
+// behind.
+func childProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+}
