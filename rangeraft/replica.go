@@ -86,7 +86,6 @@ type Proposal struct {
 // before the read arrived; read it now. Done is called exactly once.
 type Read struct {
 	Done func(err error)
-	age  int
 }
 
 type readRound struct {
@@ -408,6 +407,12 @@ func (r *Replica) onSoftState(ss raft.SoftState) {
 		// overwritten) or time out as ambiguous.
 		err := &NotLeaderError{Leader: ss.Lead}
 		r.failReads(err)
+		// Pending proposals resolve when their index applies (applied or
+		// overwritten); if the new leader never reaches their index, waiting
+		// out the full timeout helps no one: give them one election timeout.
+		for _, p := range r.proposals {
+			p.age = max(p.age, r.cfg.ProposalTimeoutTicks-r.cfg.ElectionTicks)
+		}
 	}
 }
 
@@ -471,6 +476,18 @@ func (r *Replica) ageReads() {
 			}
 		}
 	}
+	kept := r.waiting[:0]
+	for _, round := range r.waiting {
+		round.age++
+		if round.age > r.cfg.ReadTimeoutTicks {
+			for _, rd := range round.reads {
+				rd.Done(ErrReadTimeout)
+			}
+			continue
+		}
+		kept = append(kept, round)
+	}
+	r.waiting = kept
 }
 
 func (r *Replica) failReads(err error) {
