@@ -526,6 +526,10 @@ type TruncationPolicy struct {
 	// MaxEntries: past this log length, followers that are not recently
 	// active no longer hold truncation back (they catch up by snapshot).
 	MaxEntries uint64
+	// Live, when set, says whether a follower is reachable at all (the
+	// owner's failure detector); raft's RecentActive goes stale while a
+	// group is not ticking.
+	Live func(replicaID uint64) bool
 }
 
 // TruncationTarget returns the index up to which the leader may truncate
@@ -549,7 +553,8 @@ func (r *Replica) TruncationTarget(p TruncationPolicy, firstIndex uint64) (index
 			}
 			continue
 		}
-		if (pr.RecentActive || !tooLarge) && pr.Match < idx {
+		active := pr.RecentActive && (p.Live == nil || p.Live(id))
+		if (active || !tooLarge) && pr.Match < idx {
 			idx = pr.Match
 		}
 	}

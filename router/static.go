@@ -77,7 +77,8 @@ func NewStatic(addrs []string, opts Options) (*Client, error) {
 		if _, ok := c.conns[a]; ok {
 			continue
 		}
-		dopts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts.DialOptions...)
+		dopts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes))}, opts.DialOptions...)
 		conn, err := grpc.NewClient(a, dopts...)
 		if err != nil {
 			c.Close()
@@ -358,6 +359,10 @@ func (c *Client) Incr(ctx context.Context, key []byte, delta int64) (int64, erro
 	})
 	return n, err
 }
+
+// maxMessageBytes bounds one request or response (values are at most
+// 8 MiB; a scan page at most 16 MiB).
+const maxMessageBytes = 64 << 20
 
 // scanPageSize is the most pairs one Scan request asks a store for.
 const scanPageSize = 1000

@@ -41,6 +41,21 @@ type Config struct {
 	// and receive replicas through membership changes.
 	BootstrapStoreIDs []uint64
 
+	// Placement lists the placement driver's member addresses. With it the
+	// store gets its ID from placement (StoreID may be 0), the first store
+	// of a new cluster creates range 1, and stores are found through it.
+	// Without it, InitialStores must be set (static bootstrap).
+	Placement []string
+	// Labels describe the store's location (zone, host) for placement.
+	Labels map[string]string
+	// StoreHeartbeatInterval: how often the store reports to placement.
+	// RangeHeartbeatInterval: how often range leaders report changed ranges
+	// (and fetch operator steps); RangeHeartbeatRefresh: every range is
+	// reported at least this often.
+	StoreHeartbeatInterval time.Duration
+	RangeHeartbeatInterval time.Duration
+	RangeHeartbeatRefresh  time.Duration
+
 	// HeartbeatInterval is the Raft tick; ElectionTimeout is a multiple.
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
@@ -112,6 +127,9 @@ func Defaults() Config {
 		SnapshotChunkBytes:     1 << 20,
 		SplitMaxBytes:          128 << 20,
 		SplitCheckInterval:     10 * time.Second,
+		StoreHeartbeatInterval: 2 * time.Second,
+		RangeHeartbeatInterval: time.Second,
+		RangeHeartbeatRefresh:  time.Minute,
 		MaxConcurrentSnapshots: 2,
 		SnapshotRateBytes:      64 << 20,
 	}
@@ -120,8 +138,15 @@ func Defaults() Config {
 // Validate reports the first problem in c; it changes nothing.
 func (c *Config) Validate() error {
 	switch {
-	case c.StoreID == 0:
-		return errors.New("store-id: must be set (a positive integer)")
+	case c.StoreID == 0 && len(c.Placement) == 0:
+		return errors.New("store-id: must be set (a positive integer) for static bootstrap; with --placement it is assigned")
+	case len(c.Placement) == 0 && len(c.InitialStores) == 0:
+		return errors.New("placement: give the placement members (--placement), or --initial-stores for static bootstrap")
+	case len(c.Placement) > 0 && len(c.InitialStores) > 0:
+		return errors.New("initial-stores: not used with --placement; give one or the other")
+	case len(c.Placement) > 0 && (c.StoreHeartbeatInterval <= 0 || c.RangeHeartbeatInterval <= 0 || c.RangeHeartbeatRefresh < c.RangeHeartbeatInterval):
+		return fmt.Errorf("heartbeat intervals: store %s and range %s must be positive, refresh %s at least the range interval",
+			c.StoreHeartbeatInterval, c.RangeHeartbeatInterval, c.RangeHeartbeatRefresh)
 	case c.DataDir == "" && c.FS == nil:
 		return errors.New("data-dir: must be set")
 	case c.HeartbeatInterval <= 0:

@@ -17,6 +17,9 @@ import (
 	"github.com/rangekv/rangekv/rangeraft"
 )
 
+// maxScanBytes bounds the keys and values of one scan response.
+const maxScanBytes = 16 << 20
+
 type kvServer struct {
 	rangekvpb.UnimplementedKVServer
 	s *Store
@@ -337,6 +340,7 @@ func (k *kvServer) Scan(ctx context.Context, req *rangekvpb.ScanRequest) (resp *
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	defer it.Close()
+	bytes := 0
 	for valid := it.First(); valid; valid = it.Next() {
 		uk, err := keys.DecodeUserKey(it.Key())
 		if err != nil {
@@ -349,6 +353,11 @@ func (k *kvServer) Scan(ctx context.Context, req *rangekvpb.ScanRequest) (resp *
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return nil, status.Error(codes.Internal, err.Error())
+		}
+		// A page also ends at maxScanBytes (the client resumes).
+		if bytes += len(uk) + len(v); len(resp.Pairs) > 0 && bytes > maxScanBytes {
+			resp.ResumeKey = append([]byte(nil), uk...)
+			return resp, nil
 		}
 		resp.Pairs = append(resp.Pairs, &rangekvpb.KeyValue{Key: append([]byte(nil), uk...), Value: append([]byte(nil), v...)})
 	}

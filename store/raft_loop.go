@@ -67,6 +67,7 @@ func (s *Store) processBatch(items []workItem) {
 		if !ok {
 			s.noteLeader(r)
 			if it.tick {
+				s.maybeTruncate(r, true)
 				s.maybeQuiesceLeader(r)
 			}
 			r.mu.Unlock()
@@ -164,7 +165,7 @@ func (s *Store) processBatch(items []workItem) {
 		s.finishApply(p)
 		p.r.mu.rr.Advance(p.rd)
 		s.noteLeader(p.r)
-		s.maybeTruncate(p.r)
+		s.maybeTruncate(p.r, p.tick)
 		if p.tick {
 			s.maybeQuiesceLeader(p.r)
 		}
@@ -244,6 +245,7 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 
 // noteLeader publishes leadership changes. Called with r.mu held.
 func (s *Store) noteLeader(r *Replica) {
+	r.term.Store(r.mu.rr.BasicStatus().GetTerm())
 	lead := r.mu.rr.Leader()
 	old := r.leader.Swap(lead)
 	if old == lead {
@@ -296,15 +298,24 @@ func (s *Store) sendSome(r *Replica, msgs []*pb.Message, keep func(*pb.Message) 
 	return rest
 }
 
-// maybeTruncate proposes a log truncation when the policy allows one.
+// maybeTruncate proposes a log truncation when the policy allows one. It
+// decides every few applied entries, and on ticks (force) while some were
+// applied since the last decision: a follower whose store just went down
+// stops holding truncation back even if the writes have stopped.
 // Called with r.mu held.
-func (s *Store) maybeTruncate(r *Replica) {
-	if r.mu.appliesSinceTruncCheck < int(s.cfg.LogTruncateThreshold/4)+1 {
+func (s *Store) maybeTruncate(r *Replica, force bool) {
+	n := r.mu.appliesSinceTruncCheck
+	if n == 0 || (!force && n < int(s.cfg.LogTruncateThreshold/4)+1) {
 		return
 	}
 	r.mu.appliesSinceTruncCheck = 0
 	first, _ := r.log.FirstIndex()
-	idx, ok := r.mu.rr.TruncationTarget(s.cfg.truncationPolicy(), first)
+	policy := s.cfg.truncationPolicy()
+	policy.Live = func(id uint64) bool {
+		st, ok := r.storeOfReplica(id)
+		return ok && s.liveness.isLive(st)
+	}
+	idx, ok := r.mu.rr.TruncationTarget(policy, first)
 	if !ok {
 		return
 	}

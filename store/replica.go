@@ -33,6 +33,8 @@ type Replica struct {
 	// leaderStore the store that hosts it.
 	leader      atomic.Uint64
 	leaderStore atomic.Uint64
+	// term is the Raft term as last seen (for placement heartbeats).
+	term atomic.Uint64
 	// quiesced: not ticking (read by the ticker, written by the worker).
 	quiesced atomic.Bool
 	// uninitTicks counts ticks while uninitialized (bounds how long

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -30,10 +31,24 @@ type splitResult struct {
 	campaign bool
 }
 
-// allocRangeID hands out a range ID that no other store can allocate:
-// the store ID in the high bits over a persisted counter.
-// TODO(placement): placement allocates range IDs once it exists.
+// allocRangeID hands out a new range ID: from placement, or, with static
+// bootstrap, one no other store can allocate (the store ID in the high
+// bits over a persisted counter).
 func (s *Store) allocRangeID() (uint64, error) {
+	if s.pd != nil {
+		var first uint64
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := s.pd.call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
+			r, err := pc.AllocID(ctx, &rangekvpb.AllocIDRequest{Count: 1})
+			if err != nil {
+				return nil, err
+			}
+			first = r.First
+			return r.Error, nil
+		})
+		return first, err
+	}
 	s.rangeIDMu.Lock()
 	defer s.rangeIDMu.Unlock()
 	v, c, err := s.db.Get(keys.RangeIDAllocKey())
@@ -203,8 +218,11 @@ func (s *Store) finishSplits(results []*splitResult) {
 func (s *Store) installRHS(res *splitResult) error {
 	id := res.right.RangeId
 	// An uninitialized replica created by messages is replaced; first stop
-	// it, then fold any vote it persisted meanwhile into the new state.
-	if old := s.replica(id); old != nil {
+	// it (its closed inbox drops what still arrives), then fold any vote it
+	// persisted meanwhile into the new state, then swap the two in the map
+	// in one step so that no message can create a third.
+	old := s.replica(id)
+	if old != nil {
 		old.mu.Lock()
 		if old.Descriptor() != nil {
 			old.mu.Unlock()
@@ -227,16 +245,18 @@ func (s *Store) installRHS(res *splitResult) error {
 				return err
 			}
 		}
-		s.mu.Lock()
-		delete(s.mu.replicas, id)
-		s.mu.Unlock()
-		s.metrics.replicas.Dec()
 	}
-	r, err := s.loadReplica(res.right)
+	r, err := s.buildReplica(res.right)
 	if err != nil {
 		return err
 	}
-	s.metrics.replicas.Inc()
+	s.mu.Lock()
+	s.mu.replicas[id] = r
+	s.mu.Unlock()
+	s.indexReplica(r)
+	if old == nil {
+		s.metrics.replicas.Inc()
+	}
 	if res.campaign {
 		r.setFlag(func(r *Replica) { r.inbox.campaign = true })
 	}

@@ -28,16 +28,20 @@ import (
 
 // Store hosts replicas of many ranges over one Pebble engine.
 type Store struct {
-	cfg      Config
-	log      *slog.Logger
-	db       *pebble.DB
-	metrics  *metrics
-	reg      *prometheus.Registry
-	sched    *scheduler
-	trans    *transport
-	snaps    *snapshotManager
-	liveness *liveness
-	now      func() time.Time
+	cfg     Config
+	log     *slog.Logger
+	db      *pebble.DB
+	metrics *metrics
+	reg     *prometheus.Registry
+	sched   *scheduler
+	trans   *transport
+	snaps   *snapshotManager
+	// pd is the placement client (nil with static bootstrap).
+	pd *pdClient
+	// storeAddrs caches store addresses learned from placement.
+	storeAddrs sync.Map
+	liveness   *liveness
+	now        func() time.Time
 	// pebbleOpts are the engine's options (snapshot SSTs are written with
 	// them).
 	pebbleOpts *pebble.Options
@@ -47,6 +51,7 @@ type Store struct {
 	nextID atomic.Uint64
 	// readSeed makes ReadIndex contexts unique across restarts.
 	readSeed uint64
+	exec     *operatorExecutor
 	// rangeIDMu serializes the range ID allocator.
 	rangeIDMu sync.Mutex
 
@@ -102,6 +107,19 @@ func Open(cfg Config) (*Store, error) {
 		s.log.Warn("UNSAFE: --unsafe-no-fsync is set: writes are acknowledged before they are durable and a crash WILL lose acknowledged data; use for benchmarks only")
 	}
 
+	if s.cfg.AdvertiseAddr == "" {
+		s.cfg.AdvertiseAddr = s.cfg.Addr
+		if s.cfg.Listener != nil {
+			s.cfg.AdvertiseAddr = s.cfg.Listener.Addr().String()
+		}
+	}
+	if len(cfg.Placement) > 0 {
+		pd, err := newPDClient(cfg.Placement)
+		if err != nil {
+			return nil, err
+		}
+		s.pd = pd
+	}
 	dir := cfg.DataDir
 	opts := pebbleOptions(&s.cfg)
 	db, err := pebble.Open(dir, opts)
@@ -113,12 +131,28 @@ func Open(cfg Config) (*Store, error) {
 	s.pebbleOpts.EnsureDefaults()
 	if err := s.init(); err != nil {
 		db.Close()
+		if s.pd != nil {
+			s.pd.close()
+		}
 		return nil, err
 	}
 	return s, nil
 }
 
 func (s *Store) init() error {
+	if s.pd != nil {
+		if err := s.joinPlacement(); err != nil {
+			return err
+		}
+		return s.loadReplicas()
+	}
+	if err := s.initStatic(); err != nil {
+		return err
+	}
+	return s.loadReplicas()
+}
+
+func (s *Store) initStatic() error {
 	want := &rangekvpb.StoreIdent{StoreId: s.cfg.StoreID}
 	if len(s.cfg.InitialStores) > 0 {
 		want.ClusterId = ClusterIDFromInitialStores(s.cfg.InitialStores)
@@ -144,6 +178,10 @@ func (s *Store) init() error {
 			s.log.Info("bootstrapped range 1 (static bootstrap)", "replicas", len(voters))
 		}
 	}
+	return nil
+}
+
+func (s *Store) loadReplicas() error {
 	descs, err := loadDescriptors(s.db)
 	if err != nil {
 		return err
@@ -157,8 +195,22 @@ func (s *Store) init() error {
 	return nil
 }
 
-// loadReplica builds the in-memory replica of a descriptor stored on disk.
+// loadReplica builds the in-memory replica of a descriptor stored on disk
+// and adds it to the replica map and index.
 func (s *Store) loadReplica(d *rangekvpb.RangeDescriptor) (*Replica, error) {
+	r, err := s.buildReplica(d)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.mu.replicas[d.RangeId] = r
+	s.mu.Unlock()
+	s.indexReplica(r)
+	return r, nil
+}
+
+// buildReplica builds the in-memory replica of a descriptor stored on disk.
+func (s *Store) buildReplica(d *rangekvpb.RangeDescriptor) (*Replica, error) {
 	me := replicaOnStore(d, s.cfg.StoreID)
 	if me == nil {
 		return nil, fmt.Errorf("descriptor %v has no replica on store %d", d, s.cfg.StoreID)
@@ -181,10 +233,6 @@ func (s *Store) loadReplica(d *rangekvpb.RangeDescriptor) (*Replica, error) {
 	r.mu.rr = rr
 	r.mu.applied = rangekvpb.AppliedState{Index: applied.Index, Term: applied.Term}
 	r.appliedIndex.Store(applied.Index)
-	s.mu.Lock()
-	s.mu.replicas[d.RangeId] = r
-	s.mu.Unlock()
-	s.indexReplica(r)
 	return r, nil
 }
 
@@ -217,6 +265,11 @@ func (s *Store) Start() error {
 	go s.ticker()
 	s.wg.Add(1)
 	go s.splitLoop()
+	if s.pd != nil {
+		s.exec = newOperatorExecutor(s)
+		s.wg.Add(1)
+		go s.heartbeatLoop()
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -287,6 +340,12 @@ func (s *Store) Stop() {
 			s.snaps.close()
 		}
 		s.wg.Wait()
+		if s.exec != nil {
+			s.exec.close()
+		}
+		if s.pd != nil {
+			s.pd.close()
+		}
 		for _, r := range s.replicasSnapshot() {
 			r.mu.Lock()
 			r.mu.rr.Close()
@@ -383,6 +442,12 @@ func (s *Store) peerStoreIDs() []uint64 {
 			out = append(out, id)
 		}
 	}
+	s.storeAddrs.Range(func(k, _ any) bool {
+		if id := k.(uint64); id != s.cfg.StoreID && s.cfg.InitialStores[id] == "" {
+			out = append(out, id)
+		}
+		return true
+	})
 	return out
 }
 

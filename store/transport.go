@@ -65,26 +65,31 @@ func newTransport(s *Store) *transport {
 	return t
 }
 
-// resolve returns the address of a store.
-// TODO(placement): ask placement for stores not in the static list.
+// resolve returns the address of a store: from the static list, or from
+// placement.
 func (t *transport) resolve(storeID uint64) (string, bool) {
-	a, ok := t.s.cfg.InitialStores[storeID]
-	return a, ok
+	if a, ok := t.s.cfg.InitialStores[storeID]; ok {
+		return a, ok
+	}
+	return t.s.resolveStore(storeID)
 }
 
 // peerFor returns (creating and starting) the peer for storeID.
 func (t *transport) peerFor(storeID uint64) *peer {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.mu.closed {
-		return nil
-	}
-	if p, ok := t.mu.peers[storeID]; ok {
+	if p, ok := t.mu.peers[storeID]; ok || t.mu.closed {
+		t.mu.Unlock()
 		return p
 	}
-	addr, ok := t.resolve(storeID)
+	t.mu.Unlock()
+	addr, ok := t.resolve(storeID) // may ask placement: not under t.mu
 	if !ok {
 		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p, ok := t.mu.peers[storeID]; ok || t.mu.closed {
+		return p
 	}
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),

@@ -21,13 +21,16 @@ import (
 )
 
 var keys = []cliconfig.Key{
-	{Name: "store-id", Kind: cliconfig.Uint, Default: "0", Usage: "this store's ID (static bootstrap: one of --initial-stores)"},
+	{Name: "store-id", Kind: cliconfig.Uint, Default: "0", Usage: "static bootstrap only: this store's ID in --initial-stores (with --placement the ID is assigned)"},
 	{Name: "addr", Kind: cliconfig.String, Default: "127.0.0.1:7501", Usage: "gRPC listen address"},
 	{Name: "advertise-addr", Kind: cliconfig.String, Default: "", Usage: "address peers and clients use (default: --addr)"},
 	{Name: "http-addr", Kind: cliconfig.String, Default: "127.0.0.1:7511", Usage: "HTTP address for /metrics, /healthz, /readyz, /debug (empty disables)"},
 	{Name: "data-dir", Kind: cliconfig.String, Default: "", Usage: "data directory (required)"},
 	{Name: "initial-stores", Kind: cliconfig.String, Default: "", Usage: "static bootstrap: ID=ADDR,... of every store of a new cluster; range 1 is created on all of them"},
-	{Name: "placement", Kind: cliconfig.String, Default: "", Usage: "placement driver addresses (not available yet: use --initial-stores)"},
+	{Name: "placement", Kind: cliconfig.String, Default: "", Usage: "placement driver member addresses, ADDR,ADDR,...; the store joins the cluster through them"},
+	{Name: "labels", Kind: cliconfig.String, Default: "", Usage: "location labels for replica placement, e.g. zone=a,host=h1"},
+	{Name: "heartbeat.store-interval", Kind: cliconfig.Duration, Default: "2s", Usage: "how often the store reports to placement"},
+	{Name: "heartbeat.range-interval", Kind: cliconfig.Duration, Default: "1s", Usage: "how often range leaders report changed ranges (and fetch operator steps)"},
 	{Name: "unsafe-no-fsync", Kind: cliconfig.Bool, Default: "false", Usage: "UNSAFE: acknowledge writes before they are durable (benchmarks only; a crash loses data)"},
 	{Name: "log-level", Kind: cliconfig.String, Default: "info", Usage: "debug, info, warn or error"},
 	{Name: "raft.profile", Kind: cliconfig.String, Default: "production", Usage: "production, high-performance or high-availability: defaults for the raft.* timings below"},
@@ -76,10 +79,18 @@ upper case) and from the YAML file given by --config, with keys nested by
 section (raft.election-timeout is raft: {election-timeout: 1s}).
 Precedence: flags > environment > file > defaults.
 
-Until the placement driver exists, a new cluster is bootstrapped statically:
-start every store with the same --initial-stores list and its own --store-id.`,
-		Example: `  rangekv-store --store-id 1 --addr 127.0.0.1:7501 --http-addr 127.0.0.1:7511 \
-    --data-dir /var/lib/rangekv/s1 \
+A store joins its cluster through the placement driver (--placement): a new
+store gets its ID, the first store of a new cluster creates range 1, and
+placement moves replicas onto new stores. For tests and small setups a
+cluster can instead be bootstrapped statically: start every store with the
+same --initial-stores list and its own --store-id (no placement, no
+rebalancing).`,
+		Example: `  rangekv-store --addr 127.0.0.1:7501 --http-addr 127.0.0.1:7511 \
+    --data-dir /var/lib/rangekv/s1 --labels zone=a,host=h1 \
+    --placement 127.0.0.1:7401,127.0.0.1:7402,127.0.0.1:7403
+
+  # static bootstrap, no placement driver:
+  rangekv-store --store-id 1 --addr 127.0.0.1:7501 --data-dir /tmp/s1 \
     --initial-stores 1=127.0.0.1:7501,2=127.0.0.1:7502,3=127.0.0.1:7503`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -119,9 +130,18 @@ func buildConfig(v *cliconfig.Values) (store.Config, error) {
 	cfg.AdvertiseAddr = v.String("advertise-addr")
 	cfg.HTTPAddr = v.String("http-addr")
 	cfg.DataDir = v.String("data-dir")
-	if p := v.String("placement"); p != "" {
-		return cfg, errors.New("placement: the placement driver is not available in this version; bootstrap with --initial-stores")
+	for _, a := range strings.Split(v.String("placement"), ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			cfg.Placement = append(cfg.Placement, a)
+		}
 	}
+	labels, err := parseLabels(v.String("labels"))
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Labels = labels
+	cfg.StoreHeartbeatInterval = v.Duration("heartbeat.store-interval")
+	cfg.RangeHeartbeatInterval = v.Duration("heartbeat.range-interval")
 	stores, err := parseInitialStores(v.String("initial-stores"))
 	if err != nil {
 		return cfg, err
@@ -160,16 +180,30 @@ func buildConfig(v *cliconfig.Values) (store.Config, error) {
 		return cfg, fmt.Errorf("log-level: %q is not one of debug, info, warn, error", v.String("log-level"))
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if cfg.StoreID == 0 {
-		return cfg, errors.New("store-id: required until the placement driver exists (the store's ID in --initial-stores)")
-	}
-	if len(cfg.InitialStores) == 0 {
-		return cfg, errors.New("initial-stores: required until the placement driver exists (ID=ADDR of every store)")
+	if len(cfg.Placement) == 0 && len(cfg.InitialStores) == 0 {
+		return cfg, errors.New("placement: give the placement members (--placement ADDR,...), or --initial-stores for a static cluster")
 	}
 	if a, ok := cfg.InitialStores[cfg.StoreID]; ok && cfg.AdvertiseAddr == "" {
 		cfg.AdvertiseAddr = a
 	}
 	return cfg, cfg.Validate()
+}
+
+// parseLabels parses "zone=a,host=h1".
+func parseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("labels: %q is not KEY=VALUE", part)
+		}
+		out[k] = v
+	}
+	return out, nil
 }
 
 // parseInitialStores parses "1=host:port,2=host:port".

@@ -8,6 +8,8 @@
 //	                                  'x' tombstone (removed replica),
 //	                                  'l' index(8B BE) log entries
 //	0x02 userkey                      user data, one global key space
+//	0x03 'c' | 's' id | 'r' id        placement driver metadata (its own
+//	                                  engine): cluster record, stores, ranges
 //
 // Invariants: every key of one range's local state sorts inside
 // RangeLocalPrefix(rangeID) and after every other range's with a smaller ID;

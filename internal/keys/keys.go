@@ -122,3 +122,37 @@ func DecodeUserKey(k []byte) ([]byte, error) {
 	}
 	return k[1:], nil
 }
+
+// Placement driver metadata (its own engine): 0x03 tag ...
+const placementPrefix byte = 0x03
+
+// PlacementClusterKey holds the placement cluster record.
+func PlacementClusterKey() []byte { return []byte{placementPrefix, 'c'} }
+
+// PlacementStoreKey holds a StoreDescriptor.
+func PlacementStoreKey(storeID uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{placementPrefix, 's'}, storeID)
+}
+
+// PlacementStorePrefix is the prefix of all PlacementStoreKeys.
+func PlacementStorePrefix() []byte { return []byte{placementPrefix, 's'} }
+
+// PlacementRangeKey holds a RangeDescriptor.
+func PlacementRangeKey(rangeID uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{placementPrefix, 'r'}, rangeID)
+}
+
+// PlacementRangePrefix is the prefix of all PlacementRangeKeys.
+func PlacementRangePrefix() []byte { return []byte{placementPrefix, 'r'} }
+
+// PrefixEnd is the exclusive end of all keys starting with prefix.
+func PrefixEnd(prefix []byte) []byte {
+	end := append([]byte(nil), prefix...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package testcluster
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,12 +9,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
@@ -41,6 +46,12 @@ type Cluster struct {
 	Addrs  []string
 	Stores []*store.Store // nil while stopped
 	cfgs   []store.Config
+
+	// admins caches one admin client per store for the helpers below.
+	admins struct {
+		sync.Mutex
+		byStore map[int]rangekvpb.AdminClient
+	}
 }
 
 // Start starts n stores that bootstrap range 1 together.
@@ -229,4 +240,174 @@ func (c *Cluster) Ctx(timeout time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	c.t.Cleanup(cancel)
 	return ctx
+}
+
+// HTTPAddr returns store i's bound HTTP address; "" while it is stopped or
+// when its config has no HTTPAddr.
+func (c *Cluster) HTTPAddr(i int) string {
+	if s := c.Stores[i]; s != nil {
+		return s.HTTPAddr()
+	}
+	return ""
+}
+
+// Descriptors returns the descriptors of the initialized replicas on
+// store i, ordered by range ID; nil while the store is stopped.
+func (c *Cluster) Descriptors(i int) []*rangekvpb.RangeDescriptor {
+	s := c.Stores[i]
+	if s == nil {
+		return nil
+	}
+	var out []*rangekvpb.RangeDescriptor
+	for _, r := range s.Status().Replicas {
+		if r.Initialized {
+			out = append(out, r.Descriptor_)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].RangeId < out[b].RangeId })
+	return out
+}
+
+// adminClient returns a cached admin client for store i.
+func (c *Cluster) adminClient(i int) rangekvpb.AdminClient {
+	c.admins.Lock()
+	defer c.admins.Unlock()
+	if c.admins.byStore == nil {
+		c.admins.byStore = map[int]rangekvpb.AdminClient{}
+	}
+	if a, ok := c.admins.byStore[i]; ok {
+		return a
+	}
+	a := c.Admin(i)
+	c.admins.byStore[i] = a
+	return a
+}
+
+func containsKey(d *rangekvpb.RangeDescriptor, k []byte) bool {
+	return bytes.Compare(k, d.StartKey) >= 0 && (len(d.EndKey) == 0 || bytes.Compare(k, d.EndKey) < 0)
+}
+
+// leaderForKey returns the range holding key and the running store that
+// leads it (highest term), or (0, -1).
+func (c *Cluster) leaderForKey(key []byte) (uint64, int) {
+	rangeID, best, bestTerm := uint64(0), -1, uint64(0)
+	for i, s := range c.Stores {
+		if s == nil {
+			continue
+		}
+		for _, r := range s.Status().Replicas {
+			if r.Initialized && r.RaftState == "StateLeader" && containsKey(r.Descriptor_, key) && r.Term >= bestTerm {
+				rangeID, best, bestTerm = r.Descriptor_.RangeId, i, r.Term
+			}
+		}
+	}
+	return rangeID, best
+}
+
+// splitSeen returns the two halves of a split at key as some running store
+// sees them, or nils.
+func (c *Cluster) splitSeen(key []byte) (left, right *rangekvpb.RangeDescriptor) {
+	for i := range c.Stores {
+		ds := c.Descriptors(i)
+		for _, d := range ds {
+			if bytes.Equal(d.StartKey, key) {
+				right = d
+			}
+		}
+		if right == nil {
+			continue
+		}
+		for _, d := range ds {
+			if bytes.Equal(d.EndKey, key) {
+				left = d
+			}
+		}
+		return left, right
+	}
+	return nil, nil
+}
+
+// SplitRange splits the range holding key at key, on that range's leader.
+// It retries on NotLeader, EpochNotMatch, ServerBusy and ambiguous
+// outcomes (checking whether the split applied) until ctx ends; a split
+// that some store already shows at key counts as done. Only left and right
+// of the response are set.
+func (c *Cluster) SplitRange(ctx context.Context, key []byte) (*rangekvpb.SplitRangeResponse, error) {
+	var last error
+	rangeID, idx, followed := uint64(0), -1, false
+	for {
+		if l, r := c.splitSeen(key); r != nil {
+			return &rangekvpb.SplitRangeResponse{Left: l, Right: r}, nil
+		}
+		if idx < 0 || c.Stores[idx] == nil {
+			rangeID, idx = c.leaderForKey(key)
+		}
+		if idx >= 0 {
+			resp, err := c.adminClient(idx).SplitRange(ctx, &rangekvpb.SplitRangeRequest{RangeId: rangeID, SplitKey: key})
+			switch {
+			case err != nil:
+				last = err
+				if code := status.Code(err); code == codes.InvalidArgument || code == codes.FailedPrecondition {
+					if l, r := c.splitSeen(key); r != nil {
+						return &rangekvpb.SplitRangeResponse{Left: l, Right: r}, nil
+					}
+					return nil, err
+				}
+			case resp.Error == nil:
+				return resp, nil
+			default:
+				last = fmt.Errorf("store %d: %v", idx+1, resp.Error)
+				// Follow NotLeader to the store it names, once, at once.
+				if nl := resp.Error.NotLeader; nl != nil && !followed && nl.LeaderStoreId != 0 && int(nl.LeaderStoreId) <= len(c.Stores) && int(nl.LeaderStoreId-1) != idx {
+					idx, followed = int(nl.LeaderStoreId-1), true
+					continue
+				}
+			}
+		}
+		idx, followed = -1, false // look the leader up again after a pause
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("split at %q: %w (last error: %v)", key, ctx.Err(), last)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// ChangeReplicas runs one membership change on rangeID's leader, following
+// NotLeader and retrying while the leader is unknown or busy, until ctx
+// ends. gRPC errors (InvalidArgument, FailedPrecondition, ...) and range
+// errors other than NotLeader and ServerBusy are returned as they are.
+func (c *Cluster) ChangeReplicas(ctx context.Context, rangeID uint64, change rangekvpb.ReplicaChangeType, storeID uint64) (*rangekvpb.ChangeReplicasResponse, error) {
+	idx := c.Leader(rangeID)
+	var last error
+	for {
+		if idx >= 0 && idx < len(c.Stores) && c.Stores[idx] != nil {
+			resp, err := c.adminClient(idx).ChangeReplicas(ctx, &rangekvpb.ChangeReplicasRequest{RangeId: rangeID, Change: change, StoreId: storeID})
+			switch {
+			case err != nil:
+				if status.Code(err) != codes.Unavailable {
+					return nil, err
+				}
+				last = err
+			case resp.Error == nil:
+				return resp, nil
+			case resp.Error.NotLeader != nil:
+				last = fmt.Errorf("store %d: %v", idx+1, resp.Error)
+				if st := resp.Error.NotLeader.LeaderStoreId; st != 0 && int(st) <= len(c.Stores) && int(st-1) != idx {
+					idx = int(st - 1)
+					continue
+				}
+			case resp.Error.ServerBusy != nil:
+				last = fmt.Errorf("store %d: %v", idx+1, resp.Error)
+			default:
+				return resp, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("change replicas of range %d (%v store %d): %w (last error: %v)", rangeID, change, storeID, ctx.Err(), last)
+		case <-time.After(10 * time.Millisecond):
+		}
+		idx = c.Leader(rangeID)
+	}
 }

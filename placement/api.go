@@ -1,0 +1,311 @@
+// The Placement gRPC service.
+package placement
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+type api struct {
+	rangekvpb.UnimplementedPlacementServer
+	s *Server
+}
+
+func invalid(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+func (a *api) Join(ctx context.Context, req *rangekvpb.JoinRequest) (*rangekvpb.JoinResponse, error) {
+	return a.s.join(ctx, req)
+}
+
+func (a *api) StoreHeartbeat(_ context.Context, req *rangekvpb.StoreHeartbeatRequest) (*rangekvpb.StoreHeartbeatResponse, error) {
+	if e := a.s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.StoreHeartbeatResponse{Error: e}, nil
+	}
+	if req.Stats == nil || req.Stats.StoreId == 0 {
+		return nil, invalid("stats.store_id: must be set")
+	}
+	if a.s.drv.meta.store(req.Stats.StoreId) == nil {
+		return &rangekvpb.StoreHeartbeatResponse{Error: &rangekvpb.PlacementError{Message: "unknown store; join first", ClusterMismatch: true}}, nil
+	}
+	a.s.cluster().storeHeartbeat(req.Stats, a.s.now())
+	a.s.metrics.storeHeartbeats.Inc()
+	return &rangekvpb.StoreHeartbeatResponse{}, nil
+}
+
+func (a *api) RangeHeartbeats(ctx context.Context, req *rangekvpb.RangeHeartbeatsRequest) (*rangekvpb.RangeHeartbeatsResponse, error) {
+	s := a.s
+	if e := s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.RangeHeartbeatsResponse{Error: e}, nil
+	}
+	now := s.now()
+	cl := s.cluster()
+	var changed []*rangekvpb.RangeDescriptor
+	for _, h := range req.Ranges {
+		if h.Descriptor_ == nil {
+			continue
+		}
+		cl.rangeHeartbeat(h, now)
+		// Descriptors are written through Raft only when they change.
+		if old := s.drv.meta.rangeByID(h.Descriptor_.RangeId); old == nil || newer(h.Descriptor_, old) {
+			changed = append(changed, h.Descriptor_)
+		}
+	}
+	s.metrics.rangeHeartbeats.Add(float64(len(req.Ranges)))
+	if len(changed) > 0 {
+		cmd := &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_PutRanges{PutRanges: &rangekvpb.PutRangesCmd{Ranges: changed}}}
+		if _, err := s.drv.propose(ctx, cmd); err != nil {
+			return &rangekvpb.RangeHeartbeatsResponse{Error: placementErr(err)}, nil
+		}
+	}
+	ops := s.ops()
+	for _, h := range req.Ranges {
+		if h.Descriptor_ != nil {
+			ops.observe(h.Descriptor_, h.LeaderStoreId, now)
+		}
+	}
+	return &rangekvpb.RangeHeartbeatsResponse{Steps: ops.stepsFor(req.StoreId, now)}, nil
+}
+
+func (a *api) AllocID(ctx context.Context, req *rangekvpb.AllocIDRequest) (*rangekvpb.AllocIDResponse, error) {
+	if e := a.s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.AllocIDResponse{Error: e}, nil
+	}
+	n := uint64(max(req.Count, 1))
+	if n > 1<<20 {
+		return nil, invalid("count: %d exceeds the limit of %d IDs per call", n, 1<<20)
+	}
+	first, err := a.s.allocIDs(ctx, n)
+	if err != nil {
+		return &rangekvpb.AllocIDResponse{Error: placementErr(err)}, nil
+	}
+	return &rangekvpb.AllocIDResponse{First: first}, nil
+}
+
+func (a *api) ReportSplit(ctx context.Context, req *rangekvpb.ReportSplitRequest) (*rangekvpb.ReportSplitResponse, error) {
+	if e := a.s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.ReportSplitResponse{Error: e}, nil
+	}
+	if req.Left == nil || req.Right == nil {
+		return nil, invalid("left, right: both descriptors must be set")
+	}
+	cmd := &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_PutRanges{PutRanges: &rangekvpb.PutRangesCmd{Ranges: []*rangekvpb.RangeDescriptor{req.Left, req.Right}}}}
+	if _, err := a.s.drv.propose(ctx, cmd); err != nil {
+		return &rangekvpb.ReportSplitResponse{Error: placementErr(err)}, nil
+	}
+	return &rangekvpb.ReportSplitResponse{}, nil
+}
+
+func (s *Server) route(d *rangekvpb.RangeDescriptor) *rangekvpb.RouteInfo {
+	return &rangekvpb.RouteInfo{Descriptor_: d, LeaderStoreId: s.cluster().leaderOf(d.RangeId)}
+}
+
+func (a *api) GetRange(_ context.Context, req *rangekvpb.GetRangeRequest) (*rangekvpb.GetRangeResponse, error) {
+	s := a.s
+	if e := s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.GetRangeResponse{Error: e}, nil
+	}
+	if !s.drv.meta.clusterRecord().Bootstrapped {
+		return &rangekvpb.GetRangeResponse{Error: &rangekvpb.PlacementError{Message: "cluster not bootstrapped: no store has joined", NotBootstrapped: true}}, nil
+	}
+	resp := &rangekvpb.GetRangeResponse{}
+	if req.RangeId != 0 {
+		if d := s.drv.meta.rangeByID(req.RangeId); d != nil {
+			resp.Ranges = append(resp.Ranges, s.route(d))
+		}
+		return resp, nil
+	}
+	d, i := s.drv.meta.lookup(req.Key)
+	if d == nil {
+		return resp, nil
+	}
+	resp.Ranges = append(resp.Ranges, s.route(d))
+	for _, n := range s.drv.meta.following(i, int(min(req.Neighbours, 64))) {
+		resp.Ranges = append(resp.Ranges, s.route(n))
+	}
+	return resp, nil
+}
+
+func (a *api) ScanRanges(_ context.Context, req *rangekvpb.ScanRangesRequest) (*rangekvpb.ScanRangesResponse, error) {
+	if e := a.s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.ScanRangesResponse{Error: e}, nil
+	}
+	limit := int(req.Limit)
+	if limit == 0 || limit > 100000 {
+		limit = 100000
+	}
+	resp := &rangekvpb.ScanRangesResponse{}
+	for _, d := range a.s.drv.meta.scanRanges(req.StartKey, req.EndKey, limit) {
+		resp.Ranges = append(resp.Ranges, a.s.route(d))
+	}
+	return resp, nil
+}
+
+func (s *Server) storeInfo(d *rangekvpb.StoreDescriptor, now time.Time) *rangekvpb.StoreInfo {
+	cl := s.cluster()
+	st, downSince, last := cl.storeState(d.StoreId, now, s.cfg.StoreDownGrace)
+	info := &rangekvpb.StoreInfo{Store: d, State: st, Stats: cl.stats(d.StoreId), LastHeartbeatUnixMs: last.UnixMilli()}
+	if st == rangekvpb.StoreState_STORE_DOWN {
+		info.DownSinceUnixMs = downSince.UnixMilli()
+	}
+	return info
+}
+
+func (a *api) GetStore(_ context.Context, req *rangekvpb.GetStoreRequest) (*rangekvpb.GetStoreResponse, error) {
+	if e := a.s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.GetStoreResponse{Error: e}, nil
+	}
+	d := a.s.drv.meta.store(req.StoreId)
+	if d == nil {
+		return nil, status.Errorf(codes.NotFound, "store_id: no store %d in this cluster", req.StoreId)
+	}
+	return &rangekvpb.GetStoreResponse{Store: a.s.storeInfo(d, a.s.now())}, nil
+}
+
+func (a *api) ListStores(_ context.Context, req *rangekvpb.ListStoresRequest) (*rangekvpb.ListStoresResponse, error) {
+	if e := a.s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.ListStoresResponse{Error: e}, nil
+	}
+	resp := &rangekvpb.ListStoresResponse{}
+	now := a.s.now()
+	for _, d := range a.s.drv.meta.allStores() {
+		resp.Stores = append(resp.Stores, a.s.storeInfo(d, now))
+	}
+	return resp, nil
+}
+
+func (a *api) ClusterStatus(ctx context.Context, req *rangekvpb.ClusterStatusRequest) (*rangekvpb.ClusterStatusResponse, error) {
+	s := a.s
+	if e := s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.ClusterStatusResponse{Error: e}, nil
+	}
+	return s.clusterStatus(), nil
+}
+
+func (s *Server) clusterStatus() *rangekvpb.ClusterStatusResponse {
+	rec := s.drv.meta.clusterRecord()
+	resp := &rangekvpb.ClusterStatusResponse{ClusterId: rec.ClusterId, Bootstrapped: rec.Bootstrapped}
+	lead := s.drv.leader.Load()
+	for _, m := range s.drv.members.Replicas {
+		resp.Members = append(resp.Members, &rangekvpb.PlacementMember{Id: m.ReplicaId, Address: s.cfg.InitialCluster[m.ReplicaId],
+			Leader: m.ReplicaId == lead, Reachable: s.drv.reachable(m.ReplicaId)})
+	}
+	now := s.now()
+	down := map[uint64]bool{}
+	for _, d := range s.drv.meta.allStores() {
+		info := s.storeInfo(d, now)
+		resp.Stores = append(resp.Stores, info)
+		if info.State == rangekvpb.StoreState_STORE_DOWN {
+			down[d.StoreId] = true
+		}
+	}
+	cl := s.cluster()
+	ranges := s.drv.meta.allRanges()
+	resp.RangeCount = uint32(len(ranges))
+	for _, d := range ranges {
+		healthy := 0
+		for _, r := range d.Replicas {
+			if r.Role == rangekvpb.ReplicaRole_VOTER && !down[r.StoreId] {
+				healthy++
+			}
+		}
+		if healthy < s.cfg.Replicas {
+			resp.UnderReplicated = append(resp.UnderReplicated, d.RangeId)
+		}
+		if l := cl.leaderOf(d.RangeId); l == 0 || down[l] {
+			resp.Leaderless = append(resp.Leaderless, d.RangeId)
+		}
+	}
+	resp.Operators = s.ops().running()
+	return resp
+}
+
+func (a *api) Split(ctx context.Context, req *rangekvpb.SplitRequest) (*rangekvpb.SplitResponse, error) {
+	s := a.s
+	if e := s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.SplitResponse{Error: e}, nil
+	}
+	if len(req.Key) == 0 {
+		return nil, invalid("key: must not be empty (the split key)")
+	}
+	d, _ := s.drv.meta.lookup(req.Key)
+	if d == nil {
+		return &rangekvpb.SplitResponse{Error: placementErr(errNoRange)}, nil
+	}
+	lead := s.cluster().leaderOf(d.RangeId)
+	st := s.drv.meta.store(lead)
+	if st == nil {
+		return &rangekvpb.SplitResponse{Error: placementErr(errNoLeader)}, nil
+	}
+	conn, err := s.dial(st.Address)
+	if err != nil {
+		return &rangekvpb.SplitResponse{Error: placementErr(err)}, nil
+	}
+	defer conn.Close()
+	r, err := rangekvpb.NewAdminClient(conn).SplitRange(ctx, &rangekvpb.SplitRangeRequest{RangeId: d.RangeId, SplitKey: req.Key})
+	if err != nil {
+		return nil, err
+	}
+	if r.Error != nil {
+		return &rangekvpb.SplitResponse{Message: r.Error.Message, Error: &rangekvpb.PlacementError{Message: r.Error.Message}}, nil
+	}
+	// Record the new layout at once (the heartbeats will confirm it).
+	cmd := &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_PutRanges{PutRanges: &rangekvpb.PutRangesCmd{Ranges: []*rangekvpb.RangeDescriptor{r.Left, r.Right}}}}
+	if _, err := s.drv.propose(ctx, cmd); err != nil {
+		return &rangekvpb.SplitResponse{Error: placementErr(err)}, nil
+	}
+	return &rangekvpb.SplitResponse{Left: r.Left, Right: r.Right}, nil
+}
+
+func (a *api) MoveReplica(_ context.Context, req *rangekvpb.MoveReplicaRequest) (*rangekvpb.OperatorResponse, error) {
+	if e := a.s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.OperatorResponse{Error: e}, nil
+	}
+	op, err := a.s.ops().addMove(req.RangeId, req.FromStoreId, req.ToStoreId, a.s.now())
+	if err != nil {
+		return nil, err
+	}
+	return &rangekvpb.OperatorResponse{Operator: op}, nil
+}
+
+func (a *api) TransferLeader(_ context.Context, req *rangekvpb.TransferLeaderOpRequest) (*rangekvpb.OperatorResponse, error) {
+	if e := a.s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.OperatorResponse{Error: e}, nil
+	}
+	op, err := a.s.ops().addTransfer(req.RangeId, req.ToStoreId, a.s.now())
+	if err != nil {
+		return nil, err
+	}
+	return &rangekvpb.OperatorResponse{Operator: op}, nil
+}
+
+func (a *api) GetOperator(_ context.Context, req *rangekvpb.GetOperatorRequest) (*rangekvpb.OperatorResponse, error) {
+	if e := a.s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.OperatorResponse{Error: e}, nil
+	}
+	op := a.s.ops().get(req.OperatorId)
+	if op == nil {
+		return nil, status.Errorf(codes.NotFound, "operator_id: no operator %d on this leader", req.OperatorId)
+	}
+	return &rangekvpb.OperatorResponse{Operator: op}, nil
+}
+
+func (a *api) Rebalance(_ context.Context, req *rangekvpb.RebalanceRequest) (*rangekvpb.RebalanceResponse, error) {
+	if e := a.s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.RebalanceResponse{Error: e}, nil
+	}
+	return &rangekvpb.RebalanceResponse{Operators: a.s.scheduleOnce(!req.DryRun)}, nil
+}
+
+func (a *api) OperatorHistory(_ context.Context, req *rangekvpb.OperatorHistoryRequest) (*rangekvpb.OperatorHistoryResponse, error) {
+	if e := a.s.checkLeader(req.Header); e != nil {
+		return &rangekvpb.OperatorHistoryResponse{Error: e}, nil
+	}
+	return &rangekvpb.OperatorHistoryResponse{Operators: a.s.ops().history(req.RangeId, int(req.Limit))}, nil
+}

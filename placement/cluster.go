@@ -1,0 +1,114 @@
+// Heartbeat-derived cluster state on the leader (never persisted): store
+// stats and liveness, range leaders, sizes and pending replicas.
+package placement
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+type storeLive struct {
+	stats         *rangekvpb.StoreStats
+	lastHeartbeat time.Time
+}
+
+type rangeLive struct {
+	leaderStore uint64
+	size, keys  uint64
+	pending     []uint64
+	down        []uint64
+	term        uint64
+	at          time.Time
+}
+
+type clusterState struct {
+	mu     sync.Mutex
+	since  time.Time // when this member became leader
+	stores map[uint64]*storeLive
+	ranges map[uint64]*rangeLive
+}
+
+func newClusterState(now time.Time) *clusterState {
+	return &clusterState{since: now, stores: map[uint64]*storeLive{}, ranges: map[uint64]*rangeLive{}}
+}
+
+func (c *clusterState) storeHeartbeat(st *rangekvpb.StoreStats, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stores[st.StoreId] = &storeLive{stats: proto.CloneOf(st), lastHeartbeat: now}
+}
+
+// rangeHeartbeat records a heartbeat unless an older term's leader sends
+// it after a newer one did.
+func (c *clusterState) rangeHeartbeat(h *rangekvpb.RangeHeartbeat, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := h.Descriptor_.GetRangeId()
+	if old, ok := c.ranges[id]; ok && old.term > h.Term {
+		return
+	}
+	c.ranges[id] = &rangeLive{leaderStore: h.LeaderStoreId, size: h.ApproximateSize, keys: h.ApproximateKeys,
+		pending: h.PendingReplicas, down: h.DownReplicas, term: h.Term, at: now}
+}
+
+// storeState: down when no heartbeat for grace (counting from when this
+// member became leader for stores never heard from).
+func (c *clusterState) storeState(id uint64, now time.Time, grace time.Duration) (rangekvpb.StoreState, time.Time, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last := c.since
+	if s, ok := c.stores[id]; ok {
+		last = s.lastHeartbeat
+	}
+	if now.Sub(last) > grace {
+		return rangekvpb.StoreState_STORE_DOWN, last.Add(grace), last
+	}
+	return rangekvpb.StoreState_STORE_UP, time.Time{}, last
+}
+
+func (c *clusterState) stats(id uint64) *rangekvpb.StoreStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.stores[id]; ok {
+		return s.stats
+	}
+	return nil
+}
+
+func (c *clusterState) leaderOf(rangeID uint64) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.ranges[rangeID]; ok {
+		return r.leaderStore
+	}
+	return 0
+}
+
+func (c *clusterState) rangeInfo(rangeID uint64) (rangeLive, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.ranges[rangeID]
+	if !ok {
+		return rangeLive{}, false
+	}
+	return *r, true
+}
+
+// rangesLedBy lists ranges whose last reported leader is storeID.
+func (c *clusterState) rangesLedBy(storeID uint64) []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []uint64
+	for id, r := range c.ranges {
+		if r.leaderStore == storeID {
+			out = append(out, id)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

@@ -1,0 +1,108 @@
+package placement
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a placement member.
+type Config struct {
+	// ID is this member's ID in InitialCluster.
+	ID uint64
+	// Addr is the gRPC listen address; Listener, when set, is used instead.
+	Addr     string
+	Listener net.Listener
+	// HTTPAddr serves /metrics, /healthz, /readyz, /debug/*; empty disables.
+	HTTPAddr string
+	DataDir  string
+	FS       vfs.FS
+	// InitialCluster maps member IDs to addresses.
+	InitialCluster map[uint64]string
+
+	// HeartbeatInterval (the tick) and ElectionTimeout of the placement
+	// group.
+	HeartbeatInterval time.Duration
+	ElectionTimeout   time.Duration
+
+	// StoreDownGrace: a store whose heartbeats stopped this long is down.
+	StoreDownGrace time.Duration
+	// MaxStoreDownTime: replicas on a store down this long are replaced.
+	MaxStoreDownTime time.Duration
+	// ScheduleInterval: how often the leader runs the scheduler.
+	ScheduleInterval time.Duration
+	// OperatorTimeout: an operator not finished in this time is aborted.
+	OperatorTimeout time.Duration
+	// Replicas is the replication factor.
+	Replicas int
+	// LocationLabels, most significant first (e.g. zone, host).
+	LocationLabels []string
+	// MaxOperatorsPerStore and MaxSnapshotsPerStore limit concurrent work.
+	MaxOperatorsPerStore int
+	MaxSnapshotsPerStore int
+	// IDBatch: IDs reserved through Raft at a time.
+	IDBatch uint64
+
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// Now is the clock (tests inject one); nil uses time.Now.
+	Now func() time.Time
+}
+
+// Defaults returns the production defaults.
+func Defaults() Config {
+	return Config{
+		Addr:                 "127.0.0.1:7401",
+		HeartbeatInterval:    100 * time.Millisecond,
+		ElectionTimeout:      time.Second,
+		StoreDownGrace:       10 * time.Second,
+		MaxStoreDownTime:     30 * time.Minute,
+		ScheduleInterval:     2 * time.Second,
+		OperatorTimeout:      10 * time.Minute,
+		Replicas:             3,
+		MaxOperatorsPerStore: 4,
+		MaxSnapshotsPerStore: 2,
+		IDBatch:              1000,
+	}
+}
+
+// Validate reports the first problem; it changes nothing.
+func (c *Config) Validate() error {
+	switch {
+	case c.ID == 0:
+		return errors.New("id: must be set (this member's ID in initial-cluster)")
+	case len(c.InitialCluster) == 0:
+		return errors.New("initial-cluster: must list the members, e.g. 1=127.0.0.1:7401")
+	case c.DataDir == "" && c.FS == nil:
+		return errors.New("data-dir: must be set")
+	case c.HeartbeatInterval <= 0:
+		return fmt.Errorf("raft.heartbeat-interval: must be positive, got %s", c.HeartbeatInterval)
+	case c.ElectionTimeout < 2*c.HeartbeatInterval:
+		return fmt.Errorf("raft.election-timeout: must be at least twice raft.heartbeat-interval (%s), got %s", c.HeartbeatInterval, c.ElectionTimeout)
+	case c.StoreDownGrace <= 0:
+		return fmt.Errorf("schedule.store-down-grace: must be positive, got %s", c.StoreDownGrace)
+	case c.MaxStoreDownTime < c.StoreDownGrace:
+		return fmt.Errorf("schedule.max-store-down-time: must be at least schedule.store-down-grace (%s), got %s", c.StoreDownGrace, c.MaxStoreDownTime)
+	case c.ScheduleInterval <= 0:
+		return fmt.Errorf("schedule.interval: must be positive, got %s", c.ScheduleInterval)
+	case c.OperatorTimeout <= 0:
+		return fmt.Errorf("schedule.operator-timeout: must be positive, got %s", c.OperatorTimeout)
+	case c.Replicas < 1:
+		return fmt.Errorf("schedule.replicas: must be at least 1, got %d", c.Replicas)
+	case c.MaxOperatorsPerStore < 1:
+		return fmt.Errorf("schedule.max-operators-per-store: must be at least 1, got %d", c.MaxOperatorsPerStore)
+	case c.MaxSnapshotsPerStore < 1:
+		return fmt.Errorf("schedule.max-snapshots-per-store: must be at least 1, got %d", c.MaxSnapshotsPerStore)
+	case c.IDBatch < 1:
+		return fmt.Errorf("id-batch: must be at least 1, got %d", c.IDBatch)
+	}
+	if _, ok := c.InitialCluster[c.ID]; !ok {
+		return fmt.Errorf("initial-cluster: this member (id %d) is not listed", c.ID)
+	}
+	return nil
+}

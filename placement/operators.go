@@ -1,0 +1,278 @@
+// The operator controller (leader only): operators are step lists run by
+// range leaders; a step is handed out in heartbeat responses, and the
+// operator advances only when a range heartbeat's descriptor (or leader)
+// shows the step done. A split (version change) or a timeout aborts it.
+package placement
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+var (
+	errNoRange  = errors.New("no range holds that key")
+	errNoLeader = errors.New("the range has no known leader yet; retry shortly")
+)
+
+type opStep struct {
+	typ   rangekvpb.OperatorStepType
+	store uint64
+}
+
+func (st opStep) String() string {
+	switch st.typ {
+	case rangekvpb.OperatorStepType_STEP_ADD_LEARNER:
+		return fmt.Sprintf("add learner on store %d", st.store)
+	case rangekvpb.OperatorStepType_STEP_PROMOTE_LEARNER:
+		return fmt.Sprintf("promote learner on store %d", st.store)
+	case rangekvpb.OperatorStepType_STEP_REMOVE_REPLICA:
+		return fmt.Sprintf("remove replica on store %d", st.store)
+	default:
+		return fmt.Sprintf("transfer leader to store %d", st.store)
+	}
+}
+
+// done reports whether the range's reported state shows the step done.
+func (st opStep) done(d *rangekvpb.RangeDescriptor, leader uint64) bool {
+	r := replicaOnStore(d, st.store)
+	switch st.typ {
+	case rangekvpb.OperatorStepType_STEP_ADD_LEARNER:
+		return r != nil
+	case rangekvpb.OperatorStepType_STEP_PROMOTE_LEARNER:
+		return r != nil && r.Role == rangekvpb.ReplicaRole_VOTER && !isJoint(d)
+	case rangekvpb.OperatorStepType_STEP_REMOVE_REPLICA:
+		return r == nil
+	default:
+		return leader == st.store
+	}
+}
+
+func replicaOnStore(d *rangekvpb.RangeDescriptor, store uint64) *rangekvpb.ReplicaDescriptor {
+	for _, r := range d.Replicas {
+		if r.StoreId == store {
+			return r
+		}
+	}
+	return nil
+}
+
+func isJoint(d *rangekvpb.RangeDescriptor) bool {
+	for _, r := range d.Replicas {
+		if r.Role == rangekvpb.ReplicaRole_VOTER_INCOMING || r.Role == rangekvpb.ReplicaRole_VOTER_DEMOTING {
+			return true
+		}
+	}
+	return false
+}
+
+type operator struct {
+	id      uint64
+	rangeID uint64
+	kind    string
+	version uint64 // the range's epoch version at creation
+	steps   []opStep
+	cur     int
+	created time.Time
+	ended   time.Time
+	state   string
+	reason  string
+}
+
+func (o *operator) info() *rangekvpb.OperatorInfo {
+	in := &rangekvpb.OperatorInfo{Id: o.id, RangeId: o.rangeID, Kind: o.kind, CurrentStep: uint32(o.cur),
+		State: o.state, Reason: o.reason, CreatedUnixMs: o.created.UnixMilli()}
+	if !o.ended.IsZero() {
+		in.FinishedUnixMs = o.ended.UnixMilli()
+	}
+	for _, st := range o.steps {
+		in.Steps = append(in.Steps, st.String())
+	}
+	return in
+}
+
+const historySize = 1000
+
+type controller struct {
+	s  *Server
+	mu sync.Mutex
+	// nextID numbers operators of this leadership term.
+	nextID  uint64
+	byRange map[uint64]*operator
+	byID    map[uint64]*operator
+	hist    []*operator
+}
+
+func newController(s *Server) *controller {
+	return &controller{s: s, byRange: map[uint64]*operator{}, byID: map[uint64]*operator{}}
+}
+
+// add starts an operator unless the range already has one.
+func (c *controller) add(rangeID uint64, kind string, steps []opStep, now time.Time) (*rangekvpb.OperatorInfo, error) {
+	d := c.s.drv.meta.rangeByID(rangeID)
+	if d == nil {
+		return nil, invalid("range_id: no range %d", rangeID)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if o, ok := c.byRange[rangeID]; ok {
+		return nil, statusErr(failedPrecondition, "range %d already has operator %d (%s) running", rangeID, o.id, o.kind)
+	}
+	c.nextID++
+	o := &operator{id: c.nextID, rangeID: rangeID, kind: kind, version: d.Epoch.GetVersion(), steps: steps, created: now, state: "running"}
+	c.byRange[rangeID] = o
+	c.byID[o.id] = o
+	c.s.metrics.operatorsStarted.WithLabelValues(kind).Inc()
+	c.s.log.Info("operator started", "id", o.id, "range", rangeID, "kind", kind, "steps", len(steps))
+	return o.info(), nil
+}
+
+func (c *controller) endLocked(o *operator, state, reason string, now time.Time) {
+	o.state, o.reason, o.ended = state, reason, now
+	delete(c.byRange, o.rangeID)
+	c.hist = append(c.hist, o)
+	if len(c.hist) > historySize {
+		old := c.hist[0]
+		c.hist = c.hist[1:]
+		delete(c.byID, old.id)
+	}
+	c.s.metrics.operators.WithLabelValues(o.kind, state).Inc()
+	c.s.log.Info("operator ended", "id", o.id, "range", o.rangeID, "kind", o.kind, "state", state, "reason", reason)
+}
+
+// addMove replaces the replica on from with one on to.
+func (c *controller) addMove(rangeID, from, to uint64, now time.Time) (*rangekvpb.OperatorInfo, error) {
+	d := c.s.drv.meta.rangeByID(rangeID)
+	if d == nil {
+		return nil, invalid("range_id: no range %d", rangeID)
+	}
+	if replicaOnStore(d, from) == nil {
+		return nil, invalid("from_store_id: store %d holds no replica of range %d", from, rangeID)
+	}
+	if replicaOnStore(d, to) != nil {
+		return nil, invalid("to_store_id: store %d already holds a replica of range %d", to, rangeID)
+	}
+	if c.s.drv.meta.store(to) == nil {
+		return nil, invalid("to_store_id: no store %d in this cluster", to)
+	}
+	if st, _, _ := c.s.cluster().storeState(to, now, c.s.cfg.StoreDownGrace); st != rangekvpb.StoreState_STORE_UP {
+		return nil, statusErr(failedPrecondition, "to_store_id: store %d is down", to)
+	}
+	return c.add(rangeID, "move-replica", moveSteps(d, from, to, c.s.cluster().leaderOf(rangeID)), now)
+}
+
+// moveSteps: add learner, promote, move leadership off the old replica if
+// it leads, remove it.
+func moveSteps(d *rangekvpb.RangeDescriptor, from, to, leader uint64) []opStep {
+	steps := []opStep{{rangekvpb.OperatorStepType_STEP_ADD_LEARNER, to}}
+	if r := replicaOnStore(d, from); r == nil || r.Role != rangekvpb.ReplicaRole_LEARNER {
+		steps = append(steps, opStep{rangekvpb.OperatorStepType_STEP_PROMOTE_LEARNER, to})
+	}
+	if leader == from {
+		steps = append(steps, opStep{rangekvpb.OperatorStepType_STEP_TRANSFER_LEADER, to})
+	}
+	return append(steps, opStep{rangekvpb.OperatorStepType_STEP_REMOVE_REPLICA, from})
+}
+
+func (c *controller) addTransfer(rangeID, to uint64, now time.Time) (*rangekvpb.OperatorInfo, error) {
+	d := c.s.drv.meta.rangeByID(rangeID)
+	if d == nil {
+		return nil, invalid("range_id: no range %d", rangeID)
+	}
+	if r := replicaOnStore(d, to); r == nil || r.Role != rangekvpb.ReplicaRole_VOTER {
+		return nil, invalid("to_store_id: store %d holds no voter of range %d", to, rangeID)
+	}
+	return c.add(rangeID, "transfer-leader", []opStep{{rangekvpb.OperatorStepType_STEP_TRANSFER_LEADER, to}}, now)
+}
+
+// observe advances the range's operator with what a heartbeat reports.
+func (c *controller) observe(d *rangekvpb.RangeDescriptor, leader uint64, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o, ok := c.byRange[d.RangeId]
+	if !ok {
+		return
+	}
+	if d.Epoch.GetVersion() != o.version {
+		c.endLocked(o, "aborted", "the range split (epoch version changed)", now)
+		return
+	}
+	for o.cur < len(o.steps) && o.steps[o.cur].done(d, leader) {
+		o.cur++
+	}
+	if o.cur == len(o.steps) {
+		c.endLocked(o, "finished", "", now)
+	}
+}
+
+// stepsFor returns the current step of every running operator whose range
+// storeID leads, and times out operators that ran too long.
+func (c *controller) stepsFor(storeID uint64, now time.Time) []*rangekvpb.OperatorStep {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cl := c.s.cluster()
+	var out []*rangekvpb.OperatorStep
+	for _, o := range c.byRange {
+		if now.Sub(o.created) > c.s.cfg.OperatorTimeout {
+			c.endLocked(o, "timeout", fmt.Sprintf("not finished within %s", c.s.cfg.OperatorTimeout), now)
+			continue
+		}
+		if cl.leaderOf(o.rangeID) != storeID {
+			continue
+		}
+		d := c.s.drv.meta.rangeByID(o.rangeID)
+		if d == nil {
+			continue
+		}
+		st := o.steps[o.cur]
+		out = append(out, &rangekvpb.OperatorStep{RangeId: o.rangeID, Epoch: d.Epoch, Type: st.typ, StoreId: st.store, OperatorId: o.id})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].RangeId < out[j].RangeId })
+	return out
+}
+
+func (c *controller) running() []*rangekvpb.OperatorInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*rangekvpb.OperatorInfo
+	for _, o := range c.byRange {
+		out = append(out, o.info())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Id < out[j].Id })
+	return out
+}
+
+func (c *controller) busy(rangeID uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.byRange[rangeID]
+	return ok
+}
+
+func (c *controller) get(id uint64) *rangekvpb.OperatorInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if o, ok := c.byID[id]; ok {
+		return o.info()
+	}
+	return nil
+}
+
+func (c *controller) history(rangeID uint64, limit int) []*rangekvpb.OperatorInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if limit <= 0 {
+		limit = 100
+	}
+	var out []*rangekvpb.OperatorInfo
+	for i := len(c.hist) - 1; i >= 0 && len(out) < limit; i-- {
+		if o := c.hist[i]; rangeID == 0 || o.rangeID == rangeID {
+			out = append(out, o.info())
+		}
+	}
+	return out
+}

@@ -1,0 +1,159 @@
+// Heartbeats to placement: store stats every few seconds; range leaders
+// report their ranges when they change (descriptor, leadership) and at
+// least every refresh interval, in one batched call per interval whose
+// answer carries operator steps for the ranges this store leads.
+package store
+
+import (
+	"context"
+	"syscall"
+	"time"
+
+	"github.com/rangekv/rangekv/internal/keys"
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+type reported struct {
+	desc   *rangekvpb.RangeDescriptor
+	leader bool
+	at     time.Time
+}
+
+func (s *Store) heartbeatLoop() {
+	defer s.wg.Done()
+	st := time.NewTicker(s.cfg.StoreHeartbeatInterval)
+	defer st.Stop()
+	rt := time.NewTicker(s.cfg.RangeHeartbeatInterval)
+	defer rt.Stop()
+	last := map[uint64]reported{}
+	s.sendStoreHeartbeat()
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case <-st.C:
+			s.sendStoreHeartbeat()
+		case <-rt.C:
+			s.sendRangeHeartbeats(last)
+		}
+	}
+}
+
+func (s *Store) pdCtx(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	go func() {
+		select {
+		case <-s.stopCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+func (s *Store) storeStats() *rangekvpb.StoreStats {
+	st := &rangekvpb.StoreStats{StoreId: s.cfg.StoreID}
+	var fs syscall.Statfs_t
+	if s.cfg.FS == nil && syscall.Statfs(s.cfg.DataDir, &fs) == nil {
+		st.Capacity = fs.Blocks * uint64(fs.Bsize)
+		st.Available = fs.Bavail * uint64(fs.Bsize)
+	}
+	st.Used = s.db.Metrics().DiskSpaceUsage()
+	for _, r := range s.replicasSnapshot() {
+		if r.Descriptor() == nil {
+			continue
+		}
+		st.ReplicaCount++
+		if r.leader.Load() == r.replicaID {
+			st.LeaderCount++
+		}
+	}
+	return st
+}
+
+func (s *Store) sendStoreHeartbeat() {
+	ctx, cancel := s.pdCtx(s.cfg.StoreHeartbeatInterval)
+	defer cancel()
+	req := &rangekvpb.StoreHeartbeatRequest{Stats: s.storeStats(), Address: s.cfg.AdvertiseAddr}
+	err := s.pd.call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
+		r, err := pc.StoreHeartbeat(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return r.Error, nil
+	})
+	if err != nil {
+		s.log.Debug("store heartbeat", "err", err)
+	}
+}
+
+// sendRangeHeartbeats reports changed (or due) ranges this store leads and
+// hands the returned operator steps to the executor.
+func (s *Store) sendRangeHeartbeats(last map[uint64]reported) {
+	now := s.now()
+	req := &rangekvpb.RangeHeartbeatsRequest{StoreId: s.cfg.StoreID}
+	sent := map[uint64]reported{}
+	for _, r := range s.replicasSnapshot() {
+		d := r.Descriptor()
+		if d == nil {
+			continue
+		}
+		isLeader := r.leader.Load() == r.replicaID
+		prev, ok := last[r.rangeID]
+		due := !ok || prev.desc != d || prev.leader != isLeader || now.Sub(prev.at) >= s.cfg.RangeHeartbeatRefresh
+		if !isLeader || !due {
+			if !isLeader {
+				last[r.rangeID] = reported{desc: d, at: prev.at}
+			}
+			continue
+		}
+		req.Ranges = append(req.Ranges, s.rangeHeartbeat(r, d))
+		sent[r.rangeID] = reported{desc: d, leader: true, at: now}
+	}
+	ctx, cancel := s.pdCtx(5 * time.Second)
+	defer cancel()
+	var steps []*rangekvpb.OperatorStep
+	err := s.pd.call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
+		r, err := pc.RangeHeartbeats(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		steps = r.Steps
+		return r.Error, nil
+	})
+	if err != nil {
+		s.log.Debug("range heartbeats", "err", err)
+		return // report again next time
+	}
+	for id, rep := range sent {
+		last[id] = rep
+	}
+	for _, st := range steps {
+		s.exec.enqueue(st)
+	}
+}
+
+func (s *Store) rangeHeartbeat(r *Replica, d *rangekvpb.RangeDescriptor) *rangekvpb.RangeHeartbeat {
+	h := &rangekvpb.RangeHeartbeat{Descriptor_: d, LeaderStoreId: s.cfg.StoreID, Term: r.term.Load()}
+	lo, hi := keys.UserSpan(d.StartKey, d.EndKey)
+	if n, err := s.db.EstimateDiskUsage(lo, hi); err == nil {
+		h.ApproximateSize = n
+	}
+	r.mu.Lock()
+	if !r.mu.destroyed && r.mu.rr.IsLeader() {
+		applied := r.mu.applied.Index
+		for id, pr := range r.mu.rr.Status().Progress {
+			if id == r.replicaID {
+				continue
+			}
+			if pr.Match+100 < applied {
+				h.PendingReplicas = append(h.PendingReplicas, id)
+			}
+			if st, ok := r.storeOfReplica(id); ok && !s.liveness.isLive(st) {
+				h.DownReplicas = append(h.DownReplicas, id)
+			}
+		}
+	}
+	r.mu.Unlock()
+	return h
+}

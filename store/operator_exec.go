@@ -1,0 +1,154 @@
+// Executing placement's operator steps on the ranges this store leads:
+// each step is checked against the range's current epoch (a stale step is
+// skipped; placement re-sends the current one), and runs through the same
+// membership and leadership primitives as the admin API.
+package store
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3/tracker"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+const execWorkers = 4
+
+type operatorExecutor struct {
+	s      *Store
+	ch     chan *rangekvpb.OperatorStep
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	// inFlight: one step per range at a time.
+	inFlight map[uint64]bool
+}
+
+func newOperatorExecutor(s *Store) *operatorExecutor {
+	e := &operatorExecutor{s: s, ch: make(chan *rangekvpb.OperatorStep, 1024), inFlight: map[uint64]bool{}}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	for range execWorkers {
+		e.wg.Add(1)
+		go e.run()
+	}
+	return e
+}
+
+func (e *operatorExecutor) close() {
+	e.cancel()
+	e.wg.Wait()
+}
+
+func (e *operatorExecutor) enqueue(st *rangekvpb.OperatorStep) {
+	e.mu.Lock()
+	if e.inFlight[st.RangeId] {
+		e.mu.Unlock()
+		return
+	}
+	e.inFlight[st.RangeId] = true
+	e.mu.Unlock()
+	select {
+	case e.ch <- st:
+	default:
+		e.done(st.RangeId)
+	}
+}
+
+func (e *operatorExecutor) done(rangeID uint64) {
+	e.mu.Lock()
+	delete(e.inFlight, rangeID)
+	e.mu.Unlock()
+}
+
+func (e *operatorExecutor) run() {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case st := <-e.ch:
+			e.execute(st)
+			e.done(st.RangeId)
+		}
+	}
+}
+
+func (e *operatorExecutor) execute(st *rangekvpb.OperatorStep) {
+	s := e.s
+	r := s.replica(st.RangeId)
+	if r == nil {
+		return
+	}
+	d := r.Descriptor()
+	// Invariant: a step runs only at the epoch placement saw.
+	if d == nil || !proto.Equal(d.Epoch, st.Epoch) || r.leader.Load() != r.replicaID {
+		return
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	var rerr *rangekvpb.RangeError
+	var err error
+	target := replicaOnStore(d, st.StoreId)
+	switch st.Type {
+	case rangekvpb.OperatorStepType_STEP_ADD_LEARNER:
+		if target != nil {
+			return
+		}
+		_, rerr, err = s.ChangeReplicas(ctx, st.RangeId, rangekvpb.ReplicaChangeType_ADD_LEARNER, st.StoreId)
+	case rangekvpb.OperatorStepType_STEP_PROMOTE_LEARNER:
+		if target == nil || target.Role != rangekvpb.ReplicaRole_LEARNER || !e.caughtUp(r, target.ReplicaId) {
+			return // not yet: placement sends the step again
+		}
+		_, rerr, err = s.ChangeReplicas(ctx, st.RangeId, rangekvpb.ReplicaChangeType_PROMOTE_LEARNER, st.StoreId)
+	case rangekvpb.OperatorStepType_STEP_REMOVE_REPLICA:
+		if target == nil {
+			return
+		}
+		if target.ReplicaId == r.replicaID {
+			// Never remove the leader: hand leadership to a caught-up voter.
+			if to := e.successor(r, d); to != 0 {
+				r.pushTransfer(to)
+				s.sched.enqueue(r.rangeID, flagWork)
+			}
+			return
+		}
+		_, rerr, err = s.ChangeReplicas(ctx, st.RangeId, rangekvpb.ReplicaChangeType_REMOVE_REPLICA, st.StoreId)
+	case rangekvpb.OperatorStepType_STEP_TRANSFER_LEADER:
+		if target == nil || target.ReplicaId == r.replicaID {
+			return
+		}
+		r.pushTransfer(target.ReplicaId)
+		s.sched.enqueue(r.rangeID, flagWork)
+		return
+	}
+	if err != nil || rerr != nil {
+		s.log.Info("operator step failed", "range", st.RangeId, "operator", st.OperatorId, "step", st.Type.String(),
+			"store", st.StoreId, "err", err, "range_error", rerr.GetMessage())
+	}
+}
+
+// caughtUp: the replica's match is close to the leader's applied index.
+func (e *operatorExecutor) caughtUp(r *Replica, id uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.destroyed {
+		return false
+	}
+	pr, ok := r.mu.rr.Status().Progress[id]
+	return ok && pr.State == tracker.StateReplicate && pr.Match+100 >= r.mu.applied.Index
+}
+
+// successor picks a caught-up voter to take leadership.
+func (e *operatorExecutor) successor(r *Replica, d *rangekvpb.RangeDescriptor) uint64 {
+	for _, rd := range d.Replicas {
+		if rd.ReplicaId != r.replicaID && rd.Role == rangekvpb.ReplicaRole_VOTER && e.caughtUp(r, rd.ReplicaId) &&
+			e.s.liveness.isLive(rd.StoreId) {
+			return rd.ReplicaId
+		}
+	}
+	return 0
+}

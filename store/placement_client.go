@@ -1,0 +1,110 @@
+// The store's client of the placement driver: follows NotLeader redirects
+// and moves on from members that do not answer.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+// ErrClusterMismatch: placement says this store's data directory belongs to
+// another cluster (or to no member store of this one).
+type ErrClusterMismatch struct{ Msg string }
+
+func (e *ErrClusterMismatch) Error() string { return "store refuses to start: " + e.Msg }
+
+type pdClient struct {
+	mu     sync.Mutex
+	addrs  []string
+	conns  map[string]*grpc.ClientConn
+	leader string
+}
+
+func newPDClient(addrs []string) (*pdClient, error) {
+	c := &pdClient{addrs: addrs, conns: map[string]*grpc.ClientConn{}, leader: addrs[0]}
+	for _, a := range addrs {
+		if err := c.connect(a); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *pdClient) connect(a string) error {
+	if _, ok := c.conns[a]; ok {
+		return nil
+	}
+	conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)))
+	if err != nil {
+		return fmt.Errorf("placement: address %q: %w", a, err)
+	}
+	c.conns[a] = conn
+	return nil
+}
+
+func (c *pdClient) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+}
+
+// call runs fn against the placement leader, following redirects and
+// trying other members, until ctx ends. fn returns the placement error
+// carried in its response.
+func (c *pdClient) call(ctx context.Context, fn func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error)) error {
+	backoff := 20 * time.Millisecond
+	for {
+		c.mu.Lock()
+		addr := c.leader
+		conn := c.conns[addr]
+		c.mu.Unlock()
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		perr, err := fn(cctx, rangekvpb.NewPlacementClient(conn))
+		cancel()
+		switch {
+		case err == nil && perr == nil:
+			return nil
+		case perr != nil && perr.ClusterMismatch:
+			return &ErrClusterMismatch{Msg: perr.Message}
+		case perr != nil && perr.NotLeader != nil && perr.NotLeader.LeaderAddress != "" && perr.NotLeader.LeaderAddress != addr:
+			c.mu.Lock()
+			if c.connect(perr.NotLeader.LeaderAddress) == nil {
+				c.leader = perr.NotLeader.LeaderAddress
+			}
+			c.mu.Unlock()
+			continue
+		case perr != nil && perr.NotLeader == nil && !perr.NotBootstrapped:
+			return errors.New("placement: " + perr.Message)
+		}
+		// No leader known, member down, or not bootstrapped yet: next member.
+		c.mu.Lock()
+		for i, a := range c.addrs {
+			if a == addr {
+				c.leader = c.addrs[(i+1)%len(c.addrs)]
+			}
+		}
+		c.mu.Unlock()
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if err != nil {
+				return fmt.Errorf("placement unreachable: %w (last error: %v)", ctx.Err(), err)
+			}
+			return fmt.Errorf("placement: %w", ctx.Err())
+		case <-t.C:
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
