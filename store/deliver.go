@@ -68,6 +68,10 @@ func (s *Store) createUninitialized(rangeID, replicaID uint64) *Replica {
 	if r := s.mu.replicas[rangeID]; r != nil {
 		return r
 	}
+	if s.mu.pendingRHS[rangeID] {
+		s.metrics.messagesDropped.WithLabelValues("awaiting_split").Inc()
+		return nil
+	}
 	var ts rangekvpb.RangeTombstone
 	if _, err := getProto(s.db, keys.TombstoneKey(rangeID), &ts); err != nil {
 		s.log.Error("read tombstone", "range", rangeID, "err", err)

@@ -211,6 +211,12 @@ func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, change range
 	defer t.Stop()
 	for {
 		if d := r.Descriptor(); d != nil && d.Epoch.ConfVer > desc.Epoch.ConfVer && !isJoint(d) {
+			if !changeShows(d, change, storeID) {
+				// Another change applied first and this one was rejected
+				// at apply (stale conf_ver): nothing of it happened.
+				return nil, &rangekvpb.RangeError{Message: "membership change rejected: another change applied first; nothing was changed",
+					EpochNotMatch: &rangekvpb.EpochNotMatch{Current: []*rangekvpb.RangeDescriptor{d}}}, nil
+			}
 			return d, nil, nil
 		}
 		select {
@@ -219,6 +225,19 @@ func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, change range
 				AmbiguousResult: &rangekvpb.AmbiguousResult{Reason: ctx.Err().Error()}}, nil
 		case <-t.C:
 		}
+	}
+}
+
+// changeShows reports whether d reflects the change on storeID.
+func changeShows(d *rangekvpb.RangeDescriptor, change rangekvpb.ReplicaChangeType, storeID uint64) bool {
+	r := replicaOnStore(d, storeID)
+	switch change {
+	case rangekvpb.ReplicaChangeType_ADD_LEARNER:
+		return r != nil
+	case rangekvpb.ReplicaChangeType_PROMOTE_LEARNER:
+		return r != nil && r.Role == rangekvpb.ReplicaRole_VOTER
+	default:
+		return r == nil
 	}
 }
 

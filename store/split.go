@@ -170,6 +170,14 @@ func (s *Store) writeSplitRHSState(w interface {
 	if _, err := getProto(w, keys.HardStateKey(right.RangeId), &hs); err != nil {
 		return err
 	}
+	// Until installRHS runs, messages for the new range must not create an
+	// uninitialized replica over the state written here.
+	s.mu.Lock()
+	if s.mu.pendingRHS == nil {
+		s.mu.pendingRHS = make(map[uint64]bool)
+	}
+	s.mu.pendingRHS[right.RangeId] = true
+	s.mu.Unlock()
 	synth := synthesizeHardState(&hs)
 	for _, kv := range []struct {
 		k []byte
@@ -252,6 +260,7 @@ func (s *Store) installRHS(res *splitResult) error {
 	}
 	s.mu.Lock()
 	s.mu.replicas[id] = r
+	delete(s.mu.pendingRHS, id)
 	s.mu.Unlock()
 	s.indexReplica(r)
 	if old == nil {

@@ -61,6 +61,8 @@ type Store struct {
 		// byStart: initialized replicas ordered by start key (disjoint
 		// spans), for routing keys.
 		byStart []*Replica
+		// pendingRHS: right halves of applied splits not instantiated yet.
+		pendingRHS map[uint64]bool
 	}
 
 	grpcServer *grpc.Server
@@ -93,6 +95,7 @@ func Open(cfg Config) (*Store, error) {
 		stopCh: make(chan struct{}),
 	}
 	s.mu.replicas = make(map[uint64]*Replica)
+	s.mu.pendingRHS = make(map[uint64]bool)
 	s.now = time.Now
 	s.liveness = newLiveness(cfg.StoreID, s.now, cfg.ElectionTimeout)
 	s.metrics = newMetrics(cfg.Registry)
@@ -333,15 +336,20 @@ func (s *Store) Stop() {
 		}
 		close(s.stopCh)
 		s.sched.stop()
+		if s.exec != nil {
+			s.exec.cancel() // steps waiting on replicas give up now
+		}
+		// Workers first: a worker mid-pass may still hand a snapshot to
+		// the snapshot manager or a message to the transport.
+		s.wg.Wait()
+		if s.exec != nil {
+			s.exec.close()
+		}
 		if s.trans != nil {
 			s.trans.close()
 		}
 		if s.snaps != nil {
 			s.snaps.close()
-		}
-		s.wg.Wait()
-		if s.exec != nil {
-			s.exec.close()
 		}
 		if s.pd != nil {
 			s.pd.close()

@@ -16,17 +16,20 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
 const (
 	peerQueueSize    = 8192
+	peerQueueBytes   = 64 << 20
 	maxBatchMessages = 1024
 	minBackoff       = 50 * time.Millisecond
 	maxBackoff       = time.Second
@@ -51,6 +54,8 @@ type peer struct {
 	addr    string
 	conn    *grpc.ClientConn
 	ch      chan *rangekvpb.RaftMessage
+	// queued bounds the bytes waiting in ch (entries can be large).
+	queued atomic.Int64
 
 	hb struct {
 		sync.Mutex
@@ -127,8 +132,14 @@ func (t *transport) send(storeID uint64, env *rangekvpb.RaftMessage) bool {
 		p.addHeartbeat(env.RangeId, m, false)
 		return true
 	}
+	size := int64(proto.Size(env.Message))
+	if p.queued.Load()+size > peerQueueBytes {
+		t.s.metrics.messagesDropped.WithLabelValues("queue_full").Inc()
+		return false
+	}
 	select {
 	case p.ch <- env:
+		p.queued.Add(size)
 		return true
 	default:
 		t.s.metrics.messagesDropped.WithLabelValues("queue_full").Inc()
@@ -148,10 +159,28 @@ func (p *peer) addHeartbeat(rangeID uint64, m *pb.Message, quiesce bool) {
 		Term: m.GetTerm(), Commit: m.GetCommit(), Context: m.GetContext(), Quiesce: quiesce}
 	p.hb.Lock()
 	defer p.hb.Unlock()
+	// Bounded: while a peer is unreachable nobody takes these; raft sends
+	// fresh heartbeats every tick anyway.
+	if len(p.hb.beats)+len(p.hb.resps) >= peerQueueSize {
+		return
+	}
 	if m.GetType() == pb.MsgHeartbeatResp {
 		p.hb.resps = append(p.hb.resps, hb)
 	} else {
 		p.hb.beats = append(p.hb.beats, hb)
+	}
+}
+
+// discard drops everything queued for the peer.
+func (p *peer) discard() {
+	p.takeHeartbeats()
+	for {
+		select {
+		case m := <-p.ch:
+			p.queued.Add(-int64(proto.Size(m.Message)))
+		default:
+			return
+		}
 	}
 }
 
@@ -178,6 +207,7 @@ func (t *transport) run(p *peer) {
 	for {
 		stream, err := client.RaftStream(t.ctx)
 		if err != nil {
+			p.discard()
 			if !t.sleep(backoff) {
 				return
 			}
@@ -201,6 +231,9 @@ func (t *transport) run(p *peer) {
 						break drain
 					}
 				}
+				for _, m := range batch.Messages {
+					p.queued.Add(-int64(proto.Size(m.Message)))
+				}
 			case <-ticker.C:
 				// Coalesced heartbeats, or an empty batch: the liveness ping.
 				batch.Heartbeats, batch.HeartbeatResps = p.takeHeartbeats()
@@ -215,6 +248,7 @@ func (t *transport) run(p *peer) {
 		if !errors.Is(err, io.EOF) {
 			t.s.log.Debug("raft stream to peer broke", "peer", p.storeID, "err", err)
 		}
+		p.discard() // stale by the time the peer is back; raft resends
 		if !t.sleep(backoff) {
 			return
 		}
