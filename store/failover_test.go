@@ -1,0 +1,419 @@
+package store_test
+
+// Store failures and restarts in a three-store in-process cluster: leader
+// loss, a follower that misses writes and catches up from its log or by
+// snapshot, and a restart of every store.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rangekv/rangekv/internal/testcluster"
+	"github.com/rangekv/rangekv/router"
+	"github.com/rangekv/rangekv/store"
+)
+
+func TestLeaderStopWritesContinueOnNewLeader(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{})
+	old := c.WaitLeader(rangeOne)
+	oldTerm := replicaStatus(t, c, old).Term
+	cl := c.Client()
+	want := map[string]string{}
+	for i := range 10 {
+		k, v := fmt.Sprintf("before/%02d", i), fmt.Sprintf("b%d", i)
+		mustPut(t, cl, k, v)
+		want[k] = v
+	}
+
+	c.StopStore(old)
+	lead := c.WaitLeader(rangeOne)
+	if lead == old {
+		t.Fatalf("stopped store %d still reported as leader", old+1)
+	}
+	if term := replicaStatus(t, c, lead).Term; term <= oldTerm {
+		t.Fatalf("new leader store %d at term %d, want a term after %d", lead+1, term, oldTerm)
+	}
+	for i := range 20 {
+		k, v := fmt.Sprintf("after/%02d", i), fmt.Sprintf("a%d", i)
+		mustPut(t, cl, k, v)
+		want[k] = v
+	}
+	wantValues(t, cl, want)
+	wantScanAll(t, cl, want)
+}
+
+// writer writes unique keys in the background and records what was
+// acknowledged and what is ambiguous.
+type writer struct {
+	t      *testing.T
+	cl     *router.Client
+	prefix string
+	stop   chan struct{}
+	done   chan struct{}
+	acked  atomic.Int64
+
+	mu struct {
+		sync.Mutex
+		want      map[string]string
+		ambiguous map[string]string
+		err       error
+	}
+}
+
+func startWriter(t *testing.T, cl *router.Client, prefix string) *writer {
+	w := &writer{t: t, cl: cl, prefix: prefix, stop: make(chan struct{}), done: make(chan struct{})}
+	w.mu.want = map[string]string{}
+	w.mu.ambiguous = map[string]string{}
+	go w.run()
+	t.Cleanup(w.halt)
+	return w
+}
+
+func (w *writer) run() {
+	defer close(w.done)
+	for i := 0; ; i++ {
+		select {
+		case <-w.stop:
+			return
+		default:
+		}
+		k, v := fmt.Sprintf("%s/%05d", w.prefix, i), fmt.Sprintf("value-%d", i)
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		err := w.cl.Put(ctx, []byte(k), []byte(v))
+		cancel()
+		w.mu.Lock()
+		var amb *router.AmbiguousError
+		switch {
+		case err == nil:
+			w.mu.want[k] = v
+			w.acked.Add(1)
+		case errors.As(err, &amb):
+			w.mu.ambiguous[k] = v
+		default:
+			w.mu.err = fmt.Errorf("put %s: %w", k, err)
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+	}
+}
+
+func (w *writer) halt() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
+}
+
+// waitAcked waits until n more writes than before were acknowledged.
+func (w *writer) waitAcked(c *testcluster.Cluster, n int64, timeout time.Duration) {
+	w.t.Helper()
+	target := w.acked.Load() + n
+	c.WaitFor(fmt.Sprintf("%d acknowledged writes", target), timeout, func() bool {
+		w.mu.Lock()
+		err := w.mu.err
+		w.mu.Unlock()
+		if err != nil {
+			w.t.Fatalf("writer: %v", err)
+		}
+		return w.acked.Load() >= target
+	})
+}
+
+// finish stops the writer and returns the acknowledged writes.
+func (w *writer) finish() (acked, ambiguous map[string]string) {
+	w.t.Helper()
+	w.halt()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mu.err != nil {
+		w.t.Fatalf("writer: %v", w.mu.err)
+	}
+	return w.mu.want, w.mu.ambiguous
+}
+
+// A store stopped while writes go on (a follower, or the leader) restarts
+// from its data directory, catches up from the leader's log and serves, at
+// STALE consistency from its own engine, every value written while it was
+// down; afterwards every replica holds the same data.
+func TestStoppedStoreCatchesUpAfterRestart(t *testing.T) {
+	for _, stopLeader := range []bool{false, true} {
+		name := "follower"
+		if stopLeader {
+			name = "leader"
+		}
+		t.Run(name, func(t *testing.T) {
+			c := testcluster.Start(t, 3, testcluster.Options{})
+			f := c.WaitLeader(rangeOne)
+			if !stopLeader {
+				f = (f + 1) % 3
+			}
+			w := startWriter(t, c.Client(), "w")
+			w.waitAcked(c, 10, 30*time.Second)
+
+			c.StopStore(f)
+			w.mu.Lock()
+			ackedAtStop := len(w.mu.want)
+			w.mu.Unlock()
+			w.waitAcked(c, 30, 30*time.Second)
+
+			c.RestartStore(f)
+			w.waitAcked(c, 10, 30*time.Second)
+			acked, ambiguous := w.finish()
+			t.Logf("acked %d (%d when store %d stopped), ambiguous %d", len(acked), ackedAtStop, f+1, len(ambiguous))
+
+			waitCaughtUp(t, c, f, 30*time.Second)
+			wantStaleValues(t, kvClient(t, c.Addrs[f]), fmt.Sprintf("restarted store %d", f+1), acked)
+			wantReplicasIdentical(t, c)
+		})
+	}
+}
+
+// A store that fell behind the leader's truncated log catches up by
+// snapshot.
+func TestLaggingStoreCatchesUpBySnapshot(t *testing.T) {
+	// While the store is down, nothing is queued for it: otherwise the
+	// MsgApps its peers' transports buffered for it (sent before the
+	// truncation) would catch it up when it returns, without a snapshot.
+	var cut atomic.Uint64 // store ID that peers send nothing to
+	c := testcluster.Start(t, 3, testcluster.Options{Configure: func(_ int, cfg *store.Config) {
+		cfg.Knobs = &store.TestingKnobs{DropRaftMessage: func(_, _, toStore uint64, _ string) bool {
+			return toStore == cut.Load()
+		}}
+		cfg.LogTruncateThreshold = 20
+		cfg.LogMaxEntries = 40
+		cfg.SnapshotChunkBytes = 1024 // the smallest: many chunks
+		cfg.HTTPAddr = "127.0.0.1:0"
+	}})
+	lead := c.WaitLeader(rangeOne)
+	f := (lead + 1) % 3
+	cl := c.Client()
+	want := map[string]string{}
+	put := func(k, v string) {
+		mustPut(t, cl, k, v)
+		want[k] = v
+	}
+	for i := range 10 {
+		put(fmt.Sprintf("early/%03d", i), fmt.Sprintf("e%d", i))
+	}
+	waitCaughtUp(t, c, f, 10*time.Second)
+	before := replicaStatus(t, c, f)
+	cut.Store(uint64(f + 1))
+	c.StopStore(f)
+
+	for i := range 200 {
+		put(fmt.Sprintf("late/%03d", i), fmt.Sprintf("l%d", i))
+	}
+	// Overwrite and delete some early keys: the snapshot must carry the
+	// latest state, not an append-only history.
+	for i := range 3 {
+		put(fmt.Sprintf("early/%03d", i), fmt.Sprintf("e%d-v2", i))
+	}
+	if err := cl.Delete(opCtx(t), []byte("early/009")); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	delete(want, "early/009")
+
+	lead = c.WaitLeader(rangeOne)
+	// A margin past the last index seen before the stop: the store may have
+	// appended a few more entries before it stopped.
+	c.WaitFor(fmt.Sprintf("leader's log truncated well past the stopped store's last index %d", before.LastIndex), 20*time.Second, func() bool {
+		st := c.ReplicaStatus(lead, rangeOne)
+		return st != nil && st.FirstIndex > before.LastIndex+20
+	})
+
+	leadStatus := replicaStatus(t, c, lead)
+	t.Logf("store %d stopped at last index %d; leader store %d (term %d) log [%d, %d], applied %d",
+		f+1, before.LastIndex, lead+1, leadStatus.Term, leadStatus.FirstIndex, leadStatus.LastIndex, leadStatus.AppliedIndex)
+
+	c.RestartStore(f)
+	cut.Store(0)
+	waitCaughtUp(t, c, f, 30*time.Second)
+	after := replicaStatus(t, c, f)
+	nowLead := c.WaitLeader(rangeOne)
+	t.Logf("store %d caught up: log [%d, %d], applied %d; leader store %d, term %d",
+		f+1, after.FirstIndex, after.LastIndex, after.AppliedIndex, nowLead+1, replicaStatus(t, c, nowLead).Term)
+	if after.FirstIndex <= before.LastIndex+1 {
+		t.Fatalf("store %d: first index %d after catching up, want past its old last index %d (log replaced by a snapshot)",
+			f+1, after.FirstIndex, before.LastIndex)
+	}
+	kv := kvClient(t, c.Addrs[f])
+	wantStaleValues(t, kv, fmt.Sprintf("store %d after snapshot", f+1), want)
+	if n := metricValue(t, c.Stores[f].HTTPAddr(), "rangekv_snapshots_applied_total"); n < 1 {
+		t.Fatalf("store %d: rangekv_snapshots_applied_total = %v, want >= 1", f+1, n)
+	}
+	if _, found, err := staleGet(opCtx(t), kv, "early/009"); err != nil || found {
+		t.Fatalf("deleted key on the snapshot receiver: found=%v err=%v", found, err)
+	}
+
+	// The caught-up store keeps replicating normally after the snapshot.
+	put("post-snapshot", "x")
+	waitCaughtUp(t, c, f, 10*time.Second)
+	wantStaleValues(t, kv, fmt.Sprintf("store %d after snapshot", f+1), map[string]string{"post-snapshot": "x"})
+	want["post-snapshot"] = "x"
+	wantReplicasIdentical(t, c)
+
+	// The snapshot is durable: restarted alone (no peer to catch up from),
+	// the store still serves all of it from its own engine.
+	for i := range c.Stores {
+		c.StopStore(i)
+	}
+	c.RestartStore(f)
+	wantStaleValues(t, kv, fmt.Sprintf("store %d restarted alone", f+1), want)
+}
+
+func TestRestartAllStoresKeepsAcknowledgedWrites(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{})
+	c.WaitLeader(rangeOne)
+	cl := c.Client()
+	want := map[string]string{}
+	for i := range 60 {
+		k, v := fmt.Sprintf("k/%03d", i), fmt.Sprintf("v%d", i)
+		mustPut(t, cl, k, v)
+		want[k] = v
+	}
+	for i := 0; i < 60; i += 7 {
+		k := fmt.Sprintf("k/%03d", i)
+		mustPut(t, cl, k, want[k]+"-overwritten")
+		want[k] += "-overwritten"
+	}
+	for i := 1; i < 60; i += 10 {
+		k := fmt.Sprintf("k/%03d", i)
+		if err := cl.Delete(opCtx(t), []byte(k)); err != nil {
+			t.Fatalf("delete %q: %v", k, err)
+		}
+		delete(want, k)
+	}
+	n, err := cl.Incr(opCtx(t), []byte("counter"), 5)
+	if err != nil || n != 5 {
+		t.Fatalf("incr = %d, %v", n, err)
+	}
+	want["counter"] = "5"
+
+	for i := range c.Stores {
+		c.StopStore(i)
+	}
+	for i := range c.Stores {
+		c.RestartStore(i)
+	}
+	c.WaitLeader(rangeOne)
+	wantValues(t, cl, want)
+	wantScanAll(t, cl, want)
+	for i := range c.Stores {
+		waitCaughtUp(t, c, i, 20*time.Second)
+		wantStaleValues(t, kvClient(t, c.Addrs[i]), fmt.Sprintf("store %d after full restart", i+1), want)
+	}
+	// Still writable.
+	if n, err := cl.Incr(opCtx(t), []byte("counter"), 1); err != nil || n != 6 {
+		t.Fatalf("incr after restart = %d, %v; want 6", n, err)
+	}
+	wantReplicasIdentical(t, c)
+}
+
+// Increments keep their count across a leader failure in the middle of
+// concurrent traffic: no acknowledged increment is lost and none is applied
+// twice (the router never retries an ambiguous write).
+func TestConcurrentIncrAcrossLeaderFailure(t *testing.T) {
+	const goroutines = 8
+	c := testcluster.Start(t, 3, testcluster.Options{})
+	old := c.WaitLeader(rangeOne)
+	cl := c.Client()
+
+	var mu sync.Mutex
+	var results []int64
+	var acked atomic.Int64
+	ambiguous := 0
+	var firstErr error
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+				n, err := cl.Incr(ctx, []byte("counter"), 1)
+				cancel()
+				var amb *router.AmbiguousError
+				mu.Lock()
+				switch {
+				case err == nil:
+					results = append(results, n)
+					acked.Add(1)
+				case errors.As(err, &amb):
+					ambiguous++
+				case firstErr == nil:
+					firstErr = err
+				}
+				mu.Unlock()
+				if err != nil && !errors.As(err, &amb) {
+					return
+				}
+			}
+		}()
+	}
+	halt := func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}
+	defer halt()
+	waitAcked := func(n int64) {
+		t.Helper()
+		target := acked.Load() + n
+		c.WaitFor(fmt.Sprintf("%d acknowledged increments", target), 30*time.Second, func() bool {
+			mu.Lock()
+			err := firstErr
+			mu.Unlock()
+			if err != nil {
+				t.Fatalf("incr: %v", err)
+			}
+			return acked.Load() >= target
+		})
+	}
+	waitAcked(100)
+	c.StopStore(old)
+	waitAcked(100)
+	halt()
+	if firstErr != nil {
+		t.Fatalf("incr: %v", firstErr)
+	}
+
+	v, found, err := cl.Get(opCtx(t), []byte("counter"))
+	if err != nil || !found {
+		t.Fatalf("get counter: found=%v err=%v", found, err)
+	}
+	final, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d acknowledged, %d ambiguous, final %d", len(results), ambiguous, final)
+	if final < int64(len(results)) || final > int64(len(results)+ambiguous) {
+		t.Fatalf("counter = %d after %d acknowledged and %d ambiguous increments", final, len(results), ambiguous)
+	}
+	sort.Slice(results, func(i, j int) bool { return results[i] < results[j] })
+	for i, n := range results {
+		if n < 1 || n > final || (i > 0 && n == results[i-1]) {
+			t.Fatalf("acknowledged increments returned %d (duplicate or outside [1, %d])", n, final)
+		}
+	}
+	c.RestartStore(old)
+	wantReplicasIdentical(t, c)
+}
