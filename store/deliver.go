@@ -95,6 +95,7 @@ func (s *Store) createUninitialized(rangeID, replicaID uint64) *Replica {
 	r.mu.rr = rr
 	s.mu.replicas[rangeID] = r
 	s.metrics.replicas.Inc()
+	s.setAwake(rangeID, true)
 	s.log.Info("created uninitialized replica", "range", rangeID, "replica", replicaID)
 	return r
 }

@@ -56,9 +56,9 @@ func (l *liveness) isLiveLocked(storeID uint64, now time.Time) bool {
 	return now.Sub(t) < l.timeout
 }
 
-// transitions returns the stores (among peers) now down, and those that
-// came back up since the previous call.
-func (l *liveness) transitions(peers []uint64) (dead map[uint64]bool, cameUp []uint64) {
+// transitions returns the stores (among peers) now down, those that went
+// down since the previous call, and those that came back up.
+func (l *liveness) transitions(peers []uint64) (dead, newlyDead map[uint64]bool, cameUp []uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -73,10 +73,16 @@ func (l *liveness) transitions(peers []uint64) (dead map[uint64]bool, cameUp []u
 				dead = make(map[uint64]bool)
 			}
 			dead[id] = true
+			if !known || was {
+				if newlyDead == nil {
+					newlyDead = make(map[uint64]bool)
+				}
+				newlyDead[id] = true
+			}
 		} else if known && !was {
 			cameUp = append(cameUp, id)
 		}
 		l.mu.live[id] = live
 	}
-	return dead, cameUp
+	return dead, newlyDead, cameUp
 }

@@ -105,7 +105,7 @@ func TestLivenessTransitionsWithInjectedClock(t *testing.T) {
 		for _, id := range st.heard {
 			l.heard(id)
 		}
-		dead, up := l.transitions(peers)
+		dead, _, up := l.transitions(peers)
 		if got := describeTransitions(dead, up); got != st.want {
 			t.Fatalf("%s: %s, want %s", st.name, got, st.want)
 		}
@@ -115,12 +115,12 @@ func TestLivenessTransitionsWithInjectedClock(t *testing.T) {
 	}
 	// A peer never heard from and first listed more than a timeout after
 	// start is down at once, and reported up once it is heard.
-	dead, up := l.transitions([]uint64{5})
+	dead, _, up := l.transitions([]uint64{5})
 	if got := describeTransitions(dead, up); got != "dead [5] up []" {
 		t.Fatalf("peer 5, never heard, first listed long after start: %s, want dead [5] up []", got)
 	}
 	l.heard(5)
-	dead, up = l.transitions([]uint64{5})
+	dead, _, up = l.transitions([]uint64{5})
 	if got := describeTransitions(dead, up); got != "dead [] up [5]" {
 		t.Fatalf("peer 5 heard: %s, want dead [] up [5]", got)
 	}
@@ -158,7 +158,7 @@ func TestLivenessConcurrentUse(t *testing.T) {
 	wg.Wait()
 	clk.Advance(2 * time.Second)
 	l.heard(3)
-	dead, _ := l.transitions([]uint64{2, 3, 4})
+	dead, _, _ := l.transitions([]uint64{2, 3, 4})
 	if !dead[2] || dead[3] || !dead[4] {
 		t.Fatalf("after 2s of silence from 2 and 4: dead %v", dead)
 	}

@@ -275,6 +275,7 @@ func (s *Store) destroyReplica(r *Replica, why string) {
 	delete(s.mu.replicas, r.rangeID)
 	s.reindexLocked()
 	s.mu.Unlock()
+	s.setAwake(r.rangeID, false)
 	if r.leader.Load() == r.replicaID {
 		s.metrics.leaders.Dec()
 	}

@@ -28,13 +28,39 @@ import (
 func (s *Store) unquiesce(r *Replica) {
 	if r.quiesced.CompareAndSwap(true, false) {
 		s.metrics.quiescent.Dec()
+		s.setAwake(r.rangeID, true)
 	}
 }
 
 func (s *Store) quiesce(r *Replica) {
 	if r.quiesced.CompareAndSwap(false, true) {
 		s.metrics.quiescent.Inc()
+		s.setAwake(r.rangeID, false)
 	}
+}
+
+// setAwake maintains the set of ranges the ticker ticks, so that idle
+// ticks cost nothing per quiesced range.
+func (s *Store) setAwake(rangeID uint64, awake bool) {
+	s.awakeMu.Lock()
+	defer s.awakeMu.Unlock()
+	if s.awake == nil {
+		s.awake = make(map[uint64]struct{})
+	}
+	if awake {
+		s.awake[rangeID] = struct{}{}
+	} else {
+		delete(s.awake, rangeID)
+	}
+}
+
+func (s *Store) awakeIDs(buf []uint64) []uint64 {
+	s.awakeMu.Lock()
+	defer s.awakeMu.Unlock()
+	for id := range s.awake {
+		buf = append(buf, id)
+	}
+	return buf
 }
 
 func (r *Replica) inboxEmpty() bool {

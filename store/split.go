@@ -262,6 +262,7 @@ func (s *Store) installRHS(res *splitResult) error {
 	s.mu.replicas[id] = r
 	delete(s.mu.pendingRHS, id)
 	s.mu.Unlock()
+	s.setAwake(id, true)
 	s.indexReplica(r)
 	if old == nil {
 		s.metrics.replicas.Inc()

@@ -52,6 +52,9 @@ type Store struct {
 	// readSeed makes ReadIndex contexts unique across restarts.
 	readSeed uint64
 	exec     *operatorExecutor
+	// awake: ranges that are not quiesced (the ticker's work list).
+	awakeMu sync.Mutex
+	awake   map[uint64]struct{}
 	// rangeIDMu serializes the range ID allocator.
 	rangeIDMu sync.Mutex
 
@@ -208,6 +211,7 @@ func (s *Store) loadReplica(d *rangekvpb.RangeDescriptor) (*Replica, error) {
 	s.mu.Lock()
 	s.mu.replicas[d.RangeId] = r
 	s.mu.Unlock()
+	s.setAwake(d.RangeId, true)
 	s.indexReplica(r)
 	return r, nil
 }
@@ -410,33 +414,47 @@ func (s *Store) ticker() {
 			return
 		case <-t.C:
 		}
-		dead, cameUp := s.liveness.transitions(s.peerStoreIDs())
-		ids = ids[:0]
+		dead, newlyDead, cameUp := s.liveness.transitions(s.peerStoreIDs())
+		ids = s.awakeIDs(ids[:0])
 		var wake []uint64
-		s.mu.RLock()
-		for id, r := range s.mu.replicas {
-			if !r.quiesced.Load() {
-				ids = append(ids, id)
-				continue
-			}
-			if len(dead) > 0 {
-				if ls := r.leaderStore.Load(); ls != s.cfg.StoreID && dead[ls] {
-					r.setFlag(func(r *Replica) { r.inbox.leaderDead = true })
-					wake = append(wake, id)
-					continue
-				}
-			}
-			if len(cameUp) > 0 && r.leader.Load() == r.replicaID {
-				for _, st := range cameUp {
-					if replicaOnStore(r.Descriptor(), st) != nil {
-						r.setFlag(func(r *Replica) { r.inbox.wake = true })
+		// Awake followers of a dead leader forget it (so votes are granted
+		// at once) and the lowest live voter campaigns.
+		if len(dead) > 0 {
+			for _, id := range ids {
+				if r := s.replica(id); r != nil && r.leader.Load() != r.replicaID {
+					if ls := r.leaderStore.Load(); ls != 0 && ls != s.cfg.StoreID && dead[ls] {
+						r.setFlag(func(r *Replica) { r.inbox.leaderDead = true })
 						wake = append(wake, id)
-						break
 					}
 				}
 			}
 		}
-		s.mu.RUnlock()
+		// Quiesced replicas are looked at only when a store's liveness
+		// changed: followers whose leader's store went down, leaders with
+		// a replica on a store that came back.
+		if len(newlyDead) > 0 || len(cameUp) > 0 {
+			s.mu.RLock()
+			for id, r := range s.mu.replicas {
+				if !r.quiesced.Load() {
+					continue
+				}
+				if ls := r.leaderStore.Load(); ls != s.cfg.StoreID && newlyDead[ls] {
+					r.setFlag(func(r *Replica) { r.inbox.leaderDead = true })
+					wake = append(wake, id)
+					continue
+				}
+				if len(cameUp) > 0 && r.leader.Load() == r.replicaID {
+					for _, st := range cameUp {
+						if replicaOnStore(r.Descriptor(), st) != nil {
+							r.setFlag(func(r *Replica) { r.inbox.wake = true })
+							wake = append(wake, id)
+							break
+						}
+					}
+				}
+			}
+			s.mu.RUnlock()
+		}
 		s.sched.enqueueMany(ids, flagTick)
 		s.sched.enqueueMany(wake, flagWork)
 	}
