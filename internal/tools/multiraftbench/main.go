@@ -1,0 +1,407 @@
+// Command multiraftbench measures what the Multi-Raft store promises, on
+// three real rangekv-store processes bootstrapped statically on 127.0.0.1:
+//
+//  1. idle cost: range 1 split into N ranges (1,000 and 10,000, each in a
+//     fresh cluster), every replica quiescent, then each store's CPU (from
+//     /proc/PID/stat) and the batches and Raft messages it sends per second;
+//  2. write throughput over N ranges against one range: the same number of
+//     puts from concurrent writers, latency percentiles, log fsyncs per
+//     write and entries per fsync (from the stores' /metrics);
+//  3. failover: every range led by one store, that store killed with
+//     SIGKILL, the time until every range has a leader on the others.
+//
+// It prints a markdown summary on stdout (and to -out). Progress goes to
+// stderr. Every store is stopped by its PID (SIGTERM, then SIGKILL after a
+// deadline); every wait and loop is bounded. When an idle-CPU goal is
+// missed it takes CPU profiles of the stores (/debug/pprof/profile) and
+// adds `go tool pprof -top` of them to the summary.
+//
+// Run it from the module root (it builds ./cmd/store unless -store-bin is
+// given); scripts/bench_multiraft.sh does so with defaults.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// profileElection mirrors cmd/store's Raft profiles (election timeout).
+var profileElection = map[string]time.Duration{
+	"production":        time.Second,
+	"high-performance":  2 * time.Second,
+	"high-availability": 500 * time.Millisecond,
+}
+
+type options struct {
+	storeBin       string
+	dir            string
+	keep           bool
+	out            string
+	idleRanges     []int
+	writeRanges    int
+	failoverRanges int
+	failoverRuns   int
+	singleWrites   bool
+	idle           time.Duration
+	writes         writeConfig
+	splitConc      int
+	quiesceTimeout time.Duration
+	profile        string
+	election       time.Duration // effective election timeout
+	electionFlag   time.Duration // -election-timeout, 0 when unset
+	pprofMode      string
+	pprofDur       time.Duration
+	pprofWrites    bool
+	retries        int
+	storeArgs      string
+	commit         string
+	quietWait      time.Duration
+	quietBelow     float64
+	cpuGoal        float64
+	failoverGoal   float64 // in election timeouts
+}
+
+func main() {
+	o, err := parseFlags()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "multiraftbench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "multiraftbench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags() (*options, error) {
+	o := &options{}
+	var idleRanges string
+	flag.StringVar(&o.storeBin, "store-bin", "", "rangekv-store binary (default: go build ./cmd/store into the scratch dir)")
+	flag.StringVar(&o.dir, "dir", "", "scratch dir for data, logs and profiles, on the disk under test (default: a new temp dir)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the stores' data directories (logs and profiles are always kept)")
+	flag.StringVar(&o.out, "out", "", "also write the markdown summary to this file")
+	flag.StringVar(&idleRanges, "idle-ranges", "1000,10000", "range counts for the idle-cost measurement, each in a fresh cluster (empty: skip)")
+	flag.IntVar(&o.writeRanges, "write-ranges", 1000, "range count of the multi-range write run (0: skip writes)")
+	flag.IntVar(&o.failoverRanges, "failover-ranges", 1000, "range count of the failover run (0: skip)")
+	flag.IntVar(&o.failoverRuns, "failover-runs", 3, "failover runs, each but the first in a fresh cluster of its own (the time depends on which survivor notices first)")
+	flag.IntVar(&o.retries, "retries", 3, "when a store crashes, record it and run that cluster's measurements again in a fresh cluster this many times")
+	flag.BoolVar(&o.singleWrites, "single-range-writes", true, "also run the writes against one range (the comparison)")
+	flag.DurationVar(&o.idle, "idle", 30*time.Second, "idle measurement window")
+	flag.Int64Var(&o.writes.ops, "write-ops", 100000, "puts per write run (the same for every layout)")
+	flag.DurationVar(&o.writes.maxTime, "write-max", 90*time.Second, "cap on one write run; a run stopped by it is marked in the summary")
+	flag.IntVar(&o.writes.writers, "writers", 256, "concurrent writers")
+	flag.IntVar(&o.writes.valueSize, "value-size", 256, "value size in bytes")
+	flag.Uint64Var(&o.writes.seed, "seed", 1, "seed of the key generator")
+	flag.IntVar(&o.splitConc, "split-concurrency", 32, "splits in flight (always on different ranges)")
+	flag.DurationVar(&o.quiesceTimeout, "quiesce-timeout", 120*time.Second, "how long to wait for every replica to quiesce")
+	flag.StringVar(&o.commit, "commit", "", "rangekv version named in the summary (default: git rev-parse HEAD of the current dir)")
+	flag.StringVar(&o.storeArgs, "store-args", "", "more rangekv-store flags, space-separated (e.g. \"--log-level debug\")")
+	flag.StringVar(&o.profile, "raft-profile", "production", "the stores' --raft.profile")
+	flag.DurationVar(&o.electionFlag, "election-timeout", 0, "the stores' --raft.election-timeout (0: the profile's)")
+	flag.StringVar(&o.pprofMode, "pprof", "miss", "CPU profiles of the stores after an idle window: always, miss (when the CPU goal is missed) or never")
+	flag.DurationVar(&o.pprofDur, "pprof-seconds", 10*time.Second, "length of each CPU profile")
+	flag.BoolVar(&o.pprofWrites, "pprof-writes", false, "also profile the stores during each write run (from 2 s in; costs a little throughput)")
+	flag.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each measurement, wait at most this long for other work on the machine to drop under -quiet-below (0: do not wait)")
+	flag.Float64Var(&o.quietBelow, "quiet-below", 25, "see -quiet-wait: % of all cores used by other processes")
+	flag.Float64Var(&o.cpuGoal, "cpu-goal", 5, "idle goal: % of one core per store")
+	flag.Float64Var(&o.failoverGoal, "failover-goal", 2, "failover goal: election timeouts")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+	for _, f := range strings.Split(idleRanges, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 1_000_000 {
+			return nil, fmt.Errorf("idle-ranges: %q is not a range count between 1 and 1000000", f)
+		}
+		o.idleRanges = append(o.idleRanges, n)
+	}
+	et, ok := profileElection[o.profile]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("raft-profile: unknown profile %q (production, high-performance, high-availability)", o.profile)
+	case o.writeRanges < 0 || o.writeRanges > 1_000_000:
+		return nil, fmt.Errorf("write-ranges: must be between 0 and 1000000, got %d", o.writeRanges)
+	case o.failoverRanges < 0 || o.failoverRanges > 1_000_000:
+		return nil, fmt.Errorf("failover-ranges: must be between 0 and 1000000, got %d", o.failoverRanges)
+	case o.failoverRuns < 1 || o.failoverRuns > 100:
+		return nil, fmt.Errorf("failover-runs: must be between 1 and 100, got %d", o.failoverRuns)
+	case o.writes.ops < 0:
+		return nil, fmt.Errorf("write-ops: must not be negative, got %d", o.writes.ops)
+	case o.writes.writers < 1 || o.writes.writers > 10000:
+		return nil, fmt.Errorf("writers: must be between 1 and 10000, got %d", o.writes.writers)
+	case o.writes.valueSize < 1 || o.writes.valueSize > 1<<20:
+		return nil, fmt.Errorf("value-size: must be between 1 and 1048576, got %d", o.writes.valueSize)
+	case o.writes.maxTime <= 0 || o.idle <= 0 || o.quiesceTimeout <= 0:
+		return nil, errors.New("write-max, idle and quiesce-timeout must be positive")
+	case o.splitConc < 1 || o.splitConc > 1024:
+		return nil, fmt.Errorf("split-concurrency: must be between 1 and 1024, got %d", o.splitConc)
+	case o.pprofMode != "always" && o.pprofMode != "miss" && o.pprofMode != "never":
+		return nil, fmt.Errorf("pprof: must be always, miss or never, got %q", o.pprofMode)
+	case o.pprofDur < time.Second:
+		return nil, fmt.Errorf("pprof-seconds: must be at least 1s, got %s", o.pprofDur)
+	}
+	o.election = et
+	if o.electionFlag > 0 {
+		o.election = o.electionFlag
+	}
+	if o.writes.ops == 0 {
+		o.writeRanges = 0
+	}
+	if o.writeRanges == 0 {
+		o.singleWrites = false
+	}
+	return o, nil
+}
+
+// plan is one fresh cluster and what to measure on it.
+type plan struct {
+	ranges                 int
+	idle, writes, failover bool
+}
+
+func plans(o *options) []plan {
+	var ps []plan
+	covered := func(n int) bool {
+		return slices.ContainsFunc(ps, func(p plan) bool { return p.ranges == n })
+	}
+	for _, n := range o.idleRanges {
+		if covered(n) {
+			continue
+		}
+		ps = append(ps, plan{ranges: n, idle: true, writes: n == o.writeRanges, failover: n == o.failoverRanges})
+	}
+	if o.writeRanges > 0 && !covered(o.writeRanges) {
+		ps = append(ps, plan{ranges: o.writeRanges, writes: true, failover: o.writeRanges == o.failoverRanges})
+	}
+	extra := o.failoverRuns - 1
+	if o.failoverRanges > 0 && !covered(o.failoverRanges) {
+		extra++
+	}
+	for range max(0, extra) {
+		if o.failoverRanges > 0 {
+			ps = append(ps, plan{ranges: o.failoverRanges, failover: true})
+		}
+	}
+	if o.singleWrites {
+		// Right after the first plan: the 10,000-range cluster comes last.
+		p := plan{ranges: 1, writes: true}
+		if len(ps) == 0 {
+			ps = append(ps, p)
+		} else {
+			ps = slices.Insert(ps, 1, p)
+		}
+	}
+	return ps
+}
+
+type results struct {
+	machine   machineInfo
+	loadEnd   string
+	idle      []idleResult
+	writes    []writeResult
+	failovers []failoverResult
+	notes     []string
+	crashes   int
+	elapsed   time.Duration
+}
+
+func run(ctx context.Context, o *options) error {
+	start := time.Now()
+	if o.dir == "" {
+		d, err := os.MkdirTemp("", "multiraftbench-")
+		if err != nil {
+			return err
+		}
+		o.dir = d
+	}
+	if err := os.MkdirAll(o.dir, 0o755); err != nil {
+		return err
+	}
+	progress := os.Stderr
+	fmt.Fprintf(progress, "multiraftbench: scratch dir %s\n", o.dir)
+	if o.storeBin == "" {
+		o.storeBin = filepath.Join(o.dir, "bin", "rangekv-store")
+		fmt.Fprintf(progress, "building %s\n", o.storeBin)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", o.storeBin, "./cmd/store")
+		cmd.Stdout, cmd.Stderr = progress, progress
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("go build ./cmd/store (run from the module root): %w", err)
+		}
+	}
+	sa := storeArgs{bin: o.storeBin, profile: o.profile}
+	if o.electionFlag > 0 {
+		sa.extra = append(sa.extra, "--raft.election-timeout", o.electionFlag.String())
+	}
+	sa.extra = append(sa.extra, strings.Fields(o.storeArgs)...)
+	res := &results{machine: gatherMachine(ctx, o.dir)}
+	if o.commit != "" {
+		res.machine.commit = o.commit
+	}
+	var runErr error
+	n := 0
+	for _, p := range plans(o) {
+		for attempt := 0; ; attempt++ {
+			n++
+			err := runPlan(ctx, o, sa, n, p, res, progress)
+			if err == nil {
+				break
+			}
+			res.notes = append(res.notes, fmt.Sprintf("cluster with %d ranges (attempt %d) stopped: %v", p.ranges, attempt+1, err))
+			fmt.Fprintf(progress, "  STOPPED: %v\n", err)
+			var crash *storeCrashError
+			if ctx.Err() != nil || !errors.As(err, &crash) || attempt >= o.retries {
+				runErr = err
+				break
+			}
+			res.crashes++
+			fmt.Fprintf(progress, "  a store crashed: running the %d-range measurements again in a fresh cluster\n", p.ranges)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	res.loadEnd = loadavg()
+	res.elapsed = time.Since(start)
+	summary := render(o, res)
+	fmt.Print(summary)
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(summary), 0o644); err != nil {
+			return err
+		}
+	}
+	return runErr
+}
+
+func runPlan(ctx context.Context, o *options, sa storeArgs, n int, p plan, res *results, progress *os.File) (err error) {
+	name := fmt.Sprintf("c%d_%dranges", n, p.ranges)
+	dir := filepath.Join(o.dir, name)
+	fmt.Fprintf(progress, "== cluster %s: starting 3 stores (data in %s)\n", name, dir)
+	c, err := startCluster(ctx, name, dir, sa)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// A store that died explains any error better than the error does.
+		if cerr := c.checkAlive(); cerr != nil {
+			err = cerr
+		}
+		if killed := c.stop(); len(killed) > 0 {
+			res.notes = append(res.notes, fmt.Sprintf("%s: stores %v did not stop within %s of SIGTERM and were killed", name, killed, stopGrace))
+		}
+		if !o.keep {
+			for _, s := range c.stores {
+				os.RemoveAll(s.dataDir)
+			}
+		}
+	}()
+	lead, err := c.waitLeader(ctx, 1, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	var ir idleResult
+	ir.ranges = p.ranges
+	if p.ranges > 1 {
+		fmt.Fprintf(progress, "  splitting range 1 into %d ranges (%d in flight)\n", p.ranges, o.splitConc)
+		st, err := splitInto(ctx, c, p.ranges, o.splitConc, lead, progress)
+		ir.split = st
+		if err != nil {
+			return fmt.Errorf("split: %w", err)
+		}
+		fmt.Fprintf(progress, "  %d splits in %.1fs (%.0f/s)\n", st.splits, st.elapsed.Seconds(), float64(st.splits)/st.elapsed.Seconds())
+	}
+	if p.idle {
+		q, err := waitQuiescent(ctx, c, p.ranges, o.quiesceTimeout, progress)
+		if err != nil {
+			return err
+		}
+		ir.quiesce = q
+		if ir.counts, err = listReplicas(ctx, c); err != nil {
+			return err
+		}
+		if !q.done {
+			ir.detail = nonQuiescentDetail(ctx, c, 5)
+			fmt.Fprintln(progress, ir.detail)
+		}
+		ir.foreignBefore, _ = waitQuiet(ctx, c, o.quietWait, o.quietBelow, progress)
+		fmt.Fprintf(progress, "  idle window %s\n", o.idle)
+		m, err := measureIdle(ctx, c, o.idle)
+		if err != nil {
+			return err
+		}
+		m.ranges, m.split, m.quiesce, m.detail, m.counts, m.foreignBefore = ir.ranges, ir.split, ir.quiesce, ir.detail, ir.counts, ir.foreignBefore
+		fmt.Fprintf(progress, "  CPU %% of a core per store %.2f; batches/s %.1f; raft msgs/s %.2f\n", m.cpuPct, m.batchesPS, sum(m.msgsPS))
+		if o.pprofMode == "always" || (o.pprofMode == "miss" && m.maxCPU() > o.cpuGoal) {
+			fmt.Fprintf(progress, "  CPU profiles (%s)\n", o.pprofDur)
+			m.profiles = profileStores(ctx, c, o.storeBin, o.dir, fmt.Sprintf("idle_%dranges", p.ranges), o.pprofDur)
+		}
+		res.idle = append(res.idle, m)
+	}
+	if p.writes {
+		cfg := o.writes
+		cfg.keySpread = max(o.writeRanges, 1)
+		layout := fmt.Sprintf("%d ranges", p.ranges)
+		if p.ranges == 1 {
+			layout = "1 range"
+		}
+		foreign, _ := waitQuiet(ctx, c, o.quietWait, o.quietBelow, progress)
+		fmt.Fprintf(progress, "  writes: %d puts, %d writers, %d-byte values\n", cfg.ops, cfg.writers, cfg.valueSize)
+		var during func(context.Context)
+		var profs []string
+		if o.pprofWrites {
+			during = func(ctx context.Context) {
+				profs = profileStores(ctx, c, o.storeBin, o.dir, fmt.Sprintf("writes_%dranges", p.ranges), o.pprofDur)
+			}
+		}
+		w, err := runWrites(ctx, c, layout, p.ranges, cfg, progress, during)
+		w.profiles, w.foreignBefore = profs, foreign
+		if err != nil {
+			return fmt.Errorf("writes: %w", err)
+		}
+		fmt.Fprintf(progress, "  %.0f writes/s, p50 %s p99 %s, %.3f fsyncs/write\n", w.throughput(), w.p50, w.p99, w.fsyncsPerWrite())
+		res.writes = append(res.writes, w)
+	}
+	if p.failover {
+		fmt.Fprintf(progress, "  failover with %d ranges\n", p.ranges)
+		target, moved, err := concentrateLeaders(ctx, c, progress)
+		if err != nil {
+			return fmt.Errorf("failover: %w", err)
+		}
+		q, err := waitQuiescent(ctx, c, p.ranges, o.quiesceTimeout, progress)
+		if err != nil {
+			return err
+		}
+		lm, err := leaderMap(ctx, c)
+		if err != nil {
+			return err
+		}
+		var ids []uint64
+		for id := range lm {
+			ids = append(ids, id)
+		}
+		foreign, _ := waitQuiet(ctx, c, o.quietWait, o.quietBelow, progress)
+		f, err := failover(ctx, c, target, ids, q.quiescent[target], progress)
+		f.transferred, f.foreignBefore = moved, foreign
+		res.failovers = append(res.failovers, f)
+		if err != nil {
+			return fmt.Errorf("failover: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Multi-Raft benchmarks (docs/benchmarks.md, "Multi-Raft"): three real
+# rangekv-store processes on 127.0.0.1 with static bootstrap, driven by
+# internal/tools/multiraftbench:
+#   1. idle cost of 1,000 and 10,000 quiescent ranges (each in a fresh
+#      cluster): CPU per store, batches and Raft messages per second;
+#   2. writes over 1,000 ranges vs one range: the same number of puts from
+#      256 writers, 256-byte values, latency, fsyncs per put;
+#   3. failover: kill -9 of the store leading all 1,000 ranges, time until
+#      every range has a leader again (3 runs).
+# Writes a markdown summary to $OUT and stdout; progress goes to stderr.
+# About 5 to 6 minutes on 2 cores (more when a store crashes and a cluster
+# is redone, or when the machine is busy and the quiet waits run out).
+#
+# Env knobs (defaults in brackets):
+#   BENCH_DIR        scratch dir on the disk under test [a new mktemp -d]
+#   IDLE_RANGES      range counts of the idle runs [1000,10000]
+#   WRITE_RANGES     ranges of the multi-range write run; 0 skips writes [1000]
+#   FAILOVER_RANGES  ranges of the failover run; 0 skips it [1000]
+#   FAILOVER_RUNS    failover runs, each extra one in a fresh cluster [3]
+#   IDLE             idle window [30s]
+#   WRITE_OPS        puts per write run [100000]
+#   WRITE_MAX        cap on one write run [120s]
+#   WRITERS          concurrent writers [256]
+#   VALUE_SIZE       bytes per value [256]
+#   PROFILE          the stores' --raft.profile [production]
+#   PPROF            always | miss | never: CPU profiles after idle windows [miss]
+#   QUIET_WAIT       wait at most this for other work on the machine to calm
+#                    down before each measurement; 0 disables [30s]
+#   OUT              summary file [$BENCH_DIR/multiraft_<date>.md]
+#   EXTRA            more multiraftbench flags, e.g. "-pprof-writes -keep"
+# Every store is stopped by its PID (SIGTERM, then SIGKILL after 10 s) by
+# the program, which also takes them down if it is interrupted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BENCH_DIR=${BENCH_DIR:-$(mktemp -d)}
+mkdir -p "$BENCH_DIR/bin"
+OUT=${OUT:-$BENCH_DIR/multiraft_$(date +%Y%m%d_%H%M%S).md}
+
+echo "building into $BENCH_DIR/bin" >&2
+go build -o "$BENCH_DIR/bin/rangekv-store" ./cmd/store
+go build -o "$BENCH_DIR/bin/multiraftbench" ./internal/tools/multiraftbench
+
+echo "uptime before: $(uptime)" >&2
+rc=0
+# shellcheck disable=SC2086  # EXTRA is a list of flags
+"$BENCH_DIR/bin/multiraftbench" \
+  -store-bin "$BENCH_DIR/bin/rangekv-store" \
+  -dir "$BENCH_DIR/run_$(date +%Y%m%d_%H%M%S)" \
+  -out "$OUT" \
+  -idle-ranges "${IDLE_RANGES:-1000,10000}" \
+  -write-ranges "${WRITE_RANGES:-1000}" \
+  -failover-ranges "${FAILOVER_RANGES:-1000}" \
+  -failover-runs "${FAILOVER_RUNS:-3}" \
+  -idle "${IDLE:-30s}" \
+  -write-ops "${WRITE_OPS:-100000}" \
+  -write-max "${WRITE_MAX:-120s}" \
+  -writers "${WRITERS:-256}" \
+  -value-size "${VALUE_SIZE:-256}" \
+  -raft-profile "${PROFILE:-production}" \
+  -pprof "${PPROF:-miss}" \
+  -quiet-wait "${QUIET_WAIT:-30s}" \
+  ${EXTRA:-} || rc=$?
+echo "uptime after: $(uptime)" >&2
+echo "summary: $OUT" >&2
+exit $rc
