@@ -70,7 +70,7 @@ func (a *api) RangeHeartbeats(ctx context.Context, req *rangekvpb.RangeHeartbeat
 			ops.observe(h.Descriptor_, h.LeaderStoreId, now)
 		}
 	}
-	return &rangekvpb.RangeHeartbeatsResponse{Steps: ops.stepsFor(req.StoreId, now)}, nil
+	return &rangekvpb.RangeHeartbeatsResponse{Steps: ops.stepsFor(req.StoreId, now), ReportAll: cl.firstReport(req.StoreId)}, nil
 }
 
 func (a *api) AllocID(ctx context.Context, req *rangekvpb.AllocIDRequest) (*rangekvpb.AllocIDResponse, error) {
@@ -150,7 +150,10 @@ func (a *api) ScanRanges(_ context.Context, req *rangekvpb.ScanRangesRequest) (*
 func (s *Server) storeInfo(d *rangekvpb.StoreDescriptor, now time.Time) *rangekvpb.StoreInfo {
 	cl := s.cluster()
 	st, downSince, last := cl.storeState(d.StoreId, now, s.cfg.StoreDownGrace)
-	info := &rangekvpb.StoreInfo{Store: d, State: st, Stats: cl.stats(d.StoreId), LastHeartbeatUnixMs: last.UnixMilli()}
+	info := &rangekvpb.StoreInfo{Store: d, State: st, Stats: cl.stats(d.StoreId)}
+	if !last.IsZero() {
+		info.LastHeartbeatUnixMs = last.UnixMilli()
+	}
 	if st == rangekvpb.StoreState_STORE_DOWN {
 		info.DownSinceUnixMs = downSince.UnixMilli()
 	}

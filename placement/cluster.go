@@ -31,10 +31,24 @@ type clusterState struct {
 	since  time.Time // when this member became leader
 	stores map[uint64]*storeLive
 	ranges map[uint64]*rangeLive
+	// reported: stores that sent range heartbeats to this leader.
+	reported map[uint64]bool
 }
 
 func newClusterState(now time.Time) *clusterState {
-	return &clusterState{since: now, stores: map[uint64]*storeLive{}, ranges: map[uint64]*rangeLive{}}
+	return &clusterState{since: now, stores: map[uint64]*storeLive{}, ranges: map[uint64]*rangeLive{}, reported: map[uint64]bool{}}
+}
+
+// firstReport reports whether this is the store's first range heartbeat
+// call to this leader (and records it).
+func (c *clusterState) firstReport(storeID uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reported[storeID] {
+		return false
+	}
+	c.reported[storeID] = true
+	return true
 }
 
 func (c *clusterState) storeHeartbeat(st *rangekvpb.StoreStats, now time.Time) {
@@ -58,15 +72,17 @@ func (c *clusterState) rangeHeartbeat(h *rangekvpb.RangeHeartbeat, now time.Time
 
 // storeState: down when no heartbeat for grace (counting from when this
 // member became leader for stores never heard from).
+// storeState also returns when the store went down and its last heartbeat
+// (zero when none reached this leader).
 func (c *clusterState) storeState(id uint64, now time.Time, grace time.Duration) (rangekvpb.StoreState, time.Time, time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	last := c.since
+	from, last := c.since, time.Time{}
 	if s, ok := c.stores[id]; ok {
-		last = s.lastHeartbeat
+		from, last = s.lastHeartbeat, s.lastHeartbeat
 	}
-	if now.Sub(last) > grace {
-		return rangekvpb.StoreState_STORE_DOWN, last.Add(grace), last
+	if now.Sub(from) > grace {
+		return rangekvpb.StoreState_STORE_DOWN, from.Add(grace), last
 	}
 	return rangekvpb.StoreState_STORE_UP, time.Time{}, last
 }

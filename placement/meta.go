@@ -153,6 +153,18 @@ func (m *meta) apply(b *pebble.Batch, cmd *rangekvpb.PlacementCommand) (any, err
 			if old, ok := m.ranges[d.RangeId]; ok && !newer(d, old) {
 				continue
 			}
+			// A stale layout (a late heartbeat from before a split this
+			// state already records) is ignored.
+			stale := false
+			for id, o := range m.ranges {
+				if id != d.RangeId && overlap(o, d) && o.GetEpoch().GetVersion() > d.GetEpoch().GetVersion() {
+					stale = true
+					break
+				}
+			}
+			if stale {
+				continue
+			}
 			// A newer descriptor evicts older overlapping ones (a split the
 			// left half has not reported yet, a stale layout).
 			for id, o := range m.ranges {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/rangekv/rangekv/internal/testcluster"
+	"github.com/rangekv/rangekv/placement"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
 	"github.com/rangekv/rangekv/store"
@@ -25,7 +26,8 @@ func pdClient(t *testing.T, addr string) rangekvpb.PlacementClient {
 }
 
 func TestJoinBootstrapAndMove(t *testing.T) {
-	c := testcluster.StartPD(t, 3, testcluster.PDOptions{})
+	// No automatic scheduling: the test's move must not race a repair.
+	c := testcluster.StartPD(t, 3, testcluster.PDOptions{ConfigurePD: func(_ int, cfg *placement.Config) { cfg.ScheduleInterval = time.Hour }})
 	c.WaitFor("range 1 led", 10*time.Second, func() bool { return len(c.Descriptors()) == 1 })
 	pd := pdClient(t, c.PDAddrs[0])
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

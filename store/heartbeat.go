@@ -113,20 +113,25 @@ func (s *Store) sendRangeHeartbeats(last map[uint64]reported) {
 	ctx, cancel := s.pdCtx(5 * time.Second)
 	defer cancel()
 	var steps []*rangekvpb.OperatorStep
+	reportAll := false
 	err := s.pd.call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
 		r, err := pc.RangeHeartbeats(ctx, req)
 		if err != nil {
 			return nil, err
 		}
-		steps = r.Steps
+		steps, reportAll = r.Steps, r.ReportAll
 		return r.Error, nil
 	})
 	if err != nil {
 		s.log.Debug("range heartbeats", "err", err)
-		return // report again next time
+		clear(last) // placement may have lost it all (a new leader): report everything
+		return
 	}
 	for id, rep := range sent {
 		last[id] = rep
+	}
+	if reportAll {
+		clear(last) // a new placement leader: report every range next time
 	}
 	for _, st := range steps {
 		s.exec.enqueue(st)

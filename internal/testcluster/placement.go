@@ -256,3 +256,28 @@ func (c *PDCluster) Descriptors() map[uint64]*rangekvpb.RangeDescriptor {
 	}
 	return out
 }
+
+// StoreConfig returns a copy of store i's configuration (data directory,
+// address, timings), e.g. to open its data directory against other
+// placement members.
+func (c *PDCluster) StoreConfig(i int) store.Config {
+	return c.cfgs[i]
+}
+
+// LeaderCounts counts, per running store, the initialized replicas it
+// leads (from the stores' own status).
+func (c *PDCluster) LeaderCounts() map[uint64]int {
+	out := map[uint64]int{}
+	for _, s := range c.Stores {
+		if s == nil {
+			continue
+		}
+		out[s.StoreID()] += 0
+		for _, r := range s.Status().Replicas {
+			if r.RaftState == "StateLeader" && r.Initialized {
+				out[s.StoreID()]++
+			}
+		}
+	}
+	return out
+}

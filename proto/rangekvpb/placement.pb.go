@@ -893,9 +893,12 @@ func (x *RangeHeartbeatsRequest) GetRanges() []*RangeHeartbeat {
 }
 
 type RangeHeartbeatsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Error         *PlacementError        `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
-	Steps         []*OperatorStep        `protobuf:"bytes,2,rep,name=steps,proto3" json:"steps,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Error *PlacementError        `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Steps []*OperatorStep        `protobuf:"bytes,2,rep,name=steps,proto3" json:"steps,omitempty"`
+	// Set on the first call from a store since this member became leader:
+	// report every range you lead next time (this leader knows nothing yet).
+	ReportAll     bool `protobuf:"varint,3,opt,name=report_all,json=reportAll,proto3" json:"report_all,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -942,6 +945,13 @@ func (x *RangeHeartbeatsResponse) GetSteps() []*OperatorStep {
 		return x.Steps
 	}
 	return nil
+}
+
+func (x *RangeHeartbeatsResponse) GetReportAll() bool {
+	if x != nil {
+		return x.ReportAll
+	}
+	return false
 }
 
 type AllocIDRequest struct {
@@ -3239,10 +3249,12 @@ const file_placement_proto_rawDesc = "" +
 	"\x16RangeHeartbeatsRequest\x120\n" +
 	"\x06header\x18\x01 \x01(\v2\x18.rangekv.PlacementHeaderR\x06header\x12\x19\n" +
 	"\bstore_id\x18\x02 \x01(\x04R\astoreId\x12/\n" +
-	"\x06ranges\x18\x03 \x03(\v2\x17.rangekv.RangeHeartbeatR\x06ranges\"u\n" +
+	"\x06ranges\x18\x03 \x03(\v2\x17.rangekv.RangeHeartbeatR\x06ranges\"\x94\x01\n" +
 	"\x17RangeHeartbeatsResponse\x12-\n" +
 	"\x05error\x18\x01 \x01(\v2\x17.rangekv.PlacementErrorR\x05error\x12+\n" +
-	"\x05steps\x18\x02 \x03(\v2\x15.rangekv.OperatorStepR\x05steps\"X\n" +
+	"\x05steps\x18\x02 \x03(\v2\x15.rangekv.OperatorStepR\x05steps\x12\x1d\n" +
+	"\n" +
+	"report_all\x18\x03 \x01(\bR\treportAll\"X\n" +
 	"\x0eAllocIDRequest\x120\n" +
 	"\x06header\x18\x01 \x01(\v2\x18.rangekv.PlacementHeaderR\x06header\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\"V\n" +
