@@ -201,6 +201,17 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 				s.wakeLeader(r)
 			}
 		}
+		// A vote while store liveness says our leader's store is down:
+		// forget that leader first, or raft ignores the vote for the rest of
+		// its (frozen, if we were quiesced) lease and the election waits a
+		// full timeout.
+		if t := m.GetType(); (t == pb.MsgPreVote || t == pb.MsgVote) && !rr.IsLeader() {
+			if lead := rr.Leader(); lead != 0 && lead != m.GetFrom() {
+				if st, ok := r.storeOfReplica(lead); ok && !s.liveness.isLive(st) {
+					_ = rr.ForgetLeader()
+				}
+			}
+		}
 		if err := rr.Step(m); err != nil {
 			s.log.Debug("step", "range", r.rangeID, "type", m.GetType().String(), "err", err)
 		}
