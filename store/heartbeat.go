@@ -14,9 +14,10 @@ import (
 )
 
 type reported struct {
-	desc   *rangekvpb.RangeDescriptor
-	leader bool
-	at     time.Time
+	desc          *rangekvpb.RangeDescriptor
+	leader        bool
+	at            time.Time
+	reads, writes uint64 // counters at the last report
 }
 
 func (s *Store) heartbeatLoop() {
@@ -74,7 +75,17 @@ func (s *Store) storeStats() *rangekvpb.StoreStats {
 func (s *Store) sendStoreHeartbeat() {
 	ctx, cancel := s.pdCtx(s.cfg.StoreHeartbeatInterval)
 	defer cancel()
-	req := &rangekvpb.StoreHeartbeatRequest{Stats: s.storeStats(), Address: s.cfg.AdvertiseAddr}
+	stats := s.storeStats()
+	now := s.now()
+	var total uint64
+	for _, r := range s.replicasSnapshot() {
+		total += r.reads.Load() + r.writes.Load()
+	}
+	if !s.lastLoad.at.IsZero() && total >= s.lastLoad.requests {
+		stats.RequestsPerSec = float64(total-s.lastLoad.requests) / now.Sub(s.lastLoad.at).Seconds()
+	}
+	s.lastLoad.at, s.lastLoad.requests = now, total
+	req := &rangekvpb.StoreHeartbeatRequest{Stats: stats, Address: s.cfg.AdvertiseAddr}
 	err := s.pd.call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
 		r, err := pc.StoreHeartbeat(ctx, req)
 		if err != nil {
@@ -103,12 +114,20 @@ func (s *Store) sendRangeHeartbeats(last map[uint64]reported) {
 		due := !ok || prev.desc != d || prev.leader != isLeader || now.Sub(prev.at) >= s.cfg.RangeHeartbeatRefresh
 		if !isLeader || !due {
 			if !isLeader {
-				last[r.rangeID] = reported{desc: d, at: prev.at}
+				last[r.rangeID] = reported{desc: d}
 			}
 			continue
 		}
-		req.Ranges = append(req.Ranges, s.rangeHeartbeat(r, d))
-		sent[r.rangeID] = reported{desc: d, leader: true, at: now}
+		h := s.rangeHeartbeat(r, d)
+		rd, wr := r.reads.Load(), r.writes.Load()
+		if ok && !prev.at.IsZero() {
+			if secs := now.Sub(prev.at).Seconds(); secs > 0 {
+				h.ReadsPerSec = float64(rd-prev.reads) / secs
+				h.WritesPerSec = float64(wr-prev.writes) / secs
+			}
+		}
+		req.Ranges = append(req.Ranges, h)
+		sent[r.rangeID] = reported{desc: d, leader: true, at: now, reads: rd, writes: wr}
 	}
 	ctx, cancel := s.pdCtx(5 * time.Second)
 	defer cancel()

@@ -221,6 +221,7 @@ func (k *kvServer) Get(ctx context.Context, req *rangekvpb.GetRequest) (resp *ra
 	}
 	r, rerr := s.route(req.Header, req.Key)
 	if rerr == nil {
+		r.reads.Add(1)
 		rerr, err = s.readBarrier(ctx, r, req.GetHeader().GetConsistency())
 	}
 	if rerr != nil || err != nil {
@@ -244,6 +245,7 @@ func (k *kvServer) write(ctx context.Context, op string, key []byte, cmd *rangek
 		hdr.Error = rerr
 		return nil, hdr, nil
 	}
+	r.writes.Add(1)
 	cmd.Epoch = r.Descriptor().GetEpoch()
 	v, rerr, err := k.s.propose(ctx, r, cmd)
 	hdr.Error = rerr
@@ -312,6 +314,7 @@ func (k *kvServer) Scan(ctx context.Context, req *rangekvpb.ScanRequest) (resp *
 	}
 	r, rerr := s.route(req.Header, req.StartKey)
 	if rerr == nil {
+		r.reads.Add(1)
 		rerr, err = s.readBarrier(ctx, r, req.GetHeader().GetConsistency())
 	}
 	if rerr != nil || err != nil {

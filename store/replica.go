@@ -43,6 +43,9 @@ type Replica struct {
 	// writtenBytes approximates user bytes applied since the last split
 	// check.
 	writtenBytes atomic.Int64
+	// reads and writes count KV requests routed to this replica (load
+	// reported to placement).
+	reads, writes atomic.Uint64
 	// appliedIndex mirrors mu.applied.Index for lock-free readers.
 	appliedIndex atomic.Uint64
 

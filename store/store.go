@@ -52,6 +52,12 @@ type Store struct {
 	// readSeed makes ReadIndex contexts unique across restarts.
 	readSeed uint64
 	exec     *operatorExecutor
+	// lastLoad: request count at the last store heartbeat (heartbeat loop
+	// only).
+	lastLoad struct {
+		at       time.Time
+		requests uint64
+	}
 	// awake: ranges that are not quiesced (the ticker's work list).
 	awakeMu sync.Mutex
 	awake   map[uint64]struct{}
