@@ -8,7 +8,8 @@ import (
 	"testing"
 )
 
-// binDir holds rangekv-store and rangekv, built once by TestMain.
+// binDir holds rangekv-store, rangekv-placement and rangekv, built once by
+// TestMain (the playground runs the first two from next to rangekv).
 var binDir string
 
 func TestMain(m *testing.M) {
@@ -28,7 +29,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildBinaries runs go build for the two binaries the tests execute.
+// buildBinaries runs go build for the binaries the tests execute.
 func buildBinaries(dir string) error {
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -44,6 +45,7 @@ func buildBinaries(dir string) error {
 	}
 	for _, b := range []struct{ out, pkg string }{
 		{"rangekv-store", "./cmd/store"},
+		{"rangekv-placement", "./cmd/placement"},
 		{"rangekv", "./cmd/cli"},
 	} {
 		cmd := exec.Command(goBin, "build", "-o", filepath.Join(dir, b.out), b.pkg)

@@ -100,7 +100,7 @@ const historySize = 1000
 type controller struct {
 	s  *Server
 	mu sync.Mutex
-	// nextID numbers operators of this leadership term.
+	// nextID numbers operators (unique across leaderships).
 	nextID  uint64
 	byRange map[uint64]*operator
 	byID    map[uint64]*operator
@@ -108,7 +108,9 @@ type controller struct {
 }
 
 func newController(s *Server) *controller {
-	return &controller{s: s, byRange: map[uint64]*operator{}, byID: map[uint64]*operator{}}
+	// IDs stay unique across leaderships: each leader numbers from its
+	// start time (milliseconds, shifted) on.
+	return &controller{s: s, nextID: uint64(s.now().UnixMilli()) << 16, byRange: map[uint64]*operator{}, byID: map[uint64]*operator{}}
 }
 
 // add starts an operator unless the range already has one.

@@ -56,9 +56,9 @@ type driver struct {
 
 	leader atomic.Uint64
 	term   atomic.Uint64
-	// active: members the leader heard from recently (for status).
+	// heard: when each member last sent us a message (for status).
 	progressMu sync.Mutex
-	active     map[uint64]bool
+	heard      map[uint64]time.Time
 	applied    uint64
 	sinceTr    int
 	members    *rangekvpb.RangeDescriptor
@@ -255,15 +255,6 @@ func (d *driver) handleReady() {
 			d.s.onLeaderChange(bs.Lead == d.s.cfg.ID)
 		}
 		d.term.Store(bs.GetTerm())
-		if d.rr.IsLeader() {
-			act := map[uint64]bool{}
-			for id, pr := range d.rr.Status().Progress {
-				act[id] = pr.RecentActive
-			}
-			d.progressMu.Lock()
-			d.active = act
-			d.progressMu.Unlock()
-		}
 		d.maybeTruncate()
 	}
 }
@@ -467,6 +458,7 @@ type raftServer struct {
 }
 
 func (r *raftServer) Send(_ context.Context, b *rangekvpb.PlacementRaftBatch) (*rangekvpb.PlacementRaftAck, error) {
+	r.s.drv.heardFrom(b.From)
 	select {
 	case r.s.drv.recvc <- b.Messages:
 	default: // raft retries
@@ -474,17 +466,24 @@ func (r *raftServer) Send(_ context.Context, b *rangekvpb.PlacementRaftBatch) (*
 	return &rangekvpb.PlacementRaftAck{}, nil
 }
 
-// reachable reports whether a peer member answered recently (the leader's
-// view of its progress; members other than the leader report true for
-// themselves only).
+// reachable reports whether a member sent this one a message within two
+// election timeouts (leaders and followers exchange heartbeats).
 func (d *driver) reachable(id uint64) bool {
 	if id == d.s.cfg.ID {
 		return true
 	}
-	if !d.isLeader() {
-		return d.leader.Load() == id
-	}
 	d.progressMu.Lock()
 	defer d.progressMu.Unlock()
-	return d.active[id]
+	t, ok := d.heard[id]
+	return ok && d.s.now().Sub(t) < 2*d.s.cfg.ElectionTimeout
+}
+
+// heardFrom records a message from a member.
+func (d *driver) heardFrom(id uint64) {
+	d.progressMu.Lock()
+	defer d.progressMu.Unlock()
+	if d.heard == nil {
+		d.heard = map[uint64]time.Time{}
+	}
+	d.heard[id] = d.s.now()
 }

@@ -1,10 +1,14 @@
 package router
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // AmbiguousError: the write may or may not have been applied (the request
 // timed out, the connection broke after sending, or the leader lost its
-// leadership before the outcome was known). Read the key to find out.
+// leadership before the outcome was known). Read the key to find out. Such
+// a write is never retried by the router.
 type AmbiguousError struct {
 	Op     string
 	Reason string
@@ -13,3 +17,30 @@ type AmbiguousError struct {
 func (e *AmbiguousError) Error() string {
 	return fmt.Sprintf("%s: outcome unknown (it may or may not have been applied): %s", e.Op, e.Reason)
 }
+
+// PlacementError is an error the placement driver answered with (as data,
+// not as a gRPC status).
+type PlacementError struct {
+	Op      string
+	Message string
+	// ClusterMismatch: the placement members run another cluster.
+	ClusterMismatch bool
+	// Permanent: retrying will not help (the router does not).
+	Permanent bool
+}
+
+func (e *PlacementError) Error() string {
+	return fmt.Sprintf("placement %s: %s", e.Op, e.Message)
+}
+
+// ErrNoPlacement is returned by the operations that need the placement
+// driver (Admin) on a static client.
+var ErrNoPlacement = errors.New("router: this operation needs the placement driver (a client made with router.New, not NewStatic)")
+
+// NotFoundError: the placement driver knows no such range, store or
+// operator.
+type NotFoundError struct {
+	What string
+}
+
+func (e *NotFoundError) Error() string { return e.What + " not found" }

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -112,8 +113,11 @@ With -o json the result is exactly
 			if f.Changed("ops") && f.Changed("duration") {
 				return usageErrorf("bench: give --duration or --ops, not both")
 			}
-			if ranges != 1 {
-				return usageErrorf("ranges: pre-splitting the key space needs range splits, which are not available yet; use --ranges 1")
+			if ranges < 1 {
+				return usageErrorf("ranges: must be at least 1, got %d", ranges)
+			}
+			if ranges > 1 && len(a.g.cluster.placement) == 0 && !a.g.cluster.empty() {
+				return usageErrorf("ranges: pre-splitting the key space needs the placement driver (--placement); in static mode use --ranges 1")
 			}
 			cfg.zipf = dist == "zipf"
 			if dist != "zipf" && dist != "uniform" {
@@ -128,9 +132,16 @@ With -o json the result is exactly
 			if err != nil {
 				return err
 			}
-			if len(a.g.stores) == 0 {
-				_, err := a.client(router.Options{}) // the usual message
-				return err
+			if ranges > cfg.keys {
+				return usageErrorf("ranges: %d ranges for %d keys; use at most --keys ranges", ranges, cfg.keys)
+			}
+			if a.g.cluster.empty() {
+				return errNoCluster()
+			}
+			if ranges > 1 {
+				if err := a.presplit(cmd.Context(), cfg, ranges); err != nil {
+					return err
+				}
 			}
 			n := (cfg.clients + goroutinesPerClient - 1) / goroutinesPerClient
 			clients := make([]kvClient, 0, n)
@@ -181,7 +192,7 @@ With -o json the result is exactly
 	f.Uint64Var(&seed, "seed", 1, "seed of the key and value generators")
 	f.Float64Var(&cfg.readRatio, "read-ratio", 0.5, "mixed: fraction of operations that are reads")
 	f.StringVar(&consistency, "consistency", "linearizable", consistencyUsage)
-	f.IntVar(&ranges, "ranges", 1, "pre-split the key space into N ranges (needs range splits: only 1 for now)")
+	f.IntVar(&ranges, "ranges", 1, "pre-split the benchmark's keys into N ranges of equal key counts before running (needs --placement)")
 	f.BoolVar(&cfg.load, "load", true, "read, mixed: write every key before measuring")
 	f.StringVar(&cfg.keyPrefix, "key-prefix", "bench/", "prefix of every key the benchmark touches")
 	f.BoolVar(&progress, "progress", false, "print progress to stderr every second even when stderr is not a terminal")
@@ -217,8 +228,39 @@ func (c *benchConfig) validate() error {
 	return nil
 }
 
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
+// presplit splits the benchmark's key space into n ranges of equal key
+// counts (keys that are already range boundaries stay). It splits from the
+// highest key down: each split then cuts a range whose leader placement
+// already knows.
+func (a *app) presplit(ctx context.Context, cfg benchConfig, n int) error {
+	adm, err := a.admin("bench --ranges")
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	made := 0
+	for i := n - 1; i >= 1; i-- {
+		key := cfg.key(cfg.keys * i / n)
+		sctx, cancel := context.WithTimeout(ctx, a.g.timeout)
+		r, err := adm.RangeForKey(sctx, key)
+		if err == nil && !bytes.Equal(r.Descriptor_.StartKey, key) {
+			_, err = a.splitAt(sctx, adm, key)
+			made++
+		}
+		cancel()
+		if err != nil {
+			return a.adminError(fmt.Sprintf("bench --ranges: split at %s", quoteKey(key, false)), err)
+		}
+	}
+	if made > 0 {
+		fmt.Fprintf(a.stderr, "bench: split the key space into %d ranges (%d new)\n", n, made)
+	}
+	return nil
+}
+
+// isTerminal reports whether w (a reader or writer) is a character device
+// (a terminal).
+func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -97,8 +98,9 @@ func TestExitCodes(t *testing.T) {
 		{name: "delta overflow", args: []string{"incr", "k", "99999999999999999999"}, code: 2, inStderr: "DELTA"},
 		{name: "negative limit", args: []string{"scan", "--limit", "-1"}, code: 2, inStderr: "limit"},
 		{name: "bad consistency", args: []string{"get", "k", "--consistency", "eventual"}, code: 2, inStderr: "consistency"},
-		{name: "placement flag", args: []string{"--placement", "127.0.0.1:7401", "get", "k"}, code: 2, inStderr: "placement driver is not available yet"},
-		{name: "placement env", env: map[string]string{"RANGEKV_PLACEMENT": "127.0.0.1:7401"}, args: []string{"get", "k"}, code: 2, inStderr: "--stores"},
+		{name: "placement and stores flags", args: []string{"--stores", "127.0.0.1:7501", "get", "k"}, code: 2, inStderr: "not both"},
+		{name: "stores env under the placement flag", env: map[string]string{"RANGEKV_STORES": "127.0.0.1:7501"}, args: []string{"get", "k"}, code: 0},
+		{name: "cluster command in static mode", args: []string{"--placement=", "--stores", "127.0.0.1:7501", "cluster", "status"}, code: 2, inStderr: "instead of --stores"},
 		{name: "bad timeout env", env: map[string]string{"RANGEKV_TIMEOUT": "soon"}, args: []string{"get", "k"}, code: 2, inStderr: "RANGEKV_TIMEOUT"},
 		{name: "bad hex env", env: map[string]string{"RANGEKV_HEX": "maybe"}, args: []string{"get", "k"}, code: 2, inStderr: "RANGEKV_HEX"},
 		{name: "ambiguous put", err: amb, args: []string{"put", "k", "v"}, code: 3, inStderr: "outcome unknown"},
@@ -131,12 +133,21 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
-func TestNoStores(t *testing.T) {
+func TestNoCluster(t *testing.T) {
 	t.Setenv("RANGEKV_STORES", "")
+	t.Setenv("RANGEKV_PLACEMENT", "")
+	for _, args := range [][]string{{"get", "k"}, {"cluster", "status"}, {"bench", "--ops", "1"}} {
+		var out, errb strings.Builder
+		code := run(context.Background(), args, &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), "--placement") {
+			t.Errorf("rangekv %s: exit %d, stderr %q; want 2 and a hint about --placement", strings.Join(args, " "), code, errb.String())
+		}
+	}
+	t.Setenv("RANGEKV_STORES", "127.0.0.1:1")
+	t.Setenv("RANGEKV_PLACEMENT", "127.0.0.1:2")
 	var out, errb strings.Builder
-	code := run(context.Background(), []string{"get", "k"}, &out, &errb)
-	if code != 2 || !strings.Contains(errb.String(), "--stores") {
-		t.Errorf("exit %d, stderr %q; want 2 and a hint about --stores", code, errb.String())
+	if code := run(context.Background(), []string{"get", "k"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unset one") {
+		t.Errorf("both variables set: exit %d, stderr %q", code, errb.String())
 	}
 }
 
@@ -165,7 +176,19 @@ func TestHelpHasExamples(t *testing.T) {
 	}
 	var out strings.Builder
 	if code := run(context.Background(), []string{"playground", "--help"}, &out, &out); code != 0 ||
-		!strings.Contains(out.String(), "placement members") {
-		t.Errorf("playground --help: exit %d, does not mention that placement comes later:\n%s", code, out.String())
+		!strings.Contains(out.String(), "--placement-count") {
+		t.Errorf("playground --help: exit %d, does not mention the placement members:\n%s", code, out.String())
 	}
+	var walk func(c interface {
+		Commands() []*cobra.Command
+	})
+	walk = func(c interface{ Commands() []*cobra.Command }) {
+		for _, sub := range c.Commands() {
+			if sub.Runnable() && sub.Example == "" && sub.Name() != "help" && sub.Name() != "completion" {
+				t.Errorf("%s --help has no examples", sub.CommandPath())
+			}
+			walk(sub)
+		}
+	}
+	walk(root)
 }

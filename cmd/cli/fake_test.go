@@ -131,8 +131,8 @@ func runFake(t *testing.T, fake *fakeClient, args ...string) (stdout, stderr str
 	t.Helper()
 	var out, errb bytes.Buffer
 	a := newApp(&out, &errb)
-	a.newClient = func([]string, router.Options) (kvClient, error) { return fake, nil }
-	code = a.execute(context.Background(), append([]string{"--stores", "127.0.0.1:1"}, args...))
+	a.newClient = func(clusterAddrs, router.Options) (kvClient, error) { return fake, nil }
+	code = a.execute(context.Background(), append([]string{"--placement", "127.0.0.1:1"}, args...))
 	if strings.Count(errb.String(), "\n") > 1 {
 		t.Errorf("rangekv %s: stderr has more than one line:\n%s", strings.Join(args, " "), errb.String())
 	}

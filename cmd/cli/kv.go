@@ -14,7 +14,8 @@ import (
 	"github.com/rangekv/rangekv/router"
 )
 
-// withClient opens a client over --stores and runs fn under --timeout.
+// withClient opens a client over --placement (or --stores) and runs fn
+// under --timeout.
 func (a *app) withClient(ctx context.Context, opts router.Options, fn func(ctx context.Context, c kvClient) error) error {
 	c, err := a.client(opts)
 	if err != nil {
@@ -37,9 +38,17 @@ func (a *app) opError(op string, key []byte, err error) error {
 			err: err,
 		}
 	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s %s: no store completed the request within --timeout %s (are the --stores up?): %w", op, quoteKey(key, a.g.hex), a.g.timeout, err)
+		return fmt.Errorf("%s %s: not completed within --timeout %s (%s): %w", op, quoteKey(key, a.g.hex), a.g.timeout, a.upHint(), err)
 	}
 	return fmt.Errorf("%s %s: %w", op, quoteKey(key, a.g.hex), err)
+}
+
+// upHint says what to check when requests time out.
+func (a *app) upHint() string {
+	if len(a.g.cluster.placement) > 0 {
+		return "are the --placement members and the stores up?"
+	}
+	return "are the --stores up?"
 }
 
 // consistencies maps --consistency values to the protocol's.

@@ -1,11 +1,14 @@
 // Command rangekv is the command-line client of rangekv: key-value
-// commands (put, get, delete, cas, incr, scan), a load generator (bench)
-// and a local cluster for trying things out (playground).
+// commands (put, get, delete, cas, incr, scan), cluster inspection and
+// operations, a load generator (bench), a local cluster for trying things
+// out (playground) and an interactive shell.
 //
-// Until the placement driver exists it talks to the stores directly
-// (--stores). The user-facing contract (commands, JSON documents, exit
-// codes) is in INTERFACES.md; the command logic lives in small functions
-// over io.Writers so that tests run it in-process.
+// It finds ranges and leaders through the placement driver (--placement),
+// or, in static mode, talks to the stores directly (--stores). The cluster
+// commands (cluster, store, range, rebalance) need placement; shell runs
+// any of them interactively. The user-facing contract (commands, JSON
+// documents, exit codes) is in INTERFACES.md; the command logic lives in
+// small functions over io.Writers so that tests run it in-process.
 package main
 
 import (
@@ -14,5 +17,5 @@ import (
 )
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(runIO(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

@@ -1,5 +1,7 @@
-// rangekv playground: a local cluster of rangekv-store child processes on
-// 127.0.0.1, for trying rangekv out.
+// rangekv playground: a local cluster of child processes on 127.0.0.1 for
+// trying rangekv out: rangekv-placement members and rangekv-store
+// processes that join them (or, with --placement-count 0, stores
+// bootstrapped statically).
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,101 +24,133 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
 )
 
-// playgroundStateFile, in the data directory, records the stores' IDs and
-// addresses so that a restarted playground reuses its data on the same
-// ports (a store's cluster identity comes from its --initial-stores).
+// playgroundStateFile, in the data directory, records the processes' IDs,
+// addresses and directories so that a restarted playground reuses its data
+// on the same ports (placement members and statically bootstrapped stores
+// know each other by address).
 const playgroundStateFile = "playground.json"
 
-// playgroundStopTimeout is how long stopping waits for the stores to exit
-// after SIGTERM before it kills them.
+// playgroundStopTimeout is how long stopping waits for a group of children
+// (the stores, then the placement members) to exit after SIGTERM before it
+// kills them.
 const playgroundStopTimeout = 10 * time.Second
 
-type playgroundStore struct {
+// Playground modes (playgroundState.Mode).
+const (
+	modePlacement = "placement"
+	// modeStatic: stores only, bootstrapped with --initial-stores. A state
+	// file without a mode (written before placement existed) is static.
+	modeStatic = "static"
+)
+
+// playgroundProc is one child process of the playground.
+type playgroundProc struct {
+	// ID: the placement member ID, or the store's number in the
+	// playground (its store ID in static mode; placement assigns store IDs
+	// in placement mode).
 	ID       uint64 `json:"id"`
 	Addr     string `json:"addr"`
 	HTTPAddr string `json:"http_addr"`
-	// Dir is the store's data directory, relative to the playground's.
+	// Dir is the process's data directory, relative to the playground's.
 	Dir string `json:"dir"`
 }
 
 type playgroundState struct {
-	Stores []playgroundStore `json:"stores"`
+	Mode      string           `json:"mode,omitempty"`
+	Placement []playgroundProc `json:"placement,omitempty"`
+	Stores    []playgroundProc `json:"stores"`
 }
 
+func (st playgroundState) static() bool { return st.Mode != modePlacement }
+
 type playgroundConfig struct {
-	storeCount   int
-	countChanged bool
-	dataDir      string
-	storeBin     string
-	readyTimeout time.Duration
-	storeFlags   []string
+	storeCount, placementCount    int
+	storesChanged, membersChanged bool
+	dataDir                       string
+	storeBin, placementBin        string
+	readyTimeout                  time.Duration
+	storeFlags, placementFlags    []string
 }
 
 func (a *app) playgroundCmd() *cobra.Command {
 	var cfg playgroundConfig
 	cmd := &cobra.Command{
 		Use:   "playground",
-		Short: "Run a local cluster of stores on 127.0.0.1 until Ctrl-C",
-		Long: `Start a local rangekv cluster in the foreground: --store-count rangekv-store
-processes on free 127.0.0.1 ports, bootstrapped statically (--initial-stores),
-with their data under --data-dir (one subdirectory per store) and their logs
-in <data-dir>/store<N>.log. Once a write succeeds it prints the store
-addresses, their HTTP addresses (/metrics, /debug/ranges) and CLI lines to
-try. Ctrl-C (or SIGTERM) stops every store (SIGTERM, then SIGKILL after 10s)
-and exits 0; a second Ctrl-C (a second or more later) kills them at once.
+		Short: "Run a local cluster (placement members and stores) on 127.0.0.1 until Ctrl-C",
+		Long: `Start a local rangekv cluster in the foreground, on free 127.0.0.1 ports:
+--placement-count rangekv-placement members (default 3) and --store-count
+rangekv-store processes (default 3) that join them; the first store
+bootstraps range 1 and placement replicates it onto the others. Data goes
+under --data-dir (one subdirectory per process), logs to
+<data-dir>/<name>.log.
+
+Once range 1 has its voters and a write succeeds (at most --ready-timeout),
+it prints every process's gRPC and HTTP address (/metrics, /debug/cluster,
+/debug/ranges) and CLI lines to try. Ctrl-C (or SIGTERM) stops the stores,
+then the placement members (SIGTERM, then SIGKILL after 10s each), and exits
+0; a second Ctrl-C (a second or more later) kills them at once.
 
 Starting again with the same --data-dir reuses the data and the ports
 recorded in <data-dir>/playground.json, so the cluster comes back with its
-keys.
+keys. With --placement-count 0 the stores are bootstrapped statically
+(--initial-stores, no placement driver; use --stores with the CLI); a data
+directory from before placement existed keeps running that way.
 
-The rangekv-store binary is looked up next to the rangekv executable unless
---store-bin names it. Extra store flags go through --store-flag.
-
-The 3 placement members of 'make run' come later, with the placement
-driver; for now the playground runs stores only.`,
+The rangekv-placement and rangekv-store binaries are looked up next to the
+rangekv executable (make build puts all three in bin/) unless
+--placement-bin and --store-bin name them. Extra flags go to every member
+or store through --placement-flag and --store-flag.`,
 		Example: `  rangekv playground
   rangekv playground --store-count 5 --data-dir /tmp/rkv
+  rangekv playground --placement-count 1 --store-count 1
   rangekv playground --store-flag=--raft.profile=high-availability
-  rangekv playground --store-bin ./bin/rangekv-store`,
+  rangekv playground --placement-flag=--schedule.interval=500ms
+  rangekv playground --placement-count 0          # static: stores only`,
 		Args: argsBetween(0, 0, "no arguments"),
 		RunE: wrapRun(func(cmd *cobra.Command, _ []string) error {
-			cfg.countChanged = cmd.Flags().Changed("store-count")
+			cfg.storesChanged = cmd.Flags().Changed("store-count")
+			cfg.membersChanged = cmd.Flags().Changed("placement-count")
 			return a.runPlayground(cmd.Context(), cfg)
 		}),
 	}
 	f := cmd.Flags()
 	f.IntVar(&cfg.storeCount, "store-count", 3, "number of stores")
-	f.StringVar(&cfg.dataDir, "data-dir", "./data", "directory for the stores' data, logs and playground.json")
+	f.IntVar(&cfg.placementCount, "placement-count", 3, "number of placement members (0: no placement driver, stores bootstrapped statically)")
+	f.StringVar(&cfg.dataDir, "data-dir", "./data", "directory for the processes' data, logs and playground.json")
 	f.StringVar(&cfg.storeBin, "store-bin", "", "path of the rangekv-store binary (default: next to rangekv)")
-	f.DurationVar(&cfg.readyTimeout, "ready-timeout", 60*time.Second, "how long to wait for the cluster to accept a write")
+	f.StringVar(&cfg.placementBin, "placement-bin", "", "path of the rangekv-placement binary (default: next to rangekv)")
+	f.DurationVar(&cfg.readyTimeout, "ready-timeout", 60*time.Second, "how long to wait for the cluster to be replicated and accept a write")
 	f.StringArrayVar(&cfg.storeFlags, "store-flag", nil, "extra flag for every store, e.g. --store-flag=--raft.profile=high-availability (repeatable)")
+	f.StringArrayVar(&cfg.placementFlags, "placement-flag", nil, "extra flag for every placement member, e.g. --placement-flag=--schedule.interval=500ms (repeatable)")
 	return cmd
 }
 
-// findStoreBin returns the rangekv-store binary to run.
-func findStoreBin(flag string) (string, error) {
-	if flag != "" {
-		if _, err := os.Stat(flag); err != nil {
-			return "", usageErrorf("store-bin: %v", err)
+// findBin returns the binary to run: flagValue, or name next to the
+// rangekv executable.
+func findBin(flagName, flagValue, name string) (string, error) {
+	if flagValue != "" {
+		if _, err := os.Stat(flagValue); err != nil {
+			return "", usageErrorf("%s: %v", flagName, err)
 		}
-		return flag, nil
+		return flagValue, nil
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		return "", usageErrorf("store-bin: cannot locate the rangekv executable (%v); pass --store-bin", err)
+		return "", usageErrorf("%s: cannot locate the rangekv executable (%v); pass --%s", flagName, err, flagName)
 	}
-	p := filepath.Join(filepath.Dir(exe), "rangekv-store")
+	p := filepath.Join(filepath.Dir(exe), name)
 	if _, err := os.Stat(p); err != nil {
-		return "", usageErrorf("store-bin: no rangekv-store next to rangekv (%s); build it (make build) or pass --store-bin", p)
+		return "", usageErrorf("%s: no %s next to rangekv (%s); build it (make build) or pass --%s", flagName, name, p, flagName)
 	}
 	return p, nil
 }
 
 // freeLoopbackAddrs returns n distinct free 127.0.0.1 addresses. They are
-// free when returned; another process could take one before a store binds.
+// free when returned; another process could take one before a child binds.
 func freeLoopbackAddrs(n int) ([]string, error) {
 	lns := make([]net.Listener, 0, n)
 	defer func() {
@@ -136,8 +171,9 @@ func freeLoopbackAddrs(n int) ([]string, error) {
 }
 
 // loadOrCreatePlaygroundState reads <dir>/playground.json, or creates it
-// with fresh ports when the directory holds no playground yet.
-func loadOrCreatePlaygroundState(dir string, count int, countChanged bool) (playgroundState, error) {
+// with fresh ports when the directory holds no playground yet. A recorded
+// playground keeps its shape; an explicit count that differs is refused.
+func loadOrCreatePlaygroundState(dir string, cfg playgroundConfig) (playgroundState, error) {
 	var st playgroundState
 	path := filepath.Join(dir, playgroundStateFile)
 	b, err := os.ReadFile(path)
@@ -146,29 +182,53 @@ func loadOrCreatePlaygroundState(dir string, count int, countChanged bool) (play
 		if err := json.Unmarshal(b, &st); err != nil || len(st.Stores) == 0 {
 			return st, fmt.Errorf("data-dir: %s is damaged (%v); remove the data directory to start afresh", path, err)
 		}
-		if countChanged && count != len(st.Stores) {
+		if cfg.storesChanged && cfg.storeCount != len(st.Stores) {
 			return st, usageErrorf("store-count: %s holds a %d-store playground; use --store-count %d or another --data-dir", dir, len(st.Stores), len(st.Stores))
+		}
+		if cfg.membersChanged && cfg.placementCount != len(st.Placement) {
+			if st.static() {
+				return st, usageErrorf("placement-count: %s holds a playground without placement (stores bootstrapped statically); use --placement-count 0 or another --data-dir", dir)
+			}
+			return st, usageErrorf("placement-count: %s holds a playground with %d placement members; use --placement-count %d or another --data-dir", dir, len(st.Placement), len(st.Placement))
+		}
+		if st.static() {
+			st.Mode = modeStatic
 		}
 		return st, nil
 	case !errors.Is(err, os.ErrNotExist):
 		return st, fmt.Errorf("data-dir: %w", err)
 	}
-	if count < 1 {
-		return st, usageErrorf("store-count: must be at least 1, got %d", count)
+	if cfg.storeCount < 1 {
+		return st, usageErrorf("store-count: must be at least 1, got %d", cfg.storeCount)
 	}
-	for i := 1; i <= count; i++ {
-		if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("store%d", i))); err == nil {
-			return st, usageErrorf("data-dir: %s holds store data but no %s (its ports are unknown); remove it or use another --data-dir", dir, playgroundStateFile)
+	if cfg.placementCount < 0 {
+		return st, usageErrorf("placement-count: must not be negative, got %d", cfg.placementCount)
+	}
+	for _, prefix := range []string{"store", "placement"} {
+		if m, _ := filepath.Glob(filepath.Join(dir, prefix+"[0-9]*")); len(m) > 0 {
+			return st, usageErrorf("data-dir: %s holds %s data but no %s (its ports are unknown); remove it or use another --data-dir", dir, prefix, playgroundStateFile)
 		}
 	}
-	addrs, err := freeLoopbackAddrs(2 * count)
+	addrs, err := freeLoopbackAddrs(2 * (cfg.storeCount + cfg.placementCount))
 	if err != nil {
 		return st, fmt.Errorf("pick free ports: %w", err)
 	}
-	for i := range count {
-		st.Stores = append(st.Stores, playgroundStore{
-			ID: uint64(i + 1), Addr: addrs[2*i], HTTPAddr: addrs[2*i+1], Dir: fmt.Sprintf("store%d", i+1),
-		})
+	next := func() (string, string) {
+		a, h := addrs[0], addrs[1]
+		addrs = addrs[2:]
+		return a, h
+	}
+	st.Mode = modeStatic
+	if cfg.placementCount > 0 {
+		st.Mode = modePlacement
+	}
+	for i := range cfg.placementCount {
+		a, h := next()
+		st.Placement = append(st.Placement, playgroundProc{ID: uint64(i + 1), Addr: a, HTTPAddr: h, Dir: fmt.Sprintf("placement%d", i+1)})
+	}
+	for i := range cfg.storeCount {
+		a, h := next()
+		st.Stores = append(st.Stores, playgroundProc{ID: uint64(i + 1), Addr: a, HTTPAddr: h, Dir: fmt.Sprintf("store%d", i+1)})
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return st, fmt.Errorf("data-dir: %w", err)
@@ -180,7 +240,7 @@ func loadOrCreatePlaygroundState(dir string, count int, countChanged bool) (play
 	return st, nil
 }
 
-// initialStoresFlag renders --initial-stores.
+// initialStoresFlag renders --initial-stores (static mode).
 func (st playgroundState) initialStoresFlag() string {
 	parts := make([]string, len(st.Stores))
 	for i, s := range st.Stores {
@@ -189,17 +249,34 @@ func (st playgroundState) initialStoresFlag() string {
 	return strings.Join(parts, ",")
 }
 
-func (st playgroundState) addrs() []string {
-	out := make([]string, len(st.Stores))
-	for i, s := range st.Stores {
-		out[i] = s.Addr
+// initialClusterFlag renders the placement members' --initial-cluster.
+func (st playgroundState) initialClusterFlag() string {
+	parts := make([]string, len(st.Placement))
+	for i, p := range st.Placement {
+		parts[i] = fmt.Sprintf("%d=%s", p.ID, p.Addr)
+	}
+	return strings.Join(parts, ",")
+}
+
+func procAddrs(ps []playgroundProc) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Addr
 	}
 	return out
 }
 
-// child is one running store process.
+func (st playgroundState) addrs() []string          { return procAddrs(st.Stores) }
+func (st playgroundState) placementAddrs() []string { return procAddrs(st.Placement) }
+
+// replicas is the replication factor the playground's placement uses: 3,
+// or the number of stores when there are fewer.
+func (st playgroundState) replicas() int { return min(3, len(st.Stores)) }
+
+// child is one running process.
 type child struct {
-	st      playgroundStore
+	name    string // "store 1", "placement 2"
+	proc    playgroundProc
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{} // closed when the process was reaped
@@ -216,106 +293,171 @@ func (c *child) running() bool {
 }
 
 func (a *app) runPlayground(ctx context.Context, cfg playgroundConfig) error {
-	bin, err := findStoreBin(cfg.storeBin)
-	if err != nil {
-		return err
-	}
 	dir, err := filepath.Abs(cfg.dataDir)
 	if err != nil {
 		return usageErrorf("data-dir: %v", err)
 	}
-	st, err := loadOrCreatePlaygroundState(dir, cfg.storeCount, cfg.countChanged)
+	st, err := loadOrCreatePlaygroundState(dir, cfg)
 	if err != nil {
 		return err
+	}
+	storeBin, err := findBin("store-bin", cfg.storeBin, "rangekv-store")
+	if err != nil {
+		return err
+	}
+	var pdBin string
+	if !st.static() {
+		if pdBin, err = findBin("placement-bin", cfg.placementBin, "rangekv-placement"); err != nil {
+			return err
+		}
 	}
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	var children []*child
-	defer func() { stopChildren(children, sigs, a.stderr) }()
-	anyExit := make(chan *child, len(st.Stores))
-	for _, s := range st.Stores {
-		c, err := startStoreChild(bin, dir, s, st.initialStoresFlag(), cfg.storeFlags)
-		if err != nil {
-			return err
-		}
-		children = append(children, c)
+	var members, stores []*child
+	defer func() {
+		// Stores first (they report to placement until the end), then
+		// the placement members.
+		stopChildren(stores, sigs, a.stderr)
+		stopChildren(members, sigs, a.stderr)
+	}()
+	anyExit := make(chan *child, len(st.Stores)+len(st.Placement))
+	watch := func(c *child) {
 		go func() {
 			<-c.exited
 			anyExit <- c
 		}()
 	}
+	for _, p := range st.Placement {
+		args := []string{
+			"--id", strconv.FormatUint(p.ID, 10),
+			"--addr", p.Addr,
+			"--http-addr", p.HTTPAddr,
+			"--data-dir", filepath.Join(dir, p.Dir),
+			"--initial-cluster", st.initialClusterFlag(),
+			"--schedule.replicas", strconv.Itoa(st.replicas()),
+		}
+		c, err := startChild(pdBin, dir, fmt.Sprintf("placement %d", p.ID), p, append(args, cfg.placementFlags...))
+		if err != nil {
+			return err
+		}
+		members = append(members, c)
+		watch(c)
+	}
+	for _, s := range st.Stores {
+		args := []string{"--addr", s.Addr, "--http-addr", s.HTTPAddr, "--data-dir", filepath.Join(dir, s.Dir)}
+		if st.static() {
+			args = append(args, "--store-id", strconv.FormatUint(s.ID, 10), "--initial-stores", st.initialStoresFlag())
+		} else {
+			args = append(args, "--placement", strings.Join(st.placementAddrs(), ","))
+		}
+		c, err := startChild(storeBin, dir, fmt.Sprintf("store %d", s.ID), s, append(args, cfg.storeFlags...))
+		if err != nil {
+			return err
+		}
+		stores = append(stores, c)
+		watch(c)
+	}
 
-	if err := waitPlaygroundReady(ctx, st.addrs(), cfg.readyTimeout, anyExit, sigs); err != nil {
+	storeIDs, err := waitPlaygroundReady(ctx, st, cfg.readyTimeout, anyExit, sigs)
+	if err != nil {
 		var intr *interruptedError
 		if errors.As(err, &intr) {
-			fmt.Fprintf(a.stderr, "rangekv playground: %s: stopping the stores\n", intr.sig)
+			fmt.Fprintf(a.stderr, "rangekv playground: %s: stopping\n", intr.sig)
 			return nil
 		}
 		return err
 	}
+	a.printPlayground(st, dir, members, stores, storeIDs)
 
-	w := a.stdout
-	fmt.Fprintf(w, "rangekv playground: %d stores running (data and logs in %s)\n", len(children), dir)
-	for _, c := range children {
-		fmt.Fprintf(w, "  store %d  pid %d  addr %s  http http://%s  log %s\n", c.st.ID, c.cmd.Process.Pid, c.st.Addr, c.st.HTTPAddr, c.logPath)
-	}
-	stores := strings.Join(st.addrs(), ",")
-	fmt.Fprintf(w, "\nTry:\n")
-	fmt.Fprintf(w, "  export RANGEKV_STORES=%s\n", stores)
-	fmt.Fprintf(w, "  rangekv --stores %s put greeting hello\n", stores)
-	fmt.Fprintf(w, "  rangekv --stores %s get greeting\n", stores)
-	fmt.Fprintf(w, "  rangekv --stores %s scan\n", stores)
-	fmt.Fprintf(w, "  rangekv --stores %s bench --workload write --duration 10s\n", stores)
-	fmt.Fprintf(w, "  curl -s http://%s/debug/ranges\n", st.Stores[0].HTTPAddr)
-	fmt.Fprintf(w, "\nPress Ctrl-C to stop.\n")
-
-	live := len(children)
+	live := len(stores)
 	for {
 		select {
 		case s := <-sigs:
-			fmt.Fprintf(a.stderr, "rangekv playground: %s: stopping the stores\n", s)
-			return nil // the deferred stopChildren stops them
+			fmt.Fprintf(a.stderr, "rangekv playground: %s: stopping the stores, then the placement members\n", s)
+			return nil // the deferred stops do it
 		case <-ctx.Done():
 			return nil
 		case c := <-anyExit:
-			live--
-			fmt.Fprintf(a.stderr, "rangekv playground: store %d (pid %d) exited unexpectedly (%v); see %s\n", c.st.ID, c.cmd.Process.Pid, c.err, c.logPath)
-			if live == 0 {
-				return errors.New("playground: every store exited")
+			fmt.Fprintf(a.stderr, "rangekv playground: %s (pid %d) exited unexpectedly (%v); see %s\n", c.name, c.cmd.Process.Pid, c.err, c.logPath)
+			if strings.HasPrefix(c.name, "store") {
+				if live--; live == 0 {
+					return errors.New("playground: every store exited")
+				}
 			}
 		}
 	}
 }
 
-// startStoreChild starts one rangekv-store with its output appended to
-// <dir>/store<N>.log.
-func startStoreChild(bin, dir string, s playgroundStore, initial string, extra []string) (*child, error) {
-	logPath := filepath.Join(dir, fmt.Sprintf("store%d.log", s.ID))
+// printPlayground prints the processes and CLI lines to try.
+func (a *app) printPlayground(st playgroundState, dir string, members, stores []*child, storeIDs map[string]uint64) {
+	w := a.stdout
+	if st.static() {
+		fmt.Fprintf(w, "rangekv playground: %d stores running, bootstrapped statically without placement (data and logs in %s)\n", len(stores), dir)
+	} else {
+		fmt.Fprintf(w, "rangekv playground: %d placement members and %d stores running (data and logs in %s)\n", len(members), len(stores), dir)
+	}
+	for _, c := range members {
+		fmt.Fprintf(w, "  placement %d  pid %d  addr %s  http http://%s  log %s\n", c.proc.ID, c.cmd.Process.Pid, c.proc.Addr, c.proc.HTTPAddr, c.logPath)
+	}
+	for _, c := range stores {
+		id := c.proc.ID
+		if sid, ok := storeIDs[c.proc.Addr]; ok {
+			id = sid
+		}
+		fmt.Fprintf(w, "  store %d  pid %d  addr %s  http http://%s  log %s\n", id, c.cmd.Process.Pid, c.proc.Addr, c.proc.HTTPAddr, c.logPath)
+	}
+	storesFlag := strings.Join(st.addrs(), ",")
+	fmt.Fprintf(w, "\nTry:\n")
+	if st.static() {
+		fmt.Fprintf(w, "  export RANGEKV_STORES=%s\n", storesFlag)
+		fmt.Fprintf(w, "  rangekv --stores %s put greeting hello\n", storesFlag)
+		fmt.Fprintf(w, "  rangekv --stores %s get greeting\n", storesFlag)
+		fmt.Fprintf(w, "  rangekv --stores %s scan\n", storesFlag)
+		fmt.Fprintf(w, "  rangekv --stores %s bench --workload write --duration 10s\n", storesFlag)
+		fmt.Fprintf(w, "  curl -s http://%s/debug/ranges\n", st.Stores[0].HTTPAddr)
+		fmt.Fprintf(w, "\nPress Ctrl-C to stop.\n")
+		return
+	}
+	pd := strings.Join(st.placementAddrs(), ",")
+	fmt.Fprintf(w, "  export RANGEKV_PLACEMENT=%s\n", pd)
+	fmt.Fprintf(w, "  rangekv put greeting hello\n")
+	fmt.Fprintf(w, "  rangekv get greeting\n")
+	fmt.Fprintf(w, "  rangekv cluster status\n")
+	fmt.Fprintf(w, "  rangekv store list\n")
+	fmt.Fprintf(w, "  rangekv range split m\n")
+	fmt.Fprintf(w, "  rangekv range list\n")
+	fmt.Fprintf(w, "  rangekv bench --workload write --duration 10s --ranges 4\n")
+	fmt.Fprintf(w, "  rangekv shell\n")
+	fmt.Fprintf(w, "  curl -s http://%s/debug/cluster\n", st.Placement[0].HTTPAddr)
+	fmt.Fprintf(w, "\nWithout the export:\n")
+	fmt.Fprintf(w, "  rangekv --placement %s get greeting\n", pd)
+	fmt.Fprintf(w, "Static mode (straight to the stores, no placement) works too:\n")
+	fmt.Fprintf(w, "  rangekv --stores %s put greeting hello\n", storesFlag)
+	fmt.Fprintf(w, "\nPress Ctrl-C to stop.\n")
+}
+
+// startChild starts one child with its output appended to
+// <dir>/<name>.log (name without the space).
+func startChild(bin, dir, name string, p playgroundProc, args []string) (*child, error) {
+	logPath := filepath.Join(dir, strings.ReplaceAll(name, " ", "")+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("store %d log: %w", s.ID, err)
+		return nil, fmt.Errorf("%s log: %w", name, err)
 	}
-	args := []string{
-		"--store-id", strconv.FormatUint(s.ID, 10),
-		"--addr", s.Addr,
-		"--http-addr", s.HTTPAddr,
-		"--data-dir", filepath.Join(dir, s.Dir),
-		"--initial-stores", initial,
-	}
-	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = childProcAttr()
-	// The store reads RANGEKV_* itself: keep the CLI's own out of its way.
+	// The children read RANGEKV_* themselves: keep the CLI's own out of
+	// their way.
 	cmd.Env = storeEnv(os.Environ())
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("start store %d (%s): %w", s.ID, bin, err)
+		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
 	}
-	c := &child{st: s, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
+	c := &child{name: name, proc: p, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
 	go func() {
 		c.err = cmd.Wait()
 		logf.Close()
@@ -325,7 +467,8 @@ func startStoreChild(bin, dir string, s playgroundStore, initial string, extra [
 }
 
 // storeEnv drops the CLI's global RANGEKV_* variables, which mean something
-// else to a store (RANGEKV_PLACEMENT would stop it).
+// else to a store or a placement member (RANGEKV_PLACEMENT would change
+// how a store joins).
 func storeEnv(env []string) []string {
 	drop := map[string]bool{}
 	for _, g := range globalFlags {
@@ -341,51 +484,154 @@ func storeEnv(env []string) []string {
 	return out
 }
 
-// waitPlaygroundReady waits until a put succeeds, a store exits, a signal
-// arrives or timeout passes.
-func waitPlaygroundReady(ctx context.Context, addrs []string, timeout time.Duration, anyExit <-chan *child, sigs <-chan os.Signal) error {
-	cl, err := router.NewStatic(addrs, router.Options{})
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
+// playgroundKey is the key the playground writes to check the cluster.
+const playgroundKey = "playground/started"
+
+// waitPlaygroundReady waits until the cluster is ready (placement mode:
+// every store up, no under-replicated or leaderless range, and a put
+// succeeds; static mode: a put succeeds), a child exits, a signal arrives
+// or timeout passes. In placement mode it returns the store IDs by
+// address.
+func waitPlaygroundReady(ctx context.Context, st playgroundState, timeout time.Duration, anyExit <-chan *child, sigs <-chan os.Signal) (map[string]uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	ok := make(chan error, 1)
+	type result struct {
+		ids map[string]uint64
+		err error
+	}
+	done := make(chan result, 1)
+	var progress lastStatus
 	go func() {
-		for {
-			attempt, cancelAttempt := context.WithTimeout(ctx, 2*time.Second)
-			err := cl.Put(attempt, []byte("playground/started"), []byte(time.Now().UTC().Format(time.RFC3339)))
-			cancelAttempt()
-			if err == nil || ctx.Err() != nil {
-				ok <- err
-				return
-			}
-		}
+		ids, err := playgroundReady(ctx, st, &progress)
+		done <- result{ids, err}
 	}()
-	// Stop the writer and wait for it before the client closes.
+	// Stop the checker and wait for it before returning.
 	received := false
 	defer func() {
 		cancel()
 		if !received {
-			<-ok
+			<-done
 		}
 	}()
 	select {
-	case err := <-ok:
+	case r := <-done:
 		received = true
-		if err != nil {
-			return fmt.Errorf("playground: the cluster did not accept a write within --ready-timeout %s: %v (see the store logs)", timeout, err)
+		if r.err != nil {
+			return nil, fmt.Errorf("playground: the cluster was not ready within --ready-timeout %s: %v%s (see the logs)", timeout, r.err, progress.String())
 		}
-		return nil
+		return r.ids, nil
 	case c := <-anyExit:
-		return fmt.Errorf("playground: store %d exited while starting (%v): %s", c.st.ID, c.err, lastLine(c.logPath))
+		return nil, fmt.Errorf("playground: %s exited while starting (%v): %s", c.name, c.err, lastLine(c.logPath))
 	case s := <-sigs:
-		return &interruptedError{sig: s}
+		return nil, &interruptedError{sig: s}
 	}
 }
 
+// lastStatus is the last cluster state the readiness check saw (for the
+// timeout message). Written by the checker goroutine, read after it ends.
+type lastStatus struct{ msg string }
+
+func (l *lastStatus) String() string {
+	if l.msg == "" {
+		return ""
+	}
+	return "; last seen: " + l.msg
+}
+
+// playgroundReady polls until ready or ctx ends.
+func playgroundReady(ctx context.Context, st playgroundState, progress *lastStatus) (map[string]uint64, error) {
+	var cl *router.Client
+	var err error
+	if st.static() {
+		cl, err = router.NewStatic(st.addrs(), router.Options{})
+	} else {
+		cl, err = router.New(st.placementAddrs(), router.Options{})
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	var ids map[string]uint64
+	if !st.static() {
+		adm, err := cl.Admin()
+		if err != nil {
+			return nil, err
+		}
+		if ids, err = waitReplicated(ctx, adm, len(st.Stores), progress); err != nil {
+			return nil, err
+		}
+	}
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, 2*time.Second)
+		err := cl.Put(attempt, []byte(playgroundKey), []byte(time.Now().UTC().Format(time.RFC3339)))
+		cancelAttempt()
+		if err == nil {
+			return ids, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		progress.msg = "a test write failed: " + errorLine(err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// waitReplicated polls ClusterStatus until every store joined and is up
+// and no range is under-replicated or leaderless; it returns the store IDs
+// by address.
+func waitReplicated(ctx context.Context, adm *router.Admin, stores int, progress *lastStatus) (map[string]uint64, error) {
+	for {
+		s, err := adm.ClusterStatus(ctx)
+		if err == nil {
+			if ok, why := replicatedNow(s, stores); ok {
+				ids := map[string]uint64{}
+				for _, si := range s.Stores {
+					ids[si.GetStore().GetAddress()] = si.GetStore().GetStoreId()
+				}
+				return ids, nil
+			} else {
+				progress.msg = why
+			}
+		} else {
+			progress.msg = errorLine(err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// replicatedNow says whether a cluster status shows the playground ready,
+// or what it waits for.
+func replicatedNow(s *rangekvpb.ClusterStatusResponse, stores int) (bool, string) {
+	up := 0
+	for _, si := range s.Stores {
+		if si.State == rangekvpb.StoreState_STORE_UP {
+			up++
+		}
+	}
+	switch {
+	case !s.Bootstrapped:
+		return false, "no store has joined placement yet"
+	case up < stores:
+		return false, fmt.Sprintf("%d of %d stores joined and up", up, stores)
+	case s.RangeCount == 0:
+		return false, "no range yet"
+	case len(s.UnderReplicated) > 0:
+		return false, fmt.Sprintf("ranges %s under-replicated", idList(s.UnderReplicated))
+	case len(s.Leaderless) > 0:
+		return false, fmt.Sprintf("ranges %s without a leader", idList(s.Leaderless))
+	}
+	return true, ""
+}
+
 // interruptedError: a signal arrived while the playground was starting;
-// it stops the stores and exits 0, as it would once running.
+// it stops the children and exits 0, as it would once running.
 type interruptedError struct{ sig os.Signal }
 
 func (e *interruptedError) Error() string { return "playground: " + e.sig.String() + " while starting" }
@@ -416,6 +662,9 @@ func lastLine(path string) string {
 // on sigs at least a second into the wait (a second Ctrl-C, not the same
 // one delivered twice) kills them at once.
 func stopChildren(children []*child, sigs <-chan os.Signal, stderr io.Writer) {
+	if len(children) == 0 {
+		return
+	}
 	for _, c := range children {
 		if c.running() {
 			c.cmd.Process.Signal(syscall.SIGTERM)
@@ -430,11 +679,11 @@ func stopChildren(children []*child, sigs <-chan os.Signal, stderr io.Writer) {
 			select {
 			case <-c.exited:
 			case <-deadline.C:
-				fmt.Fprintf(stderr, "rangekv playground: stores still running after %s: killing them\n", playgroundStopTimeout)
+				fmt.Fprintf(stderr, "rangekv playground: %s still running after %s: killing it\n", runningNames(children), playgroundStopTimeout)
 				kill = true
 			case <-sigs:
 				if time.Since(start) >= time.Second {
-					fmt.Fprintln(stderr, "rangekv playground: killing the stores")
+					fmt.Fprintf(stderr, "rangekv playground: killing %s\n", runningNames(children))
 					kill = true
 				}
 			}
@@ -446,4 +695,15 @@ func stopChildren(children []*child, sigs <-chan os.Signal, stderr io.Writer) {
 		}
 		<-c.exited
 	}
+}
+
+func runningNames(children []*child) string {
+	var names []string
+	for _, c := range children {
+		if c.running() {
+			names = append(names, c.name)
+		}
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
 }

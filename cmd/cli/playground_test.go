@@ -1,26 +1,29 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
 func TestPlaygroundState(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	st, err := loadOrCreatePlaygroundState(dir, 3, false)
+	st, err := loadOrCreatePlaygroundState(dir, playgroundConfig{storeCount: 3, placementCount: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Stores) != 3 {
-		t.Fatalf("%d stores, want 3", len(st.Stores))
+	if len(st.Stores) != 3 || len(st.Placement) != 3 || st.Mode != modePlacement || st.static() {
+		t.Fatalf("state %+v, want 3 placement members and 3 stores", st)
 	}
 	seen := map[string]bool{}
-	for i, s := range st.Stores {
-		if s.ID != uint64(i+1) || s.Dir != "store"+string(rune('1'+i)) {
-			t.Errorf("store %d: %+v", i, s)
+	for i, s := range append(append([]playgroundProc(nil), st.Placement...), st.Stores...) {
+		if s.ID != uint64(i%3+1) {
+			t.Errorf("process %d: %+v", i, s)
 		}
 		for _, a := range []string{s.Addr, s.HTTPAddr} {
 			if !strings.HasPrefix(a, "127.0.0.1:") || seen[a] {
@@ -29,30 +32,90 @@ func TestPlaygroundState(t *testing.T) {
 			seen[a] = true
 		}
 	}
-	if got := st.initialStoresFlag(); got != "1="+st.Stores[0].Addr+",2="+st.Stores[1].Addr+",3="+st.Stores[2].Addr {
+	if st.Stores[1].Dir != "store2" || st.Placement[2].Dir != "placement3" {
+		t.Errorf("dirs: %+v %+v", st.Stores, st.Placement)
+	}
+	if got := st.initialClusterFlag(); got != "1="+st.Placement[0].Addr+",2="+st.Placement[1].Addr+",3="+st.Placement[2].Addr {
+		t.Errorf("initial cluster flag %q", got)
+	}
+	if st.replicas() != 3 {
+		t.Errorf("replicas %d", st.replicas())
+	}
+
+	// A restart reads the same addresses back, whatever the default counts.
+	again, err := loadOrCreatePlaygroundState(dir, playgroundConfig{storeCount: 5, placementCount: 1})
+	if err != nil || !slices.Equal(again.addrs(), st.addrs()) || !slices.Equal(again.placementAddrs(), st.placementAddrs()) {
+		t.Errorf("reload: %v %v, %v; want %v", again.addrs(), again.placementAddrs(), err, st.addrs())
+	}
+	// Explicit different counts are refused.
+	if _, err := loadOrCreatePlaygroundState(dir, playgroundConfig{storeCount: 5, storesChanged: true}); exitCodeFor(err) != exitUsage {
+		t.Errorf("--store-count 5 over a 3-store playground: %v", err)
+	}
+	if _, err := loadOrCreatePlaygroundState(dir, playgroundConfig{storeCount: 3, placementCount: 1, membersChanged: true}); exitCodeFor(err) != exitUsage {
+		t.Errorf("--placement-count 1 over 3 members: %v", err)
+	}
+
+	// Static: no placement members, stores with --initial-stores.
+	sdir := t.TempDir()
+	ss, err := loadOrCreatePlaygroundState(sdir, playgroundConfig{storeCount: 2, placementCount: 0})
+	if err != nil || !ss.static() || len(ss.Placement) != 0 || ss.replicas() != 2 {
+		t.Fatalf("static: %+v %v", ss, err)
+	}
+	if got := ss.initialStoresFlag(); got != "1="+ss.Stores[0].Addr+",2="+ss.Stores[1].Addr {
 		t.Errorf("initial stores flag %q", got)
 	}
 
-	// A restart reads the same addresses back, whatever the default count.
-	again, err := loadOrCreatePlaygroundState(dir, 5, false)
-	if err != nil || !slices.Equal(again.addrs(), st.addrs()) {
-		t.Errorf("reload: %v, %v; want %v", again.addrs(), err, st.addrs())
+	// A state file from before placement (no mode) is a static playground;
+	// asking for placement members over it is refused.
+	old := t.TempDir()
+	b, _ := json.Marshal(map[string]any{"stores": []map[string]any{{"id": 1, "addr": "127.0.0.1:1", "http_addr": "127.0.0.1:2", "dir": "store1"}}})
+	if err := os.WriteFile(filepath.Join(old, playgroundStateFile), b, 0o644); err != nil {
+		t.Fatal(err)
 	}
-	// An explicit different count is refused.
-	if _, err := loadOrCreatePlaygroundState(dir, 5, true); exitCodeFor(err) != exitUsage {
-		t.Errorf("--store-count 5 over a 3-store playground: %v", err)
+	if os, err := loadOrCreatePlaygroundState(old, playgroundConfig{storeCount: 3, placementCount: 3}); err != nil || !os.static() {
+		t.Errorf("old state file: %+v %v, want static", os, err)
+	}
+	if _, err := loadOrCreatePlaygroundState(old, playgroundConfig{storeCount: 3, placementCount: 3, membersChanged: true}); exitCodeFor(err) != exitUsage ||
+		!strings.Contains(err.Error(), "--placement-count 0") {
+		t.Errorf("--placement-count 3 over an old static playground: %v", err)
 	}
 
-	// Store data without the state file: its ports are unknown.
+	// Data without the state file: its ports are unknown.
 	other := t.TempDir()
 	if err := os.Mkdir(filepath.Join(other, "store1"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadOrCreatePlaygroundState(other, 3, false); exitCodeFor(err) != exitUsage || !strings.Contains(err.Error(), "playground.json") {
+	if _, err := loadOrCreatePlaygroundState(other, playgroundConfig{storeCount: 3, placementCount: 3}); exitCodeFor(err) != exitUsage || !strings.Contains(err.Error(), "playground.json") {
 		t.Errorf("store data without playground.json: %v", err)
 	}
-	if _, err := loadOrCreatePlaygroundState(t.TempDir(), 0, true); exitCodeFor(err) != exitUsage {
+	if _, err := loadOrCreatePlaygroundState(t.TempDir(), playgroundConfig{storeCount: 0, storesChanged: true, placementCount: 3}); exitCodeFor(err) != exitUsage {
 		t.Errorf("--store-count 0: %v", err)
+	}
+	if _, err := loadOrCreatePlaygroundState(t.TempDir(), playgroundConfig{storeCount: 1, placementCount: -1}); exitCodeFor(err) != exitUsage {
+		t.Errorf("--placement-count -1: %v", err)
+	}
+}
+
+func TestReplicatedNow(t *testing.T) {
+	up := func(id uint64) *rangekvpb.StoreInfo {
+		return &rangekvpb.StoreInfo{Store: &rangekvpb.StoreDescriptor{StoreId: id}}
+	}
+	cases := []struct {
+		st   *rangekvpb.ClusterStatusResponse
+		ok   bool
+		want string
+	}{
+		{&rangekvpb.ClusterStatusResponse{}, false, "no store has joined"},
+		{&rangekvpb.ClusterStatusResponse{Bootstrapped: true, Stores: []*rangekvpb.StoreInfo{up(1)}, RangeCount: 1}, false, "1 of 3 stores"},
+		{&rangekvpb.ClusterStatusResponse{Bootstrapped: true, Stores: []*rangekvpb.StoreInfo{up(1), up(2), up(3)}, RangeCount: 1, UnderReplicated: []uint64{1}}, false, "ranges 1 under-replicated"},
+		{&rangekvpb.ClusterStatusResponse{Bootstrapped: true, Stores: []*rangekvpb.StoreInfo{up(1), up(2), up(3)}, RangeCount: 1, Leaderless: []uint64{1}}, false, "without a leader"},
+		{&rangekvpb.ClusterStatusResponse{Bootstrapped: true, Stores: []*rangekvpb.StoreInfo{up(1), up(2), up(3)}, RangeCount: 1}, true, ""},
+	}
+	for _, c := range cases {
+		ok, why := replicatedNow(c.st, 3)
+		if ok != c.ok || !strings.Contains(why, c.want) {
+			t.Errorf("replicatedNow(%v) = %t %q, want %t %q", c.st, ok, why, c.ok, c.want)
+		}
 	}
 }
 
@@ -64,8 +127,12 @@ func TestStoreEnv(t *testing.T) {
 	}
 }
 
-func TestFindStoreBin(t *testing.T) {
-	if _, err := findStoreBin(filepath.Join(t.TempDir(), "nope")); exitCodeFor(err) != exitUsage {
+func TestFindBin(t *testing.T) {
+	if _, err := findBin("store-bin", filepath.Join(t.TempDir(), "nope"), "rangekv-store"); exitCodeFor(err) != exitUsage {
 		t.Errorf("missing --store-bin: %v", err)
+	}
+	// The test binary has no rangekv-placement next to it.
+	if _, err := findBin("placement-bin", "", "rangekv-placement-nope"); exitCodeFor(err) != exitUsage || !strings.Contains(err.Error(), "make build") {
+		t.Errorf("no rangekv-placement: %v", err)
 	}
 }

@@ -33,31 +33,84 @@ type kvClient interface {
 
 // globals are the resolved global flags.
 type globals struct {
-	stores  []string
+	// cluster is where the client connects: placement (the normal mode)
+	// or stores (static mode).
+	cluster clusterAddrs
 	output  string
 	hex     bool
 	timeout time.Duration
 }
 
+// clusterAddrs names the cluster: the placement members, or (static mode)
+// the stores. At most one of them is set.
+type clusterAddrs struct {
+	placement []string
+	stores    []string
+}
+
+func (c clusterAddrs) empty() bool { return len(c.placement) == 0 && len(c.stores) == 0 }
+
 // app is one invocation of the CLI.
 type app struct {
 	stdout, stderr io.Writer
+	stdin          io.Reader
 	v              *viper.Viper
 	g              globals
-	// newClient opens a client over the given stores (router.NewStatic
+	// newClient opens a key-value client (router.New over placement, or
+	// router.NewStatic over stores, unless a test substitutes it).
+	newClient func(addrs clusterAddrs, opts router.Options) (kvClient, error)
+	// newAdmin opens the placement admin client (router.New(...).Admin()
 	// unless a test substitutes it).
-	newClient func(addrs []string, opts router.Options) (kvClient, error)
+	newAdmin func(placement []string, opts router.Options) (adminClient, error)
+	// now is the clock of progress and age output (time.Now).
+	now func() time.Time
+	// pollInterval is how often waiting commands poll an operator.
+	pollInterval time.Duration
+	// shellDepth > 0 while running a line of the interactive shell.
+	shellDepth int
 }
 
 func newApp(stdout, stderr io.Writer) *app {
 	return &app{
-		stdout: stdout,
-		stderr: stderr,
-		newClient: func(addrs []string, opts router.Options) (kvClient, error) {
-			return router.NewStatic(addrs, opts)
-		},
+		stdout:       stdout,
+		stderr:       stderr,
+		stdin:        strings.NewReader(""),
+		newClient:    openClient,
+		newAdmin:     openAdmin,
+		now:          time.Now,
+		pollInterval: 250 * time.Millisecond,
 	}
 }
+
+// openClient opens the router client of the mode addrs names.
+func openClient(addrs clusterAddrs, opts router.Options) (kvClient, error) {
+	if len(addrs.placement) > 0 {
+		return router.New(addrs.placement, opts)
+	}
+	return router.NewStatic(addrs.stores, opts)
+}
+
+// openAdmin opens a placement client for admin calls.
+func openAdmin(placement []string, opts router.Options) (adminClient, error) {
+	c, err := router.New(placement, opts)
+	if err != nil {
+		return nil, err
+	}
+	adm, err := c.Admin()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return routerAdmin{Admin: adm, c: c}, nil
+}
+
+// routerAdmin is *router.Admin with the Close of its client.
+type routerAdmin struct {
+	*router.Admin
+	c *router.Client
+}
+
+func (r routerAdmin) Close() error { return r.c.Close() }
 
 // globalFlags are bound to RANGEKV_<NAME>.
 var globalFlags = []string{"stores", "placement", "output", "hex", "timeout"}
@@ -65,9 +118,29 @@ var globalFlags = []string{"stores", "placement", "output", "hex", "timeout"}
 const rootLong = `rangekv is the command-line client of rangekv, a sharded replicated
 key-value store.
 
-Until the placement driver exists, the client talks to the stores directly:
-give every store's gRPC address with --stores (or RANGEKV_STORES); the stores
-route each key to its range and the client follows leader hints.
+Give the placement driver's member addresses with --placement (or
+RANGEKV_PLACEMENT): the client learns from placement which range holds a
+key, which store leads it and where that store is, and sends each request
+straight there. Any subset of the members works; the client follows the
+placement leader.
+
+Static mode: without a placement driver (a cluster bootstrapped with
+--initial-stores, or placement down), give every store's gRPC address with
+--stores (or RANGEKV_STORES) instead; the stores route each key and the
+client follows leader hints. The key-value commands and bench work in both
+modes; cluster, store, range and rebalance need --placement. Give one of
+--placement and --stores, not both.
+
+Cluster commands (need --placement) and the shell:
+  cluster status              members, stores, ranges, unhealthy ranges
+  store list                  every store with its replicas and leaders
+  range list | show | split   the ranges, one in detail, split one
+  range move | transfer-leader  move a replica or the leadership (waits)
+  rebalance [--dry-run]       run the scheduler now (waits)
+  shell                       an interactive prompt for all commands
+
+Not available yet: 'range snapshot' (the stores have no RPC to force a
+snapshot; see 'rangekv range --help').
 
 Keys and values are UTF-8 strings as typed; with --hex they are given and
 printed as hex (for binary data). Use -- before a positional argument that
@@ -75,8 +148,8 @@ starts with a dash (rangekv put -- -key value); negative numbers work as is
 (rangekv incr counter -5).
 
 Every global flag also reads from RANGEKV_<FLAG> (upper case, dashes as
-underscores): RANGEKV_STORES, RANGEKV_OUTPUT, RANGEKV_HEX, RANGEKV_TIMEOUT.
-Flags win over the environment.
+underscores): RANGEKV_PLACEMENT, RANGEKV_STORES, RANGEKV_OUTPUT, RANGEKV_HEX,
+RANGEKV_TIMEOUT. Flags win over the environment.
 
 Exit codes:
   0  success
@@ -95,18 +168,21 @@ func (a *app) rootCmd() *cobra.Command {
 		Long:          rootLong,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Example: `  rangekv playground                      # a local 3-store cluster in ./data
-  export RANGEKV_STORES=127.0.0.1:7501,127.0.0.1:7502,127.0.0.1:7503
+		Example: `  rangekv playground                      # a local cluster in ./data
+  export RANGEKV_PLACEMENT=127.0.0.1:7401,127.0.0.1:7402,127.0.0.1:7403
   rangekv put greeting hello
   rangekv get greeting
-  rangekv -o json scan --limit 10`,
+  rangekv -o json scan --limit 10
+  rangekv cluster status
+  rangekv range split user/5
+  rangekv --stores 127.0.0.1:7501,127.0.0.1:7502 get greeting   # static mode`,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.resolveGlobals()
+			return a.resolveGlobals(cmd.Root())
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.String("stores", "", "comma-separated gRPC addresses of the stores, e.g. 127.0.0.1:7501,127.0.0.1:7502 (env RANGEKV_STORES)")
-	pf.String("placement", "", "placement driver addresses (not available yet: use --stores) (env RANGEKV_PLACEMENT)")
+	pf.String("placement", "", "comma-separated gRPC addresses of the placement members, e.g. 127.0.0.1:7401,127.0.0.1:7402 (env RANGEKV_PLACEMENT)")
+	pf.String("stores", "", "static mode, instead of --placement: comma-separated gRPC addresses of the stores (env RANGEKV_STORES)")
 	pf.StringP("output", "o", formatTable, "output format: table or json (env RANGEKV_OUTPUT)")
 	pf.Bool("hex", false, "keys and values are given and printed as hex (env RANGEKV_HEX)")
 	pf.Duration("timeout", 10*time.Second, "deadline of each request, retries included (env RANGEKV_TIMEOUT)")
@@ -127,16 +203,39 @@ func (a *app) rootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageErrorf("%v (see '%s --help')", err, c.CommandPath())
 	})
-	root.AddCommand(a.putCmd(), a.getCmd(), a.deleteCmd(), a.casCmd(), a.incrCmd(), a.scanCmd(),
-		a.benchCmd(), a.playgroundCmd())
+	root.AddGroup(&cobra.Group{ID: groupKV, Title: "Key-value commands:"},
+		&cobra.Group{ID: groupCluster, Title: "Cluster commands (need --placement):"},
+		&cobra.Group{ID: groupTools, Title: "Tools:"})
+	for _, c := range []*cobra.Command{a.putCmd(), a.getCmd(), a.deleteCmd(), a.casCmd(), a.incrCmd(), a.scanCmd()} {
+		c.GroupID = groupKV
+		root.AddCommand(c)
+	}
+	for _, c := range []*cobra.Command{a.clusterCmd(), a.storeCmd(), a.rangeCmd(), a.rebalanceCmd()} {
+		c.GroupID = groupCluster
+		root.AddCommand(c)
+	}
+	for _, c := range []*cobra.Command{a.benchCmd(), a.playgroundCmd(), a.shellCmd()} {
+		c.GroupID = groupTools
+		root.AddCommand(c)
+	}
+	root.SetHelpCommandGroupID(groupTools)
+	root.SetCompletionCommandGroupID(groupTools)
 	return root
 }
 
+// Command groups of the help output.
+const (
+	groupKV      = "kv"
+	groupCluster = "cluster"
+	groupTools   = "tools"
+)
+
 // resolveGlobals reads the global flags (flag > environment > default) and
 // checks them. It needs no store: every command runs it.
-func (a *app) resolveGlobals() error {
-	if p := strings.TrimSpace(a.v.GetString("placement")); p != "" {
-		return usageErrorf("placement: the placement driver is not available yet; give the store addresses with --stores ADDR,ADDR,... (or RANGEKV_STORES)")
+func (a *app) resolveGlobals(root *cobra.Command) error {
+	cluster, err := a.resolveCluster(root)
+	if err != nil {
+		return err
 	}
 	out := strings.ToLower(strings.TrimSpace(a.v.GetString("output")))
 	if out != formatTable && out != formatJSON {
@@ -150,14 +249,40 @@ func (a *app) resolveGlobals() error {
 	if err != nil || timeout <= 0 {
 		return usageErrorf("timeout: %q is not a positive duration such as 10s or 500ms (--timeout / %s)", a.v.GetString("timeout"), cliconfig.EnvName("timeout"))
 	}
-	var stores []string
-	for _, s := range strings.Split(a.v.GetString("stores"), ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			stores = append(stores, s)
+	a.g = globals{cluster: cluster, output: out, hex: hexMode, timeout: timeout}
+	return nil
+}
+
+// splitAddrs splits a comma-separated address list.
+func splitAddrs(s string) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
 		}
 	}
-	a.g = globals{stores: stores, output: out, hex: hexMode, timeout: timeout}
-	return nil
+	return out
+}
+
+// resolveCluster picks the mode: --placement or --stores. A flag wins over
+// the other's environment variable; both given at the same level is an
+// error. An empty flag (--placement=) counts as not given.
+func (a *app) resolveCluster(root *cobra.Command) (clusterAddrs, error) {
+	pf := root.PersistentFlags()
+	placement, stores := splitAddrs(a.v.GetString("placement")), splitAddrs(a.v.GetString("stores"))
+	pFlag := pf.Changed("placement") && len(placement) > 0
+	sFlag := pf.Changed("stores") && len(stores) > 0
+	switch {
+	case pFlag && sFlag:
+		return clusterAddrs{}, usageErrorf("give --placement or --stores, not both")
+	case pFlag:
+		return clusterAddrs{placement: placement}, nil
+	case sFlag:
+		return clusterAddrs{stores: stores}, nil
+	case len(placement) > 0 && len(stores) > 0:
+		return clusterAddrs{}, usageErrorf("both %s and %s are set; unset one (or give --placement or --stores)", cliconfig.EnvName("placement"), cliconfig.EnvName("stores"))
+	}
+	return clusterAddrs{placement: placement, stores: stores}, nil
 }
 
 // printer returns the output printer of this invocation.
@@ -165,14 +290,37 @@ func (a *app) printer() *printer {
 	return &printer{w: a.stdout, warn: a.stderr, json: a.g.output == formatJSON, hex: a.g.hex}
 }
 
-// client opens a client over --stores.
+// client opens a key-value client over --placement or --stores.
 func (a *app) client(opts router.Options) (kvClient, error) {
-	if len(a.g.stores) == 0 {
-		return nil, usageErrorf("stores: no store address; give --stores ADDR,ADDR,... (or RANGEKV_STORES), e.g. the addresses 'rangekv playground' prints")
+	if a.g.cluster.empty() {
+		return nil, errNoCluster()
 	}
-	c, err := a.newClient(a.g.stores, opts)
+	c, err := a.newClient(a.g.cluster, opts)
 	if err != nil {
+		if len(a.g.cluster.placement) > 0 {
+			return nil, usageErrorf("placement: %v", err)
+		}
 		return nil, usageErrorf("stores: %v", err)
+	}
+	return c, nil
+}
+
+func errNoCluster() error {
+	return usageErrorf("placement: no cluster address; give --placement ADDR,ADDR,... (or RANGEKV_PLACEMENT), e.g. the addresses 'rangekv playground' prints (or, in static mode, --stores)")
+}
+
+// admin opens the placement admin client; cmd names the command for the
+// error without --placement.
+func (a *app) admin(cmd string) (adminClient, error) {
+	if len(a.g.cluster.placement) == 0 {
+		if len(a.g.cluster.stores) > 0 {
+			return nil, usageErrorf("%s needs the placement driver: give --placement ADDR,ADDR,... (or RANGEKV_PLACEMENT) instead of --stores", cmd)
+		}
+		return nil, usageErrorf("%s needs the placement driver: give --placement ADDR,ADDR,... (or RANGEKV_PLACEMENT), e.g. the addresses 'rangekv playground' prints", cmd)
+	}
+	c, err := a.newAdmin(a.g.cluster.placement, router.Options{})
+	if err != nil {
+		return nil, usageErrorf("placement: %v", err)
 	}
 	return c, nil
 }
@@ -217,7 +365,13 @@ func arityOf(root *cobra.Command) flagArity {
 // run executes the CLI with args (without the program name) and returns
 // the exit code. Errors are printed to stderr as one line.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runIO(ctx, args, strings.NewReader(""), stdout, stderr)
+}
+
+// runIO is run with an input (the shell reads it).
+func runIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := newApp(stdout, stderr)
+	a.stdin = stdin
 	return a.execute(ctx, args)
 }
 
@@ -226,7 +380,7 @@ func (a *app) execute(ctx context.Context, args []string) int {
 	root.SetArgs(protectNegativeArgs(args, arityOf(root)))
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
-	root.SetIn(strings.NewReader(""))
+	root.SetIn(a.stdin)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK

@@ -1,0 +1,600 @@
+// The Client and its one retry loop. How a key's range, its leader and the
+// stores' addresses are learned is a routeSource: from the stores
+// themselves (NewStatic) or from the placement driver (New); everything
+// else — the caches, connections, backoff, and what each range error does
+// to the cache — is shared here.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+// Options tune a Client. The zero value is usable.
+type Options struct {
+	// MinBackoff and MaxBackoff bound the retry backoff.
+	MinBackoff, MaxBackoff time.Duration
+	// ConnectTimeout bounds waiting for a store (or placement member)
+	// connection before trying another one.
+	ConnectTimeout time.Duration
+	// PlacementTimeout bounds one read-only call to one placement member
+	// before the next member is tried (default 3s).
+	PlacementTimeout time.Duration
+	// Prefetch is how many following ranges a cache miss loads from
+	// placement with the range it needs (default 8; New only).
+	Prefetch int
+	// MaxFanout bounds the ranges a Scan, BatchGet or BatchPut works on at
+	// once (default 16).
+	MaxFanout int
+	// Consistency is the default read consistency.
+	Consistency rangekvpb.ReadConsistency
+	// Seed seeds the backoff jitter (0: from the clock).
+	Seed uint64
+	// DialOptions are added to every connection (e.g. TLS).
+	DialOptions []grpc.DialOption
+}
+
+func (o *Options) setDefaults() {
+	if o.MinBackoff == 0 {
+		o.MinBackoff = 10 * time.Millisecond
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = 500 * time.Millisecond
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 500 * time.Millisecond
+	}
+	if o.PlacementTimeout == 0 {
+		o.PlacementTimeout = 3 * time.Second
+	}
+	if o.Prefetch == 0 {
+		o.Prefetch = 8
+	}
+	if o.MaxFanout <= 0 {
+		o.MaxFanout = 16
+	}
+	if o.Seed == 0 {
+		o.Seed = uint64(time.Now().UnixNano())
+	}
+}
+
+// maxMessageBytes bounds one request or response (values are at most
+// 8 MiB; a scan page at most 16 MiB).
+const maxMessageBytes = 64 << 20
+
+// maxHintHops is how many NotLeader hints one call follows without
+// backoff (more means the hints go round while a leader is elected).
+const maxHintHops = 3
+
+// maxEpochRetries is how many EpochNotMatch answers in a row are retried at
+// once (the answer carries the current descriptors); past it, backoff.
+const maxEpochRetries = 2
+
+// routeSource is how a Client learns what its caches do not hold. All
+// methods are called without Client.mu held.
+type routeSource interface {
+	// load returns the route of the range holding key, and possibly of
+	// ranges after it, on a cache miss. A source that cannot tell (static)
+	// returns none: the request then goes to pick's address without a
+	// range, and the store routes it.
+	load(ctx context.Context, key []byte) ([]*rangekvpb.RouteInfo, error)
+	// spans returns the routes of the ranges overlapping [start, end) in
+	// key order, or nil when the source cannot tell (static).
+	spans(ctx context.Context, start, end []byte) ([]*rangekvpb.RouteInfo, error)
+	// storeAddr resolves a store's address ("" when the source cannot).
+	storeAddr(ctx context.Context, storeID uint64) (string, error)
+	// pick chooses where to send a request for a range whose leader is
+	// unknown (after is zero) or did not answer (after is where it went).
+	// d may be nil (static, before the first answer).
+	pick(d *rangekvpb.RangeDescriptor, after leader) leader
+	// hinted is told of a NotLeader hint; false when it cannot be
+	// followed.
+	hinted(hint leader) bool
+	// learn is told that a request sent without a known range succeeded at
+	// addr, or that addr disowned a range: it returns the ranges addr holds
+	// (with addr's store as leader of those it leads) and addr's store ID,
+	// or nothing.
+	learn(ctx context.Context, addr string) ([]*rangekvpb.RouteInfo, uint64)
+	close()
+}
+
+// Client routes key-value requests to range leaders. Safe for concurrent
+// use.
+type Client struct {
+	opts Options
+	src  routeSource
+	pd   *pdClient // nil for a static client
+
+	// loadMu serializes cache misses (load, storeAddr) so that concurrent
+	// misses of the same range make one placement call.
+	loadMu sync.Mutex
+	// Lock order: loadMu before mu before connsMu.
+	mu struct {
+		sync.Mutex
+		cache rangeCache
+		// stores maps store IDs to the addresses learned for them.
+		stores map[uint64]string
+		rng    *rand.Rand
+	}
+	connsMu struct {
+		sync.Mutex
+		conns  map[string]*grpc.ClientConn
+		closed bool
+	}
+}
+
+func newClient(opts Options) *Client {
+	opts.setDefaults()
+	c := &Client{opts: opts}
+	c.mu.rng = rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15))
+	c.mu.stores = map[uint64]string{}
+	c.connsMu.conns = map[string]*grpc.ClientConn{}
+	return c
+}
+
+func dialOptions(opts Options) []grpc.DialOption {
+	return append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes))}, opts.DialOptions...)
+}
+
+// conn returns the (shared) connection to addr, creating it if needed.
+func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
+	c.connsMu.Lock()
+	defer c.connsMu.Unlock()
+	if c.connsMu.closed {
+		return nil, errors.New("router: client closed")
+	}
+	if cc, ok := c.connsMu.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr, dialOptions(c.opts)...)
+	if err != nil {
+		return nil, fmt.Errorf("router: store address %q: %w", addr, err)
+	}
+	c.connsMu.conns[addr] = cc
+	return cc, nil
+}
+
+// Close closes every connection. Calls in flight fail.
+func (c *Client) Close() error {
+	c.connsMu.Lock()
+	c.connsMu.closed = true
+	for _, cc := range c.connsMu.conns {
+		cc.Close()
+	}
+	c.connsMu.conns = nil
+	c.connsMu.Unlock()
+	if c.src != nil {
+		c.src.close()
+	}
+	return nil
+}
+
+// route is where one attempt goes.
+type route struct {
+	desc   *rangekvpb.RangeDescriptor // nil: unknown (the store routes)
+	leader leader                     // addr is always set
+}
+
+func (r route) rangeID() uint64 {
+	if r.desc == nil {
+		return 0
+	}
+	return r.desc.RangeId
+}
+
+// insertRoutesLocked caches placement routes.
+func (c *Client) insertRoutesLocked(infos []*rangekvpb.RouteInfo) {
+	for _, ri := range infos {
+		if ri.GetDescriptor_() == nil {
+			continue
+		}
+		l := leader{storeID: ri.LeaderStoreId}
+		if l.storeID != 0 {
+			l.addr = c.mu.stores[l.storeID]
+		}
+		c.mu.cache.insert(ri.Descriptor_, l)
+	}
+}
+
+// route finds the range of key and where its leader is, asking the source
+// for what the caches lack.
+func (c *Client) route(ctx context.Context, key []byte) (route, error) {
+	c.mu.Lock()
+	e, ok := c.mu.cache.lookup(key)
+	c.mu.Unlock()
+	if !ok {
+		// A static source loads nothing: e stays zero (no range, the
+		// store routes).
+		var err error
+		if e, _, err = c.load(ctx, key); err != nil {
+			return route{}, err
+		}
+	}
+	r := route(e)
+	for range 3 {
+		if !r.leader.known() {
+			r.leader = c.src.pick(r.desc, leader{})
+			c.setLeader(r.rangeID(), r.leader)
+		}
+		if r.leader.addr != "" {
+			return r, nil
+		}
+		addr, err := c.storeAddr(ctx, r.leader.storeID)
+		var nf *NotFoundError
+		if errors.As(err, &nf) {
+			r.leader = c.src.pick(r.desc, r.leader) // a store placement no longer knows
+			continue
+		}
+		if err != nil {
+			return route{}, err
+		}
+		if addr != "" {
+			r.leader.addr = addr
+			c.setLeader(r.rangeID(), r.leader)
+			return r, nil
+		}
+		r.leader = c.src.pick(r.desc, r.leader)
+	}
+	return route{}, fmt.Errorf("router: no address known for any replica of range %d", r.rangeID())
+}
+
+// load fills the cache for key from the source. Loads run one at a time
+// (loadMu), so that many requests missing the same range at once (a cold
+// start) make one placement call, not one each.
+func (c *Client) load(ctx context.Context, key []byte) (cacheEntry, bool, error) {
+	c.loadMu.Lock()
+	defer c.loadMu.Unlock()
+	c.mu.Lock()
+	e, ok := c.mu.cache.lookup(key)
+	c.mu.Unlock()
+	if ok {
+		return e, true, nil // loaded while we waited
+	}
+	infos, err := c.src.load(ctx, key)
+	if err != nil {
+		return cacheEntry{}, false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.insertRoutesLocked(infos)
+	e, ok = c.mu.cache.lookup(key)
+	if !ok && len(infos) > 0 {
+		return cacheEntry{}, false, fmt.Errorf("router: placement returned no range holding key %q", key)
+	}
+	return e, ok, nil
+}
+
+// storeAddr resolves a store ID through the cache, then the source (one
+// lookup at a time, as load).
+func (c *Client) storeAddr(ctx context.Context, storeID uint64) (string, error) {
+	if storeID == 0 {
+		return "", nil
+	}
+	c.mu.Lock()
+	a, ok := c.mu.stores[storeID]
+	c.mu.Unlock()
+	if ok {
+		return a, nil
+	}
+	c.loadMu.Lock()
+	defer c.loadMu.Unlock()
+	c.mu.Lock()
+	a, ok = c.mu.stores[storeID]
+	c.mu.Unlock()
+	if ok {
+		return a, nil
+	}
+	a, err := c.src.storeAddr(ctx, storeID)
+	if err != nil || a == "" {
+		return "", err
+	}
+	c.mu.Lock()
+	c.mu.stores[storeID] = a
+	c.mu.Unlock()
+	return a, nil
+}
+
+func (c *Client) setLeader(rangeID uint64, l leader) {
+	if rangeID == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mu.cache.setLeader(rangeID, l)
+}
+
+// unreachable: r's store did not answer (or could not serve the range):
+// the range moves to another replica (or address). A placement client also
+// forgets the store's address, so a store that came back elsewhere is
+// found again.
+func (c *Client) unreachable(r route) {
+	next := c.src.pick(r.desc, r.leader)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pd != nil && r.leader.storeID != 0 {
+		delete(c.mu.stores, r.leader.storeID)
+	}
+	if r.desc != nil {
+		if e, ok := c.mu.cache.byID(r.desc.RangeId); ok && e.leader == r.leader {
+			c.mu.cache.setLeader(r.desc.RangeId, next)
+		}
+	}
+}
+
+// followHint applies a NotLeader hint; it returns true when the hinted
+// leader differs from where the request went, so an immediate retry can
+// succeed.
+func (c *Client) followHint(r route, nl *rangekvpb.NotLeader) bool {
+	hint := leader{storeID: nl.LeaderStoreId, addr: nl.LeaderAddress}
+	switch {
+	case !hint.known():
+		return false
+	case hint.storeID != 0 && hint.storeID == r.leader.storeID:
+		return false
+	case hint.addr != "" && hint.addr == r.leader.addr:
+		return false
+	case !c.src.hinted(hint):
+		return false // e.g. an address a static client was not given
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if hint.storeID != 0 && hint.addr != "" {
+		c.mu.stores[hint.storeID] = hint.addr
+	}
+	if hint.addr == "" {
+		hint.addr = c.mu.stores[hint.storeID] // "" is resolved by route
+	}
+	rangeID := nl.RangeId
+	if rangeID == 0 {
+		rangeID = r.rangeID()
+	}
+	if c.mu.cache.setLeader(rangeID, hint) {
+		return true
+	}
+	// The range is not cached: only a static client (whose source now
+	// sends uncached ranges to the hint) gains from an immediate retry.
+	return c.pd == nil
+}
+
+// epochChanged caches the current descriptors a store answered with and
+// reports whether the cache changed. The store that answered is guessed to
+// lead the ranges it holds: after a split the new range's leader is the
+// old one's, so the retry usually succeeds at once.
+func (c *Client) epochChanged(r route, current []*rangekvpb.RangeDescriptor) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	changed := false
+	for _, d := range current {
+		l := r.leader
+		if l.storeID != 0 && !hasStore(d, l.storeID) {
+			l = leader{}
+		}
+		// insert refuses a descriptor older than the cached one: the store
+		// lags behind what we know.
+		changed = c.mu.cache.insert(d, l) || changed
+	}
+	return changed
+}
+
+// stale: the store does not hold r's range, or the key is outside it. The
+// range is dropped so the next attempt reloads it; a static client asks
+// the store what it holds instead.
+func (c *Client) stale(ctx context.Context, r route, notFound bool) {
+	c.mu.Lock()
+	if r.desc != nil {
+		c.mu.cache.drop(r.desc.RangeId)
+	}
+	c.mu.Unlock()
+	if notFound {
+		c.unreachable(r)
+	}
+	c.learnFrom(ctx, r.leader.addr)
+}
+
+// learnFrom caches what the source learns from a store: the ranges it
+// holds, with itself as the leader of those it leads.
+func (c *Client) learnFrom(ctx context.Context, addr string) {
+	infos, storeID := c.src.learn(ctx, addr)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if storeID != 0 {
+		c.mu.stores[storeID] = addr
+	}
+	c.insertRoutesLocked(infos)
+}
+
+func (c *Client) backoff(ctx context.Context, attempt int) error {
+	d := c.opts.MinBackoff << min(attempt, 16)
+	if d > c.opts.MaxBackoff || d <= 0 {
+		d = c.opts.MaxBackoff
+	}
+	c.mu.Lock()
+	d = d/2 + time.Duration(c.mu.rng.Int64N(int64(d/2)+1))
+	c.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// ready waits (briefly) for the connection to be up, so that a write is
+// only sent over a working connection: a failure before sending is then
+// known not to have applied.
+func (c *Client) ready(ctx context.Context, conn *grpc.ClientConn) bool {
+	return readyConn(ctx, conn, c.opts.ConnectTimeout)
+}
+
+// readyConn waits at most timeout for conn to be up; false when it is
+// refused or down (try another one now).
+func readyConn(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration) bool {
+	conn.Connect()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		st := conn.GetState()
+		switch st {
+		case connectivity.Ready:
+			return true
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return false
+		}
+		if !conn.WaitForStateChange(ctx, st) {
+			return false
+		}
+	}
+}
+
+type call func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error)
+
+// deadlineError is the caller's context ending while retrying: it is the
+// context's error (errors.Is works) and says what the last attempt met.
+type deadlineError struct {
+	err  error
+	last error
+}
+
+func (e *deadlineError) Error() string {
+	return fmt.Sprintf("%v (last error: %v)", e.err, e.last)
+}
+func (e *deadlineError) Unwrap() error { return e.err }
+
+func ctxErr(err, last error) error {
+	if last == nil {
+		return err
+	}
+	return &deadlineError{err: err, last: last}
+}
+
+// rangeErrorf renders a range error for deadlineError.
+func rangeErrorf(re *rangekvpb.RangeError) error {
+	return fmt.Errorf("range error: %s", re.Message)
+}
+
+// do runs fn against the leader of key's range, retrying on range errors
+// and unreachable stores until ctx ends. write marks calls whose outcome
+// may be ambiguous: they are never retried once sent unless the answer
+// proves they did not apply.
+func (c *Client) do(ctx context.Context, op string, key []byte, write bool, cons rangekvpb.ReadConsistency, fn call) error {
+	epochRetries, hops := 0, 0
+	var last error
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return ctxErr(err, last)
+		}
+		r, err := c.route(ctx, key)
+		if err != nil {
+			if isPermanent(err) {
+				return err
+			}
+			last = err
+			if err := c.backoff(ctx, attempt); err != nil {
+				return ctxErr(err, last)
+			}
+			continue
+		}
+		conn, err := c.conn(r.leader.addr)
+		if err != nil {
+			return err
+		}
+		if !c.ready(ctx, conn) {
+			last = fmt.Errorf("store %s unreachable", r.leader)
+			c.unreachable(r)
+			if err := c.backoff(ctx, attempt); err != nil {
+				return ctxErr(err, last)
+			}
+			continue
+		}
+		h := &rangekvpb.RequestHeader{Consistency: cons}
+		if r.desc != nil {
+			h.RangeId, h.Epoch = r.desc.RangeId, r.desc.Epoch
+		}
+		hdr, err := fn(ctx, rangekvpb.NewKVClient(conn), h)
+		if err != nil {
+			switch status.Code(err) {
+			case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+				if write {
+					return &AmbiguousError{Op: op, Reason: err.Error()}
+				}
+				if ctx.Err() != nil {
+					return ctxErr(ctx.Err(), err)
+				}
+				last = err
+				c.unreachable(r)
+				if err := c.backoff(ctx, attempt); err != nil {
+					return ctxErr(err, last)
+				}
+				continue
+			}
+			return err
+		}
+		re := hdr.GetError()
+		if re == nil {
+			if r.desc == nil {
+				c.learnFrom(ctx, r.leader.addr) // learn the ranges for the next calls
+			}
+			return nil
+		}
+		last = rangeErrorf(re)
+		switch {
+		case re.AmbiguousResult != nil:
+			return &AmbiguousError{Op: op, Reason: re.Message}
+		case re.NotLeader != nil:
+			if c.followHint(r, re.NotLeader) {
+				if hops++; hops <= maxHintHops {
+					continue // one extra round trip, no backoff
+				}
+				break // hints going round (an election): back off
+			}
+			c.unreachable(r) // no usable hint: try another replica
+		case re.EpochNotMatch != nil:
+			if !c.epochChanged(r, re.EpochNotMatch.Current) {
+				// The store is behind us (or told nothing new): ask
+				// another replica.
+				c.unreachable(r)
+			} else if epochRetries++; epochRetries <= maxEpochRetries {
+				continue // the cache now has the current descriptors
+			}
+		case re.KeyNotInRange != nil:
+			c.stale(ctx, r, false)
+			if epochRetries++; epochRetries <= maxEpochRetries && c.pd != nil {
+				continue // placement knows the range that holds the key
+			}
+		case re.RangeNotFound != nil:
+			c.stale(ctx, r, true)
+		}
+		// ServerBusy, StaleCommand and the cases above: wait, then retry.
+		if err := c.backoff(ctx, attempt); err != nil {
+			return ctxErr(err, last)
+		}
+	}
+}
+
+// isPermanent reports errors that retrying cannot fix.
+func isPermanent(err error) bool {
+	var pe *PlacementError
+	if errors.As(err, &pe) {
+		return pe.Permanent
+	}
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented:
+		return true
+	}
+	return false
+}

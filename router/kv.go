@@ -1,0 +1,344 @@
+// The key-value operations of a Client, each one call of the retry loop
+// (do), and the multi-range ones: Scan, BatchGet and BatchPut fan out per
+// range and stitch results in key (or input) order.
+package router
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+// Get reads key at the client's default consistency; found is false when
+// it does not exist.
+func (c *Client) Get(ctx context.Context, key []byte) (value []byte, found bool, err error) {
+	return c.GetWith(ctx, key, c.opts.Consistency)
+}
+
+// GetWith reads key at the given consistency.
+func (c *Client) GetWith(ctx context.Context, key []byte, cons rangekvpb.ReadConsistency) (value []byte, found bool, err error) {
+	err = c.do(ctx, "get", key, false, cons, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
+		resp, err := kv.Get(ctx, &rangekvpb.GetRequest{Header: h, Key: key})
+		if err != nil {
+			return nil, err
+		}
+		value, found = resp.Value, resp.Found
+		return resp.Header, nil
+	})
+	return value, found, err
+}
+
+// Put writes key = value.
+func (c *Client) Put(ctx context.Context, key, value []byte) error {
+	return c.do(ctx, "put", key, true, c.opts.Consistency, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
+		resp, err := kv.Put(ctx, &rangekvpb.PutRequest{Header: h, Key: key, Value: value})
+		return resp.GetHeader(), err
+	})
+}
+
+// Delete removes key.
+func (c *Client) Delete(ctx context.Context, key []byte) error {
+	return c.do(ctx, "delete", key, true, c.opts.Consistency, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
+		resp, err := kv.Delete(ctx, &rangekvpb.DeleteRequest{Header: h, Key: key})
+		return resp.GetHeader(), err
+	})
+}
+
+// CASResult is the outcome of a compare-and-swap.
+type CASResult struct {
+	Swapped bool
+	// Found and Value: the key's value after the operation.
+	Found bool
+	Value []byte
+}
+
+// CAS sets key to newValue if it holds expected (or, with expectAbsent,
+// if it does not exist).
+func (c *Client) CAS(ctx context.Context, key, expected []byte, expectAbsent bool, newValue []byte) (CASResult, error) {
+	var out CASResult
+	err := c.do(ctx, "cas", key, true, c.opts.Consistency, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
+		resp, err := kv.Cas(ctx, &rangekvpb.CasRequest{Header: h, Key: key, Expected: expected, ExpectAbsent: expectAbsent, NewValue: newValue})
+		if err != nil {
+			return nil, err
+		}
+		out = CASResult{Swapped: resp.Swapped, Found: resp.Found, Value: resp.Value}
+		return resp.Header, nil
+	})
+	return out, err
+}
+
+// Incr adds delta to the signed 64-bit decimal counter at key (absent
+// counts as 0) and returns the new value.
+func (c *Client) Incr(ctx context.Context, key []byte, delta int64) (int64, error) {
+	var n int64
+	err := c.do(ctx, "incr", key, true, c.opts.Consistency, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
+		resp, err := kv.Incr(ctx, &rangekvpb.IncrRequest{Header: h, Key: key, Delta: delta})
+		if err != nil {
+			return nil, err
+		}
+		n = resp.Value
+		return resp.Header, nil
+	})
+	return n, err
+}
+
+// scanPageSize is the most pairs one Scan request asks a store for when
+// the caller set a limit.
+const scanPageSize = 1000
+
+// KeyValue is one scanned pair.
+type KeyValue struct{ Key, Value []byte }
+
+// Scan returns up to limit pairs of [start, end) in key order (empty end:
+// to the end of the key space; limit 0: all of them), across ranges. With
+// no limit and a placement driver the ranges are read in parallel (at most
+// Options.MaxFanout at once); with a limit they are read one after the
+// other, stopping at the limit. Each range's part is a consistent read of
+// that range; the whole is not a snapshot across ranges.
+func (c *Client) Scan(ctx context.Context, start, end []byte, limit int) ([]KeyValue, error) {
+	if limit > 0 {
+		return c.scanSpan(ctx, start, end, limit)
+	}
+	routes, err := c.src.spans(ctx, start, end)
+	if err != nil || len(routes) <= 1 {
+		return c.scanSpan(ctx, start, end, 0)
+	}
+	c.mu.Lock()
+	c.insertRoutesLocked(routes)
+	c.mu.Unlock()
+	parts := make([][]KeyValue, len(routes))
+	err = c.fanout(ctx, len(routes), func(ctx context.Context, i int) error {
+		d := routes[i].Descriptor_
+		lo, hi := start, end
+		if bytes.Compare(d.StartKey, lo) > 0 {
+			lo = d.StartKey
+		}
+		if len(d.EndKey) > 0 && (len(hi) == 0 || bytes.Compare(d.EndKey, hi) < 0) {
+			hi = d.EndKey
+		}
+		// The range may have split or merged since: scanSpan follows the
+		// current boundaries within [lo, hi).
+		kvs, err := c.scanSpan(ctx, lo, hi, 0)
+		parts[i] = kvs
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []KeyValue
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out, nil
+}
+
+// scanSpan reads [start, end) range after range, following the resume
+// keys the stores return at range boundaries and page limits.
+func (c *Client) scanSpan(ctx context.Context, start, end []byte, limit int) ([]KeyValue, error) {
+	var out []KeyValue
+	cur := start
+	for {
+		var resp *rangekvpb.ScanResponse
+		// 0 asks for the store's maximum page; a bounded scan asks for at
+		// most scanPageSize at a time (a store refuses limits above its
+		// own maximum).
+		want := 0
+		if limit > 0 {
+			want = min(limit-len(out), scanPageSize)
+		}
+		err := c.do(ctx, "scan", cur, false, c.opts.Consistency, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
+			r, err := kv.Scan(ctx, &rangekvpb.ScanRequest{Header: h, StartKey: cur, EndKey: end, Limit: uint32(want)})
+			if err != nil {
+				return nil, err
+			}
+			resp = r
+			return r.Header, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range resp.Pairs {
+			out = append(out, KeyValue{Key: p.Key, Value: p.Value})
+		}
+		if len(resp.ResumeKey) == 0 || (limit > 0 && len(out) >= limit) ||
+			(len(end) > 0 && bytes.Compare(resp.ResumeKey, end) >= 0) {
+			return out, nil
+		}
+		cur = resp.ResumeKey
+	}
+}
+
+// fanout runs fn(i) for i in [0, n), at most MaxFanout at once. The first
+// error cancels the others' context and is returned.
+func (c *Client) fanout(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, c.opts.MaxFanout)
+	var (
+		wg       sync.WaitGroup
+		once     sync.Once
+		firstErr error
+	)
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(ctx, i); err != nil {
+				once.Do(func() { firstErr = err; cancel() })
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// groupByRange partitions the indexes of keys by the range that holds
+// each key (as the cache sees it, loading misses). Groups are in key order
+// of their ranges; a key whose range cannot be found now lands in a group
+// of its own, and the retry loop finds it later.
+func (c *Client) groupByRange(ctx context.Context, keys [][]byte) ([][]int, error) {
+	byRange := map[uint64]int{}
+	var groups [][]int
+	for i, k := range keys {
+		r, err := c.route(ctx, k)
+		if err != nil && isPermanent(err) {
+			return nil, err
+		}
+		id := r.rangeID()
+		if err != nil || id == 0 {
+			groups = append(groups, []int{i})
+			continue
+		}
+		g, ok := byRange[id]
+		if !ok {
+			g = len(groups)
+			byRange[id] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return groups, nil
+}
+
+// GetResult is one key's outcome in BatchGet.
+type GetResult struct {
+	Key   []byte
+	Value []byte
+	Found bool
+}
+
+// BatchGet reads keys (at the client's default consistency) and returns
+// their results in the order of keys. The keys are grouped by range and
+// the ranges read in parallel; each key is its own consistent read (there
+// is no snapshot across keys). The first error fails the whole call.
+func (c *Client) BatchGet(ctx context.Context, keys [][]byte) ([]GetResult, error) {
+	out := make([]GetResult, len(keys))
+	groups, err := c.groupByRange(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	err = c.fanout(ctx, len(groups), func(ctx context.Context, g int) error {
+		for _, i := range groups[g] {
+			v, found, err := c.Get(ctx, keys[i])
+			if err != nil {
+				return fmt.Errorf("batch get %q: %w", keys[i], err)
+			}
+			out[i] = GetResult{Key: keys[i], Value: v, Found: found}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// BatchError reports a BatchPut that failed part way.
+type BatchError struct {
+	// Key is the pair whose write failed with Err.
+	Key []byte
+	Err error
+	// Written is how many pairs are known to be written; the others may or
+	// may not be (see AmbiguousError) or were not attempted.
+	Written, Total int
+}
+
+func (e *BatchError) Error() string {
+	return fmt.Sprintf("batch put: %d of %d pairs written; key %q: %v", e.Written, e.Total, e.Key, e.Err)
+}
+func (e *BatchError) Unwrap() error { return e.Err }
+
+// BatchPut writes pairs, grouped by range, the ranges in parallel and the
+// pairs of one range in their order in pairs (so the last of duplicate
+// keys wins).
+//
+// BatchPut is NOT atomic across ranges: when it fails, pairs of other
+// ranges may have been written. It is not atomic within a range either
+// until the KV service has a batch write (each pair is its own Raft
+// command today). On the first failure no further pair is started; the
+// error is a *BatchError wrapping the cause (an *AmbiguousError when that
+// pair's outcome is unknown). Writes are never retried once their outcome
+// is unknown.
+func (c *Client) BatchPut(ctx context.Context, pairs []KeyValue) error {
+	keys := make([][]byte, len(pairs))
+	for i, p := range pairs {
+		keys[i] = p.Key
+	}
+	groups, err := c.groupByRange(ctx, keys)
+	if err != nil {
+		return err
+	}
+	var (
+		stop    atomic.Bool
+		written atomic.Int64
+		mu      sync.Mutex
+		first   *BatchError
+	)
+	// Not fanout: cancelling the others' context would make their writes
+	// in flight ambiguous; they finish, and no new one starts.
+	sem := make(chan struct{}, c.opts.MaxFanout)
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			for _, i := range g {
+				if stop.Load() || ctx.Err() != nil {
+					return
+				}
+				if err := c.Put(ctx, pairs[i].Key, pairs[i].Value); err != nil {
+					stop.Store(true)
+					mu.Lock()
+					if first == nil {
+						first = &BatchError{Key: pairs[i].Key, Err: err}
+					}
+					mu.Unlock()
+					return
+				}
+				written.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		first.Written, first.Total = int(written.Load()), len(pairs)
+		return first
+	}
+	if err := ctx.Err(); err != nil && int(written.Load()) < len(pairs) {
+		return &BatchError{Err: err, Written: int(written.Load()), Total: len(pairs)}
+	}
+	return nil
+}
