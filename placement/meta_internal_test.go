@@ -73,7 +73,7 @@ func MetaForTest(s *Server) (clusterID uint64, stores []uint64, ranges []*rangek
 
 func memDB(t *testing.T) *pebble.DB {
 	t.Helper()
-	db, err := pebble.Open("meta", &pebble.Options{FS: vfs.NewMem(), Logger: pebbleLogger{slog.New(slog.NewTextHandler(io.Discard, nil))}})
+	db, err := pebble.Open("meta", &pebble.Options{FS: vfs.NewMem(), Logger: pebbleLogger{L: slog.New(slog.NewTextHandler(io.Discard, nil))}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/internal/keys"
+	"github.com/rangekv/rangekv/internal/logadapt"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
 	"github.com/rangekv/rangekv/rangeraft/logstore"
@@ -164,7 +165,7 @@ func openDriver(s *Server, db *pebble.DB) (*driver, error) {
 		AppliedTerm:          applied.Term,
 		ReadContextSeed:      binary.BigEndian.Uint64(seed[:]) ^ 0x5a5a,
 		Storage:              snapStorage{d.log, d},
-		Logger:               raftLogger{s.log},
+		Logger:               logadapt.NewRaft(s.log),
 	})
 	return d, err
 }

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rangekv/rangekv/internal/logadapt"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -74,7 +75,7 @@ func Open(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("placement", cfg.ID), reg: cfg.Registry, now: cfg.Now}
 	s.metrics = newMetrics(cfg.Registry)
-	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebbleLogger{s.log}}
+	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logadapt.Pebble{L: s.log}}
 	if cfg.FS != nil {
 		opts.FS = cfg.FS
 	}

@@ -7,6 +7,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/rangekv/rangekv/internal/keys"
+	"github.com/rangekv/rangekv/internal/logadapt"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
 	"github.com/rangekv/rangekv/rangeraft/logstore"
@@ -113,6 +114,6 @@ func (s *Store) newRaft(rangeID, replicaID uint64, rl *logstore.RangeLog, applie
 		AppliedTerm:          appliedTerm,
 		ReadContextSeed:      s.readSeed ^ rangeID,
 		Storage:              rl,
-		Logger:               newRaftLogger(s.log.With("range", rangeID, "replica", replicaID)),
+		Logger:               logadapt.NewRaft(s.log.With("range", rangeID, "replica", replicaID)),
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/internal/keys"
+	"github.com/rangekv/rangekv/internal/logadapt"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -37,22 +38,8 @@ func pebbleOptions(c *Config) *pebble.Options {
 	if c.FS != nil {
 		o.FS = c.FS
 	}
-	o.Logger = pebbleLogger{c.Logger}
+	o.Logger = logadapt.Pebble{L: c.Logger}
 	return o
-}
-
-type pebbleLogger struct {
-	l interface{ Info(string, ...any) }
-}
-
-func (p pebbleLogger) Infof(format string, args ...interface{}) {
-	p.l.Info(fmt.Sprintf(format, args...), "component", "pebble")
-}
-func (p pebbleLogger) Errorf(format string, args ...interface{}) {
-	p.l.Info("ERROR: "+fmt.Sprintf(format, args...), "component", "pebble")
-}
-func (p pebbleLogger) Fatalf(format string, args ...interface{}) {
-	panic(fmt.Sprintf(format, args...))
 }
 
 // ClusterIDFromInitialStores derives the cluster ID of a statically

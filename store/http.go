@@ -3,38 +3,15 @@
 package store
 
 import (
-	"errors"
-	"fmt"
-	"net"
 	"net/http"
-	"net/http/pprof"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/rangekv/rangekv/internal/debughttp"
 )
 
 func (s *Store) startHTTP() error {
-	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("http-addr: listen on %s: %w", s.cfg.HTTPAddr, err)
-	}
-	s.httpLn = ln
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("/debug/ranges", func(w http.ResponseWriter, _ *http.Request) {
+	ranges := func(w http.ResponseWriter, _ *http.Request) {
 		b, err := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Marshal(s.Status())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -42,14 +19,13 @@ func (s *Store) startHTTP() error {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(b)
-	})
-	s.httpServer = &http.Server{Handler: mux}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("http server stopped", "err", err)
-		}
-	}()
+	}
+	ready := func() (bool, string) { return s.ready.Load(), "store not started or stopping" }
+	srv, ln, err := debughttp.Start(s.cfg.HTTPAddr, "http-addr", s.reg, ready,
+		map[string]http.HandlerFunc{"/debug/ranges": ranges}, &s.wg, s.log)
+	if err != nil {
+		return err
+	}
+	s.httpServer, s.httpLn = srv, ln
 	return nil
 }
