@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -163,6 +165,7 @@ func (s *Store) rangeHeartbeat(r *Replica, d *rangekvpb.RangeDescriptor) *rangek
 	if n, err := s.db.EstimateDiskUsage(lo, hi); err == nil {
 		h.ApproximateSize = n
 	}
+	h.ApproximateKeys = s.approximateKeys(lo, hi, h.ApproximateSize)
 	r.mu.Lock()
 	if !r.mu.destroyed && r.mu.rr.IsLeader() {
 		applied := r.mu.applied.Index
@@ -180,4 +183,27 @@ func (s *Store) rangeHeartbeat(r *Replica, d *rangekvpb.RangeDescriptor) *rangek
 	}
 	r.mu.Unlock()
 	return h
+}
+
+// keySample is how many keys approximateKeys reads at most.
+const keySample = 100
+
+// approximateKeys counts the span's keys when it holds few, and otherwise
+// extrapolates from the size of the first keySample entries (cheap: one
+// short iteration per reported range).
+func (s *Store) approximateKeys(lo, hi []byte, size uint64) uint64 {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0
+	}
+	defer it.Close()
+	var n, bytes uint64
+	for valid := it.First(); valid && n < keySample; valid = it.Next() {
+		n++
+		bytes += uint64(len(it.Key()) + len(it.Value()))
+	}
+	if n < keySample || bytes == 0 {
+		return n
+	}
+	return max(n, size*n/bytes)
 }
