@@ -311,8 +311,9 @@ func (s *Store) sendSome(r *Replica, msgs []*pb.Message, keep func(*pb.Message) 
 
 // maybeTruncate proposes a log truncation when the policy allows one. It
 // decides every few applied entries, and on ticks (force) while some were
-// applied since the last decision: a follower whose store just went down
-// stops holding truncation back even if the writes have stopped.
+// applied since the last decision or a long log is held back: a follower
+// whose store just went down stops holding truncation back even if the
+// writes have stopped.
 // Called with r.mu held.
 func (s *Store) maybeTruncate(r *Replica, force bool) {
 	n := r.mu.appliesSinceTruncCheck
@@ -328,6 +329,12 @@ func (s *Store) maybeTruncate(r *Replica, force bool) {
 	}
 	idx, ok := r.mu.rr.TruncationTarget(policy, first)
 	if !ok {
+		// A log long enough to truncate is being held back (a follower
+		// that is behind, maybe on a store about to be declared down):
+		// decide again on the next tick even if nothing more applies.
+		if last, _ := r.log.LastIndex(); last >= first && last-first+1 >= s.cfg.LogTruncateThreshold {
+			r.mu.appliesSinceTruncCheck = 1
+		}
 		return
 	}
 	term, err := r.log.Term(idx)
