@@ -87,8 +87,12 @@ proto:
 lint:
 	bash scripts/lint.sh
 
+# The benchmark suite (not part of make test): a single range against etcd,
+# then the multi-Raft costs (idle 1,000/10,000 ranges, writes, failover).
+# Set BENCH_DIR to a directory on the disk under test.
 bench:
 	bash scripts/bench.sh
+	bash scripts/bench_multiraft.sh
 
 clean:
 	rm -rf bin data .tools
