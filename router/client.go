@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -126,8 +125,8 @@ type Client struct {
 		cache rangeCache
 		// stores maps store IDs to the addresses learned for them.
 		stores map[uint64]string
-		rng    *rand.Rand
 	}
+	backoff *backoff
 	connsMu struct {
 		sync.Mutex
 		conns  map[string]*grpc.ClientConn
@@ -138,7 +137,7 @@ type Client struct {
 func newClient(opts Options) *Client {
 	opts.setDefaults()
 	c := &Client{opts: opts}
-	c.mu.rng = rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15))
+	c.backoff = newBackoff(opts.MinBackoff, opts.MaxBackoff, opts.Seed, opts.Seed^0x9e3779b97f4a7c15)
 	c.mu.stores = map[uint64]string{}
 	c.connsMu.conns = map[string]*grpc.ClientConn{}
 	return c
@@ -416,24 +415,6 @@ func (c *Client) learnFrom(ctx context.Context, addr string) {
 	c.insertRoutesLocked(infos)
 }
 
-func (c *Client) backoff(ctx context.Context, attempt int) error {
-	d := c.opts.MinBackoff << min(attempt, 16)
-	if d > c.opts.MaxBackoff || d <= 0 {
-		d = c.opts.MaxBackoff
-	}
-	c.mu.Lock()
-	d = d/2 + time.Duration(c.mu.rng.Int64N(int64(d/2)+1))
-	c.mu.Unlock()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // ready waits (briefly) for the connection to be up, so that a write is
 // only sent over a working connection: a failure before sending is then
 // known not to have applied.
@@ -504,7 +485,7 @@ func (c *Client) do(ctx context.Context, op string, key []byte, write bool, cons
 				return err
 			}
 			last = err
-			if err := c.backoff(ctx, attempt); err != nil {
+			if err := c.backoff.wait(ctx, attempt); err != nil {
 				return ctxErr(err, last)
 			}
 			continue
@@ -516,7 +497,7 @@ func (c *Client) do(ctx context.Context, op string, key []byte, write bool, cons
 		if !c.ready(ctx, conn) {
 			last = fmt.Errorf("store %s unreachable", r.leader)
 			c.unreachable(r)
-			if err := c.backoff(ctx, attempt); err != nil {
+			if err := c.backoff.wait(ctx, attempt); err != nil {
 				return ctxErr(err, last)
 			}
 			continue
@@ -537,7 +518,7 @@ func (c *Client) do(ctx context.Context, op string, key []byte, write bool, cons
 				}
 				last = err
 				c.unreachable(r)
-				if err := c.backoff(ctx, attempt); err != nil {
+				if err := c.backoff.wait(ctx, attempt); err != nil {
 					return ctxErr(err, last)
 				}
 				continue
@@ -580,7 +561,7 @@ func (c *Client) do(ctx context.Context, op string, key []byte, write bool, cons
 			c.stale(ctx, r, true)
 		}
 		// ServerBusy, StaleCommand and the cases above: wait, then retry.
-		if err := c.backoff(ctx, attempt); err != nil {
+		if err := c.backoff.wait(ctx, attempt); err != nil {
 			return ctxErr(err, last)
 		}
 	}

@@ -8,10 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -105,11 +103,11 @@ func (s *placementSource) close() { s.c.pd.close() }
 type pdClient struct {
 	opts    Options
 	members []string
+	backoff *backoff
 	mu      struct {
 		sync.Mutex
 		leader string
 		conns  map[string]*grpc.ClientConn
-		rng    *rand.Rand // backoff jitter
 		closed bool
 	}
 }
@@ -117,7 +115,7 @@ type pdClient struct {
 func newPDClient(addrs []string, opts Options) (*pdClient, error) {
 	p := &pdClient{opts: opts, members: addrs}
 	p.mu.leader = addrs[0]
-	p.mu.rng = rand.New(rand.NewPCG(opts.Seed^0x5bd1e995, opts.Seed))
+	p.backoff = newBackoff(opts.MinBackoff, opts.MaxBackoff, opts.Seed^0x5bd1e995, opts.Seed)
 	p.mu.conns = map[string]*grpc.ClientConn{}
 	for _, a := range addrs {
 		if _, err := p.conn(a); err != nil {
@@ -196,7 +194,7 @@ func (p *pdClient) call(ctx context.Context, op string, mutating bool, fn pdCall
 		if !readyConn(ctx, conn, p.opts.ConnectTimeout) {
 			last = fmt.Errorf("placement member %s unreachable", addr)
 			p.next(addr)
-			if err := p.pause(ctx, attempt); err != nil {
+			if err := p.backoff.wait(ctx, attempt); err != nil {
 				return ctxErr(fmt.Errorf("placement %s: %w", op, err), last)
 			}
 			continue
@@ -215,7 +213,7 @@ func (p *pdClient) call(ctx context.Context, op string, mutating bool, fn pdCall
 				}
 				last = err
 				p.next(addr)
-				if err := p.pause(ctx, attempt); err != nil {
+				if err := p.backoff.wait(ctx, attempt); err != nil {
 					return ctxErr(fmt.Errorf("placement %s: %w", op, err), last)
 				}
 				continue
@@ -232,7 +230,7 @@ func (p *pdClient) call(ctx context.Context, op string, mutating bool, fn pdCall
 			last = errors.New(perr.Message)
 			if attempt%len(p.members) == len(p.members)-1 {
 				// Redirect loops (a member's stale view) still back off.
-				if err := p.pause(ctx, attempt); err != nil {
+				if err := p.backoff.wait(ctx, attempt); err != nil {
 					return ctxErr(fmt.Errorf("placement %s: %w", op, err), last)
 				}
 			}
@@ -243,31 +241,12 @@ func (p *pdClient) call(ctx context.Context, op string, mutating bool, fn pdCall
 			if perr.NotLeader != nil {
 				p.next(addr)
 			}
-			if err := p.pause(ctx, attempt); err != nil {
+			if err := p.backoff.wait(ctx, attempt); err != nil {
 				return ctxErr(fmt.Errorf("placement %s: %w", op, err), last)
 			}
 			continue
 		}
 		return &PlacementError{Op: op, Message: perr.Message, ClusterMismatch: perr.ClusterMismatch, Permanent: true}
-	}
-}
-
-// pause backs off exponentially with jitter, bounded by ctx.
-func (p *pdClient) pause(ctx context.Context, attempt int) error {
-	d := p.opts.MinBackoff << min(attempt, 16)
-	if d > p.opts.MaxBackoff || d <= 0 {
-		d = p.opts.MaxBackoff
-	}
-	p.mu.Lock()
-	d = d/2 + time.Duration(p.mu.rng.Int64N(int64(d/2)+1))
-	p.mu.Unlock()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
