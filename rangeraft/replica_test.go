@@ -91,6 +91,8 @@ type testGroup struct {
 	msgs  []*pb.Message
 	// isolated nodes send and receive nothing.
 	isolated map[uint64]bool
+	// frozen nodes are not ticked (their clocks stand still).
+	frozen map[uint64]bool
 	// drop, when set, drops the messages it returns true for.
 	drop func(m *pb.Message) bool
 	cfg  func(*rangeraft.Config)
@@ -384,7 +386,7 @@ func (g *testGroup) stabilize() {
 // tick ticks every open replica once, then stabilizes.
 func (g *testGroup) tick() {
 	for _, id := range g.ids {
-		if nd := g.nodes[id]; !nd.closed {
+		if nd := g.nodes[id]; !nd.closed && !g.frozen[id] {
 			nd.rr.Tick()
 		}
 	}
@@ -664,9 +666,14 @@ func TestReplacedLeaderProposalIsStale(t *testing.T) {
 				t.Fatalf("isolated proposal completed early: %v", lost.err)
 			}
 
-			g.tickUntil("new leader among 2 and 3, old leader stepped down (CheckQuorum)", 10*electionTicks, func() bool {
-				return g.leader(2, 3) != 0 && !old.rr.IsLeader()
-			})
+			// Elect the new leader first (the old one's clock stands still),
+			// then let the old one step down: the order is fixed, so the
+			// proposal's post-step-down grace of one election timeout does
+			// not race the election.
+			g.frozen = map[uint64]bool{1: true}
+			g.tickUntil("new leader among 2 and 3", 10*electionTicks, func() bool { return g.leader(2, 3) != 0 })
+			g.frozen = nil
+			g.tickUntil("old leader stepped down (CheckQuorum)", 10*electionTicks, func() bool { return !old.rr.IsLeader() })
 			if lost.calls != 0 {
 				t.Fatalf("proposal completed on step-down (%v); it must wait for apply or timeout", lost.err)
 			}
