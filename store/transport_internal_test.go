@@ -376,8 +376,14 @@ func TestTransportPeerStreamFlushesBeatsAndPings(t *testing.T) {
 	next("a ping after the flush", func(b *rangekvpb.RaftMessageBatch) bool {
 		return len(b.Messages)+len(b.Heartbeats)+len(b.HeartbeatResps) == 0
 	})
-	if n := counterValue(t, s, "rangekv_transport_batches_sent_total"); n < 4 {
-		t.Fatalf("batches_sent = %v after at least 4 batches", n)
+	// The sender counts a batch after its Send returns, which may be after
+	// the server already has it: wait (bounded) for the count.
+	deadline := time.Now().Add(5 * time.Second)
+	for n := counterValue(t, s, "rangekv_transport_batches_sent_total"); n < 4; n = counterValue(t, s, "rangekv_transport_batches_sent_total") {
+		if time.Now().After(deadline) {
+			t.Fatalf("batches_sent = %v after at least 4 batches", n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
