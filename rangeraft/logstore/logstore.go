@@ -43,6 +43,10 @@ type RangeLog struct {
 		applied   indexTerm
 		lastIndex uint64
 		lastTerm  uint64
+		// cache holds the entries appended but not yet applied, so that
+		// raft reads committed entries (and their terms) from memory
+		// instead of Pebble; see entrycache.go.
+		cache entryCache
 	}
 }
 
@@ -130,6 +134,12 @@ func (l *RangeLog) InitialState() (*pb.HardState, *pb.ConfState, error) {
 func (l *RangeLog) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 	l.mu.Lock()
 	first, last := l.mu.truncated.Index+1, l.mu.lastIndex
+	if lo >= first && hi <= last+1 {
+		if ents, ok := l.mu.cache.get(lo, hi, maxSize); ok {
+			l.mu.Unlock()
+			return ents, nil
+		}
+	}
 	l.mu.Unlock()
 	if lo < first {
 		return nil, raft.ErrCompacted
@@ -179,7 +189,11 @@ func (l *RangeLog) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 func (l *RangeLog) Term(i uint64) (uint64, error) {
 	l.mu.Lock()
 	tr, last, lastTerm := l.mu.truncated, l.mu.lastIndex, l.mu.lastTerm
+	cachedTerm, cached := l.mu.cache.term(i)
 	l.mu.Unlock()
+	if cached && i > tr.Index && i <= last {
+		return cachedTerm, nil
+	}
 	switch {
 	case i == tr.Index:
 		return tr.Term, nil
@@ -239,6 +253,7 @@ type AppendUpdate struct {
 	lastIndex, lastTerm uint64
 	hardState           *pb.HardState
 	appended            int
+	ents                []*pb.Entry
 }
 
 // Appended is the number of entries the update persisted.
@@ -271,6 +286,7 @@ func (l *RangeLog) StageAppend(w Writer, ents []*pb.Entry, hs *pb.HardState) (Ap
 		}
 		u.lastIndex, u.lastTerm = last.GetIndex(), last.GetTerm()
 		u.appended = len(ents)
+		u.ents = ents
 	}
 	if hs != nil && !raft.IsEmptyHardState(hs) {
 		b, err := proto.Marshal(hs)
@@ -291,6 +307,7 @@ func (l *RangeLog) FinishAppend(u AppendUpdate) {
 	defer l.mu.Unlock()
 	if u.appended > 0 {
 		l.mu.lastIndex, l.mu.lastTerm = u.lastIndex, u.lastTerm
+		l.mu.cache.append(u.ents, l.mu.applied.Index)
 	}
 	if u.hardState != nil {
 		l.mu.hardState = u.hardState
@@ -304,6 +321,11 @@ func (l *RangeLog) FinishAppend(u AppendUpdate) {
 func (l *RangeLog) StageTruncate(w Writer, index, term uint64) (bool, error) {
 	l.mu.Lock()
 	tr, last := l.mu.truncated, l.mu.lastIndex
+	if index > tr.Index && index <= last {
+		// Reads of the doomed entries go to the engine from now on, so
+		// they see the truncation as soon as it commits.
+		l.mu.cache.dropThrough(index)
+	}
 	l.mu.Unlock()
 	if index <= tr.Index || index > last {
 		return false, nil
@@ -324,6 +346,7 @@ func (l *RangeLog) FinishTruncate(index, term uint64) {
 	defer l.mu.Unlock()
 	if index > l.mu.truncated.Index {
 		l.mu.truncated = indexTerm{index, term}
+		l.mu.cache.dropThrough(index)
 	}
 }
 
@@ -331,6 +354,9 @@ func (l *RangeLog) FinishTruncate(index, term uint64) {
 // snapshot's index and term. The caller writes the data, applied state,
 // descriptor and hard state in the same batch.
 func (l *RangeLog) StageSnapshot(w Writer, index, term uint64) error {
+	l.mu.Lock()
+	l.mu.cache.reset()
+	l.mu.Unlock()
 	if err := w.DeleteRange(keys.LogPrefix(l.rangeID), keys.LogEnd(l.rangeID), nil); err != nil {
 		return err
 	}
@@ -348,6 +374,7 @@ func (l *RangeLog) FinishSnapshot(index, term uint64, cs *pb.ConfState) {
 	l.mu.truncated = indexTerm{index, term}
 	l.mu.lastIndex, l.mu.lastTerm = index, term
 	l.mu.applied = indexTerm{index, term}
+	l.mu.cache.reset()
 	if cs != nil {
 		l.mu.confState = proto.CloneOf(cs)
 	}
@@ -359,6 +386,7 @@ func (l *RangeLog) SetApplied(index, term uint64, cs *pb.ConfState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.mu.applied = indexTerm{index, term}
+	l.mu.cache.dropThrough(index)
 	if cs != nil {
 		l.mu.confState = proto.CloneOf(cs)
 	}
