@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# rangekv against etcd 3.7 in one run, same machine, same payload (256-byte
+# values): write, linearizable read and mixed (50% reads) workloads at 1, 64
+# and 256 clients. rangekv runs as 1 placement member + 3 stores with the key
+# space pre-split into RANGES ranges (leaders spread over the stores) and is
+# loaded by `rangekv bench`; etcd runs as 3 members loaded by its own
+# `benchmark` tool (put; range --consistency=l; mixed = half the clients
+# putting while the other half read, or for 1 client the harmonic mean of
+# the 1-client put and read rates; etcd's mixed p50 is the larger of the two).
+# ROUNDS alternating rounds; prints medians and rangekv/etcd ratios as a
+# markdown table for docs/benchmarks.md.
+#
+# Env: BENCH_DIR (scratch on the disk under test; default a new temp dir),
+# SHARED (default ../shared), ROUNDS (1), DUR (rangekv seconds per point, 10s),
+# ETCD_OPS (etcd requests per multi-client point, 60000; 1 client: 8000),
+# RANGES (6). All traffic on 127.0.0.1; every process is stopped by its PID.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SHARED=${SHARED:-$ROOT/../shared}
+BENCH_DIR=${BENCH_DIR:-$(mktemp -d)}
+export BENCH_DIR
+ROUNDS=${ROUNDS:-1}
+DUR=${DUR:-10s}
+ETCD_OPS=${ETCD_OPS:-60000}
+RANGES=${RANGES:-6}
+OUT=$BENCH_DIR/vs_etcd_$(date +%Y%m%d_%H%M%S)
+mkdir -p "$OUT"
+PIDS=()
+stop_all() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  PIDS=()
+}
+trap stop_all EXIT
+
+make -s build || exit 1
+BIN=$ROOT/bin
+ETCD_BIN=${ETCD_BIN:-$BENCH_DIR/etcdbin}
+if [[ ! -x $ETCD_BIN/benchmark ]]; then
+  echo "building etcd into $ETCD_BIN (../shared/bench/install_etcd.sh)" >&2
+  bash "$SHARED/bench/install_etcd.sh" >"$OUT/install_etcd.log" 2>&1 || { echo "etcd build failed: $OUT/install_etcd.log"; exit 1; }
+fi
+
+CLIENTS=(1 64 256)
+WORKLOADS=(write read mixed)
+
+run_rangekv() { # $1 round
+  local dir=$OUT/rangekv_r$1 base=$((43000 + $1 * 50)) pd
+  mkdir -p "$dir"
+  pd=127.0.0.1:$((base + 1))
+  "$BIN/rangekv-placement" --id 1 --addr "$pd" --http-addr 127.0.0.1:$((base + 2)) \
+    --data-dir "$dir/pd1" --initial-cluster "1=$pd" >"$dir/pd1.log" 2>&1 &
+  PIDS+=($!)
+  for i in 1 2 3; do
+    "$BIN/rangekv-store" --addr 127.0.0.1:$((base + 10 + i)) --http-addr 127.0.0.1:$((base + 20 + i)) \
+      --data-dir "$dir/s$i" --placement "$pd" >"$dir/s$i.log" 2>&1 &
+    PIDS+=($!)
+  done
+  local ok=0
+  for _ in $(seq 1 120); do
+    timeout 10 "$BIN/rangekv" --placement "$pd" put bench-ready 1 >/dev/null 2>&1 && { ok=1; break; }
+    sleep 0.5
+  done
+  ((ok)) || { echo "rangekv round $1: cluster never accepted a put (logs in $dir)" >&2; stop_all; return; }
+  for w in "${WORKLOADS[@]}"; do
+    local keys=100000
+    [[ $w != write ]] && keys=10000
+    for c in "${CLIENTS[@]}"; do
+      echo "rangekv r$1: $w, $c clients" >&2
+      timeout 300 "$BIN/rangekv" --placement "$pd" -o json bench --workload "$w" --clients "$c" --duration "$DUR" \
+        --value-size 256 --keys "$keys" --read-ratio 0.5 --ranges "$RANGES" \
+        >"$dir/${w}_c$c.json" 2>"$dir/${w}_c$c.err" || echo "  failed: $(tail -1 "$dir/${w}_c$c.err")" >&2
+    done
+  done
+  "$BIN/rangekv" --placement "$pd" store list >"$dir/stores.txt" 2>&1 || true
+  stop_all
+  rm -rf "$dir"/pd1 "$dir"/s?
+}
+
+run_etcd() { # $1 round
+  local dir=$OUT/etcd_r$1 cluster="" all="" i
+  mkdir -p "$dir"
+  for i in 1 2 3; do
+    cluster+="m$i=http://127.0.0.1:$((12380 + i * 10000 - 10000)),"
+  done
+  cluster=${cluster%,}
+  for i in 1 2 3; do
+    local cport=$((12379 + (i - 1) * 10000)) pport=$((12380 + (i - 1) * 10000))
+    "$ETCD_BIN/etcd" --name "m$i" --data-dir "$dir/m$i" \
+      --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
+      --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+      --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "vs-$1" \
+      --log-level warn --logger zap >"$dir/m$i.log" 2>&1 &
+    PIDS+=($!)
+    all+="127.0.0.1:$cport,"
+  done
+  all=${all%,}
+  for _ in $(seq 1 120); do
+    "$ETCD_BIN/etcdctl" --endpoints="$all" endpoint health >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  local leader
+  leader=$("$ETCD_BIN/etcdctl" --endpoints="$all" endpoint status -w json | python3 -c '
+import json, sys
+for s in json.load(sys.stdin):
+    if s["Status"]["leader"] == s["Status"]["header"]["member_id"]:
+        print(s["Endpoint"].replace("http://", ""))')
+  "$ETCD_BIN/etcdctl" --endpoints="$leader" put foo "$(head -c 256 /dev/zero | tr '\0' v)" >/dev/null
+  for c in "${CLIENTS[@]}"; do
+    local conns=$(( c < 16 ? c : 16 )) total=$ETCD_OPS
+    ((c == 1)) && total=$((ETCD_OPS / 8))
+    local b=("$ETCD_BIN/benchmark" --conns="$conns" --clients="$c" --precise)
+    echo "etcd r$1: $c clients" >&2
+    timeout 300 "${b[@]}" --endpoints="$leader" --total="$total" \
+      put --key-size=8 --val-size=256 --key-space-size=100000 >"$dir/write_c$c.txt" 2>&1
+    timeout 300 "${b[@]}" --endpoints="$all" --total="$total" range foo --consistency=l >"$dir/read_c$c.txt" 2>&1
+    if ((c > 1)); then
+      # Mixed, 50% reads: half the clients put while the other half read,
+      # at the same time; the throughputs add up. (etcd's txn-mixed issues
+      # range reads over the key space, not point reads, so it is not used.)
+      local h=$((c / 2)) hc=$(( c / 2 < 16 ? c / 2 : 16 ))
+      timeout 300 "$ETCD_BIN/benchmark" --conns="$hc" --clients="$h" --precise --endpoints="$leader" --total="$((total / 2))" \
+        put --key-size=8 --val-size=256 --key-space-size=10000 >"$dir/mixed_put_c$c.txt" 2>&1 &
+      local bp=$!
+      timeout 300 "$ETCD_BIN/benchmark" --conns="$hc" --clients="$h" --precise --endpoints="$all" --total="$((total / 2))" \
+        range foo --consistency=l >"$dir/mixed_read_c$c.txt" 2>&1
+      wait "$bp"
+    fi
+  done
+  stop_all
+  rm -rf "$dir"/m?
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+  run_rangekv "$r"
+  run_etcd "$r"
+done
+
+python3 - "$OUT" "$ROUNDS" <<'PY'
+import json, re, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+def med(v):
+    v = [x for x in v if x is not None]
+    return statistics.median(v) if v else None
+def rk(w, c, field):
+    vals = []
+    for r in range(1, rounds + 1):
+        try:
+            vals.append(float(json.load(open(f"{out}/rangekv_r{r}/{w}_c{c}.json"))[field]))
+        except Exception:
+            pass
+    return med(vals)
+def et(w, c, what):
+    if w == "mixed" and c == 1:
+        # One closed-loop client doing half puts, half reads: its rate is
+        # the harmonic mean of the single-client put and read rates.
+        p, r = et("write", 1, what), et("read", 1, what)
+        if p is None or r is None:
+            return None
+        return 2 / (1 / p + 1 / r) if what == "ops" else (p + r) / 2
+    if w == "mixed":
+        p, r = et("mixed_put", c, what), et("mixed_read", c, what)
+        if p is None or r is None:
+            return None
+        return p + r if what == "ops" else max(p, r)
+    vals = []
+    for r in range(1, rounds + 1):
+        try:
+            txt = open(f"{out}/etcd_r{r}/{w}_c{c}.txt").read()
+        except OSError:
+            continue
+        if what == "ops":
+            m = re.search(r"Requests/sec:\s+([0-9.]+)", txt)
+            vals.append(float(m.group(1)) if m else None)
+        else:
+            m = re.search(r"50% in ([0-9.]+) secs", txt)
+            vals.append(float(m.group(1)) * 1000 if m else None)
+    return med(vals)
+def f(x, nd=0):
+    return "-" if x is None else f"{x:,.{nd}f}"
+print("| workload | clients | rangekv ops/s | etcd ops/s | ratio | rangekv p50 ms | etcd p50 ms |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for w in ("write", "read", "mixed"):
+    for c in (1, 64, 256):
+        a, b = rk(w, c, "ops_per_s"), et(w, c, "ops")
+        ratio = "-" if a is None or not b else f"{a / b:.2f}x"
+        print(f"| {w} | {c} | {f(a)} | {f(b)} | {ratio} | {f(rk(w, c, 'p50_ms'), 2)} | {f(et(w, c, 'p50'), 2)} |")
+print(f"\n(medians of {rounds} round(s); raw results in {out})")
+PY
