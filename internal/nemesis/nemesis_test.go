@@ -179,7 +179,7 @@ func run(t *testing.T, p params) result {
 	for i := range p.clients {
 		cl := n.client(uint64(i + 1))
 		rng := rand.New(rand.NewPCG(p.seed, uint64(i+1)))
-		wg.Go(func() { n.worker(ctx, i, cl, rng) })
+		wg.Go(func() { histcheck.Worker(ctx, n.rec, cl, i, n.keyList(), rng, 2*time.Second) })
 	}
 	n.nemesis(p.duration)
 	n.healAll()
@@ -246,82 +246,20 @@ func (n *nem) waitReplicated() {
 	})
 }
 
-// worker is one client: random single-key operations until ctx ends.
-func (n *nem) worker(ctx context.Context, id int, cl *router.Client, rng *rand.Rand) {
-	for ctx.Err() == nil {
-		key := n.key(rng.IntN(n.p.keys))
-		var in histcheck.Input
-		switch x := rng.IntN(100); {
-		case x < 35:
-			in = histcheck.Input{Kind: histcheck.Get}
-		case x < 60:
-			in = histcheck.Input{Kind: histcheck.Put, Value: n.rec.UniqueValue()}
-		case x < 70:
-			in = histcheck.Input{Kind: histcheck.Delete}
-		case x < 85:
-			in = histcheck.Input{Kind: histcheck.Incr, Delta: int64(1 + rng.IntN(5))}
-		default:
-			// CAS against what a read just saw (or absent).
-			v, found, err := cl.Get(ctx, []byte(key))
-			if err != nil {
-				continue
-			}
-			in = histcheck.Input{Kind: histcheck.CAS, Value: n.rec.UniqueValue(), Expected: string(v), ExpectAbsent: !found}
-		}
-		do(context.Background(), n.rec, cl, id, key, in, 2*time.Second)
+// keyList is the run's keys.
+func (n *nem) keyList() []string {
+	var ks []string
+	for i := range n.p.keys {
+		ks = append(ks, n.key(i))
 	}
-}
-
-// do runs one operation with a timeout and records it. A write that
-// fails in any way has an unknown outcome; a failed read did not happen.
-func do(ctx context.Context, rec *histcheck.Recorder, cl *router.Client, client int, key string, in histcheck.Input, timeout time.Duration) histcheck.Op {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	p := rec.Begin(client, key, in)
-	var out histcheck.Output
-	var err error
-	k := []byte(key)
-	switch in.Kind {
-	case histcheck.Get:
-		var v []byte
-		v, out.Found, err = cl.Get(ctx, k)
-		out.Value = string(v)
-	case histcheck.Put:
-		err = cl.Put(ctx, k, []byte(in.Value))
-	case histcheck.Delete:
-		err = cl.Delete(ctx, k)
-	case histcheck.CAS:
-		var r router.CASResult
-		r, err = cl.CAS(ctx, k, []byte(in.Expected), in.ExpectAbsent, []byte(in.Value))
-		out.Swapped, out.Found, out.Value = r.Swapped, r.Found, string(r.Value)
-	case histcheck.Incr:
-		out.N, err = cl.Incr(ctx, k, in.Delta)
-	}
-	switch {
-	case err == nil:
-		return p.End(out, histcheck.OutcomeOK)
-	case in.Kind == histcheck.Get:
-		return p.End(histcheck.Output{}, histcheck.OutcomeFailed)
-	default:
-		return p.End(histcheck.Output{}, histcheck.OutcomeUnknown)
-	}
+	return ks
 }
 
 // finalReads reads every key once more after healing (the lost-write
 // check needs reads after the last writes).
 func (n *nem) finalReads() {
-	cl := n.client(99)
-	for i := range n.p.keys {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			op := do(context.Background(), n.rec, cl, n.p.clients, n.key(i), histcheck.Input{Kind: histcheck.Get}, 3*time.Second)
-			if op.Outcome == histcheck.OutcomeOK {
-				break
-			}
-			if time.Now().After(deadline) {
-				n.t.Fatalf("key %s unreadable 30s after healing", n.key(i))
-			}
-		}
+	if un := histcheck.FinalReads(context.Background(), n.rec, n.client(99), n.p.clients, n.keyList(), time.Now().Add(30*time.Second)); len(un) > 0 {
+		n.t.Fatalf("keys %v unreadable 30s after healing", un)
 	}
 }
 
@@ -565,4 +503,3 @@ func (n *nem) compareOnce(conns map[string]rangekvpb.KVClient, addrOf map[uint64
 	}
 	return "", ""
 }
-
