@@ -19,7 +19,7 @@ DATA_DIR ?= ./data
 # run even under `make -n`, and the test recipe is one long line.
 SUBMAKE = $(MAKE) --no-print-directory
 
-.PHONY: build test e2e e2e-short run proto lint bench clean
+.PHONY: build test e2e e2e-short run proto lint bench chaos clean
 
 build:
 	@mkdir -p bin
@@ -93,6 +93,15 @@ lint:
 bench:
 	bash scripts/bench.sh
 	bash scripts/bench_multiraft.sh
+
+# A longer in-process nemesis soak (not part of make test): SEEDS seeds
+# from SEED_BASE, DURATION of workload each.
+SEEDS ?= 200
+SEED_BASE ?= 1000
+DURATION ?= 6s
+chaos:
+	RANGEKV_NEMESIS_SEEDS=$(SEEDS) RANGEKV_NEMESIS_BASE=$(SEED_BASE) RANGEKV_NEMESIS_DURATION=$(DURATION) \
+	  $(GO) test -count=1 -timeout 0 -run 'TestNemesis$$' -v ./internal/nemesis/
 
 clean:
 	rm -rf bin data .tools

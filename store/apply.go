@@ -187,6 +187,10 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 			n = v
 		}
 		d := c.Incr.Delta
+		reported := d
+		if k := s.cfg.Knobs; k != nil && k.TestingApplyIncrTwice {
+			d *= 2
+		}
 		if (d > 0 && n > math.MaxInt64-d) || (d < 0 && n < math.MinInt64-d) {
 			return nil, &CommandError{Code: codes.OutOfRange,
 				Msg: fmt.Sprintf("incr: %d + %d overflows a signed 64-bit integer (key %q unchanged)", n, d, key)}
@@ -194,7 +198,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 		n += d
 		s.must(p.r, ab.Set(ek, []byte(strconv.FormatInt(n, 10)), nil))
 		p.r.writtenBytes.Add(int64(len(key) + 20))
-		return n, nil
+		return n - d + reported, nil
 	}
 	return nil, nil
 }

@@ -223,4 +223,12 @@ func (c *Config) truncationPolicy() rangeraft.TruncationPolicy {
 type TestingKnobs struct {
 	// DropRaftMessage, when it returns true, drops an outgoing message.
 	DropRaftMessage func(rangeID, fromStore, toStore uint64, msgType string) bool
+	// RaftBatchFault, when set, is asked before each batch of Raft
+	// messages to toStore is sent: drop discards the batch; a positive
+	// delay holds it (and everything queued behind it) that long first.
+	RaftBatchFault func(fromStore, toStore uint64) (drop bool, delay time.Duration)
+	// TestingApplyIncrTwice makes every Incr add its delta twice while
+	// answering as if once: a deliberately broken store the nemesis
+	// checker must catch. Never set outside tests.
+	TestingApplyIncrTwice bool
 }

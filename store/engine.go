@@ -187,10 +187,19 @@ func getProto(r interface {
 // confStateOf derives raft's configuration from a descriptor.
 func confStateOf(d *rangekvpb.RangeDescriptor) *pb.ConfState {
 	cs := &pb.ConfState{}
+	// In a joint configuration the outgoing half is the whole old voter
+	// set (the voters that stay and the ones being demoted), not only the
+	// demoted ones: with VOTER_INCOMING alone it would otherwise be empty,
+	// and a replica restarted mid-change would panic re-applying the
+	// leave-joint entry ("can't leave a non-joint config").
+	joint := isJoint(d)
 	for _, r := range d.Replicas {
 		switch r.Role {
 		case rangekvpb.ReplicaRole_VOTER:
 			cs.Voters = append(cs.Voters, r.ReplicaId)
+			if joint {
+				cs.VotersOutgoing = append(cs.VotersOutgoing, r.ReplicaId)
+			}
 		case rangekvpb.ReplicaRole_LEARNER:
 			cs.Learners = append(cs.Learners, r.ReplicaId)
 		case rangekvpb.ReplicaRole_VOTER_INCOMING:

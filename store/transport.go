@@ -239,6 +239,17 @@ func (t *transport) run(p *peer) {
 				batch.Heartbeats, batch.HeartbeatResps = p.takeHeartbeats()
 			}
 			t.s.metrics.transportQueueSize.WithLabelValues(label).Set(float64(len(p.ch)))
+			if k := t.s.cfg.Knobs; k != nil && k.RaftBatchFault != nil {
+				drop, delay := k.RaftBatchFault(t.s.cfg.StoreID, p.storeID)
+				if delay > 0 && !t.sleep(delay) {
+					_, _ = stream.CloseAndRecv()
+					return
+				}
+				if drop {
+					t.s.metrics.messagesDropped.WithLabelValues("knob").Add(float64(len(batch.Messages)))
+					continue
+				}
+			}
 			err = stream.Send(batch)
 			if err == nil {
 				t.s.metrics.batchesSent.Inc()

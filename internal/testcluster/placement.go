@@ -27,6 +27,9 @@ type PDOptions struct {
 	Configure func(i int, c *store.Config)
 	Verbose   bool
 	InMemory  bool
+	// Crashable runs every store on its own vfs.NewCrashableMem, so that
+	// CrashStore can simulate a power loss (implies InMemory for stores).
+	Crashable bool
 }
 
 // PDCluster is placement members plus stores that join through them.
@@ -146,9 +149,12 @@ func (c *PDCluster) AddStore() int {
 	cfg.RangeHeartbeatRefresh = time.Second
 	cfg.SplitCheckInterval = 200 * time.Millisecond
 	cfg.Workers = 2
-	if c.opts.InMemory {
+	switch {
+	case c.opts.Crashable:
+		cfg.FS, cfg.DataDir = vfs.NewCrashableMem(), "data"
+	case c.opts.InMemory:
 		cfg.FS, cfg.DataDir = vfs.NewMem(), "data"
-	} else {
+	default:
 		cfg.DataDir = filepath.Join(c.base, fmt.Sprintf("store%d", i+1))
 	}
 	cfg.Logger = c.logger(fmt.Sprintf("s%d", i+1))
@@ -191,6 +197,23 @@ func (c *PDCluster) RestartStore(i int) {
 	c.t.Helper()
 	c.StopStore(i)
 	c.startStore(i, listen(c.t, c.Addrs[i]))
+}
+
+// CrashStore simulates a power loss of store i (the cluster must have been
+// started with Crashable): its filesystem is cloned as a crash at this
+// instant would leave it (everything synced, and of the unsynced data what
+// cfg keeps), the store is stopped, and its next RestartStore opens the
+// clone. The stopped incarnation's later writes go to the discarded
+// filesystem. Callers cut the store off first (transport faults) so that
+// nothing it does after the clone is observed.
+func (c *PDCluster) CrashStore(i int, cfg vfs.CrashCloneCfg) {
+	c.t.Helper()
+	mem, ok := c.cfgs[i].FS.(*vfs.MemFS)
+	if !ok || !c.opts.Crashable {
+		c.t.Fatalf("crash store %d: the cluster was not started with Crashable", i+1)
+	}
+	c.cfgs[i].FS = mem.CrashClone(cfg)
+	c.StopStore(i)
 }
 
 // StopPD stops placement member i.
