@@ -61,7 +61,7 @@ func (a *api) RangeHeartbeats(ctx context.Context, req *rangekvpb.RangeHeartbeat
 	if len(changed) > 0 {
 		cmd := &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_PutRanges{PutRanges: &rangekvpb.PutRangesCmd{Ranges: changed}}}
 		if _, err := s.drv.propose(ctx, cmd); err != nil {
-			return &rangekvpb.RangeHeartbeatsResponse{Error: placementErr(err)}, nil
+			return &rangekvpb.RangeHeartbeatsResponse{Error: s.placementErr(err)}, nil
 		}
 	}
 	ops := s.ops()
@@ -83,7 +83,7 @@ func (a *api) AllocID(ctx context.Context, req *rangekvpb.AllocIDRequest) (*rang
 	}
 	first, err := a.s.allocIDs(ctx, n)
 	if err != nil {
-		return &rangekvpb.AllocIDResponse{Error: placementErr(err)}, nil
+		return &rangekvpb.AllocIDResponse{Error: a.s.placementErr(err)}, nil
 	}
 	return &rangekvpb.AllocIDResponse{First: first}, nil
 }
@@ -97,7 +97,7 @@ func (a *api) ReportSplit(ctx context.Context, req *rangekvpb.ReportSplitRequest
 	}
 	cmd := &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_PutRanges{PutRanges: &rangekvpb.PutRangesCmd{Ranges: []*rangekvpb.RangeDescriptor{req.Left, req.Right}}}}
 	if _, err := a.s.drv.propose(ctx, cmd); err != nil {
-		return &rangekvpb.ReportSplitResponse{Error: placementErr(err)}, nil
+		return &rangekvpb.ReportSplitResponse{Error: a.s.placementErr(err)}, nil
 	}
 	return &rangekvpb.ReportSplitResponse{}, nil
 }
@@ -239,16 +239,16 @@ func (a *api) Split(ctx context.Context, req *rangekvpb.SplitRequest) (*rangekvp
 	}
 	d, _ := s.drv.meta.lookup(req.Key)
 	if d == nil {
-		return &rangekvpb.SplitResponse{Error: placementErr(errNoRange)}, nil
+		return &rangekvpb.SplitResponse{Error: s.placementErr(errNoRange)}, nil
 	}
 	lead := s.cluster().leaderOf(d.RangeId)
 	st := s.drv.meta.store(lead)
 	if st == nil {
-		return &rangekvpb.SplitResponse{Error: placementErr(errNoLeader)}, nil
+		return &rangekvpb.SplitResponse{Error: s.placementErr(errNoLeader)}, nil
 	}
 	conn, err := s.dial(st.Address)
 	if err != nil {
-		return &rangekvpb.SplitResponse{Error: placementErr(err)}, nil
+		return &rangekvpb.SplitResponse{Error: s.placementErr(err)}, nil
 	}
 	defer conn.Close()
 	r, err := rangekvpb.NewAdminClient(conn).SplitRange(ctx, &rangekvpb.SplitRangeRequest{RangeId: d.RangeId, SplitKey: req.Key})
@@ -261,7 +261,7 @@ func (a *api) Split(ctx context.Context, req *rangekvpb.SplitRequest) (*rangekvp
 	// Record the new layout at once (the heartbeats will confirm it).
 	cmd := &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_PutRanges{PutRanges: &rangekvpb.PutRangesCmd{Ranges: []*rangekvpb.RangeDescriptor{r.Left, r.Right}}}}
 	if _, err := s.drv.propose(ctx, cmd); err != nil {
-		return &rangekvpb.SplitResponse{Error: placementErr(err)}, nil
+		return &rangekvpb.SplitResponse{Error: s.placementErr(err)}, nil
 	}
 	return &rangekvpb.SplitResponse{Left: r.Left, Right: r.Right}, nil
 }

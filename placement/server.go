@@ -24,6 +24,7 @@ import (
 
 	"github.com/rangekv/rangekv/internal/logadapt"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/rangeraft"
 )
 
 // Server is one placement member.
@@ -267,7 +268,23 @@ func (s *Server) checkLeader(h *rangekvpb.PlacementHeader) *rangekvpb.PlacementE
 	return nil
 }
 
-func placementErr(err error) *rangekvpb.PlacementError {
+// placementErr turns a proposal's error into the response error. A command
+// that was certainly not applied because this member lost leadership (or
+// raft dropped it) is reported as a redirect, which every caller retries on
+// the next member; anything else, ambiguous outcomes included, is returned
+// as is.
+func (s *Server) placementErr(err error) *rangekvpb.PlacementError {
+	var nl *rangeraft.NotLeaderError
+	if errors.Is(err, rangeraft.ErrStaleCommand) || errors.Is(err, rangeraft.ErrBusy) || errors.As(err, &nl) {
+		pe := s.notLeader()
+		pe.Message = "placement leadership changed; not applied: " + err.Error()
+		if pe.NotLeader.GetLeaderAddress() == s.cfg.InitialCluster[s.cfg.ID] {
+			// We are (again) the leader by now: no redirect target, the
+			// caller retries after a backoff.
+			pe.NotLeader = &rangekvpb.PlacementNotLeader{}
+		}
+		return pe
+	}
 	return &rangekvpb.PlacementError{Message: err.Error()}
 }
 
@@ -282,7 +299,7 @@ func (s *Server) join(ctx context.Context, req *rangekvpb.JoinRequest) (*rangekv
 	s.joinMu.Lock()
 	defer s.joinMu.Unlock()
 	if err := s.drv.readBarrier(ctx); err != nil {
-		return &rangekvpb.JoinResponse{Error: placementErr(err)}, nil
+		return &rangekvpb.JoinResponse{Error: s.placementErr(err)}, nil
 	}
 	rec := s.drv.meta.clusterRecord()
 	if req.ClusterId != 0 && rec.Bootstrapped && req.ClusterId != rec.ClusterId {
@@ -297,7 +314,7 @@ func (s *Server) join(ctx context.Context, req *rangekvpb.JoinRequest) (*rangekv
 	if req.StoreId == 0 {
 		id, err := s.allocIDs(ctx, 1)
 		if err != nil {
-			return &rangekvpb.JoinResponse{Error: placementErr(err)}, nil
+			return &rangekvpb.JoinResponse{Error: s.placementErr(err)}, nil
 		}
 		desc.StoreId = id
 	} else if s.drv.meta.store(req.StoreId) == nil {
@@ -311,13 +328,13 @@ func (s *Server) join(ctx context.Context, req *rangekvpb.JoinRequest) (*rangekv
 		cmd := &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_Bootstrap{Bootstrap: &rangekvpb.BootstrapCmd{
 			ClusterId: randomClusterID(), Store: desc, Range: r1}}}
 		if _, err := s.drv.propose(ctx, cmd); err != nil {
-			return &rangekvpb.JoinResponse{Error: placementErr(err)}, nil
+			return &rangekvpb.JoinResponse{Error: s.placementErr(err)}, nil
 		}
 		resp.BootstrapRange = r1
 		s.log.Info("cluster bootstrapped", "store", desc.StoreId)
 	} else if old := s.drv.meta.store(desc.StoreId); old == nil || old.Address != desc.Address || !proto.Equal(&rangekvpb.StoreDescriptor{Labels: old.Labels}, &rangekvpb.StoreDescriptor{Labels: desc.Labels}) {
 		if _, err := s.drv.propose(ctx, &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_PutStore{PutStore: &rangekvpb.PutStoreCmd{Store: desc}}}); err != nil {
-			return &rangekvpb.JoinResponse{Error: placementErr(err)}, nil
+			return &rangekvpb.JoinResponse{Error: s.placementErr(err)}, nil
 		}
 	}
 	// The first store crashed before creating range 1: tell it again.
