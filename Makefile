@@ -19,7 +19,7 @@ DATA_DIR ?= ./data
 # run even under `make -n`, and the test recipe is one long line.
 SUBMAKE = $(MAKE) --no-print-directory
 
-.PHONY: build test e2e e2e-short run proto lint bench chaos clean
+.PHONY: build test e2e e2e-short run proto lint bench chaos clean image-context image deploy-check
 
 build:
 	@mkdir -p bin
@@ -55,6 +55,7 @@ test:
 	  fi; \
 	fi; \
 	step "go test -race" env CGO_ENABLED=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS); \
+	step "deploy check" $(SUBMAKE) deploy-check; \
 	if [ -d e2e ]; then \
 	  step "e2e (short)" $(SUBMAKE) e2e-short; \
 	else \
@@ -76,6 +77,27 @@ e2e-short:
 	  echo "$(GO) test -short -count=1 -timeout $(E2E_TIMEOUT) ./e2e/..."; \
 	  $(GO) test -short -count=1 -timeout $(E2E_TIMEOUT) ./e2e/...; \
 	else echo "no e2e/ directory yet: nothing to run"; fi
+
+# The image's build context (deploy/docker/Dockerfile): the static binaries
+# and this machine's CA bundle under bin/image; no base image is pulled.
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+image-context: build
+	rm -rf bin/image
+	mkdir -p bin/image/rootfs/usr/local/bin bin/image/rootfs/etc/ssl/certs bin/image/data
+	cp bin/rangekv bin/rangekv-store bin/rangekv-placement bin/image/rootfs/usr/local/bin/
+	cp $(CA_BUNDLE) bin/image/rootfs/etc/ssl/certs/ca-certificates.crt
+	touch bin/image/data/.keep
+	cp deploy/docker/Dockerfile bin/image/Dockerfile
+
+IMAGE ?= rangekv:dev
+image: image-context
+	docker build -t $(IMAGE) bin/image
+
+# Validates deploy/ (compose file, Kubernetes manifests, systemd units,
+# Dockerfile, dashboard) against the binaries; its own module under
+# deploy/validate keeps those dependencies out of go.mod.
+deploy-check: image-context
+	cd deploy/validate && RANGEKV_BIN=$(CURDIR)/bin RANGEKV_IMAGE_CONTEXT=$(CURDIR)/bin/image $(GO) test -count=1 -v ./...
 
 # Ctrl-C reaches the playground (make waits for it to stop its stores).
 run: build

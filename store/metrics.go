@@ -26,6 +26,7 @@ type metrics struct {
 	leaderChanges      prometheus.Counter
 	logTruncations     prometheus.Counter
 	transportQueueSize *prometheus.GaugeVec
+	elections          prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -51,10 +52,42 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		leaderChanges:      prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_leader_changes_total", Help: "Leadership changes seen by replicas of this store."}),
 		logTruncations:     prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_log_truncations_total", Help: "Log truncations applied."}),
 		transportQueueSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rangekv_transport_queue_depth", Help: "Messages queued for a peer store."}, []string{"peer"}),
+		elections:          prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_elections_total", Help: "Elections started by replicas of this store (campaigns for a new term)."}),
 	}
 	reg.MustRegister(m.replicas, m.leaders, m.quiescent, m.batchesSent, m.messagesSent, m.messagesDropped,
 		m.logSyncs, m.entriesAppended, m.readyBatches, m.kvRequests, m.kvDuration, m.snapshotBytesSent,
 		m.snapshotBytesRecv, m.snapshotsSent, m.snapshotsApplied, m.proposals, m.entriesApplied,
-		m.leaderChanges, m.logTruncations, m.transportQueueSize)
+		m.leaderChanges, m.logTruncations, m.transportQueueSize, m.elections)
 	return m
+}
+
+// registerLogMetrics adds the gauges of the replicas' Raft logs, computed
+// when scraped: the entries not yet truncated, summed over the store's
+// replicas, and the longest log (a follower holding truncation back shows
+// here first).
+func (s *Store) registerLogMetrics(reg prometheus.Registerer) {
+	logLen := func(r *Replica) uint64 {
+		first, _ := r.log.FirstIndex()
+		last, _ := r.log.LastIndex()
+		if last < first {
+			return 0
+		}
+		return last - first + 1
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rangekv_raft_log_entries", Help: "Raft log entries not yet truncated, over all replicas of this store."}, func() float64 {
+			var n uint64
+			for _, r := range s.replicasSnapshot() {
+				n += logLen(r)
+			}
+			return float64(n)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rangekv_raft_log_entries_max", Help: "Raft log entries not yet truncated of the longest log among this store's replicas."}, func() float64 {
+			var m uint64
+			for _, r := range s.replicasSnapshot() {
+				m = max(m, logLen(r))
+			}
+			return float64(m)
+		}),
+	)
 }

@@ -256,7 +256,12 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 
 // noteLeader publishes leadership changes. Called with r.mu held.
 func (s *Store) noteLeader(r *Replica) {
-	r.term.Store(r.mu.rr.BasicStatus().GetTerm())
+	bs := r.mu.rr.BasicStatus()
+	if old := r.term.Swap(bs.GetTerm()); bs.GetTerm() > old && (bs.RaftState == raft.StateCandidate || bs.Lead == r.replicaID) {
+		// A new term this replica is candidate or leader in is one it
+		// campaigned for (a follower only learns a term from others).
+		s.metrics.elections.Inc()
+	}
 	lead := r.mu.rr.Leader()
 	old := r.leader.Swap(lead)
 	if old == lead {

@@ -108,6 +108,7 @@ func Open(cfg Config) (*Store, error) {
 	s.now = time.Now
 	s.liveness = newLiveness(cfg.StoreID, s.now, cfg.ElectionTimeout)
 	s.metrics = newMetrics(cfg.Registry)
+	s.registerLogMetrics(cfg.Registry)
 	s.sched = newScheduler(cfg.MaxBatchRanges)
 	var seed [16]byte
 	if _, err := crand.Read(seed[:]); err != nil {

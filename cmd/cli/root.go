@@ -214,7 +214,7 @@ func (a *app) rootCmd() *cobra.Command {
 		c.GroupID = groupCluster
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.benchCmd(), a.checkCmd(), a.playgroundCmd(), a.shellCmd()} {
+	for _, c := range []*cobra.Command{a.benchCmd(), a.checkCmd(), a.playgroundCmd(), a.shellCmd(), a.healthCmd()} {
 		c.GroupID = groupTools
 		root.AddCommand(c)
 	}

@@ -57,7 +57,7 @@ func TestExpandNamesAndCompletion(t *testing.T) {
 		"store l":    {"store list "},
 		"get k":      nil,
 		"range -o j": nil,
-		"h":          {"help ", "history "},
+		"h":          {"health ", "help ", "history "},
 	} {
 		if got := completeLine(names, line); !slices.Equal(got, want) {
 			t.Errorf("completeLine(%q) = %q, want %q", line, got, want)
