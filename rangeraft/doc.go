@@ -2,8 +2,9 @@
 // etcd raft's RawNode that tracks proposals and linearizable reads and hands
 // committed entries to the owner for applying. It has no goroutines, reads
 // only an injected clock (for leases; otherwise time is ticks) and knows
-// nothing of Pebble, KV, stores or placement: the log storage is a raft.Storage and the state machine lives
-// with the caller, so the placement driver reuses this package.
+// nothing of Pebble, KV, stores or placement: the log storage is a
+// raft.Storage and the state machine lives with the caller, so the
+// placement driver reuses this package.
 //
 // The owner drives a Replica from one goroutine at a time, in this order
 // (the etcd raft contract, see MULTIRAFT.md §1):
