@@ -26,6 +26,9 @@ type metrics struct {
 	leaderChanges      prometheus.Counter
 	logTruncations     prometheus.Counter
 	transportQueueSize *prometheus.GaugeVec
+	// kvReads counts reads by how they were served: lease, read_index
+	// (leader round), follower (read index from the leader), stale.
+	kvReads *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -56,5 +59,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.logSyncs, m.entriesAppended, m.readyBatches, m.kvRequests, m.kvDuration, m.snapshotBytesSent,
 		m.snapshotBytesRecv, m.snapshotsSent, m.snapshotsApplied, m.proposals, m.entriesApplied,
 		m.leaderChanges, m.logTruncations, m.transportQueueSize)
+	m.kvReads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rangekv_kv_reads_total",
+		Help: "Reads served, by path: lease, read_index, follower, stale."}, []string{"path"})
+	for _, path := range []string{"lease", "read_index", "follower", "stale"} {
+		m.kvReads.WithLabelValues(path) // exported from the start, at 0
+	}
+	reg.MustRegister(m.kvReads)
 	return m
 }
