@@ -9,8 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -132,7 +132,7 @@ type Client struct {
 	// over replicas (readTarget; seeded from Options.Seed).
 	spreadMu   sync.Mutex
 	spreadRand *rand.Rand
-	connsMu struct {
+	connsMu    struct {
 		sync.Mutex
 		conns  map[string]*grpc.ClientConn
 		closed bool
