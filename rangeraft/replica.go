@@ -493,7 +493,7 @@ func (r *Replica) onSoftState(ss raft.SoftState) {
 	if ss.RaftState != raft.StateLeader || !wasLeader {
 		r.DropLease()
 	}
-	if ss.RaftState != raft.StateLeader && ss.Lead != oldLead {
+	if ss.Lead != oldLead {
 		// Follower rounds sent to the old leader will not be answered by
 		// it; fail them now (safe to retry) rather than at the timeout.
 		// Those that already have an index stay: it is still valid.
