@@ -1,9 +1,10 @@
 // Package rangeraft is one replica of one Raft group: a thin layer over
 // etcd raft's RawNode that tracks proposals and linearizable reads and hands
 // committed entries to the owner for applying. It has no goroutines, reads
-// no clock (time is ticks) and knows nothing of Pebble, KV, stores or
-// placement: the log storage is a raft.Storage and the state machine lives
-// with the caller, so the placement driver reuses this package.
+// only an injected clock (for leases; otherwise time is ticks) and knows
+// nothing of Pebble, KV, stores or placement: the log storage is a
+// raft.Storage and the state machine lives with the caller, so the
+// placement driver reuses this package.
 //
 // The owner drives a Replica from one goroutine at a time, in this order
 // (the etcd raft contract, see MULTIRAFT.md §1):
@@ -25,5 +26,11 @@
 //   - a read completes only when applied >= its read index, on a replica that
 //     has applied an entry of its current term, and each ReadIndex round uses
 //     a fresh context that is never reused;
+//   - a lease read (ReadLease) is served without a round only while the
+//     leader holds a lease renewed by a quorum-confirmed ReadIndex round
+//     that began after the lease was last voided (lease.go); a follower read
+//     (ReadFollower) is served on a follower once it applied a read index
+//     the leader confirmed, and fails with NotLeaderError when it knows no
+//     leader;
 //   - ReadOnlySafe, CheckQuorum and PreVote are always on.
 package rangeraft

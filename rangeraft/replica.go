@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -35,6 +36,12 @@ type Config struct {
 	Storage raft.Storage
 	// Logger receives raft's logs; nil discards them.
 	Logger raft.Logger
+	// LeaseDuration is how long after a ReadIndex round started the leader
+	// may serve lease reads (see lease.go and LeaseDurationFor); 0 disables
+	// lease reads (ReadLease then always takes a ReadIndex round).
+	LeaseDuration time.Duration
+	// Clock is a monotonic clock for leases; nil uses time.Now.
+	Clock func() time.Time
 
 	MaxSizePerMsg             uint64
 	MaxInflightMsgs           int
@@ -67,6 +74,9 @@ func (c *Config) setDefaults() {
 	if c.MaxCommittedSizePerReady == 0 {
 		c.MaxCommittedSizePerReady = 16 << 20
 	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
 }
 
 // Proposal is a command waiting to be applied. Done is called exactly once,
@@ -81,17 +91,62 @@ type Proposal struct {
 	age         int    // ticks pending
 }
 
+// ReadMode says how a read is confirmed.
+type ReadMode int
+
+const (
+	// ReadLeader: a ReadIndex round on the leader (the default).
+	ReadLeader ReadMode = iota
+	// ReadLease: on the leader, served at once while it holds a lease
+	// (lease.go), else a ReadIndex round (which renews the lease).
+	ReadLease
+	// ReadFollower: on any replica; a follower asks the leader for a read
+	// index (raft forwards MsgReadIndex) and waits until it applied it.
+	ReadFollower
+)
+
+// ReadPath says how a read was confirmed (for metrics).
+type ReadPath int
+
+const (
+	PathReadIndex ReadPath = iota // a ReadIndex round on the leader
+	PathLease                     // the leader's lease, no round trip
+	PathFollower                  // a read index from the leader, served by a follower
+)
+
+func (p ReadPath) String() string {
+	switch p {
+	case PathLease:
+		return "lease"
+	case PathFollower:
+		return "follower"
+	}
+	return "read_index"
+}
+
 // Read is a linearizable read waiting for its read index to be applied.
 // Done(nil) means: the state machine now reflects every write that completed
 // before the read arrived; read it now. Done is called exactly once.
 type Read struct {
+	Mode ReadMode
 	Done func(err error)
+	// Path is set before Done(nil): how the read was confirmed.
+	Path ReadPath
 }
 
 type readRound struct {
 	reads []*Read
 	index uint64
 	age   int
+	path  ReadPath
+	// For rounds issued by the leader: the round's start, term and lease
+	// epoch; a quorum answer renews the lease only if renew is set and
+	// the epoch is still current.
+	leader bool
+	start  time.Time
+	term   uint64
+	epoch  uint64
+	renew  bool
 }
 
 // Replica is one member of one Raft group. It is not safe for concurrent
@@ -108,6 +163,11 @@ type Replica struct {
 	readRounds   map[string]*readRound // issued, awaiting a ReadState
 	waiting      []*readRound          // have an index, awaiting apply
 	readSeq      uint64
+
+	// lease is the leader's read lease; leaseEpoch counts the times it was
+	// voided (a round renews it only if no void happened since it began).
+	lease      Lease
+	leaseEpoch uint64
 
 	// Invariant: applied <= commit; appliedTerm is the term of entry applied.
 	applied, appliedTerm uint64
@@ -183,6 +243,9 @@ func (r *Replica) Step(m *pb.Message) error { return r.rn.Step(m) }
 // Tick advances raft's logical clock by one tick and ages pending work.
 func (r *Replica) Tick() {
 	r.rn.Tick()
+	if r.IsLeader() && r.rn.BasicStatus().LeadTransferee != 0 {
+		r.DropLease() // a transfer started without TransferLeader (forwarded)
+	}
 	r.ageProposals()
 	r.ageReads()
 }
@@ -191,7 +254,28 @@ func (r *Replica) Tick() {
 func (r *Replica) Campaign() error { return r.rn.Campaign() }
 
 // TransferLeader asks the leader to hand leadership to replica to.
-func (r *Replica) TransferLeader(to uint64) { r.rn.TransferLeader(to) }
+// A transfer voids the lease: the target's forced vote ignores the
+// followers' leases.
+func (r *Replica) TransferLeader(to uint64) {
+	r.DropLease()
+	r.rn.TransferLeader(to)
+}
+
+// DropLease voids the leader's read lease; rounds already in flight do not
+// renew it. The owner calls it when the range's descriptor changes.
+func (r *Replica) DropLease() {
+	r.lease.Drop()
+	r.leaseEpoch++
+}
+
+// LeaseValid reports whether the leader holds a read lease now.
+func (r *Replica) LeaseValid() bool { return r.lease.Valid(r.cfg.Clock(), r.leaseStatus()) }
+
+func (r *Replica) leaseStatus() LeaseStatus {
+	bs := r.rn.BasicStatus()
+	return LeaseStatus{Leader: bs.RaftState == raft.StateLeader, Term: bs.GetTerm(),
+		AppliedTerm: r.appliedTerm, LeadTransferee: bs.LeadTransferee}
+}
 
 // ReportUnreachable tells raft that a message to id could not be sent.
 func (r *Replica) ReportUnreachable(id uint64) { r.rn.ReportUnreachable(id) }
@@ -284,7 +368,10 @@ func (r *Replica) ProposeConfChange(cc pb.ConfChangeI) error {
 
 // ApplyConfChange applies a committed membership change to raft's
 // configuration and returns the new conf state.
+// A membership change voids the lease: the quorum that granted it may not
+// be one of the new configuration.
 func (r *Replica) ApplyConfChange(cc pb.ConfChangeI) *pb.ConfState {
+	r.DropLease()
 	return r.rn.ApplyConfChange(cc)
 }
 
@@ -310,6 +397,7 @@ func (r *Replica) Ready() (raft.Ready, bool) {
 		delete(r.readRounds, string(rs.RequestCtx))
 		round.index = rs.Index
 		r.waiting = append(r.waiting, round)
+		r.maybeRenewLease(round)
 	}
 	r.serveReads()
 	return rd, true
@@ -400,7 +488,17 @@ func (r *Replica) ageProposals() {
 
 func (r *Replica) onSoftState(ss raft.SoftState) {
 	wasLeader := r.soft.RaftState == raft.StateLeader
+	oldLead := r.soft.Lead
 	r.soft = ss
+	if ss.RaftState != raft.StateLeader || !wasLeader {
+		r.DropLease()
+	}
+	if ss.Lead != oldLead {
+		// Follower rounds sent to the old leader will not be answered by
+		// it; fail them now (safe to retry) rather than at the timeout.
+		// Those that already have an index stay: it is still valid.
+		r.failFollowerRounds(&NotLeaderError{Leader: ss.Lead})
+	}
 	if wasLeader && ss.RaftState != raft.StateLeader {
 		// Reads are safe to retry: fail them so clients go to the new
 		// leader. Proposals stay: they resolve on apply (applied or
@@ -417,21 +515,38 @@ func (r *Replica) onSoftState(ss raft.SoftState) {
 }
 
 // ReadIndex queues a linearizable read. It joins the next ReadIndex round
-// (FlushReads), never one issued before it arrived.
+// (FlushReads), never one issued before it arrived. A ReadLease read on a
+// leader holding a lease instead waits only for the leader's current
+// commit index to apply. ReadLeader and ReadLease reads fail with
+// NotLeaderError on a follower; ReadFollower reads fail so only when the
+// follower knows no leader.
 func (r *Replica) ReadIndex(rd *Read) {
 	if r.closed {
 		rd.Done(ErrStopped)
 		return
 	}
 	if !r.IsLeader() {
-		rd.Done(&NotLeaderError{Leader: r.soft.Lead})
+		if rd.Mode != ReadFollower || r.soft.Lead == 0 {
+			rd.Done(&NotLeaderError{Leader: r.soft.Lead})
+			return
+		}
+		r.pendingReads = append(r.pendingReads, rd)
+		return
+	}
+	if rd.Mode == ReadLease && r.LeaseValid() {
+		// While the lease holds no other replica can have committed
+		// anything: the commit index covers every acknowledged write.
+		r.waiting = append(r.waiting, &readRound{reads: []*Read{rd}, index: r.rn.BasicStatus().GetCommit(),
+			leader: true, path: PathLease})
+		r.serveReads()
 		return
 	}
 	r.pendingReads = append(r.pendingReads, rd)
 }
 
 // FlushReads issues one ReadIndex round for all reads queued since the last
-// round, with a context never used before.
+// round, with a context never used before. On a follower raft forwards it
+// to the leader (and drops it when there is none: the round times out).
 func (r *Replica) FlushReads() {
 	if len(r.pendingReads) == 0 {
 		return
@@ -440,9 +555,29 @@ func (r *Replica) FlushReads() {
 	ctx := make([]byte, 16)
 	binary.BigEndian.PutUint64(ctx, r.cfg.ReadContextSeed)
 	binary.BigEndian.PutUint64(ctx[8:], r.readSeq)
-	r.readRounds[string(ctx)] = &readRound{reads: r.pendingReads}
+	bs := r.rn.BasicStatus()
+	round := &readRound{reads: r.pendingReads, path: PathFollower}
+	if bs.RaftState == raft.StateLeader {
+		round.path, round.leader = PathReadIndex, true
+		round.start, round.term, round.epoch = r.cfg.Clock(), bs.GetTerm(), r.leaseEpoch
+		round.renew = bs.LeadTransferee == 0
+	}
+	r.readRounds[string(ctx)] = round
 	r.pendingReads = nil
 	r.rn.ReadIndex(ctx)
+}
+
+// maybeRenewLease extends the lease from a leader round a quorum answered,
+// unless the lease was voided since the round began or a transfer runs.
+func (r *Replica) maybeRenewLease(round *readRound) {
+	if !round.leader || !round.renew || round.epoch != r.leaseEpoch || r.cfg.LeaseDuration <= 0 {
+		return
+	}
+	bs := r.rn.BasicStatus()
+	if bs.RaftState != raft.StateLeader || bs.GetTerm() != round.term || bs.LeadTransferee != 0 {
+		return
+	}
+	r.lease.Extend(round.start, round.term, r.cfg.LeaseDuration)
 }
 
 func (r *Replica) serveReads() {
@@ -450,13 +585,14 @@ func (r *Replica) serveReads() {
 		return
 	}
 	// A leader serves nothing before it applied an entry of its own term.
-	if r.appliedTerm != r.rn.BasicStatus().GetTerm() {
-		return
-	}
+	// A follower's read index came from a leader that had: applied >= it
+	// is all it needs.
+	ownTerm := r.appliedTerm == r.rn.BasicStatus().GetTerm()
 	kept := r.waiting[:0]
 	for _, round := range r.waiting {
-		if round.index <= r.applied {
+		if round.index <= r.applied && (ownTerm || !round.leader) {
 			for _, rd := range round.reads {
+				rd.Path = round.path
 				rd.Done(nil)
 			}
 			continue
@@ -488,6 +624,19 @@ func (r *Replica) ageReads() {
 		kept = append(kept, round)
 	}
 	r.waiting = kept
+}
+
+// failFollowerRounds fails follower rounds still waiting for a read index.
+func (r *Replica) failFollowerRounds(err error) {
+	for ctx, round := range r.readRounds {
+		if round.leader {
+			continue
+		}
+		delete(r.readRounds, ctx)
+		for _, rd := range round.reads {
+			rd.Done(err)
+		}
+	}
 }
 
 func (r *Replica) failReads(err error) {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -127,7 +128,11 @@ type Client struct {
 		stores map[uint64]string
 	}
 	backoff *backoff
-	connsMu struct {
+	// spreadMu guards spreadRand, which spreads FOLLOWER and STALE reads
+	// over replicas (readTarget; seeded from Options.Seed).
+	spreadMu   sync.Mutex
+	spreadRand *rand.Rand
+	connsMu    struct {
 		sync.Mutex
 		conns  map[string]*grpc.ClientConn
 		closed bool
@@ -136,7 +141,7 @@ type Client struct {
 
 func newClient(opts Options) *Client {
 	opts.setDefaults()
-	c := &Client{opts: opts}
+	c := &Client{opts: opts, spreadRand: rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d))}
 	c.backoff = newBackoff(opts.MinBackoff, opts.MaxBackoff, opts.Seed, opts.Seed^0x9e3779b97f4a7c15)
 	c.mu.stores = map[uint64]string{}
 	c.connsMu.conns = map[string]*grpc.ClientConn{}
@@ -472,9 +477,16 @@ func rangeErrorf(re *rangekvpb.RangeError) error {
 // and unreachable stores until ctx ends. write marks calls whose outcome
 // may be ambiguous: they are never retried once sent unless the answer
 // proves they did not apply.
+//
+// FOLLOWER and STALE reads first go to replicas chosen by readTarget
+// (spread over the range's replicas); a replica that does not answer or
+// answers with a range error is not asked again in this call, and once
+// every replica was tried the read goes the leader's way like the others.
 func (c *Client) do(ctx context.Context, op string, key []byte, write bool, cons rangekvpb.ReadConsistency, fn call) error {
 	epochRetries, hops := 0, 0
 	var last error
+	spread := !write && (cons == rangekvpb.ReadConsistency_FOLLOWER || cons == rangekvpb.ReadConsistency_STALE)
+	var tried map[string]bool // replicas a spread read gave up on
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return ctxErr(err, last)
@@ -489,6 +501,19 @@ func (c *Client) do(ctx context.Context, op string, key []byte, write bool, cons
 				return ctxErr(err, last)
 			}
 			continue
+		}
+		if spread {
+			if t, ok := c.readTarget(ctx, r, tried); ok {
+				done, err := c.spreadRead(ctx, r, t, cons, fn)
+				if done {
+					return err
+				}
+				if tried == nil {
+					tried = map[string]bool{}
+				}
+				tried[t.addr], last = true, err
+				continue // the next replica, at once
+			}
 		}
 		conn, err := c.conn(r.leader.addr)
 		if err != nil {
@@ -578,4 +603,76 @@ func isPermanent(err error) bool {
 		return true
 	}
 	return false
+}
+
+// readTarget picks the replica a FOLLOWER or STALE read of r's range goes
+// to: a random one of the range's replicas whose address is known (for a
+// static client, over its stores when some are not), skipping those in
+// tried. False when none is left: the read then goes the leader's way.
+func (c *Client) readTarget(ctx context.Context, r route, tried map[string]bool) (leader, bool) {
+	var cands []leader
+	resolved := r.desc != nil
+	for _, rd := range r.desc.GetReplicas() {
+		a, err := c.storeAddr(ctx, rd.StoreId)
+		if err != nil || a == "" {
+			resolved = false
+			continue
+		}
+		cands = append(cands, leader{storeID: rd.StoreId, addr: a})
+	}
+	if ss, ok := c.src.(*staticSource); ok && !resolved {
+		// A store without the range answers RangeNotFound: tried next.
+		cands = cands[:0]
+		for _, a := range ss.addrs {
+			cands = append(cands, leader{addr: a})
+		}
+	}
+	n := len(cands)
+	if n == 0 {
+		return leader{}, false
+	}
+	c.spreadMu.Lock()
+	start := c.spreadRand.IntN(n)
+	c.spreadMu.Unlock()
+	for i := range n {
+		if l := cands[(start+i)%n]; !tried[l.addr] {
+			return l, true
+		}
+	}
+	return leader{}, false
+}
+
+// spreadRead makes one attempt of a read at replica t. done reports that
+// the call is over (with err); otherwise err says why t did not serve it.
+// A replica's answer changes no cached leader: it may not be the leader.
+func (c *Client) spreadRead(ctx context.Context, r route, t leader, cons rangekvpb.ReadConsistency, fn call) (done bool, err error) {
+	conn, err := c.conn(t.addr)
+	if err != nil {
+		return true, err
+	}
+	if !c.ready(ctx, conn) {
+		return false, fmt.Errorf("store %s unreachable", t)
+	}
+	h := &rangekvpb.RequestHeader{Consistency: cons}
+	if r.desc != nil {
+		h.RangeId, h.Epoch = r.desc.RangeId, r.desc.Epoch
+	}
+	hdr, err := fn(ctx, rangekvpb.NewKVClient(conn), h)
+	if err != nil {
+		switch status.Code(err) {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+			if ctx.Err() != nil {
+				return true, ctxErr(ctx.Err(), err)
+			}
+			return false, err
+		}
+		return true, err
+	}
+	if re := hdr.GetError(); re != nil {
+		return false, rangeErrorf(re)
+	}
+	if r.desc == nil {
+		c.learnFrom(ctx, t.addr)
+	}
+	return true, nil
 }

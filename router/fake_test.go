@@ -275,7 +275,10 @@ func (s *fakeStore) check(op string, h *rangekvpb.RequestHeader, key []byte) (*r
 	if !containsKey(d, key) {
 		return &rangekvpb.RangeError{Message: "key not in range", KeyNotInRange: &rangekvpb.KeyNotInRange{Key: key, RangeId: d.RangeId}}, nil
 	}
-	if l := fc.leaders[d.RangeId]; l != s.id {
+	// FOLLOWER and STALE reads are served by any replica, as a store does.
+	anyReplica := (op == "get" || op == "scan") && (h.GetConsistency() == rangekvpb.ReadConsistency_FOLLOWER ||
+		h.GetConsistency() == rangekvpb.ReadConsistency_STALE)
+	if l := fc.leaders[d.RangeId]; l != s.id && !anyReplica {
 		nl := &rangekvpb.NotLeader{RangeId: d.RangeId, LeaderStoreId: l}
 		if ls := fc.stores[l]; ls != nil {
 			nl.LeaderAddress = ls.addr

@@ -100,12 +100,17 @@ type KeyValue struct{ Key, Value []byte }
 // other, stopping at the limit. Each range's part is a consistent read of
 // that range; the whole is not a snapshot across ranges.
 func (c *Client) Scan(ctx context.Context, start, end []byte, limit int) ([]KeyValue, error) {
+	return c.ScanWith(ctx, start, end, limit, c.opts.Consistency)
+}
+
+// ScanWith is Scan at the given read consistency.
+func (c *Client) ScanWith(ctx context.Context, start, end []byte, limit int, cons rangekvpb.ReadConsistency) ([]KeyValue, error) {
 	if limit > 0 {
-		return c.scanSpan(ctx, start, end, limit)
+		return c.scanSpan(ctx, start, end, limit, cons)
 	}
 	routes, err := c.src.spans(ctx, start, end)
 	if err != nil || len(routes) <= 1 {
-		return c.scanSpan(ctx, start, end, 0)
+		return c.scanSpan(ctx, start, end, 0, cons)
 	}
 	c.mu.Lock()
 	c.insertRoutesLocked(routes)
@@ -122,7 +127,7 @@ func (c *Client) Scan(ctx context.Context, start, end []byte, limit int) ([]KeyV
 		}
 		// The range may have split or merged since: scanSpan follows the
 		// current boundaries within [lo, hi).
-		kvs, err := c.scanSpan(ctx, lo, hi, 0)
+		kvs, err := c.scanSpan(ctx, lo, hi, 0, cons)
 		parts[i] = kvs
 		return err
 	})
@@ -138,7 +143,7 @@ func (c *Client) Scan(ctx context.Context, start, end []byte, limit int) ([]KeyV
 
 // scanSpan reads [start, end) range after range, following the resume
 // keys the stores return at range boundaries and page limits.
-func (c *Client) scanSpan(ctx context.Context, start, end []byte, limit int) ([]KeyValue, error) {
+func (c *Client) scanSpan(ctx context.Context, start, end []byte, limit int, cons rangekvpb.ReadConsistency) ([]KeyValue, error) {
 	var out []KeyValue
 	cur := start
 	for {
@@ -150,7 +155,7 @@ func (c *Client) scanSpan(ctx context.Context, start, end []byte, limit int) ([]
 		if limit > 0 {
 			want = min(limit-len(out), scanPageSize)
 		}
-		err := c.do(ctx, "scan", cur, false, c.opts.Consistency, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
+		err := c.do(ctx, "scan", cur, false, cons, func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error) {
 			r, err := kv.Scan(ctx, &rangekvpb.ScanRequest{Header: h, StartKey: cur, EndKey: end, Limit: uint32(want)})
 			if err != nil {
 				return nil, err
@@ -245,6 +250,11 @@ type GetResult struct {
 // the ranges read in parallel; each key is its own consistent read (there
 // is no snapshot across keys). The first error fails the whole call.
 func (c *Client) BatchGet(ctx context.Context, keys [][]byte) ([]GetResult, error) {
+	return c.BatchGetWith(ctx, keys, c.opts.Consistency)
+}
+
+// BatchGetWith is BatchGet at the given read consistency.
+func (c *Client) BatchGetWith(ctx context.Context, keys [][]byte, cons rangekvpb.ReadConsistency) ([]GetResult, error) {
 	out := make([]GetResult, len(keys))
 	groups, err := c.groupByRange(ctx, keys)
 	if err != nil {
@@ -252,7 +262,7 @@ func (c *Client) BatchGet(ctx context.Context, keys [][]byte) ([]GetResult, erro
 	}
 	err = c.fanout(ctx, len(groups), func(ctx context.Context, g int) error {
 		for _, i := range groups[g] {
-			v, found, err := c.Get(ctx, keys[i])
+			v, found, err := c.GetWith(ctx, keys[i], cons)
 			if err != nil {
 				return fmt.Errorf("batch get %q: %w", keys[i], err)
 			}

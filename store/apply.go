@@ -238,6 +238,7 @@ func (s *Store) finishApply(p *pass) {
 	}
 	if p.desc != nil && p.desc != r.Descriptor() {
 		r.desc.Store(p.desc)
+		r.mu.rr.DropLease() // a split or membership change: renew under the new descriptor
 	}
 	for _, res := range p.applied {
 		// Invariant: a rejected membership change touches neither the

@@ -115,5 +115,7 @@ func (s *Store) newRaft(rangeID, replicaID uint64, rl *logstore.RangeLog, applie
 		ReadContextSeed:      s.readSeed ^ rangeID,
 		Storage:              rl,
 		Logger:               logadapt.NewRaft(s.log.With("range", rangeID, "replica", replicaID)),
+		LeaseDuration:        s.cfg.leaseDuration(),
+		Clock:                s.now,
 	})
 }

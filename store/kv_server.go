@@ -176,15 +176,30 @@ func (s *Store) propose(ctx context.Context, r *Replica, cmd *rangekvpb.Command)
 	}
 }
 
-// readBarrier waits until r may serve a read at the requested consistency.
+// readModes maps a request's consistency to how rangeraft confirms it.
+var readModes = map[rangekvpb.ReadConsistency]rangeraft.ReadMode{
+	rangekvpb.ReadConsistency_LINEARIZABLE: rangeraft.ReadLeader,
+	rangekvpb.ReadConsistency_LEASE:        rangeraft.ReadLease,
+	rangekvpb.ReadConsistency_FOLLOWER:     rangeraft.ReadFollower,
+}
+
+// readBarrier waits until r may serve a read at the requested consistency:
+// LINEARIZABLE, a ReadIndex round on the leader; LEASE, the leader's lease
+// or else a round; FOLLOWER, on any replica, a read index from the leader
+// applied locally (NotLeader when the replica knows no leader; ServerBusy
+// when the leader does not answer in time); STALE, nothing.
 func (s *Store) readBarrier(ctx context.Context, r *Replica, c rangekvpb.ReadConsistency) (*rangekvpb.RangeError, error) {
 	if c == rangekvpb.ReadConsistency_STALE {
+		s.metrics.kvReads.WithLabelValues("stale").Inc()
 		return nil, nil
 	}
-	// LEASE and FOLLOWER are served as LINEARIZABLE (ReadIndex on the
-	// leader) until lease and follower reads exist: stronger, never weaker.
+	mode, ok := readModes[c]
+	if !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "header.consistency: unknown value %d", c)
+	}
 	ch := make(chan error, 1)
-	if !r.pushRead(&rangeraft.Read{Done: func(err error) { ch <- err }}) {
+	rd := &rangeraft.Read{Mode: mode, Done: func(err error) { ch <- err }}
+	if !r.pushRead(rd) {
 		return &rangekvpb.RangeError{Message: "store stopping", ServerBusy: &rangekvpb.ServerBusy{Reason: "store stopping"}}, nil
 	}
 	s.sched.enqueue(r.rangeID, flagWork)
@@ -193,6 +208,7 @@ func (s *Store) readBarrier(ctx context.Context, r *Replica, c rangekvpb.ReadCon
 		if err != nil {
 			return s.outcomeToError(r, err)
 		}
+		s.metrics.kvReads.WithLabelValues(rd.Path.String()).Inc()
 		return nil, nil
 	case <-ctx.Done():
 		return nil, status.FromContextError(ctx.Err()).Err()

@@ -27,6 +27,9 @@ type metrics struct {
 	logTruncations     prometheus.Counter
 	transportQueueSize *prometheus.GaugeVec
 	elections          prometheus.Counter
+	// kvReads counts reads by how they were served: lease, read_index
+	// (leader round), follower (read index from the leader), stale.
+	kvReads *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -58,6 +61,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.logSyncs, m.entriesAppended, m.readyBatches, m.kvRequests, m.kvDuration, m.snapshotBytesSent,
 		m.snapshotBytesRecv, m.snapshotsSent, m.snapshotsApplied, m.proposals, m.entriesApplied,
 		m.leaderChanges, m.logTruncations, m.transportQueueSize, m.elections)
+	m.kvReads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rangekv_kv_reads_total",
+		Help: "Reads served, by path: lease, read_index, follower, stale."}, []string{"path"})
+	for _, path := range []string{"lease", "read_index", "follower", "stale"} {
+		m.kvReads.WithLabelValues(path) // exported from the start, at 0
+	}
+	reg.MustRegister(m.kvReads)
 	return m
 }
 

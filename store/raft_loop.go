@@ -206,6 +206,12 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 		// its (frozen, if we were quiesced) lease and the election waits a
 		// full timeout.
 		if t := m.GetType(); (t == pb.MsgPreVote || t == pb.MsgVote) && !rr.IsLeader() {
+			// A store that just started votes for no one yet: other
+			// leaders' read leases may rely on it (lease.go).
+			if s.holdingVotes() {
+				s.metrics.messagesDropped.WithLabelValues("vote_hold").Inc()
+				continue
+			}
 			if lead := rr.Leader(); lead != 0 && lead != m.GetFrom() {
 				if st, ok := r.storeOfReplica(lead); ok && !s.liveness.isLive(st) {
 					_ = rr.ForgetLeader()

@@ -67,7 +67,7 @@ func parseConsistency(s string) (rangekvpb.ReadConsistency, error) {
 	return c, nil
 }
 
-const consistencyUsage = "read consistency: linearizable (ReadIndex on the leader), lease, follower, or stale (any replica; may lag)"
+const consistencyUsage = "read consistency: linearizable (ReadIndex on the leader), lease (the leader's lease, else ReadIndex), follower (any replica, linearizable: waits for the leader's read index), or stale (any replica; may lag)"
 
 func (a *app) putCmd() *cobra.Command {
 	return &cobra.Command{
