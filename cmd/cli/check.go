@@ -61,6 +61,9 @@ Exit codes: 0 linearizable; 1 a violation (the failing keys' history is
 written to --out as HTML: open it in a browser); 2 bad usage; 4 inconclusive
 (a key's check ran out of --check-timeout) or another error.
 The keys are left in the cluster under --key-prefix.`,
+		Example: `  rangekv --placement 127.0.0.1:7401 check --duration 30s
+  rangekv --placement 127.0.0.1:7401 check --duration 2m --clients 16 --faults leader-transfer,split,move --out check.html
+  rangekv -o json --placement 127.0.0.1:7401 check --duration 10s --keys 20`,
 		Args: argsBetween(0, 0, ""),
 		RunE: wrapRun(func(cmd *cobra.Command, _ []string) error {
 			switch {
