@@ -52,6 +52,7 @@ type Store struct {
 	// readSeed makes ReadIndex contexts unique across restarts.
 	readSeed uint64
 	exec     *operatorExecutor
+	drain    drainState
 	// lastLoad: request count at the last store heartbeat (heartbeat loop
 	// only).
 	lastLoad struct {
@@ -108,6 +109,7 @@ func Open(cfg Config) (*Store, error) {
 	s.now = time.Now
 	s.liveness = newLiveness(cfg.StoreID, s.now, cfg.ElectionTimeout)
 	s.metrics = newMetrics(cfg.Registry)
+	s.drain.init(cfg.Registry)
 	s.sched = newScheduler(cfg.MaxBatchRanges)
 	var seed [16]byte
 	if _, err := crand.Read(seed[:]); err != nil {

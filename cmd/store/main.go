@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,7 @@ var keys = []cliconfig.Key{
 	{Name: "heartbeat.store-interval", Kind: cliconfig.Duration, Default: "2s", Usage: "how often the store reports to placement"},
 	{Name: "heartbeat.range-interval", Kind: cliconfig.Duration, Default: "1s", Usage: "how often range leaders report changed ranges (and fetch operator steps)"},
 	{Name: "unsafe-no-fsync", Kind: cliconfig.Bool, Default: "false", Usage: "UNSAFE: acknowledge writes before they are durable (benchmarks only; a crash loses data)"},
+	{Name: "drain-timeout", Kind: cliconfig.Duration, Default: "10s", Usage: "on SIGTERM, how long the store waits for its Raft leaderships to move to other stores before it stops (0: stop at once)"},
 	{Name: "log-level", Kind: cliconfig.String, Default: "info", Usage: "debug, info, warn or error"},
 	{Name: "raft.profile", Kind: cliconfig.String, Default: "production", Usage: "production, high-performance or high-availability: defaults for the raft.* timings below"},
 	{Name: "raft.election-timeout", Kind: cliconfig.Duration, Default: "", Usage: "Raft election timeout (default from the profile)"},
@@ -108,7 +110,7 @@ rebalancing).`,
 				fmt.Print(vals.Dump())
 				return nil
 			}
-			return run(cfg)
+			return run(cfg, vals.Duration("drain-timeout"))
 		},
 	}
 	cliconfig.Register(cmd.Flags(), keys)
@@ -226,7 +228,7 @@ func parseInitialStores(s string) (map[uint64]string, error) {
 	return out, nil
 }
 
-func run(cfg store.Config) error {
+func run(cfg store.Config, drainTimeout time.Duration) error {
 	s, err := store.Open(cfg)
 	if err != nil {
 		return err
@@ -238,7 +240,19 @@ func run(cfg store.Config) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	got := <-sig
-	cfg.Logger.Info("signal received, stopping", "signal", got.String())
+	cfg.Logger.Info("signal received: draining, then stopping (a second signal stops at once)", "signal", got.String(), "drain-timeout", drainTimeout)
+	// Drain: hand every leadership to another store first, so clients
+	// see redirects rather than an election (store/drain.go).
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	go func() {
+		select {
+		case <-sig:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	s.Drain(ctx)
+	cancel()
 	s.Stop()
 	return nil
 }
