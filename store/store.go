@@ -53,6 +53,7 @@ type Store struct {
 	readSeed uint64
 	exec     *operatorExecutor
 	drain    drainState
+	disk     diskGuard
 	// lastLoad: request count at the last store heartbeat (heartbeat loop
 	// only).
 	lastLoad struct {
@@ -110,6 +111,7 @@ func Open(cfg Config) (*Store, error) {
 	s.liveness = newLiveness(cfg.StoreID, s.now, cfg.ElectionTimeout)
 	s.metrics = newMetrics(cfg.Registry)
 	s.drain.init(cfg.Registry)
+	s.disk.init(cfg.Registry)
 	s.sched = newScheduler(cfg.MaxBatchRanges)
 	var seed [16]byte
 	if _, err := crand.Read(seed[:]); err != nil {
@@ -280,6 +282,7 @@ func (s *Store) Start() error {
 	go s.ticker()
 	s.wg.Add(1)
 	go s.splitLoop()
+	s.startDiskGuard()
 	if s.pd != nil {
 		s.exec = newOperatorExecutor(s)
 		s.wg.Add(1)
