@@ -35,7 +35,7 @@ var keys = []cliconfig.Key{
 	{Name: "unsafe-no-fsync", Kind: cliconfig.Bool, Default: "false", Usage: "UNSAFE: acknowledge writes before they are durable (benchmarks only; a crash loses data)"},
 	{Name: "drain-timeout", Kind: cliconfig.Duration, Default: "10s", Usage: "on SIGTERM, how long the store waits for its Raft leaderships to move to other stores before it stops (0: stop at once)"},
 	{Name: "log-level", Kind: cliconfig.String, Default: "info", Usage: "debug, info, warn or error"},
-	{Name: "raft.profile", Kind: cliconfig.String, Default: "production", Usage: "production, high-performance or high-availability: defaults for the raft.* timings below"},
+	{Name: "raft.profile", Kind: cliconfig.String, Default: "production", Usage: "production, high-performance or high-availability: defaults for the Raft timings, batching, log thresholds and split.max-size (docs/configuration.md)"},
 	{Name: "raft.election-timeout", Kind: cliconfig.Duration, Default: "", Usage: "Raft election timeout (default from the profile)"},
 	{Name: "raft.heartbeat-interval", Kind: cliconfig.Duration, Default: "", Usage: "Raft heartbeat interval = tick (default from the profile)"},
 	{Name: "raft.proposal-timeout", Kind: cliconfig.Duration, Default: "10s", Usage: "a write not applied within this is reported as ambiguous"},
@@ -66,7 +66,8 @@ Pebble engine, and serves the KV, admin and Raft services over gRPC.
 Every flag also reads from RANGEKV_<FLAG> (dots and dashes as underscores,
 upper case) and from the YAML file given by --config, with keys nested by
 section (raft.election-timeout is raft: {election-timeout: 1s}).
-Precedence: flags > environment > file > defaults.
+Precedence: flags > environment > file > raft.profile > defaults
+(docs/configuration.md lists every key and the profiles).
 
 A store joins its cluster through the placement driver (--placement): a new
 store gets its ID, the first store of a new cluster creates range 1, and
