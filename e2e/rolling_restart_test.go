@@ -226,6 +226,32 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 
 	w := startWorkload(t, cl, writers)
 	w.waitMore(t, perStep, 30*time.Second)
+
+	// On demand, through the CLI: the store with the most leaderships is
+	// drained (it ends leading nothing), then undrained.
+	var busiest *rangekvpb.StoreInfo
+	for _, s := range status().GetStores() {
+		if busiest == nil || s.Stats.GetLeaderCount() > busiest.Stats.GetLeaderCount() {
+			busiest = s
+		}
+	}
+	if busiest == nil {
+		t.Fatal("no cluster status")
+	}
+	id := fmt.Sprint(busiest.Store.StoreId)
+	pdFlag := strings.Join(pdAddrs, ",")
+	stdout, stderr, code := runCLI(t, "--placement", pdFlag, "store", "drain", id, "--wait", "20s")
+	if code != 0 || !strings.Contains(stdout, "store "+id+": draining, drained") {
+		t.Fatalf("rangekv store drain %s: exit %d, stdout %q, stderr %q", id, code, stdout, stderr)
+	}
+	t.Logf("rangekv store drain %s (%d leaderships): %s", id, busiest.Stats.GetLeaderCount(), strings.TrimSpace(stdout))
+	if stdout, stderr, code := runCLI(t, "--placement", pdFlag, "-o", "json", "store", "drain", id); code != 0 || !strings.Contains(stdout, `"leaders":0`) {
+		t.Fatalf("rangekv store drain %s again: exit %d, stdout %q, stderr %q", id, code, stdout, stderr)
+	}
+	if stdout, stderr, code := runCLI(t, "--placement", pdFlag, "store", "undrain", id); code != 0 || !strings.Contains(stdout, "not draining") {
+		t.Fatalf("rangekv store undrain %s: exit %d, stdout %q, stderr %q", id, code, stdout, stderr)
+	}
+	w.waitMore(t, perStep/2, 30*time.Second)
 	for round := range rounds {
 		for i, p := range stores {
 			took := p.sigterm(20 * time.Second)
@@ -238,9 +264,12 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 			}
 			w.waitMore(t, perStep/4, 30*time.Second) // the cluster serves without it
 			p.start()
-			waitFor(t, fmt.Sprintf("store %d ready again and the cluster healthy", i+1), 60*time.Second, func() bool {
+			// Ready, and caught up: an operator restarts the next store
+			// only once this one follows every range's leader again, or
+			// the next stop leaves a range without a quorum.
+			waitFor(t, fmt.Sprintf("store %d ready again, following every leader, and the cluster healthy", i+1), 60*time.Second, func() bool {
 				checkProcs(t, all...)
-				return httpOK("http://"+storeHTTP[i]+"/readyz") && healthy()
+				return httpOK("http://"+storeHTTP[i]+"/readyz") && followsLeaders(storeHTTP, i, ranges) && healthy()
 			})
 			w.waitMore(t, perStep, 60*time.Second)
 		}
@@ -282,6 +311,53 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 			t.Errorf("counter %s = %q (found %v), want %d acknowledged increments", ctr, v, found, n)
 		}
 	}
+}
+
+// followsLeaders reports whether every range's leader (per the stores'
+// /debug/ranges) replicates to store index i's replica, actively: its
+// progress is StateReplicate and recently active.
+func followsLeaders(httpAddrs []string, i, ranges int) bool {
+	st, err := rangeStatus(httpAddrs[i])
+	if err != nil || len(st.Replicas) != ranges {
+		return false
+	}
+	mine := map[uint64]uint64{} // range → replica ID on store i
+	for _, r := range st.Replicas {
+		if !r.Initialized || r.LeaderReplicaId == 0 {
+			return false
+		}
+		mine[r.Descriptor_.RangeId] = r.ReplicaId
+	}
+	ok := 0
+	for j, a := range httpAddrs {
+		if j == i {
+			continue
+		}
+		st, err := rangeStatus(a)
+		if err != nil {
+			return false
+		}
+		for _, r := range st.Replicas {
+			if r.RaftState != "StateLeader" {
+				continue
+			}
+			for _, p := range r.Progress {
+				if p.ReplicaId == mine[r.Descriptor_.RangeId] {
+					if p.State != "StateReplicate" || !p.RecentActive {
+						return false
+					}
+					ok++
+				}
+			}
+		}
+	}
+	// Ranges store i leads itself count as followed.
+	for _, r := range st.Replicas {
+		if r.RaftState == "StateLeader" {
+			ok++
+		}
+	}
+	return ok == ranges
 }
 
 func sumIncrs(m map[string]int64) int64 {
