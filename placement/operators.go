@@ -231,6 +231,13 @@ func (c *controller) stepsFor(storeID uint64, now time.Time) []*rangekvpb.Operat
 			continue
 		}
 		st := o.steps[o.cur]
+		if st.typ == rangekvpb.OperatorStepType_STEP_TRANSFER_LEADER && cl.stats(st.store).GetDraining() {
+			// The store drains (a restart, or an operator's drain): it
+			// refuses leadership, and the leader would drop writes while
+			// it tries.
+			c.endLocked(o, "aborted", fmt.Sprintf("store %d is draining", st.store), now)
+			continue
+		}
 		out = append(out, &rangekvpb.OperatorStep{RangeId: o.rangeID, Epoch: d.Epoch, Type: st.typ, StoreId: st.store, OperatorId: o.id})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].RangeId < out[j].RangeId })

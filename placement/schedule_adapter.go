@@ -33,6 +33,7 @@ func (s *Server) view(now time.Time) (*schedule.ClusterView, error) {
 		}
 		if stats := cl.stats(d.StoreId); stats != nil {
 			sv.CapacityBytes, sv.UsedBytes = stats.Capacity, stats.Used
+			sv.Draining = stats.Draining
 		}
 		stores = append(stores, sv)
 	}

@@ -103,3 +103,15 @@ func (a *adminServer) ChangeReplicas(ctx context.Context, req *rangekvpb.ChangeR
 	}
 	return &rangekvpb.ChangeReplicasResponse{Error: rerr, Descriptor_: d}, nil
 }
+
+// Drain starts (or, with undo, stops) moving this store's leaderships away
+// and answers at once with the progress; see drain.go.
+func (a *adminServer) Drain(_ context.Context, req *rangekvpb.DrainRequest) (*rangekvpb.DrainResponse, error) {
+	if req.Undo {
+		a.s.Undrain()
+	} else {
+		a.s.StartDrain()
+	}
+	draining, atStart, leaders := a.s.DrainStatus()
+	return &rangekvpb.DrainResponse{Draining: draining, LeadersAtStart: uint32(atStart), Leaders: uint32(leaders)}, nil
+}

@@ -100,6 +100,10 @@ type Config struct {
 	// snapshots of the store together).
 	SnapshotRateBytes int64
 
+	// MinFreeBytes: below this much free space in DataDir the store
+	// refuses client writes (diskguard.go); 0 disables the guard.
+	MinFreeBytes int64
+
 	// Logger; nil uses slog.Default().
 	Logger *slog.Logger
 	// Registry receives the store's metrics; nil creates a private one.
@@ -132,6 +136,7 @@ func Defaults() Config {
 		RangeHeartbeatRefresh:  time.Minute,
 		MaxConcurrentSnapshots: 2,
 		SnapshotRateBytes:      64 << 20,
+		MinFreeBytes:           1 << 30,
 	}
 }
 
@@ -181,6 +186,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("snapshot.chunk-size: must be at least 1024 bytes, got %d", c.SnapshotChunkBytes)
 	case c.MaxConcurrentSnapshots < 1:
 		return fmt.Errorf("snapshot.max-concurrent: must be at least 1, got %d", c.MaxConcurrentSnapshots)
+	case c.MinFreeBytes < 0:
+		return fmt.Errorf("storage.min-free: must not be negative, got %d bytes", c.MinFreeBytes)
 	case c.SnapshotRateBytes < 1<<20:
 		return fmt.Errorf("snapshot.rate-limit: must be at least 1MiB per second, got %d bytes", c.SnapshotRateBytes)
 	}
@@ -231,4 +238,7 @@ type TestingKnobs struct {
 	// answering as if once: a deliberately broken store the nemesis
 	// checker must catch. Never set outside tests.
 	TestingApplyIncrTwice bool
+	// FreeSpace, when set, replaces the measurement of the data dir's
+	// free bytes (diskguard.go).
+	FreeSpace func() (uint64, error)
 }

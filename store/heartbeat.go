@@ -36,6 +36,8 @@ func (s *Store) heartbeatLoop() {
 			return
 		case <-st.C:
 			s.sendStoreHeartbeat()
+		case <-s.drain.kick:
+			s.sendStoreHeartbeat()
 		case <-rt.C:
 			s.sendRangeHeartbeats(last)
 		}
@@ -55,7 +57,7 @@ func (s *Store) pdCtx(d time.Duration) (context.Context, context.CancelFunc) {
 }
 
 func (s *Store) storeStats() *rangekvpb.StoreStats {
-	st := &rangekvpb.StoreStats{StoreId: s.cfg.StoreID}
+	st := &rangekvpb.StoreStats{StoreId: s.cfg.StoreID, Draining: s.Draining()}
 	var fs syscall.Statfs_t
 	if s.cfg.FS == nil && syscall.Statfs(s.cfg.DataDir, &fs) == nil {
 		st.Capacity = fs.Blocks * uint64(fs.Bsize)

@@ -20,7 +20,12 @@ func (s *Store) startHTTP() error {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(b)
 	}
-	ready := func() (bool, string) { return s.ready.Load(), "store not started or stopping" }
+	ready := func() (bool, string) {
+		if s.Draining() {
+			return false, "store draining"
+		}
+		return s.ready.Load(), "store not started or stopping"
+	}
 	srv, ln, err := debughttp.Start(s.cfg.HTTPAddr, "http-addr", s.reg, ready,
 		map[string]http.HandlerFunc{"/debug/ranges": ranges}, &s.wg, s.log)
 	if err != nil {

@@ -261,6 +261,11 @@ func (k *kvServer) write(ctx context.Context, op string, key []byte, cmd *rangek
 		hdr.Error = rerr
 		return nil, hdr, nil
 	}
+	if op != "delete" {
+		if err := k.s.diskFullErr(); err != nil {
+			return nil, hdr, err // refused before proposing: not applied
+		}
+	}
 	r.writes.Add(1)
 	cmd.Epoch = r.Descriptor().GetEpoch()
 	v, rerr, err := k.s.propose(ctx, r, cmd)

@@ -118,7 +118,9 @@ func (e *operatorExecutor) execute(st *rangekvpb.OperatorStep) {
 		}
 		_, rerr, err = s.ChangeReplicas(ctx, st.RangeId, rangekvpb.ReplicaChangeType_REMOVE_REPLICA, st.StoreId)
 	case rangekvpb.OperatorStepType_STEP_TRANSFER_LEADER:
-		if target == nil || target.ReplicaId == r.replicaID {
+		// Not to a store that is down: raft would drop every write
+		// for an election timeout, again at each step placement resends.
+		if target == nil || target.ReplicaId == r.replicaID || !s.liveness.isLive(st.StoreId) {
 			return
 		}
 		r.pushTransfer(target.ReplicaId)

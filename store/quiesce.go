@@ -171,7 +171,7 @@ func (s *Store) onLeaderDead(r *Replica) {
 			lowest = rd.ReplicaId
 		}
 	}
-	if lowest == r.replicaID {
+	if lowest == r.replicaID && !s.Draining() {
 		_ = rr.Campaign()
 	}
 }

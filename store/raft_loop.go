@@ -192,6 +192,9 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 		if im.quiesce && m.GetType() == pb.MsgHeartbeat && s.maybeQuiesceFollower(r, m) {
 			continue
 		}
+		if m.GetType() == pb.MsgTimeoutNow && s.Draining() {
+			continue // a draining store takes no leadership (drain.go)
+		}
 		// A quiesced leader steps late heartbeat responses without waking,
 		// unless they make it send something (a follower is behind).
 		lateResp := m.GetType() == pb.MsgHeartbeatResp && rr.IsLeader()

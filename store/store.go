@@ -52,6 +52,8 @@ type Store struct {
 	// readSeed makes ReadIndex contexts unique across restarts.
 	readSeed uint64
 	exec     *operatorExecutor
+	drain    drainState
+	disk     diskGuard
 	// lastLoad: request count at the last store heartbeat (heartbeat loop
 	// only).
 	lastLoad struct {
@@ -109,6 +111,8 @@ func Open(cfg Config) (*Store, error) {
 	s.liveness = newLiveness(cfg.StoreID, s.now, cfg.ElectionTimeout)
 	s.metrics = newMetrics(cfg.Registry)
 	s.registerLogMetrics(cfg.Registry)
+	s.drain.init(cfg.Registry)
+	s.disk.init(cfg.Registry)
 	s.sched = newScheduler(cfg.MaxBatchRanges)
 	var seed [16]byte
 	if _, err := crand.Read(seed[:]); err != nil {
@@ -279,6 +283,7 @@ func (s *Store) Start() error {
 	go s.ticker()
 	s.wg.Add(1)
 	go s.splitLoop()
+	s.startDiskGuard()
 	if s.pd != nil {
 		s.exec = newOperatorExecutor(s)
 		s.wg.Add(1)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -160,8 +161,102 @@ With -o json: {"stores": [{"id", "address", "state", "replicas", "leaders",
 			})
 		}),
 	}
-	cmd.AddCommand(list)
+	cmd.AddCommand(list, a.storeDrainCmd(false), a.storeDrainCmd(true))
 	return cmd
+}
+
+// drainer is the part of *router.Admin that drains stores (the in-memory
+// test twin does not have it).
+type drainer interface {
+	DrainStore(ctx context.Context, storeID uint64, undo bool) (*rangekvpb.DrainResponse, error)
+}
+
+// storeDrainCmd is 'store drain ID' (undo: 'store undrain ID').
+func (a *app) storeDrainCmd(undo bool) *cobra.Command {
+	var wait time.Duration
+	var undoFlag bool
+	cmd := &cobra.Command{
+		Use:   "drain ID",
+		Short: "Move a store's Raft leaderships to other stores and keep them away; wait",
+		Long: `Ask store ID to hand every Raft leadership it holds to a live voter on
+another store, and to take none back while it drains (placement is told too,
+and the store's /readyz answers "not ready"). Clients see only redirects.
+rangekv prints the progress on stderr ("drained N/M leaders") until the store
+leads nothing (at most --wait; exit 4 if leaderships remain).
+
+A store stopped with SIGTERM drains the same way first. 'rangekv store
+undrain ID' (or 'drain --undo') lets it lead ranges again.
+
+With -o json: {"store_id", "draining", "leaders_at_start", "leaders"}.`,
+		Example: `  rangekv store drain 2
+  rangekv store undrain 2`,
+		Args: argsBetween(1, 1, "the store ID"),
+		RunE: wrapRun(func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseUint(args[0], 10, 64)
+			if err != nil || id == 0 {
+				return usageErrorf("ID: %q is not a positive store ID", args[0])
+			}
+			return a.drainStore(cmd.Context(), id, undo || undoFlag, wait)
+		}),
+	}
+	if undo {
+		cmd.Use, cmd.Short, cmd.Long = "undrain ID", "Let a drained store lead ranges again", `Stop draining store ID: it may lead ranges again, and placement moves
+leaderships back to it as it balances.`
+		cmd.Example = `  rangekv store undrain 2`
+	} else {
+		cmd.Flags().BoolVar(&undoFlag, "undo", false, "stop draining (same as 'rangekv store undrain ID')")
+		cmd.Flags().DurationVar(&wait, "wait", time.Minute, "how long to wait for the leaderships to move (0: do not wait)")
+	}
+	return cmd
+}
+
+func (a *app) drainStore(ctx context.Context, id uint64, undo bool, wait time.Duration) error {
+	name := "store drain"
+	if undo {
+		name = "store undrain"
+	}
+	adm, err := a.admin(name)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	dr, ok := adm.(drainer)
+	if !ok {
+		return fmt.Errorf("%s: not supported by this admin client", name)
+	}
+	call := func() (*rangekvpb.DrainResponse, error) {
+		cctx, cancel := context.WithTimeout(ctx, a.g.timeout)
+		defer cancel()
+		r, err := dr.DrainStore(cctx, id, undo)
+		return r, a.adminError(name, err)
+	}
+	resp, err := call()
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(wait)
+	last := ^uint32(0)
+	for !undo && resp.Leaders > 0 && time.Now().Before(deadline) {
+		if resp.Leaders != last {
+			last = resp.Leaders
+			fmt.Fprintf(os.Stderr, "store %d: drained %d/%d leaders\n", id, resp.LeadersAtStart-min(resp.Leaders, resp.LeadersAtStart), resp.LeadersAtStart)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if resp, err = call(); err != nil {
+			return err
+		}
+	}
+	if err := a.printer().emitDrain(id, resp); err != nil {
+		return err
+	}
+	if !undo && resp.Leaders > 0 && wait > 0 {
+		return &exitError{code: exitFailure, err: fmt.Errorf("%s: store %d still leads %d ranges after --wait %s (no live voter elsewhere? see 'rangekv range list')", name, id, resp.Leaders, wait)}
+	}
+	return nil
 }
 
 func (a *app) rangeCmd() *cobra.Command {
@@ -780,4 +875,22 @@ With -o json: {"dry_run": B, "operators": [...]} (as in range move).`,
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only show the operators; start none")
 	wf.register(cmd)
 	return cmd
+}
+
+// emitDrain prints a store's drain state.
+func (p *printer) emitDrain(id uint64, r *rangekvpb.DrainResponse) error {
+	if p.json {
+		return p.emitJSON(struct {
+			StoreID        uint64 `json:"store_id"`
+			Draining       bool   `json:"draining"`
+			LeadersAtStart uint32 `json:"leaders_at_start"`
+			Leaders        uint32 `json:"leaders"`
+		}{id, r.Draining, r.LeadersAtStart, r.Leaders})
+	}
+	if !r.Draining {
+		_, err := fmt.Fprintf(p.w, "store %d: not draining; it may lead ranges (%d now)\n", id, r.Leaders)
+		return err
+	}
+	_, err := fmt.Fprintf(p.w, "store %d: draining, drained %d/%d leaders\n", id, r.LeadersAtStart-min(r.Leaders, r.LeadersAtStart), r.LeadersAtStart)
+	return err
 }

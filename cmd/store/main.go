@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,38 +33,26 @@ var keys = []cliconfig.Key{
 	{Name: "heartbeat.store-interval", Kind: cliconfig.Duration, Default: "2s", Usage: "how often the store reports to placement"},
 	{Name: "heartbeat.range-interval", Kind: cliconfig.Duration, Default: "1s", Usage: "how often range leaders report changed ranges (and fetch operator steps)"},
 	{Name: "unsafe-no-fsync", Kind: cliconfig.Bool, Default: "false", Usage: "UNSAFE: acknowledge writes before they are durable (benchmarks only; a crash loses data)"},
+	{Name: "drain-timeout", Kind: cliconfig.Duration, Default: "10s", Usage: "on SIGTERM, how long the store waits for its Raft leaderships to move to other stores before it stops (0: stop at once)"},
 	{Name: "log-level", Kind: cliconfig.String, Default: "info", Usage: "debug, info, warn or error"},
-	{Name: "raft.profile", Kind: cliconfig.String, Default: "production", Usage: "production, high-performance or high-availability: defaults for the raft.* timings below"},
+	{Name: "raft.profile", Kind: cliconfig.String, Default: "production", Usage: "production, high-performance or high-availability: defaults for the Raft timings, batching, log thresholds and split.max-size (docs/configuration.md)"},
 	{Name: "raft.election-timeout", Kind: cliconfig.Duration, Default: "", Usage: "Raft election timeout (default from the profile)"},
 	{Name: "raft.heartbeat-interval", Kind: cliconfig.Duration, Default: "", Usage: "Raft heartbeat interval = tick (default from the profile)"},
 	{Name: "raft.proposal-timeout", Kind: cliconfig.Duration, Default: "10s", Usage: "a write not applied within this is reported as ambiguous"},
 	{Name: "raft.sync", Kind: cliconfig.Bool, Default: "true", Usage: "fsync the Raft log before acknowledging (false is the same as --unsafe-no-fsync)"},
 	{Name: "raft.workers", Kind: cliconfig.Int, Default: "0", Usage: "Raft worker goroutines (0: GOMAXPROCS)"},
+	{Name: "raft.max-batch-ranges", Kind: cliconfig.Int, Default: "", Usage: "most ranges one worker pass handles, their log writes synced together (default from the profile)"},
 	{Name: "raft.log-truncate-threshold", Kind: cliconfig.Uint, Default: "", Usage: "truncate the log when this many entries can go (default from the profile)"},
 	{Name: "raft.log-max-entries", Kind: cliconfig.Uint, Default: "", Usage: "past this log length, lagging followers catch up by snapshot (default from the profile)"},
 	{Name: "limits.max-key-size", Kind: cliconfig.Size, Default: "4KiB", Usage: "largest key accepted"},
 	{Name: "limits.max-value-size", Kind: cliconfig.Size, Default: "1MiB", Usage: "largest value accepted (at most 8MiB)"},
 	{Name: "limits.max-scan-limit", Kind: cliconfig.Int, Default: "10000", Usage: "most pairs one scan request returns"},
-	{Name: "split.max-size", Kind: cliconfig.Size, Default: "128MiB", Usage: "a range holding more data than this is split in two"},
+	{Name: "split.max-size", Kind: cliconfig.Size, Default: "", Usage: "a range holding more data than this is split in two (default from the profile)"},
+	{Name: "storage.min-free", Kind: cliconfig.Size, Default: "1GiB", Usage: "below this much free space in --data-dir the store refuses client writes (0 disables)"},
 	{Name: "split.check-interval", Kind: cliconfig.Duration, Default: "10s", Usage: "how often the store looks for ranges to split by size"},
 	{Name: "snapshot.rate-limit", Kind: cliconfig.Size, Default: "64MiB", Usage: "snapshot bytes sent per second by this store"},
 	{Name: "snapshot.chunk-size", Kind: cliconfig.Size, Default: "1MiB", Usage: "payload of one snapshot chunk"},
 	{Name: "snapshot.max-concurrent", Kind: cliconfig.Int, Default: "2", Usage: "snapshots sent at once"},
-}
-
-// profile holds the defaults a Raft profile sets.
-type profile struct {
-	election, heartbeat time.Duration
-	truncate, maxLog    uint64
-}
-
-var profiles = map[string]profile{
-	// Balanced: etcd's defaults.
-	"production": {election: time.Second, heartbeat: 100 * time.Millisecond, truncate: 10000, maxLog: 100000},
-	// Fewer heartbeats and elections, longer logs: more throughput, slower failover.
-	"high-performance": {election: 2 * time.Second, heartbeat: 200 * time.Millisecond, truncate: 50000, maxLog: 500000},
-	// Fast failover: a dead leader is replaced within about half a second.
-	"high-availability": {election: 500 * time.Millisecond, heartbeat: 50 * time.Millisecond, truncate: 10000, maxLog: 100000},
 }
 
 func main() {
@@ -77,7 +66,8 @@ Pebble engine, and serves the KV, admin and Raft services over gRPC.
 Every flag also reads from RANGEKV_<FLAG> (dots and dashes as underscores,
 upper case) and from the YAML file given by --config, with keys nested by
 section (raft.election-timeout is raft: {election-timeout: 1s}).
-Precedence: flags > environment > file > defaults.
+Precedence: flags > environment > file > raft.profile > defaults
+(docs/configuration.md lists every key and the profiles).
 
 A store joins its cluster through the placement driver (--placement): a new
 store gets its ID, the first store of a new cluster creates range 1, and
@@ -108,7 +98,7 @@ rebalancing).`,
 				fmt.Print(vals.Dump())
 				return nil
 			}
-			return run(cfg)
+			return run(cfg, vals.Duration("drain-timeout"))
 		},
 	}
 	cliconfig.Register(cmd.Flags(), keys)
@@ -121,9 +111,9 @@ rebalancing).`,
 
 func buildConfig(v *cliconfig.Values) (store.Config, error) {
 	cfg := store.Defaults()
-	prof, ok := profiles[v.String("raft.profile")]
-	if !ok {
-		return cfg, fmt.Errorf("raft.profile: unknown profile %q (production, high-performance, high-availability)", v.String("raft.profile"))
+	prof, err := profileOf(v.String("raft.profile"))
+	if err != nil {
+		return cfg, err
 	}
 	cfg.StoreID = v.Uint("store-id")
 	cfg.Addr = v.String("addr")
@@ -148,19 +138,9 @@ func buildConfig(v *cliconfig.Values) (store.Config, error) {
 	}
 	cfg.InitialStores = stores
 	cfg.UnsafeNoFsync = v.Bool("unsafe-no-fsync") || !v.Bool("raft.sync")
-	cfg.ElectionTimeout, cfg.HeartbeatInterval = prof.election, prof.heartbeat
-	cfg.LogTruncateThreshold, cfg.LogMaxEntries = prof.truncate, prof.maxLog
-	if v.Source("raft.election-timeout") != "default" {
-		cfg.ElectionTimeout = v.Duration("raft.election-timeout")
-	}
-	if v.Source("raft.heartbeat-interval") != "default" {
-		cfg.HeartbeatInterval = v.Duration("raft.heartbeat-interval")
-	}
-	if v.Source("raft.log-truncate-threshold") != "default" {
-		cfg.LogTruncateThreshold = v.Uint("raft.log-truncate-threshold")
-	}
-	if v.Source("raft.log-max-entries") != "default" {
-		cfg.LogMaxEntries = v.Uint("raft.log-max-entries")
+	prof.apply(&cfg, v)
+	if cfg.HeartbeatInterval > 0 && cfg.HeartbeatInterval >= cfg.ElectionTimeout {
+		return cfg, fmt.Errorf("raft.heartbeat-interval: %s must be below raft.election-timeout (%s); the election timeout is a multiple of it", cfg.HeartbeatInterval, cfg.ElectionTimeout)
 	}
 	cfg.ProposalTimeout = v.Duration("raft.proposal-timeout")
 	cfg.Workers = int(v.Int("raft.workers"))
@@ -172,7 +152,7 @@ func buildConfig(v *cliconfig.Values) (store.Config, error) {
 	cfg.MaxScanLimit = int(v.Int("limits.max-scan-limit"))
 	cfg.SnapshotChunkBytes = int(v.Size("snapshot.chunk-size"))
 	cfg.SnapshotRateBytes = v.Size("snapshot.rate-limit")
-	cfg.SplitMaxBytes = v.Size("split.max-size")
+	cfg.MinFreeBytes = v.Size("storage.min-free")
 	cfg.SplitCheckInterval = v.Duration("split.check-interval")
 	cfg.MaxConcurrentSnapshots = int(v.Int("snapshot.max-concurrent"))
 	var level slog.Level
@@ -226,7 +206,7 @@ func parseInitialStores(s string) (map[uint64]string, error) {
 	return out, nil
 }
 
-func run(cfg store.Config) error {
+func run(cfg store.Config, drainTimeout time.Duration) error {
 	s, err := store.Open(cfg)
 	if err != nil {
 		return err
@@ -238,7 +218,19 @@ func run(cfg store.Config) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	got := <-sig
-	cfg.Logger.Info("signal received, stopping", "signal", got.String())
+	cfg.Logger.Info("signal received: draining, then stopping (a second signal stops at once)", "signal", got.String(), "drain-timeout", drainTimeout)
+	// Drain: hand every leadership to another store first, so clients
+	// see redirects rather than an election (store/drain.go).
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	go func() {
+		select {
+		case <-sig:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	s.Drain(ctx)
+	cancel()
 	s.Stop()
 	return nil
 }

@@ -124,7 +124,9 @@ func (p *planner) balanceLeaders() {
 		src, dst, lo, hi := int32(-1), int32(-1), int32(-1), int32(-1)
 		for si := range v.stores {
 			s := int32(si)
-			if !p.up[s] || !p.opRoom(s) {
+			// A draining store takes no part: its leader count is
+			// heading to zero and must not pull leaderships back.
+			if !p.lead[s] || !p.opRoom(s) {
 				continue
 			}
 			if hi < 0 || p.leaders[s] > p.leaders[hi] {
@@ -160,7 +162,7 @@ func (p *planner) balanceLeaders() {
 func (p *planner) leaderVoter(ri, si int32, j int) bool {
 	r := &p.v.ranges[ri]
 	rep := r.Desc.GetReplicas()[j]
-	return si >= 0 && p.up[si] && p.opRoom(si) && rep.GetRole() == rangekvpb.ReplicaRole_VOTER && !r.IsPending(rep.GetStoreId())
+	return si >= 0 && p.lead[si] && p.opRoom(si) && rep.GetRole() == rangekvpb.ReplicaRole_VOTER && !r.IsPending(rep.GetStoreId())
 }
 
 // leaderFrom moves one leadership off src to the least loaded eligible

@@ -204,6 +204,7 @@ func parseStore(t *testing.T, d *datadriven.TestData, now time.Time) schedule.St
 	if s.State == schedule.StoreDown {
 		s.DownSince = now.Add(-parseDur(t, d, argStr(t, d, "down-for", "0s")))
 	}
+	s.Draining = d.HasArg("draining")
 	d.MaybeScanArgs(t, "capacity", &s.CapacityBytes)
 	d.MaybeScanArgs(t, "used", &s.UsedBytes)
 	return s

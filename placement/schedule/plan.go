@@ -18,7 +18,9 @@ type planner struct {
 	now time.Time
 
 	// Per store index.
-	up   []bool // State == StoreUp
+	up []bool // State == StoreUp
+	// lead: Up and not draining: may receive leadership.
+	lead []bool
 	dead []bool // replicas here are replaced: Removed, or Down >= MaxStoreDownTime
 	// anyDead: some replica may be on a dead store (a dead store, or a
 	// replica on a store the view does not know).
@@ -47,6 +49,7 @@ func newPlanner(v *ClusterView, now time.Time) *planner {
 		cfg:      v.cfg,
 		now:      now,
 		up:       make([]bool, n),
+		lead:     make([]bool, n),
 		dead:     make([]bool, n),
 		replicas: make([]int, n),
 		leaders:  make([]int, n),
@@ -60,6 +63,7 @@ func newPlanner(v *ClusterView, now time.Time) *planner {
 		switch s.State {
 		case StoreUp:
 			p.up[si] = true
+			p.lead[si] = !s.Draining
 		case StoreDown:
 			p.dead[si] = now.Sub(s.DownSince) >= v.cfg.MaxStoreDownTime
 		default:
@@ -237,7 +241,7 @@ func (p *planner) leaderTarget(ri, from, extra int32) int32 {
 	reps := r.Desc.GetReplicas()
 	best := int32(-1)
 	consider := func(si int32) {
-		if si < 0 || si == from || !p.up[si] || !p.opRoom(si) {
+		if si < 0 || si == from || !p.lead[si] || !p.opRoom(si) {
 			return
 		}
 		if best < 0 || p.leaders[si] < p.leaders[best] || (p.leaders[si] == p.leaders[best] && si < best) {

@@ -225,7 +225,7 @@ func (p *planner) leaveJointOp(ri int32, joint []replica) *Operator {
 		for j, si := range v.replicaStores(ri) {
 			role := reps[j].GetRole()
 			if (role == rangekvpb.ReplicaRole_VOTER || role == rangekvpb.ReplicaRole_VOTER_INCOMING) &&
-				p.storeUp(si) && p.opRoom(si) && !r.IsPending(reps[j].GetStoreId()) &&
+				p.storeUp(si) && p.lead[si] && p.opRoom(si) && !r.IsPending(reps[j].GetStoreId()) &&
 				(t < 0 || p.leaders[si] < p.leaders[t]) {
 				t = si
 			}

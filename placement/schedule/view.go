@@ -48,7 +48,10 @@ type StoreView struct {
 	State  StoreState
 	// DownSince is when the store stopped heartbeating (its last heartbeat).
 	// Required (non-zero) when State is StoreDown, ignored otherwise.
-	DownSince     time.Time
+	DownSince time.Time
+	// Draining: the store is moving its leaderships away (a restart or
+	// an operator's drain). It receives no leadership; its replicas stay.
+	Draining      bool
 	CapacityBytes uint64
 	UsedBytes     uint64
 }

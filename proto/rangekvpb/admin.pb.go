@@ -779,6 +779,116 @@ func (x *GetDescriptorResponse) GetDescriptor_() *RangeDescriptor {
 	return nil
 }
 
+// Drain: the store moves its Raft leaderships to live voters on other
+// stores and takes none back until undone; placement is told (the store
+// heartbeat says draining) so it moves no leadership onto the store.
+// Drain returns at once with the progress; callers poll it.
+type DrainRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// undo: stop draining; the store may lead ranges again.
+	Undo          bool `protobuf:"varint,1,opt,name=undo,proto3" json:"undo,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainRequest) Reset() {
+	*x = DrainRequest{}
+	mi := &file_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainRequest) ProtoMessage() {}
+
+func (x *DrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
+func (*DrainRequest) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DrainRequest) GetUndo() bool {
+	if x != nil {
+		return x.Undo
+	}
+	return false
+}
+
+type DrainResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Draining bool                   `protobuf:"varint,1,opt,name=draining,proto3" json:"draining,omitempty"`
+	// Leaderships held when the drain started, and held now.
+	LeadersAtStart uint32 `protobuf:"varint,2,opt,name=leaders_at_start,json=leadersAtStart,proto3" json:"leaders_at_start,omitempty"`
+	Leaders        uint32 `protobuf:"varint,3,opt,name=leaders,proto3" json:"leaders,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DrainResponse) Reset() {
+	*x = DrainResponse{}
+	mi := &file_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainResponse) ProtoMessage() {}
+
+func (x *DrainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
+func (*DrainResponse) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DrainResponse) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *DrainResponse) GetLeadersAtStart() uint32 {
+	if x != nil {
+		return x.LeadersAtStart
+	}
+	return 0
+}
+
+func (x *DrainResponse) GetLeaders() uint32 {
+	if x != nil {
+		return x.Leaders
+	}
+	return 0
+}
+
 var File_admin_proto protoreflect.FileDescriptor
 
 const file_admin_proto_rawDesc = "" +
@@ -842,11 +952,17 @@ const file_admin_proto_rawDesc = "" +
 	"\x15GetDescriptorResponse\x128\n" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x18.rangekv.RangeDescriptorR\n" +
-	"descriptor*M\n" +
+	"descriptor\"\"\n" +
+	"\fDrainRequest\x12\x12\n" +
+	"\x04undo\x18\x01 \x01(\bR\x04undo\"o\n" +
+	"\rDrainResponse\x12\x1a\n" +
+	"\bdraining\x18\x01 \x01(\bR\bdraining\x12(\n" +
+	"\x10leaders_at_start\x18\x02 \x01(\rR\x0eleadersAtStart\x12\x18\n" +
+	"\aleaders\x18\x03 \x01(\rR\aleaders*M\n" +
 	"\x11ReplicaChangeType\x12\x0f\n" +
 	"\vADD_LEARNER\x10\x00\x12\x13\n" +
 	"\x0fPROMOTE_LEARNER\x10\x01\x12\x12\n" +
-	"\x0eREMOVE_REPLICA\x10\x022\x8b\x03\n" +
+	"\x0eREMOVE_REPLICA\x10\x022\xc3\x03\n" +
 	"\x05Admin\x12E\n" +
 	"\n" +
 	"ListRanges\x12\x1a.rangekv.ListRangesRequest\x1a\x1b.rangekv.ListRangesResponse\x12Q\n" +
@@ -854,7 +970,8 @@ const file_admin_proto_rawDesc = "" +
 	"\n" +
 	"SplitRange\x12\x1a.rangekv.SplitRangeRequest\x1a\x1b.rangekv.SplitRangeResponse\x12Q\n" +
 	"\x0eChangeReplicas\x12\x1e.rangekv.ChangeReplicasRequest\x1a\x1f.rangekv.ChangeReplicasResponse\x12N\n" +
-	"\rGetDescriptor\x12\x1d.rangekv.GetDescriptorRequest\x1a\x1e.rangekv.GetDescriptorResponseB,Z*github.com/rangekv/rangekv/proto/rangekvpbb\x06proto3"
+	"\rGetDescriptor\x12\x1d.rangekv.GetDescriptorRequest\x1a\x1e.rangekv.GetDescriptorResponse\x126\n" +
+	"\x05Drain\x12\x15.rangekv.DrainRequest\x1a\x16.rangekv.DrainResponseB,Z*github.com/rangekv/rangekv/proto/rangekvpbb\x06proto3"
 
 var (
 	file_admin_proto_rawDescOnce sync.Once
@@ -869,7 +986,7 @@ func file_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_admin_proto_goTypes = []any{
 	(ReplicaChangeType)(0),         // 0: rangekv.ReplicaChangeType
 	(*ReplicaStatus)(nil),          // 1: rangekv.ReplicaStatus
@@ -884,33 +1001,37 @@ var file_admin_proto_goTypes = []any{
 	(*ChangeReplicasResponse)(nil), // 10: rangekv.ChangeReplicasResponse
 	(*GetDescriptorRequest)(nil),   // 11: rangekv.GetDescriptorRequest
 	(*GetDescriptorResponse)(nil),  // 12: rangekv.GetDescriptorResponse
-	(*RangeDescriptor)(nil),        // 13: rangekv.RangeDescriptor
-	(*RangeError)(nil),             // 14: rangekv.RangeError
+	(*DrainRequest)(nil),           // 13: rangekv.DrainRequest
+	(*DrainResponse)(nil),          // 14: rangekv.DrainResponse
+	(*RangeDescriptor)(nil),        // 15: rangekv.RangeDescriptor
+	(*RangeError)(nil),             // 16: rangekv.RangeError
 }
 var file_admin_proto_depIdxs = []int32{
-	13, // 0: rangekv.ReplicaStatus.descriptor:type_name -> rangekv.RangeDescriptor
+	15, // 0: rangekv.ReplicaStatus.descriptor:type_name -> rangekv.RangeDescriptor
 	2,  // 1: rangekv.ReplicaStatus.progress:type_name -> rangekv.FollowerProgress
 	1,  // 2: rangekv.ListRangesResponse.replicas:type_name -> rangekv.ReplicaStatus
-	14, // 3: rangekv.TransferLeaderResponse.error:type_name -> rangekv.RangeError
-	14, // 4: rangekv.SplitRangeResponse.error:type_name -> rangekv.RangeError
-	13, // 5: rangekv.SplitRangeResponse.left:type_name -> rangekv.RangeDescriptor
-	13, // 6: rangekv.SplitRangeResponse.right:type_name -> rangekv.RangeDescriptor
+	16, // 3: rangekv.TransferLeaderResponse.error:type_name -> rangekv.RangeError
+	16, // 4: rangekv.SplitRangeResponse.error:type_name -> rangekv.RangeError
+	15, // 5: rangekv.SplitRangeResponse.left:type_name -> rangekv.RangeDescriptor
+	15, // 6: rangekv.SplitRangeResponse.right:type_name -> rangekv.RangeDescriptor
 	0,  // 7: rangekv.ChangeReplicasRequest.change:type_name -> rangekv.ReplicaChangeType
-	14, // 8: rangekv.ChangeReplicasResponse.error:type_name -> rangekv.RangeError
-	13, // 9: rangekv.ChangeReplicasResponse.descriptor:type_name -> rangekv.RangeDescriptor
-	13, // 10: rangekv.GetDescriptorResponse.descriptor:type_name -> rangekv.RangeDescriptor
+	16, // 8: rangekv.ChangeReplicasResponse.error:type_name -> rangekv.RangeError
+	15, // 9: rangekv.ChangeReplicasResponse.descriptor:type_name -> rangekv.RangeDescriptor
+	15, // 10: rangekv.GetDescriptorResponse.descriptor:type_name -> rangekv.RangeDescriptor
 	3,  // 11: rangekv.Admin.ListRanges:input_type -> rangekv.ListRangesRequest
 	5,  // 12: rangekv.Admin.TransferLeader:input_type -> rangekv.TransferLeaderRequest
 	7,  // 13: rangekv.Admin.SplitRange:input_type -> rangekv.SplitRangeRequest
 	9,  // 14: rangekv.Admin.ChangeReplicas:input_type -> rangekv.ChangeReplicasRequest
 	11, // 15: rangekv.Admin.GetDescriptor:input_type -> rangekv.GetDescriptorRequest
-	4,  // 16: rangekv.Admin.ListRanges:output_type -> rangekv.ListRangesResponse
-	6,  // 17: rangekv.Admin.TransferLeader:output_type -> rangekv.TransferLeaderResponse
-	8,  // 18: rangekv.Admin.SplitRange:output_type -> rangekv.SplitRangeResponse
-	10, // 19: rangekv.Admin.ChangeReplicas:output_type -> rangekv.ChangeReplicasResponse
-	12, // 20: rangekv.Admin.GetDescriptor:output_type -> rangekv.GetDescriptorResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
+	13, // 16: rangekv.Admin.Drain:input_type -> rangekv.DrainRequest
+	4,  // 17: rangekv.Admin.ListRanges:output_type -> rangekv.ListRangesResponse
+	6,  // 18: rangekv.Admin.TransferLeader:output_type -> rangekv.TransferLeaderResponse
+	8,  // 19: rangekv.Admin.SplitRange:output_type -> rangekv.SplitRangeResponse
+	10, // 20: rangekv.Admin.ChangeReplicas:output_type -> rangekv.ChangeReplicasResponse
+	12, // 21: rangekv.Admin.GetDescriptor:output_type -> rangekv.GetDescriptorResponse
+	14, // 22: rangekv.Admin.Drain:output_type -> rangekv.DrainResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -929,7 +1050,7 @@ func file_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_proto_rawDesc), len(file_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	Admin_SplitRange_FullMethodName     = "/rangekv.Admin/SplitRange"
 	Admin_ChangeReplicas_FullMethodName = "/rangekv.Admin/ChangeReplicas"
 	Admin_GetDescriptor_FullMethodName  = "/rangekv.Admin/GetDescriptor"
+	Admin_Drain_FullMethodName          = "/rangekv.Admin/Drain"
 )
 
 // AdminClient is the client API for Admin service.
@@ -42,6 +43,8 @@ type AdminClient interface {
 	// GetDescriptor returns this store's descriptor of a range (replica GC
 	// asks peers whether a replica is still a member).
 	GetDescriptor(ctx context.Context, in *GetDescriptorRequest, opts ...grpc.CallOption) (*GetDescriptorResponse, error)
+	// Drain moves leaderships off this store (or, with undo, stops that).
+	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
 }
 
 type adminClient struct {
@@ -102,6 +105,16 @@ func (c *adminClient) GetDescriptor(ctx context.Context, in *GetDescriptorReques
 	return out, nil
 }
 
+func (c *adminClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainResponse)
+	err := c.cc.Invoke(ctx, Admin_Drain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -116,6 +129,8 @@ type AdminServer interface {
 	// GetDescriptor returns this store's descriptor of a range (replica GC
 	// asks peers whether a replica is still a member).
 	GetDescriptor(context.Context, *GetDescriptorRequest) (*GetDescriptorResponse, error)
+	// Drain moves leaderships off this store (or, with undo, stops that).
+	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -140,6 +155,9 @@ func (UnimplementedAdminServer) ChangeReplicas(context.Context, *ChangeReplicasR
 }
 func (UnimplementedAdminServer) GetDescriptor(context.Context, *GetDescriptorRequest) (*GetDescriptorResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDescriptor not implemented")
+}
+func (UnimplementedAdminServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Drain not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -252,6 +270,24 @@ func _Admin_GetDescriptor_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Drain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Drain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Drain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Drain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -278,6 +314,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetDescriptor",
 			Handler:    _Admin_GetDescriptor_Handler,
+		},
+		{
+			MethodName: "Drain",
+			Handler:    _Admin_Drain_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -450,8 +450,11 @@ type StoreStats struct {
 	LeaderCount      uint32                 `protobuf:"varint,6,opt,name=leader_count,json=leaderCount,proto3" json:"leader_count,omitempty"`
 	WriteBytesPerSec float64                `protobuf:"fixed64,7,opt,name=write_bytes_per_sec,json=writeBytesPerSec,proto3" json:"write_bytes_per_sec,omitempty"`
 	RequestsPerSec   float64                `protobuf:"fixed64,8,opt,name=requests_per_sec,json=requestsPerSec,proto3" json:"requests_per_sec,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// draining: the store is moving its leaderships away (shutdown or
+	// `rangekv store drain`); placement moves no leadership onto it.
+	Draining      bool `protobuf:"varint,9,opt,name=draining,proto3" json:"draining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StoreStats) Reset() {
@@ -538,6 +541,13 @@ func (x *StoreStats) GetRequestsPerSec() float64 {
 		return x.RequestsPerSec
 	}
 	return 0
+}
+
+func (x *StoreStats) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
 }
 
 type StoreHeartbeatRequest struct {
@@ -3210,7 +3220,7 @@ const file_placement_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\x04R\tclusterId\x12\x19\n" +
 	"\bstore_id\x18\x03 \x01(\x04R\astoreId\x12A\n" +
-	"\x0fbootstrap_range\x18\x04 \x01(\v2\x18.rangekv.RangeDescriptorR\x0ebootstrapRange\"\x96\x02\n" +
+	"\x0fbootstrap_range\x18\x04 \x01(\v2\x18.rangekv.RangeDescriptorR\x0ebootstrapRange\"\xb2\x02\n" +
 	"\n" +
 	"StoreStats\x12\x19\n" +
 	"\bstore_id\x18\x01 \x01(\x04R\astoreId\x12\x1a\n" +
@@ -3220,7 +3230,8 @@ const file_placement_proto_rawDesc = "" +
 	"\rreplica_count\x18\x05 \x01(\rR\freplicaCount\x12!\n" +
 	"\fleader_count\x18\x06 \x01(\rR\vleaderCount\x12-\n" +
 	"\x13write_bytes_per_sec\x18\a \x01(\x01R\x10writeBytesPerSec\x12(\n" +
-	"\x10requests_per_sec\x18\b \x01(\x01R\x0erequestsPerSec\"\x8e\x01\n" +
+	"\x10requests_per_sec\x18\b \x01(\x01R\x0erequestsPerSec\x12\x1a\n" +
+	"\bdraining\x18\t \x01(\bR\bdraining\"\x8e\x01\n" +
 	"\x15StoreHeartbeatRequest\x120\n" +
 	"\x06header\x18\x01 \x01(\v2\x18.rangekv.PlacementHeaderR\x06header\x12)\n" +
 	"\x05stats\x18\x02 \x01(\v2\x13.rangekv.StoreStatsR\x05stats\x12\x18\n" +

@@ -1,0 +1,33 @@
+// Store drain through the admin API: find the store's address through
+// placement and call its Drain RPC (see store/drain.go).
+package router
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+// DrainStore asks store storeID to move its Raft leaderships to other
+// stores and keep them away (undo: stop draining). It returns at once with
+// the store's progress; call it again to follow the drain (it is
+// idempotent).
+func (a *Admin) DrainStore(ctx context.Context, storeID uint64, undo bool) (*rangekvpb.DrainResponse, error) {
+	addr, err := a.c.storeAddr(ctx, storeID)
+	if err != nil {
+		return nil, err
+	}
+	if addr == "" {
+		return nil, &NotFoundError{What: fmt.Sprintf("address of store %d", storeID)}
+	}
+	conn, err := a.c.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := rangekvpb.NewAdminClient(conn).Drain(ctx, &rangekvpb.DrainRequest{Undo: undo})
+	if err != nil {
+		return nil, fmt.Errorf("store %d (%s): %w", storeID, addr, err)
+	}
+	return resp, nil
+}
