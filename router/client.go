@@ -7,6 +7,7 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -41,8 +42,18 @@ type Options struct {
 	Consistency rangekvpb.ReadConsistency
 	// Seed seeds the backoff jitter (0: from the clock).
 	Seed uint64
-	// DialOptions are added to every connection (e.g. TLS).
+	// TLS, when set, makes every connection (to stores and placement)
+	// TLS with this configuration: give it the client certificate
+	// (Certificates or GetClientCertificate) and the cluster's CA
+	// (RootCAs), as the servers require a client certificate. Nil:
+	// plaintext.
+	TLS *tls.Config
+	// DialOptions are added to every connection after TLS (transport
+	// credentials given here replace it).
 	DialOptions []grpc.DialOption
+
+	// tlsFailures is shared by a client's connections (set by newClient).
+	tlsFailures *handshakeFailures
 }
 
 func (o *Options) setDefaults() {
@@ -136,6 +147,7 @@ type Client struct {
 
 func newClient(opts Options) *Client {
 	opts.setDefaults()
+	opts.tlsFailures = &handshakeFailures{}
 	c := &Client{opts: opts}
 	c.backoff = newBackoff(opts.MinBackoff, opts.MaxBackoff, opts.Seed, opts.Seed^0x9e3779b97f4a7c15)
 	c.mu.stores = map[uint64]string{}
@@ -144,7 +156,11 @@ func newClient(opts Options) *Client {
 }
 
 func dialOptions(opts Options) []grpc.DialOption {
-	return append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := insecure.NewCredentials()
+	if opts.TLS != nil {
+		creds = newTLSCreds(opts.TLS, opts.tlsFailures)
+	}
+	return append([]grpc.DialOption{grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes))}, opts.DialOptions...)
 }
 
@@ -495,6 +511,9 @@ func (c *Client) do(ctx context.Context, op string, key []byte, write bool, cons
 			return err
 		}
 		if !c.ready(ctx, conn) {
+			if err := c.opts.tlsFailures.get(r.leader.addr); err != nil {
+				return err
+			}
 			last = fmt.Errorf("store %s unreachable", r.leader)
 			c.unreachable(r)
 			if err := c.backoff.wait(ctx, attempt); err != nil {
@@ -577,5 +596,6 @@ func isPermanent(err error) bool {
 	case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented:
 		return true
 	}
-	return false
+	var ae *AuthError
+	return errors.As(err, &ae)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/rangeraft"
 )
 
@@ -99,6 +100,11 @@ type Config struct {
 	// SnapshotRateBytes limits snapshot bytes sent per second (all
 	// snapshots of the store together).
 	SnapshotRateBytes int64
+
+	// TLS, when set, makes every gRPC connection of the store mutual TLS:
+	// its server requires client certificates, and it dials peer stores
+	// and placement with its certificate. Nil: plaintext.
+	TLS *tlsconfig.Source
 
 	// Logger; nil uses slog.Default().
 	Logger *slog.Logger

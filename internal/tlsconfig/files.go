@@ -42,8 +42,12 @@ func (f Files) Validate() error {
 	if len(missing) == 0 {
 		return nil
 	}
-	return &Error{Key: missing[0], Err: fmt.Errorf("missing: TLS needs %s, %s and %s together (or none of them for plaintext); %s is set",
-		KeyCert, KeyKey, KeyCA, strings.Join(set, " and "))}
+	verb := " is"
+	if len(set) > 1 {
+		verb = " are"
+	}
+	return &Error{Key: missing[0], Err: fmt.Errorf("missing: TLS needs %s, %s and %s together (or none of them for plaintext); only %s%s set",
+		KeyCert, KeyKey, KeyCA, strings.Join(set, " and "), verb)}
 }
 
 // Error is a TLS configuration problem; Key says which file (KeyCert,
