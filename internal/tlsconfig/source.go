@@ -137,7 +137,7 @@ func (s *Source) refreshLocked() error {
 		return err
 	}
 	s.cur, s.lastErr = m, nil
-	s.log.Info("TLS certificate reloaded", "serial", m.cert.Leaf.SerialNumber.String(),
+	s.log.Info("TLS certificate reloaded", "serial", fmt.Sprintf("%X", m.cert.Leaf.SerialNumber),
 		"subject", m.cert.Leaf.Subject.String(), "not_after", m.cert.Leaf.NotAfter)
 	return nil
 }
