@@ -15,11 +15,12 @@ RACE_PKGS ?= ./rangeraft/... ./store/... ./router/...
 TEST_TIMEOUT ?= 15m
 E2E_TIMEOUT ?= 20m
 DATA_DIR ?= ./data
+CERTS_DIR ?= ./certs
 # $(MAKE) through a variable: a recipe line naming $(MAKE) directly would
 # run even under `make -n`, and the test recipe is one long line.
 SUBMAKE = $(MAKE) --no-print-directory
 
-.PHONY: build test e2e e2e-short run proto lint bench chaos clean image-context image deploy-check
+.PHONY: build test e2e e2e-short run proto lint bench chaos clean image-context image deploy-check certs
 
 build:
 	@mkdir -p bin
@@ -105,6 +106,11 @@ run: build
 
 proto:
 	bash scripts/genproto.sh
+
+# A development CA and certificates for a TLS cluster (docs/tls.md); it
+# refuses to overwrite: `make certs CERTS_FLAGS=--force` to replace them.
+certs: build
+	bin/rangekv certs --dir $(CERTS_DIR) $(CERTS_FLAGS)
 
 lint:
 	bash scripts/lint.sh

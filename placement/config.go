@@ -9,6 +9,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rangekv/rangekv/internal/tlsconfig"
 )
 
 // Config configures a placement member.
@@ -47,6 +49,11 @@ type Config struct {
 	MaxSnapshotsPerStore int
 	// IDBatch: IDs reserved through Raft at a time.
 	IDBatch uint64
+
+	// TLS, when set, makes every gRPC connection of the member mutual TLS
+	// (its server, the Raft transport to other members, calls to stores).
+	// Nil: plaintext.
+	TLS *tlsconfig.Source
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry

@@ -19,10 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/internal/logadapt"
+	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
 )
@@ -96,7 +96,7 @@ func Open(cfg Config) (*Server, error) {
 }
 
 func (s *Server) dial(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	return grpc.NewClient(addr, tlsconfig.DialOption(s.cfg.TLS),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)))
 }
 
@@ -110,7 +110,7 @@ func (s *Server) Start() error {
 		}
 	}
 	s.listener = ln
-	s.grpcServer = grpc.NewServer(grpc.MaxRecvMsgSize(256<<20), grpc.MaxSendMsgSize(256<<20))
+	s.grpcServer = grpc.NewServer(append(tlsconfig.ServerOptions(s.cfg.TLS), grpc.MaxRecvMsgSize(256<<20), grpc.MaxSendMsgSize(256<<20))...)
 	rangekvpb.RegisterPlacementServer(s.grpcServer, &api{s: s})
 	rangekvpb.RegisterPlacementRaftServer(s.grpcServer, &raftServer{s: s})
 	s.wg.Add(1)

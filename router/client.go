@@ -7,6 +7,7 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -42,8 +43,18 @@ type Options struct {
 	Consistency rangekvpb.ReadConsistency
 	// Seed seeds the backoff jitter (0: from the clock).
 	Seed uint64
-	// DialOptions are added to every connection (e.g. TLS).
+	// TLS, when set, makes every connection (to stores and placement)
+	// TLS with this configuration: give it the client certificate
+	// (Certificates or GetClientCertificate) and the cluster's CA
+	// (RootCAs), as the servers require a client certificate. Nil:
+	// plaintext.
+	TLS *tls.Config
+	// DialOptions are added to every connection after TLS (transport
+	// credentials given here replace it).
 	DialOptions []grpc.DialOption
+
+	// tlsFailures is shared by a client's connections (set by newClient).
+	tlsFailures *handshakeFailures
 }
 
 func (o *Options) setDefaults() {
@@ -141,6 +152,7 @@ type Client struct {
 
 func newClient(opts Options) *Client {
 	opts.setDefaults()
+	opts.tlsFailures = &handshakeFailures{}
 	c := &Client{opts: opts, spreadRand: rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d))}
 	c.backoff = newBackoff(opts.MinBackoff, opts.MaxBackoff, opts.Seed, opts.Seed^0x9e3779b97f4a7c15)
 	c.mu.stores = map[uint64]string{}
@@ -149,7 +161,11 @@ func newClient(opts Options) *Client {
 }
 
 func dialOptions(opts Options) []grpc.DialOption {
-	return append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := insecure.NewCredentials()
+	if opts.TLS != nil {
+		creds = newTLSCreds(opts.TLS, opts.tlsFailures)
+	}
+	return append([]grpc.DialOption{grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes))}, opts.DialOptions...)
 }
 
@@ -520,6 +536,9 @@ func (c *Client) do(ctx context.Context, op string, key []byte, write bool, cons
 			return err
 		}
 		if !c.ready(ctx, conn) {
+			if err := c.opts.tlsFailures.get(r.leader.addr); err != nil {
+				return err
+			}
 			last = fmt.Errorf("store %s unreachable", r.leader)
 			c.unreachable(r)
 			if err := c.backoff.wait(ctx, attempt); err != nil {
@@ -602,7 +621,8 @@ func isPermanent(err error) bool {
 	case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented:
 		return true
 	}
-	return false
+	var ae *AuthError
+	return errors.As(err, &ae)
 }
 
 // readTarget picks the replica a FOLLOWER or STALE read of r's range goes

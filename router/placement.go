@@ -192,6 +192,9 @@ func (p *pdClient) call(ctx context.Context, op string, mutating bool, fn pdCall
 			return err
 		}
 		if !readyConn(ctx, conn, p.opts.ConnectTimeout) {
+			if err := p.opts.tlsFailures.get(addr); err != nil {
+				return err
+			}
 			last = fmt.Errorf("placement member %s unreachable", addr)
 			p.next(addr)
 			if err := p.backoff.wait(ctx, attempt); err != nil {

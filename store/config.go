@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/rangeraft"
 )
 
@@ -103,6 +104,10 @@ type Config struct {
 	// MinFreeBytes: below this much free space in DataDir the store
 	// refuses client writes (diskguard.go); 0 disables the guard.
 	MinFreeBytes int64
+	// TLS, when set, makes every gRPC connection of the store mutual TLS:
+	// its server requires client certificates, and it dials peer stores
+	// and placement with its certificate. Nil: plaintext.
+	TLS *tlsconfig.Source
 
 	// Logger; nil uses slog.Default().
 	Logger *slog.Logger

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -23,13 +23,14 @@ func (e *ErrClusterMismatch) Error() string { return "store refuses to start: " 
 
 type pdClient struct {
 	mu     sync.Mutex
+	tls    *tlsconfig.Source
 	addrs  []string
 	conns  map[string]*grpc.ClientConn
 	leader string
 }
 
-func newPDClient(addrs []string) (*pdClient, error) {
-	c := &pdClient{addrs: addrs, conns: map[string]*grpc.ClientConn{}, leader: addrs[0]}
+func newPDClient(addrs []string, tls *tlsconfig.Source) (*pdClient, error) {
+	c := &pdClient{tls: tls, addrs: addrs, conns: map[string]*grpc.ClientConn{}, leader: addrs[0]}
 	for _, a := range addrs {
 		if err := c.connect(a); err != nil {
 			return nil, err
@@ -42,7 +43,7 @@ func (c *pdClient) connect(a string) error {
 	if _, ok := c.conns[a]; ok {
 		return nil
 	}
-	conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(a, tlsconfig.DialOption(c.tls),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)))
 	if err != nil {
 		return fmt.Errorf("placement: address %q: %w", a, err)

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rangekv/rangekv/internal/keys"
+	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft/logstore"
 )
@@ -131,7 +132,7 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 	if len(cfg.Placement) > 0 {
-		pd, err := newPDClient(cfg.Placement)
+		pd, err := newPDClient(cfg.Placement, cfg.TLS)
 		if err != nil {
 			return nil, err
 		}
@@ -269,7 +270,7 @@ func (s *Store) Start() error {
 	}
 	s.trans = newTransport(s)
 	s.snaps = newSnapshotManager(s)
-	s.grpcServer = grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))
+	s.grpcServer = grpc.NewServer(append(tlsconfig.ServerOptions(s.cfg.TLS), grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))...)
 	rangekvpb.RegisterKVServer(s.grpcServer, &kvServer{s: s})
 	rangekvpb.RegisterRaftServer(s.grpcServer, &raftServer{s: s})
 	rangekvpb.RegisterAdminServer(s.grpcServer, &adminServer{s: s})

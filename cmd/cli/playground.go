@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
 )
@@ -63,6 +65,10 @@ type playgroundState struct {
 	Mode      string           `json:"mode,omitempty"`
 	Placement []playgroundProc `json:"placement,omitempty"`
 	Stores    []playgroundProc `json:"stores"`
+	// clientTLS is the client configuration with --tls (not saved).
+	clientTLS *tls.Config
+	// tlsDir holds the certificates with --tls.
+	tlsDir string
 }
 
 func (st playgroundState) static() bool { return st.Mode != modePlacement }
@@ -74,6 +80,7 @@ type playgroundConfig struct {
 	storeBin, placementBin        string
 	readyTimeout                  time.Duration
 	storeFlags, placementFlags    []string
+	tls                           bool
 }
 
 func (a *app) playgroundCmd() *cobra.Command {
@@ -103,13 +110,19 @@ directory from before placement existed keeps running that way.
 The rangekv-placement and rangekv-store binaries are looked up next to the
 rangekv executable (make build puts all three in bin/) unless
 --placement-bin and --store-bin name them. Extra flags go to every member
-or store through --placement-flag and --store-flag.`,
+or store through --placement-flag and --store-flag.
+
+With --tls every connection is mutual TLS: a development CA and
+certificates are written to <data-dir>/certs on the first run (as 'rangekv
+certs' does) and reused afterwards; the printed CLI lines include the
+client certificate.`,
 		Example: `  rangekv playground
   rangekv playground --store-count 5 --data-dir /tmp/rkv
   rangekv playground --placement-count 1 --store-count 1
   rangekv playground --store-flag=--raft.profile=high-availability
   rangekv playground --placement-flag=--schedule.interval=500ms
-  rangekv playground --placement-count 0          # static: stores only`,
+  rangekv playground --placement-count 0          # static: stores only
+  rangekv playground --tls                        # mutual TLS, certificates in <data-dir>/certs`,
 		Args: argsBetween(0, 0, "no arguments"),
 		RunE: wrapRun(func(cmd *cobra.Command, _ []string) error {
 			cfg.storesChanged = cmd.Flags().Changed("store-count")
@@ -125,6 +138,7 @@ or store through --placement-flag and --store-flag.`,
 	f.StringVar(&cfg.placementBin, "placement-bin", "", "path of the rangekv-placement binary (default: next to rangekv)")
 	f.DurationVar(&cfg.readyTimeout, "ready-timeout", 60*time.Second, "how long to wait for the cluster to be replicated and accept a write")
 	f.StringArrayVar(&cfg.storeFlags, "store-flag", nil, "extra flag for every store, e.g. --store-flag=--raft.profile=high-availability (repeatable)")
+	f.BoolVar(&cfg.tls, "tls", false, "mutual TLS between every process and for clients (certificates in <data-dir>/certs)")
 	f.StringArrayVar(&cfg.placementFlags, "placement-flag", nil, "extra flag for every placement member, e.g. --placement-flag=--schedule.interval=500ms (repeatable)")
 	return cmd
 }
@@ -305,6 +319,12 @@ func (a *app) runPlayground(ctx context.Context, cfg playgroundConfig) error {
 	if err != nil {
 		return err
 	}
+	var nodeTLS []string
+	if cfg.tls {
+		if nodeTLS, err = playgroundTLS(&st, filepath.Join(dir, "certs"), a.now()); err != nil {
+			return err
+		}
+	}
 	var pdBin string
 	if !st.static() {
 		if pdBin, err = findBin("placement-bin", cfg.placementBin, "rangekv-placement"); err != nil {
@@ -339,6 +359,7 @@ func (a *app) runPlayground(ctx context.Context, cfg playgroundConfig) error {
 			"--initial-cluster", st.initialClusterFlag(),
 			"--schedule.replicas", strconv.Itoa(st.replicas()),
 		}
+		args = append(args, nodeTLS...)
 		c, err := startChild(pdBin, dir, fmt.Sprintf("placement %d", p.ID), p, append(args, cfg.placementFlags...))
 		if err != nil {
 			return err
@@ -353,6 +374,7 @@ func (a *app) runPlayground(ctx context.Context, cfg playgroundConfig) error {
 		} else {
 			args = append(args, "--placement", strings.Join(st.placementAddrs(), ","))
 		}
+		args = append(args, nodeTLS...)
 		c, err := startChild(storeBin, dir, fmt.Sprintf("store %d", s.ID), s, append(args, cfg.storeFlags...))
 		if err != nil {
 			return err
@@ -411,6 +433,10 @@ func (a *app) printPlayground(st playgroundState, dir string, members, stores []
 	}
 	storesFlag := strings.Join(st.addrs(), ",")
 	fmt.Fprintf(w, "\nTry:\n")
+	if st.clientTLS != nil {
+		fmt.Fprintf(w, "  export RANGEKV_TLS_CERT=%s RANGEKV_TLS_KEY=%s RANGEKV_TLS_CA=%s\n",
+			filepath.Join(st.tlsDir, "client.crt"), filepath.Join(st.tlsDir, "client.key"), filepath.Join(st.tlsDir, "ca.crt"))
+	}
 	if st.static() {
 		fmt.Fprintf(w, "  export RANGEKV_STORES=%s\n", storesFlag)
 		fmt.Fprintf(w, "  rangekv --stores %s put greeting hello\n", storesFlag)
@@ -542,9 +568,9 @@ func playgroundReady(ctx context.Context, st playgroundState, progress *lastStat
 	var cl *router.Client
 	var err error
 	if st.static() {
-		cl, err = router.NewStatic(st.addrs(), router.Options{})
+		cl, err = router.NewStatic(st.addrs(), router.Options{TLS: st.clientTLS})
 	} else {
-		cl, err = router.New(st.placementAddrs(), router.Options{})
+		cl, err = router.New(st.placementAddrs(), router.Options{TLS: st.clientTLS})
 	}
 	if err != nil {
 		return nil, err
@@ -706,4 +732,21 @@ func runningNames(children []*child) string {
 	}
 	sort.Strings(names)
 	return strings.Join(names, ", ")
+}
+
+// playgroundTLS makes (first run) or reuses the certificates in certDir,
+// sets st's client configuration and returns the servers' --tls-* flags.
+func playgroundTLS(st *playgroundState, certDir string, now time.Time) ([]string, error) {
+	if _, err := os.Stat(filepath.Join(certDir, "ca.crt")); errors.Is(err, os.ErrNotExist) {
+		if _, err := tlsconfig.GenerateDev(certDir, tlsconfig.DevOptions{Hosts: []string{"127.0.0.1", "localhost"}, Now: now}); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
+	file := func(name string) string { return filepath.Join(certDir, name) }
+	src, err := tlsconfig.Load(tlsconfig.Files{Cert: file("client.crt"), Key: file("client.key"), CA: file("ca.crt")}, tlsconfig.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w (remove %s to make new certificates)", err, certDir)
+	}
+	st.clientTLS, st.tlsDir = src.ClientConfig(), certDir
+	return []string{"--tls-cert", file("node.crt"), "--tls-key", file("node.key"), "--tls-ca", file("ca.crt")}, nil
 }

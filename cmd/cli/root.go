@@ -4,9 +4,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/rangekv/rangekv/internal/cliconfig"
+	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/router"
 )
 
@@ -39,6 +42,8 @@ type globals struct {
 	output  string
 	hex     bool
 	timeout time.Duration
+	// tls is the client TLS configuration (nil: plaintext).
+	tls *tls.Config
 }
 
 // clusterAddrs names the cluster: the placement members, or (static mode)
@@ -113,7 +118,7 @@ type routerAdmin struct {
 func (r routerAdmin) Close() error { return r.c.Close() }
 
 // globalFlags are bound to RANGEKV_<NAME>.
-var globalFlags = []string{"stores", "placement", "output", "hex", "timeout"}
+var globalFlags = []string{"stores", "placement", "output", "hex", "timeout", "tls-cert", "tls-key", "tls-ca"}
 
 const rootLong = `rangekv is the command-line client of rangekv, a sharded replicated
 key-value store.
@@ -149,7 +154,12 @@ starts with a dash (rangekv put -- -key value); negative numbers work as is
 
 Every global flag also reads from RANGEKV_<FLAG> (upper case, dashes as
 underscores): RANGEKV_PLACEMENT, RANGEKV_STORES, RANGEKV_OUTPUT, RANGEKV_HEX,
-RANGEKV_TIMEOUT. Flags win over the environment.
+RANGEKV_TIMEOUT, RANGEKV_TLS_CERT, RANGEKV_TLS_KEY, RANGEKV_TLS_CA. Flags win
+over the environment.
+
+TLS: against a cluster whose servers run with --tls-*, give the client
+certificate with --tls-cert, --tls-key and --tls-ca (all three or none);
+'rangekv certs' writes development ones.
 
 Exit codes:
   0  success
@@ -186,6 +196,9 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.StringP("output", "o", formatTable, "output format: table or json (env RANGEKV_OUTPUT)")
 	pf.Bool("hex", false, "keys and values are given and printed as hex (env RANGEKV_HEX)")
 	pf.Duration("timeout", 10*time.Second, "deadline of each request, retries included (env RANGEKV_TIMEOUT)")
+	pf.String("tls-cert", "", "client certificate (PEM) for a TLS cluster; with --tls-key and --tls-ca, all three or none (env RANGEKV_TLS_CERT)")
+	pf.String("tls-key", "", "private key (PEM) of --tls-cert (env RANGEKV_TLS_KEY)")
+	pf.String("tls-ca", "", "CA certificate (PEM) that signs the cluster's certificates (env RANGEKV_TLS_CA)")
 
 	a.v = viper.New()
 	a.v.SetEnvPrefix("RANGEKV")
@@ -214,7 +227,7 @@ func (a *app) rootCmd() *cobra.Command {
 		c.GroupID = groupCluster
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.benchCmd(), a.checkCmd(), a.playgroundCmd(), a.shellCmd(), a.healthCmd()} {
+	for _, c := range []*cobra.Command{a.benchCmd(), a.checkCmd(), a.playgroundCmd(), a.shellCmd(), a.healthCmd(), a.certsCmd()} {
 		c.GroupID = groupTools
 		root.AddCommand(c)
 	}
@@ -249,8 +262,30 @@ func (a *app) resolveGlobals(root *cobra.Command) error {
 	if err != nil || timeout <= 0 {
 		return usageErrorf("timeout: %q is not a positive duration such as 10s or 500ms (--timeout / %s)", a.v.GetString("timeout"), cliconfig.EnvName("timeout"))
 	}
-	a.g = globals{cluster: cluster, output: out, hex: hexMode, timeout: timeout}
+	tlsCfg, err := a.resolveTLS()
+	if err != nil {
+		return err
+	}
+	a.g = globals{cluster: cluster, output: out, hex: hexMode, timeout: timeout, tls: tlsCfg}
 	return nil
+}
+
+// resolveTLS loads the client certificate of --tls-cert, --tls-key and
+// --tls-ca (nil without them; a partial set is bad usage).
+func (a *app) resolveTLS() (*tls.Config, error) {
+	files := tlsconfig.Files{
+		Cert: strings.TrimSpace(a.v.GetString("tls-cert")),
+		Key:  strings.TrimSpace(a.v.GetString("tls-key")),
+		CA:   strings.TrimSpace(a.v.GetString("tls-ca")),
+	}
+	if !files.Enabled() {
+		return nil, nil
+	}
+	src, err := tlsconfig.Load(files, tlsconfig.Options{Logger: slog.New(slog.NewTextHandler(a.stderr, nil))})
+	if err != nil {
+		return nil, usageErrorf("%v (--tls-cert, --tls-key, --tls-ca / RANGEKV_TLS_CERT, RANGEKV_TLS_KEY, RANGEKV_TLS_CA)", err)
+	}
+	return src.ClientConfig(), nil
 }
 
 // splitAddrs splits a comma-separated address list.
@@ -295,6 +330,7 @@ func (a *app) client(opts router.Options) (kvClient, error) {
 	if a.g.cluster.empty() {
 		return nil, errNoCluster()
 	}
+	opts.TLS = a.g.tls
 	c, err := a.newClient(a.g.cluster, opts)
 	if err != nil {
 		if len(a.g.cluster.placement) > 0 {
@@ -318,7 +354,7 @@ func (a *app) admin(cmd string) (adminClient, error) {
 		}
 		return nil, usageErrorf("%s needs the placement driver: give --placement ADDR,ADDR,... (or RANGEKV_PLACEMENT), e.g. the addresses 'rangekv playground' prints", cmd)
 	}
-	c, err := a.newAdmin(a.g.cluster.placement, router.Options{})
+	c, err := a.newAdmin(a.g.cluster.placement, router.Options{TLS: a.g.tls})
 	if err != nil {
 		return nil, usageErrorf("placement: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rangekv/rangekv/internal/cliconfig"
+	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/placement"
 )
 
@@ -25,6 +26,9 @@ var keys = []cliconfig.Key{
 	{Name: "data-dir", Kind: cliconfig.String, Default: "", Usage: "data directory (required)"},
 	{Name: "initial-cluster", Kind: cliconfig.String, Default: "", Usage: "every member as ID=ADDR,... (1 member for a laptop, 3 or more in production)"},
 	{Name: "log-level", Kind: cliconfig.String, Default: "info", Usage: "debug, info, warn or error"},
+	{Name: "tls.cert", Flag: "tls-cert", Kind: cliconfig.String, Default: "", Usage: "PEM certificate of this member (server and client use); with --tls-key and --tls-ca every gRPC connection is mutual TLS (all three or none)"},
+	{Name: "tls.key", Flag: "tls-key", Kind: cliconfig.String, Default: "", Usage: "PEM private key of --tls-cert"},
+	{Name: "tls.ca", Flag: "tls-ca", Kind: cliconfig.String, Default: "", Usage: "PEM CA certificate(s) that sign every peer's and client's certificate"},
 	{Name: "raft.election-timeout", Kind: cliconfig.Duration, Default: "1s", Usage: "election timeout of the placement group"},
 	{Name: "raft.heartbeat-interval", Kind: cliconfig.Duration, Default: "100ms", Usage: "heartbeat interval (tick) of the placement group"},
 	{Name: "schedule.replicas", Kind: cliconfig.Int, Default: "3", Usage: "replication factor of ranges"},
@@ -48,7 +52,14 @@ for clients, allocates IDs, and repairs and rebalances replicas.
 
 Every flag also reads from RANGEKV_<FLAG> (dots and dashes as underscores,
 upper case) and from the YAML file given by --config, with keys nested by
-section. Precedence: flags > environment > file > defaults.`,
+section. Precedence: flags > environment > file > defaults.
+
+TLS: with --tls-cert, --tls-key and --tls-ca (all three or none) every gRPC
+connection is mutual TLS: clients and peers must present a certificate
+signed by the CA. The files are re-read when they change (checked at most
+once a second, on new connections): rotate them in place, no restart. The
+HTTP endpoints (--http-addr) stay plain HTTP: bind them to a private
+address. 'rangekv certs' writes a development CA and certificates.`,
 		Example: `  rangekv-placement --id 1 --addr 127.0.0.1:7401 --http-addr 127.0.0.1:7411 \
     --data-dir /var/lib/rangekv/pd1 \
     --initial-cluster 1=127.0.0.1:7401,2=127.0.0.1:7402,3=127.0.0.1:7403`,
@@ -128,6 +139,11 @@ func buildConfig(v *cliconfig.Values) (placement.Config, error) {
 		return cfg, fmt.Errorf("log-level: %q is not one of debug, info, warn, error", v.String("log-level"))
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if files := (tlsconfig.Files{Cert: v.String("tls.cert"), Key: v.String("tls.key"), CA: v.String("tls.ca")}); files.Enabled() {
+		if cfg.TLS, err = tlsconfig.Load(files, tlsconfig.Options{Logger: cfg.Logger}); err != nil {
+			return cfg, err
+		}
+	}
 	if cfg.ID == 0 {
 		return cfg, errors.New("id: required (this member's ID in --initial-cluster)")
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rangekv/rangekv/internal/cliconfig"
+	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/store"
 )
 
@@ -35,6 +36,9 @@ var keys = []cliconfig.Key{
 	{Name: "unsafe-no-fsync", Kind: cliconfig.Bool, Default: "false", Usage: "UNSAFE: acknowledge writes before they are durable (benchmarks only; a crash loses data)"},
 	{Name: "drain-timeout", Kind: cliconfig.Duration, Default: "10s", Usage: "on SIGTERM, how long the store waits for its Raft leaderships to move to other stores before it stops (0: stop at once)"},
 	{Name: "log-level", Kind: cliconfig.String, Default: "info", Usage: "debug, info, warn or error"},
+	{Name: "tls.cert", Flag: "tls-cert", Kind: cliconfig.String, Default: "", Usage: "PEM certificate of this store (server and client use); with --tls-key and --tls-ca every gRPC connection is mutual TLS (all three or none)"},
+	{Name: "tls.key", Flag: "tls-key", Kind: cliconfig.String, Default: "", Usage: "PEM private key of --tls-cert"},
+	{Name: "tls.ca", Flag: "tls-ca", Kind: cliconfig.String, Default: "", Usage: "PEM CA certificate(s) that sign every peer's and client's certificate"},
 	{Name: "raft.profile", Kind: cliconfig.String, Default: "production", Usage: "production, high-performance or high-availability: defaults for the Raft timings, batching, log thresholds and split.max-size (docs/configuration.md)"},
 	{Name: "raft.election-timeout", Kind: cliconfig.Duration, Default: "", Usage: "Raft election timeout (default from the profile)"},
 	{Name: "raft.heartbeat-interval", Kind: cliconfig.Duration, Default: "", Usage: "Raft heartbeat interval = tick (default from the profile)"},
@@ -160,6 +164,11 @@ func buildConfig(v *cliconfig.Values) (store.Config, error) {
 		return cfg, fmt.Errorf("log-level: %q is not one of debug, info, warn, error", v.String("log-level"))
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if files := (tlsconfig.Files{Cert: v.String("tls.cert"), Key: v.String("tls.key"), CA: v.String("tls.ca")}); files.Enabled() {
+		if cfg.TLS, err = tlsconfig.Load(files, tlsconfig.Options{Logger: cfg.Logger}); err != nil {
+			return cfg, err
+		}
+	}
 	if len(cfg.Placement) == 0 && len(cfg.InitialStores) == 0 {
 		return cfg, errors.New("placement: give the placement members (--placement ADDR,...), or --initial-stores for a static cluster")
 	}

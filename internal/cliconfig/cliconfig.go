@@ -26,13 +26,24 @@ const (
 )
 
 // Key is one configuration key. Name is dotted by section
-// ("raft.election-timeout"); the flag is --Name and the environment
-// variable RANGEKV_NAME with dots and dashes as underscores.
+// ("raft.election-timeout"); the flag is --Name (or --Flag when set) and
+// the environment variable RANGEKV_NAME with dots and dashes as
+// underscores.
 type Key struct {
 	Name    string
 	Kind    Kind
 	Default string
 	Usage   string
+	// Flag overrides the flag name (tls.cert is --tls-cert).
+	Flag string
+}
+
+// FlagName is the key's flag name.
+func (k Key) FlagName() string {
+	if k.Flag != "" {
+		return k.Flag
+	}
+	return k.Name
 }
 
 // EnvName is the environment variable of a key.
@@ -47,10 +58,10 @@ func Register(fs *pflag.FlagSet, keys []Key) {
 		usage := fmt.Sprintf("%s (env %s)", k.Usage, EnvName(k.Name))
 		if k.Kind == Bool {
 			b, _ := strconv.ParseBool(k.Default)
-			fs.Bool(k.Name, b, usage)
+			fs.Bool(k.FlagName(), b, usage)
 			continue
 		}
-		fs.String(k.Name, k.Default, usage)
+		fs.String(k.FlagName(), k.Default, usage)
 	}
 }
 
@@ -75,7 +86,7 @@ func Load(fs *pflag.FlagSet, keys []Key) (*Values, error) {
 		if err := v.BindEnv(k.Name); err != nil {
 			return nil, err
 		}
-		if err := v.BindPFlag(k.Name, fs.Lookup(k.Name)); err != nil {
+		if err := v.BindPFlag(k.Name, fs.Lookup(k.FlagName())); err != nil {
 			return nil, err
 		}
 	}
@@ -109,7 +120,7 @@ func Load(fs *pflag.FlagSet, keys []Key) (*Values, error) {
 	}
 	for _, k := range keys {
 		switch {
-		case fs.Changed(k.Name):
+		case fs.Changed(k.FlagName()):
 			vals.Sources[k.Name] = "flag"
 		case os.Getenv(EnvName(k.Name)) != "":
 			vals.Sources[k.Name] = "env"

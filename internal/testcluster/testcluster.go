@@ -17,9 +17,9 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
 	"github.com/rangekv/rangekv/store"
@@ -37,6 +37,9 @@ type Options struct {
 	// Replicas, when > 0, bootstraps range 1 on the first Replicas stores
 	// only; the others start empty.
 	Replicas int
+	// TLS, when set, is every store's TLS material (mutual TLS between
+	// the stores), and the helpers' clients present it too.
+	TLS *tlsconfig.Source
 }
 
 // Cluster is a set of in-process stores bootstrapped statically.
@@ -93,6 +96,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 			w = os.Stderr
 		}
 		cfg.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		cfg.TLS = opts.TLS
 		if opts.Configure != nil {
 			opts.Configure(i, &cfg)
 		}
@@ -162,7 +166,11 @@ func (c *Cluster) Close() {
 // Client returns a static client over every store; closed with the test.
 func (c *Cluster) Client() *router.Client {
 	c.t.Helper()
-	cl, err := router.NewStatic(c.Addrs, router.Options{Seed: 1})
+	ropts := router.Options{Seed: 1}
+	if c.opts.TLS != nil {
+		ropts.TLS = c.opts.TLS.ClientConfig()
+	}
+	cl, err := router.NewStatic(c.Addrs, ropts)
 	if err != nil {
 		c.t.Fatalf("client: %v", err)
 	}
@@ -227,7 +235,7 @@ func (c *Cluster) ReplicaStatus(i int, rangeID uint64) *rangekvpb.ReplicaStatus 
 // Admin returns an admin client for store i; closed with the test.
 func (c *Cluster) Admin(i int) rangekvpb.AdminClient {
 	c.t.Helper()
-	conn, err := grpc.NewClient(c.Addrs[i], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(c.Addrs[i], tlsconfig.DialOption(c.opts.TLS))
 	if err != nil {
 		c.t.Fatalf("admin client: %v", err)
 	}
