@@ -446,7 +446,30 @@ func (n *nem) checkReplicas() string {
 		time.Sleep(50 * time.Millisecond)
 	}
 	n.t.Errorf("replicas did not converge in 45s: %s", last)
+	n.dumpReplicas()
 	return ""
+}
+
+// dumpReplicas logs every replica's Raft status on every running store, so
+// a failure to converge says which replica is stuck and why (its leader's
+// view of its progress, quiescence, log bounds).
+func (n *nem) dumpReplicas() {
+	for i, st := range n.c.Stores {
+		if st == nil {
+			n.t.Logf("store index %d: stopped", i)
+			continue
+		}
+		status := st.Status()
+		for _, r := range status.Replicas {
+			var prog []string
+			for _, p := range r.Progress {
+				prog = append(prog, fmt.Sprintf("r%d:%s/match=%d/active=%v", p.ReplicaId, p.State, p.Match, p.RecentActive))
+			}
+			n.t.Logf("s%d range %d replica %d: %s term=%d lead=%d log=[%d,%d] commit=%d applied=%d quiescent=%v init=%v epoch=%v replicas=%v progress=%v",
+				status.StoreId, r.Descriptor_.GetRangeId(), r.ReplicaId, r.RaftState, r.Term, r.LeaderReplicaId, r.FirstIndex, r.LastIndex,
+				r.CommitIndex, r.AppliedIndex, r.Quiescent, r.Initialized, r.Descriptor_.GetEpoch(), r.Descriptor_.GetReplicas(), prog)
+		}
+	}
 }
 
 // compareOnce compares every range once: diverged names replicas with
