@@ -26,6 +26,7 @@ const (
 	Admin_SplitRange_FullMethodName     = "/rangekv.Admin/SplitRange"
 	Admin_ChangeReplicas_FullMethodName = "/rangekv.Admin/ChangeReplicas"
 	Admin_GetDescriptor_FullMethodName  = "/rangekv.Admin/GetDescriptor"
+	Admin_CompactLog_FullMethodName     = "/rangekv.Admin/CompactLog"
 )
 
 // AdminClient is the client API for Admin service.
@@ -42,6 +43,9 @@ type AdminClient interface {
 	// GetDescriptor returns this store's descriptor of a range (replica GC
 	// asks peers whether a replica is still a member).
 	GetDescriptor(ctx context.Context, in *GetDescriptorRequest, opts ...grpc.CallOption) (*GetDescriptorResponse, error)
+	// CompactLog forces a log truncation up to the leader's applied index
+	// on every replica of a range; answered by the leader once applied there.
+	CompactLog(ctx context.Context, in *CompactLogRequest, opts ...grpc.CallOption) (*CompactLogResponse, error)
 }
 
 type adminClient struct {
@@ -102,6 +106,16 @@ func (c *adminClient) GetDescriptor(ctx context.Context, in *GetDescriptorReques
 	return out, nil
 }
 
+func (c *adminClient) CompactLog(ctx context.Context, in *CompactLogRequest, opts ...grpc.CallOption) (*CompactLogResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompactLogResponse)
+	err := c.cc.Invoke(ctx, Admin_CompactLog_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -116,6 +130,9 @@ type AdminServer interface {
 	// GetDescriptor returns this store's descriptor of a range (replica GC
 	// asks peers whether a replica is still a member).
 	GetDescriptor(context.Context, *GetDescriptorRequest) (*GetDescriptorResponse, error)
+	// CompactLog forces a log truncation up to the leader's applied index
+	// on every replica of a range; answered by the leader once applied there.
+	CompactLog(context.Context, *CompactLogRequest) (*CompactLogResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -140,6 +157,9 @@ func (UnimplementedAdminServer) ChangeReplicas(context.Context, *ChangeReplicasR
 }
 func (UnimplementedAdminServer) GetDescriptor(context.Context, *GetDescriptorRequest) (*GetDescriptorResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDescriptor not implemented")
+}
+func (UnimplementedAdminServer) CompactLog(context.Context, *CompactLogRequest) (*CompactLogResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompactLog not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -252,6 +272,24 @@ func _Admin_GetDescriptor_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_CompactLog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompactLogRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).CompactLog(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_CompactLog_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).CompactLog(ctx, req.(*CompactLogRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -278,6 +316,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetDescriptor",
 			Handler:    _Admin_GetDescriptor_Handler,
+		},
+		{
+			MethodName: "CompactLog",
+			Handler:    _Admin_CompactLog_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
