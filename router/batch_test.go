@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -186,5 +188,34 @@ func TestBatchContextEnded(t *testing.T) {
 	err := c.BatchPut(ctx, []KeyValue{{[]byte("a"), []byte("1")}})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("batch with a cancelled context: %v", err)
+	}
+}
+
+// A static client that knows no range yet sends the keys together; the
+// store's KeyNotInRange teaches it the ranges, and the batch is regrouped
+// and written per range, all of it.
+func TestBatchStaticClientLearnsAndRegroups(t *testing.T) {
+	fc := newFake(t, 3, "m")
+	c, err := NewStatic(fc.storeAddrs(), Options{Seed: 1, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pairs := []KeyValue{{[]byte("a"), []byte("1")}, {[]byte("x"), []byte("2")}, {[]byte("b"), []byte("3")}}
+	if err := c.BatchPut(tctx(t), pairs); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := dataOf(fc), "a=1 b=3 x=2 "; got != want {
+		t.Errorf("data %q, want %q", got, want)
+	}
+	var batches []string
+	for _, l := range sortedLog(fc) {
+		if strings.Contains(l, "batch") {
+			batches = append(batches, l)
+		}
+	}
+	// The first (refused) batch of all keys, then one per range.
+	if want := []string{"s1 batch a", "s1 batch a", "s1 batch x"}; !slices.Equal(batches, want) {
+		t.Errorf("batch calls %v, want %v", batches, want)
 	}
 }

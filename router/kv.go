@@ -205,9 +205,10 @@ func (c *Client) fanout(ctx context.Context, n int, fn func(ctx context.Context,
 }
 
 // groupByRange partitions the indexes of keys by the range that holds
-// each key (as the cache sees it, loading misses). Groups are in key order
-// of their ranges; a key whose range cannot be found now lands in a group
-// of its own, and the retry loop finds it later.
+// each key (as the cache sees it, loading misses), keeping their order
+// within a group. The keys whose range cannot be found now (a static
+// client before it learned the ranges) share one group: the store routes
+// it, and a batch write learns from its answer and regroups.
 func (c *Client) groupByRange(ctx context.Context, keys [][]byte) ([][]int, error) {
 	byRange := map[uint64]int{}
 	var groups [][]int
@@ -217,9 +218,8 @@ func (c *Client) groupByRange(ctx context.Context, keys [][]byte) ([][]int, erro
 			return nil, err
 		}
 		id := r.rangeID()
-		if err != nil || id == 0 {
-			groups = append(groups, []int{i})
-			continue
+		if err != nil {
+			id = 0
 		}
 		g, ok := byRange[id]
 		if !ok {
