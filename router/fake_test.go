@@ -42,9 +42,11 @@ type fakeCluster struct {
 	// inject, when set, may answer a store request with a range error, a
 	// gRPC error, or a delay (it runs without mu held).
 	inject func(store uint64, op string, key []byte) (*rangekvpb.RangeError, error)
-	calls  map[string]int
-	log    []string // "s1 put k", "pd GetRange k", in order
-	nextID uint64
+	// pdSplitErr, when set, may fail a placement Split.
+	pdSplitErr func() error
+	calls      map[string]int
+	log        []string // "s1 put k", "pd GetRange k", in order
+	nextID     uint64
 }
 
 func newFakeCluster(t *testing.T) *fakeCluster {
@@ -448,6 +450,22 @@ func (p *fakePD) redirect() *rangekvpb.PlacementError {
 		}
 	}
 	return &rangekvpb.PlacementError{Message: "no leader", NotLeader: &rangekvpb.PlacementNotLeader{}}
+}
+
+// Split splits like placement: the injected pdSplitErr, when set, answers
+// instead (and is consumed when it returns a non-nil error once per call).
+func (p *fakePD) Split(_ context.Context, req *rangekvpb.SplitRequest) (*rangekvpb.SplitResponse, error) {
+	p.fc.count("pd", "Split", req.Key)
+	p.fc.mu.Lock()
+	inject := p.fc.pdSplitErr
+	p.fc.mu.Unlock()
+	if inject != nil {
+		if err := inject(); err != nil {
+			return nil, err
+		}
+	}
+	l, r := p.fc.split(string(req.Key))
+	return &rangekvpb.SplitResponse{Left: l, Right: r}, nil
 }
 
 func (p *fakePD) GetRange(_ context.Context, req *rangekvpb.GetRangeRequest) (*rangekvpb.GetRangeResponse, error) {
