@@ -244,24 +244,26 @@ func (a *api) Split(ctx context.Context, req *rangekvpb.SplitRequest) (*rangekvp
 	lead := s.cluster().leaderOf(d.RangeId)
 	st := s.drv.meta.store(lead)
 	if st == nil {
-		return &rangekvpb.SplitResponse{Error: s.placementErr(errNoLeader)}, nil
+		return nil, splitRefused(errNoLeader.Error(), nil)
 	}
 	conn, err := s.dial(st.Address)
 	if err != nil {
-		return &rangekvpb.SplitResponse{Error: s.placementErr(err)}, nil
+		return nil, splitRefused("split: dial the leader's store: "+err.Error(), nil)
 	}
 	defer conn.Close()
 	r, err := rangekvpb.NewAdminClient(conn).SplitRange(ctx, &rangekvpb.SplitRangeRequest{RangeId: d.RangeId, SplitKey: req.Key})
 	if err != nil {
-		return nil, err
+		return nil, splitTransportError(err)
 	}
 	if r.Error != nil {
-		return &rangekvpb.SplitResponse{Message: r.Error.Message, Error: &rangekvpb.PlacementError{Message: r.Error.Message}}, nil
+		return nil, splitRangeError(r.Error)
 	}
 	// Record the new layout at once (the heartbeats will confirm it).
 	cmd := &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_PutRanges{PutRanges: &rangekvpb.PutRangesCmd{Ranges: []*rangekvpb.RangeDescriptor{r.Left, r.Right}}}}
 	if _, err := s.drv.propose(ctx, cmd); err != nil {
-		return &rangekvpb.SplitResponse{Error: s.placementErr(err)}, nil
+		// The split applied on the store: it succeeded. The range
+		// heartbeats bring placement's layout up to date.
+		s.log.Warn("split applied but not recorded yet; heartbeats will record it", "range", d.RangeId, "err", err)
 	}
 	return &rangekvpb.SplitResponse{Left: r.Left, Right: r.Right}, nil
 }
@@ -311,4 +313,57 @@ func (a *api) OperatorHistory(_ context.Context, req *rangekvpb.OperatorHistoryR
 		return &rangekvpb.OperatorHistoryResponse{Error: e}, nil
 	}
 	return &rangekvpb.OperatorHistoryResponse{Operators: a.s.ops().history(req.RangeId, int(req.Limit))}, nil
+}
+
+// Split outcomes the caller can act on, as gRPC statuses whose detail is
+// the store's RangeError:
+//   - codes.Aborted: the split was refused before it could apply (the
+//     leader moved, the range changed or is busy, no leader is known yet);
+//     retrying is safe;
+//   - codes.Unknown with a RangeError detail holding AmbiguousResult: the
+//     split may or may not have applied (the store's proposal timed out or
+//     lost leadership, or the store's answer was lost after the request
+//     went out); check the layout before retrying.
+//
+// Other statuses (InvalidArgument for a key that already starts a range,
+// ...) pass through unchanged.
+
+// splitRefused is a definite non-application (codes.Aborted).
+func splitRefused(msg string, re *rangekvpb.RangeError) error {
+	if re == nil {
+		re = &rangekvpb.RangeError{Message: msg, ServerBusy: &rangekvpb.ServerBusy{Reason: msg}}
+	}
+	return withRangeError(codes.Aborted, "split refused, nothing applied; retry: "+msg, re)
+}
+
+// splitAmbiguous is an unknown outcome (codes.Unknown + AmbiguousResult).
+func splitAmbiguous(msg string) error {
+	return withRangeError(codes.Unknown, "split outcome unknown (it may or may not have applied): "+msg,
+		&rangekvpb.RangeError{Message: msg, AmbiguousResult: &rangekvpb.AmbiguousResult{Reason: msg}})
+}
+
+// splitRangeError maps a store's range error.
+func splitRangeError(re *rangekvpb.RangeError) error {
+	if re.AmbiguousResult != nil {
+		return splitAmbiguous(re.Message)
+	}
+	return splitRefused(re.Message, re)
+}
+
+// splitTransportError maps a failed SplitRange call: once the request may
+// have reached the store, a lost answer is ambiguous.
+func splitTransportError(err error) error {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Unknown:
+		return splitAmbiguous(status.Convert(err).Message())
+	}
+	return err
+}
+
+func withRangeError(c codes.Code, msg string, re *rangekvpb.RangeError) error {
+	st := status.New(c, msg)
+	if d, err := st.WithDetails(re); err == nil {
+		st = d
+	}
+	return st.Err()
 }

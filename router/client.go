@@ -36,7 +36,7 @@ type Options struct {
 	// Prefetch is how many following ranges a cache miss loads from
 	// placement with the range it needs (default 8; New only).
 	Prefetch int
-	// MaxFanout bounds the ranges a Scan, BatchGet or BatchPut works on at
+	// MaxFanout bounds the ranges a Scan, BatchGet or Batch works on at
 	// once (default 16).
 	MaxFanout int
 	// Consistency is the default read consistency.
@@ -499,6 +499,18 @@ func rangeErrorf(re *rangekvpb.RangeError) error {
 // answers with a range error is not asked again in this call, and once
 // every replica was tried the read goes the leader's way like the others.
 func (c *Client) do(ctx context.Context, op string, key []byte, write bool, cons rangekvpb.ReadConsistency, fn call) error {
+	return c.doChecked(ctx, op, key, write, cons, nil, fn)
+}
+
+// errRegroup: the route found for a multi-key request no longer holds all
+// its keys (the cache learned of a split); nothing was sent in the attempt
+// that returns it, and every earlier attempt was refused, so the caller
+// regroups the keys and sends each group on its own.
+var errRegroup = errors.New("router: the keys no longer fall in one range")
+
+// doChecked is do with a check run on each attempt's route before sending:
+// when it returns false, doChecked returns errRegroup.
+func (c *Client) doChecked(ctx context.Context, op string, key []byte, write bool, cons rangekvpb.ReadConsistency, check func(r route) bool, fn call) error {
 	epochRetries, hops := 0, 0
 	var last error
 	spread := !write && (cons == rangekvpb.ReadConsistency_FOLLOWER || cons == rangekvpb.ReadConsistency_STALE)
@@ -517,6 +529,9 @@ func (c *Client) do(ctx context.Context, op string, key []byte, write bool, cons
 				return ctxErr(err, last)
 			}
 			continue
+		}
+		if check != nil && !check(r) {
+			return errRegroup
 		}
 		if spread {
 			if t, ok := c.readTarget(ctx, r, tried); ok {

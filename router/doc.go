@@ -22,9 +22,15 @@
 // Retries back off exponentially with jitter, bounded by the caller's
 // context.
 //
-// Scan, BatchGet and BatchPut fan out per range in parallel and return
-// results in key (or input) order. None of them is atomic across ranges;
-// see BatchPut.
+// Scan, BatchGet and the batch writes (Batch, BatchPut, BatchDelete) fan
+// out per range in parallel and return results in key (or input) order.
+// A batch write is ATOMIC PER RANGE: the ops of one range travel as one KV
+// Batch request that the store applies as one Raft command, all or nothing
+// (also across a crash). It is NOT atomic across ranges: a failed batch may
+// have written the ops of some ranges and not of others (*BatchError says
+// how many are known written). A per-range batch refused by a range error
+// is retried, split further when a stale cache had grouped keys of ranges
+// that have since split; one whose outcome is unknown is not retried.
 //
 // Admin (placement clients only) exposes cluster inspection and
 // operations: cluster status, stores, ranges, split, replica moves, leader

@@ -3,6 +3,10 @@ package router
 import (
 	"errors"
 	"fmt"
+
+	"google.golang.org/grpc/status"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
 // AmbiguousError: the write may or may not have been applied (the request
@@ -44,3 +48,18 @@ type NotFoundError struct {
 }
 
 func (e *NotFoundError) Error() string { return e.What + " not found" }
+
+// rangeErrorDetail returns the RangeError a gRPC status carries as a
+// detail (placement's Split answers so), or nil.
+func rangeErrorDetail(err error) *rangekvpb.RangeError {
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil
+	}
+	for _, d := range st.Details() {
+		if re, ok := d.(*rangekvpb.RangeError); ok {
+			return re
+		}
+	}
+	return nil
+}

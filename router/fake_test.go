@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,7 +19,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
@@ -39,9 +42,11 @@ type fakeCluster struct {
 	// inject, when set, may answer a store request with a range error, a
 	// gRPC error, or a delay (it runs without mu held).
 	inject func(store uint64, op string, key []byte) (*rangekvpb.RangeError, error)
-	calls  map[string]int
-	log    []string // "s1 put k", "pd GetRange k", in order
-	nextID uint64
+	// pdSplitErr, when set, may fail a placement Split.
+	pdSplitErr func() error
+	calls      map[string]int
+	log        []string // "s1 put k", "pd GetRange k", in order
+	nextID     uint64
 }
 
 func newFakeCluster(t *testing.T) *fakeCluster {
@@ -368,6 +373,43 @@ func (s *fakeStore) Scan(_ context.Context, req *rangekvpb.ScanRequest) (*rangek
 	return resp, nil
 }
 
+// Batch checks like a store: the range of the first key, then every key
+// in it; a stale epoch answers the descriptors of every key's range.
+func (s *fakeStore) Batch(_ context.Context, req *rangekvpb.BatchRequest) (*rangekvpb.BatchResponse, error) {
+	if len(req.Ops) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "ops: must hold at least one op")
+	}
+	re, err := s.check("batch", req.Header, req.Ops[0].Key)
+	fc := s.fc
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if re != nil && re.EpochNotMatch != nil {
+		for _, op := range req.Ops {
+			if _, o := fc.findLocked(op.Key); o != nil && hasStore(o, s.id) && !slices.Contains(re.EpochNotMatch.Current, o) {
+				re.EpochNotMatch.Current = append(re.EpochNotMatch.Current, o)
+			}
+		}
+	}
+	if re != nil || err != nil {
+		return &rangekvpb.BatchResponse{Header: &rangekvpb.ResponseHeader{Error: re}}, err
+	}
+	_, d := fc.findLocked(req.Ops[0].Key)
+	for _, op := range req.Ops {
+		if !containsKey(d, op.Key) {
+			return &rangekvpb.BatchResponse{Header: &rangekvpb.ResponseHeader{Error: &rangekvpb.RangeError{Message: "key not in range",
+				KeyNotInRange: &rangekvpb.KeyNotInRange{Key: op.Key, RangeId: d.RangeId}}}}, nil
+		}
+	}
+	for _, op := range req.Ops {
+		if op.Delete {
+			delete(fc.data, string(op.Key))
+		} else {
+			fc.data[string(op.Key)] = op.Value
+		}
+	}
+	return &rangekvpb.BatchResponse{Header: &rangekvpb.ResponseHeader{}}, nil
+}
+
 type fakeAdmin struct {
 	rangekvpb.UnimplementedAdminServer
 	s *fakeStore
@@ -411,6 +453,22 @@ func (p *fakePD) redirect() *rangekvpb.PlacementError {
 		}
 	}
 	return &rangekvpb.PlacementError{Message: "no leader", NotLeader: &rangekvpb.PlacementNotLeader{}}
+}
+
+// Split splits like placement: the injected pdSplitErr, when set, answers
+// instead (and is consumed when it returns a non-nil error once per call).
+func (p *fakePD) Split(_ context.Context, req *rangekvpb.SplitRequest) (*rangekvpb.SplitResponse, error) {
+	p.fc.count("pd", "Split", req.Key)
+	p.fc.mu.Lock()
+	inject := p.fc.pdSplitErr
+	p.fc.mu.Unlock()
+	if inject != nil {
+		if err := inject(); err != nil {
+			return nil, err
+		}
+	}
+	l, r := p.fc.split(string(req.Key))
+	return &rangekvpb.SplitResponse{Left: l, Right: r}, nil
 }
 
 func (p *fakePD) GetRange(_ context.Context, req *rangekvpb.GetRangeRequest) (*rangekvpb.GetRangeResponse, error) {

@@ -1,6 +1,6 @@
 // The key-value operations of a Client, each one call of the retry loop
-// (do), and the multi-range ones: Scan, BatchGet and BatchPut fan out per
-// range and stitch results in key (or input) order.
+// (do), and the multi-range reads: Scan and BatchGet fan out per range and
+// stitch results in key (or input) order. Batch writes are in batch.go.
 package router
 
 import (
@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -211,9 +210,10 @@ func (c *Client) fanout(ctx context.Context, n int, fn func(ctx context.Context,
 }
 
 // groupByRange partitions the indexes of keys by the range that holds
-// each key (as the cache sees it, loading misses). Groups are in key order
-// of their ranges; a key whose range cannot be found now lands in a group
-// of its own, and the retry loop finds it later.
+// each key (as the cache sees it, loading misses), keeping their order
+// within a group. The keys whose range cannot be found now (a static
+// client before it learned the ranges) share one group: the store routes
+// it, and a batch write learns from its answer and regroups.
 func (c *Client) groupByRange(ctx context.Context, keys [][]byte) ([][]int, error) {
 	byRange := map[uint64]int{}
 	var groups [][]int
@@ -223,9 +223,8 @@ func (c *Client) groupByRange(ctx context.Context, keys [][]byte) ([][]int, erro
 			return nil, err
 		}
 		id := r.rangeID()
-		if err != nil || id == 0 {
-			groups = append(groups, []int{i})
-			continue
+		if err != nil {
+			id = 0
 		}
 		g, ok := byRange[id]
 		if !ok {
@@ -274,81 +273,4 @@ func (c *Client) BatchGetWith(ctx context.Context, keys [][]byte, cons rangekvpb
 		return nil, err
 	}
 	return out, nil
-}
-
-// BatchError reports a BatchPut that failed part way.
-type BatchError struct {
-	// Key is the pair whose write failed with Err.
-	Key []byte
-	Err error
-	// Written is how many pairs are known to be written; the others may or
-	// may not be (see AmbiguousError) or were not attempted.
-	Written, Total int
-}
-
-func (e *BatchError) Error() string {
-	return fmt.Sprintf("batch put: %d of %d pairs written; key %q: %v", e.Written, e.Total, e.Key, e.Err)
-}
-func (e *BatchError) Unwrap() error { return e.Err }
-
-// BatchPut writes pairs, grouped by range, the ranges in parallel and the
-// pairs of one range in their order in pairs (so the last of duplicate
-// keys wins).
-//
-// BatchPut is NOT atomic across ranges: when it fails, pairs of other
-// ranges may have been written. It is not atomic within a range either
-// until the KV service has a batch write (each pair is its own Raft
-// command today). On the first failure no further pair is started; the
-// error is a *BatchError wrapping the cause (an *AmbiguousError when that
-// pair's outcome is unknown). Writes are never retried once their outcome
-// is unknown.
-func (c *Client) BatchPut(ctx context.Context, pairs []KeyValue) error {
-	keys := make([][]byte, len(pairs))
-	for i, p := range pairs {
-		keys[i] = p.Key
-	}
-	groups, err := c.groupByRange(ctx, keys)
-	if err != nil {
-		return err
-	}
-	var (
-		stop    atomic.Bool
-		written atomic.Int64
-		mu      sync.Mutex
-		first   *BatchError
-	)
-	// Not fanout: cancelling the others' context would make their writes
-	// in flight ambiguous; they finish, and no new one starts.
-	sem := make(chan struct{}, c.opts.MaxFanout)
-	var wg sync.WaitGroup
-	for _, g := range groups {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			for _, i := range g {
-				if stop.Load() || ctx.Err() != nil {
-					return
-				}
-				if err := c.Put(ctx, pairs[i].Key, pairs[i].Value); err != nil {
-					stop.Store(true)
-					mu.Lock()
-					if first == nil {
-						first = &BatchError{Key: pairs[i].Key, Err: err}
-					}
-					mu.Unlock()
-					return
-				}
-				written.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if first != nil {
-		first.Written, first.Total = int(written.Load()), len(pairs)
-		return first
-	}
-	if err := ctx.Err(); err != nil && int(written.Load()) < len(pairs) {
-		return &BatchError{Err: err, Written: int(written.Load()), Total: len(pairs)}
-	}
-	return nil
 }

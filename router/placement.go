@@ -209,7 +209,19 @@ func (p *pdClient) call(ctx context.Context, op string, mutating bool, fn pdCall
 		perr, err := fn(cctx, rangekvpb.NewPlacementClient(conn))
 		cancel()
 		if err != nil {
+			if re := rangeErrorDetail(err); re != nil && re.AmbiguousResult != nil {
+				// Placement reached a store, whose outcome is unknown.
+				return &AmbiguousError{Op: "placement " + op, Reason: status.Convert(err).Message()}
+			}
 			switch status.Code(err) {
+			case codes.Aborted:
+				// Refused before anything applied (e.g. a split whose range
+				// leader moved): safe to retry, also for a mutating call.
+				last = err
+				if err := p.backoff.wait(ctx, attempt); err != nil {
+					return ctxErr(fmt.Errorf("placement %s: %w", op, err), last)
+				}
+				continue
 			case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
 				if mutating {
 					return &AmbiguousError{Op: "placement " + op, Reason: err.Error()}

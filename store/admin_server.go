@@ -115,3 +115,45 @@ func (a *adminServer) Drain(_ context.Context, req *rangekvpb.DrainRequest) (*ra
 	draining, atStart, leaders := a.s.DrainStatus()
 	return &rangekvpb.DrainResponse{Draining: draining, LeadersAtStart: uint32(atStart), Leaders: uint32(leaders)}, nil
 }
+
+// CompactLog truncates the range's log up to the leader's applied index on
+// every replica, through Raft (a TruncateLogCmd, as the truncation policy
+// proposes, but regardless of the policy's thresholds and of followers
+// that lag): a replica behind that index, or added later, then catches up
+// from a snapshot. Answered by the leader once the truncation applied
+// there; the followers truncate as they apply it.
+func (a *adminServer) CompactLog(ctx context.Context, req *rangekvpb.CompactLogRequest) (*rangekvpb.CompactLogResponse, error) {
+	s := a.s
+	if req.RangeId == 0 {
+		return nil, status.Error(codes.InvalidArgument, "range_id: must be set")
+	}
+	r := s.replica(req.RangeId)
+	if r == nil || r.Descriptor() == nil {
+		return &rangekvpb.CompactLogResponse{Error: &rangekvpb.RangeError{Message: "range not on this store",
+			RangeNotFound: &rangekvpb.RangeNotFound{RangeId: req.RangeId}}}, nil
+	}
+	if lead := r.leader.Load(); lead != r.replicaID {
+		return &rangekvpb.CompactLogResponse{Error: s.notLeader(r, lead)}, nil
+	}
+	resp := &rangekvpb.CompactLogResponse{}
+	resp.FirstIndexBefore, _ = r.log.FirstIndex()
+	resp.LastIndexBefore, _ = r.log.LastIndex()
+	r.mu.Lock()
+	if r.mu.destroyed {
+		r.mu.Unlock()
+		return &rangekvpb.CompactLogResponse{Error: &rangekvpb.RangeError{Message: "range removed from this store",
+			RangeNotFound: &rangekvpb.RangeNotFound{RangeId: req.RangeId}}}, nil
+	}
+	idx, term := r.mu.applied.Index, r.mu.applied.Term
+	r.mu.Unlock()
+	if idx >= resp.FirstIndexBefore {
+		cmd := &rangekvpb.Command{Cmd: &rangekvpb.Command_TruncateLog{TruncateLog: &rangekvpb.TruncateLogCmd{Index: idx, Term: term}}}
+		if _, rerr, err := s.propose(ctx, r, cmd); rerr != nil || err != nil {
+			return &rangekvpb.CompactLogResponse{Error: rerr}, err
+		}
+	}
+	resp.FirstIndexAfter, _ = r.log.FirstIndex()
+	resp.LastIndexAfter, _ = r.log.LastIndex()
+	resp.TruncatedIndex = resp.FirstIndexAfter - 1
+	return resp, nil
+}

@@ -141,6 +141,9 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 	if ep := cmd.GetEpoch(); ep != nil && ep.GetVersion() != desc.GetEpoch().GetVersion() {
 		return nil, &epochMismatchError{current: desc}
 	}
+	if b := cmd.GetBatch(); b != nil {
+		return nil, s.applyBatch(ab, p, desc, b)
+	}
 	var key []byte
 	switch c := cmd.Cmd.(type) {
 	case *rangekvpb.Command_Put:

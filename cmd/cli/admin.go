@@ -40,6 +40,7 @@ type operatorRunner interface {
 	Rebalance(ctx context.Context, dryRun bool) ([]*rangekvpb.OperatorInfo, error)
 	Operator(ctx context.Context, id uint64) (*rangekvpb.OperatorInfo, error)
 	OperatorHistory(ctx context.Context, rangeID uint64, limit int) ([]*rangekvpb.OperatorInfo, error)
+	CompactLog(ctx context.Context, rangeID uint64) (*rangekvpb.CompactLogResponse, error)
 }
 
 // adminClient is what the cluster commands need of *router.Admin; tests
@@ -263,21 +264,20 @@ func (a *app) rangeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "range",
 		Short: "Inspect, split and move ranges",
-		Long: `Inspect, split and move ranges through the placement driver.
-
-Not available yet: 'range snapshot --id ID' (forcing a snapshot and log
-truncation needs an RPC the stores do not have yet).`,
+		Long: `Inspect, split and move ranges through the placement driver, and force
+log truncation (range snapshot).`,
 		Example: `  rangekv range list
   rangekv range show user/42
   rangekv range split user/5
   rangekv range move --id 7 --from 1 --to 4
-  rangekv range transfer-leader --id 7 --to 2`,
+  rangekv range transfer-leader --id 7 --to 2
+  rangekv range snapshot --id 7`,
 		Args: argsBetween(0, 0, "a subcommand (see 'rangekv range --help')"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(a.rangeListCmd(), a.rangeShowCmd(), a.rangeSplitCmd(), a.rangeMoveCmd(), a.rangeTransferCmd())
+	cmd.AddCommand(a.rangeListCmd(), a.rangeShowCmd(), a.rangeSplitCmd(), a.rangeMoveCmd(), a.rangeTransferCmd(), a.rangeSnapshotCmd())
 	return cmd
 }
 

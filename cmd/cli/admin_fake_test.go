@@ -262,6 +262,42 @@ func (f *fakeAdmin) OperatorHistory(_ context.Context, rangeID uint64, limit int
 	return out, nil
 }
 
+// CompactLog truncates range id's log up to its leader's applied index on
+// every replica whose store answers (the truncation entry is appended).
+func (f *fakeAdmin) CompactLog(_ context.Context, id uint64) (*rangekvpb.CompactLogResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ri *rangekvpb.RouteInfo
+	for _, r := range f.routes {
+		if r.Descriptor_.RangeId == id {
+			ri = r
+		}
+	}
+	if ri == nil {
+		return nil, &router.NotFoundError{What: fmt.Sprintf("range %d", id)}
+	}
+	var resp *rangekvpb.CompactLogResponse
+	for store, reps := range f.replicas {
+		for i, s := range reps {
+			if s.Descriptor_.RangeId != id || f.storeErr[store] != nil {
+				continue
+			}
+			n := proto.Clone(s).(*rangekvpb.ReplicaStatus)
+			idx := n.AppliedIndex
+			n.FirstIndex, n.LastIndex, n.CommitIndex, n.AppliedIndex = idx+1, n.LastIndex+1, n.LastIndex+1, n.LastIndex+1
+			reps[i] = n
+			if store == ri.LeaderStoreId {
+				resp = &rangekvpb.CompactLogResponse{TruncatedIndex: idx, FirstIndexBefore: s.FirstIndex, LastIndexBefore: s.LastIndex,
+					FirstIndexAfter: n.FirstIndex, LastIndexAfter: n.LastIndex}
+			}
+		}
+	}
+	if resp == nil {
+		return nil, fmt.Errorf("compact log of range %d: no leader answered", id)
+	}
+	return resp, nil
+}
+
 func (f *fakeAdmin) Close() error { return nil }
 
 // runAdmin runs the CLI with args against fake (and an in-memory KV

@@ -64,6 +64,13 @@ func TestGoldenAdmin(t *testing.T) {
 		{name: "range_move_lost_unknown", setup: func(f *fakeAdmin) { f.forget = true }, args: []string{"range", "move", "--id", "7", "--from", "1", "--to", "4"}},
 		{name: "range_transfer_leader_table", args: []string{"range", "transfer-leader", "--id", "7", "--to", "3"}},
 		{name: "range_transfer_leader_json", args: []string{"-o", "json", "range", "transfer-leader", "--id", "7", "--to", "3"}},
+		{name: "range_snapshot_table", args: []string{"range", "snapshot", "--id", "7"}},
+		{name: "range_snapshot_json", args: []string{"-o", "json", "range", "snapshot", "--id", "7"}},
+		{name: "range_snapshot_store_down", setup: func(f *fakeAdmin) {
+			f.storeErr[3] = fmt.Errorf("store 3 (127.0.0.1:7503): connection refused")
+		}, args: []string{"range", "snapshot", "--id", "7", "--wait-timeout", "20ms"}},
+		{name: "range_snapshot_missing_id", args: []string{"range", "snapshot"}},
+		{name: "range_snapshot_unknown_range", args: []string{"range", "snapshot", "--id", "42"}},
 		{name: "rebalance_dry_run_table", setup: withRebalance, args: []string{"rebalance", "--dry-run"}},
 		{name: "rebalance_dry_run_json", setup: withRebalance, args: []string{"-o", "json", "rebalance", "--dry-run"}},
 		{name: "rebalance_table", setup: withRebalance, args: []string{"rebalance"}},

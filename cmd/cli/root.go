@@ -141,11 +141,9 @@ Cluster commands (need --placement) and the shell:
   store list                  every store with its replicas and leaders
   range list | show | split   the ranges, one in detail, split one
   range move | transfer-leader  move a replica or the leadership (waits)
+  range snapshot --id ID      force a log truncation; laggards catch up by snapshot
   rebalance [--dry-run]       run the scheduler now (waits)
   shell                       an interactive prompt for all commands
-
-Not available yet: 'range snapshot' (the stores have no RPC to force a
-snapshot; see 'rangekv range --help').
 
 Keys and values are UTF-8 strings as typed; with --hex they are given and
 printed as hex (for binary data). Use -- before a positional argument that

@@ -52,8 +52,8 @@ func TestExpandNamesAndCompletion(t *testing.T) {
 	names := commandNames(root)
 	for line, want := range map[string][]string{
 		"cl":         {"cluster "},
-		"range s":    {"range show ", "range split "},
-		"range ":     {"range list ", "range move ", "range show ", "range split ", "range transfer-leader "},
+		"range s":    {"range show ", "range snapshot ", "range split "},
+		"range ":     {"range list ", "range move ", "range show ", "range snapshot ", "range split ", "range transfer-leader "},
 		"store l":    {"store list "},
 		"get k":      nil,
 		"range -o j": nil,

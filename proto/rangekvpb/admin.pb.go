@@ -889,6 +889,140 @@ func (x *DrainResponse) GetLeaders() uint32 {
 	return 0
 }
 
+// CompactLogRequest asks a range's leader to truncate the range's log up to
+// its applied index on every replica (through Raft), whatever the
+// truncation policy says: a replica that lags behind that index, or is added
+// later, must then catch up from a snapshot.
+type CompactLogRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactLogRequest) Reset() {
+	*x = CompactLogRequest{}
+	mi := &file_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactLogRequest) ProtoMessage() {}
+
+func (x *CompactLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactLogRequest.ProtoReflect.Descriptor instead.
+func (*CompactLogRequest) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CompactLogRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+type CompactLogResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Error *RangeError            `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// The log index the log was truncated up to (inclusive).
+	TruncatedIndex uint64 `protobuf:"varint,2,opt,name=truncated_index,json=truncatedIndex,proto3" json:"truncated_index,omitempty"`
+	// The leader's log [first_index, last_index] before and after.
+	FirstIndexBefore uint64 `protobuf:"varint,3,opt,name=first_index_before,json=firstIndexBefore,proto3" json:"first_index_before,omitempty"`
+	LastIndexBefore  uint64 `protobuf:"varint,4,opt,name=last_index_before,json=lastIndexBefore,proto3" json:"last_index_before,omitempty"`
+	FirstIndexAfter  uint64 `protobuf:"varint,5,opt,name=first_index_after,json=firstIndexAfter,proto3" json:"first_index_after,omitempty"`
+	LastIndexAfter   uint64 `protobuf:"varint,6,opt,name=last_index_after,json=lastIndexAfter,proto3" json:"last_index_after,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CompactLogResponse) Reset() {
+	*x = CompactLogResponse{}
+	mi := &file_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactLogResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactLogResponse) ProtoMessage() {}
+
+func (x *CompactLogResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactLogResponse.ProtoReflect.Descriptor instead.
+func (*CompactLogResponse) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CompactLogResponse) GetError() *RangeError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *CompactLogResponse) GetTruncatedIndex() uint64 {
+	if x != nil {
+		return x.TruncatedIndex
+	}
+	return 0
+}
+
+func (x *CompactLogResponse) GetFirstIndexBefore() uint64 {
+	if x != nil {
+		return x.FirstIndexBefore
+	}
+	return 0
+}
+
+func (x *CompactLogResponse) GetLastIndexBefore() uint64 {
+	if x != nil {
+		return x.LastIndexBefore
+	}
+	return 0
+}
+
+func (x *CompactLogResponse) GetFirstIndexAfter() uint64 {
+	if x != nil {
+		return x.FirstIndexAfter
+	}
+	return 0
+}
+
+func (x *CompactLogResponse) GetLastIndexAfter() uint64 {
+	if x != nil {
+		return x.LastIndexAfter
+	}
+	return 0
+}
+
 var File_admin_proto protoreflect.FileDescriptor
 
 const file_admin_proto_rawDesc = "" +
@@ -958,11 +1092,20 @@ const file_admin_proto_rawDesc = "" +
 	"\rDrainResponse\x12\x1a\n" +
 	"\bdraining\x18\x01 \x01(\bR\bdraining\x12(\n" +
 	"\x10leaders_at_start\x18\x02 \x01(\rR\x0eleadersAtStart\x12\x18\n" +
-	"\aleaders\x18\x03 \x01(\rR\aleaders*M\n" +
+	"\aleaders\x18\x03 \x01(\rR\aleaders\".\n" +
+	"\x11CompactLogRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\"\x98\x02\n" +
+	"\x12CompactLogResponse\x12)\n" +
+	"\x05error\x18\x01 \x01(\v2\x13.rangekv.RangeErrorR\x05error\x12'\n" +
+	"\x0ftruncated_index\x18\x02 \x01(\x04R\x0etruncatedIndex\x12,\n" +
+	"\x12first_index_before\x18\x03 \x01(\x04R\x10firstIndexBefore\x12*\n" +
+	"\x11last_index_before\x18\x04 \x01(\x04R\x0flastIndexBefore\x12*\n" +
+	"\x11first_index_after\x18\x05 \x01(\x04R\x0ffirstIndexAfter\x12(\n" +
+	"\x10last_index_after\x18\x06 \x01(\x04R\x0elastIndexAfter*M\n" +
 	"\x11ReplicaChangeType\x12\x0f\n" +
 	"\vADD_LEARNER\x10\x00\x12\x13\n" +
 	"\x0fPROMOTE_LEARNER\x10\x01\x12\x12\n" +
-	"\x0eREMOVE_REPLICA\x10\x022\xc3\x03\n" +
+	"\x0eREMOVE_REPLICA\x10\x022\x8a\x04\n" +
 	"\x05Admin\x12E\n" +
 	"\n" +
 	"ListRanges\x12\x1a.rangekv.ListRangesRequest\x1a\x1b.rangekv.ListRangesResponse\x12Q\n" +
@@ -971,7 +1114,9 @@ const file_admin_proto_rawDesc = "" +
 	"SplitRange\x12\x1a.rangekv.SplitRangeRequest\x1a\x1b.rangekv.SplitRangeResponse\x12Q\n" +
 	"\x0eChangeReplicas\x12\x1e.rangekv.ChangeReplicasRequest\x1a\x1f.rangekv.ChangeReplicasResponse\x12N\n" +
 	"\rGetDescriptor\x12\x1d.rangekv.GetDescriptorRequest\x1a\x1e.rangekv.GetDescriptorResponse\x126\n" +
-	"\x05Drain\x12\x15.rangekv.DrainRequest\x1a\x16.rangekv.DrainResponseB,Z*github.com/rangekv/rangekv/proto/rangekvpbb\x06proto3"
+	"\x05Drain\x12\x15.rangekv.DrainRequest\x1a\x16.rangekv.DrainResponse\x12E\n" +
+	"\n" +
+	"CompactLog\x12\x1a.rangekv.CompactLogRequest\x1a\x1b.rangekv.CompactLogResponseB,Z*github.com/rangekv/rangekv/proto/rangekvpbb\x06proto3"
 
 var (
 	file_admin_proto_rawDescOnce sync.Once
@@ -986,7 +1131,7 @@ func file_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_admin_proto_goTypes = []any{
 	(ReplicaChangeType)(0),         // 0: rangekv.ReplicaChangeType
 	(*ReplicaStatus)(nil),          // 1: rangekv.ReplicaStatus
@@ -1003,38 +1148,43 @@ var file_admin_proto_goTypes = []any{
 	(*GetDescriptorResponse)(nil),  // 12: rangekv.GetDescriptorResponse
 	(*DrainRequest)(nil),           // 13: rangekv.DrainRequest
 	(*DrainResponse)(nil),          // 14: rangekv.DrainResponse
-	(*RangeDescriptor)(nil),        // 15: rangekv.RangeDescriptor
-	(*RangeError)(nil),             // 16: rangekv.RangeError
+	(*CompactLogRequest)(nil),      // 15: rangekv.CompactLogRequest
+	(*CompactLogResponse)(nil),     // 16: rangekv.CompactLogResponse
+	(*RangeDescriptor)(nil),        // 17: rangekv.RangeDescriptor
+	(*RangeError)(nil),             // 18: rangekv.RangeError
 }
 var file_admin_proto_depIdxs = []int32{
-	15, // 0: rangekv.ReplicaStatus.descriptor:type_name -> rangekv.RangeDescriptor
+	17, // 0: rangekv.ReplicaStatus.descriptor:type_name -> rangekv.RangeDescriptor
 	2,  // 1: rangekv.ReplicaStatus.progress:type_name -> rangekv.FollowerProgress
 	1,  // 2: rangekv.ListRangesResponse.replicas:type_name -> rangekv.ReplicaStatus
-	16, // 3: rangekv.TransferLeaderResponse.error:type_name -> rangekv.RangeError
-	16, // 4: rangekv.SplitRangeResponse.error:type_name -> rangekv.RangeError
-	15, // 5: rangekv.SplitRangeResponse.left:type_name -> rangekv.RangeDescriptor
-	15, // 6: rangekv.SplitRangeResponse.right:type_name -> rangekv.RangeDescriptor
+	18, // 3: rangekv.TransferLeaderResponse.error:type_name -> rangekv.RangeError
+	18, // 4: rangekv.SplitRangeResponse.error:type_name -> rangekv.RangeError
+	17, // 5: rangekv.SplitRangeResponse.left:type_name -> rangekv.RangeDescriptor
+	17, // 6: rangekv.SplitRangeResponse.right:type_name -> rangekv.RangeDescriptor
 	0,  // 7: rangekv.ChangeReplicasRequest.change:type_name -> rangekv.ReplicaChangeType
-	16, // 8: rangekv.ChangeReplicasResponse.error:type_name -> rangekv.RangeError
-	15, // 9: rangekv.ChangeReplicasResponse.descriptor:type_name -> rangekv.RangeDescriptor
-	15, // 10: rangekv.GetDescriptorResponse.descriptor:type_name -> rangekv.RangeDescriptor
-	3,  // 11: rangekv.Admin.ListRanges:input_type -> rangekv.ListRangesRequest
-	5,  // 12: rangekv.Admin.TransferLeader:input_type -> rangekv.TransferLeaderRequest
-	7,  // 13: rangekv.Admin.SplitRange:input_type -> rangekv.SplitRangeRequest
-	9,  // 14: rangekv.Admin.ChangeReplicas:input_type -> rangekv.ChangeReplicasRequest
-	11, // 15: rangekv.Admin.GetDescriptor:input_type -> rangekv.GetDescriptorRequest
-	13, // 16: rangekv.Admin.Drain:input_type -> rangekv.DrainRequest
-	4,  // 17: rangekv.Admin.ListRanges:output_type -> rangekv.ListRangesResponse
-	6,  // 18: rangekv.Admin.TransferLeader:output_type -> rangekv.TransferLeaderResponse
-	8,  // 19: rangekv.Admin.SplitRange:output_type -> rangekv.SplitRangeResponse
-	10, // 20: rangekv.Admin.ChangeReplicas:output_type -> rangekv.ChangeReplicasResponse
-	12, // 21: rangekv.Admin.GetDescriptor:output_type -> rangekv.GetDescriptorResponse
-	14, // 22: rangekv.Admin.Drain:output_type -> rangekv.DrainResponse
-	17, // [17:23] is the sub-list for method output_type
-	11, // [11:17] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	18, // 8: rangekv.ChangeReplicasResponse.error:type_name -> rangekv.RangeError
+	17, // 9: rangekv.ChangeReplicasResponse.descriptor:type_name -> rangekv.RangeDescriptor
+	17, // 10: rangekv.GetDescriptorResponse.descriptor:type_name -> rangekv.RangeDescriptor
+	18, // 11: rangekv.CompactLogResponse.error:type_name -> rangekv.RangeError
+	3,  // 12: rangekv.Admin.ListRanges:input_type -> rangekv.ListRangesRequest
+	5,  // 13: rangekv.Admin.TransferLeader:input_type -> rangekv.TransferLeaderRequest
+	7,  // 14: rangekv.Admin.SplitRange:input_type -> rangekv.SplitRangeRequest
+	9,  // 15: rangekv.Admin.ChangeReplicas:input_type -> rangekv.ChangeReplicasRequest
+	11, // 16: rangekv.Admin.GetDescriptor:input_type -> rangekv.GetDescriptorRequest
+	13, // 17: rangekv.Admin.Drain:input_type -> rangekv.DrainRequest
+	15, // 18: rangekv.Admin.CompactLog:input_type -> rangekv.CompactLogRequest
+	4,  // 19: rangekv.Admin.ListRanges:output_type -> rangekv.ListRangesResponse
+	6,  // 20: rangekv.Admin.TransferLeader:output_type -> rangekv.TransferLeaderResponse
+	8,  // 21: rangekv.Admin.SplitRange:output_type -> rangekv.SplitRangeResponse
+	10, // 22: rangekv.Admin.ChangeReplicas:output_type -> rangekv.ChangeReplicasResponse
+	12, // 23: rangekv.Admin.GetDescriptor:output_type -> rangekv.GetDescriptorResponse
+	14, // 24: rangekv.Admin.Drain:output_type -> rangekv.DrainResponse
+	16, // 25: rangekv.Admin.CompactLog:output_type -> rangekv.CompactLogResponse
+	19, // [19:26] is the sub-list for method output_type
+	12, // [12:19] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_admin_proto_init() }
@@ -1050,7 +1200,7 @@ func file_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_proto_rawDesc), len(file_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

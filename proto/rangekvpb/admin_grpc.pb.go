@@ -27,6 +27,7 @@ const (
 	Admin_ChangeReplicas_FullMethodName = "/rangekv.Admin/ChangeReplicas"
 	Admin_GetDescriptor_FullMethodName  = "/rangekv.Admin/GetDescriptor"
 	Admin_Drain_FullMethodName          = "/rangekv.Admin/Drain"
+	Admin_CompactLog_FullMethodName     = "/rangekv.Admin/CompactLog"
 )
 
 // AdminClient is the client API for Admin service.
@@ -45,6 +46,9 @@ type AdminClient interface {
 	GetDescriptor(ctx context.Context, in *GetDescriptorRequest, opts ...grpc.CallOption) (*GetDescriptorResponse, error)
 	// Drain moves leaderships off this store (or, with undo, stops that).
 	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
+	// CompactLog forces a log truncation up to the leader's applied index
+	// on every replica of a range; answered by the leader once applied there.
+	CompactLog(ctx context.Context, in *CompactLogRequest, opts ...grpc.CallOption) (*CompactLogResponse, error)
 }
 
 type adminClient struct {
@@ -115,6 +119,16 @@ func (c *adminClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *adminClient) CompactLog(ctx context.Context, in *CompactLogRequest, opts ...grpc.CallOption) (*CompactLogResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompactLogResponse)
+	err := c.cc.Invoke(ctx, Admin_CompactLog_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -131,6 +145,9 @@ type AdminServer interface {
 	GetDescriptor(context.Context, *GetDescriptorRequest) (*GetDescriptorResponse, error)
 	// Drain moves leaderships off this store (or, with undo, stops that).
 	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
+	// CompactLog forces a log truncation up to the leader's applied index
+	// on every replica of a range; answered by the leader once applied there.
+	CompactLog(context.Context, *CompactLogRequest) (*CompactLogResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -158,6 +175,9 @@ func (UnimplementedAdminServer) GetDescriptor(context.Context, *GetDescriptorReq
 }
 func (UnimplementedAdminServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Drain not implemented")
+}
+func (UnimplementedAdminServer) CompactLog(context.Context, *CompactLogRequest) (*CompactLogResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompactLog not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -288,6 +308,24 @@ func _Admin_Drain_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_CompactLog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompactLogRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).CompactLog(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_CompactLog_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).CompactLog(ctx, req.(*CompactLogRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -318,6 +356,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Drain",
 			Handler:    _Admin_Drain_Handler,
+		},
+		{
+			MethodName: "CompactLog",
+			Handler:    _Admin_CompactLog_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

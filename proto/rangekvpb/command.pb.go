@@ -294,6 +294,52 @@ func (x *TruncateLogCmd) GetTerm() uint64 {
 	return 0
 }
 
+// BatchCmd writes ops atomically: all keys must be in the range at apply,
+// or nothing is written.
+type BatchCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ops           []*BatchOp             `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCmd) Reset() {
+	*x = BatchCmd{}
+	mi := &file_command_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCmd) ProtoMessage() {}
+
+func (x *BatchCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCmd.ProtoReflect.Descriptor instead.
+func (*BatchCmd) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BatchCmd) GetOps() []*BatchOp {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
 // SplitCmd splits the range at split_key: the range keeps [start,
 // split_key) and a new range new_range_id takes [split_key, end) on the same
 // stores with the same replica IDs. Applies only at the epoch it names.
@@ -308,7 +354,7 @@ type SplitCmd struct {
 
 func (x *SplitCmd) Reset() {
 	*x = SplitCmd{}
-	mi := &file_command_proto_msgTypes[5]
+	mi := &file_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +366,7 @@ func (x *SplitCmd) String() string {
 func (*SplitCmd) ProtoMessage() {}
 
 func (x *SplitCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[5]
+	mi := &file_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +379,7 @@ func (x *SplitCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitCmd.ProtoReflect.Descriptor instead.
 func (*SplitCmd) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{5}
+	return file_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SplitCmd) GetSplitKey() []byte {
@@ -369,7 +415,7 @@ type ChangeReplicasContext struct {
 
 func (x *ChangeReplicasContext) Reset() {
 	*x = ChangeReplicasContext{}
-	mi := &file_command_proto_msgTypes[6]
+	mi := &file_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -381,7 +427,7 @@ func (x *ChangeReplicasContext) String() string {
 func (*ChangeReplicasContext) ProtoMessage() {}
 
 func (x *ChangeReplicasContext) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[6]
+	mi := &file_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -394,7 +440,7 @@ func (x *ChangeReplicasContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeReplicasContext.ProtoReflect.Descriptor instead.
 func (*ChangeReplicasContext) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{6}
+	return file_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ChangeReplicasContext) GetExpectedEpoch() *RangeEpoch {
@@ -425,6 +471,7 @@ type Command struct {
 	//	*Command_Incr
 	//	*Command_TruncateLog
 	//	*Command_Split
+	//	*Command_Batch
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -432,7 +479,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_command_proto_msgTypes[7]
+	mi := &file_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +491,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[7]
+	mi := &file_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +504,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{7}
+	return file_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Command) GetEpoch() *RangeEpoch {
@@ -528,6 +575,15 @@ func (x *Command) GetSplit() *SplitCmd {
 	return nil
 }
 
+func (x *Command) GetBatch() *BatchCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -556,6 +612,10 @@ type Command_Split struct {
 	Split *SplitCmd `protobuf:"bytes,7,opt,name=split,proto3,oneof"`
 }
 
+type Command_Batch struct {
+	Batch *BatchCmd `protobuf:"bytes,8,opt,name=batch,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Cmd() {}
 
 func (*Command_Delete) isCommand_Cmd() {}
@@ -568,12 +628,14 @@ func (*Command_TruncateLog) isCommand_Cmd() {}
 
 func (*Command_Split) isCommand_Cmd() {}
 
+func (*Command_Batch) isCommand_Cmd() {}
+
 var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
 	"\rcommand.proto\x12\arangekv\x1a\n" +
-	"meta.proto\"0\n" +
+	"meta.proto\x1a\bkv.proto\"0\n" +
 	"\x06PutCmd\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"\x1d\n" +
@@ -589,7 +651,9 @@ const file_command_proto_rawDesc = "" +
 	"\x05delta\x18\x02 \x01(\x03R\x05delta\":\n" +
 	"\x0eTruncateLogCmd\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
-	"\x04term\x18\x02 \x01(\x04R\x04term\"\x85\x01\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\".\n" +
+	"\bBatchCmd\x12\"\n" +
+	"\x03ops\x18\x01 \x03(\v2\x10.rangekv.BatchOpR\x03ops\"\x85\x01\n" +
 	"\bSplitCmd\x12\x1b\n" +
 	"\tsplit_key\x18\x01 \x01(\fR\bsplitKey\x12 \n" +
 	"\fnew_range_id\x18\x02 \x01(\x04R\n" +
@@ -597,7 +661,7 @@ const file_command_proto_rawDesc = "" +
 	"\x0eexpected_epoch\x18\x03 \x01(\v2\x13.rangekv.RangeEpochR\rexpectedEpoch\"\x85\x01\n" +
 	"\x15ChangeReplicasContext\x12:\n" +
 	"\x0eexpected_epoch\x18\x01 \x01(\v2\x13.rangekv.RangeEpochR\rexpectedEpoch\x120\n" +
-	"\x05added\x18\x02 \x03(\v2\x1a.rangekv.ReplicaDescriptorR\x05added\"\xc4\x02\n" +
+	"\x05added\x18\x02 \x03(\v2\x1a.rangekv.ReplicaDescriptorR\x05added\"\xef\x02\n" +
 	"\aCommand\x12)\n" +
 	"\x05epoch\x18\x01 \x01(\v2\x13.rangekv.RangeEpochR\x05epoch\x12#\n" +
 	"\x03put\x18\x02 \x01(\v2\x0f.rangekv.PutCmdH\x00R\x03put\x12,\n" +
@@ -605,7 +669,8 @@ const file_command_proto_rawDesc = "" +
 	"\x03cas\x18\x04 \x01(\v2\x0f.rangekv.CasCmdH\x00R\x03cas\x12&\n" +
 	"\x04incr\x18\x05 \x01(\v2\x10.rangekv.IncrCmdH\x00R\x04incr\x12<\n" +
 	"\ftruncate_log\x18\x06 \x01(\v2\x17.rangekv.TruncateLogCmdH\x00R\vtruncateLog\x12)\n" +
-	"\x05split\x18\a \x01(\v2\x11.rangekv.SplitCmdH\x00R\x05splitB\x05\n" +
+	"\x05split\x18\a \x01(\v2\x11.rangekv.SplitCmdH\x00R\x05split\x12)\n" +
+	"\x05batch\x18\b \x01(\v2\x11.rangekv.BatchCmdH\x00R\x05batchB\x05\n" +
 	"\x03cmdB,Z*github.com/rangekv/rangekv/proto/rangekvpbb\x06proto3"
 
 var (
@@ -620,35 +685,39 @@ func file_command_proto_rawDescGZIP() []byte {
 	return file_command_proto_rawDescData
 }
 
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_command_proto_goTypes = []any{
 	(*PutCmd)(nil),                // 0: rangekv.PutCmd
 	(*DeleteCmd)(nil),             // 1: rangekv.DeleteCmd
 	(*CasCmd)(nil),                // 2: rangekv.CasCmd
 	(*IncrCmd)(nil),               // 3: rangekv.IncrCmd
 	(*TruncateLogCmd)(nil),        // 4: rangekv.TruncateLogCmd
-	(*SplitCmd)(nil),              // 5: rangekv.SplitCmd
-	(*ChangeReplicasContext)(nil), // 6: rangekv.ChangeReplicasContext
-	(*Command)(nil),               // 7: rangekv.Command
-	(*RangeEpoch)(nil),            // 8: rangekv.RangeEpoch
-	(*ReplicaDescriptor)(nil),     // 9: rangekv.ReplicaDescriptor
+	(*BatchCmd)(nil),              // 5: rangekv.BatchCmd
+	(*SplitCmd)(nil),              // 6: rangekv.SplitCmd
+	(*ChangeReplicasContext)(nil), // 7: rangekv.ChangeReplicasContext
+	(*Command)(nil),               // 8: rangekv.Command
+	(*BatchOp)(nil),               // 9: rangekv.BatchOp
+	(*RangeEpoch)(nil),            // 10: rangekv.RangeEpoch
+	(*ReplicaDescriptor)(nil),     // 11: rangekv.ReplicaDescriptor
 }
 var file_command_proto_depIdxs = []int32{
-	8,  // 0: rangekv.SplitCmd.expected_epoch:type_name -> rangekv.RangeEpoch
-	8,  // 1: rangekv.ChangeReplicasContext.expected_epoch:type_name -> rangekv.RangeEpoch
-	9,  // 2: rangekv.ChangeReplicasContext.added:type_name -> rangekv.ReplicaDescriptor
-	8,  // 3: rangekv.Command.epoch:type_name -> rangekv.RangeEpoch
-	0,  // 4: rangekv.Command.put:type_name -> rangekv.PutCmd
-	1,  // 5: rangekv.Command.delete:type_name -> rangekv.DeleteCmd
-	2,  // 6: rangekv.Command.cas:type_name -> rangekv.CasCmd
-	3,  // 7: rangekv.Command.incr:type_name -> rangekv.IncrCmd
-	4,  // 8: rangekv.Command.truncate_log:type_name -> rangekv.TruncateLogCmd
-	5,  // 9: rangekv.Command.split:type_name -> rangekv.SplitCmd
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	9,  // 0: rangekv.BatchCmd.ops:type_name -> rangekv.BatchOp
+	10, // 1: rangekv.SplitCmd.expected_epoch:type_name -> rangekv.RangeEpoch
+	10, // 2: rangekv.ChangeReplicasContext.expected_epoch:type_name -> rangekv.RangeEpoch
+	11, // 3: rangekv.ChangeReplicasContext.added:type_name -> rangekv.ReplicaDescriptor
+	10, // 4: rangekv.Command.epoch:type_name -> rangekv.RangeEpoch
+	0,  // 5: rangekv.Command.put:type_name -> rangekv.PutCmd
+	1,  // 6: rangekv.Command.delete:type_name -> rangekv.DeleteCmd
+	2,  // 7: rangekv.Command.cas:type_name -> rangekv.CasCmd
+	3,  // 8: rangekv.Command.incr:type_name -> rangekv.IncrCmd
+	4,  // 9: rangekv.Command.truncate_log:type_name -> rangekv.TruncateLogCmd
+	6,  // 10: rangekv.Command.split:type_name -> rangekv.SplitCmd
+	5,  // 11: rangekv.Command.batch:type_name -> rangekv.BatchCmd
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -657,13 +726,15 @@ func file_command_proto_init() {
 		return
 	}
 	file_meta_proto_init()
-	file_command_proto_msgTypes[7].OneofWrappers = []any{
+	file_kv_proto_init()
+	file_command_proto_msgTypes[8].OneofWrappers = []any{
 		(*Command_Put)(nil),
 		(*Command_Delete)(nil),
 		(*Command_Cas)(nil),
 		(*Command_Incr)(nil),
 		(*Command_TruncateLog)(nil),
 		(*Command_Split)(nil),
+		(*Command_Batch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -671,7 +742,7 @@ func file_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1414,6 +1414,171 @@ func (x *ScanResponse) GetResumeKey() []byte {
 	return nil
 }
 
+// BatchOp is one write of a BatchRequest: a put of key = value, or with
+// delete set a delete of key (value must then be empty).
+type BatchOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Delete        bool                   `protobuf:"varint,3,opt,name=delete,proto3" json:"delete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchOp) Reset() {
+	*x = BatchOp{}
+	mi := &file_kv_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchOp) ProtoMessage() {}
+
+func (x *BatchOp) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchOp.ProtoReflect.Descriptor instead.
+func (*BatchOp) Descriptor() ([]byte, []int) {
+	return file_kv_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *BatchOp) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *BatchOp) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *BatchOp) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
+// BatchRequest writes ops to ONE range atomically: one Raft command, applied
+// all or nothing (also across a crash). Every key must lie in the range the
+// header names (or, with a zero range_id, the range of the first key); a
+// key outside it answers KeyNotInRange, a stale epoch EpochNotMatch with the
+// descriptors of the ranges now holding the keys. Ops apply in order (the
+// last of duplicate keys wins). The store refuses more than its limits of
+// ops and of total key+value bytes with InvalidArgument naming them.
+type BatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Ops           []*BatchOp             `protobuf:"bytes,2,rep,name=ops,proto3" json:"ops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRequest) Reset() {
+	*x = BatchRequest{}
+	mi := &file_kv_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRequest) ProtoMessage() {}
+
+func (x *BatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
+func (*BatchRequest) Descriptor() ([]byte, []int) {
+	return file_kv_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *BatchRequest) GetHeader() *RequestHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *BatchRequest) GetOps() []*BatchOp {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
+type BatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResponse) Reset() {
+	*x = BatchResponse{}
+	mi := &file_kv_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResponse) ProtoMessage() {}
+
+func (x *BatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
+func (*BatchResponse) Descriptor() ([]byte, []int) {
+	return file_kv_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *BatchResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
 var File_kv_proto protoreflect.FileDescriptor
 
 const file_kv_proto_rawDesc = "" +
@@ -1511,19 +1676,29 @@ const file_kv_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x17.rangekv.ResponseHeaderR\x06header\x12'\n" +
 	"\x05pairs\x18\x02 \x03(\v2\x11.rangekv.KeyValueR\x05pairs\x12\x1d\n" +
 	"\n" +
-	"resume_key\x18\x03 \x01(\fR\tresumeKey*G\n" +
+	"resume_key\x18\x03 \x01(\fR\tresumeKey\"I\n" +
+	"\aBatchOp\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x16\n" +
+	"\x06delete\x18\x03 \x01(\bR\x06delete\"b\n" +
+	"\fBatchRequest\x12.\n" +
+	"\x06header\x18\x01 \x01(\v2\x16.rangekv.RequestHeaderR\x06header\x12\"\n" +
+	"\x03ops\x18\x02 \x03(\v2\x10.rangekv.BatchOpR\x03ops\"@\n" +
+	"\rBatchResponse\x12/\n" +
+	"\x06header\x18\x01 \x01(\v2\x17.rangekv.ResponseHeaderR\x06header*G\n" +
 	"\x0fReadConsistency\x12\x10\n" +
 	"\fLINEARIZABLE\x10\x00\x12\t\n" +
 	"\x05LEASE\x10\x01\x12\f\n" +
 	"\bFOLLOWER\x10\x02\x12\t\n" +
-	"\x05STALE\x10\x032\xbf\x02\n" +
+	"\x05STALE\x10\x032\xf7\x02\n" +
 	"\x02KV\x120\n" +
 	"\x03Get\x12\x13.rangekv.GetRequest\x1a\x14.rangekv.GetResponse\x120\n" +
 	"\x03Put\x12\x13.rangekv.PutRequest\x1a\x14.rangekv.PutResponse\x129\n" +
 	"\x06Delete\x12\x16.rangekv.DeleteRequest\x1a\x17.rangekv.DeleteResponse\x120\n" +
 	"\x03Cas\x12\x13.rangekv.CasRequest\x1a\x14.rangekv.CasResponse\x123\n" +
 	"\x04Incr\x12\x14.rangekv.IncrRequest\x1a\x15.rangekv.IncrResponse\x123\n" +
-	"\x04Scan\x12\x14.rangekv.ScanRequest\x1a\x15.rangekv.ScanResponseB,Z*github.com/rangekv/rangekv/proto/rangekvpbb\x06proto3"
+	"\x04Scan\x12\x14.rangekv.ScanRequest\x1a\x15.rangekv.ScanResponse\x126\n" +
+	"\x05Batch\x12\x15.rangekv.BatchRequest\x1a\x16.rangekv.BatchResponseB,Z*github.com/rangekv/rangekv/proto/rangekvpbb\x06proto3"
 
 var (
 	file_kv_proto_rawDescOnce sync.Once
@@ -1538,7 +1713,7 @@ func file_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_kv_proto_goTypes = []any{
 	(ReadConsistency)(0),      // 0: rangekv.ReadConsistency
 	(*RangeError)(nil),        // 1: rangekv.RangeError
@@ -1564,9 +1739,12 @@ var file_kv_proto_goTypes = []any{
 	(*KeyValue)(nil),          // 21: rangekv.KeyValue
 	(*ScanRequest)(nil),       // 22: rangekv.ScanRequest
 	(*ScanResponse)(nil),      // 23: rangekv.ScanResponse
-	(*ReplicaDescriptor)(nil), // 24: rangekv.ReplicaDescriptor
-	(*RangeDescriptor)(nil),   // 25: rangekv.RangeDescriptor
-	(*RangeEpoch)(nil),        // 26: rangekv.RangeEpoch
+	(*BatchOp)(nil),           // 24: rangekv.BatchOp
+	(*BatchRequest)(nil),      // 25: rangekv.BatchRequest
+	(*BatchResponse)(nil),     // 26: rangekv.BatchResponse
+	(*ReplicaDescriptor)(nil), // 27: rangekv.ReplicaDescriptor
+	(*RangeDescriptor)(nil),   // 28: rangekv.RangeDescriptor
+	(*RangeEpoch)(nil),        // 29: rangekv.RangeEpoch
 }
 var file_kv_proto_depIdxs = []int32{
 	2,  // 0: rangekv.RangeError.not_leader:type_name -> rangekv.NotLeader
@@ -1576,9 +1754,9 @@ var file_kv_proto_depIdxs = []int32{
 	6,  // 4: rangekv.RangeError.server_busy:type_name -> rangekv.ServerBusy
 	7,  // 5: rangekv.RangeError.ambiguous_result:type_name -> rangekv.AmbiguousResult
 	8,  // 6: rangekv.RangeError.stale_command:type_name -> rangekv.StaleCommand
-	24, // 7: rangekv.NotLeader.leader:type_name -> rangekv.ReplicaDescriptor
-	25, // 8: rangekv.EpochNotMatch.current:type_name -> rangekv.RangeDescriptor
-	26, // 9: rangekv.RequestHeader.epoch:type_name -> rangekv.RangeEpoch
+	27, // 7: rangekv.NotLeader.leader:type_name -> rangekv.ReplicaDescriptor
+	28, // 8: rangekv.EpochNotMatch.current:type_name -> rangekv.RangeDescriptor
+	29, // 9: rangekv.RequestHeader.epoch:type_name -> rangekv.RangeEpoch
 	0,  // 10: rangekv.RequestHeader.consistency:type_name -> rangekv.ReadConsistency
 	1,  // 11: rangekv.ResponseHeader.error:type_name -> rangekv.RangeError
 	9,  // 12: rangekv.GetRequest.header:type_name -> rangekv.RequestHeader
@@ -1594,23 +1772,28 @@ var file_kv_proto_depIdxs = []int32{
 	9,  // 22: rangekv.ScanRequest.header:type_name -> rangekv.RequestHeader
 	10, // 23: rangekv.ScanResponse.header:type_name -> rangekv.ResponseHeader
 	21, // 24: rangekv.ScanResponse.pairs:type_name -> rangekv.KeyValue
-	11, // 25: rangekv.KV.Get:input_type -> rangekv.GetRequest
-	13, // 26: rangekv.KV.Put:input_type -> rangekv.PutRequest
-	15, // 27: rangekv.KV.Delete:input_type -> rangekv.DeleteRequest
-	17, // 28: rangekv.KV.Cas:input_type -> rangekv.CasRequest
-	19, // 29: rangekv.KV.Incr:input_type -> rangekv.IncrRequest
-	22, // 30: rangekv.KV.Scan:input_type -> rangekv.ScanRequest
-	12, // 31: rangekv.KV.Get:output_type -> rangekv.GetResponse
-	14, // 32: rangekv.KV.Put:output_type -> rangekv.PutResponse
-	16, // 33: rangekv.KV.Delete:output_type -> rangekv.DeleteResponse
-	18, // 34: rangekv.KV.Cas:output_type -> rangekv.CasResponse
-	20, // 35: rangekv.KV.Incr:output_type -> rangekv.IncrResponse
-	23, // 36: rangekv.KV.Scan:output_type -> rangekv.ScanResponse
-	31, // [31:37] is the sub-list for method output_type
-	25, // [25:31] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	9,  // 25: rangekv.BatchRequest.header:type_name -> rangekv.RequestHeader
+	24, // 26: rangekv.BatchRequest.ops:type_name -> rangekv.BatchOp
+	10, // 27: rangekv.BatchResponse.header:type_name -> rangekv.ResponseHeader
+	11, // 28: rangekv.KV.Get:input_type -> rangekv.GetRequest
+	13, // 29: rangekv.KV.Put:input_type -> rangekv.PutRequest
+	15, // 30: rangekv.KV.Delete:input_type -> rangekv.DeleteRequest
+	17, // 31: rangekv.KV.Cas:input_type -> rangekv.CasRequest
+	19, // 32: rangekv.KV.Incr:input_type -> rangekv.IncrRequest
+	22, // 33: rangekv.KV.Scan:input_type -> rangekv.ScanRequest
+	25, // 34: rangekv.KV.Batch:input_type -> rangekv.BatchRequest
+	12, // 35: rangekv.KV.Get:output_type -> rangekv.GetResponse
+	14, // 36: rangekv.KV.Put:output_type -> rangekv.PutResponse
+	16, // 37: rangekv.KV.Delete:output_type -> rangekv.DeleteResponse
+	18, // 38: rangekv.KV.Cas:output_type -> rangekv.CasResponse
+	20, // 39: rangekv.KV.Incr:output_type -> rangekv.IncrResponse
+	23, // 40: rangekv.KV.Scan:output_type -> rangekv.ScanResponse
+	26, // 41: rangekv.KV.Batch:output_type -> rangekv.BatchResponse
+	35, // [35:42] is the sub-list for method output_type
+	28, // [28:35] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_kv_proto_init() }
@@ -1625,7 +1808,7 @@ func file_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kv_proto_rawDesc), len(file_kv_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
