@@ -19,12 +19,14 @@ import (
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
-func fuzzDB(f *testing.F) *pebble.DB {
+// freshDB opens an empty in-memory Pebble for one fuzz iteration (a
+// shared one slows down as the deletions between iterations pile up).
+func freshDB(t *testing.T) *pebble.DB {
 	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: silentPebble{}})
 	if err != nil {
-		f.Fatal(err)
+		t.Fatal(err)
 	}
-	f.Cleanup(func() { db.Close() })
+	t.Cleanup(func() { db.Close() })
 	return db
 }
 
@@ -36,21 +38,12 @@ func (silentPebble) Fatalf(format string, args ...any) {
 	panic("pebble: " + format)
 }
 
-// clearLocal deletes every store-local key (identity and range-local).
-func clearLocal(t *testing.T, db *pebble.DB) {
-	t.Helper()
-	if err := db.DeleteRange([]byte{0x01}, []byte{0x02}, pebble.NoSync); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func FuzzDescriptorRoundTrip(f *testing.F) {
-	db := fuzzDB(f)
 	f.Add(uint64(1), []byte(""), []byte(""), uint64(1), uint64(1), uint64(3), uint8(0))
 	f.Add(uint64(7), []byte("a"), []byte("m"), uint64(4), uint64(9), uint64(2), uint8(3))
 	f.Add(^uint64(0), []byte{0xff}, []byte{}, uint64(0), uint64(0), uint64(0), uint8(4))
 	f.Fuzz(func(t *testing.T, rangeID uint64, start, end []byte, confVer, version, n uint64, roles uint8) {
-		clearLocal(t, db)
+		db := freshDB(t)
 		desc := &rangekvpb.RangeDescriptor{RangeId: rangeID, StartKey: start, EndKey: end,
 			Epoch: &rangekvpb.RangeEpoch{ConfVer: confVer, Version: version}}
 		for i := uint64(1); i <= n%6; i++ {
@@ -99,7 +92,6 @@ func u64s(s []uint64) []byte {
 }
 
 func FuzzStoreRecordsDecode(f *testing.F) {
-	db := fuzzDB(f)
 	ident, _ := proto.Marshal(&rangekvpb.StoreIdent{ClusterId: 7, StoreId: 1})
 	desc, _ := proto.Marshal(&rangekvpb.RangeDescriptor{RangeId: 3, StartKey: []byte("a"), Epoch: &rangekvpb.RangeEpoch{ConfVer: 2},
 		Replicas: []*rangekvpb.ReplicaDescriptor{{ReplicaId: 1, StoreId: 1}}})
@@ -109,7 +101,7 @@ func FuzzStoreRecordsDecode(f *testing.F) {
 	f.Add([]byte{}, []byte{}, []byte{}, []byte{}, uint64(0))
 	f.Add([]byte{0x08}, []byte{0x1a, 0xff}, []byte{0xff, 0xff}, []byte{0x12, 0x02, 0x08}, ^uint64(0))
 	f.Fuzz(func(t *testing.T, identB, descB, tombB, ccB []byte, rangeID uint64) {
-		clearLocal(t, db)
+		db := freshDB(t)
 		// Store identity: a record that decodes is either this store's
 		// or a typed mismatch; one that does not decode is an error.
 		if err := db.Set(keys.StoreIdentKey(), identB, pebble.NoSync); err != nil {
