@@ -121,8 +121,9 @@ func FuzzStoreRecordsDecode(f *testing.F) {
 			t.Fatalf("checkIdent called %x (%v) a mismatch", identB, &stored)
 		}
 
-		// Descriptors: an undecodable one fails the load with an error;
-		// a decodable one is returned equal, next to a valid neighbour.
+		// Descriptors: an undecodable or invalid one (no epoch, another
+		// range's ID) fails the load with an error; a valid one is
+		// returned equal, next to a valid neighbour.
 		good := &rangekvpb.RangeDescriptor{RangeId: rangeID ^ 1, Epoch: &rangekvpb.RangeEpoch{ConfVer: 1}}
 		gv, _ := proto.Marshal(good)
 		b := db.NewBatch()
@@ -133,10 +134,10 @@ func FuzzStoreRecordsDecode(f *testing.F) {
 			t.Fatal(err)
 		}
 		var d rangekvpb.RangeDescriptor
-		descDecodes := proto.Unmarshal(descB, &d) == nil
+		descDecodes := proto.Unmarshal(descB, &d) == nil && d.Epoch != nil && d.RangeId == rangeID
 		ds, err := loadDescriptors(db)
 		if descDecodes != (err == nil) {
-			t.Fatalf("loadDescriptors: %v, but the descriptor decodes: %v", err, descDecodes)
+			t.Fatalf("loadDescriptors: %v, but the descriptor decodes to a valid one: %v", err, descDecodes)
 		}
 		if err == nil {
 			if len(ds) != 2 {
