@@ -160,6 +160,11 @@ func loadDescriptors(db *pebble.DB) ([]*rangekvpb.RangeDescriptor, error) {
 			if err := proto.Unmarshal(it.Value(), d); err != nil {
 				return nil, fmt.Errorf("decode descriptor of range %d: %w", id, err)
 			}
+			// Every descriptor the store writes has an epoch and its own
+			// range ID; one without would crash the apply loop later.
+			if d.Epoch == nil || d.RangeId != id {
+				return nil, fmt.Errorf("descriptor stored for range %d is corrupt: range_id %d, epoch %v", id, d.RangeId, d.Epoch)
+			}
 			out = append(out, d)
 		}
 		if id == ^uint64(0) {

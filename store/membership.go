@@ -63,6 +63,13 @@ func nextDescriptor(desc *rangekvpb.RangeDescriptor, cc *pb.ConfChangeV2) (*rang
 		if isJoint(desc) {
 			return nil, &errConfChangeRejected{"range is in a joint configuration"}
 		}
+		switch cc.GetTransition() {
+		case pb.ConfChangeTransitionAuto, pb.ConfChangeTransitionJointImplicit, pb.ConfChangeTransitionJointExplicit:
+		default:
+			// raft's EnterJoint panics on it: reject deterministically
+			// rather than crash every replica on this entry.
+			return nil, &errConfChangeRejected{fmt.Sprintf("unknown transition %d", cc.GetTransition())}
+		}
 		_, joint := cc.EnterJoint()
 		storeOf := map[uint64]uint64{}
 		for _, a := range ctx.Added {

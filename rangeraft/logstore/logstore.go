@@ -85,6 +85,11 @@ func Load(db Reader, rangeID uint64, confState *pb.ConfState, applied *rangekvpb
 		if err := proto.Unmarshal(it.Value(), &e); err != nil {
 			return nil, fmt.Errorf("logstore: range %d: decode last entry: %w", rangeID, err)
 		}
+		// The entry's own index must be the one its key stores it under:
+		// a corrupt record would otherwise set the last index anywhere.
+		if _, keyIndex, err := keys.DecodeLogEntryKey(it.Key()); err != nil || keyIndex != e.GetIndex() {
+			return nil, fmt.Errorf("logstore: range %d: last entry stored at key %x says index %d", rangeID, it.Key(), e.GetIndex())
+		}
 		if e.GetIndex() > l.mu.truncated.Index {
 			l.mu.lastIndex, l.mu.lastTerm = e.GetIndex(), e.GetTerm()
 		}
