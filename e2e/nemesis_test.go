@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/rangekv/rangekv/internal/faultproxy"
+	"github.com/rangekv/rangekv/internal/histcheck"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
 )
@@ -93,11 +94,11 @@ func (o histOp) String() string {
 	return s + fmt.Sprintf(" [%s, %s] %v", o.call, o.ret, o.outcome)
 }
 
-// recorder is what the workload writes its history to; the checker reads
-// the history from it.
-// TODO(lead): switch to internal/histcheck — its recorder implements this
-// interface's role (one monotonic clock, unknown outcomes) and its
-// porcupine per-key check replaces checkRegisters/checkCounters below.
+// recorder is what the workload writes its history to; the checkers read
+// the history from it. The history is checked twice: per key with
+// porcupine (internal/histcheck, through toHistcheck) and by the direct
+// checks below (checkRegisters/checkCounters), whose messages name the
+// offending operations.
 type recorder interface {
 	now() time.Duration
 	record(histOp)
@@ -127,6 +128,38 @@ func (r *memRecorder) ops() []histOp {
 }
 
 const forever = time.Duration(1<<63 - 1)
+
+// toHistcheck converts the recorded operations and fault windows into a
+// histcheck history (the same clock: offsets from the recorder's start).
+func toHistcheck(ops []histOp, faults []histcheck.Fault) histcheck.History {
+	h := histcheck.History{Faults: faults}
+	for _, o := range ops {
+		op := histcheck.Op{Client: o.client, Key: o.key, Call: int64(o.call), Return: int64(o.ret)}
+		switch o.kind {
+		case opGet:
+			op.In = histcheck.Input{Kind: histcheck.Get}
+			op.Out = histcheck.Output{Found: o.found, Value: o.read}
+		case opPut:
+			op.In = histcheck.Input{Kind: histcheck.Put, Value: o.value}
+		case opCAS:
+			op.In = histcheck.Input{Kind: histcheck.CAS, Value: o.value, Expected: o.expected, ExpectAbsent: o.expected == ""}
+			op.Out = histcheck.Output{Swapped: o.swapped, Found: o.found, Value: o.read}
+		case opIncr:
+			op.In = histcheck.Input{Kind: histcheck.Incr, Delta: 1}
+			op.Out = histcheck.Output{N: o.n}
+		}
+		switch o.outcome {
+		case outOK:
+			op.Outcome = histcheck.OutcomeOK
+		case outFailed:
+			op.Outcome = histcheck.OutcomeFailed
+		default:
+			op.Outcome = histcheck.OutcomeUnknown
+		}
+		h.Ops = append(h.Ops, op)
+	}
+	return h
+}
 
 // ---------------------------------------------------------------------------
 // Minimal checks (until internal/histcheck lands).
@@ -270,18 +303,22 @@ func TestNemesisChecksCatchViolations(t *testing.T) {
 		ops   []histOp
 		final map[string]int64
 		want  string // "" = no problem
+		// porcupine: histcheck finds the history not linearizable (it
+		// sees no final counter value, so a double increment with no
+		// later read is legal to it).
+		porcupine bool
 	}{
-		{"sequential", []histOp{put(1, "a", 0, 10, outOK), get(2, "a", true, 20, 30), put(1, "b", 40, 50, outOK), get(2, "b", true, 60, 70)}, nil, ""},
-		{"concurrent read may see either", []histOp{put(1, "a", 0, 10, outOK), put(1, "b", 20, 50, outOK), get(2, "a", true, 30, 40)}, nil, ""},
-		{"unknown write may appear late", []histOp{put(1, "a", 0, 10, outUnknown), get(2, "a", true, 500, 510)}, nil, ""},
-		{"stale read", []histOp{put(1, "a", 0, 10, outOK), put(1, "b", 20, 30, outOK), get(2, "a", true, 40, 50)}, nil, "stale"},
-		{"lost acknowledged write", []histOp{put(1, "a", 0, 10, outOK), get(2, "", false, 20, 30)}, nil, "read nothing"},
-		{"value never written", []histOp{put(1, "a", 0, 10, outOK), get(2, "zz", true, 20, 30)}, nil, "no write wrote"},
-		{"read from the future", []histOp{get(2, "a", true, 0, 10), put(1, "a", 20, 30, outOK)}, nil, "started after"},
-		{"counter ok", []histOp{incr(1, 1, 0, 10, outOK), incr(2, 2, 20, 30, outOK), incr(1, 0, 40, 0, outUnknown)}, map[string]int64{"n": 3}, ""},
-		{"increment applied twice", []histOp{incr(1, 1, 0, 10, outOK), incr(2, 2, 20, 30, outOK)}, map[string]int64{"n": 3}, "after 2 acknowledged and 0 unknown"},
-		{"duplicate result", []histOp{incr(1, 1, 0, 10, outOK), incr(2, 1, 5, 30, outOK)}, map[string]int64{"n": 2}, "both returned"},
-		{"increment order", []histOp{incr(1, 2, 0, 10, outOK), incr(2, 1, 20, 30, outOK)}, map[string]int64{"n": 2}, "not smaller"},
+		{"sequential", []histOp{put(1, "a", 0, 10, outOK), get(2, "a", true, 20, 30), put(1, "b", 40, 50, outOK), get(2, "b", true, 60, 70)}, nil, "", false},
+		{"concurrent read may see either", []histOp{put(1, "a", 0, 10, outOK), put(1, "b", 20, 50, outOK), get(2, "a", true, 30, 40)}, nil, "", false},
+		{"unknown write may appear late", []histOp{put(1, "a", 0, 10, outUnknown), get(2, "a", true, 500, 510)}, nil, "", false},
+		{"stale read", []histOp{put(1, "a", 0, 10, outOK), put(1, "b", 20, 30, outOK), get(2, "a", true, 40, 50)}, nil, "stale", true},
+		{"lost acknowledged write", []histOp{put(1, "a", 0, 10, outOK), get(2, "", false, 20, 30)}, nil, "read nothing", true},
+		{"value never written", []histOp{put(1, "a", 0, 10, outOK), get(2, "zz", true, 20, 30)}, nil, "no write wrote", true},
+		{"read from the future", []histOp{get(2, "a", true, 0, 10), put(1, "a", 20, 30, outOK)}, nil, "started after", true},
+		{"counter ok", []histOp{incr(1, 1, 0, 10, outOK), incr(2, 2, 20, 30, outOK), incr(1, 0, 40, 0, outUnknown)}, map[string]int64{"n": 3}, "", false},
+		{"increment applied twice", []histOp{incr(1, 1, 0, 10, outOK), incr(2, 2, 20, 30, outOK)}, map[string]int64{"n": 3}, "after 2 acknowledged and 0 unknown", false},
+		{"duplicate result", []histOp{incr(1, 1, 0, 10, outOK), incr(2, 1, 5, 30, outOK)}, map[string]int64{"n": 2}, "both returned", true},
+		{"increment order", []histOp{incr(1, 2, 0, 10, outOK), incr(2, 1, 20, 30, outOK)}, map[string]int64{"n": 2}, "not smaller", true},
 	} {
 		probs := append(checkRegisters(c.ops), checkCounters(c.ops, c.final)...)
 		got := strings.Join(probs, "\n")
@@ -290,6 +327,9 @@ func TestNemesisChecksCatchViolations(t *testing.T) {
 			t.Errorf("%s: unexpected problems:\n%s", c.name, got)
 		case c.want != "" && !strings.Contains(got, c.want):
 			t.Errorf("%s: want a problem mentioning %q, got:\n%s", c.name, c.want, got)
+		}
+		if v := histcheck.Check(toHistcheck(c.ops, nil), 10*time.Second); v.Violated() != c.porcupine {
+			t.Errorf("%s: porcupine says violated=%v (%s), want %v", c.name, v.Violated(), v, c.porcupine)
 		}
 	}
 }
@@ -585,14 +625,17 @@ func TestNemesisProcesses(t *testing.T) {
 	counts := map[string]int{}
 	deadline := time.Now().Add(duration)
 	var events []string
+	var faultWindows []histcheck.Fault
 	for time.Now().Before(deadline) {
 		// Healthy for a while, then one fault held for 1–3 s.
 		time.Sleep(time.Duration(500+rng.IntN(1000)) * time.Millisecond)
+		start := rec.now()
 		kind, target := faults[rng.IntN(len(faults))]()
 		counts[kind]++
 		events = append(events, fmt.Sprintf("%s %s %s", rec.now().Round(time.Millisecond), kind, target))
 		time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
 		c.heal()
+		faultWindows = append(faultWindows, histcheck.Fault{Name: kind, Detail: target, Start: int64(start), End: int64(rec.now())})
 		events = append(events, fmt.Sprintf("%s heal", rec.now().Round(time.Millisecond)))
 	}
 	stopLoad()
@@ -641,6 +684,22 @@ func TestNemesisProcesses(t *testing.T) {
 		byOutcome[o.outcome]++
 	}
 	problems := append(checkRegisters(ops), checkCounters(ops, final)...)
+	// Per-key linearizability with porcupine (registers with Get, Put and
+	// CAS; counters with Incr); a failing history is written as HTML with
+	// the fault windows on its timeline.
+	hist := toHistcheck(ops, faultWindows)
+	verdict := histcheck.Check(hist, time.Minute)
+	t.Logf("porcupine: %s", verdict)
+	if bad := append(append([]string{}, verdict.Violations...), verdict.LostWrites...); len(bad) > 0 || len(verdict.TimedOut) > 0 {
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("rangekv-e2e-nemesis-%d.html", seed))
+		if err := histcheck.Visualize(hist, append(bad, verdict.TimedOut...), path, time.Minute); err != nil {
+			t.Log(err)
+		} else {
+			t.Logf("history written to %s", path)
+		}
+		problems = append(problems, fmt.Sprintf("porcupine: %d keys not linearizable %v, %d lost writes %v, %d checks timed out %v",
+			len(verdict.Violations), verdict.Violations, len(verdict.LostWrites), verdict.LostWrites, len(verdict.TimedOut), verdict.TimedOut))
+	}
 	t.Logf("seed %d: %d operations (%d acknowledged, %d failed reads, %d unknown writes) on %d registers and %d counters; faults %v",
 		seed, len(ops), byOutcome[outOK], byOutcome[outFailed], byOutcome[outUnknown], len(nemRegisters), len(nemCounters), counts)
 	if byOutcome[outOK] < 100 {

@@ -128,7 +128,10 @@ func operations(ops []Op, end int64) []porcupine.Operation {
 func endOf(ops []Op) int64 {
 	var end int64
 	for _, op := range ops {
-		end = max(end, op.Call, op.Return)
+		end = max(end, op.Call)
+		if op.Outcome != OutcomeUnknown { // an unknown op's Return means nothing
+			end = max(end, op.Return)
+		}
 	}
 	return end + 1
 }
