@@ -23,7 +23,12 @@ type history struct {
 
 	counters map[string]*counterHist  // one per writer, incremented by 1
 	regs     map[string]*registerHist // one per writer, overwritten with large values
+	batches  map[string]*registerHist // one per writer: batchKeys keys written by one atomic batch
 }
+
+// batchKeys is how many keys each atomic batch writes (adjacent keys, so
+// one range holds them all and the batch is atomic).
+const batchKeys = 4
 
 // counterHist is one writer's counter: the last acknowledged result and
 // the increments since it whose outcome is unknown. Each unknown Incr
@@ -46,7 +51,7 @@ type registerHist struct {
 
 func newHistory() *history {
 	return &history{attempted: map[string]string{}, acked: map[string]string{},
-		counters: map[string]*counterHist{}, regs: map[string]*registerHist{}}
+		counters: map[string]*counterHist{}, regs: map[string]*registerHist{}, batches: map[string]*registerHist{}}
 }
 
 func (h *history) attempt(k, v string) {
@@ -113,6 +118,30 @@ func (h *history) overwrite(ctx context.Context, cl *router.Client, w int, token
 	return err
 }
 
+// batch writes token to all batchKeys keys of writer w's group in one
+// atomic batch (each key gets token/i).
+func (h *history) batch(ctx context.Context, cl *router.Client, w int, token string) error {
+	g := fmt.Sprintf("durb/w%d", w)
+	pairs := make([]router.KeyValue, batchKeys)
+	for i := range pairs {
+		pairs[i] = router.KeyValue{Key: []byte(fmt.Sprintf("%s/%d", g, i)), Value: []byte(fmt.Sprintf("%s/%d", token, i))}
+	}
+	h.mu.Lock()
+	h.batches[g].pending = append(h.batches[g].pending, token)
+	h.mu.Unlock()
+	opCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err := cl.BatchPut(opCtx, pairs)
+	cancel()
+	if err == nil {
+		h.mu.Lock()
+		b := h.batches[g]
+		b.last, b.pending = token, nil
+		b.acked++
+		h.mu.Unlock()
+	}
+	return err
+}
+
 // load runs writers until ctx ends; each puts fresh keys, increments its
 // counter and overwrites its register in turn. acks counts the
 // acknowledged operations.
@@ -122,6 +151,7 @@ func load(ctx context.Context, t *testing.T, cl *router.Client, h *history, cycl
 		if h.counters[fmt.Sprintf("durc/w%d", w)] == nil {
 			h.counters[fmt.Sprintf("durc/w%d", w)] = &counterHist{}
 			h.regs[fmt.Sprintf("durv/w%d", w)] = &registerHist{}
+			h.batches[fmt.Sprintf("durb/w%d", w)] = &registerHist{}
 		}
 	}
 	h.mu.Unlock()
@@ -130,7 +160,7 @@ func load(ctx context.Context, t *testing.T, cl *router.Client, h *history, cycl
 		wg.Go(func() {
 			for seq := 0; ctx.Err() == nil; seq++ {
 				var err error
-				switch seq % 3 {
+				switch seq % 4 {
 				case 0:
 					k := fmt.Sprintf("dur/c%d/w%d/%06d", cycle, w, seq)
 					v := fmt.Sprintf("value-c%d-w%d-%d-%d", cycle, w, seq, time.Now().UnixNano())
@@ -143,6 +173,8 @@ func load(ctx context.Context, t *testing.T, cl *router.Client, h *history, cycl
 					err = h.incr(ctx, t, cl, w)
 				case 2:
 					err = h.overwrite(ctx, cl, w, fmt.Sprintf("c%d-w%d-%d", cycle, w, seq))
+				case 3:
+					err = h.batch(ctx, cl, w, fmt.Sprintf("c%d-w%d-%d", cycle, w, seq))
 				}
 				if err == nil {
 					acks.Add(1)
@@ -198,8 +230,45 @@ func verifyInDoubt(t *testing.T, cl *router.Client, h *history) {
 		inDoubtPut += len(r.pending)
 		r.last, r.pending = got, nil
 	}
-	t.Logf("verified %d counters and %d registers (%d increments and %d overwrites were in doubt)",
-		len(h.counters), len(h.regs), inDoubtIncr, inDoubtPut)
+	// Each batch group holds one batch's writes on every key, or none:
+	// the last acknowledged batch or one in doubt, never a mix.
+	inDoubtBatch := 0
+	for g, b := range h.batches {
+		tokens := map[string]bool{}
+		for i := range batchKeys {
+			v, found, err := cl.Get(ctx, []byte(fmt.Sprintf("%s/%d", g, i)))
+			if err != nil {
+				t.Fatalf("get %s/%d after restart: %v", g, i, err)
+			}
+			tok := ""
+			if found {
+				var ok bool
+				if tok, ok = strings.CutSuffix(string(v), fmt.Sprintf("/%d", i)); !ok {
+					t.Errorf("batch key %s/%d holds %q, which no batch wrote there", g, i, v)
+				}
+			}
+			tokens[tok] = true
+		}
+		if len(tokens) != 1 {
+			t.Errorf("batch group %s after restart holds a mix of batches %v: a batch was half applied", g, tokens)
+			continue
+		}
+		var got string
+		for tok := range tokens {
+			got = tok
+		}
+		ok := got == b.last
+		for _, p := range b.pending {
+			ok = ok || got == p
+		}
+		if !ok {
+			t.Errorf("batch group %s after restart holds batch %q: neither the last acknowledged one (%q) nor one in doubt", g, got, b.last)
+		}
+		inDoubtBatch += len(b.pending)
+		b.last, b.pending = got, nil
+	}
+	t.Logf("verified %d counters, %d registers and %d batch groups (%d increments, %d overwrites and %d batches were in doubt)",
+		len(h.counters), len(h.regs), len(h.batches), inDoubtIncr, inDoubtPut, inDoubtBatch)
 }
 
 // verify reads every key under dur/ and checks: every acknowledged write
@@ -309,6 +378,10 @@ func TestDurabilityKillAll(t *testing.T) {
 	for _, r := range h.regs {
 		overwrites += r.acked
 	}
-	t.Logf("%d kill -9 cycles of all stores survived: %d acknowledged puts of fresh keys, %d increments, %d overwrites of 64 KiB values",
-		cycles, len(h.acked), incrs, overwrites)
+	batches := 0
+	for _, b := range h.batches {
+		batches += b.acked
+	}
+	t.Logf("%d kill -9 cycles of all stores survived: %d acknowledged puts of fresh keys, %d increments, %d overwrites of 64 KiB values, %d atomic batches of %d keys",
+		cycles, len(h.acked), incrs, overwrites, batches, batchKeys)
 }

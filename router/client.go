@@ -381,7 +381,7 @@ func (c *Client) followHint(r route, nl *rangekvpb.NotLeader) bool {
 	if rangeID == 0 {
 		rangeID = r.rangeID()
 	}
-	if c.mu.cache.setLeader(rangeID, hint) {
+	if c.mu.cache.setNewerLeader(rangeID, nl.GetLeader().GetReplicaId(), hint) {
 		return true
 	}
 	// The range is not cached: only a static client (whose source now

@@ -155,6 +155,28 @@ func (c *rangeCache) setLeader(rangeID uint64, l leader) bool {
 	return false
 }
 
+// setNewerLeader caches a leader hint whose replica (replicaID) the cached
+// descriptor does not list. The hint is taken when the replica is newer
+// than the descriptor (its ID is not below the descriptor's
+// next_replica_id): the replica was added after the descriptor was cached,
+// and refusing it would send every retry back to the replicas that
+// answered "not leader". Stores check an epoch's version, not its
+// conf_ver, so a request routed this way is served. A hint to a replica
+// the descriptor already dropped (an older ID) is refused, as setLeader
+// does.
+func (c *rangeCache) setNewerLeader(rangeID, replicaID uint64, l leader) bool {
+	for i := range c.entries {
+		if e := &c.entries[i]; e.desc.RangeId == rangeID {
+			if next := e.desc.GetNextReplicaId(); replicaID == 0 || next == 0 || replicaID < next {
+				return c.setLeader(rangeID, l)
+			}
+			e.leader = l
+			return true
+		}
+	}
+	return false
+}
+
 // drop forgets a range.
 func (c *rangeCache) drop(rangeID uint64) {
 	for i, e := range c.entries {

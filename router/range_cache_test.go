@@ -2,9 +2,10 @@ package router
 
 // Datadriven range cache scenarios (testdata/range_cache). Commands:
 //
-//	insert id=N [start=K] [end=K] [ver=N] [conf=N] stores=a,b,c [leader=S]
+//	insert id=N [start=K] [end=K] [ver=N] [conf=N] [next=N] stores=a,b,c [leader=S]
 //	                  caches a descriptor; prints "refused" or the cache
-//	set-leader id=N store=S
+//	set-leader id=N store=S [replica=R]
+//	                  with replica: a NotLeader hint naming replica R
 //	drop id=N
 //	lookup key=K      prints the range holding K, or "miss"
 //
@@ -43,7 +44,7 @@ func TestRangeCacheDataDriven(t *testing.T) {
 			switch d.Cmd {
 			case "insert":
 				desc := &rangekvpb.RangeDescriptor{RangeId: num("id", "0"), StartKey: []byte(arg("start", "")), EndKey: []byte(arg("end", "")),
-					Epoch: &rangekvpb.RangeEpoch{Version: num("ver", "1"), ConfVer: num("conf", "1")}}
+					Epoch: &rangekvpb.RangeEpoch{Version: num("ver", "1"), ConfVer: num("conf", "1")}, NextReplicaId: num("next", "0")}
 				for i, s := range strings.Split(arg("stores", "1"), ",") {
 					id, err := strconv.ParseUint(s, 10, 64)
 					if err != nil {
@@ -56,7 +57,11 @@ func TestRangeCacheDataDriven(t *testing.T) {
 				}
 				return c.describe()
 			case "set-leader":
-				if !c.setLeader(num("id", "0"), leader{storeID: num("store", "0")}) {
+				set := c.setLeader
+				if r := num("replica", "0"); r != 0 {
+					set = func(id uint64, l leader) bool { return c.setNewerLeader(id, r, l) }
+				}
+				if !set(num("id", "0"), leader{storeID: num("store", "0")}) {
 					return "refused\n" + c.describe()
 				}
 				return c.describe()
