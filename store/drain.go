@@ -146,6 +146,11 @@ func (s *Store) Drain(ctx context.Context) (left, atStart int) {
 	t := time.NewTicker(s.drainPassInterval())
 	defer t.Stop()
 	lastLog := s.now()
+	// A drain that moves no leadership for a few election timeouts will
+	// not move more (every peer store is draining or down, as when a
+	// whole cluster is stopped at once): stop waiting for it.
+	stall := 3 * s.cfg.ElectionTimeout
+	lastProgress, best := s.now(), left
 	for left > 0 {
 		select {
 		case <-ctx.Done():
@@ -157,6 +162,13 @@ func (s *Store) Drain(ctx context.Context) (left, atStart int) {
 		case <-t.C:
 		}
 		left = s.leaderCount()
+		if left < best {
+			best, lastProgress = left, s.now()
+		} else if stall > 0 && s.now().Sub(lastProgress) >= stall {
+			s.log.Warn("drain made no progress: stopping with leaderships still here (no peer takes them: are the other stores stopping too?)",
+				"drained", max(atStart-left, 0), "of", atStart, "left", left, "waited", stall)
+			return left, atStart
+		}
 		if now := s.now(); now.Sub(lastLog) >= time.Second {
 			lastLog = now
 			s.log.Info("draining", "progress", drainedMsg(atStart, left))

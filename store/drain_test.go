@@ -143,3 +143,28 @@ func TestDrainWaitsAndTimesOut(t *testing.T) {
 		t.Errorf("Drain took %s with a 300ms deadline", d)
 	}
 }
+
+// When every store drains at once (a whole cluster stopped together), no
+// peer takes a leadership: Drain stops waiting after a few election
+// timeouts without progress instead of holding the store until its
+// deadline.
+func TestDrainGivesUpWhenNoPeerTakesLeaderships(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{InMemory: true})
+	lead := c.WaitLeader(1)
+	for i, st := range c.Stores {
+		if i != lead {
+			st.StartDrain()
+		}
+	}
+	start := time.Now()
+	left, atStart := c.Stores[lead].Drain(c.Ctx(60 * time.Second))
+	if left != 1 || atStart != 1 {
+		t.Fatalf("Drain = %d left of %d, want 1 of 1 (every peer refuses leadership)", left, atStart)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("Drain took %s: it waited for its deadline, not for progress", d)
+	}
+	if c.Leader(1) != lead {
+		t.Fatalf("range 1 left store %d although every peer is draining", lead+1)
+	}
+}
