@@ -441,7 +441,12 @@ func runBench(ctx context.Context, cfg benchConfig, clients []kvClient, progress
 					idx = rng.IntN(cfg.keys)
 				}
 				key := cfg.key(idx)
-				opCtx, opCancel := context.WithTimeout(runCtx, cfg.opTimeout)
+				// The operation's deadline is its own, not the run's:
+				// an operation in flight when the run ends completes
+				// (gRPC would otherwise fail it by the run's deadline
+				// a moment before runCtx reports it, and count a
+				// spurious error); an interrupt (ctx) still cuts it.
+				opCtx, opCancel := context.WithTimeout(ctx, cfg.opTimeout)
 				t0 := time.Now()
 				var err error
 				switch cfg.workload {
