@@ -259,7 +259,7 @@ func TestRoutingUnderSplitsAndMoves(t *testing.T) {
 	// The changes, one after the other, each waited for.
 	ctx := mrCtx(t, 120*time.Second)
 	rng := rand.New(rand.NewPCG(1, 2))
-	splits, moves, transfers := 0, 0, 0
+	splits, moves, transfers, leaderMoves, moveAttempts := 0, 0, 0, 0, 0
 	stores, err := adm.Stores(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -288,16 +288,16 @@ func TestRoutingUnderSplitsAndMoves(t *testing.T) {
 				to = s
 			}
 		}
-		// From a replica that is not the leader: moving the leader's own
-		// replica away can leave the writes it had in flight reported as
-		// unknown (see the report on the operator's remove step: the
-		// demoted leader is removed before it learns they committed).
+		// Every other move takes the leader's own replica away (the
+		// operator hands leadership over first), the others a follower's.
+		lead := leaderOn(c, d.RangeId)
 		var others []uint64
 		for _, r := range d.Replicas {
-			if r.StoreId != ri.LeaderStoreId && r.StoreId != leaderOn(c, d.RangeId) {
+			if (r.StoreId == lead) == (moveAttempts%2 == 0) {
 				others = append(others, r.StoreId)
 			}
 		}
+		moveAttempts++
 		if len(others) == 0 {
 			continue
 		}
@@ -307,6 +307,9 @@ func TestRoutingUnderSplitsAndMoves(t *testing.T) {
 			t.Logf("move range %d from %d to %d: %v", d.RangeId, from, to, err)
 		} else if waitOperator(ctx, adm, op) {
 			moves++
+			if from == lead {
+				leaderMoves++
+			}
 		}
 		// Move another range's leadership.
 		ri = routes[rng.IntN(len(routes))]
@@ -331,8 +334,10 @@ func TestRoutingUnderSplitsAndMoves(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d splits, %d replica moves, %d leader transfers under %d acknowledged writes (%d ops expired, %d ambiguous)",
 		splits, moves, transfers, acked.Load(), expired.Load(), ambiguous.Load())
-	if splits < 5 || moves < 3 || transfers < 3 {
-		t.Errorf("too few changes happened (%d splits, %d moves, %d transfers): the test did not test much", splits, moves, transfers)
+	t.Logf("%d of the moves took the leader's own replica away", leaderMoves)
+	if splits < 5 || moves < 3 || transfers < 3 || leaderMoves < 1 {
+		t.Errorf("too few changes happened (%d splits, %d moves (%d of a leader's replica), %d transfers): the test did not test much",
+			splits, moves, leaderMoves, transfers)
 	}
 	for _, f := range failures {
 		t.Error(f)
