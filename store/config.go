@@ -92,6 +92,9 @@ type Config struct {
 	// at its middle key. SplitCheckInterval is how often the store checks.
 	SplitMaxBytes      int64
 	SplitCheckInterval time.Duration
+	// ReplicaGCInterval is how often replicas without a leader ask their
+	// peers whether they were removed (replica_gc.go).
+	ReplicaGCInterval time.Duration
 
 	// SnapshotChunkBytes is the payload size of one snapshot chunk.
 	SnapshotChunkBytes int
@@ -136,6 +139,7 @@ func Defaults() Config {
 		SnapshotChunkBytes:     1 << 20,
 		SplitMaxBytes:          128 << 20,
 		SplitCheckInterval:     10 * time.Second,
+		ReplicaGCInterval:      5 * time.Second,
 		StoreHeartbeatInterval: 2 * time.Second,
 		RangeHeartbeatInterval: time.Second,
 		RangeHeartbeatRefresh:  time.Minute,
@@ -187,6 +191,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("split.max-size: must be at least 64KiB, got %d bytes", c.SplitMaxBytes)
 	case c.SplitCheckInterval <= 0:
 		return fmt.Errorf("split.check-interval: must be positive, got %s", c.SplitCheckInterval)
+	case c.ReplicaGCInterval <= 0:
+		return fmt.Errorf("ReplicaGCInterval: must be positive, got %s", c.ReplicaGCInterval)
 	case c.SnapshotChunkBytes < 1024:
 		return fmt.Errorf("snapshot.chunk-size: must be at least 1024 bytes, got %d", c.SnapshotChunkBytes)
 	case c.MaxConcurrentSnapshots < 1:

@@ -4,6 +4,8 @@
 package store
 
 import (
+	"fmt"
+
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/rangekv/rangekv/internal/keys"
@@ -39,9 +41,22 @@ func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
 			return
 		}
 	}
+	if r.replicaID != m.GetTo() && m.GetTo() > r.replicaID && r.Descriptor() == nil {
+		// A newer incarnation of this range's replica here, while the old
+		// one never got its data (it was added, then removed before a
+		// snapshot reached it): replica IDs are never reused, so the old
+		// one is gone from the range. Replace it at once; replica GC only
+		// looks at initialized replicas, and waiting would leave the new
+		// learner unreachable for good.
+		s.destroyReplica(r, fmt.Sprintf("uninitialized replica %d replaced by replica %d", r.replicaID, m.GetTo()))
+		if r = s.createUninitialized(env.RangeId, m.GetTo()); r == nil {
+			return
+		}
+	}
 	if r.replicaID != m.GetTo() {
 		// A message for another incarnation of this range's replica here:
-		// older IDs are stale; a newer one waits for the old replica's GC.
+		// older IDs are stale; a newer one waits for the old (initialized)
+		// replica's GC.
 		s.metrics.messagesDropped.WithLabelValues("replica_id_mismatch").Inc()
 		return
 	}

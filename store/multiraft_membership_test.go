@@ -368,3 +368,60 @@ func TestMultiraftConcurrentChangeReplicasReportOnlyAppliedChanges(t *testing.T)
 		}
 	}
 }
+
+// A learner added and removed again before any snapshot reached it leaves
+// an uninitialized replica behind on its store. When the store is added
+// again (a new replica ID), the new learner must replace that leftover and
+// catch up, not be dropped as a "replica ID mismatch" forever (found by
+// the in-process nemesis: a range whose learner never caught up).
+func TestMultiraftReAddedLearnerReplacesUninitializedLeftover(t *testing.T) {
+	var blockSnaps sync.Map // store ID → true: snapshots to it are dropped
+	c := testcluster.Start(t, 4, testcluster.Options{Replicas: 3, InMemory: true, Configure: func(_ int, cfg *store.Config) {
+		cfg.Knobs = &store.TestingKnobs{DropRaftMessage: func(_, _, to uint64, typ string) bool {
+			_, blocked := blockSnaps.Load(to)
+			return blocked && typ == "MsgSnap"
+		}}
+	}})
+	c.WaitLeader(1)
+	cl := c.Client()
+	ctx := mrCtx(t, 60*time.Second)
+	for i := range 20 {
+		if err := cl.Put(ctx, []byte(fmt.Sprintf("k%02d", i)), []byte("v")); err != nil {
+			t.Fatalf("put: %v", err)
+		}
+	}
+	blockSnaps.Store(uint64(4), true)
+	resp, err := c.ChangeReplicas(ctx, 1, rangekvpb.ReplicaChangeType_ADD_LEARNER, 4)
+	if err != nil {
+		t.Fatalf("add learner on store 4: %v", err)
+	}
+	first := mrReplicaOn(resp.Descriptor_, 4).ReplicaId
+	c.WaitFor("store 4 to hold an uninitialized replica of range 1", 15*time.Second, func() bool {
+		st := c.ReplicaStatus(3, 1)
+		return st != nil && !st.Initialized && st.ReplicaId == first
+	})
+	if _, err := c.ChangeReplicas(ctx, 1, rangekvpb.ReplicaChangeType_REMOVE_REPLICA, 4); err != nil {
+		t.Fatalf("remove the learner on store 4: %v", err)
+	}
+	blockSnaps.Delete(uint64(4))
+	resp, err = c.ChangeReplicas(ctx, 1, rangekvpb.ReplicaChangeType_ADD_LEARNER, 4)
+	if err != nil {
+		t.Fatalf("add learner on store 4 again: %v", err)
+	}
+	second := mrReplicaOn(resp.Descriptor_, 4).ReplicaId
+	if second <= first {
+		t.Fatalf("re-added learner has replica ID %d, not above the first one's %d", second, first)
+	}
+	c.WaitFor(fmt.Sprintf("store 4's replica %d of range 1 to catch up", second), 20*time.Second, func() bool {
+		st := c.ReplicaStatus(3, 1)
+		return st != nil && st.Initialized && st.ReplicaId == second
+	})
+	kv := kvClient(t, c.Addrs[3])
+	for i := range 20 {
+		k := fmt.Sprintf("k%02d", i)
+		c.WaitFor("store 4 to hold "+k, 10*time.Second, func() bool {
+			v, found, err := staleGet(ctx, kv, k)
+			return err == nil && found && v == "v"
+		})
+	}
+}

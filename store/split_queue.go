@@ -13,32 +13,38 @@ import (
 	"github.com/rangekv/rangekv/internal/keys"
 )
 
-// splitLoop also runs replica GC (replica_gc.go) on the same interval.
+// splitLoop checks ranges for a split by size every SplitCheckInterval and
+// runs replica GC (replica_gc.go) every ReplicaGCInterval: one goroutine
+// per store, two tickers (disabling size splits with a long check interval
+// must not stop replica GC, or a removed replica's span blocks snapshots).
 func (s *Store) splitLoop() {
 	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.SplitCheckInterval)
-	defer t.Stop()
+	split := time.NewTicker(s.cfg.SplitCheckInterval)
+	defer split.Stop()
+	gc := time.NewTicker(s.cfg.ReplicaGCInterval)
+	defer gc.Stop()
 	for {
 		select {
 		case <-s.stopCh:
 			return
-		case <-t.C:
-		}
-		for _, r := range s.replicasSnapshot() {
-			select {
-			case <-s.stopCh:
-				return
-			default:
+		case <-split.C:
+			for _, r := range s.replicasSnapshot() {
+				select {
+				case <-s.stopCh:
+					return
+				default:
+				}
+				s.maybeSplitBySize(r)
 			}
-			s.maybeSplitBySize(r)
-		}
-		for _, r := range s.gcCandidates() {
-			select {
-			case <-s.stopCh:
-				return
-			default:
+		case <-gc.C:
+			for _, r := range s.gcCandidates() {
+				select {
+				case <-s.stopCh:
+					return
+				default:
+				}
+				s.maybeGC(r)
 			}
-			s.maybeGC(r)
 		}
 	}
 }

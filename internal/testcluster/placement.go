@@ -148,6 +148,7 @@ func (c *PDCluster) AddStore() int {
 	cfg.RangeHeartbeatInterval = 100 * time.Millisecond
 	cfg.RangeHeartbeatRefresh = time.Second
 	cfg.SplitCheckInterval = 200 * time.Millisecond
+	cfg.ReplicaGCInterval = 200 * time.Millisecond
 	cfg.Workers = 2
 	switch {
 	case c.opts.Crashable:
