@@ -655,12 +655,27 @@ func TestTransportHeartbeatToTombstonedReplicaDropped(t *testing.T) {
 	if got := takeInbox(r); len(got) != 1 || got[0].m.GetTo() != 5 {
 		t.Fatalf("replica 5's inbox %v, want the heartbeat", got)
 	}
+	// A heartbeat to a newer replica (6) while replica 5 is still
+	// uninitialized: 5 was removed from the range before it got data
+	// (IDs are never reused), so 6 replaces it, and 5 is tombstoned.
 	receive(t, s, &rangekvpb.RaftMessageBatch{FromStore: 1, ToStore: 2, Heartbeats: []*rangekvpb.RaftHeartbeat{beat(6)}})
 	if got := takeInbox(r); len(got) != 0 {
 		t.Fatalf("a heartbeat to replica 6 reached replica 5: %v", got)
 	}
+	r6 := s.replica(9)
+	if r6 == nil || r6.replicaID != 6 || r6.Descriptor() != nil {
+		t.Fatalf("a heartbeat to replica 6 gave replica %v, want an uninitialized replica 6 in place of 5", r6)
+	}
+	defer func() { r6.mu.Lock(); r6.mu.rr.Close(); r6.mu.Unlock() }()
+	if got := takeInbox(r6); len(got) != 1 || got[0].m.GetTo() != 6 {
+		t.Fatalf("replica 6's inbox %v, want the heartbeat", got)
+	}
+	receive(t, s, &rangekvpb.RaftMessageBatch{FromStore: 1, ToStore: 2, Heartbeats: []*rangekvpb.RaftHeartbeat{beat(5)}})
+	if got := takeInbox(r6); len(got) != 0 {
+		t.Fatalf("a heartbeat to the replaced replica 5 reached replica 6: %v", got)
+	}
 	if n := counterValue(t, s, "rangekv_raft_messages_dropped_total", "reason", "replica_id_mismatch"); n != 1 {
-		t.Fatalf("replica_id_mismatch drops = %v, want 1", n)
+		t.Fatalf("replica_id_mismatch drops = %v, want 1 (the heartbeat to the replaced replica 5)", n)
 	}
 }
 
