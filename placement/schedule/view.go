@@ -3,6 +3,7 @@
 package schedule
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -175,7 +176,7 @@ func NewClusterView(cfg Config, stores []StoreView, ranges []RangeView, inflight
 		levels:   len(cfg.LocationLabels),
 	}
 	v.cfg.LocationLabels = slices.Clone(cfg.LocationLabels)
-	slices.SortFunc(v.stores, func(a, b StoreView) int { return cmpU64(a.ID, b.ID) })
+	slices.SortFunc(v.stores, func(a, b StoreView) int { return cmp.Compare(a.ID, b.ID) })
 	for i, s := range v.stores {
 		if s.ID == 0 {
 			return nil, fmt.Errorf("schedule: store with ID 0")
@@ -207,7 +208,7 @@ func NewClusterView(cfg Config, stores []StoreView, ranges []RangeView, inflight
 		v.rangeIDs[i] = r.ID()
 	}
 	if !slices.IsSorted(v.rangeIDs) {
-		slices.SortFunc(v.ranges, func(a, b RangeView) int { return cmpU64(a.ID(), b.ID()) })
+		slices.SortFunc(v.ranges, func(a, b RangeView) int { return cmp.Compare(a.ID(), b.ID()) })
 		for i, r := range v.ranges {
 			v.rangeIDs[i] = r.ID()
 		}
@@ -378,14 +379,4 @@ func (v *ClusterView) rangeIndex(id uint64) (int32, bool) {
 
 func (v *ClusterView) replicaStores(ri int32) []int32 {
 	return v.repStore[v.repStart[ri]:v.repStart[ri+1]]
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -26,6 +26,7 @@
 package sim
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -115,7 +116,7 @@ func (c *Cluster) Totals() Totals { return c.totals }
 
 // AddStore adds or replaces a store.
 func (c *Cluster) AddStore(s schedule.StoreView) {
-	i, found := slices.BinarySearchFunc(c.stores, s.ID, func(a schedule.StoreView, id uint64) int { return cmp(a.ID, id) })
+	i, found := slices.BinarySearchFunc(c.stores, s.ID, func(a schedule.StoreView, id uint64) int { return cmp.Compare(a.ID, id) })
 	if found {
 		c.stores[i] = s
 		return
@@ -194,7 +195,7 @@ func (c *Cluster) InFlight() []*schedule.Operator {
 	for _, op := range c.inflight {
 		ops = append(ops, op)
 	}
-	slices.SortFunc(ops, func(a, b *schedule.Operator) int { return cmp(a.RangeID, b.RangeID) })
+	slices.SortFunc(ops, func(a, b *schedule.Operator) int { return cmp.Compare(a.RangeID, b.RangeID) })
 	return ops
 }
 
@@ -493,16 +494,6 @@ func (c *Cluster) Spread() (minReplicas, maxReplicas, minLeaders, maxLeaders int
 		minLeaders, maxLeaders = min(minLeaders, sc.Leaders), max(maxLeaders, sc.Leaders)
 	}
 	return
-}
-
-func cmp(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // BuildBalanced returns a cluster of nStores Up stores (IDs 1..nStores)
