@@ -192,21 +192,31 @@ func (a *Admin) OperatorHistory(ctx context.Context, rangeID uint64, limit int) 
 	return out, err
 }
 
-// StoreReplicas asks a store for the Raft status of every replica it
-// holds.
-func (a *Admin) StoreReplicas(ctx context.Context, storeID uint64) ([]*rangekvpb.ReplicaStatus, error) {
+// storeAdmin resolves store storeID's address (through placement) and
+// returns the admin client of that store and the address.
+func (a *Admin) storeAdmin(ctx context.Context, storeID uint64) (rangekvpb.AdminClient, string, error) {
 	addr, err := a.c.storeAddr(ctx, storeID)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if addr == "" {
-		return nil, &NotFoundError{What: fmt.Sprintf("address of store %d", storeID)}
+		return nil, "", &NotFoundError{What: fmt.Sprintf("address of store %d", storeID)}
 	}
 	conn, err := a.c.conn(addr)
 	if err != nil {
+		return nil, "", err
+	}
+	return rangekvpb.NewAdminClient(conn), addr, nil
+}
+
+// StoreReplicas asks a store for the Raft status of every replica it
+// holds.
+func (a *Admin) StoreReplicas(ctx context.Context, storeID uint64) ([]*rangekvpb.ReplicaStatus, error) {
+	adm, addr, err := a.storeAdmin(ctx, storeID)
+	if err != nil {
 		return nil, err
 	}
-	resp, err := rangekvpb.NewAdminClient(conn).ListRanges(ctx, &rangekvpb.ListRangesRequest{})
+	resp, err := adm.ListRanges(ctx, &rangekvpb.ListRangesRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("store %d (%s): %w", storeID, addr, err)
 	}

@@ -14,18 +14,11 @@ import (
 // the store's progress; call it again to follow the drain (it is
 // idempotent).
 func (a *Admin) DrainStore(ctx context.Context, storeID uint64, undo bool) (*rangekvpb.DrainResponse, error) {
-	addr, err := a.c.storeAddr(ctx, storeID)
+	adm, addr, err := a.storeAdmin(ctx, storeID)
 	if err != nil {
 		return nil, err
 	}
-	if addr == "" {
-		return nil, &NotFoundError{What: fmt.Sprintf("address of store %d", storeID)}
-	}
-	conn, err := a.c.conn(addr)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := rangekvpb.NewAdminClient(conn).Drain(ctx, &rangekvpb.DrainRequest{Undo: undo})
+	resp, err := adm.Drain(ctx, &rangekvpb.DrainRequest{Undo: undo})
 	if err != nil {
 		return nil, fmt.Errorf("store %d (%s): %w", storeID, addr, err)
 	}
