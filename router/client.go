@@ -215,6 +215,16 @@ func (r route) rangeID() uint64 {
 	return r.desc.RangeId
 }
 
+// header is the request header of an attempt over r: the range and epoch
+// the cache holds (none when unknown: the store routes by key).
+func (r route) header(cons rangekvpb.ReadConsistency) *rangekvpb.RequestHeader {
+	h := &rangekvpb.RequestHeader{Consistency: cons}
+	if r.desc != nil {
+		h.RangeId, h.Epoch = r.desc.RangeId, r.desc.Epoch
+	}
+	return h
+}
+
 // insertRoutesLocked caches placement routes.
 func (c *Client) insertRoutesLocked(infos []*rangekvpb.RouteInfo) {
 	for _, ri := range infos {
@@ -561,11 +571,7 @@ func (c *Client) doChecked(ctx context.Context, op string, key []byte, write boo
 			}
 			continue
 		}
-		h := &rangekvpb.RequestHeader{Consistency: cons}
-		if r.desc != nil {
-			h.RangeId, h.Epoch = r.desc.RangeId, r.desc.Epoch
-		}
-		hdr, err := fn(ctx, rangekvpb.NewKVClient(conn), h)
+		hdr, err := fn(ctx, rangekvpb.NewKVClient(conn), r.header(cons))
 		if err != nil {
 			switch status.Code(err) {
 			case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
@@ -688,11 +694,7 @@ func (c *Client) spreadRead(ctx context.Context, r route, t leader, cons rangekv
 	if !c.ready(ctx, conn) {
 		return false, fmt.Errorf("store %s unreachable", t)
 	}
-	h := &rangekvpb.RequestHeader{Consistency: cons}
-	if r.desc != nil {
-		h.RangeId, h.Epoch = r.desc.RangeId, r.desc.Epoch
-	}
-	hdr, err := fn(ctx, rangekvpb.NewKVClient(conn), h)
+	hdr, err := fn(ctx, rangekvpb.NewKVClient(conn), r.header(cons))
 	if err != nil {
 		switch status.Code(err) {
 		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
