@@ -123,6 +123,7 @@ func TestDrainMovesLeadershipsAwayUnderWrites(t *testing.T) {
 func TestDrainWaitsAndTimesOut(t *testing.T) {
 	c := testcluster.Start(t, 3, testcluster.Options{InMemory: true})
 	lead := c.WaitLeader(1)
+	waitCountsLeader(c, lead)
 	left, atStart := c.Stores[lead].Drain(c.Ctx(10 * time.Second))
 	if left != 0 || atStart != 1 {
 		t.Fatalf("Drain = %d left of %d, want 0 of 1", left, atStart)
@@ -134,6 +135,7 @@ func TestDrainWaitsAndTimesOut(t *testing.T) {
 	// A single-store range cannot move: Drain returns at the deadline.
 	solo := testcluster.Start(t, 1, testcluster.Options{InMemory: true})
 	solo.WaitLeader(1)
+	waitCountsLeader(solo, 0)
 	start := time.Now()
 	left, atStart = solo.Stores[0].Drain(solo.Ctx(300 * time.Millisecond))
 	if left != 1 || atStart != 1 {
@@ -151,6 +153,7 @@ func TestDrainWaitsAndTimesOut(t *testing.T) {
 func TestDrainGivesUpWhenNoPeerTakesLeaderships(t *testing.T) {
 	c := testcluster.Start(t, 3, testcluster.Options{InMemory: true})
 	lead := c.WaitLeader(1)
+	waitCountsLeader(c, lead)
 	for i, st := range c.Stores {
 		if i != lead {
 			st.StartDrain()
@@ -167,4 +170,14 @@ func TestDrainGivesUpWhenNoPeerTakesLeaderships(t *testing.T) {
 	if c.Leader(1) != lead {
 		t.Fatalf("range 1 left store %d although every peer is draining", lead+1)
 	}
+}
+
+// waitCountsLeader waits until store i counts the leadership WaitLeader
+// saw: raft's status turns leader a Ready before the store's own count
+// (which a drain starts from) does.
+func waitCountsLeader(c *testcluster.Cluster, i int) {
+	c.WaitFor(fmt.Sprintf("store %d to count its leadership", i+1), 10*time.Second, func() bool {
+		_, _, n := c.Stores[i].DrainStatus()
+		return n >= 1
+	})
 }
