@@ -52,6 +52,11 @@ type Options struct {
 	// DialOptions are added to every connection after TLS (transport
 	// credentials given here replace it).
 	DialOptions []grpc.DialOption
+	// UnaryKV sends every KV call as its own unary RPC instead of on the
+	// store's BatchCommands stream (where calls waiting at the same time
+	// share a message). For comparison and debugging; stores without the
+	// stream are detected and get unary calls anyway.
+	UnaryKV bool
 
 	// tlsFailures is shared by a client's connections (set by newClient).
 	tlsFailures *handshakeFailures
@@ -146,6 +151,7 @@ type Client struct {
 	connsMu    struct {
 		sync.Mutex
 		conns  map[string]*grpc.ClientConn
+		kvs    map[string]rangekvpb.KVClient // per conns entry
 		closed bool
 	}
 }
@@ -157,6 +163,7 @@ func newClient(opts Options) *Client {
 	c.backoff = newBackoff(opts.MinBackoff, opts.MaxBackoff, opts.Seed, opts.Seed^0x9e3779b97f4a7c15)
 	c.mu.stores = map[uint64]string{}
 	c.connsMu.conns = map[string]*grpc.ClientConn{}
+	c.connsMu.kvs = map[string]rangekvpb.KVClient{}
 	return c
 }
 
@@ -184,13 +191,37 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("router: store address %q: %w", addr, err)
 	}
 	c.connsMu.conns[addr] = cc
+	if c.opts.UnaryKV {
+		c.connsMu.kvs[addr] = rangekvpb.NewKVClient(cc)
+	} else {
+		c.connsMu.kvs[addr] = newBatchKV(cc)
+	}
 	return cc, nil
+}
+
+// kv returns the KV client of the connection to addr (made by conn).
+func (c *Client) kv(addr string) (rangekvpb.KVClient, error) {
+	c.connsMu.Lock()
+	defer c.connsMu.Unlock()
+	if kv, ok := c.connsMu.kvs[addr]; ok {
+		return kv, nil
+	}
+	return nil, errors.New("router: client closed")
 }
 
 // Close closes every connection. Calls in flight fail.
 func (c *Client) Close() error {
 	c.connsMu.Lock()
 	c.connsMu.closed = true
+	kvs := c.connsMu.kvs
+	c.connsMu.kvs = nil
+	c.connsMu.Unlock()
+	for _, kv := range kvs {
+		if b, ok := kv.(*batchKV); ok {
+			b.close()
+		}
+	}
+	c.connsMu.Lock()
 	for _, cc := range c.connsMu.conns {
 		cc.Close()
 	}
@@ -560,6 +591,10 @@ func (c *Client) doChecked(ctx context.Context, op string, key []byte, write boo
 		if err != nil {
 			return err
 		}
+		kv, err := c.kv(r.leader.addr)
+		if err != nil {
+			return err
+		}
 		if !c.ready(ctx, conn) {
 			if err := c.opts.tlsFailures.get(r.leader.addr); err != nil {
 				return err
@@ -571,7 +606,16 @@ func (c *Client) doChecked(ctx context.Context, op string, key []byte, write boo
 			}
 			continue
 		}
-		hdr, err := fn(ctx, rangekvpb.NewKVClient(conn), r.header(cons))
+		hdr, err := fn(ctx, kv, r.header(cons))
+		if err != nil && notSent(err) && ctx.Err() == nil {
+			// Never left this process: safe to retry, even a write.
+			last = err
+			c.unreachable(r)
+			if err := c.backoff.wait(ctx, attempt); err != nil {
+				return ctxErr(err, last)
+			}
+			continue
+		}
 		if err != nil {
 			switch status.Code(err) {
 			case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
@@ -691,10 +735,14 @@ func (c *Client) spreadRead(ctx context.Context, r route, t leader, cons rangekv
 	if err != nil {
 		return true, err
 	}
+	kv, err := c.kv(t.addr)
+	if err != nil {
+		return true, err
+	}
 	if !c.ready(ctx, conn) {
 		return false, fmt.Errorf("store %s unreachable", t)
 	}
-	hdr, err := fn(ctx, rangekvpb.NewKVClient(conn), r.header(cons))
+	hdr, err := fn(ctx, kv, r.header(cons))
 	if err != nil {
 		switch status.Code(err) {
 		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rangekv/rangekv/internal/kvbatch"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -242,6 +244,20 @@ type fakeStore struct {
 	id   uint64
 	addr string
 	stop func()
+	// unaryOnly makes the store serve no BatchCommands stream (an older
+	// store); streams counts the streams it served.
+	unaryOnly bool
+	streams   atomic.Int64
+}
+
+// BatchCommands serves the stream with the fake's unary handlers, as a
+// real store does with its own.
+func (s *fakeStore) BatchCommands(stream rangekvpb.KV_BatchCommandsServer) error {
+	if s.unaryOnly {
+		return status.Error(codes.Unimplemented, "unknown method BatchCommands")
+	}
+	s.streams.Add(1)
+	return kvbatch.Serve(stream, s)
 }
 
 func (s *fakeStore) who() string { return "s" + strconv.FormatUint(s.id, 10) }

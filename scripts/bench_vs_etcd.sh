@@ -63,6 +63,25 @@ run_rangekv() { # $1 round
     sleep 0.5
   done
   ((ok)) || { echo "rangekv round $1: cluster never accepted a put (logs in $dir)" >&2; stop_all; return; }
+  # Split the key spaces of both key counts up front, then measure only once
+  # placement has given every range 3 voters and spread the leaders (at most
+  # one apart): a range still being up-replicated writes to fewer replicas.
+  for k in 100000 10000; do
+    "$BIN/rangekv" --placement "$pd" bench --workload write --ops 64 --clients 1 --keys "$k" --ranges "$RANGES" >/dev/null 2>&1
+  done
+  settled=0
+  for _ in $(seq 1 240); do
+    if "$BIN/rangekv" --placement "$pd" -o json range list 2>/dev/null | python3 -c '
+import collections, json, sys
+rs = json.load(sys.stdin)["ranges"]
+full = all(len(r["replicas"]) == 3 and all(x["role"] == "voter" for x in r["replicas"]) for r in rs)
+lead = collections.Counter(r.get("leader_store_id") for r in rs)
+sys.exit(0 if full and len(lead) == 3 and max(lead.values()) - min(lead.values()) <= 1 else 1)'; then
+      settled=1; break
+    fi
+    sleep 0.5
+  done
+  ((settled)) || echo "rangekv round $1: ranges not fully replicated with balanced leaders after 120s; measuring anyway" >&2
   for w in "${WORKLOADS[@]}"; do
     local keys=100000
     [[ $w != write ]] && keys=10000

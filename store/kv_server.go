@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/internal/keys"
+	"github.com/rangekv/rangekv/internal/kvbatch"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
 )
@@ -23,6 +24,11 @@ const maxScanBytes = 16 << 20
 type kvServer struct {
 	rangekvpb.UnimplementedKVServer
 	s *Store
+}
+
+// BatchCommands serves a router's stream of calls with the handlers below.
+func (k *kvServer) BatchCommands(stream rangekvpb.KV_BatchCommandsServer) error {
+	return kvbatch.Serve(stream, k)
 }
 
 // observe records a request's metrics.

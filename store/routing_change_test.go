@@ -48,11 +48,57 @@ func (k *kvCounter) interceptor(ctx context.Context, method string, req, reply a
 	return err
 }
 
+// streamInterceptor does the same for calls on BatchCommands streams
+// (what the router uses): it counts the calls of each message sent, and
+// cuts the stream when an Incr's answer arrives (as a lost connection).
+func (k *kvCounter) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	cs, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil || method != "/rangekv.KV/BatchCommands" {
+		return cs, err
+	}
+	return &countingStream{ClientStream: cs, k: k, incrs: map[uint64]bool{}}, nil
+}
+
+type countingStream struct {
+	grpc.ClientStream
+	k     *kvCounter
+	mu    sync.Mutex
+	incrs map[uint64]bool // IDs of the Incr calls sent
+}
+
+func (s *countingStream) SendMsg(m any) error {
+	if r, ok := m.(*rangekvpb.BatchCommandsRequest); ok {
+		s.k.calls.Add(int64(len(r.Requests)))
+		s.mu.Lock()
+		for _, q := range r.Requests {
+			if q.GetIncr() != nil {
+				s.incrs[q.Id] = true
+			}
+		}
+		s.mu.Unlock()
+	}
+	return s.ClientStream.SendMsg(m)
+}
+
+func (s *countingStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if r, ok := m.(*rangekvpb.BatchCommandsResponse); ok && err == nil && s.k.cutIncrs.Load() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, a := range r.Responses {
+			if s.incrs[a.Id] {
+				return status.Error(codes.Unavailable, "connection cut after the request was sent")
+			}
+		}
+	}
+	return err
+}
+
 func newRouter(t *testing.T, c *testcluster.PDCluster, k *kvCounter) *router.Client {
 	t.Helper()
 	opts := router.Options{Seed: 7}
 	if k != nil {
-		opts.DialOptions = []grpc.DialOption{grpc.WithChainUnaryInterceptor(k.interceptor)}
+		opts.DialOptions = []grpc.DialOption{grpc.WithChainUnaryInterceptor(k.interceptor), grpc.WithChainStreamInterceptor(k.streamInterceptor)}
 	}
 	cl, err := router.New(c.PDAddrs, opts)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +75,8 @@ func (a *app) benchCmd() *cobra.Command {
 		ranges      int
 		progress    bool
 		seed        uint64
+		cpuProfile  string
+		unary       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -151,7 +154,7 @@ With -o json the result is exactly
 				}
 			}()
 			for i := range n {
-				c, err := a.client(router.Options{Consistency: cons, Seed: cfg.seed + uint64(i) + 1})
+				c, err := a.client(router.Options{Consistency: cons, Seed: cfg.seed + uint64(i) + 1, UnaryKV: unary})
 				if err != nil {
 					return err
 				}
@@ -159,6 +162,13 @@ With -o json the result is exactly
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if cpuProfile != "" {
+				stopProfile, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+			}
 			var prog io.Writer
 			if progress || isTerminal(a.stderr) {
 				prog = a.stderr
@@ -195,6 +205,8 @@ With -o json the result is exactly
 	f.IntVar(&ranges, "ranges", 1, "pre-split the benchmark's keys into N ranges of equal key counts before running (needs --placement)")
 	f.BoolVar(&cfg.load, "load", true, "read, mixed: write every key before measuring")
 	f.StringVar(&cfg.keyPrefix, "key-prefix", "bench/", "prefix of every key the benchmark touches")
+	f.StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile of this process (the load generator and its router clients) to this file")
+	f.BoolVar(&unary, "unary", false, "send each call as its own unary RPC instead of on the stores' batch streams (to compare)")
 	f.BoolVar(&progress, "progress", false, "print progress to stderr every second even when stderr is not a terminal")
 	return cmd
 }
@@ -560,4 +572,21 @@ func printBench(w io.Writer, r benchResult, asJSON bool) error {
 		fmt.Fprintf(tw, "reads of missing keys\t%d\n", r.readMisses)
 	}
 	return tw.Flush()
+}
+
+// startCPUProfile profiles this process into path until the returned stop
+// is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu-profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

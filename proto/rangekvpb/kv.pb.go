@@ -1579,6 +1579,469 @@ func (x *BatchResponse) GetHeader() *ResponseHeader {
 	return nil
 }
 
+// BatchCommands carries many KV calls over one stream, as TiKV's
+// BatchCommands does: a router sends the calls that are waiting for a store
+// together in one message, and the store answers each as soon as it is
+// done, several answers to a message. Each call means exactly what the
+// unary RPC of the same name means; its outcome is what the unary RPC
+// would have returned (a response, or a gRPC status code and message).
+type BatchCommandsRequest struct {
+	state         protoimpl.MessageState          `protogen:"open.v1"`
+	Requests      []*BatchCommandsRequest_Request `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCommandsRequest) Reset() {
+	*x = BatchCommandsRequest{}
+	mi := &file_kv_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCommandsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCommandsRequest) ProtoMessage() {}
+
+func (x *BatchCommandsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCommandsRequest.ProtoReflect.Descriptor instead.
+func (*BatchCommandsRequest) Descriptor() ([]byte, []int) {
+	return file_kv_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *BatchCommandsRequest) GetRequests() []*BatchCommandsRequest_Request {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+type BatchCommandsResponse struct {
+	state         protoimpl.MessageState            `protogen:"open.v1"`
+	Responses     []*BatchCommandsResponse_Response `protobuf:"bytes,1,rep,name=responses,proto3" json:"responses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCommandsResponse) Reset() {
+	*x = BatchCommandsResponse{}
+	mi := &file_kv_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCommandsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCommandsResponse) ProtoMessage() {}
+
+func (x *BatchCommandsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCommandsResponse.ProtoReflect.Descriptor instead.
+func (*BatchCommandsResponse) Descriptor() ([]byte, []int) {
+	return file_kv_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *BatchCommandsResponse) GetResponses() []*BatchCommandsResponse_Response {
+	if x != nil {
+		return x.Responses
+	}
+	return nil
+}
+
+type BatchCommandsRequest_Request struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the sender, unique among its calls in flight on the stream.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The caller's remaining time in microseconds (its deadline, as a
+	// unary call's grpc-timeout); 0 means no deadline.
+	TimeoutUs int64 `protobuf:"varint,2,opt,name=timeout_us,json=timeoutUs,proto3" json:"timeout_us,omitempty"`
+	// Types that are valid to be assigned to Cmd:
+	//
+	//	*BatchCommandsRequest_Request_Get
+	//	*BatchCommandsRequest_Request_Put
+	//	*BatchCommandsRequest_Request_Delete
+	//	*BatchCommandsRequest_Request_Cas
+	//	*BatchCommandsRequest_Request_Incr
+	//	*BatchCommandsRequest_Request_Scan
+	//	*BatchCommandsRequest_Request_Batch
+	Cmd           isBatchCommandsRequest_Request_Cmd `protobuf_oneof:"cmd"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCommandsRequest_Request) Reset() {
+	*x = BatchCommandsRequest_Request{}
+	mi := &file_kv_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCommandsRequest_Request) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCommandsRequest_Request) ProtoMessage() {}
+
+func (x *BatchCommandsRequest_Request) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCommandsRequest_Request.ProtoReflect.Descriptor instead.
+func (*BatchCommandsRequest_Request) Descriptor() ([]byte, []int) {
+	return file_kv_proto_rawDescGZIP(), []int{26, 0}
+}
+
+func (x *BatchCommandsRequest_Request) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BatchCommandsRequest_Request) GetTimeoutUs() int64 {
+	if x != nil {
+		return x.TimeoutUs
+	}
+	return 0
+}
+
+func (x *BatchCommandsRequest_Request) GetCmd() isBatchCommandsRequest_Request_Cmd {
+	if x != nil {
+		return x.Cmd
+	}
+	return nil
+}
+
+func (x *BatchCommandsRequest_Request) GetGet() *GetRequest {
+	if x != nil {
+		if x, ok := x.Cmd.(*BatchCommandsRequest_Request_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *BatchCommandsRequest_Request) GetPut() *PutRequest {
+	if x != nil {
+		if x, ok := x.Cmd.(*BatchCommandsRequest_Request_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *BatchCommandsRequest_Request) GetDelete() *DeleteRequest {
+	if x != nil {
+		if x, ok := x.Cmd.(*BatchCommandsRequest_Request_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *BatchCommandsRequest_Request) GetCas() *CasRequest {
+	if x != nil {
+		if x, ok := x.Cmd.(*BatchCommandsRequest_Request_Cas); ok {
+			return x.Cas
+		}
+	}
+	return nil
+}
+
+func (x *BatchCommandsRequest_Request) GetIncr() *IncrRequest {
+	if x != nil {
+		if x, ok := x.Cmd.(*BatchCommandsRequest_Request_Incr); ok {
+			return x.Incr
+		}
+	}
+	return nil
+}
+
+func (x *BatchCommandsRequest_Request) GetScan() *ScanRequest {
+	if x != nil {
+		if x, ok := x.Cmd.(*BatchCommandsRequest_Request_Scan); ok {
+			return x.Scan
+		}
+	}
+	return nil
+}
+
+func (x *BatchCommandsRequest_Request) GetBatch() *BatchRequest {
+	if x != nil {
+		if x, ok := x.Cmd.(*BatchCommandsRequest_Request_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
+type isBatchCommandsRequest_Request_Cmd interface {
+	isBatchCommandsRequest_Request_Cmd()
+}
+
+type BatchCommandsRequest_Request_Get struct {
+	Get *GetRequest `protobuf:"bytes,10,opt,name=get,proto3,oneof"`
+}
+
+type BatchCommandsRequest_Request_Put struct {
+	Put *PutRequest `protobuf:"bytes,11,opt,name=put,proto3,oneof"`
+}
+
+type BatchCommandsRequest_Request_Delete struct {
+	Delete *DeleteRequest `protobuf:"bytes,12,opt,name=delete,proto3,oneof"`
+}
+
+type BatchCommandsRequest_Request_Cas struct {
+	Cas *CasRequest `protobuf:"bytes,13,opt,name=cas,proto3,oneof"`
+}
+
+type BatchCommandsRequest_Request_Incr struct {
+	Incr *IncrRequest `protobuf:"bytes,14,opt,name=incr,proto3,oneof"`
+}
+
+type BatchCommandsRequest_Request_Scan struct {
+	Scan *ScanRequest `protobuf:"bytes,15,opt,name=scan,proto3,oneof"`
+}
+
+type BatchCommandsRequest_Request_Batch struct {
+	Batch *BatchRequest `protobuf:"bytes,16,opt,name=batch,proto3,oneof"`
+}
+
+func (*BatchCommandsRequest_Request_Get) isBatchCommandsRequest_Request_Cmd() {}
+
+func (*BatchCommandsRequest_Request_Put) isBatchCommandsRequest_Request_Cmd() {}
+
+func (*BatchCommandsRequest_Request_Delete) isBatchCommandsRequest_Request_Cmd() {}
+
+func (*BatchCommandsRequest_Request_Cas) isBatchCommandsRequest_Request_Cmd() {}
+
+func (*BatchCommandsRequest_Request_Incr) isBatchCommandsRequest_Request_Cmd() {}
+
+func (*BatchCommandsRequest_Request_Scan) isBatchCommandsRequest_Request_Cmd() {}
+
+func (*BatchCommandsRequest_Request_Batch) isBatchCommandsRequest_Request_Cmd() {}
+
+type BatchCommandsResponse_Response struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Set when the call failed: the gRPC status code and message that the
+	// unary RPC would have returned (no response field is set then).
+	Code    uint32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// Types that are valid to be assigned to Cmd:
+	//
+	//	*BatchCommandsResponse_Response_Get
+	//	*BatchCommandsResponse_Response_Put
+	//	*BatchCommandsResponse_Response_Delete
+	//	*BatchCommandsResponse_Response_Cas
+	//	*BatchCommandsResponse_Response_Incr
+	//	*BatchCommandsResponse_Response_Scan
+	//	*BatchCommandsResponse_Response_Batch
+	Cmd           isBatchCommandsResponse_Response_Cmd `protobuf_oneof:"cmd"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCommandsResponse_Response) Reset() {
+	*x = BatchCommandsResponse_Response{}
+	mi := &file_kv_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCommandsResponse_Response) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCommandsResponse_Response) ProtoMessage() {}
+
+func (x *BatchCommandsResponse_Response) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCommandsResponse_Response.ProtoReflect.Descriptor instead.
+func (*BatchCommandsResponse_Response) Descriptor() ([]byte, []int) {
+	return file_kv_proto_rawDescGZIP(), []int{27, 0}
+}
+
+func (x *BatchCommandsResponse_Response) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BatchCommandsResponse_Response) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *BatchCommandsResponse_Response) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *BatchCommandsResponse_Response) GetCmd() isBatchCommandsResponse_Response_Cmd {
+	if x != nil {
+		return x.Cmd
+	}
+	return nil
+}
+
+func (x *BatchCommandsResponse_Response) GetGet() *GetResponse {
+	if x != nil {
+		if x, ok := x.Cmd.(*BatchCommandsResponse_Response_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *BatchCommandsResponse_Response) GetPut() *PutResponse {
+	if x != nil {
+		if x, ok := x.Cmd.(*BatchCommandsResponse_Response_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *BatchCommandsResponse_Response) GetDelete() *DeleteResponse {
+	if x != nil {
+		if x, ok := x.Cmd.(*BatchCommandsResponse_Response_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *BatchCommandsResponse_Response) GetCas() *CasResponse {
+	if x != nil {
+		if x, ok := x.Cmd.(*BatchCommandsResponse_Response_Cas); ok {
+			return x.Cas
+		}
+	}
+	return nil
+}
+
+func (x *BatchCommandsResponse_Response) GetIncr() *IncrResponse {
+	if x != nil {
+		if x, ok := x.Cmd.(*BatchCommandsResponse_Response_Incr); ok {
+			return x.Incr
+		}
+	}
+	return nil
+}
+
+func (x *BatchCommandsResponse_Response) GetScan() *ScanResponse {
+	if x != nil {
+		if x, ok := x.Cmd.(*BatchCommandsResponse_Response_Scan); ok {
+			return x.Scan
+		}
+	}
+	return nil
+}
+
+func (x *BatchCommandsResponse_Response) GetBatch() *BatchResponse {
+	if x != nil {
+		if x, ok := x.Cmd.(*BatchCommandsResponse_Response_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
+type isBatchCommandsResponse_Response_Cmd interface {
+	isBatchCommandsResponse_Response_Cmd()
+}
+
+type BatchCommandsResponse_Response_Get struct {
+	Get *GetResponse `protobuf:"bytes,10,opt,name=get,proto3,oneof"`
+}
+
+type BatchCommandsResponse_Response_Put struct {
+	Put *PutResponse `protobuf:"bytes,11,opt,name=put,proto3,oneof"`
+}
+
+type BatchCommandsResponse_Response_Delete struct {
+	Delete *DeleteResponse `protobuf:"bytes,12,opt,name=delete,proto3,oneof"`
+}
+
+type BatchCommandsResponse_Response_Cas struct {
+	Cas *CasResponse `protobuf:"bytes,13,opt,name=cas,proto3,oneof"`
+}
+
+type BatchCommandsResponse_Response_Incr struct {
+	Incr *IncrResponse `protobuf:"bytes,14,opt,name=incr,proto3,oneof"`
+}
+
+type BatchCommandsResponse_Response_Scan struct {
+	Scan *ScanResponse `protobuf:"bytes,15,opt,name=scan,proto3,oneof"`
+}
+
+type BatchCommandsResponse_Response_Batch struct {
+	Batch *BatchResponse `protobuf:"bytes,16,opt,name=batch,proto3,oneof"`
+}
+
+func (*BatchCommandsResponse_Response_Get) isBatchCommandsResponse_Response_Cmd() {}
+
+func (*BatchCommandsResponse_Response_Put) isBatchCommandsResponse_Response_Cmd() {}
+
+func (*BatchCommandsResponse_Response_Delete) isBatchCommandsResponse_Response_Cmd() {}
+
+func (*BatchCommandsResponse_Response_Cas) isBatchCommandsResponse_Response_Cmd() {}
+
+func (*BatchCommandsResponse_Response_Incr) isBatchCommandsResponse_Response_Cmd() {}
+
+func (*BatchCommandsResponse_Response_Scan) isBatchCommandsResponse_Response_Cmd() {}
+
+func (*BatchCommandsResponse_Response_Batch) isBatchCommandsResponse_Response_Cmd() {}
+
 var File_kv_proto protoreflect.FileDescriptor
 
 const file_kv_proto_rawDesc = "" +
@@ -1685,12 +2148,42 @@ const file_kv_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x16.rangekv.RequestHeaderR\x06header\x12\"\n" +
 	"\x03ops\x18\x02 \x03(\v2\x10.rangekv.BatchOpR\x03ops\"@\n" +
 	"\rBatchResponse\x12/\n" +
-	"\x06header\x18\x01 \x01(\v2\x17.rangekv.ResponseHeaderR\x06header*G\n" +
+	"\x06header\x18\x01 \x01(\v2\x17.rangekv.ResponseHeaderR\x06header\"\xcf\x03\n" +
+	"\x14BatchCommandsRequest\x12A\n" +
+	"\brequests\x18\x01 \x03(\v2%.rangekv.BatchCommandsRequest.RequestR\brequests\x1a\xf3\x02\n" +
+	"\aRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
+	"\n" +
+	"timeout_us\x18\x02 \x01(\x03R\ttimeoutUs\x12'\n" +
+	"\x03get\x18\n" +
+	" \x01(\v2\x13.rangekv.GetRequestH\x00R\x03get\x12'\n" +
+	"\x03put\x18\v \x01(\v2\x13.rangekv.PutRequestH\x00R\x03put\x120\n" +
+	"\x06delete\x18\f \x01(\v2\x16.rangekv.DeleteRequestH\x00R\x06delete\x12'\n" +
+	"\x03cas\x18\r \x01(\v2\x13.rangekv.CasRequestH\x00R\x03cas\x12*\n" +
+	"\x04incr\x18\x0e \x01(\v2\x14.rangekv.IncrRequestH\x00R\x04incr\x12*\n" +
+	"\x04scan\x18\x0f \x01(\v2\x14.rangekv.ScanRequestH\x00R\x04scan\x12-\n" +
+	"\x05batch\x18\x10 \x01(\v2\x15.rangekv.BatchRequestH\x00R\x05batchB\x05\n" +
+	"\x03cmd\"\xeb\x03\n" +
+	"\x15BatchCommandsResponse\x12E\n" +
+	"\tresponses\x18\x01 \x03(\v2'.rangekv.BatchCommandsResponse.ResponseR\tresponses\x1a\x8a\x03\n" +
+	"\bResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12(\n" +
+	"\x03get\x18\n" +
+	" \x01(\v2\x14.rangekv.GetResponseH\x00R\x03get\x12(\n" +
+	"\x03put\x18\v \x01(\v2\x14.rangekv.PutResponseH\x00R\x03put\x121\n" +
+	"\x06delete\x18\f \x01(\v2\x17.rangekv.DeleteResponseH\x00R\x06delete\x12(\n" +
+	"\x03cas\x18\r \x01(\v2\x14.rangekv.CasResponseH\x00R\x03cas\x12+\n" +
+	"\x04incr\x18\x0e \x01(\v2\x15.rangekv.IncrResponseH\x00R\x04incr\x12+\n" +
+	"\x04scan\x18\x0f \x01(\v2\x15.rangekv.ScanResponseH\x00R\x04scan\x12.\n" +
+	"\x05batch\x18\x10 \x01(\v2\x16.rangekv.BatchResponseH\x00R\x05batchB\x05\n" +
+	"\x03cmd*G\n" +
 	"\x0fReadConsistency\x12\x10\n" +
 	"\fLINEARIZABLE\x10\x00\x12\t\n" +
 	"\x05LEASE\x10\x01\x12\f\n" +
 	"\bFOLLOWER\x10\x02\x12\t\n" +
-	"\x05STALE\x10\x032\xf7\x02\n" +
+	"\x05STALE\x10\x032\xcb\x03\n" +
 	"\x02KV\x120\n" +
 	"\x03Get\x12\x13.rangekv.GetRequest\x1a\x14.rangekv.GetResponse\x120\n" +
 	"\x03Put\x12\x13.rangekv.PutRequest\x1a\x14.rangekv.PutResponse\x129\n" +
@@ -1698,7 +2191,8 @@ const file_kv_proto_rawDesc = "" +
 	"\x03Cas\x12\x13.rangekv.CasRequest\x1a\x14.rangekv.CasResponse\x123\n" +
 	"\x04Incr\x12\x14.rangekv.IncrRequest\x1a\x15.rangekv.IncrResponse\x123\n" +
 	"\x04Scan\x12\x14.rangekv.ScanRequest\x1a\x15.rangekv.ScanResponse\x126\n" +
-	"\x05Batch\x12\x15.rangekv.BatchRequest\x1a\x16.rangekv.BatchResponseB,Z*github.com/rangekv/rangekv/proto/rangekvpbb\x06proto3"
+	"\x05Batch\x12\x15.rangekv.BatchRequest\x1a\x16.rangekv.BatchResponse\x12R\n" +
+	"\rBatchCommands\x12\x1d.rangekv.BatchCommandsRequest\x1a\x1e.rangekv.BatchCommandsResponse(\x010\x01B,Z*github.com/rangekv/rangekv/proto/rangekvpbb\x06proto3"
 
 var (
 	file_kv_proto_rawDescOnce sync.Once
@@ -1713,38 +2207,42 @@ func file_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_kv_proto_goTypes = []any{
-	(ReadConsistency)(0),      // 0: rangekv.ReadConsistency
-	(*RangeError)(nil),        // 1: rangekv.RangeError
-	(*NotLeader)(nil),         // 2: rangekv.NotLeader
-	(*EpochNotMatch)(nil),     // 3: rangekv.EpochNotMatch
-	(*RangeNotFound)(nil),     // 4: rangekv.RangeNotFound
-	(*KeyNotInRange)(nil),     // 5: rangekv.KeyNotInRange
-	(*ServerBusy)(nil),        // 6: rangekv.ServerBusy
-	(*AmbiguousResult)(nil),   // 7: rangekv.AmbiguousResult
-	(*StaleCommand)(nil),      // 8: rangekv.StaleCommand
-	(*RequestHeader)(nil),     // 9: rangekv.RequestHeader
-	(*ResponseHeader)(nil),    // 10: rangekv.ResponseHeader
-	(*GetRequest)(nil),        // 11: rangekv.GetRequest
-	(*GetResponse)(nil),       // 12: rangekv.GetResponse
-	(*PutRequest)(nil),        // 13: rangekv.PutRequest
-	(*PutResponse)(nil),       // 14: rangekv.PutResponse
-	(*DeleteRequest)(nil),     // 15: rangekv.DeleteRequest
-	(*DeleteResponse)(nil),    // 16: rangekv.DeleteResponse
-	(*CasRequest)(nil),        // 17: rangekv.CasRequest
-	(*CasResponse)(nil),       // 18: rangekv.CasResponse
-	(*IncrRequest)(nil),       // 19: rangekv.IncrRequest
-	(*IncrResponse)(nil),      // 20: rangekv.IncrResponse
-	(*KeyValue)(nil),          // 21: rangekv.KeyValue
-	(*ScanRequest)(nil),       // 22: rangekv.ScanRequest
-	(*ScanResponse)(nil),      // 23: rangekv.ScanResponse
-	(*BatchOp)(nil),           // 24: rangekv.BatchOp
-	(*BatchRequest)(nil),      // 25: rangekv.BatchRequest
-	(*BatchResponse)(nil),     // 26: rangekv.BatchResponse
-	(*ReplicaDescriptor)(nil), // 27: rangekv.ReplicaDescriptor
-	(*RangeDescriptor)(nil),   // 28: rangekv.RangeDescriptor
-	(*RangeEpoch)(nil),        // 29: rangekv.RangeEpoch
+	(ReadConsistency)(0),                   // 0: rangekv.ReadConsistency
+	(*RangeError)(nil),                     // 1: rangekv.RangeError
+	(*NotLeader)(nil),                      // 2: rangekv.NotLeader
+	(*EpochNotMatch)(nil),                  // 3: rangekv.EpochNotMatch
+	(*RangeNotFound)(nil),                  // 4: rangekv.RangeNotFound
+	(*KeyNotInRange)(nil),                  // 5: rangekv.KeyNotInRange
+	(*ServerBusy)(nil),                     // 6: rangekv.ServerBusy
+	(*AmbiguousResult)(nil),                // 7: rangekv.AmbiguousResult
+	(*StaleCommand)(nil),                   // 8: rangekv.StaleCommand
+	(*RequestHeader)(nil),                  // 9: rangekv.RequestHeader
+	(*ResponseHeader)(nil),                 // 10: rangekv.ResponseHeader
+	(*GetRequest)(nil),                     // 11: rangekv.GetRequest
+	(*GetResponse)(nil),                    // 12: rangekv.GetResponse
+	(*PutRequest)(nil),                     // 13: rangekv.PutRequest
+	(*PutResponse)(nil),                    // 14: rangekv.PutResponse
+	(*DeleteRequest)(nil),                  // 15: rangekv.DeleteRequest
+	(*DeleteResponse)(nil),                 // 16: rangekv.DeleteResponse
+	(*CasRequest)(nil),                     // 17: rangekv.CasRequest
+	(*CasResponse)(nil),                    // 18: rangekv.CasResponse
+	(*IncrRequest)(nil),                    // 19: rangekv.IncrRequest
+	(*IncrResponse)(nil),                   // 20: rangekv.IncrResponse
+	(*KeyValue)(nil),                       // 21: rangekv.KeyValue
+	(*ScanRequest)(nil),                    // 22: rangekv.ScanRequest
+	(*ScanResponse)(nil),                   // 23: rangekv.ScanResponse
+	(*BatchOp)(nil),                        // 24: rangekv.BatchOp
+	(*BatchRequest)(nil),                   // 25: rangekv.BatchRequest
+	(*BatchResponse)(nil),                  // 26: rangekv.BatchResponse
+	(*BatchCommandsRequest)(nil),           // 27: rangekv.BatchCommandsRequest
+	(*BatchCommandsResponse)(nil),          // 28: rangekv.BatchCommandsResponse
+	(*BatchCommandsRequest_Request)(nil),   // 29: rangekv.BatchCommandsRequest.Request
+	(*BatchCommandsResponse_Response)(nil), // 30: rangekv.BatchCommandsResponse.Response
+	(*ReplicaDescriptor)(nil),              // 31: rangekv.ReplicaDescriptor
+	(*RangeDescriptor)(nil),                // 32: rangekv.RangeDescriptor
+	(*RangeEpoch)(nil),                     // 33: rangekv.RangeEpoch
 }
 var file_kv_proto_depIdxs = []int32{
 	2,  // 0: rangekv.RangeError.not_leader:type_name -> rangekv.NotLeader
@@ -1754,9 +2252,9 @@ var file_kv_proto_depIdxs = []int32{
 	6,  // 4: rangekv.RangeError.server_busy:type_name -> rangekv.ServerBusy
 	7,  // 5: rangekv.RangeError.ambiguous_result:type_name -> rangekv.AmbiguousResult
 	8,  // 6: rangekv.RangeError.stale_command:type_name -> rangekv.StaleCommand
-	27, // 7: rangekv.NotLeader.leader:type_name -> rangekv.ReplicaDescriptor
-	28, // 8: rangekv.EpochNotMatch.current:type_name -> rangekv.RangeDescriptor
-	29, // 9: rangekv.RequestHeader.epoch:type_name -> rangekv.RangeEpoch
+	31, // 7: rangekv.NotLeader.leader:type_name -> rangekv.ReplicaDescriptor
+	32, // 8: rangekv.EpochNotMatch.current:type_name -> rangekv.RangeDescriptor
+	33, // 9: rangekv.RequestHeader.epoch:type_name -> rangekv.RangeEpoch
 	0,  // 10: rangekv.RequestHeader.consistency:type_name -> rangekv.ReadConsistency
 	1,  // 11: rangekv.ResponseHeader.error:type_name -> rangekv.RangeError
 	9,  // 12: rangekv.GetRequest.header:type_name -> rangekv.RequestHeader
@@ -1775,25 +2273,43 @@ var file_kv_proto_depIdxs = []int32{
 	9,  // 25: rangekv.BatchRequest.header:type_name -> rangekv.RequestHeader
 	24, // 26: rangekv.BatchRequest.ops:type_name -> rangekv.BatchOp
 	10, // 27: rangekv.BatchResponse.header:type_name -> rangekv.ResponseHeader
-	11, // 28: rangekv.KV.Get:input_type -> rangekv.GetRequest
-	13, // 29: rangekv.KV.Put:input_type -> rangekv.PutRequest
-	15, // 30: rangekv.KV.Delete:input_type -> rangekv.DeleteRequest
-	17, // 31: rangekv.KV.Cas:input_type -> rangekv.CasRequest
-	19, // 32: rangekv.KV.Incr:input_type -> rangekv.IncrRequest
-	22, // 33: rangekv.KV.Scan:input_type -> rangekv.ScanRequest
-	25, // 34: rangekv.KV.Batch:input_type -> rangekv.BatchRequest
-	12, // 35: rangekv.KV.Get:output_type -> rangekv.GetResponse
-	14, // 36: rangekv.KV.Put:output_type -> rangekv.PutResponse
-	16, // 37: rangekv.KV.Delete:output_type -> rangekv.DeleteResponse
-	18, // 38: rangekv.KV.Cas:output_type -> rangekv.CasResponse
-	20, // 39: rangekv.KV.Incr:output_type -> rangekv.IncrResponse
-	23, // 40: rangekv.KV.Scan:output_type -> rangekv.ScanResponse
-	26, // 41: rangekv.KV.Batch:output_type -> rangekv.BatchResponse
-	35, // [35:42] is the sub-list for method output_type
-	28, // [28:35] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	29, // 28: rangekv.BatchCommandsRequest.requests:type_name -> rangekv.BatchCommandsRequest.Request
+	30, // 29: rangekv.BatchCommandsResponse.responses:type_name -> rangekv.BatchCommandsResponse.Response
+	11, // 30: rangekv.BatchCommandsRequest.Request.get:type_name -> rangekv.GetRequest
+	13, // 31: rangekv.BatchCommandsRequest.Request.put:type_name -> rangekv.PutRequest
+	15, // 32: rangekv.BatchCommandsRequest.Request.delete:type_name -> rangekv.DeleteRequest
+	17, // 33: rangekv.BatchCommandsRequest.Request.cas:type_name -> rangekv.CasRequest
+	19, // 34: rangekv.BatchCommandsRequest.Request.incr:type_name -> rangekv.IncrRequest
+	22, // 35: rangekv.BatchCommandsRequest.Request.scan:type_name -> rangekv.ScanRequest
+	25, // 36: rangekv.BatchCommandsRequest.Request.batch:type_name -> rangekv.BatchRequest
+	12, // 37: rangekv.BatchCommandsResponse.Response.get:type_name -> rangekv.GetResponse
+	14, // 38: rangekv.BatchCommandsResponse.Response.put:type_name -> rangekv.PutResponse
+	16, // 39: rangekv.BatchCommandsResponse.Response.delete:type_name -> rangekv.DeleteResponse
+	18, // 40: rangekv.BatchCommandsResponse.Response.cas:type_name -> rangekv.CasResponse
+	20, // 41: rangekv.BatchCommandsResponse.Response.incr:type_name -> rangekv.IncrResponse
+	23, // 42: rangekv.BatchCommandsResponse.Response.scan:type_name -> rangekv.ScanResponse
+	26, // 43: rangekv.BatchCommandsResponse.Response.batch:type_name -> rangekv.BatchResponse
+	11, // 44: rangekv.KV.Get:input_type -> rangekv.GetRequest
+	13, // 45: rangekv.KV.Put:input_type -> rangekv.PutRequest
+	15, // 46: rangekv.KV.Delete:input_type -> rangekv.DeleteRequest
+	17, // 47: rangekv.KV.Cas:input_type -> rangekv.CasRequest
+	19, // 48: rangekv.KV.Incr:input_type -> rangekv.IncrRequest
+	22, // 49: rangekv.KV.Scan:input_type -> rangekv.ScanRequest
+	25, // 50: rangekv.KV.Batch:input_type -> rangekv.BatchRequest
+	27, // 51: rangekv.KV.BatchCommands:input_type -> rangekv.BatchCommandsRequest
+	12, // 52: rangekv.KV.Get:output_type -> rangekv.GetResponse
+	14, // 53: rangekv.KV.Put:output_type -> rangekv.PutResponse
+	16, // 54: rangekv.KV.Delete:output_type -> rangekv.DeleteResponse
+	18, // 55: rangekv.KV.Cas:output_type -> rangekv.CasResponse
+	20, // 56: rangekv.KV.Incr:output_type -> rangekv.IncrResponse
+	23, // 57: rangekv.KV.Scan:output_type -> rangekv.ScanResponse
+	26, // 58: rangekv.KV.Batch:output_type -> rangekv.BatchResponse
+	28, // 59: rangekv.KV.BatchCommands:output_type -> rangekv.BatchCommandsResponse
+	52, // [52:60] is the sub-list for method output_type
+	44, // [44:52] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_kv_proto_init() }
@@ -1802,13 +2318,31 @@ func file_kv_proto_init() {
 		return
 	}
 	file_meta_proto_init()
+	file_kv_proto_msgTypes[28].OneofWrappers = []any{
+		(*BatchCommandsRequest_Request_Get)(nil),
+		(*BatchCommandsRequest_Request_Put)(nil),
+		(*BatchCommandsRequest_Request_Delete)(nil),
+		(*BatchCommandsRequest_Request_Cas)(nil),
+		(*BatchCommandsRequest_Request_Incr)(nil),
+		(*BatchCommandsRequest_Request_Scan)(nil),
+		(*BatchCommandsRequest_Request_Batch)(nil),
+	}
+	file_kv_proto_msgTypes[29].OneofWrappers = []any{
+		(*BatchCommandsResponse_Response_Get)(nil),
+		(*BatchCommandsResponse_Response_Put)(nil),
+		(*BatchCommandsResponse_Response_Delete)(nil),
+		(*BatchCommandsResponse_Response_Cas)(nil),
+		(*BatchCommandsResponse_Response_Incr)(nil),
+		(*BatchCommandsResponse_Response_Scan)(nil),
+		(*BatchCommandsResponse_Response_Batch)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kv_proto_rawDesc), len(file_kv_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,13 +22,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KV_Get_FullMethodName    = "/rangekv.KV/Get"
-	KV_Put_FullMethodName    = "/rangekv.KV/Put"
-	KV_Delete_FullMethodName = "/rangekv.KV/Delete"
-	KV_Cas_FullMethodName    = "/rangekv.KV/Cas"
-	KV_Incr_FullMethodName   = "/rangekv.KV/Incr"
-	KV_Scan_FullMethodName   = "/rangekv.KV/Scan"
-	KV_Batch_FullMethodName  = "/rangekv.KV/Batch"
+	KV_Get_FullMethodName           = "/rangekv.KV/Get"
+	KV_Put_FullMethodName           = "/rangekv.KV/Put"
+	KV_Delete_FullMethodName        = "/rangekv.KV/Delete"
+	KV_Cas_FullMethodName           = "/rangekv.KV/Cas"
+	KV_Incr_FullMethodName          = "/rangekv.KV/Incr"
+	KV_Scan_FullMethodName          = "/rangekv.KV/Scan"
+	KV_Batch_FullMethodName         = "/rangekv.KV/Batch"
+	KV_BatchCommands_FullMethodName = "/rangekv.KV/BatchCommands"
 )
 
 // KVClient is the client API for KV service.
@@ -42,6 +43,10 @@ type KVClient interface {
 	Incr(ctx context.Context, in *IncrRequest, opts ...grpc.CallOption) (*IncrResponse, error)
 	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (*ScanResponse, error)
 	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error)
+	// Many calls on one stream (see BatchCommandsRequest); what the router
+	// uses. A failed call is answered in its Response; the stream itself
+	// fails only when the connection or the store does.
+	BatchCommands(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BatchCommandsRequest, BatchCommandsResponse], error)
 }
 
 type kVClient struct {
@@ -122,6 +127,19 @@ func (c *kVClient) Batch(ctx context.Context, in *BatchRequest, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *kVClient) BatchCommands(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BatchCommandsRequest, BatchCommandsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &KV_ServiceDesc.Streams[0], KV_BatchCommands_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BatchCommandsRequest, BatchCommandsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_BatchCommandsClient = grpc.BidiStreamingClient[BatchCommandsRequest, BatchCommandsResponse]
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -133,6 +151,10 @@ type KVServer interface {
 	Incr(context.Context, *IncrRequest) (*IncrResponse, error)
 	Scan(context.Context, *ScanRequest) (*ScanResponse, error)
 	Batch(context.Context, *BatchRequest) (*BatchResponse, error)
+	// Many calls on one stream (see BatchCommandsRequest); what the router
+	// uses. A failed call is answered in its Response; the stream itself
+	// fails only when the connection or the store does.
+	BatchCommands(grpc.BidiStreamingServer[BatchCommandsRequest, BatchCommandsResponse]) error
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -163,6 +185,9 @@ func (UnimplementedKVServer) Scan(context.Context, *ScanRequest) (*ScanResponse,
 }
 func (UnimplementedKVServer) Batch(context.Context, *BatchRequest) (*BatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Batch not implemented")
+}
+func (UnimplementedKVServer) BatchCommands(grpc.BidiStreamingServer[BatchCommandsRequest, BatchCommandsResponse]) error {
+	return status.Error(codes.Unimplemented, "method BatchCommands not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -311,6 +336,13 @@ func _KV_Batch_Handler(srv interface{}, ctx context.Context, dec func(interface{
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_BatchCommands_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(KVServer).BatchCommands(&grpc.GenericServerStream[BatchCommandsRequest, BatchCommandsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_BatchCommandsServer = grpc.BidiStreamingServer[BatchCommandsRequest, BatchCommandsResponse]
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -347,6 +379,13 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _KV_Batch_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "BatchCommands",
+			Handler:       _KV_BatchCommands_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "kv.proto",
 }

@@ -1,0 +1,382 @@
+// batchKV: the KV calls to one store, carried on a BatchCommands stream.
+// Calls that wait for the store at the same moment leave in one message
+// (like TiKV's client-go batch commands), which is what makes hundreds of
+// concurrent callers cheap: gRPC's per-call cost is paid per message, not
+// per call. Each call still has its own deadline and outcome.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+const (
+	// maxBatchCalls and maxBatchBytes bound one request message.
+	maxBatchCalls = 256
+	maxBatchBytes = 4 << 20
+	// unaryCallBytes: a call larger than this goes as its own unary RPC,
+	// so that it neither delays the small calls behind it nor needs a
+	// message of its own size on the stream.
+	unaryCallBytes = 1 << 20
+)
+
+// notSentError is the failure of a call that certainly never left this
+// process (its stream failed or could not open before it was sent): a
+// write that failed so is known not to have applied and may be retried.
+// It carries the gRPC code Unavailable.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return "not sent: " + e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
+func (e *notSentError) GRPCStatus() *status.Status {
+	return status.New(codes.Unavailable, e.Error())
+}
+
+// notSent reports whether err is a call's failure before it was sent.
+func notSent(err error) bool {
+	var ns *notSentError
+	return errors.As(err, &ns)
+}
+
+// errBatchUnsupported: the store does not serve BatchCommands (an older
+// version); calls then go unary.
+var errBatchUnsupported = errors.New("store does not serve BatchCommands")
+
+// batchKV implements rangekvpb.KVClient for one store connection. Its
+// streams' goroutines (a sender and a receiver each) are stopped by close.
+type batchKV struct {
+	unary rangekvpb.KVClient
+	cc    grpc.ClientConnInterface
+	wg    sync.WaitGroup // the goroutines of every stream opened
+	mu    struct {
+		sync.Mutex
+		cur         *batchStream // nil or failed: the next call opens one
+		closed      bool
+		unsupported bool
+	}
+}
+
+func newBatchKV(cc grpc.ClientConnInterface) *batchKV {
+	return &batchKV{unary: rangekvpb.NewKVClient(cc), cc: cc}
+}
+
+// close stops the current stream (its calls fail) and waits for the
+// goroutines of every stream.
+func (b *batchKV) close() {
+	b.mu.Lock()
+	b.mu.closed = true
+	cur := b.mu.cur
+	b.mu.Unlock()
+	if cur != nil {
+		cur.fail(errors.New("router: client closed"))
+	}
+	b.wg.Wait()
+}
+
+// stream returns the open stream, opening one if there is none; ctx bounds
+// the wait for the opening only.
+func (b *batchKV) stream(ctx context.Context) (*batchStream, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.mu.closed:
+		return nil, &notSentError{errors.New("router: client closed")}
+	case b.mu.unsupported:
+		return nil, errBatchUnsupported
+	case b.mu.cur != nil && !b.mu.cur.failed():
+		return b.mu.cur, nil
+	}
+	// The stream lives past this caller; ctx only limits its opening.
+	sctx, cancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, cancel)
+	st, err := rangekvpb.NewKVClient(b.cc).BatchCommands(sctx)
+	if !stop() {
+		cancel()
+		return nil, &notSentError{status.FromContextError(ctx.Err()).Err()}
+	}
+	if err != nil {
+		cancel()
+		return nil, &notSentError{err}
+	}
+	b.mu.cur = newBatchStream(st, cancel, &b.wg, func() {
+		b.mu.Lock()
+		b.mu.unsupported = true
+		b.mu.Unlock()
+	})
+	return b.mu.cur, nil
+}
+
+// newBatchStream starts the sender and receiver of st (counted in wg);
+// cancel ends st; onUnsupported runs when the store refuses the stream.
+func newBatchStream(st rangekvpb.KV_BatchCommandsClient, cancel context.CancelFunc, wg *sync.WaitGroup, onUnsupported func()) *batchStream {
+	s := &batchStream{st: st, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}), onUnsupported: onUnsupported}
+	s.mu.pending = map[uint64]*batchCall{}
+	wg.Go(s.sendLoop)
+	wg.Go(s.recvLoop)
+	return s
+}
+
+// call sends req on the stream and waits for its answer or ctx. It falls
+// back to a unary RPC (through unary) when the store has no BatchCommands.
+func (b *batchKV) call(ctx context.Context, req *rangekvpb.BatchCommandsRequest_Request, size int, unary func() (any, error)) (*rangekvpb.BatchCommandsResponse_Response, any, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if left <= 0 {
+			return nil, nil, status.FromContextError(context.DeadlineExceeded).Err()
+		}
+		req.TimeoutUs = max(left.Microseconds(), 1)
+	}
+	s, err := b.stream(ctx)
+	if err == nil {
+		var resp *rangekvpb.BatchCommandsResponse_Response
+		resp, err = s.do(ctx, req, size)
+		if err == nil {
+			if resp.GetCode() != 0 {
+				return nil, nil, status.Error(codes.Code(resp.GetCode()), resp.GetMessage())
+			}
+			return resp, nil, nil
+		}
+	}
+	if errors.Is(err, errBatchUnsupported) {
+		u, err := unary()
+		return nil, u, err
+	}
+	return nil, nil, err
+}
+
+// batchCall is one call waiting for its answer.
+type batchCall struct {
+	req  *rangekvpb.BatchCommandsRequest_Request
+	size int
+	out  chan batchResult // capacity 1
+}
+
+type batchResult struct {
+	resp *rangekvpb.BatchCommandsResponse_Response
+	err  error
+}
+
+// batchStream is one open BatchCommands stream: queued calls wait for the
+// sender; sent calls wait in pending for the receiver. Once failed, it
+// stays failed and every call still in it gets the failure.
+type batchStream struct {
+	st            rangekvpb.KV_BatchCommandsClient
+	cancel        context.CancelFunc
+	kick          chan struct{} // capacity 1: queue not empty
+	done          chan struct{} // closed on failure
+	onUnsupported func()
+	mu            struct {
+		sync.Mutex
+		nextID  uint64
+		queue   []*batchCall
+		pending map[uint64]*batchCall
+		err     error
+	}
+}
+
+func (s *batchStream) failed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// do queues req (about size bytes) and waits for its answer, or for ctx (the call is then
+// forgotten; a late answer is dropped).
+func (s *batchStream) do(ctx context.Context, req *rangekvpb.BatchCommandsRequest_Request, size int) (*rangekvpb.BatchCommandsResponse_Response, error) {
+	c := &batchCall{req: req, size: size + 16, out: make(chan batchResult, 1)}
+	s.mu.Lock()
+	if err := s.mu.err; err != nil {
+		s.mu.Unlock()
+		return nil, &notSentError{err}
+	}
+	s.mu.nextID++
+	req.Id = s.mu.nextID
+	s.mu.queue = append(s.mu.queue, c)
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case r := <-c.out:
+		return r.resp, r.err
+	case <-ctx.Done():
+		s.mu.Lock()
+		delete(s.mu.pending, req.Id)
+		s.mu.Unlock()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// sendLoop sends what is queued, up to maxBatchCalls calls and
+// maxBatchBytes a message, until the stream fails.
+func (s *batchStream) sendLoop() {
+	for {
+		select {
+		case <-s.kick:
+		case <-s.done:
+			return
+		}
+		for {
+			s.mu.Lock()
+			if s.mu.err != nil {
+				s.mu.Unlock()
+				return
+			}
+			n, size := 0, 0
+			for n < len(s.mu.queue) && n < maxBatchCalls && (n == 0 || size+s.mu.queue[n].size <= maxBatchBytes) {
+				size += s.mu.queue[n].size
+				n++
+			}
+			if n == 0 {
+				s.mu.Unlock()
+				break
+			}
+			msg := &rangekvpb.BatchCommandsRequest{Requests: make([]*rangekvpb.BatchCommandsRequest_Request, n)}
+			for i, c := range s.mu.queue[:n] {
+				msg.Requests[i] = c.req
+				s.mu.pending[c.req.Id] = c
+			}
+			s.mu.queue = append(s.mu.queue[:0:0], s.mu.queue[n:]...)
+			s.mu.Unlock()
+			if err := s.st.Send(msg); err != nil {
+				s.fail(err) // the real cause comes from RecvMsg
+				return
+			}
+		}
+	}
+}
+
+// recvLoop hands answers to their calls until the stream fails.
+func (s *batchStream) recvLoop() {
+	for {
+		msg, err := s.st.Recv()
+		if err != nil {
+			if status.Code(err) == codes.Unimplemented {
+				s.onUnsupported()
+				s.fail(errBatchUnsupported)
+				return
+			}
+			s.fail(err)
+			return
+		}
+		s.mu.Lock()
+		for _, r := range msg.GetResponses() {
+			if c, ok := s.mu.pending[r.GetId()]; ok {
+				delete(s.mu.pending, r.GetId())
+				c.out <- batchResult{resp: r}
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// fail ends the stream: calls not yet sent fail as not sent; calls sent
+// fail with err as Unavailable (their outcome is unknown), except when the
+// store refused the stream itself (then nothing ran: not sent).
+func (s *batchStream) fail(err error) {
+	s.mu.Lock()
+	if s.mu.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.err = err
+	queue, pending := s.mu.queue, s.mu.pending
+	s.mu.queue, s.mu.pending = nil, map[uint64]*batchCall{}
+	close(s.done)
+	s.mu.Unlock()
+	s.cancel()
+	for _, c := range queue {
+		c.out <- batchResult{err: &notSentError{err}}
+	}
+	sentErr := err
+	if !errors.Is(err, errBatchUnsupported) {
+		if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+			sentErr = st.Err()
+		} else {
+			sentErr = status.Error(codes.Unavailable, fmt.Sprintf("stream to store failed: %v", err))
+		}
+	}
+	for _, c := range pending {
+		c.out <- batchResult{err: sentErr}
+	}
+}
+
+// The rangekvpb.KVClient methods. A call larger than unaryCallBytes goes
+// as a unary RPC; call options apply to unary RPCs only.
+
+func (b *batchKV) Get(ctx context.Context, in *rangekvpb.GetRequest, opts ...grpc.CallOption) (*rangekvpb.GetResponse, error) {
+	return batched(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Get{Get: in}},
+		(*rangekvpb.BatchCommandsResponse_Response).GetGet, func() (*rangekvpb.GetResponse, error) { return b.unary.Get(ctx, in, opts...) })
+}
+
+func (b *batchKV) Put(ctx context.Context, in *rangekvpb.PutRequest, opts ...grpc.CallOption) (*rangekvpb.PutResponse, error) {
+	return batched(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Put{Put: in}},
+		(*rangekvpb.BatchCommandsResponse_Response).GetPut, func() (*rangekvpb.PutResponse, error) { return b.unary.Put(ctx, in, opts...) })
+}
+
+func (b *batchKV) Delete(ctx context.Context, in *rangekvpb.DeleteRequest, opts ...grpc.CallOption) (*rangekvpb.DeleteResponse, error) {
+	return batched(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Delete{Delete: in}},
+		(*rangekvpb.BatchCommandsResponse_Response).GetDelete, func() (*rangekvpb.DeleteResponse, error) { return b.unary.Delete(ctx, in, opts...) })
+}
+
+func (b *batchKV) Cas(ctx context.Context, in *rangekvpb.CasRequest, opts ...grpc.CallOption) (*rangekvpb.CasResponse, error) {
+	return batched(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Cas{Cas: in}},
+		(*rangekvpb.BatchCommandsResponse_Response).GetCas, func() (*rangekvpb.CasResponse, error) { return b.unary.Cas(ctx, in, opts...) })
+}
+
+func (b *batchKV) Incr(ctx context.Context, in *rangekvpb.IncrRequest, opts ...grpc.CallOption) (*rangekvpb.IncrResponse, error) {
+	return batched(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Incr{Incr: in}},
+		(*rangekvpb.BatchCommandsResponse_Response).GetIncr, func() (*rangekvpb.IncrResponse, error) { return b.unary.Incr(ctx, in, opts...) })
+}
+
+func (b *batchKV) Scan(ctx context.Context, in *rangekvpb.ScanRequest, opts ...grpc.CallOption) (*rangekvpb.ScanResponse, error) {
+	return batched(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Scan{Scan: in}},
+		(*rangekvpb.BatchCommandsResponse_Response).GetScan, func() (*rangekvpb.ScanResponse, error) { return b.unary.Scan(ctx, in, opts...) })
+}
+
+func (b *batchKV) Batch(ctx context.Context, in *rangekvpb.BatchRequest, opts ...grpc.CallOption) (*rangekvpb.BatchResponse, error) {
+	return batched(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Batch{Batch: in}},
+		(*rangekvpb.BatchCommandsResponse_Response).GetBatch, func() (*rangekvpb.BatchResponse, error) { return b.unary.Batch(ctx, in, opts...) })
+}
+
+func (b *batchKV) BatchCommands(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[rangekvpb.BatchCommandsRequest, rangekvpb.BatchCommandsResponse], error) {
+	return b.unary.BatchCommands(ctx, opts...)
+}
+
+// batched makes one call of in (wrapped as req) on b's stream, unwrapping
+// the answer with get, or as the unary RPC when in is large or the store
+// serves no stream.
+func batched[In proto.Message, Out any](ctx context.Context, b *batchKV, in In, req *rangekvpb.BatchCommandsRequest_Request,
+	get func(*rangekvpb.BatchCommandsResponse_Response) Out, unary func() (Out, error)) (Out, error) {
+	var zero Out
+	size := proto.Size(in)
+	if size > unaryCallBytes {
+		return unary()
+	}
+	resp, u, err := b.call(ctx, req, size, func() (any, error) { return unary() })
+	switch {
+	case err != nil:
+		return zero, err
+	case resp == nil:
+		return u.(Out), nil
+	}
+	out := get(resp)
+	if any(out) == any(zero) {
+		return zero, status.Errorf(codes.Internal, "batch commands: the store answered call %d with another kind of response", req.GetId())
+	}
+	return out, nil
+}
