@@ -143,3 +143,29 @@ func (f *Faults) ClientInterceptor() grpc.UnaryClientInterceptor {
 		return err
 	}
 }
+
+// StreamInterceptor does the same for the KV calls a router carries on a
+// BatchCommands stream: an answer that arrives once its store is down is
+// lost, and the stream with it (every call in flight on it is ambiguous).
+func (f *Faults) StreamInterceptor() grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			return cs, err
+		}
+		return &faultStream{ClientStream: cs, down: func() bool { return f.isDown(cc.Target()) }}, nil
+	}
+}
+
+type faultStream struct {
+	grpc.ClientStream
+	down func() bool
+}
+
+func (s *faultStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if s.down() {
+		return status.Error(codes.Unavailable, "nemesis: the store crashed before answering")
+	}
+	return err
+}

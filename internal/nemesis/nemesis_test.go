@@ -226,7 +226,7 @@ func vizDir(t *testing.T) string {
 
 func (n *nem) client(seed uint64) *router.Client {
 	cl, err := router.New(n.c.PDAddrs, router.Options{Seed: n.p.seed*100 + seed,
-		DialOptions: []grpc.DialOption{grpc.WithUnaryInterceptor(n.f.ClientInterceptor())}})
+		DialOptions: []grpc.DialOption{grpc.WithUnaryInterceptor(n.f.ClientInterceptor()), grpc.WithStreamInterceptor(n.f.StreamInterceptor())}})
 	if err != nil {
 		n.t.Fatal(err)
 	}
