@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -86,6 +87,10 @@ type Proposal struct {
 	ID   uint64
 	Cmd  []byte
 	Done func(result any, err error)
+	// Batchable lets ProposeAll carry the proposal in one entry with
+	// others proposed with it: for commands whose effect does not depend
+	// on their own log index (they then share one).
+	Batchable bool
 
 	index, term uint64 // log position once appended
 	age         int    // ticks pending
@@ -157,7 +162,7 @@ type Replica struct {
 
 	// proposals by ID; byIndex by log position once seen in Ready.Entries.
 	proposals map[uint64]*Proposal
-	byIndex   map[uint64]*Proposal
+	byIndex   map[uint64][]*Proposal // one entry may carry several
 
 	pendingReads []*Read               // not yet in a ReadIndex round
 	readRounds   map[string]*readRound // issued, awaiting a ReadState
@@ -212,7 +217,7 @@ func New(cfg Config) (*Replica, error) {
 		cfg:         cfg,
 		rn:          rn,
 		proposals:   make(map[uint64]*Proposal),
-		byIndex:     make(map[uint64]*Proposal),
+		byIndex:     make(map[uint64][]*Proposal),
 		readRounds:  make(map[string]*readRound),
 		applied:     cfg.Applied,
 		appliedTerm: cfg.AppliedTerm,
@@ -337,7 +342,7 @@ func (r *Replica) Propose(p *Proposal) {
 		p.Done(nil, &NotLeaderError{Leader: r.soft.Lead})
 		return
 	}
-	if _, dup := r.proposals[p.ID]; dup || p.ID == 0 {
+	if _, dup := r.proposals[p.ID]; dup || p.ID == 0 || p.ID == BatchTag {
 		p.Done(nil, fmt.Errorf("rangeraft: proposal ID %d is zero or already pending", p.ID))
 		return
 	}
@@ -350,6 +355,76 @@ func (r *Replica) Propose(p *Proposal) {
 		return
 	}
 	r.proposals[p.ID] = p
+}
+
+// Limits of one batch entry (ProposeAll).
+const (
+	maxProposalsPerEntry = 64
+	maxBatchEntryBytes   = 256 << 10
+)
+
+// ProposeAll proposes ps in order. Runs of Batchable proposals share an
+// entry (up to maxProposalsPerEntry proposals and maxBatchEntryBytes of
+// commands): the log, the followers and the apply loop then handle one
+// entry for many writes. Each proposal still gets its own outcome. It
+// returns how many entries it proposed (or tried to).
+func (r *Replica) ProposeAll(ps []*Proposal) (entries int) {
+	for i := 0; i < len(ps); {
+		j, size := i+1, len(ps[i].Cmd)
+		for ps[i].Batchable && j < len(ps) && ps[j].Batchable && j-i < maxProposalsPerEntry && size+len(ps[j].Cmd) <= maxBatchEntryBytes {
+			size += len(ps[j].Cmd)
+			j++
+		}
+		if j-i == 1 {
+			r.Propose(ps[i])
+		} else {
+			r.proposeBatch(ps[i:j])
+		}
+		i = j
+		entries++
+	}
+	return entries
+}
+
+// proposeBatch proposes ps as one batch entry; each proposal's Done is
+// called once, as Propose would.
+func (r *Replica) proposeBatch(ps []*Proposal) {
+	var err error
+	switch {
+	case r.closed:
+		err = ErrStopped
+	case !r.IsLeader():
+		err = &NotLeaderError{Leader: r.soft.Lead}
+	}
+	valid := make([]*Proposal, 0, len(ps))
+	seen := make(map[uint64]bool, len(ps))
+	for _, p := range ps {
+		_, dup := r.proposals[p.ID]
+		switch {
+		case err != nil:
+			p.Done(nil, err)
+		case dup || seen[p.ID] || p.ID == 0 || p.ID == BatchTag:
+			p.Done(nil, fmt.Errorf("rangeraft: proposal ID %d is reserved or already pending", p.ID))
+		default:
+			seen[p.ID] = true
+			valid = append(valid, p)
+		}
+	}
+	if len(valid) == 0 {
+		return
+	}
+	if err := r.rn.Propose(EncodeBatchEntry(valid)); err != nil {
+		if errors.Is(err, raft.ErrProposalDropped) {
+			err = ErrBusy
+		}
+		for _, p := range valid {
+			p.Done(nil, err)
+		}
+		return
+	}
+	for _, p := range valid {
+		r.proposals[p.ID] = p
+	}
 }
 
 // ProposeConfChange proposes a membership change (leader only).
@@ -410,40 +485,64 @@ func (r *Replica) noteAppended(e *pb.Entry) {
 	if e.GetType() != pb.EntryNormal {
 		return
 	}
-	id, _, err := DecodeEntry(e.GetData())
-	if err != nil || id == 0 {
+	subs, err := DecodeEntries(e.GetData())
+	if err != nil || len(subs) == 0 {
 		return
 	}
-	p, ok := r.proposals[id]
-	if !ok || p.index != 0 {
-		return
+	idx := e.GetIndex()
+	// The slot of older proposals of ours was taken: those older entries
+	// can no longer commit (a leader appends only past every committed
+	// entry).
+	for _, old := range slices.Clone(r.byIndex[idx]) {
+		if !slices.ContainsFunc(subs, func(s SubEntry) bool { return s.ID == old.ID }) {
+			r.complete(old, nil, ErrStaleCommand)
+		}
 	}
-	// The slot of an older proposal of ours was taken: that older entry can
-	// no longer commit (a leader appends only past every committed entry).
-	if old, ok := r.byIndex[e.GetIndex()]; ok && old != p {
-		r.complete(old, nil, ErrStaleCommand)
+	for _, sub := range subs {
+		p, ok := r.proposals[sub.ID]
+		if !ok || p.index != 0 {
+			continue
+		}
+		p.index, p.term = idx, e.GetTerm()
+		r.byIndex[idx] = append(r.byIndex[idx], p)
 	}
-	p.index, p.term = e.GetIndex(), e.GetTerm()
-	r.byIndex[p.index] = p
 }
 
 // Applied records that entry e was applied with the state machine's result
 // (or a deterministic command error). The caller reports every committed
 // entry, in order, after the batch holding them committed.
 func (r *Replica) Applied(e *pb.Entry, result any, resultErr error) {
-	idx := e.GetIndex()
 	var id uint64
 	if e.GetType() == pb.EntryNormal {
 		id, _, _ = DecodeEntry(e.GetData())
 	}
-	if p, ok := r.byIndex[idx]; ok {
-		if p.ID == id {
-			r.complete(p, result, resultErr)
+	one := [1]AppliedResult{{ID: id, Value: result, Err: resultErr}}
+	r.AppliedAll(e, one[:])
+}
+
+// AppliedResult is the outcome of one proposal of an applied entry.
+type AppliedResult struct {
+	ID    uint64
+	Value any
+	Err   error
+}
+
+// AppliedAll is Applied for an entry of several proposals (a batch
+// entry): results holds each proposal's outcome, in the entry's order.
+func (r *Replica) AppliedAll(e *pb.Entry, results []AppliedResult) {
+	idx := e.GetIndex()
+	for _, p := range slices.Clone(r.byIndex[idx]) {
+		i := slices.IndexFunc(results, func(res AppliedResult) bool { return res.ID == p.ID })
+		if i >= 0 {
+			r.complete(p, results[i].Value, results[i].Err)
 		} else {
-			r.complete(p, nil, ErrStaleCommand)
+			r.complete(p, nil, ErrStaleCommand) // another entry took its slot
 		}
-	} else if p, ok := r.proposals[id]; ok && id != 0 {
-		r.complete(p, result, resultErr)
+	}
+	for _, res := range results {
+		if p, ok := r.proposals[res.ID]; ok && res.ID != 0 {
+			r.complete(p, res.Value, res.Err)
+		}
 	}
 	if idx > r.applied {
 		r.applied, r.appliedTerm = idx, e.GetTerm()
@@ -457,9 +556,11 @@ func (r *Replica) AppliedSnapshot(index, term uint64) {
 	}
 	// Proposals at or below the snapshot's index can no longer be told
 	// apart: answer them ambiguously.
-	for idx, p := range r.byIndex {
+	for idx, ps := range r.byIndex {
 		if idx <= index {
-			r.complete(p, nil, &AmbiguousError{Reason: "replica caught up by snapshot past the command"})
+			for _, p := range slices.Clone(ps) {
+				r.complete(p, nil, &AmbiguousError{Reason: "replica caught up by snapshot past the command"})
+			}
 		}
 	}
 	r.serveReads()
@@ -471,8 +572,15 @@ func (r *Replica) FinishApply() { r.serveReads() }
 
 func (r *Replica) complete(p *Proposal, result any, err error) {
 	delete(r.proposals, p.ID)
-	if p.index != 0 && r.byIndex[p.index] == p {
-		delete(r.byIndex, p.index)
+	if p.index != 0 {
+		l := r.byIndex[p.index]
+		if i := slices.Index(l, p); i >= 0 {
+			if l = slices.Delete(l, i, i+1); len(l) == 0 {
+				delete(r.byIndex, p.index)
+			} else {
+				r.byIndex[p.index] = l
+			}
+		}
 	}
 	p.Done(result, err)
 }

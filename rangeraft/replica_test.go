@@ -7,14 +7,17 @@ package rangeraft_test
 // Pebble. No goroutines and no clock: time is Tick.
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -300,19 +303,26 @@ func (nd *testNode) apply(e *pb.Entry) {
 	}
 	var result any
 	var resultErr error
+	var subResults []rangeraft.AppliedResult
 	switch e.GetType() {
 	case pb.EntryNormal:
-		id, cmd, err := rangeraft.DecodeEntry(e.GetData())
+		subs, err := rangeraft.DecodeEntries(e.GetData())
 		if err != nil {
 			nd.t.Fatalf("node %d: entry %d: %v", nd.id, e.GetIndex(), err)
 		}
-		if id != 0 {
-			if c := string(cmd); len(c) >= 5 && c[:5] == "fail:" {
-				resultErr = fmt.Errorf("state machine refused %q", c)
+		for _, sub := range subs {
+			var res rangeraft.AppliedResult
+			res.ID = sub.ID
+			if c := string(sub.Cmd); len(c) >= 5 && c[:5] == "fail:" {
+				res.Err = fmt.Errorf("state machine refused %q", c)
 			} else {
 				nd.cmds = append(nd.cmds, c)
-				result = fmt.Sprintf("%s@%d", c, e.GetIndex())
+				res.Value = fmt.Sprintf("%s@%d", c, e.GetIndex())
 			}
+			subResults = append(subResults, res)
+		}
+		if len(subs) == 1 {
+			result, resultErr, subResults = subResults[0].Value, subResults[0].Err, nil
 		}
 	case pb.EntryConfChange:
 		var cc pb.ConfChange
@@ -332,7 +342,11 @@ func (nd *testNode) apply(e *pb.Entry) {
 		nd.rl.SetApplied(e.GetIndex(), e.GetTerm(), nil)
 	}
 	nd.applying = e.GetIndex()
-	nd.rr.Applied(e, result, resultErr)
+	if subResults != nil {
+		nd.rr.AppliedAll(e, subResults)
+	} else {
+		nd.rr.Applied(e, result, resultErr)
+	}
 	nd.applying = 0
 }
 
@@ -502,7 +516,7 @@ func TestEncodeDecodeEntry(t *testing.T) {
 		cmd []byte
 	}{
 		{1, []byte("put a")},
-		{^uint64(0), []byte{0, 1, 2, 0xff}},
+		{^uint64(0) - 1, []byte{0, 1, 2, 0xff}}, // ^uint64(0) is BatchTag
 		{42, nil},
 		{0x0102030405060708, make([]byte, 4096)},
 	} {
@@ -1162,5 +1176,126 @@ func TestReadWaitingForApplyTimesOut(t *testing.T) {
 	wantDoneOnce(t, "write", w)
 	if r.calls != 1 {
 		t.Fatalf("timed-out read completed %d times", r.calls)
+	}
+}
+
+// proposeAll proposes cmds with ProposeAll, IDs from id on; cmds starting
+// with "solo:" are not batchable.
+func (nd *testNode) proposeAll(id uint64, cmds ...string) []*outcome {
+	var ps []*rangeraft.Proposal
+	var outs []*outcome
+	for i, c := range cmds {
+		o := &outcome{}
+		outs = append(outs, o)
+		ps = append(ps, &rangeraft.Proposal{ID: id + uint64(i), Cmd: []byte(c), Batchable: !strings.HasPrefix(c, "solo:"),
+			Done: func(result any, err error) {
+				o.calls++
+				o.result, o.err, o.atIndex = result, err, nd.applying
+			}})
+	}
+	nd.rr.ProposeAll(ps)
+	return outs
+}
+
+func TestEncodeDecodeBatchEntry(t *testing.T) {
+	ps := []*rangeraft.Proposal{{ID: 1, Cmd: []byte("a")}, {ID: 1 << 40, Cmd: nil}, {ID: 300, Cmd: bytes.Repeat([]byte("x"), 300)}}
+	subs, err := rangeraft.DecodeEntries(rangeraft.EncodeBatchEntry(ps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, got []rangeraft.SubEntry
+	for _, p := range ps {
+		want = append(want, rangeraft.SubEntry{ID: p.ID, Cmd: p.Cmd})
+	}
+	got = subs
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("DecodeEntries(EncodeBatchEntry) (-want +got):\n%s", diff)
+	}
+	if subs, err := rangeraft.DecodeEntries(rangeraft.EncodeEntry(9, []byte("one"))); err != nil || len(subs) != 1 || subs[0].ID != 9 || string(subs[0].Cmd) != "one" {
+		t.Fatalf("DecodeEntries of a single entry = %v, %v", subs, err)
+	}
+	if _, _, err := rangeraft.DecodeEntry(rangeraft.EncodeBatchEntry(ps)); err == nil {
+		t.Fatal("DecodeEntry took a batch entry for one command")
+	}
+	full := rangeraft.EncodeBatchEntry(ps)
+	for n := 9; n < len(full); n++ {
+		if subs, err := rangeraft.DecodeEntries(full[:n]); err == nil && len(subs) == len(ps) {
+			t.Fatalf("DecodeEntries of %d of %d bytes decoded every proposal", n, len(full))
+		}
+	}
+}
+
+// Batchable proposals proposed together share one entry; each completes
+// once, with its own result or its own state machine error; a proposal
+// that is not batchable gets an entry of its own, in order.
+func TestProposeAllSharesOneEntry(t *testing.T) {
+	g := newGroup(t, 3, pebbleStorage, nil)
+	g.elect(1)
+	nd := g.node(1)
+	before := nd.lastIndex()
+	outs := nd.proposeAll(10, "a", "fail:b", "c", "solo:d", "e")
+	g.stabilize()
+	// a, fail:b and c share an entry; solo:d and e get one each.
+	if got := nd.lastIndex() - before; got != 3 {
+		t.Fatalf("5 proposals took %d entries, want 3", got)
+	}
+	want := []string{"a@%d", "", "c@%d", "solo:d@%d", "e@%d"}
+	idx := []uint64{before + 1, before + 1, before + 1, before + 2, before + 3}
+	for i, o := range outs {
+		wantDoneOnce(t, fmt.Sprintf("proposal %d", i), o)
+		if i == 1 {
+			if o.err == nil {
+				t.Errorf("fail:b: no error, want the state machine's")
+			}
+			continue
+		}
+		if w := fmt.Sprintf(want[i], idx[i]); o.err != nil || o.result != w {
+			t.Errorf("proposal %d: (%v, %v), want %q", i, o.result, o.err, w)
+		}
+	}
+	for _, id := range g.ids {
+		if diff := cmp.Diff([]string{"a", "c", "solo:d", "e"}, g.node(id).cmds); diff != "" {
+			t.Fatalf("node %d state machine (-want +got):\n%s", id, diff)
+		}
+	}
+	if n := nd.rr.PendingProposals(); n != 0 {
+		t.Fatalf("PendingProposals = %d, want 0", n)
+	}
+}
+
+// A batch entry of a deposed leader that another entry replaced: every
+// proposal of it is stale, none applied.
+func TestReplacedBatchIsStale(t *testing.T) {
+	g := newGroup(t, 3, pebbleStorage, nil)
+	g.elect(1)
+	old := g.node(1)
+	g.isolated[1] = true
+	lost := old.proposeAll(100, "l1", "l2", "l3")
+	g.stabilize()
+	g.frozen = map[uint64]bool{1: true}
+	g.tickUntil("new leader among 2 and 3", 10*electionTicks, func() bool { return g.leader(2, 3) != 0 })
+	g.frozen = nil
+	g.tickUntil("old leader stepped down", 10*electionTicks, func() bool { return !old.rr.IsLeader() })
+	nl := g.node(g.leader(2, 3))
+	won := nl.proposeAll(200, "w1", "w2")
+	g.stabilize()
+	delete(g.isolated, 1)
+	g.tickUntil("old leader catching up", 5*electionTicks, func() bool { return old.applied >= nl.applied })
+	for i, o := range lost {
+		wantDoneOnce(t, fmt.Sprintf("lost %d", i), o)
+		if !errors.Is(o.err, rangeraft.ErrStaleCommand) {
+			t.Errorf("lost %d: %v, want ErrStaleCommand", i, o.err)
+		}
+	}
+	for i, o := range won {
+		wantDoneOnce(t, fmt.Sprintf("won %d", i), o)
+		if o.err != nil {
+			t.Errorf("won %d: %v", i, o.err)
+		}
+	}
+	for _, id := range g.ids {
+		if diff := cmp.Diff([]string{"w1", "w2"}, g.node(id).cmds); diff != "" {
+			t.Fatalf("node %d state machine (-want +got):\n%s", id, diff)
+		}
 	}
 }

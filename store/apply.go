@@ -24,6 +24,9 @@ type applyResult struct {
 	value any
 	err   error
 	cc    *pb.ConfChangeV2
+	// subs: the outcome of each proposal of a batch entry (value and err
+	// are then unused).
+	subs []rangeraft.AppliedResult
 }
 
 type truncation struct{ index, term uint64 }
@@ -77,12 +80,20 @@ func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
 		res := applyResult{entry: e}
 		switch e.GetType() {
 		case pb.EntryNormal:
-			_, cmd, err := rangeraft.DecodeEntry(e.GetData())
+			subs, err := rangeraft.DecodeEntries(e.GetData())
 			if err != nil {
 				s.fatal(r, fmt.Sprintf("decode entry %d", e.GetIndex()), err)
 			}
-			if len(e.GetData()) > 0 {
-				res.value, res.err = s.applyCommand(ab, p, cmd)
+			switch {
+			case len(subs) == 1:
+				res.value, res.err = s.applyCommand(ab, p, subs[0].Cmd)
+			case len(subs) > 1:
+				// In order, each as if it were an entry of its own.
+				res.subs = make([]rangeraft.AppliedResult, len(subs))
+				for i, sub := range subs {
+					v, err := s.applyCommand(ab, p, sub.Cmd)
+					res.subs[i] = rangeraft.AppliedResult{ID: sub.ID, Value: v, Err: err}
+				}
 			}
 		case pb.EntryConfChange:
 			var cc pb.ConfChange
@@ -250,7 +261,11 @@ func (s *Store) finishApply(p *pass) {
 			cs := r.mu.rr.ApplyConfChange(res.cc)
 			r.log.SetApplied(res.entry.GetIndex(), res.entry.GetTerm(), cs)
 		}
-		r.mu.rr.Applied(res.entry, res.value, res.err)
+		if res.subs != nil {
+			r.mu.rr.AppliedAll(res.entry, res.subs)
+		} else {
+			r.mu.rr.Applied(res.entry, res.value, res.err)
+		}
 	}
 	if p.lastIndex > r.mu.applied.Index {
 		r.mu.applied.Index, r.mu.applied.Term = p.lastIndex, p.lastTerm

@@ -159,7 +159,8 @@ func (s *Store) propose(ctx context.Context, r *Replica, cmd *rangekvpb.Command)
 		return nil, nil, status.Error(codes.Internal, err.Error())
 	}
 	ch := make(chan outcome, 1)
-	p := &rangeraft.Proposal{ID: s.newProposalID(), Cmd: data, Done: func(v any, err error) { ch <- outcome{v, err} }}
+	p := &rangeraft.Proposal{ID: s.newProposalID(), Cmd: data, Done: func(v any, err error) { ch <- outcome{v, err} },
+		Batchable: isDataCommand(cmd)}
 	if !r.pushProposal(p, s.cfg.MaxPendingProposals) {
 		s.metrics.proposals.WithLabelValues("busy").Inc()
 		return nil, &rangekvpb.RangeError{Message: "too many pending writes, or the store is stopping; nothing was applied",
@@ -398,4 +399,16 @@ func (k *kvServer) Scan(ctx context.Context, req *rangekvpb.ScanRequest) (resp *
 		resp.ResumeKey = append([]byte(nil), d.EndKey...)
 	}
 	return resp, nil
+}
+
+// isDataCommand reports the commands that may share a log entry with
+// others (rangeraft.Proposal.Batchable): client writes, whose effect does
+// not depend on their log index. Splits, truncations and the like get an
+// entry each.
+func isDataCommand(cmd *rangekvpb.Command) bool {
+	switch cmd.Cmd.(type) {
+	case *rangekvpb.Command_Put, *rangekvpb.Command_Delete, *rangekvpb.Command_Cas, *rangekvpb.Command_Incr, *rangekvpb.Command_Batch:
+		return true
+	}
+	return false
 }

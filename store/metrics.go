@@ -30,6 +30,10 @@ type metrics struct {
 	// kvReads counts reads by how they were served: lease, read_index
 	// (leader round), follower (read index from the leader), stale.
 	kvReads *prometheus.CounterVec
+	// proposalEntries counts the log entries client proposals were put in
+	// (rangekv_raft_proposals_total{result} counts the proposals): writes
+	// that arrive together share one (rangeraft.Replica.ProposeAll).
+	proposalEntries prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -56,7 +60,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		logTruncations:     prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_log_truncations_total", Help: "Log truncations applied."}),
 		transportQueueSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rangekv_transport_queue_depth", Help: "Messages queued for a peer store."}, []string{"peer"}),
 		elections:          prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_elections_total", Help: "Elections started by replicas of this store (campaigns for a new term)."}),
+		proposalEntries:    prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_proposal_entries_total", Help: "Log entries proposed for client proposals; writes that arrive together share one."}),
 	}
+	reg.MustRegister(m.proposalEntries)
 	reg.MustRegister(m.replicas, m.leaders, m.quiescent, m.batchesSent, m.messagesSent, m.messagesDropped,
 		m.logSyncs, m.entriesAppended, m.readyBatches, m.kvRequests, m.kvDuration, m.snapshotBytesSent,
 		m.snapshotBytesRecv, m.snapshotsSent, m.snapshotsApplied, m.proposals, m.entriesApplied,

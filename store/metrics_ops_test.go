@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,4 +45,55 @@ func TestElectionAndLogMetrics(t *testing.T) {
 	if got := metricValue(t, c.HTTPAddr(lead), "rangekv_raft_elections_total"); got <= before[lead] {
 		t.Fatalf("new leader store %d: rangekv_raft_elections_total = %v, was %v before it was elected", lead+1, got, before[lead])
 	}
+}
+
+// Writes that reach a leader together share log entries, and each still
+// gets its own outcome: every put is acknowledged and readable, and the
+// leader proposed fewer entries than puts.
+func TestConcurrentWritesShareEntries(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{Configure: func(_ int, cfg *store.Config) {
+		cfg.HTTPAddr = "127.0.0.1:0"
+	}})
+	c.WaitLeader(rangeOne)
+	cl := c.Client()
+	entriesNow := func() float64 { // on every store: leadership may move
+		n := 0.0
+		for i := range 3 {
+			n += metricValue(t, c.HTTPAddr(i), "rangekv_raft_proposal_entries_total")
+		}
+		return n
+	}
+	const writers, each = 64, 10
+	want := map[string]string{}
+	for g := range writers {
+		for i := range each {
+			want[fmt.Sprintf("w%02d/%02d", g, i)] = fmt.Sprintf("v%d.%d", g, i)
+		}
+	}
+	before := entriesNow()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for g := range writers {
+		wg.Go(func() {
+			for i := range each {
+				k := fmt.Sprintf("w%02d/%02d", g, i)
+				if err := cl.Put(opCtx(t), []byte(k), []byte(want[k])); err != nil {
+					errs <- fmt.Errorf("put %s: %w", k, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	entries := entriesNow() - before
+	if entries < 1 || entries >= writers*each {
+		t.Fatalf("%d puts from %d concurrent writers took %v entries; want at least 1 and fewer than the puts", writers*each, writers, entries)
+	}
+	t.Logf("%d puts in %v entries", writers*each, entries)
+	wantValues(t, cl, want)
+	wantReplicasIdentical(t, c)
 }

@@ -248,8 +248,8 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 			r.uninitTicks.Add(1)
 		}
 	}
-	for _, p := range props {
-		rr.Propose(p)
+	if len(props) > 0 {
+		s.metrics.proposalEntries.Add(float64(rr.ProposeAll(props)))
 	}
 	for _, cc := range ccs {
 		cc.done <- rr.ProposeConfChange(cc.cc)

@@ -24,6 +24,7 @@ import (
 	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/rangeraft"
 	"github.com/rangekv/rangekv/rangeraft/logstore"
 )
 
@@ -492,7 +493,7 @@ func (s *Store) peerStoreIDs() []uint64 {
 
 func (s *Store) newProposalID() uint64 {
 	for {
-		if id := s.nextID.Add(1); id != 0 {
+		if id := s.nextID.Add(1); id != 0 && id != rangeraft.BatchTag {
 			return id
 		}
 	}
