@@ -172,7 +172,7 @@ type batchResult struct {
 type batchStream struct {
 	st            rangekvpb.KV_BatchCommandsClient
 	cancel        context.CancelFunc
-	kick          chan struct{} // capacity 1: queue not empty
+	kick          chan struct{} // capacity 1: calls queued with no one sending
 	done          chan struct{} // closed on failure
 	onUnsupported func()
 	mu            struct {
@@ -180,6 +180,7 @@ type batchStream struct {
 		nextID  uint64
 		queue   []*batchCall
 		pending map[uint64]*batchCall
+		sending bool // a goroutine is in sendSome's Send
 		err     error
 	}
 }
@@ -206,10 +207,7 @@ func (s *batchStream) do(ctx context.Context, req *rangekvpb.BatchCommandsReques
 	req.Id = s.mu.nextID
 	s.mu.queue = append(s.mu.queue, c)
 	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
+	s.sendSome(true)
 	select {
 	case r := <-c.out:
 		return r.resp, r.err
@@ -221,8 +219,8 @@ func (s *batchStream) do(ctx context.Context, req *rangekvpb.BatchCommandsReques
 	}
 }
 
-// sendLoop sends what is queued, up to maxBatchCalls calls and
-// maxBatchBytes a message, until the stream fails.
+// sendLoop sends what callers left queued (sendSome), until the stream
+// fails.
 func (s *batchStream) sendLoop() {
 	for {
 		select {
@@ -230,32 +228,58 @@ func (s *batchStream) sendLoop() {
 		case <-s.done:
 			return
 		}
-		for {
-			s.mu.Lock()
-			if s.mu.err != nil {
-				s.mu.Unlock()
-				return
-			}
-			n, size := 0, 0
-			for n < len(s.mu.queue) && n < maxBatchCalls && (n == 0 || size+s.mu.queue[n].size <= maxBatchBytes) {
-				size += s.mu.queue[n].size
-				n++
-			}
-			if n == 0 {
-				s.mu.Unlock()
-				break
-			}
-			msg := &rangekvpb.BatchCommandsRequest{Requests: make([]*rangekvpb.BatchCommandsRequest_Request, n)}
-			for i, c := range s.mu.queue[:n] {
-				msg.Requests[i] = c.req
-				s.mu.pending[c.req.Id] = c
-			}
-			s.mu.queue = append(s.mu.queue[:0:0], s.mu.queue[n:]...)
+		s.sendSome(false)
+	}
+}
+
+// sendSome sends queued calls, at most maxBatchCalls and maxBatchBytes a
+// message, unless someone else is sending: one message for a caller
+// (once), which then hands what is left to sendLoop, or until the queue is
+// empty for sendLoop. A call alone thus leaves from its caller's own
+// goroutine; calls that arrive while a message is being sent wait and
+// leave together in the next one.
+func (s *batchStream) sendSome(once bool) {
+	s.mu.Lock()
+	if s.mu.sending || s.mu.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.sending = true
+	for {
+		n, size := 0, 0
+		for n < len(s.mu.queue) && n < maxBatchCalls && (n == 0 || size+s.mu.queue[n].size <= maxBatchBytes) {
+			size += s.mu.queue[n].size
+			n++
+		}
+		if n == 0 {
+			break
+		}
+		msg := &rangekvpb.BatchCommandsRequest{Requests: make([]*rangekvpb.BatchCommandsRequest_Request, n)}
+		for i, c := range s.mu.queue[:n] {
+			msg.Requests[i] = c.req
+			s.mu.pending[c.req.Id] = c
+		}
+		s.mu.queue = append(s.mu.queue[:0:0], s.mu.queue[n:]...)
+		s.mu.Unlock()
+		err := s.st.Send(msg)
+		s.mu.Lock()
+		if err != nil {
+			s.mu.sending = false
 			s.mu.Unlock()
-			if err := s.st.Send(msg); err != nil {
-				s.fail(err) // the real cause comes from RecvMsg
-				return
-			}
+			s.fail(err) // the real cause comes from RecvMsg
+			return
+		}
+		if once {
+			break
+		}
+	}
+	s.mu.sending = false
+	more := len(s.mu.queue) > 0
+	s.mu.Unlock()
+	if more {
+		select {
+		case s.kick <- struct{}{}:
+		default:
 		}
 	}
 }

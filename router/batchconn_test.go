@@ -170,12 +170,16 @@ func TestBatchStreamFailureTellsSentFromUnsent(t *testing.T) {
 	startCalls(ctx, s, &calls, results, "queued")
 	queued(t, s, 1)
 	ms.recvErr <- status.Error(codes.Unavailable, "connection reset")
-	got := map[string]error{}
-	for range 2 {
-		r := <-results
-		got[r.key] = r.err
+	// The queued call learns at once; the sent one once its Send (made by
+	// its own goroutine) returns.
+	r := <-results
+	if r.key != "queued" {
+		t.Fatalf("first to fail: %s; want the queued call", r.key)
 	}
-	ms.release <- errors.New("stream broken") // the sender's Send returns
+	got := map[string]error{r.key: r.err}
+	ms.release <- errors.New("stream broken")
+	r = <-results
+	got[r.key] = r.err
 	calls.Wait()
 	wg.Wait()
 	if err := got["sent"]; status.Code(err) != codes.Unavailable || notSent(err) {

@@ -63,12 +63,11 @@ run_rangekv() { # $1 round
     sleep 0.5
   done
   ((ok)) || { echo "rangekv round $1: cluster never accepted a put (logs in $dir)" >&2; stop_all; return; }
-  # Split the key spaces of both key counts up front, then measure only once
-  # placement has given every range 3 voters and spread the leaders (at most
-  # one apart): a range still being up-replicated writes to fewer replicas.
-  for k in 100000 10000; do
-    "$BIN/rangekv" --placement "$pd" bench --workload write --ops 64 --clients 1 --keys "$k" --ranges "$RANGES" >/dev/null 2>&1
-  done
+  # Split the key space up front, then measure only once placement has given
+  # every range 3 voters and spread the leaders (at most one apart): a range
+  # still being up-replicated writes to fewer replicas, and reads go to
+  # leaders. Every workload uses the same 100,000 keys (all ranges).
+  "$BIN/rangekv" --placement "$pd" bench --workload write --ops 64 --clients 1 --keys 100000 --ranges "$RANGES" >/dev/null 2>&1
   settled=0
   for _ in $(seq 1 240); do
     if "$BIN/rangekv" --placement "$pd" -o json range list 2>/dev/null | python3 -c '
@@ -82,13 +81,14 @@ sys.exit(0 if full and len(lead) == 3 and max(lead.values()) - min(lead.values()
     sleep 0.5
   done
   ((settled)) || echo "rangekv round $1: ranges not fully replicated with balanced leaders after 120s; measuring anyway" >&2
+  # Write every key once (unmeasured) for the read and mixed workloads.
+  "$BIN/rangekv" --placement "$pd" bench --workload read --ops 1 --clients 256 --keys 100000 --value-size 256 >"$dir/load.txt" 2>&1 \
+    || echo "rangekv round $1: loading the keys failed: $(tail -1 "$dir/load.txt")" >&2
   for w in "${WORKLOADS[@]}"; do
-    local keys=100000
-    [[ $w != write ]] && keys=10000
     for c in "${CLIENTS[@]}"; do
       echo "rangekv r$1: $w, $c clients" >&2
       timeout 300 "$BIN/rangekv" --placement "$pd" -o json bench --workload "$w" --clients "$c" --duration "$DUR" \
-        --value-size 256 --keys "$keys" --read-ratio 0.5 --ranges "$RANGES" \
+        --value-size 256 --keys 100000 --load=false --read-ratio 0.5 --ranges "$RANGES" \
         >"$dir/${w}_c$c.json" 2>"$dir/${w}_c$c.err" || echo "  failed: $(tail -1 "$dir/${w}_c$c.err")" >&2
     done
   done

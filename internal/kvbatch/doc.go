@@ -11,5 +11,5 @@
 // stream lives (a failed call by its status code and message); at most
 // maxBatchInFlight calls of a stream run at once (then the stream stops
 // reading and flow control holds the router); Serve returns only after
-// every call it started has finished and its goroutines have stopped.
+// every call it started has finished and been answered.
 package kvbatch

@@ -31,15 +31,7 @@ const (
 func Serve(stream rangekvpb.KV_BatchCommandsServer, kv rangekvpb.KVServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	out := &batchOutbox{kick: make(chan struct{}, 1)}
-	sent := make(chan error, 1)
-	go func() { // owned here: ends when out is closed or ctx is done
-		err := out.run(ctx, stream)
-		if err != nil {
-			cancel() // the stream is broken: calls in flight need not finish
-		}
-		sent <- err
-	}()
+	out := &batchOutbox{stream: stream, broken: cancel}
 	var calls sync.WaitGroup
 	sem := make(chan struct{}, maxBatchInFlight)
 	var recvErr error
@@ -63,11 +55,9 @@ recv:
 			})
 		}
 	}
-	calls.Wait()
-	out.close()
-	sendErr := <-sent
+	calls.Wait() // every answer is sent (or the stream broke)
 	if errors.Is(recvErr, io.EOF) {
-		return sendErr
+		return out.err()
 	}
 	return recvErr
 }
@@ -131,64 +121,64 @@ func serveOne(ctx context.Context, k rangekvpb.KVServer, req *rangekvpb.BatchCom
 	return out
 }
 
-// batchOutbox collects a stream's answers; run sends what has collected
-// whenever it wakes, so answers that finish together leave together.
+// batchOutbox sends a stream's answers. There is no sending goroutine:
+// the call that pushes an answer while no one is sending becomes the
+// sender and sends what has collected until nothing is left, so one call
+// alone costs no extra hand-off, and answers that finish while a message
+// is being sent leave together in the next one.
 type batchOutbox struct {
-	kick chan struct{} // capacity 1: "there is something to send"
-	mu   struct {
+	stream rangekvpb.KV_BatchCommandsServer
+	broken func() // called once a send fails
+	mu     struct {
 		sync.Mutex
-		ready  []*rangekvpb.BatchCommandsResponse_Response
-		closed bool
+		ready   []*rangekvpb.BatchCommandsResponse_Response
+		sending bool
+		err     error
 	}
 }
 
 func (o *batchOutbox) push(r *rangekvpb.BatchCommandsResponse_Response) {
 	o.mu.Lock()
 	o.mu.ready = append(o.mu.ready, r)
-	o.mu.Unlock()
-	o.wake()
-}
-
-// close makes run return once it has sent everything pushed before.
-func (o *batchOutbox) close() {
-	o.mu.Lock()
-	o.mu.closed = true
-	o.mu.Unlock()
-	o.wake()
-}
-
-func (o *batchOutbox) wake() {
-	select {
-	case o.kick <- struct{}{}:
-	default:
+	if o.mu.sending || o.mu.err != nil {
+		o.mu.Unlock()
+		return
 	}
-}
-
-// run sends answers until close (nil) or a failed send or ctx (the error).
-func (o *batchOutbox) run(ctx context.Context, stream rangekvpb.KV_BatchCommandsServer) error {
-	for {
-		select {
-		case <-o.kick:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		o.mu.Lock()
-		ready, closed := o.mu.ready, o.mu.closed
+	o.mu.sending = true
+	for len(o.mu.ready) > 0 {
+		ready := o.mu.ready
 		o.mu.ready = nil
 		o.mu.Unlock()
-		for len(ready) > 0 {
-			n, size := 0, 0
-			for n < len(ready) && (n == 0 || size < maxBatchResponseBytes) {
-				size += proto.Size(ready[n])
-				n++
-			}
-			if err := stream.Send(&rangekvpb.BatchCommandsResponse{Responses: ready[:n]}); err != nil {
-				return err
-			}
-			ready = ready[n:]
-		}
-		if closed {
-			return nil
+		err := o.send(ready)
+		o.mu.Lock()
+		if err != nil {
+			o.mu.err, o.mu.ready = err, nil
+			o.broken() // the stream is broken: calls in flight need not finish
 		}
 	}
+	o.mu.sending = false
+	o.mu.Unlock()
+}
+
+// send sends ready in messages of about maxBatchResponseBytes.
+func (o *batchOutbox) send(ready []*rangekvpb.BatchCommandsResponse_Response) error {
+	for len(ready) > 0 {
+		n, size := 0, 0
+		for n < len(ready) && (n == 0 || size < maxBatchResponseBytes) {
+			size += proto.Size(ready[n])
+			n++
+		}
+		if err := o.stream.Send(&rangekvpb.BatchCommandsResponse{Responses: ready[:n]}); err != nil {
+			return err
+		}
+		ready = ready[n:]
+	}
+	return nil
+}
+
+// err is the failure of a send, if one failed.
+func (o *batchOutbox) err() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.mu.err
 }
