@@ -107,6 +107,9 @@ type Config struct {
 	// MinFreeBytes: below this much free space in DataDir the store
 	// refuses client writes (diskguard.go); 0 disables the guard.
 	MinFreeBytes int64
+	// CacheBytes sizes the engine's block cache (0: Pebble's default of
+	// 8 MiB). Reads of data not in the memtables come from it.
+	CacheBytes int64
 	// TLS, when set, makes every gRPC connection of the store mutual TLS:
 	// its server requires client certificates, and it dials peer stores
 	// and placement with its certificate. Nil: plaintext.
@@ -146,6 +149,7 @@ func Defaults() Config {
 		MaxConcurrentSnapshots: 2,
 		SnapshotRateBytes:      64 << 20,
 		MinFreeBytes:           1 << 30,
+		CacheBytes:             256 << 20,
 	}
 }
 
@@ -197,6 +201,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("snapshot.chunk-size: must be at least 1024 bytes, got %d", c.SnapshotChunkBytes)
 	case c.MaxConcurrentSnapshots < 1:
 		return fmt.Errorf("snapshot.max-concurrent: must be at least 1, got %d", c.MaxConcurrentSnapshots)
+	case c.CacheBytes < 0:
+		return fmt.Errorf("storage.cache-size: must not be negative, got %d bytes", c.CacheBytes)
 	case c.MinFreeBytes < 0:
 		return fmt.Errorf("storage.min-free: must not be negative, got %d bytes", c.MinFreeBytes)
 	case c.SnapshotRateBytes < 1<<20:

@@ -142,6 +142,9 @@ func Open(cfg Config) (*Store, error) {
 	dir := cfg.DataDir
 	opts := pebbleOptions(&s.cfg)
 	db, err := pebble.Open(dir, opts)
+	if opts.Cache != nil {
+		opts.Cache.Unref() // the engine holds its own reference
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open engine in %q: %w", dir, err)
 	}

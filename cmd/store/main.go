@@ -52,6 +52,7 @@ var keys = []cliconfig.Key{
 	{Name: "limits.max-value-size", Kind: cliconfig.Size, Default: "1MiB", Usage: "largest value accepted (at most 8MiB)"},
 	{Name: "limits.max-scan-limit", Kind: cliconfig.Int, Default: "10000", Usage: "most pairs one scan request returns"},
 	{Name: "split.max-size", Kind: cliconfig.Size, Default: "", Usage: "a range holding more data than this is split in two (default from the profile)"},
+	{Name: "storage.cache-size", Kind: cliconfig.Size, Default: "256MiB", Usage: "the engine's block cache (data read from disk stays here); 0 is Pebble's default of 8MiB"},
 	{Name: "storage.min-free", Kind: cliconfig.Size, Default: "1GiB", Usage: "below this much free space in --data-dir the store refuses client writes (0 disables)"},
 	{Name: "split.check-interval", Kind: cliconfig.Duration, Default: "10s", Usage: "how often the store looks for ranges to split by size"},
 	{Name: "snapshot.rate-limit", Kind: cliconfig.Size, Default: "64MiB", Usage: "snapshot bytes sent per second by this store"},
@@ -157,6 +158,7 @@ func buildConfig(v *cliconfig.Values) (store.Config, error) {
 	cfg.SnapshotChunkBytes = int(v.Size("snapshot.chunk-size"))
 	cfg.SnapshotRateBytes = v.Size("snapshot.rate-limit")
 	cfg.MinFreeBytes = v.Size("storage.min-free")
+	cfg.CacheBytes = v.Size("storage.cache-size")
 	cfg.SplitCheckInterval = v.Duration("split.check-interval")
 	cfg.MaxConcurrentSnapshots = int(v.Int("snapshot.max-concurrent"))
 	var level slog.Level

@@ -32,8 +32,12 @@ func Serve(stream rangekvpb.KV_BatchCommandsServer, kv rangekvpb.KVServer) error
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	out := &batchOutbox{stream: stream, broken: cancel}
-	var calls sync.WaitGroup
-	sem := make(chan struct{}, maxBatchInFlight)
+	// Calls run on workers that live as long as the stream: a call
+	// handed to an idle worker costs no new goroutine (and no stack
+	// growth, which per call was most of a read's scheduling cost).
+	work := make(chan *rangekvpb.BatchCommandsRequest_Request) // unbuffered: taken by an idle worker
+	var workers sync.WaitGroup
+	n := 0
 	var recvErr error
 recv:
 	for {
@@ -44,18 +48,30 @@ recv:
 		}
 		for _, req := range msg.GetRequests() {
 			select {
-			case sem <- struct{}{}:
+			case work <- req:
+				continue
+			default:
+			}
+			if n < maxBatchInFlight {
+				n++
+				workers.Go(func() {
+					out.push(serveOne(ctx, kv, req))
+					for req := range work {
+						out.push(serveOne(ctx, kv, req))
+					}
+				})
+				continue
+			}
+			select { // every worker busy: wait for one (the stream stops reading)
+			case work <- req:
 			case <-ctx.Done():
 				recvErr = ctx.Err()
 				break recv
 			}
-			calls.Go(func() {
-				defer func() { <-sem }()
-				out.push(serveOne(ctx, kv, req))
-			})
 		}
 	}
-	calls.Wait() // every answer is sent (or the stream broke)
+	close(work)
+	workers.Wait() // every answer is sent (or the stream broke)
 	if errors.Is(recvErr, io.EOF) {
 		return out.err()
 	}
