@@ -34,6 +34,14 @@ type metrics struct {
 	// (rangekv_raft_proposals_total{result} counts the proposals): writes
 	// that arrive together share one (rangeraft.Replica.ProposeAll).
 	proposalEntries prometheus.Counter
+	// kvOK holds the children of kvRequests{op, result="ok"} and
+	// kvDuration{op} of every KV op, looked up once.
+	kvOK map[string]kvOpMetrics
+}
+
+type kvOpMetrics struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -61,6 +69,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		transportQueueSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rangekv_transport_queue_depth", Help: "Messages queued for a peer store."}, []string{"peer"}),
 		elections:          prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_elections_total", Help: "Elections started by replicas of this store (campaigns for a new term)."}),
 		proposalEntries:    prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_proposal_entries_total", Help: "Log entries proposed for client proposals; writes that arrive together share one."}),
+	}
+	m.kvOK = map[string]kvOpMetrics{}
+	for _, op := range []string{"get", "put", "delete", "cas", "incr", "scan", "batch"} {
+		m.kvOK[op] = kvOpMetrics{requests: m.kvRequests.WithLabelValues(op, "ok"), duration: m.kvDuration.WithLabelValues(op)}
 	}
 	reg.MustRegister(m.proposalEntries)
 	reg.MustRegister(m.replicas, m.leaders, m.quiescent, m.batchesSent, m.messagesSent, m.messagesDropped,

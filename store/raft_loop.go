@@ -101,7 +101,21 @@ func (s *Store) processBatch(items []workItem) {
 
 	// Persist every replica's entries, hard state and snapshot in ONE batch.
 	// Invariant: nothing else of these Readies is sent before it commits.
-	wb := s.db.NewBatch()
+	// Without a snapshot among them, the committed entries are applied into
+	// the same batch (one commit, one WAL record per pass): they are already
+	// durable on a quorum, or are among the entries this batch appends, and
+	// the batch is atomic. A snapshot must be in place before entries past
+	// it apply, so then the apply gets a batch of its own after.
+	merged := true
+	for _, p := range passes {
+		merged = merged && raft.IsEmptySnap(p.rd.Snapshot)
+	}
+	var wb *pebble.Batch
+	if merged {
+		wb = s.db.NewIndexedBatch() // apply reads its own writes (cas, incr)
+	} else {
+		wb = s.db.NewBatch()
+	}
 	defer wb.Close()
 	mustSync, appended := false, 0
 	for _, p := range passes {
@@ -117,9 +131,15 @@ func (s *Store) processBatch(items []workItem) {
 		appended += upd.Appended()
 		mustSync = mustSync || p.rd.MustSync
 	}
+	// Splits and membership changes are synced: their effects (new ranges,
+	// removed replicas) must not be lost once acted upon.
+	applySync := false
+	if merged {
+		applySync = s.stageApplies(wb, passes)
+	}
 	if !wb.Empty() {
 		opts := pebble.NoSync
-		if mustSync && !s.cfg.UnsafeNoFsync {
+		if (mustSync || applySync) && !s.cfg.UnsafeNoFsync {
 			opts = pebble.Sync
 		}
 		if err := wb.Commit(opts); err != nil {
@@ -139,26 +159,20 @@ func (s *Store) processBatch(items []workItem) {
 		s.sendSome(p.r, p.rd.Messages, func(*pb.Message) bool { return true })
 	}
 
-	// Apply every replica's committed entries in one batch: data and
-	// applied index together.
-	ab := s.db.NewIndexedBatch()
-	defer ab.Close()
-	applySync := false
-	for _, p := range passes {
-		if len(p.rd.CommittedEntries) > 0 {
-			s.stageApply(ab, p)
-			applySync = applySync || p.needSync
-		}
-	}
-	if !ab.Empty() {
-		// Splits and membership changes are synced: their effects (new
-		// ranges, removed replicas) must not be lost once acted upon.
-		opts := pebble.NoSync
-		if applySync && !s.cfg.UnsafeNoFsync {
-			opts = pebble.Sync
-		}
-		if err := ab.Commit(opts); err != nil {
-			s.fatal(nil, "commit apply batch", err)
+	if !merged {
+		// Apply every replica's committed entries in one batch: data and
+		// applied index together.
+		ab := s.db.NewIndexedBatch()
+		defer ab.Close()
+		applySync := s.stageApplies(ab, passes)
+		if !ab.Empty() {
+			opts := pebble.NoSync
+			if applySync && !s.cfg.UnsafeNoFsync {
+				opts = pebble.Sync
+			}
+			if err := ab.Commit(opts); err != nil {
+				s.fatal(nil, "commit apply batch", err)
+			}
 		}
 	}
 	for _, p := range passes {
@@ -173,6 +187,18 @@ func (s *Store) processBatch(items []workItem) {
 			s.sched.enqueue(p.r.rangeID, flagWork)
 		}
 	}
+}
+
+// stageApplies stages every pass's committed entries into b and reports
+// whether one of them must be synced.
+func (s *Store) stageApplies(b *pebble.Batch, passes []*pass) (needSync bool) {
+	for _, p := range passes {
+		if len(p.rd.CommittedEntries) > 0 {
+			s.stageApply(b, p)
+			needSync = needSync || p.needSync
+		}
+	}
+	return needSync
 }
 
 // drainInbox feeds the replica everything queued for it since its last
