@@ -134,7 +134,7 @@ func Defaults() Config {
 		MaxBatchRanges:         256,
 		InboxSize:              4096,
 		MaxPendingProposals:    10000,
-		LogTruncateThreshold:   10000,
+		LogTruncateThreshold:   1000,
 		LogMaxEntries:          100000,
 		MaxKeySize:             4096,
 		MaxValueSize:           1 << 20,

@@ -27,15 +27,15 @@ type profile struct {
 var profiles = map[string]profile{
 	// Balanced: etcd's timings, TiKV's region size order of magnitude.
 	"production": {election: time.Second, heartbeat: 100 * time.Millisecond,
-		truncate: 10000, maxLog: 100000, maxBatchRanges: 256, splitMaxBytes: 128 << 20},
+		truncate: 1000, maxLog: 100000, maxBatchRanges: 256, splitMaxBytes: 128 << 20},
 	// Fewer heartbeats and elections, bigger batches and ranges, longer
 	// logs: more throughput, slower failover (about 2-4s).
 	"high-performance": {election: 2 * time.Second, heartbeat: 200 * time.Millisecond,
-		truncate: 50000, maxLog: 500000, maxBatchRanges: 1024, splitMaxBytes: 256 << 20},
+		truncate: 2000, maxLog: 500000, maxBatchRanges: 1024, splitMaxBytes: 256 << 20},
 	// Fast failover: a dead leader is replaced within about a second;
 	// smaller ranges move and recover faster.
 	"high-availability": {election: 500 * time.Millisecond, heartbeat: 50 * time.Millisecond,
-		truncate: 10000, maxLog: 100000, maxBatchRanges: 256, splitMaxBytes: 64 << 20},
+		truncate: 1000, maxLog: 100000, maxBatchRanges: 256, splitMaxBytes: 64 << 20},
 }
 
 func profileOf(name string) (profile, error) {
