@@ -487,6 +487,9 @@ func (c *Client) ready(ctx context.Context, conn *grpc.ClientConn) bool {
 // readyConn waits at most timeout for conn to be up; false when it is
 // refused or down (try another one now).
 func readyConn(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration) bool {
+	if conn.GetState() == connectivity.Ready {
+		return true // the common case, without a timer
+	}
 	conn.Connect()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
