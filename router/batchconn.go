@@ -126,32 +126,29 @@ func newBatchStream(st rangekvpb.KV_BatchCommandsClient, cancel context.CancelFu
 	return s
 }
 
-// call sends req on the stream and waits for its answer or ctx. It falls
-// back to a unary RPC (through unary) when the store has no BatchCommands.
-func (b *batchKV) call(ctx context.Context, req *rangekvpb.BatchCommandsRequest_Request, size int, unary func() (any, error)) (*rangekvpb.BatchCommandsResponse_Response, any, error) {
+// call sends req on the stream and waits for its answer or ctx. A call
+// the store failed comes back as its gRPC status; errBatchUnsupported
+// (wrapped or not) means the store has no BatchCommands.
+func (b *batchKV) call(ctx context.Context, req *rangekvpb.BatchCommandsRequest_Request, size int) (*rangekvpb.BatchCommandsResponse_Response, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		if left <= 0 {
-			return nil, nil, status.FromContextError(context.DeadlineExceeded).Err()
+			return nil, status.FromContextError(context.DeadlineExceeded).Err()
 		}
 		req.TimeoutUs = max(left.Microseconds(), 1)
 	}
 	s, err := b.stream(ctx)
-	if err == nil {
-		var resp *rangekvpb.BatchCommandsResponse_Response
-		resp, err = s.do(ctx, req, size)
-		if err == nil {
-			if resp.GetCode() != 0 {
-				return nil, nil, status.Error(codes.Code(resp.GetCode()), resp.GetMessage())
-			}
-			return resp, nil, nil
-		}
+	if err != nil {
+		return nil, err
 	}
-	if errors.Is(err, errBatchUnsupported) {
-		u, err := unary()
-		return nil, u, err
+	resp, err := s.do(ctx, req, size)
+	if err != nil {
+		return nil, err
 	}
-	return nil, nil, err
+	if resp.GetCode() != 0 {
+		return nil, status.Error(codes.Code(resp.GetCode()), resp.GetMessage())
+	}
+	return resp, nil
 }
 
 // batchCall is one call waiting for its answer.
@@ -391,12 +388,12 @@ func batched[In proto.Message, Out any](ctx context.Context, b *batchKV, in In, 
 	if size > unaryCallBytes {
 		return unary()
 	}
-	resp, u, err := b.call(ctx, req, size, func() (any, error) { return unary() })
-	switch {
-	case err != nil:
+	resp, err := b.call(ctx, req, size)
+	if errors.Is(err, errBatchUnsupported) {
+		return unary()
+	}
+	if err != nil {
 		return zero, err
-	case resp == nil:
-		return u.(Out), nil
 	}
 	out := get(resp)
 	if any(out) == any(zero) {
