@@ -178,35 +178,33 @@ func dialOptions(opts Options) []grpc.DialOption {
 
 // conn returns the (shared) connection to addr, creating it if needed.
 func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
+	cc, _, err := c.storeConn(addr)
+	return cc, err
+}
+
+// storeConn returns the (shared) connection to addr, creating it if
+// needed, and the KV client over it.
+func (c *Client) storeConn(addr string) (*grpc.ClientConn, rangekvpb.KVClient, error) {
 	c.connsMu.Lock()
 	defer c.connsMu.Unlock()
 	if c.connsMu.closed {
-		return nil, errors.New("router: client closed")
+		return nil, nil, errors.New("router: client closed")
 	}
 	if cc, ok := c.connsMu.conns[addr]; ok {
-		return cc, nil
+		return cc, c.connsMu.kvs[addr], nil
 	}
 	cc, err := grpc.NewClient(addr, dialOptions(c.opts)...)
 	if err != nil {
-		return nil, fmt.Errorf("router: store address %q: %w", addr, err)
+		return nil, nil, fmt.Errorf("router: store address %q: %w", addr, err)
 	}
-	c.connsMu.conns[addr] = cc
+	var kv rangekvpb.KVClient
 	if c.opts.UnaryKV {
-		c.connsMu.kvs[addr] = rangekvpb.NewKVClient(cc)
+		kv = rangekvpb.NewKVClient(cc)
 	} else {
-		c.connsMu.kvs[addr] = newBatchKV(cc)
+		kv = newBatchKV(cc)
 	}
-	return cc, nil
-}
-
-// kv returns the KV client of the connection to addr (made by conn).
-func (c *Client) kv(addr string) (rangekvpb.KVClient, error) {
-	c.connsMu.Lock()
-	defer c.connsMu.Unlock()
-	if kv, ok := c.connsMu.kvs[addr]; ok {
-		return kv, nil
-	}
-	return nil, errors.New("router: client closed")
+	c.connsMu.conns[addr], c.connsMu.kvs[addr] = cc, kv
+	return cc, kv, nil
 }
 
 // Close closes every connection. Calls in flight fail.
@@ -590,11 +588,7 @@ func (c *Client) doChecked(ctx context.Context, op string, key []byte, write boo
 				continue // the next replica, at once
 			}
 		}
-		conn, err := c.conn(r.leader.addr)
-		if err != nil {
-			return err
-		}
-		kv, err := c.kv(r.leader.addr)
+		conn, kv, err := c.storeConn(r.leader.addr)
 		if err != nil {
 			return err
 		}
@@ -734,11 +728,7 @@ func (c *Client) readTarget(ctx context.Context, r route, tried map[string]bool)
 // the call is over (with err); otherwise err says why t did not serve it.
 // A replica's answer changes no cached leader: it may not be the leader.
 func (c *Client) spreadRead(ctx context.Context, r route, t leader, cons rangekvpb.ReadConsistency, fn call) (done bool, err error) {
-	conn, err := c.conn(t.addr)
-	if err != nil {
-		return true, err
-	}
-	kv, err := c.kv(t.addr)
+	conn, kv, err := c.storeConn(t.addr)
 	if err != nil {
 		return true, err
 	}
