@@ -274,7 +274,8 @@ func (s *Store) Start() error {
 	}
 	s.trans = newTransport(s)
 	s.snaps = newSnapshotManager(s)
-	s.grpcServer = grpc.NewServer(append(tlsconfig.ServerOptions(s.cfg.TLS), grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))...)
+	s.grpcServer = grpc.NewServer(append(tlsconfig.ServerOptions(s.cfg.TLS), grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20),
+		grpc.InitialWindowSize(streamWindowBytes), grpc.InitialConnWindowSize(connWindowBytes))...)
 	rangekvpb.RegisterKVServer(s.grpcServer, &kvServer{s: s})
 	rangekvpb.RegisterRaftServer(s.grpcServer, &raftServer{s: s})
 	rangekvpb.RegisterAdminServer(s.grpcServer, &adminServer{s: s})
