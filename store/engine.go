@@ -38,6 +38,10 @@ func pebbleOptions(c *Config) *pebble.Options {
 	if c.FS != nil {
 		o.FS = c.FS
 	}
+	if c.CacheBytes > 0 {
+		// The caller releases its reference once the engine holds one.
+		o.Cache = pebble.NewCache(c.CacheBytes)
+	}
 	o.Logger = logadapt.Pebble{L: c.Logger}
 	return o
 }

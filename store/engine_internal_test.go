@@ -46,3 +46,19 @@ func TestConfStateOfJointDescriptor(t *testing.T) {
 		t.Fatalf("non-joint descriptor gave %v", cs)
 	}
 }
+
+// storage.cache-size sizes the engine's block cache; 0 leaves Pebble's
+// default. (A release once shipped the key validated but never applied.)
+func TestPebbleOptionsBlockCache(t *testing.T) {
+	o := pebbleOptions(&Config{CacheBytes: 48 << 20})
+	if o.Cache == nil {
+		t.Fatal("CacheBytes set, but the engine options carry no block cache")
+	}
+	defer o.Cache.Unref()
+	if got := o.Cache.MaxSize(); got != 48<<20 {
+		t.Fatalf("block cache size = %d, want %d", got, 48<<20)
+	}
+	if o := pebbleOptions(&Config{}); o.Cache != nil {
+		t.Fatalf("CacheBytes 0: want Pebble's default cache, got one of %d bytes", o.Cache.MaxSize())
+	}
+}
