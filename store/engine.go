@@ -23,11 +23,19 @@ import (
 // pebbleOptions are tuned for sustained synced writes: Pebble's defaults
 // (4 MiB memtable, L0 stop at 12 files) stall under them (measured in
 // ../shared/bench: sync-16 23k keys/s default vs 115k tuned). Like
-// CockroachDB: 64 MiB memtables, compact L0 early, stop writes only at a
-// very high L0 file count, and let compactions use both cores.
+// CockroachDB: compact L0 early, stop writes only at a very high L0 file
+// count, and let compactions use both cores.
+//
+// Memtables are 16 MiB, not CockroachDB's 64 MiB. Every Get and every
+// insert walks the skiplist of each memtable it touches (Pebble queues
+// immutable ones until half a memtable's worth waits), and a walk is a
+// chain of random reads across the arena: in the 2-core VM of
+// docs/benchmarks.md, skiplist walks were 30% of a store's CPU at 256
+// readers with 64 MiB. 16 MiB measured reads +23% and writes +12% at 256
+// clients (4 runs each); 8 and 32 MiB were no better than 64.
 func pebbleOptions(c *Config) *pebble.Options {
 	o := &pebble.Options{
-		MemTableSize:                64 << 20,
+		MemTableSize:                16 << 20,
 		MemTableStopWritesThreshold: 4,
 		L0CompactionThreshold:       2,
 		L0StopWritesThreshold:       1000,
