@@ -23,8 +23,14 @@ import (
 // pebbleOptions are tuned for sustained synced writes: Pebble's defaults
 // (4 MiB memtable, L0 stop at 12 files) stall under them (measured in
 // ../shared/bench: sync-16 23k keys/s default vs 115k tuned). Like
-// CockroachDB: compact L0 early, stop writes only at a very high L0 file
-// count, and let compactions use both cores.
+// CockroachDB: stop writes only at a very high L0 file count, and let
+// compactions use both cores.
+//
+// L0 compacts at 8 files, not CockroachDB's 2: with keys spread over the
+// whole range, every L0 compaction rewrites most of Lbase, so waiting for
+// 8 flushed memtables rewrites it a quarter as often. At 256 writers over
+// 100,000 keys (30 s runs, 2 each) writes went from 17.4k to 19.9k ops/s;
+// reads were unchanged (bloom filters keep the extra L0 files cheap).
 //
 // Memtables are 16 MiB, not CockroachDB's 64 MiB. Every Get and every
 // insert walks the skiplist of each memtable it touches (Pebble queues
@@ -37,7 +43,7 @@ func pebbleOptions(c *Config) *pebble.Options {
 	o := &pebble.Options{
 		MemTableSize:                16 << 20,
 		MemTableStopWritesThreshold: 4,
-		L0CompactionThreshold:       2,
+		L0CompactionThreshold:       8,
 		L0StopWritesThreshold:       1000,
 		LBaseMaxBytes:               64 << 20,
 		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
