@@ -286,7 +286,7 @@ func (d *driver) apply(ents []*pb.Entry) {
 			var cmd rangekvpb.PlacementCommand
 			d.must(proto.Unmarshal(data, &cmd))
 			if tr := cmd.GetTruncateLog(); tr != nil {
-				ok, err := d.log.StageTruncate(b, tr.Index, tr.Term)
+				ok, err := d.log.StageTruncate(b, tr.Index, tr.Term, logstore.AppendUpdate{}) // appends are finished before apply
 				d.must(err)
 				if ok {
 					truncs = append(truncs, [2]uint64{tr.Index, tr.Term})

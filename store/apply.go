@@ -134,7 +134,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 		s.fatal(p.r, "decode command", err)
 	}
 	if tr := cmd.GetTruncateLog(); tr != nil {
-		ok, err := p.r.log.StageTruncate(ab, tr.Index, tr.Term)
+		ok, err := p.r.log.StageTruncate(ab, tr.Index, tr.Term, p.upd) // p.upd: this pass's append, maybe in ab
 		if err != nil {
 			s.fatal(p.r, "stage truncation", err)
 		}

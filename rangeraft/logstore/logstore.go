@@ -321,11 +321,17 @@ func (l *RangeLog) FinishAppend(u AppendUpdate) {
 
 // StageTruncate deletes the entries up to index and records the truncated
 // state in w, the apply batch that also carries an applied index >= index.
-// It returns false (and stages nothing) when index is not past the current
-// truncated index or not yet in the log.
-func (l *RangeLog) StageTruncate(w Writer, index, term uint64) (bool, error) {
+// pending is the append staged into the same batch and not yet finished
+// (the zero AppendUpdate if none): a batch that both appends entries and
+// applies a truncation of them must count them as in the log. It returns
+// false (and stages nothing) when index is not past the current truncated
+// index or not in the log.
+func (l *RangeLog) StageTruncate(w Writer, index, term uint64, pending AppendUpdate) (bool, error) {
 	l.mu.Lock()
 	tr, last := l.mu.truncated, l.mu.lastIndex
+	if pending.appended > 0 {
+		last = pending.lastIndex
+	}
 	if index > tr.Index && index <= last {
 		// Reads of the doomed entries go to the engine from now on, so
 		// they see the truncation as soon as it commits.

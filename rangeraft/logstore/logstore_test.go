@@ -167,7 +167,7 @@ func appendEnts(t *testing.T, e *testEngine, l *RangeLog, ents []*pb.Entry, hs *
 func truncate(t *testing.T, e *testEngine, l *RangeLog, index, term uint64) {
 	t.Helper()
 	b := e.db.NewBatch()
-	ok, err := l.StageTruncate(b, index, term)
+	ok, err := l.StageTruncate(b, index, term, AppendUpdate{})
 	if err != nil {
 		t.Fatalf("StageTruncate(%d, %d): %v", index, term, err)
 	}
@@ -769,6 +769,37 @@ func TestTruncate(t *testing.T) {
 	})
 }
 
+// A follower's worker pass appends entries and applies the committed ones
+// in one batch; when a truncation of entries that same batch appends
+// commits with them, it must still truncate (the in-memory last index
+// moves only at FinishAppend). A follower that received a truncation
+// together with the entries it covers used to skip it and keep its log.
+func TestStageTruncateCountsAppendInSameBatch(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e *testEngine) {
+		l := mustLoad(t, e, 1, nil, nil)
+		appendEnts(t, e, l, entsRange(1, 11, 1), nil)
+		b := e.db.NewBatch()
+		u, err := l.StageAppend(b, entsRange(11, 21, 1), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok, err := l.StageTruncate(b, 15, 1, u)
+		if err != nil || !ok {
+			t.Fatalf("StageTruncate(15) with entries 11-20 staged in the same batch = %v, %v; want true", ok, err)
+		}
+		// Past what the batch appends is still refused.
+		if ok, err := l.StageTruncate(e.db.NewBatch(), 21, 1, u); err != nil || ok {
+			t.Fatalf("StageTruncate(21) with the log ending at 20 = %v, %v; want false", ok, err)
+		}
+		commitBatch(t, b)
+		l.FinishAppend(u)
+		l.FinishTruncate(15, 1)
+		checkBounds(t, l, 16, 20)
+		checkStored(t, e, 1, seq(16, 21))
+		checkEntries(t, l, 16, 21, noLimit, entsRange(16, 21, 1))
+	})
+}
+
 func TestStageTruncateRejects(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e *testEngine) {
 		l := mustLoad(t, e, 1, nil, nil)
@@ -776,7 +807,7 @@ func TestStageTruncateRejects(t *testing.T) {
 		truncate(t, e, l, 4, 1)
 		for _, idx := range []uint64{0, 3, 4, 11, 12, math.MaxUint64} {
 			b := e.db.NewBatch()
-			ok, err := l.StageTruncate(b, idx, 1)
+			ok, err := l.StageTruncate(b, idx, 1, AppendUpdate{})
 			if err != nil {
 				t.Fatalf("StageTruncate(%d): %v", idx, err)
 			}
@@ -805,7 +836,7 @@ func TestStagedTruncateInvisibleUntilFinish(t *testing.T) {
 		l := mustLoad(t, e, 1, nil, nil)
 		appendEnts(t, e, l, entsRange(1, 11, 1), nil)
 		b := e.db.NewBatch()
-		if ok, err := l.StageTruncate(b, 5, 1); err != nil || !ok {
+		if ok, err := l.StageTruncate(b, 5, 1, AppendUpdate{}); err != nil || !ok {
 			t.Fatalf("StageTruncate = %v, %v", ok, err)
 		}
 		checkBounds(t, l, 1, 10)
@@ -835,7 +866,7 @@ func TestEntriesPartiallyTruncatedBeforeFinishTruncate_WantErrCompacted(t *testi
 		l := mustLoad(t, e, 1, nil, nil)
 		appendEnts(t, e, l, entsRange(1, 11, 1), nil)
 		b := e.db.NewBatch()
-		if ok, err := l.StageTruncate(b, 5, 1); err != nil || !ok {
+		if ok, err := l.StageTruncate(b, 5, 1, AppendUpdate{}); err != nil || !ok {
 			t.Fatalf("StageTruncate = %v, %v", ok, err)
 		}
 		commitBatch(t, b)
