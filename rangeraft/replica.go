@@ -333,29 +333,7 @@ func (r *Replica) HasReady() bool { return r.rn.HasReady() }
 
 // Propose submits p. Done is called exactly once, possibly before Propose
 // returns (not leader, busy).
-func (r *Replica) Propose(p *Proposal) {
-	if r.closed {
-		p.Done(nil, ErrStopped)
-		return
-	}
-	if !r.IsLeader() {
-		p.Done(nil, &NotLeaderError{Leader: r.soft.Lead})
-		return
-	}
-	if _, dup := r.proposals[p.ID]; dup || p.ID == 0 || p.ID == BatchTag {
-		p.Done(nil, fmt.Errorf("rangeraft: proposal ID %d is zero or already pending", p.ID))
-		return
-	}
-	if err := r.rn.Propose(EncodeEntry(p.ID, p.Cmd)); err != nil {
-		if errors.Is(err, raft.ErrProposalDropped) {
-			p.Done(nil, ErrBusy)
-		} else {
-			p.Done(nil, err)
-		}
-		return
-	}
-	r.proposals[p.ID] = p
-}
+func (r *Replica) Propose(p *Proposal) { r.propose([]*Proposal{p}) }
 
 // Limits of one batch entry (ProposeAll).
 const (
@@ -375,20 +353,18 @@ func (r *Replica) ProposeAll(ps []*Proposal) (entries int) {
 			size += len(ps[j].Cmd)
 			j++
 		}
-		if j-i == 1 {
-			r.Propose(ps[i])
-		} else {
-			r.proposeBatch(ps[i:j])
-		}
+		r.propose(ps[i:j])
 		i = j
 		entries++
 	}
 	return entries
 }
 
-// proposeBatch proposes ps as one batch entry; each proposal's Done is
-// called once, as Propose would.
-func (r *Replica) proposeBatch(ps []*Proposal) {
+// propose proposes ps as one entry: a plain one (EncodeEntry) for a single
+// proposal, a batch entry for several. Each proposal's Done is called
+// once, possibly before propose returns (stopped, not leader, an ID that
+// is zero, reserved or already pending, busy).
+func (r *Replica) propose(ps []*Proposal) {
 	var err error
 	switch {
 	case r.closed:
@@ -397,23 +373,27 @@ func (r *Replica) proposeBatch(ps []*Proposal) {
 		err = &NotLeaderError{Leader: r.soft.Lead}
 	}
 	valid := make([]*Proposal, 0, len(ps))
-	seen := make(map[uint64]bool, len(ps))
 	for _, p := range ps {
 		_, dup := r.proposals[p.ID]
 		switch {
 		case err != nil:
 			p.Done(nil, err)
-		case dup || seen[p.ID] || p.ID == 0 || p.ID == BatchTag:
-			p.Done(nil, fmt.Errorf("rangeraft: proposal ID %d is reserved or already pending", p.ID))
+		case dup || p.ID == 0 || p.ID == BatchTag || slices.ContainsFunc(valid, func(v *Proposal) bool { return v.ID == p.ID }):
+			p.Done(nil, fmt.Errorf("rangeraft: proposal ID %d is zero, reserved or already pending", p.ID))
 		default:
-			seen[p.ID] = true
 			valid = append(valid, p)
 		}
 	}
-	if len(valid) == 0 {
+	var data []byte
+	switch len(valid) {
+	case 0:
 		return
+	case 1:
+		data = EncodeEntry(valid[0].ID, valid[0].Cmd)
+	default:
+		data = EncodeBatchEntry(valid)
 	}
-	if err := r.rn.Propose(EncodeBatchEntry(valid)); err != nil {
+	if err := r.rn.Propose(data); err != nil {
 		if errors.Is(err, raft.ErrProposalDropped) {
 			err = ErrBusy
 		}
