@@ -138,14 +138,7 @@ func (s *Store) processBatch(items []workItem) {
 		applySync = s.stageApplies(wb, passes)
 	}
 	if !wb.Empty() {
-		opts := pebble.NoSync
-		if (mustSync || applySync) && !s.cfg.UnsafeNoFsync {
-			opts = pebble.Sync
-		}
-		if err := wb.Commit(opts); err != nil {
-			s.fatal(nil, "commit raft state", err)
-		}
-		if opts == pebble.Sync {
+		if s.commit(wb, mustSync || applySync, "commit raft state") {
 			s.metrics.logSyncs.Inc()
 		}
 		s.metrics.entriesAppended.Add(float64(appended))
@@ -166,13 +159,7 @@ func (s *Store) processBatch(items []workItem) {
 		defer ab.Close()
 		applySync := s.stageApplies(ab, passes)
 		if !ab.Empty() {
-			opts := pebble.NoSync
-			if applySync && !s.cfg.UnsafeNoFsync {
-				opts = pebble.Sync
-			}
-			if err := ab.Commit(opts); err != nil {
-				s.fatal(nil, "commit apply batch", err)
-			}
+			s.commit(ab, applySync, "commit apply batch")
 		}
 	}
 	for _, p := range passes {
@@ -187,6 +174,19 @@ func (s *Store) processBatch(items []workItem) {
 			s.sched.enqueue(p.r.rangeID, flagWork)
 		}
 	}
+}
+
+// commit commits b, synced when sync is set (unless fsync is turned off),
+// and reports whether it synced. A failed commit stops the process.
+func (s *Store) commit(b *pebble.Batch, sync bool, what string) (synced bool) {
+	opts := pebble.NoSync
+	if sync && !s.cfg.UnsafeNoFsync {
+		opts = pebble.Sync
+	}
+	if err := b.Commit(opts); err != nil {
+		s.fatal(nil, what, err)
+	}
+	return opts == pebble.Sync
 }
 
 // stageApplies stages every pass's committed entries into b and reports
