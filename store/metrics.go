@@ -34,6 +34,10 @@ type metrics struct {
 	// (rangekv_raft_proposals_total{result} counts the proposals): writes
 	// that arrive together share one (rangeraft.Replica.ProposeAll).
 	proposalEntries prometheus.Counter
+	// commitsFolded counts commit-only appends never sent because a later
+	// append to the same replica carried their commit index
+	// (commit_hold.go); messagesSent counted them when raft sent them.
+	commitsFolded prometheus.Counter
 	// kvOK holds the children of kvRequests{op, result="ok"} and
 	// kvDuration{op} of every KV op, looked up once.
 	kvOK map[string]kvOpMetrics
@@ -74,7 +78,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, op := range []string{"get", "put", "delete", "cas", "incr", "scan", "batch"} {
 		m.kvOK[op] = kvOpMetrics{requests: m.kvRequests.WithLabelValues(op, "ok"), duration: m.kvDuration.WithLabelValues(op)}
 	}
-	reg.MustRegister(m.proposalEntries)
+	m.commitsFolded = prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_commit_appends_folded_total",
+		Help: "Commit-only appends not sent because a later append to the same replica carried their commit index."})
+	reg.MustRegister(m.proposalEntries, m.commitsFolded)
 	reg.MustRegister(m.replicas, m.leaders, m.quiescent, m.batchesSent, m.messagesSent, m.messagesDropped,
 		m.logSyncs, m.entriesAppended, m.readyBatches, m.kvRequests, m.kvDuration, m.snapshotBytesSent,
 		m.snapshotBytesRecv, m.snapshotsSent, m.snapshotsApplied, m.proposals, m.entriesApplied,

@@ -50,6 +50,8 @@ type transport struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	flush  time.Duration
+	// hold is how long a commit-only append may wait (commit_hold.go).
+	hold time.Duration
 
 	mu struct {
 		sync.Mutex
@@ -70,10 +72,19 @@ type peer struct {
 		sync.Mutex
 		beats, resps []*rangekvpb.RaftHeartbeat
 	}
+
+	// held are commit-only appends waiting for a later append to carry
+	// their commit index (commit_hold.go); kick tells run to arm the
+	// hold timer.
+	held struct {
+		sync.Mutex
+		msgs map[holdKey]*rangekvpb.RaftMessage
+	}
+	kick chan struct{}
 }
 
 func newTransport(s *Store) *transport {
-	t := &transport{s: s, flush: s.cfg.HeartbeatInterval / 2}
+	t := &transport{s: s, flush: s.cfg.HeartbeatInterval / 2, hold: s.cfg.HeartbeatInterval / 20}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.mu.peers = make(map[uint64]*peer)
 	return t
@@ -112,7 +123,7 @@ func (t *transport) peerFor(storeID uint64) *peer {
 		t.s.log.Error("dial peer store", "peer", storeID, "addr", addr, "err", err)
 		return nil
 	}
-	p := &peer{storeID: storeID, addr: addr, conn: conn, ch: make(chan *rangekvpb.RaftMessage, peerQueueSize)}
+	p := &peer{storeID: storeID, addr: addr, conn: conn, ch: make(chan *rangekvpb.RaftMessage, peerQueueSize), kick: make(chan struct{}, 1)}
 	t.mu.peers[storeID] = p
 	t.wg.Add(1)
 	go t.run(p)
@@ -129,18 +140,38 @@ func (t *transport) startPeers() {
 }
 
 // send queues a message without blocking; false means it was dropped.
-// Heartbeats without a context are coalesced.
+// Heartbeats without a context are coalesced; commit-only appends are
+// held (commit_hold.go).
 func (t *transport) send(storeID uint64, env *rangekvpb.RaftMessage) bool {
 	p := t.peerFor(storeID)
 	if p == nil {
 		t.s.metrics.messagesDropped.WithLabelValues("unknown_store").Inc()
 		return false
 	}
-	if m := env.Message; m != nil && len(m.GetContext()) == 0 &&
-		(m.GetType() == pb.MsgHeartbeat || m.GetType() == pb.MsgHeartbeatResp) {
-		p.addHeartbeat(env.RangeId, m, false)
-		return true
+	if m := env.Message; m != nil {
+		switch {
+		case len(m.GetContext()) == 0 && (m.GetType() == pb.MsgHeartbeat || m.GetType() == pb.MsgHeartbeatResp):
+			p.addHeartbeat(env.RangeId, m, false)
+			return true
+		case t.hold > 0 && isCommitOnly(m):
+			if p.hold(env, t.s.metrics.commitsFolded) {
+				select {
+				case p.kick <- struct{}{}:
+				default:
+				}
+			}
+			return true
+		}
+		if held := p.unhold(env, t.s.metrics.commitsFolded); held != nil {
+			t.enqueue(p, held)
+		}
 	}
+	return t.enqueue(p, env)
+}
+
+// enqueue puts env on p's queue without blocking; false means it was
+// dropped.
+func (t *transport) enqueue(p *peer, env *rangekvpb.RaftMessage) bool {
 	size := int64(proto.Size(env.Message))
 	if p.queued.Load()+size > peerQueueBytes {
 		t.s.metrics.messagesDropped.WithLabelValues("queue_full").Inc()
@@ -183,6 +214,7 @@ func (p *peer) addHeartbeat(rangeID uint64, m *pb.Message, quiesce bool) {
 // discard drops everything queued for the peer.
 func (p *peer) discard() {
 	p.takeHeartbeats()
+	p.takeHeld(nil)
 	for {
 		select {
 		case m := <-p.ch:
@@ -212,6 +244,11 @@ func (t *transport) run(p *peer) {
 	client := rangekvpb.NewRaftClient(p.conn)
 	ticker := time.NewTicker(t.flush)
 	defer ticker.Stop()
+	// holdC is the armed hold timer's channel, nil while disarmed.
+	holdTimer := time.NewTimer(time.Hour)
+	holdTimer.Stop()
+	defer holdTimer.Stop()
+	var holdC <-chan time.Time
 	batch := &rangekvpb.RaftMessageBatch{FromStore: t.s.cfg.StoreID, ToStore: p.storeID}
 	for {
 		stream, err := client.RaftStream(t.ctx)
@@ -243,8 +280,22 @@ func (t *transport) run(p *peer) {
 				for _, m := range batch.Messages {
 					p.queued.Add(-int64(proto.Size(m.Message)))
 				}
+			case <-p.kick:
+				if holdC == nil {
+					holdTimer.Reset(t.hold)
+					holdC = holdTimer.C
+				}
+				continue
+			case <-holdC:
+				holdC = nil
+				if batch.Messages = p.takeHeld(batch.Messages); len(batch.Messages) == 0 {
+					continue // all superseded
+				}
 			case <-ticker.C:
-				// Coalesced heartbeats, or an empty batch: the liveness ping.
+				// Coalesced heartbeats, or an empty batch: the liveness
+				// ping. Held appends go first: a quiesce heartbeat must
+				// not overtake the commit index it quiesces at.
+				batch.Messages = p.takeHeld(batch.Messages)
 				batch.Heartbeats, batch.HeartbeatResps = p.takeHeartbeats()
 			}
 			t.s.metrics.transportQueueSize.WithLabelValues(label).Set(float64(len(p.ch)))

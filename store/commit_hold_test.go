@@ -1,0 +1,174 @@
+package store
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+// raftMsg builds a message of range rangeID to replica to.
+func raftMsg(rangeID, to uint64, typ pb.MessageType, term, commit uint64, entries int) *rangekvpb.RaftMessage {
+	m := &pb.Message{Type: typ.Enum(), From: proto.Uint64(1), To: proto.Uint64(to), Term: proto.Uint64(term),
+		Index: proto.Uint64(10), LogTerm: proto.Uint64(term), Commit: proto.Uint64(commit)}
+	for i := range entries {
+		m.Entries = append(m.Entries, &pb.Entry{Term: proto.Uint64(term), Index: proto.Uint64(uint64(11 + i)), Data: []byte("x")})
+	}
+	return &rangekvpb.RaftMessage{RangeId: rangeID, FromStore: 1, ToStore: 2, Message: m}
+}
+
+// queued drains what send put on p's queue, in order.
+func queued(p *peer) []*rangekvpb.RaftMessage {
+	var out []*rangekvpb.RaftMessage
+	for {
+		select {
+		case m := <-p.ch:
+			out = append(out, m)
+		default:
+			return out
+		}
+	}
+}
+
+// The send side of the hold: a commit-only append waits; a later append
+// with entries to the same replica replaces it (counted as folded); any
+// other message to that replica goes after it, never before; messages to
+// other replicas neither release nor drop it.
+func TestTransportHoldsCommitOnlyAppends(t *testing.T) {
+	s := newTransportTestStore(t, 1)
+	tr := &transport{s: s, hold: time.Hour}
+	tr.mu.peers = map[uint64]*peer{}
+	p := &peer{storeID: 2, ch: make(chan *rangekvpb.RaftMessage, 16), kick: make(chan struct{}, 1)}
+	tr.mu.peers[2] = p
+	send := func(m *rangekvpb.RaftMessage) {
+		t.Helper()
+		if !tr.send(2, m) {
+			t.Fatalf("send %v refused", m.Message.GetType())
+		}
+	}
+	folded := func() float64 { return counterValue(t, s, "rangekv_raft_commit_appends_folded_total") }
+
+	// Folded into the next append with entries.
+	send(raftMsg(5, 2, pb.MsgApp, 3, 20, 0))
+	if got := queued(p); len(got) != 0 {
+		t.Fatalf("a commit-only append was queued at once: %v", got)
+	}
+	if len(p.kick) != 1 {
+		t.Fatal("the first held append did not ask for the hold timer")
+	}
+	send(raftMsg(6, 2, pb.MsgApp, 3, 20, 2)) // another range: no effect on range 5's
+	app := raftMsg(5, 2, pb.MsgApp, 3, 21, 2)
+	send(app)
+	if got := queued(p); len(got) != 2 || got[1] != app {
+		t.Fatalf("queued %v, want range 6's append then range 5's, and no commit-only append", got)
+	}
+	if n := folded(); n != 1 {
+		t.Fatalf("folded = %v, want 1", n)
+	}
+	if held := p.takeHeld(nil); len(held) != 0 {
+		t.Fatalf("still held after the append: %v", held)
+	}
+
+	// A newer commit-only append replaces the held one.
+	send(raftMsg(5, 2, pb.MsgApp, 3, 22, 0))
+	newer := raftMsg(5, 2, pb.MsgApp, 3, 23, 0)
+	send(newer)
+	send(raftMsg(5, 3, pb.MsgApp, 3, 23, 0)) // another replica of the range: held apart
+	if n := folded(); n != 2 {
+		t.Fatalf("folded = %v, want 2", n)
+	}
+
+	// A ReadIndex answer to the replica goes after its held commit index.
+	resp := raftMsg(5, 2, pb.MsgReadIndexResp, 3, 0, 0)
+	send(resp)
+	if got := queued(p); len(got) != 2 || got[0] != newer || got[1] != resp {
+		t.Fatalf("queued %v, want the held append (commit 23) then the ReadIndex answer", got)
+	}
+	held := p.takeHeld(nil)
+	if len(held) != 1 || held[0].Message.GetTo() != 3 {
+		t.Fatalf("held %v, want only replica 3's append", held)
+	}
+
+	// An append of a new term does not fold an old term's commit: both go.
+	send(raftMsg(5, 2, pb.MsgApp, 3, 30, 0))
+	send(raftMsg(5, 2, pb.MsgApp, 4, 30, 1))
+	if got := queued(p); len(got) != 2 || got[0].Message.GetTerm() != 3 || got[1].Message.GetTerm() != 4 {
+		t.Fatalf("queued %v, want the term-3 commit then the term-4 append", got)
+	}
+
+	// With no hold delay configured nothing is held.
+	tr.hold = 0
+	send(raftMsg(5, 2, pb.MsgApp, 4, 31, 0))
+	if got := queued(p); len(got) != 1 {
+		t.Fatalf("hold 0: queued %v, want the commit-only append at once", got)
+	}
+}
+
+// Over a real peer stream: a held append leaves when its delay ends, on
+// its own; and a flush batch carries held appends ahead of its heartbeats,
+// so that a quiesce heartbeat never overtakes the commit index it
+// quiesces at.
+func TestTransportReleasesHeldAppends(t *testing.T) {
+	start := func(t *testing.T, heartbeat, hold time.Duration) (*transport, chan *rangekvpb.RaftMessageBatch) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := grpc.NewServer()
+		fake := &fakeRaftServer{batches: make(chan *rangekvpb.RaftMessageBatch, 1024)}
+		rangekvpb.RegisterRaftServer(srv, fake)
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(srv.Stop)
+		s := newTransportTestStore(t, 1)
+		s.cfg.HeartbeatInterval = heartbeat
+		s.cfg.InitialStores = map[uint64]string{1: "127.0.0.1:1", 2: ln.Addr().String()}
+		tr := newTransport(s)
+		tr.hold = hold
+		s.trans = tr
+		t.Cleanup(tr.close)
+		tr.startPeers()
+		return tr, fake.batches
+	}
+	next := func(t *testing.T, batches chan *rangekvpb.RaftMessageBatch, what string, ok func(*rangekvpb.RaftMessageBatch) bool) *rangekvpb.RaftMessageBatch {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case b := <-batches:
+				if ok(b) {
+					return b
+				}
+			case <-deadline:
+				t.Fatalf("no batch with %s", what)
+			}
+		}
+	}
+	hasMessages := func(b *rangekvpb.RaftMessageBatch) bool { return len(b.Messages) > 0 }
+
+	t.Run("hold delay", func(t *testing.T) {
+		// No flush tick within the test: only the hold timer can send it.
+		tr, batches := start(t, 2*time.Hour, 5*time.Millisecond)
+		commit := raftMsg(5, 2, pb.MsgApp, 3, 20, 0)
+		tr.send(2, commit)
+		b := next(t, batches, "the held append", hasMessages)
+		if len(b.Messages) != 1 || !proto.Equal(b.Messages[0], commit) {
+			t.Fatalf("batch %v, want just the held append", b)
+		}
+	})
+	t.Run("flush carries held first", func(t *testing.T) {
+		// The hold never ends by itself: the flush tick sends it.
+		tr, batches := start(t, 40*time.Millisecond, time.Hour)
+		commit := raftMsg(5, 2, pb.MsgApp, 3, 20, 0)
+		tr.send(2, commit)
+		tr.sendQuiesce(2, 5, &pb.Message{Type: pb.MsgHeartbeat.Enum(), From: proto.Uint64(1), To: proto.Uint64(2), Term: proto.Uint64(3), Commit: proto.Uint64(20)})
+		b := next(t, batches, "the quiesce heartbeat", func(b *rangekvpb.RaftMessageBatch) bool { return len(b.Heartbeats) > 0 })
+		if len(b.Messages) != 1 || !proto.Equal(b.Messages[0], commit) || !b.Heartbeats[0].Quiesce {
+			t.Fatalf("flush batch %v, want the held append and the quiesce heartbeat", b)
+		}
+	})
+}
