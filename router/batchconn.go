@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -203,7 +204,14 @@ func (s *batchStream) do(ctx context.Context, req *rangekvpb.BatchCommandsReques
 	s.mu.nextID++
 	req.Id = s.mu.nextID
 	s.mu.queue = append(s.mu.queue, c)
+	busy := len(s.mu.pending) > 0
 	s.mu.Unlock()
+	if busy {
+		// Answers arrive in bursts and wake their callers together, who
+		// often call again at once: let them queue too, so that they
+		// leave in one message. A lone caller does not wait.
+		runtime.Gosched()
+	}
 	s.sendSome(true)
 	select {
 	case r := <-c.out:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"sync"
 	"time"
 
@@ -161,6 +162,13 @@ func (o *batchOutbox) push(r *rangekvpb.BatchCommandsResponse_Response) {
 		return
 	}
 	o.mu.sending = true
+	o.mu.Unlock()
+	// Calls finish in bursts (one Raft entry completes many writes): let
+	// the others that just became runnable add their answers, so that
+	// they leave in this message rather than one message each. With no
+	// one else runnable this returns at once.
+	runtime.Gosched()
+	o.mu.Lock()
 	for len(o.mu.ready) > 0 {
 		ready := o.mu.ready
 		o.mu.ready = nil
