@@ -1,12 +1,10 @@
 package store
 
 import (
-	"net"
 	"testing"
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
@@ -115,18 +113,10 @@ func TestTransportHoldsCommitOnlyAppends(t *testing.T) {
 // quiesces at.
 func TestTransportReleasesHeldAppends(t *testing.T) {
 	start := func(t *testing.T, heartbeat, hold time.Duration) (*transport, chan *rangekvpb.RaftMessageBatch) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := grpc.NewServer()
-		fake := &fakeRaftServer{batches: make(chan *rangekvpb.RaftMessageBatch, 1024)}
-		rangekvpb.RegisterRaftServer(srv, fake)
-		go func() { _ = srv.Serve(ln) }()
-		t.Cleanup(srv.Stop)
+		addr, fake := startFakeRaftServer(t)
 		s := newTransportTestStore(t, 1)
 		s.cfg.HeartbeatInterval = heartbeat
-		s.cfg.InitialStores = map[uint64]string{1: "127.0.0.1:1", 2: ln.Addr().String()}
+		s.cfg.InitialStores = map[uint64]string{1: "127.0.0.1:1", 2: addr}
 		tr := newTransport(s)
 		tr.hold = hold
 		s.trans = tr

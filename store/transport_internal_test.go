@@ -282,6 +282,22 @@ type fakeRaftServer struct {
 	batches chan *rangekvpb.RaftMessageBatch
 }
 
+// startFakeRaftServer serves a fakeRaftServer on a loopback port until the
+// test ends.
+func startFakeRaftServer(t *testing.T) (addr string, fake *fakeRaftServer) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	fake = &fakeRaftServer{batches: make(chan *rangekvpb.RaftMessageBatch, 1024)}
+	rangekvpb.RegisterRaftServer(srv, fake)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return ln.Addr().String(), fake
+}
+
 func (f *fakeRaftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
 	for {
 		b, err := stream.Recv()
@@ -297,19 +313,10 @@ func (f *fakeRaftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) erro
 // batch that carries no messages; idle flushes still send (empty) batches:
 // the liveness ping. Every batch names both stores and is counted.
 func TestTransportPeerStreamFlushesBeatsAndPings(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	fake := &fakeRaftServer{batches: make(chan *rangekvpb.RaftMessageBatch, 1024)}
-	rangekvpb.RegisterRaftServer(srv, fake)
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Stop()
-
+	addr, fake := startFakeRaftServer(t)
 	s := newTransportTestStore(t, 1)
 	s.cfg.HeartbeatInterval = 40 * time.Millisecond // flush every 20ms
-	s.cfg.InitialStores = map[uint64]string{1: "127.0.0.1:1", 2: ln.Addr().String()}
+	s.cfg.InitialStores = map[uint64]string{1: "127.0.0.1:1", 2: addr}
 	tr := newTransport(s)
 	s.trans = tr
 	defer tr.close()
