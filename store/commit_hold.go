@@ -12,7 +12,9 @@
 //
 // Invariants:
 //   - a held append is sent, or replaced by a later append to the same
-//     replica whose commit index is at least as high, within the delay;
+//     replica whose commit index is at least as high, within the delay
+//     (or dropped with the rest of the peer's queue when its stream
+//     breaks, like any queued message: raft resends);
 //   - any other message to that replica (a ReadIndex answer, a vote, a
 //     timeout-now) is queued after the held append, never before it, so a
 //     follower that reads at the leader's commit index has that index;
