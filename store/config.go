@@ -258,4 +258,15 @@ type TestingKnobs struct {
 	// FreeSpace, when set, replaces the measurement of the data dir's
 	// free bytes (diskguard.go).
 	FreeSpace func() (uint64, error)
+	// BeforeRaftPass, when set, is called by a worker for each range of a
+	// pass before it locks the replica and drains its inbox. A test blocks
+	// in it to keep messages already queued for the range (a received
+	// snapshot's MsgSnap) unprocessed, and learns from its next call that
+	// the previous pass of the range has finished.
+	BeforeRaftPass func(rangeID uint64)
+	// OnFatal, when set, is called where the store would panic on a fatal
+	// error (Store.fatal); the calling goroutine then exits
+	// (runtime.Goexit), going no further, as if the process had died. A
+	// test sees the fatal instead of the test binary crashing.
+	OnFatal func(rangeID uint64, what string, err error)
 }

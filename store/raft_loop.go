@@ -5,6 +5,7 @@ package store
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -53,6 +54,9 @@ func (s *Store) worker() {
 func (s *Store) processBatch(items []workItem) {
 	passes := make([]*pass, 0, len(items))
 	for _, it := range items {
+		if k := s.cfg.Knobs; k != nil && k.BeforeRaftPass != nil {
+			k.BeforeRaftPass(it.rangeID)
+		}
 		r := s.replica(it.rangeID)
 		if r == nil {
 			continue
@@ -393,5 +397,9 @@ func (s *Store) fatal(r *Replica, what string, err error) {
 		rangeID = r.rangeID
 	}
 	s.log.Error("fatal engine error", "range", rangeID, "op", what, "err", err)
+	if k := s.cfg.Knobs; k != nil && k.OnFatal != nil {
+		k.OnFatal(rangeID, what, err)
+		runtime.Goexit() // as if the process had died: this goroutine goes no further
+	}
 	panic(fmt.Sprintf("store %d range %d: %s: %v", s.cfg.StoreID, rangeID, what, err))
 }
