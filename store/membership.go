@@ -267,6 +267,11 @@ func (s *Store) destroyReplica(r *Replica, why string) {
 	desc := r.Descriptor()
 	r.mu.Unlock()
 	r.failInbox()
+	// Snapshots queued for r will never be stepped: free their data and
+	// placeholders (after failInbox, so none is queued later).
+	if s.snaps != nil {
+		s.snaps.dropReplica(r)
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	s.must(r, b.DeleteRange(keys.RangeLocalPrefix(r.rangeID), keys.RangeLocalEnd(r.rangeID), nil))

@@ -66,8 +66,11 @@ func (s *Store) processBatch(items []workItem) {
 			r.mu.Unlock()
 			continue
 		}
-		s.drainInbox(r, it.tick)
+		stepped := s.drainInbox(r, it.tick)
 		rd, ok := r.mu.rr.Ready()
+		// Snapshots raft did not return now never will be: drop their data
+		// and placeholders. The one it returned is ingested below.
+		s.snaps.settle(stepped, rd.Snapshot)
 		if !ok {
 			s.noteLeader(r)
 			if it.tick {
@@ -206,9 +209,10 @@ func (s *Store) stageApplies(b *pebble.Batch, passes []*pass) (needSync bool) {
 }
 
 // drainInbox feeds the replica everything queued for it since its last
-// pass, waking it from quiescence as the rules in quiesce.go say. Called
-// with r.mu held.
-func (s *Store) drainInbox(r *Replica, tick bool) {
+// pass, waking it from quiescence as the rules in quiesce.go say, and
+// returns the IDs of the snapshots whose MsgSnap it stepped. Called with
+// r.mu held.
+func (s *Store) drainInbox(r *Replica, tick bool) (steppedSnaps []uint64) {
 	r.inbox.Lock()
 	msgs, props, reads, reports, transfer := r.inbox.msgs, r.inbox.proposals, r.inbox.reads, r.inbox.snapReports, r.inbox.transferTo
 	wake, leaderDead, campaign, ccs := r.inbox.wake, r.inbox.leaderDead, r.inbox.campaign, r.inbox.confChanges
@@ -251,6 +255,13 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 				}
 			}
 		}
+		if m.GetType() == pb.MsgSnap {
+			id, ok := s.snaps.admit(r, m)
+			if !ok {
+				continue
+			}
+			steppedSnaps = append(steppedSnaps, id)
+		}
 		if err := rr.Step(m); err != nil {
 			s.log.Debug("step", "range", r.rangeID, "type", m.GetType().String(), "err", err)
 		}
@@ -291,6 +302,7 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 		rr.ReadIndex(rd)
 	}
 	rr.FlushReads()
+	return steppedSnaps
 }
 
 // noteLeader publishes leadership changes. Called with r.mu held.

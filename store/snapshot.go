@@ -7,12 +7,19 @@
 // over a range deletion of the old log, and ingests both in ONE Pebble
 // Ingest call: a crash leaves the old replica state or the new one, never a
 // mix.
+//
+// A received snapshot holds a placeholder over its span from before its
+// data is read until it is ingested or dropped, and is known by an ID the
+// receiver writes into the MsgSnap's Snapshot.Data: raft carries it to
+// Ready.Snapshot, so the data ingested is that of the snapshot raft
+// accepted, and every snapshot raft did not accept is dropped with its SST.
 package store
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -34,10 +41,31 @@ import (
 
 // pendingSnapshot is received data waiting for raft to accept its MsgSnap.
 type pendingSnapshot struct {
+	// id is the snapshot's identity on this store: the receiver writes it
+	// into the MsgSnap's Snapshot.Data, raft carries it to Ready.Snapshot,
+	// and only the data of that very snapshot is ingested.
+	id uint64
+	// r is the replica whose inbox got the MsgSnap.
+	r           *Replica
 	index, term uint64
 	desc        *rangekvpb.RangeDescriptor
 	userSST     string // path in the store's FS
 	pairs       int
+}
+
+// snapIDLen is the length of a snapshot ID in Snapshot.Data.
+const snapIDLen = 8
+
+func encodeSnapID(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
+
+// decodeSnapID reads the ID the receiver wrote into Snapshot.Data; false
+// for a snapshot this store did not receive on its Snapshot RPC.
+func decodeSnapID(data []byte) (uint64, bool) {
+	if len(data) != snapIDLen {
+		return 0, false
+	}
+	id := binary.BigEndian.Uint64(data)
+	return id, id != 0
 }
 
 type snapshotManager struct {
@@ -50,12 +78,22 @@ type snapshotManager struct {
 	fs      vfs.FS
 	dir     string
 
+	// Lock order: mu before Store.mu.
 	mu struct {
 		sync.Mutex
-		// pending by range ID (the latest only); placeholders reserve the
-		// span of a snapshot being received.
-		pending      map[uint64]*pendingSnapshot
+		// lastID numbers received snapshots (IDs start at 1).
+		lastID uint64
+		// placeholders by snapshot ID: the span of each snapshot from its
+		// reserve until it is ingested (released after the replica is
+		// indexed) or dropped (stream error, overlap, raft rejected or
+		// superseded it, replica destroyed, store stopped).
+		// Invariant: no two placeholders of different ranges overlap, and
+		// no placeholder overlaps an initialized replica of another range.
 		placeholders map[uint64]*rangekvpb.RangeDescriptor
+		// pending by snapshot ID: received data whose MsgSnap is queued for
+		// (or being stepped into) its replica. Each one also holds its
+		// placeholder.
+		pending map[uint64]*pendingSnapshot
 	}
 }
 
@@ -83,6 +121,7 @@ func (m *snapshotManager) close() {
 		_ = m.fs.Remove(ps.userSST)
 		delete(m.mu.pending, id)
 	}
+	clear(m.mu.placeholders)
 	m.mu.Unlock()
 }
 
@@ -200,18 +239,38 @@ func spansOverlap(a, b *rangekvpb.RangeDescriptor) bool {
 }
 
 // reserve checks that a snapshot of desc may be received here and takes a
-// placeholder over its span. The caller releases it with release.
-func (m *snapshotManager) reserve(desc *rangekvpb.RangeDescriptor, toReplica uint64) error {
+// placeholder over its span, returning the snapshot's ID. The placeholder
+// is held until the snapshot is ingested or dropped (see mu.placeholders).
+func (m *snapshotManager) reserve(desc *rangekvpb.RangeDescriptor, toReplica uint64) (uint64, error) {
 	me := replicaOnStore(desc, m.s.cfg.StoreID)
 	if me == nil || me.ReplicaId != toReplica {
-		return fmt.Errorf("snapshot of range %d does not list replica %d on store %d", desc.RangeId, toReplica, m.s.cfg.StoreID)
+		return 0, fmt.Errorf("snapshot of range %d does not list replica %d on store %d", desc.RangeId, toReplica, m.s.cfg.StoreID)
 	}
 	if r := m.s.replica(desc.RangeId); r != nil {
 		if cur := r.Descriptor(); cur != nil && cur.GetEpoch().GetVersion() > desc.GetEpoch().GetVersion() {
-			return fmt.Errorf("snapshot of range %d is older (version %d) than the local replica (version %d)",
+			return 0, fmt.Errorf("snapshot of range %d is older (version %d) than the local replica (version %d)",
 				desc.RangeId, desc.GetEpoch().GetVersion(), cur.GetEpoch().GetVersion())
 		}
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.overlapLocked(desc, 0); err != nil {
+		return 0, err
+	}
+	m.mu.lastID++
+	id := m.mu.lastID
+	m.mu.placeholders[id] = desc
+	return id, nil
+}
+
+// overlapLocked reports why desc's span may not be ingested here: an
+// initialized replica of another range or a placeholder of another range
+// (other than snapshot self's own) overlaps it. Snapshots of the same
+// range (from an old and a new leader) may be pending together: raft picks
+// at most one of them. Called with m.mu held; checking both under m.mu
+// leaves no gap, as an ingested snapshot's placeholder is released only
+// after its replica is indexed.
+func (m *snapshotManager) overlapLocked(desc *rangekvpb.RangeDescriptor, self uint64) error {
 	m.s.mu.RLock()
 	for id, r := range m.s.mu.replicas {
 		if d := r.Descriptor(); id != desc.RangeId && d != nil && spansOverlap(d, desc) {
@@ -220,21 +279,87 @@ func (m *snapshotManager) reserve(desc *rangekvpb.RangeDescriptor, toReplica uin
 		}
 	}
 	m.s.mu.RUnlock()
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	for id, d := range m.mu.placeholders {
-		if spansOverlap(d, desc) {
-			return fmt.Errorf("snapshot of range %d overlaps a snapshot of range %d being received", desc.RangeId, id)
+		if id != self && d.RangeId != desc.RangeId && spansOverlap(d, desc) {
+			return fmt.Errorf("snapshot of range %d overlaps a pending snapshot of range %d", desc.RangeId, d.RangeId)
 		}
 	}
-	m.mu.placeholders[desc.RangeId] = desc
 	return nil
 }
 
-func (m *snapshotManager) release(rangeID uint64) {
+// release frees the placeholder of snapshot id.
+func (m *snapshotManager) release(id uint64) {
 	m.mu.Lock()
-	delete(m.mu.placeholders, rangeID)
+	delete(m.mu.placeholders, id)
 	m.mu.Unlock()
+}
+
+// discard drops snapshot id: its data (if received), its pending entry and
+// its placeholder. Idempotent.
+func (m *snapshotManager) discard(id uint64, why string) {
+	m.mu.Lock()
+	ps := m.mu.pending[id]
+	delete(m.mu.pending, id)
+	delete(m.mu.placeholders, id)
+	m.mu.Unlock()
+	if ps != nil {
+		_ = m.fs.Remove(ps.userSST)
+		m.s.log.Info("snapshot dropped", "range", ps.desc.RangeId, "index", ps.index, "term", ps.term, "reason", why)
+	}
+}
+
+// dropReplica discards every pending snapshot queued for r: r is destroyed
+// and its inbox failed, so their MsgSnaps will never be stepped.
+func (m *snapshotManager) dropReplica(r *Replica) {
+	m.mu.Lock()
+	var ids []uint64
+	for id, ps := range m.mu.pending {
+		if ps.r == r {
+			ids = append(ids, id)
+		}
+	}
+	m.mu.Unlock()
+	for _, id := range ids {
+		m.discard(id, "replica destroyed")
+	}
+}
+
+// admit decides, just before raft sees a MsgSnap, whether it may be
+// stepped: its data must be here, queued for r, and its span must still
+// overlap no other range's replica or placeholder (re-checked here because
+// raft's acceptance cannot be undone, and Ready.Snapshot is then ingested
+// in this same pass with r.mu held). A snapshot that fails is discarded.
+// Called with r.mu held.
+func (m *snapshotManager) admit(r *Replica, msg *pb.Message) (uint64, bool) {
+	id, ok := decodeSnapID(msg.GetSnapshot().GetData())
+	m.mu.Lock()
+	ps := m.mu.pending[id]
+	if !ok || ps == nil || ps.r != r {
+		m.mu.Unlock()
+		m.s.metrics.messagesDropped.WithLabelValues("snapshot_without_data").Inc()
+		return 0, false
+	}
+	err := m.overlapLocked(ps.desc, id)
+	m.mu.Unlock()
+	if err != nil {
+		m.discard(id, err.Error())
+		return 0, false
+	}
+	return id, true
+}
+
+// settle discards the snapshots stepped in this pass that raft did not
+// return in Ready.Snapshot (accepted, possibly nil): raft rejected them (at
+// or below its commit, a stale term, not in the ConfState) or a later one
+// stepped in the same pass superseded them. Called with r.mu held, right
+// after Ready.
+func (m *snapshotManager) settle(stepped []uint64, accepted *pb.Snapshot) {
+	keep, _ := decodeSnapID(accepted.GetData())
+	for _, id := range stepped {
+		if id != keep {
+			m.discard(id, "not accepted by raft")
+		}
+	}
 }
 
 // Snapshot receives a snapshot stream into an SST and steps its MsgSnap
@@ -253,33 +378,42 @@ func (rs *raftServer) Snapshot(stream rangekvpb.Raft_SnapshotServer) error {
 		s.log.Info("snapshot rejected", "range", h.RangeId, "reason", err)
 		return stream.SendAndClose(&rangekvpb.SnapshotResponse{Reason: err.Error()})
 	}
-	if err := m.reserve(h.Descriptor_, h.Message.GetTo()); err != nil {
+	id, err := m.reserve(h.Descriptor_, h.Message.GetTo())
+	if err != nil {
 		return reject(err)
 	}
-	defer m.release(h.RangeId)
+	// From here the placeholder is released by discard: below on every
+	// error, or once the MsgSnap is queued, by the worker (ingest or
+	// rejection) or by the replica's destruction.
 	r := s.replica(h.RangeId)
 	if r == nil {
 		if r = s.createUninitialized(h.RangeId, h.Message.GetTo()); r == nil {
+			m.discard(id, "")
 			return reject(fmt.Errorf("replica %d of range %d is tombstoned here", h.Message.GetTo(), h.RangeId))
 		}
 	}
 	ps := &pendingSnapshot{
+		id:    id,
+		r:     r,
 		index: h.Message.Snapshot.GetMetadata().GetIndex(),
 		term:  h.Message.Snapshot.GetMetadata().GetTerm(),
 		desc:  h.Descriptor_,
 	}
 	path, n, err := m.receiveSST(stream, first, h)
 	if err != nil {
+		m.discard(id, "")
 		return reject(err)
 	}
 	ps.userSST, ps.pairs = path, n
+	msg := proto.CloneOf(h.Message)
+	msg.Snapshot.Data = encodeSnapID(id)
+	// Pending before queued: a destroyReplica that fails the inbox after
+	// the push finds it (dropReplica); one before makes the push fail.
 	m.mu.Lock()
-	if old := m.mu.pending[h.RangeId]; old != nil {
-		_ = m.fs.Remove(old.userSST)
-	}
-	m.mu.pending[h.RangeId] = ps
+	m.mu.pending[id] = ps
 	m.mu.Unlock()
-	if !r.pushMessage(inMsg{m: h.Message, fromStore: h.FromStore}, s.cfg.InboxSize) {
+	if !r.pushMessage(inMsg{m: msg, fromStore: h.FromStore}, s.cfg.InboxSize) {
+		m.discard(id, "")
 		return reject(errors.New("replica inbox full"))
 	}
 	s.sched.enqueue(h.RangeId, flagWork)
@@ -358,16 +492,27 @@ func (m *snapshotManager) receiveSST(stream rangekvpb.Raft_SnapshotServer, first
 func (s *Store) ingestSnapshot(p *pass) *pendingSnapshot {
 	m := s.snaps
 	md := p.rd.Snapshot.GetMetadata()
+	id, _ := decodeSnapID(p.rd.Snapshot.GetData())
 	m.mu.Lock()
-	ps := m.mu.pending[p.r.rangeID]
-	if ps != nil && ps.index == md.GetIndex() {
-		delete(m.mu.pending, p.r.rangeID)
+	ps := m.mu.pending[id]
+	delete(m.mu.pending, id)
+	// Its placeholder stays until finishSnapshot has indexed the replica.
+	var overlap error
+	if ps != nil {
+		overlap = m.overlapLocked(ps.desc, id)
 	}
 	m.mu.Unlock()
-	// Invariant: a snapshot is ingested only if raft returned the one whose
-	// data we hold.
-	if ps == nil || ps.index != md.GetIndex() {
-		s.fatal(p.r, "apply snapshot", fmt.Errorf("raft accepted a snapshot at index %d whose data is not here", md.GetIndex()))
+	// Invariant: a snapshot is ingested only if raft returned the very one
+	// whose data we hold (admit steps no MsgSnap without it, and nothing
+	// drops a pending snapshot while the worker holds r.mu).
+	if ps == nil || ps.r != p.r || ps.index != md.GetIndex() || ps.term != md.GetTerm() {
+		s.fatal(p.r, "apply snapshot", fmt.Errorf("raft accepted a snapshot at index %d (id %d) whose data is not here", md.GetIndex(), id))
+	}
+	// Invariant: its range deletion wipes no other replica's data (admit
+	// checked just before raft accepted it, and placeholders exclude every
+	// other way a span gets a replica meanwhile).
+	if overlap != nil {
+		s.fatal(p.r, "apply snapshot", overlap)
 	}
 	hs := p.rd.HardState
 	if hs == nil || raft.IsEmptyHardState(hs) {
@@ -426,6 +571,8 @@ func (s *Store) finishSnapshot(p *pass) {
 	} else {
 		s.reindex()
 	}
+	// The replica now covers the span: the placeholder may go.
+	s.snaps.release(ps.id)
 	s.metrics.snapshotsApplied.Inc()
 	s.log.Info("applied snapshot", "range", p.r.rangeID, "index", ps.index, "pairs", ps.pairs)
 }

@@ -240,6 +240,9 @@ func (s *Store) installRHS(res *splitResult) error {
 		old.mu.destroyed = true
 		old.mu.Unlock()
 		old.failInbox()
+		if s.snaps != nil {
+			s.snaps.dropReplica(old) // snapshots queued for it are never stepped
+		}
 		var hs pb.HardState
 		if _, err := getProto(s.db, keys.HardStateKey(id), &hs); err != nil {
 			return err
