@@ -31,12 +31,18 @@ type Faults struct {
 	// answers to clients are lost.
 	down     map[uint64]bool
 	downAddr map[string]bool
+	// lag holds {range ID, store ID} pairs whose replica lags: the log
+	// entries (MsgApp) of that range to that store are lost, so it applies
+	// nothing of the range (a split included) unless a snapshot catches it
+	// up, while heartbeats and votes still reach it.
+	lag map[[2]uint64]bool
 }
 
 // NewFaults returns a Faults whose random drops follow seed.
 func NewFaults(seed uint64) *Faults {
 	return &Faults{rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), group: map[uint64]int{},
-		blocked: map[[2]uint64]bool{}, down: map[uint64]bool{}, downAddr: map[string]bool{}}
+		blocked: map[[2]uint64]bool{}, down: map[uint64]bool{}, downAddr: map[string]bool{},
+		lag: map[[2]uint64]bool{}}
 }
 
 // cut reports whether from cannot reach to. Called with f.mu held.
@@ -51,10 +57,13 @@ func (f *Faults) cut(from, to uint64) bool {
 
 // DropRaftMessage is the store knob: it drops a message that a partition,
 // a one-way loss, a crash or the drop rate loses.
-func (f *Faults) DropRaftMessage(_, from, to uint64, typ string) bool {
+func (f *Faults) DropRaftMessage(rangeID, from, to uint64, typ string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.cut(from, to) {
+		return true
+	}
+	if typ == "MsgApp" && f.lag[[2]uint64{rangeID, to}] {
 		return true
 	}
 	return f.dropPct > 0 && f.dropTypes[typ] && f.rng.IntN(100) < f.dropPct
@@ -118,11 +127,24 @@ func (f *Faults) Down(storeID uint64, addr string, down bool) {
 	}
 }
 
+// Lag makes the replica of rangeID on storeID lag (true) or catch up
+// again (false): log entries of the range to the store are lost meanwhile.
+func (f *Faults) Lag(rangeID, storeID uint64, lag bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if lag {
+		f.lag[[2]uint64{rangeID, storeID}] = true
+	} else {
+		delete(f.lag, [2]uint64{rangeID, storeID})
+	}
+}
+
 // Heal lifts every network fault (not crashes).
 func (f *Faults) Heal() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.group, f.blocked, f.dropPct, f.dropTypes, f.delay = map[uint64]int{}, map[[2]uint64]bool{}, 0, nil, 0
+	f.lag = map[[2]uint64]bool{}
 }
 
 func (f *Faults) isDown(addr string) bool {

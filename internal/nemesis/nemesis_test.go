@@ -90,8 +90,8 @@ func TestNemesis(t *testing.T) {
 		p := params{seed: seed, duration: dur, clients: 4, keys: 6, stores: 4}
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			res := run(t, p)
-			if !res.verdict.Linearizable() || res.diverged != "" {
-				t.Errorf("seed %d failed: %s; divergence: %q\nreplay: %s\nvisualization: %s", seed, res.verdict, res.diverged, p.repro(), res.viz)
+			if !res.verdict.Linearizable() || res.diverged != "" || res.strays != "" {
+				t.Errorf("seed %d failed: %s; divergence: %q; stale replicas left: %q\nreplay: %s\nvisualization: %s", seed, res.verdict, res.diverged, res.strays, p.repro(), res.viz)
 			}
 			for k, n := range res.faults {
 				totals[k] += n
@@ -102,7 +102,7 @@ func TestNemesis(t *testing.T) {
 	}
 	t.Logf("nemesis: %d seeds, %d per-key histories checked, faults applied %v", len(seeds), histories, totals)
 	if len(seeds) >= 4 {
-		for _, k := range []string{"split", "move", "crash", "partition"} {
+		for _, k := range mustFaults {
 			if totals[k] == 0 {
 				t.Errorf("no %s fault was applied across %d seeds", k, len(seeds))
 			}
@@ -129,7 +129,9 @@ type result struct {
 	verdict  histcheck.Verdict
 	faults   map[string]int
 	diverged string
-	viz      string
+	// strays lists replicas left on stores their range no longer lists.
+	strays string
+	viz    string
 }
 
 // nem is one run's world.
@@ -155,6 +157,7 @@ func run(t *testing.T, p params) result {
 		Configure: func(_ int, cfg *store.Config) {
 			cfg.ProposalTimeout = 2 * time.Second
 			cfg.SplitCheckInterval = time.Hour
+			cfg.ReplicaGCInterval = 500 * time.Millisecond // strays are checked at the end
 			k := &store.TestingKnobs{DropRaftMessage: f.DropRaftMessage, RaftBatchFault: f.RaftBatchFault}
 			if p.knobs != nil {
 				p.knobs(k)
@@ -208,6 +211,7 @@ func run(t *testing.T, p params) result {
 		}
 	}
 	res.diverged = n.checkReplicas()
+	res.strays = n.checkStrays()
 	return res
 }
 
@@ -266,8 +270,8 @@ func (n *nem) finalReads() {
 // faultKinds the generator picks from; the first four of every run are
 // these in a seeded order, so every seed has each of them.
 var (
-	mustFaults  = []string{"split", "move", "crash", "partition"}
-	otherFaults = []string{"split", "move", "transfer-leader", "crash", "partition", "one-way", "drop", "delay", "placement-leader"}
+	mustFaults  = []string{"split", "move", "crash", "partition", "lagging-split", "move-away"}
+	otherFaults = []string{"split", "move", "transfer-leader", "crash", "partition", "one-way", "drop", "delay", "placement-leader", "lagging-split", "move-away"}
 )
 
 // nemesis injects faults until d has passed.
@@ -384,6 +388,10 @@ func (n *nem) inject(kind string, hold time.Duration) (string, bool) {
 		time.Sleep(hold)
 		n.f.Heal()
 		return fmt.Sprintf("every batch +%s for %s", d, hold), true
+	case "lagging-split":
+		return n.laggingSplit(ctx, hold)
+	case "move-away":
+		return n.moveAway(hold)
 	case "placement-leader":
 		l := n.c.PDLeader()
 		if l < 0 {
@@ -395,6 +403,165 @@ func (n *nem) inject(kind string, hold time.Duration) (string, bool) {
 		return fmt.Sprintf("member %d stopped for %s", l+1, hold), true
 	}
 	panic("unknown fault " + kind)
+}
+
+// laggingSplit splits a range while one of its followers lags: its store
+// receives none of the range's log entries, so it applies neither the
+// writes nor the split, while the right half's heartbeats and votes reach
+// it and create an uninitialized right-hand replica there. While it lags,
+// an election is forced on the right half (a leader transfer) and both
+// halves' logs are truncated, so the lagging store catches up by snapshots
+// that race the split's application (issue 15 items 1 and 2).
+func (n *nem) laggingSplit(ctx context.Context, hold time.Duration) (string, bool) {
+	key := []byte(n.key(1 + n.rng.IntN(n.p.keys-1)))
+	ri, err := n.admin.RangeForKey(ctx, key)
+	if err != nil {
+		return "lookup" + errSuffix(err), false
+	}
+	d := ri.Descriptor_
+	if bytes.Equal(d.StartKey, key) {
+		key = append(key, '/') // between two workload keys: still inside the range
+	}
+	var followers []uint64
+	for _, rd := range d.Replicas {
+		if rd.StoreId != ri.LeaderStoreId {
+			followers = append(followers, rd.StoreId)
+		}
+	}
+	if len(followers) == 0 {
+		return fmt.Sprintf("range %d: no follower", d.RangeId), false
+	}
+	lagging := followers[n.rng.IntN(len(followers))]
+	n.f.Lag(d.RangeId, lagging, true)
+	defer n.f.Lag(d.RangeId, lagging, false)
+	time.Sleep(hold / 3) // writes go on while it lags
+	_, right, err := n.admin.Split(ctx, key)
+	if err != nil {
+		return fmt.Sprintf("range %d at %q, s%d lagging%s", d.RangeId, key, lagging, errSuffix(err)), false
+	}
+	n.f.Lag(right.RangeId, lagging, true)
+	defer n.f.Lag(right.RangeId, lagging, false)
+	var others []uint64
+	for _, rd := range right.Replicas {
+		if rd.StoreId != lagging {
+			others = append(others, rd.StoreId)
+		}
+	}
+	detail := fmt.Sprintf("range %d at %q into %d, s%d lagging", d.RangeId, key, right.RangeId, lagging)
+	if len(others) > 0 {
+		to := others[n.rng.IntN(len(others))]
+		_, err := n.admin.TransferLeader(ctx, right.RangeId, to)
+		detail += fmt.Sprintf("; right leader to s%d%s", to, errSuffix(err))
+	}
+	for _, id := range []uint64{d.RangeId, right.RangeId} {
+		_, err := n.admin.CompactLog(ctx, id)
+		detail += fmt.Sprintf("; range %d log truncated%s", id, errSuffix(err))
+	}
+	time.Sleep(hold * 2 / 3)
+	return detail, true
+}
+
+// moveAway stops a store and moves every range it holds to other stores
+// while it is down, then restarts it: its replicas are then stale, and
+// replica GC must remove them (issue 15 item 6).
+func (n *nem) moveAway(hold time.Duration) (string, bool) {
+	i := n.pickStore()
+	id, addr := n.ids[i], n.c.Addrs[i]
+	n.f.Down(id, addr, true)
+	n.c.StopStore(i)
+	defer func() {
+		n.c.RestartStore(i)
+		n.f.Down(id, addr, false)
+	}()
+	var moved []uint64
+	var errs []string
+	for _, r := range n.ranges() {
+		d := r.Descriptor_
+		var to []uint64
+		on := false
+		for _, sid := range n.ids {
+			has := slices.ContainsFunc(d.Replicas, func(rd *rangekvpb.ReplicaDescriptor) bool { return rd.StoreId == sid })
+			if sid == id {
+				on = has
+			} else if !has {
+				to = append(to, sid)
+			}
+		}
+		if !on || len(to) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := n.admin.MoveReplica(ctx, d.RangeId, id, to[n.rng.IntN(len(to))])
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("range %d%s", d.RangeId, errSuffix(err)))
+			continue
+		}
+		moved = append(moved, d.RangeId)
+	}
+	// The moves run as placement operators; keep the store down until they
+	// are done (or a bound passes: a move may be refused or time out).
+	deadline := time.Now().Add(hold + 5*time.Second)
+	for time.Now().Before(deadline) && n.holds(id, moved) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	detail := fmt.Sprintf("s%d down while ranges %v moved away", id, moved)
+	if len(errs) > 0 {
+		detail += fmt.Sprintf(" (refused: %s)", strings.Join(errs, "; "))
+	}
+	return detail, len(moved) > 0
+}
+
+// holds reports whether placement still lists store id in any of the
+// ranges.
+func (n *nem) holds(id uint64, rangeIDs []uint64) bool {
+	for _, r := range n.ranges() {
+		if !slices.Contains(rangeIDs, r.Descriptor_.RangeId) {
+			continue
+		}
+		if slices.ContainsFunc(r.Descriptor_.Replicas, func(rd *rangekvpb.ReplicaDescriptor) bool { return rd.StoreId == id }) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkStrays waits until no running store holds an initialized replica
+// that its range's current descriptor does not list (a stale replica that
+// GC must remove: it would serve stale reads and block snapshots); it
+// returns "" or the strays left after the deadline.
+func (n *nem) checkStrays() string {
+	deadline := time.Now().Add(45 * time.Second)
+	var strays []string
+	for {
+		strays = strays[:0]
+		descs := n.c.Descriptors()
+		for _, st := range n.c.Stores {
+			if st == nil {
+				continue
+			}
+			status := st.Status()
+			for _, r := range status.Replicas {
+				if !r.Initialized {
+					continue
+				}
+				d, ok := descs[r.Descriptor_.GetRangeId()]
+				if !ok {
+					strays = append(strays, fmt.Sprintf("s%d range %d (no leader)", status.StoreId, r.Descriptor_.GetRangeId()))
+					continue
+				}
+				if !slices.ContainsFunc(d.Replicas, func(rd *rangekvpb.ReplicaDescriptor) bool {
+					return rd.StoreId == status.StoreId && rd.ReplicaId == r.ReplicaId
+				}) {
+					strays = append(strays, fmt.Sprintf("s%d range %d replica %d (not in %v)", status.StoreId, d.RangeId, r.ReplicaId, d.Replicas))
+				}
+			}
+		}
+		if len(strays) == 0 || time.Now().After(deadline) {
+			return strings.Join(strays, ", ")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func errSuffix(err error) string {
