@@ -256,3 +256,72 @@ func TestReplicaGCAsksPlacementWhenNoStoreOfItsDescriptorKnowsTheRange(t *testin
 		t.Fatalf("store 3's new replica of range 1 has ID %d, want at least %d", id, final.NextReplicaId)
 	}
 }
+
+// TestReplicaGCQueuedWhenItBlocksASnapshot: with periodic replica GC
+// effectively off (an hour apart), store 3's stale replica of range 1 —
+// removed while store 3 was down, before range 1 split — blocks the
+// snapshot of the right half when store 3 is added to it. The rejection
+// queues the blocking replica for a placement-checked GC, which removes
+// it, and the next snapshot installs the right half (MULTIRAFT.md §5: "On
+// overlap reject, and queue the overlapping replica for a
+// placement-checked GC").
+func TestReplicaGCQueuedWhenItBlocksASnapshot(t *testing.T) {
+	c, adm, cl, ids := gcCluster(t, 4, func(_ int, cfg *store.Config) { cfg.ReplicaGCInterval = time.Hour })
+	const stale = 2 // index of store 3
+	left, right := map[string]string{}, map[string]string{}
+	for i := range 10 {
+		left[fmt.Sprintf("a%02d", i)] = fmt.Sprintf("l%d", i)
+		right[fmt.Sprintf("n%02d", i)] = fmt.Sprintf("r%d", i)
+	}
+	for _, m := range []map[string]string{left, right} {
+		for k, v := range m {
+			mustPut(t, cl, k, v)
+		}
+	}
+	kv := kvClient(t, c.Addrs[stale])
+	gcWaitStaleValues(t, kv, "store 3", right)
+
+	c.StopStore(stale)
+	gcMove(t, adm, 1, ids[2], ids[3]) // range 1 on stores {1,2,4}
+	ctx := mrCtx(t, 60*time.Second)
+	var rhs *rangekvpb.RangeDescriptor
+	mrWaitFor(t, "split at m", 30*time.Second, func() (bool, string) {
+		_, r, err := adm.Split(ctx, []byte("m"))
+		rhs = r
+		return err == nil, fmt.Sprint(err)
+	})
+	// New values on the right, which store 3's stale replica lacks.
+	for k := range right {
+		right[k] += "-new"
+		mustPut(t, cl, k, right[k])
+	}
+	c.RestartStore(stale)
+	// Store 3's replica of range 1 still spans every key (serving the old
+	// values); it has no leader, but no periodic GC pass comes within the
+	// test.
+	if _, on := gcHasRange(c.Stores[stale], 1); !on {
+		t.Fatal("store 3 did not load its stale replica of range 1")
+	}
+	// Add store 3 to the right half (and later remove store 4): the
+	// learner on store 3 needs a snapshot, which the stale replica blocks
+	// until it is GC'd.
+	var op *rangekvpb.OperatorInfo
+	mrWaitFor(t, "a move of the right half onto store 3 to start", 30*time.Second, func() (bool, string) {
+		var err error
+		op, err = adm.MoveReplica(ctx, rhs.RangeId, ids[3], ids[2])
+		return err == nil, fmt.Sprint(err)
+	})
+	gcWaitStaleValues(t, kv, "store 3's replica of the right half", right)
+	if !waitOperator(ctx, adm, op) {
+		t.Fatalf("operator %d moving the right half onto store 3 did not finish", op.Id)
+	}
+	if id, on := gcHasRange(c.Stores[stale], 1); on {
+		t.Fatalf("store 3 still holds stale replica %d of range 1", id)
+	}
+	if _, on := gcHasRange(c.Stores[stale], rhs.RangeId); !on {
+		t.Fatalf("store 3 holds no replica of the right half (range %d)", rhs.RangeId)
+	}
+	if e := gcStaleGetError(t, kv, "a00"); e.GetRangeNotFound() == nil {
+		t.Fatalf("STALE read of the left half on store 3: range error %v, want RangeNotFound", e)
+	}
+}
