@@ -106,10 +106,18 @@ func (s *Server) route(d *rangekvpb.RangeDescriptor) *rangekvpb.RouteInfo {
 	return &rangekvpb.RouteInfo{Descriptor_: d, LeaderStoreId: s.cluster().leaderOf(d.RangeId)}
 }
 
-func (a *api) GetRange(_ context.Context, req *rangekvpb.GetRangeRequest) (*rangekvpb.GetRangeResponse, error) {
+func (a *api) GetRange(ctx context.Context, req *rangekvpb.GetRangeRequest) (*rangekvpb.GetRangeResponse, error) {
 	s := a.s
 	if e := s.checkLeader(req.Header); e != nil {
 		return &rangekvpb.GetRangeResponse{Error: e}, nil
+	}
+	if req.Linearizable {
+		// Replica GC removes replicas on this answer: it must reflect
+		// every descriptor committed before the call, which a deposed
+		// leader that does not know it yet would not.
+		if err := s.drv.readBarrier(ctx); err != nil {
+			return &rangekvpb.GetRangeResponse{Error: s.placementErr(err)}, nil
+		}
 	}
 	if !s.drv.meta.clusterRecord().Bootstrapped {
 		return &rangekvpb.GetRangeResponse{Error: &rangekvpb.PlacementError{Message: "cluster not bootstrapped: no store has joined", NotBootstrapped: true}}, nil

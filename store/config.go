@@ -92,8 +92,9 @@ type Config struct {
 	// at its middle key. SplitCheckInterval is how often the store checks.
 	SplitMaxBytes      int64
 	SplitCheckInterval time.Duration
-	// ReplicaGCInterval is how often replicas without a leader ask their
-	// peers whether they were removed (replica_gc.go).
+	// ReplicaGCInterval is how often replicas without a leader ask
+	// placement (or, failing that, their peers) whether they were removed
+	// (replica_gc.go); a replica is checked at most once per half of it.
 	ReplicaGCInterval time.Duration
 
 	// SnapshotChunkBytes is the payload size of one snapshot chunk.

@@ -56,8 +56,11 @@ func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
 	if r.replicaID != m.GetTo() {
 		// A message for another incarnation of this range's replica here:
 		// older IDs are stale; a newer one waits for the old (initialized)
-		// replica's GC.
+		// replica's GC, which it asks for.
 		s.metrics.messagesDropped.WithLabelValues("replica_id_mismatch").Inc()
+		if m.GetTo() > r.replicaID {
+			s.queueGC(env.RangeId, fmt.Sprintf("replica %d of the range is addressed here", m.GetTo()))
+		}
 		return
 	}
 	if r.Descriptor() == nil && m.GetType() == pb.MsgApp && len(env.StartKey) > 0 &&

@@ -257,6 +257,14 @@ type pendingConfChange struct {
 // range-local state and its span's data go, a tombstone stays so that its
 // replica ID is never created here again. One synced batch.
 func (s *Store) destroyReplica(r *Replica, why string) {
+	s.destroyReplicaTombstone(r, r.replicaID+1, why)
+}
+
+// destroyReplicaTombstone is destroyReplica with the tombstone's
+// next_replica_id given (replica GC passes the one of the descriptor that
+// proved the removal). Invariant: nextReplicaID > r.replicaID, and no
+// replica ID below it can still be added to this store.
+func (s *Store) destroyReplicaTombstone(r *Replica, nextReplicaID uint64, why string) {
 	r.mu.Lock()
 	if r.mu.destroyed {
 		r.mu.Unlock()
@@ -275,7 +283,7 @@ func (s *Store) destroyReplica(r *Replica, why string) {
 	b := s.db.NewBatch()
 	defer b.Close()
 	s.must(r, b.DeleteRange(keys.RangeLocalPrefix(r.rangeID), keys.RangeLocalEnd(r.rangeID), nil))
-	v, err := proto.Marshal(&rangekvpb.RangeTombstone{NextReplicaId: r.replicaID + 1})
+	v, err := proto.Marshal(&rangekvpb.RangeTombstone{NextReplicaId: max(nextReplicaID, r.replicaID+1)})
 	s.must(r, err)
 	s.must(r, b.Set(keys.TombstoneKey(r.rangeID), v, nil))
 	if desc != nil && !s.spanOwnedByOther(r.rangeID, desc) {
@@ -295,7 +303,7 @@ func (s *Store) destroyReplica(r *Replica, why string) {
 		s.metrics.quiescent.Dec()
 	}
 	s.metrics.replicas.Dec()
-	s.log.Info("replica destroyed", "range", r.rangeID, "replica", r.replicaID, "reason", why)
+	s.log.Info("replica destroyed", "range", r.rangeID, "replica", r.replicaID, "next_replica_id", max(nextReplicaID, r.replicaID+1), "reason", why)
 }
 
 // spanOwnedByOther reports whether another initialized replica here

@@ -275,6 +275,9 @@ func (m *snapshotManager) overlapLocked(desc *rangekvpb.RangeDescriptor, self ui
 	for id, r := range m.s.mu.replicas {
 		if d := r.Descriptor(); id != desc.RangeId && d != nil && spansOverlap(d, desc) {
 			m.s.mu.RUnlock()
+			// The overlapping replica may be a stale one nobody will
+			// remove through raft (MULTIRAFT.md §5): have placement say.
+			m.s.queueGC(id, fmt.Sprintf("blocks a snapshot of range %d", desc.RangeId))
 			return fmt.Errorf("snapshot of range %d overlaps local range %d (waiting for its split or removal)", desc.RangeId, id)
 		}
 	}

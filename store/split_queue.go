@@ -13,16 +13,14 @@ import (
 	"github.com/rangekv/rangekv/internal/keys"
 )
 
-// splitLoop checks ranges for a split by size every SplitCheckInterval and
-// runs replica GC (replica_gc.go) every ReplicaGCInterval: one goroutine
-// per store, two tickers (disabling size splits with a long check interval
-// must not stop replica GC, or a removed replica's span blocks snapshots).
+// splitLoop checks ranges for a split by size every SplitCheckInterval:
+// one goroutine per store. Replica GC has its own goroutine (gcLoop), so
+// that neither a long split nor a long check interval delays it (a removed
+// replica's span blocks snapshots).
 func (s *Store) splitLoop() {
 	defer s.wg.Done()
 	split := time.NewTicker(s.cfg.SplitCheckInterval)
 	defer split.Stop()
-	gc := time.NewTicker(s.cfg.ReplicaGCInterval)
-	defer gc.Stop()
 	for {
 		select {
 		case <-s.stopCh:
@@ -35,15 +33,6 @@ func (s *Store) splitLoop() {
 				default:
 				}
 				s.maybeSplitBySize(r)
-			}
-		case <-gc.C:
-			for _, r := range s.gcCandidates() {
-				select {
-				case <-s.stopCh:
-					return
-				default:
-				}
-				s.maybeGC(r)
 			}
 		}
 	}

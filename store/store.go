@@ -67,6 +67,8 @@ type Store struct {
 	awake   map[uint64]struct{}
 	// rangeIDMu serializes the range ID allocator.
 	rangeIDMu sync.Mutex
+	// gc is replica GC's work list (replica_gc.go).
+	gc gcState
 
 	mu struct {
 		sync.RWMutex
@@ -109,6 +111,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.mu.replicas = make(map[uint64]*Replica)
 	s.mu.pendingRHS = make(map[uint64]bool)
+	s.gc.init()
 	s.now = time.Now
 	s.liveness = newLiveness(cfg.StoreID, s.now, cfg.ElectionTimeout)
 	s.metrics = newMetrics(cfg.Registry)
@@ -289,6 +292,8 @@ func (s *Store) Start() error {
 	go s.ticker()
 	s.wg.Add(1)
 	go s.splitLoop()
+	s.wg.Add(1)
+	go s.gcLoop()
 	s.startDiskGuard()
 	if s.pd != nil {
 		s.exec = newOperatorExecutor(s)

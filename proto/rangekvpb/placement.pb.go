@@ -1231,7 +1231,11 @@ type GetRangeRequest struct {
 	Key     []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
 	RangeId uint64                 `protobuf:"varint,3,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
 	// Also return up to this many following ranges (prefetch).
-	Neighbours    uint32 `protobuf:"varint,4,opt,name=neighbours,proto3" json:"neighbours,omitempty"`
+	Neighbours uint32 `protobuf:"varint,4,opt,name=neighbours,proto3" json:"neighbours,omitempty"`
+	// Answer only after a ReadIndex round on placement's Raft group: the
+	// answer reflects every descriptor placement committed before the call
+	// (replica GC decides removals on it). Costs one quorum round.
+	Linearizable  bool `protobuf:"varint,5,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1292,6 +1296,13 @@ func (x *GetRangeRequest) GetNeighbours() uint32 {
 		return x.Neighbours
 	}
 	return 0
+}
+
+func (x *GetRangeRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
+	}
+	return false
 }
 
 type GetRangeResponse struct {
@@ -3282,14 +3293,15 @@ const file_placement_proto_rawDesc = "" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x18.rangekv.RangeDescriptorR\n" +
 	"descriptor\x12&\n" +
-	"\x0fleader_store_id\x18\x02 \x01(\x04R\rleaderStoreId\"\x90\x01\n" +
+	"\x0fleader_store_id\x18\x02 \x01(\x04R\rleaderStoreId\"\xb4\x01\n" +
 	"\x0fGetRangeRequest\x120\n" +
 	"\x06header\x18\x01 \x01(\v2\x18.rangekv.PlacementHeaderR\x06header\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x19\n" +
 	"\brange_id\x18\x03 \x01(\x04R\arangeId\x12\x1e\n" +
 	"\n" +
 	"neighbours\x18\x04 \x01(\rR\n" +
-	"neighbours\"m\n" +
+	"neighbours\x12\"\n" +
+	"\flinearizable\x18\x05 \x01(\bR\flinearizable\"m\n" +
 	"\x10GetRangeResponse\x12-\n" +
 	"\x05error\x18\x01 \x01(\v2\x17.rangekv.PlacementErrorR\x05error\x12*\n" +
 	"\x06ranges\x18\x02 \x03(\v2\x12.rangekv.RouteInfoR\x06ranges\"\x91\x01\n" +
