@@ -258,4 +258,9 @@ type TestingKnobs struct {
 	// FreeSpace, when set, replaces the measurement of the data dir's
 	// free bytes (diskguard.go).
 	FreeSpace func() (uint64, error)
+	// BeforeOperatorStep, when set, is called by the operator executor
+	// after it checked a placement step's epoch and leadership and before
+	// it proposes anything (operator_exec.go); a test blocks in it to
+	// change the range under the step.
+	BeforeOperatorStep func(rangeID uint64)
 }

@@ -190,6 +190,14 @@ func (s *Store) maybeLeaveJoint(r *Replica) {
 // waits until the descriptor shows it applied (and, for a promotion, until
 // the joint configuration was left).
 func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, change rangekvpb.ReplicaChangeType, storeID uint64) (*rangekvpb.RangeDescriptor, *rangekvpb.RangeError, error) {
+	return s.changeReplicas(ctx, rangeID, change, storeID, nil)
+}
+
+// changeReplicas is ChangeReplicas; with expect set (a placement step's
+// epoch) it runs only while the range is at exactly that epoch, and the
+// change is proposed at it, so apply refuses it too once any other change
+// applied first (MULTIRAFT.md §10).
+func (s *Store) changeReplicas(ctx context.Context, rangeID uint64, change rangekvpb.ReplicaChangeType, storeID uint64, expect *rangekvpb.RangeEpoch) (*rangekvpb.RangeDescriptor, *rangekvpb.RangeError, error) {
 	r := s.replica(rangeID)
 	if r == nil || r.Descriptor() == nil {
 		return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: rangeID}}, nil
@@ -198,6 +206,9 @@ func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, change range
 		return nil, s.notLeader(r, lead), nil
 	}
 	desc := r.Descriptor()
+	if expect != nil && !proto.Equal(desc.Epoch, expect) {
+		return nil, epochNotMatch(desc, expect), nil
+	}
 	if isJoint(desc) {
 		return nil, &rangekvpb.RangeError{Message: "a membership change is in progress", ServerBusy: &rangekvpb.ServerBusy{Reason: "joint configuration"}}, nil
 	}
@@ -270,6 +281,15 @@ func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, change range
 				AmbiguousResult: &rangekvpb.AmbiguousResult{Reason: ctx.Err().Error()}}, nil
 		case <-t.C:
 		}
+	}
+}
+
+// epochNotMatch: a placement step planned for epoch want reached a range
+// at another epoch; nothing was proposed.
+func epochNotMatch(d *rangekvpb.RangeDescriptor, want *rangekvpb.RangeEpoch) *rangekvpb.RangeError {
+	return &rangekvpb.RangeError{
+		Message:       fmt.Sprintf("step planned at conf_ver %d version %d, range %d is at conf_ver %d version %d", want.GetConfVer(), want.GetVersion(), d.RangeId, d.Epoch.GetConfVer(), d.Epoch.GetVersion()),
+		EpochNotMatch: &rangekvpb.EpochNotMatch{Current: []*rangekvpb.RangeDescriptor{d}},
 	}
 }
 
