@@ -64,13 +64,20 @@ func (a *api) RangeHeartbeats(ctx context.Context, req *rangekvpb.RangeHeartbeat
 			return &rangekvpb.RangeHeartbeatsResponse{Error: s.placementErr(err)}, nil
 		}
 	}
+	return &rangekvpb.RangeHeartbeatsResponse{Steps: s.operatorSteps(req, now), ReportAll: cl.firstReport(req.StoreId)}, nil
+}
+
+// operatorSteps advances (or aborts) the operators of the reported ranges
+// and returns the steps for the ranges the reporting store leads. Called
+// after the reported descriptors were written.
+func (s *Server) operatorSteps(req *rangekvpb.RangeHeartbeatsRequest, now time.Time) []*rangekvpb.OperatorStep {
 	ops := s.ops()
 	for _, h := range req.Ranges {
 		if h.Descriptor_ != nil {
 			ops.observe(h.Descriptor_, h.LeaderStoreId, now)
 		}
 	}
-	return &rangekvpb.RangeHeartbeatsResponse{Steps: ops.stepsFor(req.StoreId, now), ReportAll: cl.firstReport(req.StoreId)}, nil
+	return ops.stepsFor(req.StoreId, now)
 }
 
 func (a *api) AllocID(ctx context.Context, req *rangekvpb.AllocIDRequest) (*rangekvpb.AllocIDResponse, error) {

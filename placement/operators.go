@@ -1,7 +1,12 @@
 // The operator controller (leader only): operators are step lists run by
 // range leaders; a step is handed out in heartbeat responses, and the
 // operator advances only when a range heartbeat's descriptor (or leader)
-// shows the step done. A split (version change) or a timeout aborts it.
+// shows the step done. Operators are tied to the epoch they were planned
+// from (MULTIRAFT.md §10): each step is stamped with that epoch plus the
+// conf_ver its earlier steps add, so a range leader refuses a step once
+// anything else changed the range; and a split (version change), a
+// membership change the operator's own steps do not explain, or a timeout
+// aborts it.
 package placement
 
 import (
@@ -10,6 +15,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -52,6 +59,34 @@ func (st opStep) done(d *rangekvpb.RangeDescriptor, leader uint64) bool {
 	}
 }
 
+// confVerDelta is how much the step grows conf_ver once applied. It mirrors
+// the store (store/membership.go nextDescriptor), which adds one per applied
+// membership entry: a learner added or a replica removed is one entry; a
+// promotion is two, entering the joint configuration (the learner becomes
+// VOTER_INCOMING) and leaving it. A leader transfer changes no epoch.
+func (st opStep) confVerDelta() uint64 {
+	switch st.typ {
+	case rangekvpb.OperatorStepType_STEP_ADD_LEARNER, rangekvpb.OperatorStepType_STEP_REMOVE_REPLICA:
+		return 1
+	case rangekvpb.OperatorStepType_STEP_PROMOTE_LEARNER:
+		return 2
+	default:
+		return 0
+	}
+}
+
+// partialConfVer is the part of confVerDelta that d already shows applied
+// while the step is not done: a promotion whose joint entry applied (the
+// learner is VOTER_INCOMING) but whose leave-joint entry has not.
+func (st opStep) partialConfVer(d *rangekvpb.RangeDescriptor) uint64 {
+	if st.typ == rangekvpb.OperatorStepType_STEP_PROMOTE_LEARNER {
+		if r := replicaOnStore(d, st.store); r != nil && r.Role == rangekvpb.ReplicaRole_VOTER_INCOMING {
+			return 1
+		}
+	}
+	return 0
+}
+
 func replicaOnStore(d *rangekvpb.RangeDescriptor, store uint64) *rangekvpb.ReplicaDescriptor {
 	for _, r := range d.Replicas {
 		if r.StoreId == store {
@@ -74,13 +109,47 @@ type operator struct {
 	id      uint64
 	rangeID uint64
 	kind    string
-	version uint64 // the range's epoch version at creation
+	// epoch is the range's epoch the steps were planned from; the operator
+	// was admitted only while placement's descriptor had exactly it.
+	epoch   *rangekvpb.RangeEpoch
 	steps   []opStep
 	cur     int
 	created time.Time
 	ended   time.Time
 	state   string
 	reason  string
+}
+
+// stepEpoch is the epoch the range must have when step i runs: the planned
+// epoch plus the conf_ver of the steps before it. Invariant: every step is
+// sent with it, never with placement's latest descriptor, so a leader whose
+// range changed in any way the plan does not explain refuses the step
+// (store/operator_exec.go, EpochNotMatch).
+func (o *operator) stepEpoch(i int) *rangekvpb.RangeEpoch {
+	e := proto.CloneOf(o.epoch)
+	for _, st := range o.steps[:i] {
+		e.ConfVer += st.confVerDelta()
+	}
+	return e
+}
+
+// staleReason says why d shows the operator can no longer run ("" while it
+// can): a split or merge (version changed), or a conf_ver past what the
+// operator's own applied steps explain (someone else changed the
+// membership: its remaining steps were planned for replicas that may be
+// gone). Call after advancing o.cur on d.
+func (o *operator) staleReason(d *rangekvpb.RangeDescriptor) string {
+	if v := d.Epoch.GetVersion(); v != o.epoch.GetVersion() {
+		return fmt.Sprintf("the range split (epoch version %d, planned at %d)", v, o.epoch.GetVersion())
+	}
+	explained := o.stepEpoch(o.cur).ConfVer
+	if o.cur < len(o.steps) {
+		explained += o.steps[o.cur].partialConfVer(d)
+	}
+	if cv := d.Epoch.GetConfVer(); cv > explained {
+		return fmt.Sprintf("unexpected membership change: conf_ver %d, its steps explain %d (planned at %d)", cv, explained, o.epoch.GetConfVer())
+	}
+	return ""
 }
 
 func (o *operator) info() *rangekvpb.OperatorInfo {
@@ -113,11 +182,20 @@ func newController(s *Server) *controller {
 	return &controller{s: s, nextID: uint64(s.now().UnixMilli()) << 16, byRange: map[uint64]*operator{}, byID: map[uint64]*operator{}}
 }
 
-// add starts an operator unless the range already has one.
-func (c *controller) add(rangeID uint64, kind string, steps []opStep, now time.Time) (*rangekvpb.OperatorInfo, error) {
+// add starts an operator planned from the range at epoch unless the range
+// already has one, or placement's descriptor is no longer at exactly that
+// epoch (the plan is stale), or the range is in a joint configuration (its
+// leader leaves it by itself, a conf_ver change no plan explains).
+func (c *controller) add(rangeID uint64, kind string, epoch *rangekvpb.RangeEpoch, steps []opStep, now time.Time) (*rangekvpb.OperatorInfo, error) {
 	d := c.s.drv.meta.rangeByID(rangeID)
 	if d == nil {
 		return nil, invalid("range_id: no range %d", rangeID)
+	}
+	if !proto.Equal(d.Epoch, epoch) {
+		return nil, statusErr(failedPrecondition, "range %d is at epoch %v, the operator was planned at %v; retry", rangeID, d.Epoch, epoch)
+	}
+	if isJoint(d) {
+		return nil, statusErr(failedPrecondition, "range %d is in a joint configuration; retry once it left it", rangeID)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -125,7 +203,7 @@ func (c *controller) add(rangeID uint64, kind string, steps []opStep, now time.T
 		return nil, statusErr(failedPrecondition, "range %d already has operator %d (%s) running", rangeID, o.id, o.kind)
 	}
 	c.nextID++
-	o := &operator{id: c.nextID, rangeID: rangeID, kind: kind, version: d.Epoch.GetVersion(), steps: steps, created: now, state: "running"}
+	o := &operator{id: c.nextID, rangeID: rangeID, kind: kind, epoch: proto.CloneOf(epoch), steps: steps, created: now, state: "running"}
 	c.byRange[rangeID] = o
 	c.byID[o.id] = o
 	c.s.metrics.operatorsStarted.WithLabelValues(kind).Inc()
@@ -164,7 +242,7 @@ func (c *controller) addMove(rangeID, from, to uint64, now time.Time) (*rangekvp
 	if st, _, _ := c.s.cluster().storeState(to, now, c.s.cfg.StoreDownGrace); st != rangekvpb.StoreState_STORE_UP {
 		return nil, statusErr(failedPrecondition, "to_store_id: store %d is down", to)
 	}
-	return c.add(rangeID, "move-replica", moveSteps(d, from, to, c.s.cluster().leaderOf(rangeID)), now)
+	return c.add(rangeID, "move-replica", d.Epoch, moveSteps(d, from, to, c.s.cluster().leaderOf(rangeID)), now)
 }
 
 // moveSteps: add learner, promote, move leadership off the old replica if
@@ -188,10 +266,11 @@ func (c *controller) addTransfer(rangeID, to uint64, now time.Time) (*rangekvpb.
 	if r := replicaOnStore(d, to); r == nil || r.Role != rangekvpb.ReplicaRole_VOTER {
 		return nil, invalid("to_store_id: store %d holds no voter of range %d", to, rangeID)
 	}
-	return c.add(rangeID, "transfer-leader", []opStep{{rangekvpb.OperatorStepType_STEP_TRANSFER_LEADER, to}}, now)
+	return c.add(rangeID, "transfer-leader", d.Epoch, []opStep{{rangekvpb.OperatorStepType_STEP_TRANSFER_LEADER, to}}, now)
 }
 
-// observe advances the range's operator with what a heartbeat reports.
+// observe advances the range's operator with what a heartbeat reports, or
+// aborts it when the report shows a change its plan does not explain.
 func (c *controller) observe(d *rangekvpb.RangeDescriptor, leader uint64, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -199,12 +278,15 @@ func (c *controller) observe(d *rangekvpb.RangeDescriptor, leader uint64, now ti
 	if !ok {
 		return
 	}
-	if d.Epoch.GetVersion() != o.version {
-		c.endLocked(o, "aborted", "the range split (epoch version changed)", now)
-		return
+	if d.Epoch.GetVersion() == o.epoch.GetVersion() && d.Epoch.GetConfVer() < o.epoch.GetConfVer() {
+		return // an old leader's late report: conf_ver never goes back on a replica
 	}
 	for o.cur < len(o.steps) && o.steps[o.cur].done(d, leader) {
 		o.cur++
+	}
+	if why := o.staleReason(d); why != "" {
+		c.endLocked(o, "aborted", why, now)
+		return
 	}
 	if o.cur == len(o.steps) {
 		c.endLocked(o, "finished", "", now)
@@ -230,6 +312,10 @@ func (c *controller) stepsFor(storeID uint64, now time.Time) []*rangekvpb.Operat
 		if d == nil {
 			continue
 		}
+		if why := o.staleReason(d); why != "" {
+			c.endLocked(o, "aborted", why, now)
+			continue
+		}
 		st := o.steps[o.cur]
 		if st.typ == rangekvpb.OperatorStepType_STEP_TRANSFER_LEADER && cl.stats(st.store).GetDraining() {
 			// The store drains (a restart, or an operator's drain): it
@@ -238,7 +324,7 @@ func (c *controller) stepsFor(storeID uint64, now time.Time) []*rangekvpb.Operat
 			c.endLocked(o, "aborted", fmt.Sprintf("store %d is draining", st.store), now)
 			continue
 		}
-		out = append(out, &rangekvpb.OperatorStep{RangeId: o.rangeID, Epoch: d.Epoch, Type: st.typ, StoreId: st.store, OperatorId: o.id})
+		out = append(out, &rangekvpb.OperatorStep{RangeId: o.rangeID, Epoch: o.stepEpoch(o.cur), Type: st.typ, StoreId: st.store, OperatorId: o.id})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].RangeId < out[j].RangeId })
 	return out

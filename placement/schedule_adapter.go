@@ -64,7 +64,7 @@ func (s *Server) proposeOperators(now time.Time) []proposal {
 	}
 	var out []proposal
 	for _, op := range schedule.Schedule(v, now) {
-		p := proposal{rangeID: op.RangeID, kind: string(op.Kind)}
+		p := proposal{rangeID: op.RangeID, kind: string(op.Kind), epoch: &rangekvpb.RangeEpoch{ConfVer: op.Epoch.ConfVer, Version: op.Epoch.Version}}
 		for _, st := range op.Steps {
 			switch x := st.(type) {
 			case schedule.AddLearner:

@@ -35,7 +35,7 @@ func (s *Server) scheduleOnce(start bool) []*rangekvpb.OperatorInfo {
 			out = append(out, (&operator{rangeID: p.rangeID, kind: p.kind, steps: p.steps, state: "proposed", created: now}).info())
 			continue
 		}
-		if info, err := s.ops().add(p.rangeID, p.kind, p.steps, now); err == nil {
+		if info, err := s.ops().add(p.rangeID, p.kind, p.epoch, p.steps, now); err == nil {
 			out = append(out, info)
 		}
 	}
@@ -62,5 +62,7 @@ func (s *Server) updateGauges() {
 type proposal struct {
 	rangeID uint64
 	kind    string
-	steps   []opStep
+	// epoch is the range's epoch the scheduler planned from.
+	epoch *rangekvpb.RangeEpoch
+	steps []opStep
 }

@@ -276,8 +276,6 @@ func (s *Store) finishApply(p *pass) {
 	}
 	if d := r.Descriptor(); d != nil && replicaOnStore(d, s.cfg.StoreID) == nil {
 		p.removed = true
-	} else if r.mu.rr.IsLeader() && isJoint(r.Descriptor()) {
-		s.proposeLeaveJoint(r)
 	}
 	r.mu.rr.FinishApply()
 }

@@ -270,4 +270,9 @@ type TestingKnobs struct {
 	// (runtime.Goexit), going no further, as if the process had died. A
 	// test sees the fatal instead of the test binary crashing.
 	OnFatal func(rangeID uint64, what string, err error)
+	// BeforeOperatorStep, when set, is called by the operator executor
+	// after it checked a placement step's epoch and leadership and before
+	// it proposes anything (operator_exec.go); a test blocks in it to
+	// change the range under the step.
+	BeforeOperatorStep func(rangeID uint64)
 }

@@ -138,20 +138,66 @@ func (s *Store) applyConfChange(ab *pebble.Batch, p *pass, cc *pb.ConfChangeV2) 
 	return cc, nil
 }
 
-// proposeLeaveJoint proposes the empty ConfChangeV2 that leaves a joint
-// configuration (JointExplicit: the descriptor decides when). Called with
-// r.mu held, on the leader.
-func (s *Store) proposeLeaveJoint(r *Replica) {
-	ctx, _ := proto.Marshal(&rangekvpb.ChangeReplicasContext{ExpectedEpoch: proto.CloneOf(r.Descriptor().Epoch)})
-	if err := r.mu.rr.ProposeConfChange(&pb.ConfChangeV2{Context: ctx}); err != nil {
-		s.log.Debug("propose leave-joint", "range", r.rangeID, "err", err)
+// leaveJointRetryElections: how long a leader waits for its leave-joint entry
+// to apply before proposing it again, in election timeouts. A leave-joint
+// the leader appended in its term cannot be lost while it stays leader, so
+// the retry is only a safety net for a proposal raft turned into an empty
+// entry after all.
+const leaveJointRetryElections = 2
+
+// maybeLeaveJoint proposes, on the leader of a joint range, the empty
+// ConfChangeV2 that leaves the joint configuration (JointExplicit: the
+// descriptor decides when), ONCE per joint configuration and leader term.
+// raft turns every conf change proposed while an earlier one is unapplied
+// (pendingConfIndex > applied) into an empty normal entry and returns nil,
+// so proposing on every pass appended an entry (an fsync, a replication) per
+// pass until the leave applied. It proposes only when raft accepts it:
+//   - after Advance of the pass that applied the joint entry (raft's applied
+//     index covers it; pendingConfIndex is that entry's index);
+//   - once the leader applied an entry of its own term (a new leader's
+//     pendingConfIndex is its last index at election).
+//
+// It proposes again when the leader's term changes (a new leader, or the
+// same one re-elected: the earlier entry may be gone) and after
+// leaveJointRetryElections election timeouts still joint. Called with r.mu
+// held.
+func (s *Store) maybeLeaveJoint(r *Replica) {
+	d := r.Descriptor()
+	rr := r.mu.rr
+	if r.mu.destroyed || !rr.IsLeader() || !isJoint(d) {
+		return
 	}
+	term := rr.BasicStatus().GetTerm()
+	lj := &r.mu.leaveJoint
+	election, _, _, _ := s.cfg.raftTicks()
+	if lj.confVer == d.Epoch.GetConfVer() && lj.term == term && lj.ticks < leaveJointRetryElections*election {
+		return // proposed for this joint configuration; not yet applied
+	}
+	if r.mu.applied.Term != term {
+		return // raft would turn it into an empty entry: wait for the term's first entry to apply
+	}
+	ctx, _ := proto.Marshal(&rangekvpb.ChangeReplicasContext{ExpectedEpoch: proto.CloneOf(d.Epoch)})
+	if err := rr.ProposeConfChange(&pb.ConfChangeV2{Context: ctx}); err != nil {
+		// Dropped without an entry (e.g. a leader transfer is under
+		// way): nothing was appended, so try again on the next pass.
+		s.log.Debug("propose leave-joint", "range", r.rangeID, "err", err)
+		return
+	}
+	lj.confVer, lj.term, lj.ticks = d.Epoch.GetConfVer(), term, 0
 }
 
 // ChangeReplicas runs one membership step on the range's leader here and
 // waits until the descriptor shows it applied (and, for a promotion, until
 // the joint configuration was left).
 func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, change rangekvpb.ReplicaChangeType, storeID uint64) (*rangekvpb.RangeDescriptor, *rangekvpb.RangeError, error) {
+	return s.changeReplicas(ctx, rangeID, change, storeID, nil)
+}
+
+// changeReplicas is ChangeReplicas; with expect set (a placement step's
+// epoch) it runs only while the range is at exactly that epoch, and the
+// change is proposed at it, so apply refuses it too once any other change
+// applied first (MULTIRAFT.md §10).
+func (s *Store) changeReplicas(ctx context.Context, rangeID uint64, change rangekvpb.ReplicaChangeType, storeID uint64, expect *rangekvpb.RangeEpoch) (*rangekvpb.RangeDescriptor, *rangekvpb.RangeError, error) {
 	r := s.replica(rangeID)
 	if r == nil || r.Descriptor() == nil {
 		return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: rangeID}}, nil
@@ -160,6 +206,9 @@ func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, change range
 		return nil, s.notLeader(r, lead), nil
 	}
 	desc := r.Descriptor()
+	if expect != nil && !proto.Equal(desc.Epoch, expect) {
+		return nil, epochNotMatch(desc, expect), nil
+	}
 	if isJoint(desc) {
 		return nil, &rangekvpb.RangeError{Message: "a membership change is in progress", ServerBusy: &rangekvpb.ServerBusy{Reason: "joint configuration"}}, nil
 	}
@@ -232,6 +281,15 @@ func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, change range
 				AmbiguousResult: &rangekvpb.AmbiguousResult{Reason: ctx.Err().Error()}}, nil
 		case <-t.C:
 		}
+	}
+}
+
+// epochNotMatch: a placement step planned for epoch want reached a range
+// at another epoch; nothing was proposed.
+func epochNotMatch(d *rangekvpb.RangeDescriptor, want *rangekvpb.RangeEpoch) *rangekvpb.RangeError {
+	return &rangekvpb.RangeError{
+		Message:       fmt.Sprintf("step planned at conf_ver %d version %d, range %d is at conf_ver %d version %d", want.GetConfVer(), want.GetVersion(), d.RangeId, d.Epoch.GetConfVer(), d.Epoch.GetVersion()),
+		EpochNotMatch: &rangekvpb.EpochNotMatch{Current: []*rangekvpb.RangeDescriptor{d}},
 	}
 }
 

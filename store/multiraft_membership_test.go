@@ -425,3 +425,53 @@ func TestMultiraftReAddedLearnerReplacesUninitializedLeftover(t *testing.T) {
 		})
 	}
 }
+
+// Promoting a learner appends exactly the entries joint consensus needs:
+// the joint entry and the one leave-joint entry (issue 15 item 4: the
+// leader used to propose leave-joint again on every pass while joint, and
+// raft turned each extra proposal into an empty entry, 65 to 190 of them).
+func TestMultiraftPromoteAppendsOnlyJointAndLeaveEntries(t *testing.T) {
+	c := testcluster.Start(t, 2, testcluster.Options{Replicas: 1, InMemory: true})
+	ctx := mrCtx(t, 60*time.Second)
+	c.WaitLeader(1)
+	resp, err := c.ChangeReplicas(ctx, 1, rangekvpb.ReplicaChangeType_ADD_LEARNER, 2)
+	if err != nil || resp.Error != nil {
+		t.Fatalf("ADD_LEARNER store 2: %v %v", err, resp.GetError())
+	}
+	lead := c.WaitLeader(1)
+	if lead != 0 {
+		t.Fatalf("leader on store %d; only store 1 votes", lead+1)
+	}
+	// The learner has caught up and nothing else is in flight: the leader's
+	// last index moves only with the promotion from here on.
+	c.WaitFor("store 2's learner to reach the leader's last index", 20*time.Second, func() bool {
+		l, f := c.ReplicaStatus(0, 1), c.ReplicaStatus(1, 1)
+		return l != nil && f != nil && f.Initialized && f.AppliedIndex == l.LastIndex && l.AppliedIndex == l.LastIndex
+	})
+	before := c.ReplicaStatus(0, 1)
+
+	resp, err = c.ChangeReplicas(ctx, 1, rangekvpb.ReplicaChangeType_PROMOTE_LEARNER, 2)
+	if err != nil || resp.Error != nil {
+		t.Fatalf("PROMOTE_LEARNER store 2: %v %v", err, resp.GetError())
+	}
+	if d := resp.Descriptor_; d.Epoch.ConfVer != before.Descriptor_.Epoch.ConfVer+2 {
+		t.Fatalf("after PROMOTE_LEARNER: %s conf_ver %d; want conf_ver %d (enter + leave joint)", mrRoles(d), d.Epoch.ConfVer, before.Descriptor_.Epoch.ConfVer+2)
+	}
+	mrWaitDescriptorsAgree(t, c, mrStoreIdx(2), 1, 10*time.Second)
+	c.WaitFor("both replicas to apply the promotion", 10*time.Second, func() bool {
+		l, f := c.ReplicaStatus(0, 1), c.ReplicaStatus(1, 1)
+		return l != nil && f != nil && f.AppliedIndex == l.LastIndex && l.AppliedIndex == l.LastIndex
+	})
+	after := c.ReplicaStatus(0, 1)
+	appended := after.LastIndex - before.LastIndex
+	t.Logf("promotion appended %d entries (last index %d -> %d, term %d -> %d)", appended, before.LastIndex, after.LastIndex, before.Term, after.Term)
+	// 2 entries: EnterJoint and LeaveJoint. One more is allowed only for a
+	// new term's empty entry, should an election happen meanwhile.
+	want := uint64(2)
+	if after.Term != before.Term {
+		want++
+	}
+	if appended > want {
+		t.Fatalf("promotion appended %d raft entries; want %d (enter joint + leave joint)", appended, want)
+	}
+}

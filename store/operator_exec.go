@@ -1,7 +1,8 @@
 // Executing placement's operator steps on the ranges this store leads:
-// each step is checked against the range's current epoch (a stale step is
-// skipped; placement re-sends the current one), and runs through the same
-// membership and leadership primitives as the admin API.
+// each step carries the epoch placement planned it for and is refused
+// (EpochNotMatch) at any other; membership steps are proposed at that epoch,
+// so apply refuses them too. They run through the same membership and
+// leadership primitives as the admin API.
 package store
 
 import (
@@ -71,22 +72,47 @@ func (e *operatorExecutor) run() {
 		case <-e.ctx.Done():
 			return
 		case st := <-e.ch:
-			e.execute(st)
+			rerr, err := e.execute(st)
 			e.done(st.RangeId)
+			switch {
+			case rerr.GetEpochNotMatch() != nil || rerr.GetNotLeader() != nil:
+				// Placement's view is stale: it aborts the operator when
+				// it hears of the new epoch, or sends the step to the
+				// new leader.
+				e.s.log.Debug("operator step refused", "range", st.RangeId, "operator", st.OperatorId, "step", st.Type.String(),
+					"store", st.StoreId, "range_error", rerr.GetMessage())
+			case err != nil || rerr != nil:
+				e.s.log.Info("operator step failed", "range", st.RangeId, "operator", st.OperatorId, "step", st.Type.String(),
+					"store", st.StoreId, "err", err, "range_error", rerr.GetMessage())
+			}
 		}
 	}
 }
 
-func (e *operatorExecutor) execute(st *rangekvpb.OperatorStep) {
+// execute runs one step. A step whose epoch is not the range's is refused
+// with EpochNotMatch before anything is proposed; membership steps are
+// proposed at the step's epoch, so apply refuses them as well if another
+// change applies first. A nil result with nothing done means "not yet"
+// (placement resends the step).
+func (e *operatorExecutor) execute(st *rangekvpb.OperatorStep) (*rangekvpb.RangeError, error) {
 	s := e.s
 	r := s.replica(st.RangeId)
 	if r == nil {
-		return
+		return &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: st.RangeId}}, nil
 	}
 	d := r.Descriptor()
-	// Invariant: a step runs only at the epoch placement saw.
-	if d == nil || !proto.Equal(d.Epoch, st.Epoch) || r.leader.Load() != r.replicaID {
-		return
+	if d == nil {
+		return &rangekvpb.RangeError{Message: "range not initialized on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: st.RangeId}}, nil
+	}
+	// Invariant: a step runs only at the epoch placement planned it for.
+	if !proto.Equal(d.Epoch, st.Epoch) {
+		return epochNotMatch(d, st.Epoch), nil
+	}
+	if lead := r.leader.Load(); lead != r.replicaID {
+		return s.notLeader(r, lead), nil
+	}
+	if k := s.cfg.Knobs; k != nil && k.BeforeOperatorStep != nil {
+		k.BeforeOperatorStep(st.RangeId)
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
 	defer cancel()
@@ -96,17 +122,17 @@ func (e *operatorExecutor) execute(st *rangekvpb.OperatorStep) {
 	switch st.Type {
 	case rangekvpb.OperatorStepType_STEP_ADD_LEARNER:
 		if target != nil {
-			return
+			return nil, nil
 		}
-		_, rerr, err = s.ChangeReplicas(ctx, st.RangeId, rangekvpb.ReplicaChangeType_ADD_LEARNER, st.StoreId)
+		_, rerr, err = s.changeReplicas(ctx, st.RangeId, rangekvpb.ReplicaChangeType_ADD_LEARNER, st.StoreId, st.Epoch)
 	case rangekvpb.OperatorStepType_STEP_PROMOTE_LEARNER:
 		if target == nil || target.Role != rangekvpb.ReplicaRole_LEARNER || !e.caughtUp(r, target.ReplicaId) {
-			return // not yet: placement sends the step again
+			return nil, nil // not yet: placement sends the step again
 		}
-		_, rerr, err = s.ChangeReplicas(ctx, st.RangeId, rangekvpb.ReplicaChangeType_PROMOTE_LEARNER, st.StoreId)
+		_, rerr, err = s.changeReplicas(ctx, st.RangeId, rangekvpb.ReplicaChangeType_PROMOTE_LEARNER, st.StoreId, st.Epoch)
 	case rangekvpb.OperatorStepType_STEP_REMOVE_REPLICA:
 		if target == nil {
-			return
+			return nil, nil
 		}
 		if target.ReplicaId == r.replicaID {
 			// Never remove the leader: hand leadership to a caught-up voter.
@@ -114,23 +140,19 @@ func (e *operatorExecutor) execute(st *rangekvpb.OperatorStep) {
 				r.pushTransfer(to)
 				s.sched.enqueue(r.rangeID, flagWork)
 			}
-			return
+			return nil, nil
 		}
-		_, rerr, err = s.ChangeReplicas(ctx, st.RangeId, rangekvpb.ReplicaChangeType_REMOVE_REPLICA, st.StoreId)
+		_, rerr, err = s.changeReplicas(ctx, st.RangeId, rangekvpb.ReplicaChangeType_REMOVE_REPLICA, st.StoreId, st.Epoch)
 	case rangekvpb.OperatorStepType_STEP_TRANSFER_LEADER:
 		// Not to a store that is down: raft would drop every write
 		// for an election timeout, again at each step placement resends.
 		if target == nil || target.ReplicaId == r.replicaID || !s.liveness.isLive(st.StoreId) {
-			return
+			return nil, nil
 		}
 		r.pushTransfer(target.ReplicaId)
 		s.sched.enqueue(r.rangeID, flagWork)
-		return
 	}
-	if err != nil || rerr != nil {
-		s.log.Info("operator step failed", "range", st.RangeId, "operator", st.OperatorId, "step", st.Type.String(),
-			"store", st.StoreId, "err", err, "range_error", rerr.GetMessage())
-	}
+	return rerr, err
 }
 
 // caughtUp: the replica's match is close to the leader's applied index.

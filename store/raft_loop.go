@@ -73,6 +73,7 @@ func (s *Store) processBatch(items []workItem) {
 		s.snaps.settle(stepped, rd.Snapshot)
 		if !ok {
 			s.noteLeader(r)
+			s.maybeLeaveJoint(r)
 			if it.tick {
 				s.maybeTruncate(r, true)
 				s.maybeQuiesceLeader(r)
@@ -173,6 +174,11 @@ func (s *Store) processBatch(items []workItem) {
 		s.finishApply(p)
 		p.r.mu.rr.Advance(p.rd)
 		s.noteLeader(p.r)
+		if !p.removed {
+			// After Advance: raft's applied index now covers the joint
+			// entry, so it accepts the leave (maybeLeaveJoint).
+			s.maybeLeaveJoint(p.r)
+		}
 		s.maybeTruncate(p.r, p.tick)
 		if p.tick {
 			s.maybeQuiesceLeader(p.r)
@@ -285,6 +291,7 @@ func (s *Store) drainInbox(r *Replica, tick bool) (steppedSnaps []uint64) {
 	}
 	if tick && !r.quiesced.Load() {
 		rr.Tick()
+		r.mu.leaveJoint.ticks++
 		if r.Descriptor() == nil {
 			r.uninitTicks.Add(1)
 		}

@@ -57,6 +57,15 @@ type Replica struct {
 		// truncation decision.
 		appliesSinceTruncCheck int
 		destroyed              bool
+		// leaveJoint records this replica's leave-joint proposal for the
+		// current joint configuration (membership.go maybeLeaveJoint).
+		// Invariant: while the descriptor stays joint at confVer and this
+		// replica leads in term, leave-joint is proposed once, and again
+		// only after leaveJointRetryTicks ticks without leaving.
+		leaveJoint struct {
+			confVer, term uint64
+			ticks         int
+		}
 	}
 
 	inbox struct {

@@ -49,11 +49,13 @@
 //     sees what it left behind (a learner, a joint configuration) and
 //     plans a cleanup operator like any other.
 //
-// The executor (store side) applies each membership step as ONE Raft
-// membership entry growing conf_ver by Step.ConfVerDelta: AddLearner
-// (AddLearnerNode, +1), PromoteLearner (AddNode of the learner, +1),
-// RemoveReplica (RemoveNode, +1), LeaveJoint (the empty ConfChangeV2, +1
-// per role changed, as TiKV counts); TransferLeader changes no epoch.
+// The executor (store side) grows conf_ver by one per applied membership
+// entry, leave-joint included, so a step grows it by Step.ConfVerDelta, the
+// entries it takes: AddLearner (AddLearnerNode, +1), PromoteLearner (enter a
+// joint configuration with the learner VOTER_INCOMING, then leave it, +2;
+// CheckEpoch counts the first half once the descriptor shows it),
+// RemoveReplica (RemoveNode, +1), LeaveJoint (the empty ConfChangeV2, +1);
+// TransferLeader changes no epoch.
 //
 // # Invariants
 //

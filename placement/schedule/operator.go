@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
 // Kind says why an operator exists.
@@ -177,8 +179,11 @@ func (op *Operator) CheckEpoch(r RangeView) error {
 	cur := op.current(r)
 	var explained uint64
 	for i, s := range op.Steps {
-		if i < cur || (i == cur && s.applied(r)) {
+		switch {
+		case i < cur || (i == cur && s.applied(r)):
 			explained += s.ConfVerDelta()
+		case i == cur:
+			explained += partialConfVer(s, r)
 		}
 	}
 	if got.ConfVer-op.Epoch.ConfVer > explained {
@@ -188,6 +193,18 @@ func (op *Operator) CheckEpoch(r RangeView) error {
 		return stale(StaleStepConflict, op.Steps[cur])
 	}
 	return nil
+}
+
+// partialConfVer is the part of s's ConfVerDelta that r shows applied
+// while s is not: a promotion whose joint entry applied (the learner is
+// VOTER_INCOMING) but whose leave-joint entry has not.
+func partialConfVer(s Step, r RangeView) uint64 {
+	if p, ok := s.(PromoteLearner); ok {
+		if role, ok := roleOn(r, p.StoreID); ok && role == rangekvpb.ReplicaRole_VOTER_INCOMING {
+			return 1
+		}
+	}
+	return 0
 }
 
 // Expired reports whether now is past the operator's deadline; the

@@ -12,12 +12,15 @@ import (
 // concrete types are AddLearner, PromoteLearner, RemoveReplica,
 // TransferLeader and LeaveJoint; the set is closed.
 //
-// Contract with the executor (store side), which CheckEpoch relies on: every
-// membership step applies as ONE Raft membership entry that grows conf_ver
-// by ConfVerDelta (AddLearner: AddLearnerNode; PromoteLearner: AddNode of an
-// existing learner, a simple change of one voter; RemoveReplica: RemoveNode;
-// LeaveJoint: the empty ConfChangeV2, which grows conf_ver by the number of
-// roles it changes, as TiKV counts). TransferLeader changes no epoch.
+// Contract with the executor (store side), which CheckEpoch relies on: the
+// store grows conf_ver by one per applied membership entry, leave-joint
+// included (store/membership.go nextDescriptor), so a step grows it by
+// ConfVerDelta, the number of entries it takes: AddLearner one
+// (AddLearnerNode); PromoteLearner two (entering a joint configuration with
+// the learner VOTER_INCOMING, then leaving it); RemoveReplica one
+// (RemoveNode); LeaveJoint one (the empty ConfChangeV2). TransferLeader
+// changes no epoch. The placement controller counts the same way
+// (placement/operators.go opStep.confVerDelta).
 type Step interface {
 	// Done reports whether r shows the step's effect. Done is judged on the
 	// state, not on history: it stays true as later steps of the same
@@ -133,8 +136,8 @@ func (s PromoteLearner) Conflicts(r RangeView) bool {
 	return !ok
 }
 
-// ConfVerDelta implements Step.
-func (PromoteLearner) ConfVerDelta() uint64 { return 1 }
+// ConfVerDelta implements Step: enter and leave a joint configuration.
+func (PromoteLearner) ConfVerDelta() uint64 { return 2 }
 
 func (s PromoteLearner) applied(r RangeView) bool { return s.Done(r) }
 
@@ -200,8 +203,8 @@ func (s LeaveJoint) Done(r RangeView) bool {
 // Conflicts implements Step.
 func (LeaveJoint) Conflicts(RangeView) bool { return false }
 
-// ConfVerDelta implements Step: one per role changed.
-func (s LeaveJoint) ConfVerDelta() uint64 { return uint64(len(s.Incoming) + len(s.Demoting)) }
+// ConfVerDelta implements Step: one entry, whatever the roles it changes.
+func (LeaveJoint) ConfVerDelta() uint64 { return 1 }
 
 func (s LeaveJoint) applied(r RangeView) bool { return s.Done(r) }
 

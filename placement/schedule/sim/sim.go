@@ -355,7 +355,7 @@ func (c *Cluster) apply(s *rangeState, step schedule.Step, up map[uint64]bool) b
 		if i < 0 || s.desc.Replicas[i].GetRole() != rangekvpb.ReplicaRole_LEARNER || s.isPending(st.StoreID) {
 			return false
 		}
-		d := s.mutate(1)
+		d := s.mutate(st.ConfVerDelta()) // enter and leave joint, in one go here
 		d.Replicas[i] = &rangekvpb.ReplicaDescriptor{ReplicaId: d.Replicas[i].ReplicaId, StoreId: st.StoreID, Role: rangekvpb.ReplicaRole_VOTER}
 	case schedule.RemoveReplica:
 		i := find(st.StoreID)
