@@ -258,4 +258,10 @@ type TestingKnobs struct {
 	// FreeSpace, when set, replaces the measurement of the data dir's
 	// free bytes (diskguard.go).
 	FreeSpace func() (uint64, error)
+	// SplitRHSStaged, when set, is called by the worker applying a split
+	// that creates the right range's replica on this store, right after
+	// it staged the right range's state into the apply batch and before
+	// that batch commits (split.go applySplit), with the replica locks of
+	// its pass held. Tests block in it to run other workers in between.
+	SplitRHSStaged func(rhsRangeID uint64)
 }

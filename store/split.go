@@ -154,6 +154,9 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	default:
 		s.must(p.r, s.writeSplitRHSState(ab, right))
 		res.createRight = true
+		if k := s.cfg.Knobs; k != nil && k.SplitRHSStaged != nil {
+			k.SplitRHSStaged(right.RangeId)
+		}
 	}
 	p.splits = append(p.splits, res)
 	p.needSync = true
