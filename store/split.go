@@ -163,34 +163,56 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	return left, res, nil
 }
 
-// writeSplitRHSState writes the right range's initial state, keeping the
-// term and vote of a HardState an uninitialized replica already persisted.
+// writeSplitRHSState writes the right range's initial state: descriptor,
+// applied and truncated state at the initial index and, unless a replica
+// of the range already lives here, its HardState. Called by the worker
+// applying the split, with the left replica's lock held.
+//
+// Invariant: the right range's HardState has one writer at a time, and a
+// split never overwrites a HardState another writer may still change
+// before the split's batch commits. While a replica object of the range is
+// in the store's map (an uninitialized replica created by messages), its
+// own worker passes write the key: another worker may step a vote on it,
+// sync {term, vote} and answer, at any moment between this staging and
+// the commit of the split's batch, and a HardState synthesized here from
+// what was read now would erase that vote (two leaders in one term, issue
+// 15 item 1). So the batch leaves the key to that replica, and installRHS
+// synthesizes the HardState from the latest persisted one once it has
+// stopped the replica (buildReplica, which also finishes the job at
+// restart if the store crashed in between). While no replica object
+// exists, pendingRHS, set in the same critical section that saw none,
+// keeps one from being created until installRHS: then nothing else writes
+// the key and the batch synthesizes it here.
+// The split's worker never waits for the right replica's lock (that
+// replica may be in another worker's pass, which may be waiting for a
+// lock of ours); installRHS takes it after this pass released its locks.
 func (s *Store) writeSplitRHSState(w interface {
 	Set([]byte, []byte, *pebble.WriteOptions) error
 	Get([]byte) ([]byte, io.Closer, error)
 }, right *rangekvpb.RangeDescriptor) error {
-	var hs pb.HardState
-	if _, err := getProto(w, keys.HardStateKey(right.RangeId), &hs); err != nil {
-		return err
-	}
-	// Until installRHS runs, messages for the new range must not create an
-	// uninitialized replica over the state written here.
 	s.mu.Lock()
-	if s.mu.pendingRHS == nil {
-		s.mu.pendingRHS = make(map[uint64]bool)
-	}
 	s.mu.pendingRHS[right.RangeId] = true
+	_, owned := s.mu.replicas[right.RangeId]
 	s.mu.Unlock()
-	synth := synthesizeHardState(&hs)
-	for _, kv := range []struct {
+	kvs := []struct {
 		k []byte
 		m proto.Message
 	}{
 		{keys.DescriptorKey(right.RangeId), right},
 		{keys.AppliedStateKey(right.RangeId), &rangekvpb.AppliedState{Index: initIndex, Term: initTerm}},
 		{keys.TruncatedStateKey(right.RangeId), &rangekvpb.TruncatedState{Index: initIndex, Term: initTerm}},
-		{keys.HardStateKey(right.RangeId), synth},
-	} {
+	}
+	if !owned {
+		var hs pb.HardState
+		if _, err := getProto(w, keys.HardStateKey(right.RangeId), &hs); err != nil {
+			return err
+		}
+		kvs = append(kvs, struct {
+			k []byte
+			m proto.Message
+		}{keys.HardStateKey(right.RangeId), synthesizeHardState(&hs)})
+	}
+	for _, kv := range kvs {
 		v, err := proto.Marshal(kv.m)
 		if err != nil {
 			return err
@@ -202,15 +224,38 @@ func (s *Store) writeSplitRHSState(w interface {
 	return nil
 }
 
-// synthesizeHardState: commit = the initial index, a higher existing term
-// and its vote kept (never lower what a replica promised).
+// synthesizeHardState is the HardState of a split-created replica given
+// the one it persisted before (as CRDB's SynthesizeHardState): commit at
+// least the initial index, term at least the initial term, and the vote
+// kept when the term is kept (never lower what a replica promised).
 func synthesizeHardState(old *pb.HardState) *pb.HardState {
-	hs := &pb.HardState{Term: proto.Uint64(initTerm), Commit: proto.Uint64(initIndex)}
-	if old.GetTerm() > initTerm {
-		hs.Term = proto.Uint64(old.GetTerm())
+	hs := &pb.HardState{Term: proto.Uint64(max(old.GetTerm(), initTerm)), Commit: proto.Uint64(max(old.GetCommit(), initIndex))}
+	if old.GetTerm() == hs.GetTerm() && old.GetVote() != 0 {
 		hs.Vote = proto.Uint64(old.GetVote())
 	}
 	return hs
+}
+
+// settleSplitHardState synthesizes, from the latest persisted HardState,
+// the one a split left to the right range's install (see
+// writeSplitRHSState). Only such a range can have a descriptor here and a
+// persisted commit below the initial index: bootstrap, splits and
+// snapshots all write a commit at or above it, and raft never lowers it.
+// Called before the replica is built, with no replica object of the range
+// running.
+func (s *Store) settleSplitHardState(rangeID uint64) error {
+	var hs pb.HardState
+	if _, err := getProto(s.db, keys.HardStateKey(rangeID), &hs); err != nil {
+		return err
+	}
+	if hs.GetCommit() >= initIndex {
+		return nil
+	}
+	v, err := proto.Marshal(synthesizeHardState(&hs))
+	if err != nil {
+		return err
+	}
+	return s.db.Set(keys.HardStateKey(rangeID), v, pebble.Sync)
 }
 
 // finishSplits instantiates right replicas created by applied splits.
@@ -229,9 +274,11 @@ func (s *Store) finishSplits(results []*splitResult) {
 func (s *Store) installRHS(res *splitResult) error {
 	id := res.right.RangeId
 	// An uninitialized replica created by messages is replaced; first stop
-	// it (its closed inbox drops what still arrives), then fold any vote it
-	// persisted meanwhile into the new state, then swap the two in the map
-	// in one step so that no message can create a third.
+	// it (its closed inbox drops what still arrives; a pass stepping it
+	// holds its lock, so once we hold it no pass writes its raft state
+	// again), then build the new replica, whose HardState buildReplica
+	// synthesizes from the latest one the old replica persisted, then swap
+	// the two in the map in one step so that no message can create a third.
 	old := s.replica(id)
 	if old != nil {
 		old.mu.Lock()
@@ -243,19 +290,6 @@ func (s *Store) installRHS(res *splitResult) error {
 		old.mu.destroyed = true
 		old.mu.Unlock()
 		old.failInbox()
-		var hs pb.HardState
-		if _, err := getProto(s.db, keys.HardStateKey(id), &hs); err != nil {
-			return err
-		}
-		if hs.GetCommit() < initIndex {
-			v, err := proto.Marshal(synthesizeHardState(&hs))
-			if err != nil {
-				return err
-			}
-			if err := s.db.Set(keys.HardStateKey(id), v, pebble.Sync); err != nil {
-				return err
-			}
-		}
 	}
 	r, err := s.buildReplica(res.right)
 	if err != nil {
