@@ -39,3 +39,10 @@ func (s *Store) RaftHardStateForTest(rangeID uint64) (*pb.HardState, bool) {
 // HoldingVotesForTest reports whether the store still ignores vote
 // requests because it started less than an election timeout ago.
 func (s *Store) HoldingVotesForTest() bool { return s.holdingVotes() }
+
+// TombstoneForTest reads rangeID's tombstone (NextReplicaId 0: none).
+func (s *Store) TombstoneForTest(rangeID uint64) (*rangekvpb.RangeTombstone, error) {
+	ts := &rangekvpb.RangeTombstone{}
+	_, err := getProto(s.db, keys.TombstoneKey(rangeID), ts)
+	return ts, err
+}

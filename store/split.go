@@ -136,6 +136,13 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	res := &splitResult{left: left, right: right, campaign: p.r.mu.rr.IsLeader()}
 
 	me := replicaOnStore(right, s.cfg.StoreID)
+	// Claim the right range before reading its tombstone: from the claim
+	// on, deliver replaces no uninitialized replica of it, so the tombstone
+	// read below is the last one until installRHS (claimRHS).
+	claimed, owned := false, false
+	if me != nil {
+		claimed, owned = s.claimRHS(right.RangeId)
+	}
 	var ts rangekvpb.RangeTombstone
 	_, err = getProto(ab, keys.TombstoneKey(right.RangeId), &ts)
 	s.must(p.r, err)
@@ -144,29 +151,77 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	s.must(p.r, err)
 	switch {
 	case me == nil:
-	case me.ReplicaId < ts.NextReplicaId:
+	case !claimed || me.ReplicaId < ts.NextReplicaId:
 		// The right replica was removed from this store (and maybe re-added
-		// under a newer ID): its data here belongs to nobody.
+		// under a newer ID; !claimed: the tombstone saying so is being
+		// written): its data here belongs to nobody. Its HardState (the
+		// newer incarnation's votes) is not touched.
 		lo, hi := keys.UserSpan(right.StartKey, right.EndKey)
 		s.must(p.r, ab.DeleteRange(lo, hi, nil))
 	case initialized:
 		// Already initialized by a snapshot: keep it.
 	default:
-		s.must(p.r, s.writeSplitRHSState(ab, right))
+		s.must(p.r, s.writeSplitRHSState(ab, right, owned))
 		res.createRight = true
 		if k := s.cfg.Knobs; k != nil && k.SplitRHSStaged != nil {
 			k.SplitRHSStaged(right.RangeId)
 		}
+	}
+	if claimed && !res.createRight {
+		s.mu.Lock()
+		delete(s.mu.pendingRHS, right.RangeId)
+		s.mu.Unlock()
 	}
 	p.splits = append(p.splits, res)
 	p.needSync = true
 	return left, res, nil
 }
 
+// claimRHS marks rangeID as the right half of a split this store is
+// staging (pendingRHS: no replica object is created for it until
+// installRHS) and reports whether a replica object of it exists (owned:
+// see writeSplitRHSState). It claims nothing when deliver is replacing the
+// range's uninitialized replica by a newer incarnation (startReplacing):
+// the tombstone that destroy writes forbids the split's replica ID, since
+// every replica ID of the range on this store after the split is at least
+// the split's.
+func (s *Store) claimRHS(rangeID uint64) (claimed, owned bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.mu.replicas[rangeID]
+	if r != nil && r.replacing.Load() {
+		return false, true
+	}
+	if s.mu.pendingRHS == nil {
+		s.mu.pendingRHS = make(map[uint64]bool)
+	}
+	s.mu.pendingRHS[rangeID] = true
+	return true, r != nil
+}
+
+// startReplacing reports whether deliver may destroy the uninitialized
+// replica r to create a newer incarnation of its range, and marks it so
+// that a split staged later creates nothing (claimRHS). It refuses while a
+// split staged here will install the range's replica: the message is
+// dropped (its sender retries), and once installed, that replica is
+// removed by replica GC if it is stale. Deciding under s.mu, the lock
+// claimRHS takes, makes the two exclusive: either the split sees the
+// replacement coming, or the replacement never starts.
+func (s *Store) startReplacing(r *Replica) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.pendingRHS[r.rangeID] {
+		return false
+	}
+	r.replacing.Store(true)
+	return true
+}
+
 // writeSplitRHSState writes the right range's initial state: descriptor,
 // applied and truncated state at the initial index and, unless a replica
-// of the range already lives here, its HardState. Called by the worker
-// applying the split, with the left replica's lock held.
+// object of the range exists here (owned), its HardState. Called by the
+// worker applying the split, with the left replica's lock held, after
+// claimRHS.
 //
 // Invariant: the right range's HardState has one writer at a time, and a
 // split never overwrites a HardState another writer may still change
@@ -179,21 +234,18 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 // 15 item 1). So the batch leaves the key to that replica, and installRHS
 // synthesizes the HardState from the latest persisted one once it has
 // stopped the replica (buildReplica, which also finishes the job at
-// restart if the store crashed in between). While no replica object
-// exists, pendingRHS, set in the same critical section that saw none,
-// keeps one from being created until installRHS: then nothing else writes
-// the key and the batch synthesizes it here.
+// restart if the store crashed in between). Nothing else removes that
+// replica meanwhile: claimRHS keeps deliver from replacing it. While no
+// replica object exists, pendingRHS, set in the same critical section
+// that saw none, keeps one from being created until installRHS: then
+// nothing else writes the key and the batch synthesizes it here.
 // The split's worker never waits for the right replica's lock (that
 // replica may be in another worker's pass, which may be waiting for a
 // lock of ours); installRHS takes it after this pass released its locks.
 func (s *Store) writeSplitRHSState(w interface {
 	Set([]byte, []byte, *pebble.WriteOptions) error
 	Get([]byte) ([]byte, io.Closer, error)
-}, right *rangekvpb.RangeDescriptor) error {
-	s.mu.Lock()
-	s.mu.pendingRHS[right.RangeId] = true
-	_, owned := s.mu.replicas[right.RangeId]
-	s.mu.Unlock()
+}, right *rangekvpb.RangeDescriptor, owned bool) error {
 	kvs := []struct {
 		k []byte
 		m proto.Message

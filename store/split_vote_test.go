@@ -221,3 +221,46 @@ func TestSplitKeepsHardStateOfReAddedUninitializedRHS(t *testing.T) {
 	h.voteAnswered(h.x, 1, newer, 7)
 	h.wantVote("after X asked for a vote in term 7", 7, h.y)
 }
+
+// The neighbouring race: while store 3 has the split staged, a message
+// for a newer incarnation of the right replica arrives (it was removed and
+// re-added in the right range's later history). Replacing the
+// uninitialized replica now would delete its HardState (its vote for X in
+// term 6) while the split goes on to install the split's replica ID, which
+// the replacement's tombstone forbids, with no vote: it could then vote
+// for Y in term 6 as well. The replacement must wait for the install (the
+// message is dropped; replica GC removes a stale installed replica later).
+func TestSplitDefersReplacingUninitializedRHSWhileSplitStaged(t *testing.T) {
+	h := startSplitVoteHarness(t, "m")
+	rhs := h.right.RangeId
+	h.voteAnswered(h.x, 1, h.me, 6)
+
+	h.armed.Store(true)
+	h.lagging.Store(false)
+	select {
+	case <-h.staged:
+	case <-time.After(30 * time.Second):
+		t.Fatal("store 3 never staged the split")
+	}
+	newer := h.right.NextReplicaId + 3
+	h.vote(h.y, 2, newer, 7) // delivered synchronously: replaced or dropped on return
+	h.releaseSplit()
+	h.c.WaitFor("store 3 to install the right range", 15*time.Second, func() bool {
+		st := h.c.ReplicaStatus(2, rhs)
+		return st != nil && st.Initialized
+	})
+	if st := h.c.ReplicaStatus(2, rhs); st.ReplicaId != h.me {
+		t.Errorf("store 3 installed replica %d of range %d, want the split's %d", st.ReplicaId, rhs, h.me)
+	}
+	ts, err := h.s3.TombstoneForTest(rhs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts.NextReplicaId > h.me {
+		t.Errorf("store 3 runs replica %d of range %d under a tombstone that forbids IDs below %d", h.me, rhs, ts.NextReplicaId)
+	}
+	h.wantVote("after the split installed the right range", 6, h.x)
+	// Y asks for store 3's vote in term 6, which it gave X.
+	h.voteAnswered(h.y, 2, h.me, 6)
+	h.wantVote("after Y asked for a vote in term 6", 6, h.x)
+}
