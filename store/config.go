@@ -259,9 +259,15 @@ type TestingKnobs struct {
 	// free bytes (diskguard.go).
 	FreeSpace func() (uint64, error)
 	// SplitRHSStaged, when set, is called by the worker applying a split
-	// that creates the right range's replica on this store, right after
-	// it staged the right range's state into the apply batch and before
-	// that batch commits (split.go applySplit), with the replica locks of
+	// that gives this store a replica of the right range, once it decided
+	// about that replica (create: its state is staged and will be
+	// installed after the commit; false: a tombstone, or a replacement in
+	// progress, forbids it, or it is initialized already) and before the
+	// apply batch commits (split.go applySplit), with the replica locks of
 	// its pass held. Tests block in it to run other workers in between.
-	SplitRHSStaged func(rhsRangeID uint64)
+	SplitRHSStaged func(rhsRangeID uint64, create bool)
+	// ReplicaDestroying, when set, is called by destroyReplica after it
+	// stopped the replica and before its batch (tombstone, range-local
+	// state deleted) commits, with no lock held.
+	ReplicaDestroying func(rangeID uint64)
 }

@@ -267,6 +267,9 @@ func (s *Store) destroyReplica(r *Replica, why string) {
 	desc := r.Descriptor()
 	r.mu.Unlock()
 	r.failInbox()
+	if k := s.cfg.Knobs; k != nil && k.ReplicaDestroying != nil {
+		k.ReplicaDestroying(r.rangeID)
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	s.must(r, b.DeleteRange(keys.RangeLocalPrefix(r.rangeID), keys.RangeLocalEnd(r.rangeID), nil))

@@ -163,9 +163,9 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	default:
 		s.must(p.r, s.writeSplitRHSState(ab, right, owned))
 		res.createRight = true
-		if k := s.cfg.Knobs; k != nil && k.SplitRHSStaged != nil {
-			k.SplitRHSStaged(right.RangeId)
-		}
+	}
+	if k := s.cfg.Knobs; k != nil && k.SplitRHSStaged != nil && me != nil {
+		k.SplitRHSStaged(right.RangeId, res.createRight)
 	}
 	if claimed && !res.createRight {
 		s.mu.Lock()

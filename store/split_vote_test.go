@@ -33,13 +33,26 @@ type splitVoteHarness struct {
 	// armed: SplitRHSStaged on store 3 reports on staged, then waits for
 	// release.
 	armed       atomic.Bool
-	staged      chan uint64
+	staged      chan stagedSplit
 	release     chan struct{}
 	releaseOnce sync.Once
+	// destroyArmed: ReplicaDestroying on store 3 reports on destroying,
+	// then waits for destroyRelease.
+	destroyArmed       atomic.Bool
+	destroying         chan uint64
+	destroyRelease     chan struct{}
+	destroyReleaseOnce sync.Once
+}
+
+// stagedSplit is what SplitRHSStaged reported.
+type stagedSplit struct {
+	rangeID uint64
+	create  bool
 }
 
 func startSplitVoteHarness(t *testing.T, splitKey string) *splitVoteHarness {
-	h := &splitVoteHarness{t: t, staged: make(chan uint64, 1), release: make(chan struct{})}
+	h := &splitVoteHarness{t: t, staged: make(chan stagedSplit, 1), release: make(chan struct{}),
+		destroying: make(chan uint64, 1), destroyRelease: make(chan struct{})}
 	h.lagging.Store(true)
 	h.c = testcluster.Start(t, 3, testcluster.Options{InMemory: true, Configure: func(i int, cfg *store.Config) {
 		knobs := &store.TestingKnobs{DropRaftMessage: func(rangeID, from, to uint64, typ string) bool {
@@ -59,17 +72,26 @@ func startSplitVoteHarness(t *testing.T, splitKey string) *splitVoteHarness {
 			// One range per worker pass: the split's pass holds range 1's
 			// lock only, and the other worker is free for the right range.
 			cfg.MaxBatchRanges = 1
-			knobs.SplitRHSStaged = func(id uint64) {
+			knobs.SplitRHSStaged = func(id uint64, create bool) {
 				if h.armed.Load() {
-					h.staged <- id
+					h.staged <- stagedSplit{id, create}
 					<-h.release
+				}
+			}
+			knobs.ReplicaDestroying = func(id uint64) {
+				if h.destroyArmed.Load() {
+					h.destroying <- id
+					<-h.destroyRelease
 				}
 			}
 		}
 		cfg.Knobs = knobs
 	}})
-	t.Cleanup(h.releaseSplit) // registered after the cluster's Close: runs first
-	h.c.WaitLeader(1)         // on store 1 or 2: store 3 hears nothing of range 1
+	t.Cleanup(func() { // registered after the cluster's Close: runs first
+		h.releaseSplit()
+		h.releaseDestroy()
+	})
+	h.c.WaitLeader(1) // on store 1 or 2: store 3 hears nothing of range 1
 	_, h.right = mrSplit(t, h.c, splitKey)
 	h.s3 = h.c.Stores[2]
 	h.x, h.y, h.me = h.replicaOn(1), h.replicaOn(2), h.replicaOn(3)
@@ -78,6 +100,25 @@ func startSplitVoteHarness(t *testing.T, splitKey string) *splitVoteHarness {
 }
 
 func (h *splitVoteHarness) releaseSplit() { h.releaseOnce.Do(func() { close(h.release) }) }
+
+func (h *splitVoteHarness) releaseDestroy() {
+	h.destroyReleaseOnce.Do(func() { close(h.destroyRelease) })
+}
+
+// waitStaged waits for store 3's worker to stop in SplitRHSStaged.
+func (h *splitVoteHarness) waitStaged() stagedSplit {
+	h.t.Helper()
+	select {
+	case st := <-h.staged:
+		if st.rangeID != h.right.RangeId {
+			h.t.Fatalf("store 3 staged a split of range %d, want %d", st.rangeID, h.right.RangeId)
+		}
+		return st
+	case <-time.After(30 * time.Second):
+		h.t.Fatal("store 3 never staged the split")
+	}
+	return stagedSplit{}
+}
 
 func (h *splitVoteHarness) replicaOn(storeID uint64) uint64 {
 	for _, rd := range h.right.Replicas {
@@ -158,13 +199,8 @@ func TestSplitKeepsVoteCastByUninitializedRHSWhileSplitStaged(t *testing.T) {
 	// Store 3 catches up on range 1; its worker stops with the split staged.
 	h.armed.Store(true)
 	h.lagging.Store(false)
-	select {
-	case id := <-h.staged:
-		if id != rhs {
-			t.Fatalf("store 3 staged a split creating range %d, want %d", id, rhs)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("store 3 never staged the split")
+	if st := h.waitStaged(); !st.create {
+		t.Fatal("store 3's split does not create its right replica")
 	}
 
 	// Meanwhile another worker steps Y's vote in term 7 on the
@@ -237,10 +273,8 @@ func TestSplitDefersReplacingUninitializedRHSWhileSplitStaged(t *testing.T) {
 
 	h.armed.Store(true)
 	h.lagging.Store(false)
-	select {
-	case <-h.staged:
-	case <-time.After(30 * time.Second):
-		t.Fatal("store 3 never staged the split")
+	if st := h.waitStaged(); !st.create {
+		t.Fatal("store 3's split does not create its right replica")
 	}
 	newer := h.right.NextReplicaId + 3
 	h.vote(h.y, 2, newer, 7) // delivered synchronously: replaced or dropped on return
@@ -263,4 +297,62 @@ func TestSplitDefersReplacingUninitializedRHSWhileSplitStaged(t *testing.T) {
 	// Y asks for store 3's vote in term 6, which it gave X.
 	h.voteAnswered(h.y, 2, h.me, 6)
 	h.wantVote("after Y asked for a vote in term 6", 6, h.x)
+}
+
+// The same race, the other way round: the replacement started (the old
+// replica is stopped, its tombstone not yet written) before store 3's
+// split reads the right range's tombstone. The split must see it coming
+// and create nothing, as if the tombstone were there: installing the
+// split's replica ID would run a replica the tombstone forbids, whose
+// state the replacement's batch then deletes under it.
+func TestSplitCreatesNothingWhileUninitializedRHSIsBeingReplaced(t *testing.T) {
+	h := startSplitVoteHarness(t, "m")
+	rhs := h.right.RangeId
+	h.voteAnswered(h.x, 1, h.me, 6)
+
+	// Y's vote for a newer incarnation: deliver stops the old replica and
+	// holds before its tombstone commits.
+	newer := h.right.NextReplicaId + 3
+	h.destroyArmed.Store(true)
+	delivered := make(chan struct{})
+	answersBefore := h.voteResps[2].Load()
+	go func() {
+		defer close(delivered)
+		h.vote(h.y, 2, newer, 7)
+	}()
+	select {
+	case id := <-h.destroying:
+		if id != rhs {
+			t.Fatalf("store 3 destroys a replica of range %d, want %d", id, rhs)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("store 3 never started replacing its uninitialized replica")
+	}
+
+	h.armed.Store(true)
+	h.lagging.Store(false)
+	if st := h.waitStaged(); st.create {
+		t.Errorf("store 3's split creates replica %d of range %d while a newer incarnation replaces it", h.me, rhs)
+	}
+	h.releaseSplit()
+	h.releaseDestroy()
+	select {
+	case <-delivered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("delivering Y's vote never returned")
+	}
+	h.c.WaitFor("store 3 to answer Y's vote", 10*time.Second, func() bool { return h.voteResps[2].Load() > answersBefore })
+	h.c.WaitFor("store 3 to apply the split", 15*time.Second, func() bool {
+		st := h.c.ReplicaStatus(2, 1)
+		return st != nil && string(st.Descriptor_.GetEndKey()) == "m"
+	})
+	if st := h.c.ReplicaStatus(2, rhs); st == nil || st.ReplicaId != newer || st.Initialized {
+		t.Fatalf("store 3's replica of range %d is %v, want uninitialized replica %d", rhs, st, newer)
+	}
+	if ts, err := h.s3.TombstoneForTest(rhs); err != nil || ts.NextReplicaId <= h.me {
+		t.Errorf("store 3's tombstone of range %d: %v (err %v), want one forbidding replica %d", rhs, ts, err, h.me)
+	}
+	h.wantVote("after Y's vote in term 7", 7, h.y)
+	h.voteAnswered(h.x, 1, newer, 7)
+	h.wantVote("after X asked for a vote in term 7", 7, h.y)
 }
