@@ -275,4 +275,16 @@ type TestingKnobs struct {
 	// it proposes anything (operator_exec.go); a test blocks in it to
 	// change the range under the step.
 	BeforeOperatorStep func(rangeID uint64)
+	// SplitRHSStaged, when set, is called by the worker applying a split
+	// that gives this store a replica of the right range, once it decided
+	// about that replica (create: its state is staged and will be
+	// installed after the commit; false: a tombstone, or a replacement in
+	// progress, forbids it, or it is initialized already) and before the
+	// apply batch commits (split.go applySplit), with the replica locks of
+	// its pass held. Tests block in it to run other workers in between.
+	SplitRHSStaged func(rhsRangeID uint64, create bool)
+	// ReplicaDestroying, when set, is called by destroyReplica after it
+	// stopped the replica and before its batch (tombstone, range-local
+	// state deleted) commits, with no lock held.
+	ReplicaDestroying func(rangeID uint64)
 }

@@ -47,7 +47,12 @@ func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
 		// snapshot reached it): replica IDs are never reused, so the old
 		// one is gone from the range. Replace it at once; replica GC only
 		// looks at initialized replicas, and waiting would leave the new
-		// learner unreachable for good.
+		// learner unreachable for good. Not while a split staged here is
+		// about to install this range's replica (startReplacing).
+		if !s.startReplacing(r) {
+			s.metrics.messagesDropped.WithLabelValues("awaiting_split").Inc()
+			return
+		}
 		s.destroyReplica(r, fmt.Sprintf("uninitialized replica %d replaced by replica %d", r.replicaID, m.GetTo()))
 		if r = s.createUninitialized(env.RangeId, m.GetTo()); r == nil {
 			return

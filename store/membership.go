@@ -338,6 +338,9 @@ func (s *Store) destroyReplicaTombstone(r *Replica, nextReplicaID uint64, why st
 	if s.snaps != nil {
 		s.snaps.dropReplica(r)
 	}
+	if k := s.cfg.Knobs; k != nil && k.ReplicaDestroying != nil {
+		k.ReplicaDestroying(r.rangeID)
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	s.must(r, b.DeleteRange(keys.RangeLocalPrefix(r.rangeID), keys.RangeLocalEnd(r.rangeID), nil))

@@ -48,6 +48,11 @@ type Replica struct {
 	reads, writes atomic.Uint64
 	// appliedIndex mirrors mu.applied.Index for lock-free readers.
 	appliedIndex atomic.Uint64
+	// replacing: deliver is destroying this uninitialized replica to
+	// create a newer incarnation of the range's replica here. Set under
+	// Store.mu and never cleared; read under Store.mu by a split that
+	// creates the range (split.go claimRHS).
+	replacing atomic.Bool
 
 	mu struct {
 		sync.Mutex

@@ -386,7 +386,7 @@ func TestSnapshotOverlapRecheckedBeforeRaftAcceptsIt(t *testing.T) {
 	}
 	right := snapDesc(300, "a", "k", 2)
 	b := ts.db.NewIndexedBatch()
-	if err := ts.writeSplitRHSState(b, right); err != nil {
+	if err := ts.writeSplitRHSState(b, right, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Set(keys.UserKey([]byte("g")), []byte("300"), nil); err != nil {

@@ -136,6 +136,13 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	res := &splitResult{left: left, right: right, campaign: p.r.mu.rr.IsLeader()}
 
 	me := replicaOnStore(right, s.cfg.StoreID)
+	// Claim the right range before reading its tombstone: from the claim
+	// on, deliver replaces no uninitialized replica of it, so the tombstone
+	// read below is the last one until installRHS (claimRHS).
+	claimed, owned := false, false
+	if me != nil {
+		claimed, owned = s.claimRHS(right.RangeId)
+	}
 	var ts rangekvpb.RangeTombstone
 	_, err = getProto(ab, keys.TombstoneKey(right.RangeId), &ts)
 	s.must(p.r, err)
@@ -144,50 +151,120 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	s.must(p.r, err)
 	switch {
 	case me == nil:
-	case me.ReplicaId < ts.NextReplicaId:
+	case !claimed || me.ReplicaId < ts.NextReplicaId:
 		// The right replica was removed from this store (and maybe re-added
-		// under a newer ID): its data here belongs to nobody.
+		// under a newer ID; !claimed: the tombstone saying so is being
+		// written): its data here belongs to nobody. Its HardState (the
+		// newer incarnation's votes) is not touched.
 		lo, hi := keys.UserSpan(right.StartKey, right.EndKey)
 		s.must(p.r, ab.DeleteRange(lo, hi, nil))
 	case initialized:
 		// Already initialized by a snapshot: keep it.
 	default:
-		s.must(p.r, s.writeSplitRHSState(ab, right))
+		s.must(p.r, s.writeSplitRHSState(ab, right, owned))
 		res.createRight = true
+	}
+	if k := s.cfg.Knobs; k != nil && k.SplitRHSStaged != nil && me != nil {
+		k.SplitRHSStaged(right.RangeId, res.createRight)
+	}
+	if claimed && !res.createRight {
+		s.mu.Lock()
+		delete(s.mu.pendingRHS, right.RangeId)
+		s.mu.Unlock()
 	}
 	p.splits = append(p.splits, res)
 	p.needSync = true
 	return left, res, nil
 }
 
-// writeSplitRHSState writes the right range's initial state, keeping the
-// term and vote of a HardState an uninitialized replica already persisted.
-func (s *Store) writeSplitRHSState(w interface {
-	Set([]byte, []byte, *pebble.WriteOptions) error
-	Get([]byte) ([]byte, io.Closer, error)
-}, right *rangekvpb.RangeDescriptor) error {
-	var hs pb.HardState
-	if _, err := getProto(w, keys.HardStateKey(right.RangeId), &hs); err != nil {
-		return err
-	}
-	// Until installRHS runs, messages for the new range must not create an
-	// uninitialized replica over the state written here.
+// claimRHS marks rangeID as the right half of a split this store is
+// staging (pendingRHS: no replica object is created for it until
+// installRHS) and reports whether a replica object of it exists (owned:
+// see writeSplitRHSState). It claims nothing when deliver is replacing the
+// range's uninitialized replica by a newer incarnation (startReplacing):
+// the tombstone that destroy writes forbids the split's replica ID, since
+// every replica ID of the range on this store after the split is at least
+// the split's.
+func (s *Store) claimRHS(rangeID uint64) (claimed, owned bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.mu.replicas[rangeID]
+	if r != nil && r.replacing.Load() {
+		return false, true
+	}
 	if s.mu.pendingRHS == nil {
 		s.mu.pendingRHS = make(map[uint64]bool)
 	}
-	s.mu.pendingRHS[right.RangeId] = true
-	s.mu.Unlock()
-	synth := synthesizeHardState(&hs)
-	for _, kv := range []struct {
+	s.mu.pendingRHS[rangeID] = true
+	return true, r != nil
+}
+
+// startReplacing reports whether deliver may destroy the uninitialized
+// replica r to create a newer incarnation of its range, and marks it so
+// that a split staged later creates nothing (claimRHS). It refuses while a
+// split staged here will install the range's replica: the message is
+// dropped (its sender retries), and once installed, that replica is
+// removed by replica GC if it is stale. Deciding under s.mu, the lock
+// claimRHS takes, makes the two exclusive: either the split sees the
+// replacement coming, or the replacement never starts.
+func (s *Store) startReplacing(r *Replica) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.pendingRHS[r.rangeID] {
+		return false
+	}
+	r.replacing.Store(true)
+	return true
+}
+
+// writeSplitRHSState writes the right range's initial state: descriptor,
+// applied and truncated state at the initial index and, unless a replica
+// object of the range exists here (owned), its HardState. Called by the
+// worker applying the split, with the left replica's lock held, after
+// claimRHS.
+//
+// Invariant: the right range's HardState has one writer at a time, and a
+// split never overwrites a HardState another writer may still change
+// before the split's batch commits. While a replica object of the range is
+// in the store's map (an uninitialized replica created by messages), its
+// own worker passes write the key: another worker may step a vote on it,
+// sync {term, vote} and answer, at any moment between this staging and
+// the commit of the split's batch, and a HardState synthesized here from
+// what was read now would erase that vote (two leaders in one term, issue
+// 15 item 1). So the batch leaves the key to that replica, and installRHS
+// synthesizes the HardState from the latest persisted one once it has
+// stopped the replica (buildReplica, which also finishes the job at
+// restart if the store crashed in between). Nothing else removes that
+// replica meanwhile: claimRHS keeps deliver from replacing it. While no
+// replica object exists, pendingRHS, set in the same critical section
+// that saw none, keeps one from being created until installRHS: then
+// nothing else writes the key and the batch synthesizes it here.
+// The split's worker never waits for the right replica's lock (that
+// replica may be in another worker's pass, which may be waiting for a
+// lock of ours); installRHS takes it after this pass released its locks.
+func (s *Store) writeSplitRHSState(w interface {
+	Set([]byte, []byte, *pebble.WriteOptions) error
+	Get([]byte) ([]byte, io.Closer, error)
+}, right *rangekvpb.RangeDescriptor, owned bool) error {
+	kvs := []struct {
 		k []byte
 		m proto.Message
 	}{
 		{keys.DescriptorKey(right.RangeId), right},
 		{keys.AppliedStateKey(right.RangeId), &rangekvpb.AppliedState{Index: initIndex, Term: initTerm}},
 		{keys.TruncatedStateKey(right.RangeId), &rangekvpb.TruncatedState{Index: initIndex, Term: initTerm}},
-		{keys.HardStateKey(right.RangeId), synth},
-	} {
+	}
+	if !owned {
+		var hs pb.HardState
+		if _, err := getProto(w, keys.HardStateKey(right.RangeId), &hs); err != nil {
+			return err
+		}
+		kvs = append(kvs, struct {
+			k []byte
+			m proto.Message
+		}{keys.HardStateKey(right.RangeId), synthesizeHardState(&hs)})
+	}
+	for _, kv := range kvs {
 		v, err := proto.Marshal(kv.m)
 		if err != nil {
 			return err
@@ -199,15 +276,38 @@ func (s *Store) writeSplitRHSState(w interface {
 	return nil
 }
 
-// synthesizeHardState: commit = the initial index, a higher existing term
-// and its vote kept (never lower what a replica promised).
+// synthesizeHardState is the HardState of a split-created replica given
+// the one it persisted before (as CRDB's SynthesizeHardState): commit at
+// least the initial index, term at least the initial term, and the vote
+// kept when the term is kept (never lower what a replica promised).
 func synthesizeHardState(old *pb.HardState) *pb.HardState {
-	hs := &pb.HardState{Term: proto.Uint64(initTerm), Commit: proto.Uint64(initIndex)}
-	if old.GetTerm() > initTerm {
-		hs.Term = proto.Uint64(old.GetTerm())
+	hs := &pb.HardState{Term: proto.Uint64(max(old.GetTerm(), initTerm)), Commit: proto.Uint64(max(old.GetCommit(), initIndex))}
+	if old.GetTerm() == hs.GetTerm() && old.GetVote() != 0 {
 		hs.Vote = proto.Uint64(old.GetVote())
 	}
 	return hs
+}
+
+// settleSplitHardState synthesizes, from the latest persisted HardState,
+// the one a split left to the right range's install (see
+// writeSplitRHSState). Only such a range can have a descriptor here and a
+// persisted commit below the initial index: bootstrap, splits and
+// snapshots all write a commit at or above it, and raft never lowers it.
+// Called before the replica is built, with no replica object of the range
+// running.
+func (s *Store) settleSplitHardState(rangeID uint64) error {
+	var hs pb.HardState
+	if _, err := getProto(s.db, keys.HardStateKey(rangeID), &hs); err != nil {
+		return err
+	}
+	if hs.GetCommit() >= initIndex {
+		return nil
+	}
+	v, err := proto.Marshal(synthesizeHardState(&hs))
+	if err != nil {
+		return err
+	}
+	return s.db.Set(keys.HardStateKey(rangeID), v, pebble.Sync)
 }
 
 // finishSplits instantiates right replicas created by applied splits.
@@ -226,9 +326,11 @@ func (s *Store) finishSplits(results []*splitResult) {
 func (s *Store) installRHS(res *splitResult) error {
 	id := res.right.RangeId
 	// An uninitialized replica created by messages is replaced; first stop
-	// it (its closed inbox drops what still arrives), then fold any vote it
-	// persisted meanwhile into the new state, then swap the two in the map
-	// in one step so that no message can create a third.
+	// it (its closed inbox drops what still arrives; a pass stepping it
+	// holds its lock, so once we hold it no pass writes its raft state
+	// again), then build the new replica, whose HardState buildReplica
+	// synthesizes from the latest one the old replica persisted, then swap
+	// the two in the map in one step so that no message can create a third.
 	old := s.replica(id)
 	if old != nil {
 		old.mu.Lock()
@@ -242,19 +344,6 @@ func (s *Store) installRHS(res *splitResult) error {
 		old.failInbox()
 		if s.snaps != nil {
 			s.snaps.dropReplica(old) // snapshots queued for it are never stepped
-		}
-		var hs pb.HardState
-		if _, err := getProto(s.db, keys.HardStateKey(id), &hs); err != nil {
-			return err
-		}
-		if hs.GetCommit() < initIndex {
-			v, err := proto.Marshal(synthesizeHardState(&hs))
-			if err != nil {
-				return err
-			}
-			if err := s.db.Set(keys.HardStateKey(id), v, pebble.Sync); err != nil {
-				return err
-			}
 		}
 	}
 	r, err := s.buildReplica(res.right)

@@ -76,7 +76,9 @@ type Store struct {
 		// byStart: initialized replicas ordered by start key (disjoint
 		// spans), for routing keys.
 		byStart []*Replica
-		// pendingRHS: right halves of applied splits not instantiated yet.
+		// pendingRHS: right halves of splits staged or applied here and
+		// not instantiated yet; no replica object is created for them
+		// (writeSplitRHSState says why).
 		pendingRHS map[uint64]bool
 	}
 
@@ -240,6 +242,9 @@ func (s *Store) buildReplica(d *rangekvpb.RangeDescriptor) (*Replica, error) {
 	me := replicaOnStore(d, s.cfg.StoreID)
 	if me == nil {
 		return nil, fmt.Errorf("descriptor %v has no replica on store %d", d, s.cfg.StoreID)
+	}
+	if err := s.settleSplitHardState(d.RangeId); err != nil {
+		return nil, err
 	}
 	var applied rangekvpb.AppliedState
 	if _, err := getProto(s.db, keys.AppliedStateKey(d.RangeId), &applied); err != nil {

@@ -839,7 +839,11 @@ func TestTransportDeliverDuringSplitInstallCreatesNoSecondReplica(t *testing.T) 
 		}
 		// The left range applied the split: the right's state is on disk.
 		b := db.NewIndexedBatch()
-		if err := s.writeSplitRHSState(b, right); err != nil {
+		claimed, owned := s.claimRHS(rangeID)
+		if !claimed {
+			t.Fatal("could not claim the right range")
+		}
+		if err := s.writeSplitRHSState(b, right, owned); err != nil {
 			t.Fatal(err)
 		}
 		if err := b.Commit(pebble.Sync); err != nil {

@@ -1,0 +1,48 @@
+// Internals the black-box tests (package store_test) reach through; this
+// file is compiled only into the tests.
+package store
+
+import (
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rangekv/rangekv/internal/keys"
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+// DeliverForTest hands env to its replica as if a peer's stream carried it.
+func (s *Store) DeliverForTest(env *rangekvpb.RaftMessage) { s.deliver(env, false) }
+
+// PersistedHardStateForTest reads rangeID's HardState from the engine
+// (empty when none is stored).
+func (s *Store) PersistedHardStateForTest(rangeID uint64) (*pb.HardState, error) {
+	hs := &pb.HardState{}
+	_, err := getProto(s.db, keys.HardStateKey(rangeID), hs)
+	return hs, err
+}
+
+// RaftHardStateForTest returns the HardState raft holds in memory for
+// rangeID's replica here; ok is false without a live replica.
+func (s *Store) RaftHardStateForTest(rangeID uint64) (*pb.HardState, bool) {
+	r := s.replica(rangeID)
+	if r == nil {
+		return nil, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.destroyed {
+		return nil, false
+	}
+	return proto.CloneOf(r.mu.rr.BasicStatus().HardState), true
+}
+
+// HoldingVotesForTest reports whether the store still ignores vote
+// requests because it started less than an election timeout ago.
+func (s *Store) HoldingVotesForTest() bool { return s.holdingVotes() }
+
+// TombstoneForTest reads rangeID's tombstone (NextReplicaId 0: none).
+func (s *Store) TombstoneForTest(rangeID uint64) (*rangekvpb.RangeTombstone, error) {
+	ts := &rangekvpb.RangeTombstone{}
+	_, err := getProto(s.db, keys.TombstoneKey(rangeID), ts)
+	return ts, err
+}
