@@ -48,6 +48,11 @@ type Replica struct {
 	reads, writes atomic.Uint64
 	// appliedIndex mirrors mu.applied.Index for lock-free readers.
 	appliedIndex atomic.Uint64
+	// reportOnLead: this is the right half of a split that campaigns on
+	// the old leader's store; the first leader it learns clears it, and
+	// if that leader is this replica, placement hears of the new range at
+	// once (reportRangesSoon) instead of at the next heartbeat interval.
+	reportOnLead atomic.Bool
 
 	mu struct {
 		sync.Mutex

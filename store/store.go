@@ -67,6 +67,10 @@ type Store struct {
 	awake   map[uint64]struct{}
 	// rangeIDMu serializes the range ID allocator.
 	rangeIDMu sync.Mutex
+	// reportRanges asks the heartbeat loop for a range report now
+	// (capacity 1: requests made while one waits coalesce into it). Sent
+	// to without blocking (reportRangesSoon), so workers never wait on it.
+	reportRanges chan struct{}
 
 	mu struct {
 		sync.RWMutex
@@ -106,6 +110,8 @@ func Open(cfg Config) (*Store, error) {
 		log:    cfg.Logger.With("store", cfg.StoreID),
 		reg:    cfg.Registry,
 		stopCh: make(chan struct{}),
+
+		reportRanges: make(chan struct{}, 1),
 	}
 	s.mu.replicas = make(map[uint64]*Replica)
 	s.mu.pendingRHS = make(map[uint64]bool)
