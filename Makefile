@@ -116,7 +116,8 @@ lint:
 	bash scripts/lint.sh
 
 # The benchmark suite (not part of make test): a single range against etcd,
-# then the multi-Raft costs (idle 1,000/10,000 ranges, writes, failover).
+# then the multi-Raft costs (idle 1,000/10,000 ranges, writes, failover,
+# split latency through placement).
 # Set BENCH_DIR to a directory on the disk under test.
 bench:
 	bash scripts/bench.sh

@@ -244,6 +244,12 @@ func (s *Server) clusterStatus() *rangekvpb.ClusterStatusResponse {
 	return resp
 }
 
+// splitLeaderWait bounds how long Split waits for placement to learn the
+// leader of a range it has none for (then it answers Aborted, retryable).
+// A new range's leader reports itself within an election round; a store
+// that does not (an older version) reports at its next range heartbeat.
+const splitLeaderWait = 2 * time.Second
+
 func (a *api) Split(ctx context.Context, req *rangekvpb.SplitRequest) (*rangekvpb.SplitResponse, error) {
 	s := a.s
 	if e := s.checkLeader(req.Header); e != nil {
@@ -257,6 +263,15 @@ func (a *api) Split(ctx context.Context, req *rangekvpb.SplitRequest) (*rangekvp
 		return &rangekvpb.SplitResponse{Error: s.placementErr(errNoRange)}, nil
 	}
 	lead := s.cluster().leaderOf(d.RangeId)
+	if lead == 0 {
+		// Typically the right half of a split that just finished: its
+		// leader's store reports it once elected (store/heartbeat.go,
+		// reportRangesSoon). Wait briefly for that rather than send the
+		// caller into its retry backoff.
+		wctx, cancel := context.WithTimeout(ctx, splitLeaderWait)
+		lead = s.cluster().waitLeader(wctx, d.RangeId)
+		cancel()
+	}
 	st := s.drv.meta.store(lead)
 	if st == nil {
 		return nil, splitRefused(errNoLeader.Error(), nil)

@@ -3,6 +3,7 @@
 package placement
 
 import (
+	"context"
 	"sort"
 	"sync"
 	"time"
@@ -33,10 +34,14 @@ type clusterState struct {
 	ranges map[uint64]*rangeLive
 	// reported: stores that sent range heartbeats to this leader.
 	reported map[uint64]bool
+	// leaderSeen is closed, and replaced, whenever a range heartbeat
+	// changes a range's leader (wakes waitLeader).
+	leaderSeen chan struct{}
 }
 
 func newClusterState(now time.Time) *clusterState {
-	return &clusterState{since: now, stores: map[uint64]*storeLive{}, ranges: map[uint64]*rangeLive{}, reported: map[uint64]bool{}}
+	return &clusterState{since: now, stores: map[uint64]*storeLive{}, ranges: map[uint64]*rangeLive{}, reported: map[uint64]bool{},
+		leaderSeen: make(chan struct{})}
 }
 
 // firstReport reports whether this is the store's first range heartbeat
@@ -63,11 +68,37 @@ func (c *clusterState) rangeHeartbeat(h *rangekvpb.RangeHeartbeat, now time.Time
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	id := h.Descriptor_.GetRangeId()
-	if old, ok := c.ranges[id]; ok && old.term > h.Term {
+	old, ok := c.ranges[id]
+	if ok && old.term > h.Term {
 		return
 	}
 	c.ranges[id] = &rangeLive{leaderStore: h.LeaderStoreId, size: h.ApproximateSize, keys: h.ApproximateKeys,
 		pending: h.PendingReplicas, down: h.DownReplicas, term: h.Term, at: now}
+	if !ok || old.leaderStore != h.LeaderStoreId {
+		close(c.leaderSeen)
+		c.leaderSeen = make(chan struct{})
+	}
+}
+
+// waitLeader returns the store leading rangeID as range heartbeats report
+// it, waiting for one until ctx ends (then 0). A range a split just
+// created has no leader known until its leader's store reports it, which
+// it does as soon as the new range elects one.
+func (c *clusterState) waitLeader(ctx context.Context, rangeID uint64) uint64 {
+	for {
+		c.mu.Lock()
+		r, ok := c.ranges[rangeID]
+		seen := c.leaderSeen
+		c.mu.Unlock()
+		if ok && r.leaderStore != 0 {
+			return r.leaderStore
+		}
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-seen:
+		}
+	}
 }
 
 // storeState: down when no heartbeat for grace (counting from when this

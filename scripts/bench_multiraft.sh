@@ -7,9 +7,12 @@
 #   2. writes over 1,000 ranges vs one range: the same number of puts from
 #      256 writers, 256-byte values, latency, fsyncs per put;
 #   3. failover: kill -9 of the store leading all 1,000 ranges, time until
-#      every range has a leader again (3 runs).
+#      every range has a leader again (3 runs);
+#   4. split latency: 1,000 splits one at a time through placement (3
+#      rangekv-placement members, 3 stores that join them), ascending and
+#      descending keys, each order in a fresh cluster; p50/p99 per split.
 # Writes a markdown summary to $OUT and stdout; progress goes to stderr.
-# About 5 to 6 minutes on 2 cores (more when a store crashes and a cluster
+# About 6 to 7 minutes on 2 cores (more when a store crashes and a cluster
 # is redone, or when the machine is busy and the quiet waits run out).
 #
 # Env knobs (defaults in brackets):
@@ -23,6 +26,7 @@
 #   WRITE_MAX        cap on one write run [120s]
 #   WRITERS          concurrent writers [256]
 #   VALUE_SIZE       bytes per value [256]
+#   SPLIT_LATENCY    splits per key order of the split latency; 0 skips [1000]
 #   PROFILE          the stores' --raft.profile [production]
 #   PPROF            always | miss | never: CPU profiles after idle windows [miss]
 #   QUIET_WAIT       wait at most this for other work on the machine to calm
@@ -40,6 +44,7 @@ OUT=${OUT:-$BENCH_DIR/multiraft_$(date +%Y%m%d_%H%M%S).md}
 
 echo "building into $BENCH_DIR/bin" >&2
 go build -o "$BENCH_DIR/bin/rangekv-store" ./cmd/store
+go build -o "$BENCH_DIR/bin/rangekv-placement" ./cmd/placement
 go build -o "$BENCH_DIR/bin/multiraftbench" ./internal/tools/multiraftbench
 
 echo "uptime before: $(uptime)" >&2
@@ -47,6 +52,7 @@ rc=0
 # shellcheck disable=SC2086  # EXTRA is a list of flags
 "$BENCH_DIR/bin/multiraftbench" \
   -store-bin "$BENCH_DIR/bin/rangekv-store" \
+  -placement-bin "$BENCH_DIR/bin/rangekv-placement" \
   -dir "$BENCH_DIR/run_$(date +%Y%m%d_%H%M%S)" \
   -out "$OUT" \
   -idle-ranges "${IDLE_RANGES:-1000,10000}" \
@@ -58,6 +64,7 @@ rc=0
   -write-max "${WRITE_MAX:-120s}" \
   -writers "${WRITERS:-256}" \
   -value-size "${VALUE_SIZE:-256}" \
+  -split-latency "${SPLIT_LATENCY:-1000}" \
   -raft-profile "${PROFILE:-production}" \
   -pprof "${PPROF:-miss}" \
   -quiet-wait "${QUIET_WAIT:-30s}" \

@@ -1,7 +1,10 @@
 // Heartbeats to placement: store stats every few seconds; range leaders
 // report their ranges when they change (descriptor, leadership) and at
 // least every refresh interval, in one batched call per interval whose
-// answer carries operator steps for the ranges this store leads.
+// answer carries operator steps for the ranges this store leads. A split's
+// right half that wins its first election on this store asks for that
+// call at once (reportRangesSoon), so placement can route to the new range
+// right away.
 package store
 
 import (
@@ -40,7 +43,20 @@ func (s *Store) heartbeatLoop() {
 			s.sendStoreHeartbeat()
 		case <-rt.C:
 			s.sendRangeHeartbeats(last)
+		case <-s.reportRanges:
+			s.sendRangeHeartbeats(last)
 		}
+	}
+}
+
+// reportRangesSoon asks the heartbeat loop to report the changed ranges
+// this store leads now rather than at the next interval. It never blocks
+// (workers call it): a request made while another is pending joins it.
+// Without placement nobody reads the channel; the request just stays.
+func (s *Store) reportRangesSoon() {
+	select {
+	case s.reportRanges <- struct{}{}:
+	default:
 	}
 }
 

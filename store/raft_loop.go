@@ -334,6 +334,12 @@ func (s *Store) noteLeader(r *Replica) {
 	if lead == r.replicaID {
 		s.metrics.leaders.Inc()
 	}
+	// A split's right half just elected its first leader here: placement
+	// must learn the new range, its leader and the shrunk left half now,
+	// or a split of the new range waits for the next range heartbeat.
+	if lead != 0 && r.reportOnLead.Swap(false) && lead == r.replicaID {
+		s.reportRangesSoon()
+	}
 }
 
 // sendSome sends the messages keep selects and returns the others.

@@ -53,6 +53,11 @@ type Replica struct {
 	// Store.mu and never cleared; read under Store.mu by a split that
 	// creates the range (split.go claimRHS).
 	replacing atomic.Bool
+	// reportOnLead: this is the right half of a split that campaigns on
+	// the old leader's store; the first leader it learns clears it, and
+	// if that leader is this replica, placement hears of the new range at
+	// once (reportRangesSoon) instead of at the next heartbeat interval.
+	reportOnLead atomic.Bool
 
 	mu struct {
 		sync.Mutex

@@ -360,6 +360,7 @@ func (s *Store) installRHS(res *splitResult) error {
 		s.metrics.replicas.Inc()
 	}
 	if res.campaign {
+		r.reportOnLead.Store(true)
 		r.setFlag(func(r *Replica) { r.inbox.campaign = true })
 	}
 	s.sched.enqueue(id, flagWork)

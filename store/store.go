@@ -69,6 +69,10 @@ type Store struct {
 	rangeIDMu sync.Mutex
 	// gc is replica GC's work list (replica_gc.go).
 	gc gcState
+	// reportRanges asks the heartbeat loop for a range report now
+	// (capacity 1: requests made while one waits coalesce into it). Sent
+	// to without blocking (reportRangesSoon), so workers never wait on it.
+	reportRanges chan struct{}
 
 	mu struct {
 		sync.RWMutex
@@ -110,6 +114,8 @@ func Open(cfg Config) (*Store, error) {
 		log:    cfg.Logger.With("store", cfg.StoreID),
 		reg:    cfg.Registry,
 		stopCh: make(chan struct{}),
+
+		reportRanges: make(chan struct{}, 1),
 	}
 	s.mu.replicas = make(map[uint64]*Replica)
 	s.mu.pendingRHS = make(map[uint64]bool)

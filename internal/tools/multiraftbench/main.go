@@ -8,7 +8,10 @@
 //     puts from concurrent writers, latency percentiles, log fsyncs per
 //     write and entries per fsync (from the stores' /metrics);
 //  3. failover: every range led by one store, that store killed with
-//     SIGKILL, the time until every range has a leader on the others.
+//     SIGKILL, the time until every range has a leader on the others;
+//  4. split latency: N splits one after the other through placement
+//     (three rangekv-placement members, three stores that join them), in
+//     ascending and in descending key order, each in a fresh cluster.
 //
 // It prints a markdown summary on stdout (and to -out). Progress goes to
 // stderr. Every store is stopped by its PID (SIGTERM, then SIGKILL after a
@@ -16,8 +19,8 @@
 // missed it takes CPU profiles of the stores (/debug/pprof/profile) and
 // adds `go tool pprof -top` of them to the summary.
 //
-// Run it from the module root (it builds ./cmd/store unless -store-bin is
-// given); scripts/bench_multiraft.sh does so with defaults.
+// Run it from the module root (it builds ./cmd/store and, for the split
+// latency, ./cmd/placement unless -store-bin and -placement-bin are given); scripts/bench_multiraft.sh does so with defaults.
 package main
 
 import (
@@ -70,6 +73,9 @@ type options struct {
 	quietBelow     float64
 	cpuGoal        float64
 	failoverGoal   float64 // in election timeouts
+	placementBin   string
+	splitLatency   int // splits per order (0: skip)
+	splitGoal      time.Duration
 }
 
 func main() {
@@ -118,6 +124,9 @@ func parseFlags() (*options, error) {
 	flag.Float64Var(&o.quietBelow, "quiet-below", 25, "see -quiet-wait: % of all cores used by other processes")
 	flag.Float64Var(&o.cpuGoal, "cpu-goal", 5, "idle goal: % of one core per store")
 	flag.Float64Var(&o.failoverGoal, "failover-goal", 2, "failover goal: election timeouts")
+	flag.StringVar(&o.placementBin, "placement-bin", "", "rangekv-placement binary for the split latency (default: go build ./cmd/placement into the scratch dir)")
+	flag.IntVar(&o.splitLatency, "split-latency", 1000, "splits, one at a time through placement, in each key order (ascending, descending) for the split latency (0: skip)")
+	flag.DurationVar(&o.splitGoal, "split-goal", 50*time.Millisecond, "split latency goal: p99 in both orders")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -150,6 +159,8 @@ func parseFlags() (*options, error) {
 		return nil, fmt.Errorf("value-size: must be between 1 and 1048576, got %d", o.writes.valueSize)
 	case o.writes.maxTime <= 0 || o.idle <= 0 || o.quiesceTimeout <= 0:
 		return nil, errors.New("write-max, idle and quiesce-timeout must be positive")
+	case o.splitLatency < 0 || o.splitLatency > 1_000_000:
+		return nil, fmt.Errorf("split-latency: must be between 0 and 1000000, got %d", o.splitLatency)
 	case o.splitConc < 1 || o.splitConc > 1024:
 		return nil, fmt.Errorf("split-concurrency: must be between 1 and 1024, got %d", o.splitConc)
 	case o.pprofMode != "always" && o.pprofMode != "miss" && o.pprofMode != "never":
@@ -217,9 +228,11 @@ type results struct {
 	idle      []idleResult
 	writes    []writeResult
 	failovers []failoverResult
-	notes     []string
-	crashes   int
-	elapsed   time.Duration
+	// splitLatency: one result per key order.
+	splitLatency []splitLatencyResult
+	notes        []string
+	crashes      int
+	elapsed      time.Duration
 }
 
 func run(ctx context.Context, o *options) error {
@@ -243,6 +256,15 @@ func run(ctx context.Context, o *options) error {
 		cmd.Stdout, cmd.Stderr = progress, progress
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("go build ./cmd/store (run from the module root): %w", err)
+		}
+	}
+	if o.placementBin == "" && o.splitLatency > 0 {
+		o.placementBin = filepath.Join(o.dir, "bin", "rangekv-placement")
+		fmt.Fprintf(progress, "building %s\n", o.placementBin)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", o.placementBin, "./cmd/placement")
+		cmd.Stdout, cmd.Stderr = progress, progress
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("go build ./cmd/placement (run from the module root): %w", err)
 		}
 	}
 	sa := storeArgs{bin: o.storeBin, profile: o.profile}
@@ -275,6 +297,11 @@ func run(ctx context.Context, o *options) error {
 		}
 		if ctx.Err() != nil {
 			break
+		}
+	}
+	if o.splitLatency > 0 && ctx.Err() == nil {
+		if err := runSplitLatency(ctx, o, sa, res, progress); err != nil && runErr == nil {
+			runErr = err
 		}
 	}
 	res.loadEnd = loadavg()

@@ -240,6 +240,16 @@ func render(o *options, r *results) string {
 		p("\n")
 	}
 
+	if len(r.splitLatency) > 0 {
+		p("#### Split latency (splits one at a time through placement)\n\n")
+		p("| key order | splits | time s | p50 ms | p99 ms | max ms | mean ms | other work just before, %% of all cores |\n")
+		p("|---|---|---|---|---|---|---|---|\n")
+		for _, x := range r.splitLatency {
+			p("| %s | %d | %.1f | %s | %s | %s | %s | %.0f |\n", x.order, x.splits, x.elapsed.Seconds(), ms(x.p50), ms(x.p99), ms(x.maxLat), ms(x.mean), x.foreignBefore)
+		}
+		p("\nA fresh cluster per order: 3 `rangekv-placement` members and 3 stores that join them (`--raft.profile %s`), range 1 replicated to three voters by placement before the first split. Each split is `router.Admin.Split` (what `rangekv range split` calls), timed by the client, retries included; keys r000001..r%06d. Ascending: each split cuts the right half the previous one created (a range whose leader was elected moments before); descending: the left half the previous one kept.\n\n", o.profile, o.splitLatency)
+	}
+
 	p("#### Goals\n\n")
 	for _, x := range r.idle {
 		p("- Idle CPU under %.0f%% of a core per store, %d ranges: %s (max %.2f%%).\n", o.cpuGoal, x.ranges, passMiss(x.maxCPU() < o.cpuGoal && x.quiesce.done), x.maxCPU())
@@ -289,6 +299,15 @@ func render(o *options, r *results) string {
 		}
 		p("- Failover under %.0f election timeouts (%s), %d ranges: %s — met in %d of %d runs (%s; worst %.2f election timeouts).\n", o.failoverGoal, o.election,
 			r.failovers[0].ranges, passMiss(met == len(r.failovers)), met, len(r.failovers), strings.Join(times, ", "), float64(worst)/float64(o.election))
+	}
+	if len(r.splitLatency) > 0 {
+		ok := true
+		var parts []string
+		for _, x := range r.splitLatency {
+			ok = ok && x.p99 < o.splitGoal
+			parts = append(parts, fmt.Sprintf("%s p99 %s ms", x.order, ms(x.p99)))
+		}
+		p("- Split latency p99 under %s in both key orders, %d splits each: %s (%s).\n", o.splitGoal, o.splitLatency, passMiss(ok && len(r.splitLatency) == 2), strings.Join(parts, ", "))
 	}
 	if r.crashes > 0 {
 		p("- **%d store crash(es)** during this run; the affected measurements were run again in a fresh cluster (see the notes).\n", r.crashes)
