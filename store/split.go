@@ -174,9 +174,9 @@ func (s *Store) writeSplitRHSState(w interface {
 	// uninitialized replica over the state written here.
 	s.mu.Lock()
 	if s.mu.pendingRHS == nil {
-		s.mu.pendingRHS = make(map[uint64]bool)
+		s.mu.pendingRHS = make(map[uint64]*rangekvpb.RangeDescriptor)
 	}
-	s.mu.pendingRHS[right.RangeId] = true
+	s.mu.pendingRHS[right.RangeId] = right
 	s.mu.Unlock()
 	synth := synthesizeHardState(&hs)
 	for _, kv := range []struct {
@@ -234,7 +234,12 @@ func (s *Store) installRHS(res *splitResult) error {
 		old.mu.Lock()
 		if old.Descriptor() != nil {
 			old.mu.Unlock()
-			return nil // initialized meanwhile (cannot happen: snapshots overlapping the left are refused)
+			// Initialized meanwhile by a snapshot of its own (accepted
+			// once the parent had shrunk): it owns the span now.
+			s.mu.Lock()
+			delete(s.mu.pendingRHS, id)
+			s.mu.Unlock()
+			return nil
 		}
 		old.mu.rr.Close()
 		old.mu.destroyed = true

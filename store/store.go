@@ -74,8 +74,13 @@ type Store struct {
 		// byStart: initialized replicas ordered by start key (disjoint
 		// spans), for routing keys.
 		byStart []*Replica
-		// pendingRHS: right halves of applied splits not instantiated yet.
-		pendingRHS map[uint64]bool
+		// pendingRHS: right halves of applied splits not instantiated yet,
+		// by range ID. Their spans count as taken for snapshots
+		// (snapshotManager.overlapLocked): set before the parent's
+		// descriptor shrinks, deleted in the same critical section that
+		// puts the right replica in replicas, so no instant leaves the span
+		// to a snapshot of another range.
+		pendingRHS map[uint64]*rangekvpb.RangeDescriptor
 	}
 
 	grpcServer *grpc.Server
@@ -108,7 +113,7 @@ func Open(cfg Config) (*Store, error) {
 		stopCh: make(chan struct{}),
 	}
 	s.mu.replicas = make(map[uint64]*Replica)
-	s.mu.pendingRHS = make(map[uint64]bool)
+	s.mu.pendingRHS = make(map[uint64]*rangekvpb.RangeDescriptor)
 	s.now = time.Now
 	s.liveness = newLiveness(cfg.StoreID, s.now, cfg.ElectionTimeout)
 	s.metrics = newMetrics(cfg.Registry)
