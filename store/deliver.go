@@ -92,7 +92,7 @@ func (s *Store) createUninitialized(rangeID, replicaID uint64) *Replica {
 	if r := s.mu.replicas[rangeID]; r != nil {
 		return r
 	}
-	if s.mu.pendingRHS[rangeID] {
+	if s.mu.pendingRHS[rangeID] != nil {
 		s.metrics.messagesDropped.WithLabelValues("awaiting_split").Inc()
 		return nil
 	}

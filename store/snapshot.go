@@ -264,8 +264,9 @@ func (m *snapshotManager) reserve(desc *rangekvpb.RangeDescriptor, toReplica uin
 }
 
 // overlapLocked reports why desc's span may not be ingested here: an
-// initialized replica of another range or a placeholder of another range
-// (other than snapshot self's own) overlaps it. Snapshots of the same
+// initialized replica of another range, a placeholder of another range
+// (other than snapshot self's own), or the right half of a split applied
+// here but not yet installed overlaps it. Snapshots of the same
 // range (from an old and a new leader) may be pending together: raft picks
 // at most one of them. Called with m.mu held; checking both under m.mu
 // leaves no gap, as an ingested snapshot's placeholder is released only
@@ -279,6 +280,15 @@ func (m *snapshotManager) overlapLocked(desc *rangekvpb.RangeDescriptor, self ui
 			// remove through raft (MULTIRAFT.md §5): have placement say.
 			m.s.queueGC(id, fmt.Sprintf("blocks a snapshot of range %d", desc.RangeId))
 			return fmt.Errorf("snapshot of range %d overlaps local range %d (waiting for its split or removal)", desc.RangeId, id)
+		}
+	}
+	// The right half of a split applied here but not installed yet
+	// (finishSplits runs after the worker's locks are free): the parent
+	// no longer covers its span and no replica does yet.
+	for id, d := range m.s.mu.pendingRHS {
+		if id != desc.RangeId && spansOverlap(d, desc) {
+			m.s.mu.RUnlock()
+			return fmt.Errorf("snapshot of range %d overlaps range %d, the right half of a split applied here and not yet installed", desc.RangeId, id)
 		}
 	}
 	m.s.mu.RUnlock()

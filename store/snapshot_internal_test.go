@@ -443,3 +443,62 @@ func TestSnapshotRejectedByRaftLeavesNoSSTAndFreesItsPlaceholder(t *testing.T) {
 		t.Errorf("snapshot files left behind: %v", f)
 	}
 }
+
+// A split applied here whose right half (range 300 [a, k), holding key g)
+// is not installed yet: the parent's descriptor already ends at the split
+// key, and the right range exists only as state on disk until
+// finishSplits runs, after the worker released its locks. A snapshot of
+// range 100 over [f, m) received in that window used to be accepted (no
+// initialized replica and no placeholder overlapped it). Ingested before
+// the right half is installed, its range deletion wiped range 300's key
+// and the two initialized replicas then overlapped; stepped before and
+// ingested after (another worker installs it meanwhile), the ingest-time
+// overlap check made the store fatal. The right half's span now counts as
+// taken from the split's apply on, so the snapshot is refused.
+func TestSnapshotOverlappingUninstalledSplitRightHalfRefused(t *testing.T) {
+	ts := startSnapTestStore(t, 100)
+	right := snapDesc(300, "a", "k", 2)
+	b := ts.db.NewIndexedBatch()
+	claimed, owned := ts.claimRHS(right) // as the split's apply does
+	if !claimed {
+		t.Fatal("could not claim range 300, the split's right half")
+	}
+	if err := ts.writeSplitRHSState(b, right, owned); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Set(keys.UserKey([]byte("g")), []byte("300"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	resp := ts.sendSnap(t, snapDesc(100, "f", "m", 1), 6, 20, map[string]string{"h": "A"})
+	if resp.Accepted {
+		t.Errorf("range 100's snapshot over [f, m) accepted while range 300 [a, k), the right half of an applied split, awaits its install")
+		ts.waitApplied(t, 100, 20) // let the harm happen deterministically
+	} else if !strings.Contains(resp.Reason, "right half") {
+		t.Errorf("range 100's snapshot refused for %q, want the overlap with range 300's pending right half", resp.Reason)
+	}
+	if err := ts.installRHS(&splitResult{right: right, createRight: true}); err != nil {
+		t.Fatal(err)
+	}
+	ts.gate.settled(t, ts.Store)
+	select {
+	case f := <-ts.fatals:
+		t.Fatalf("the store died (fatal error): %s", f)
+	default:
+	}
+	wantData(t, "[a, z)", ts.userData(t, "a", "z"), map[string]string{"g": "300"})
+	if f := ts.snapFiles(); len(f) != 0 {
+		t.Errorf("snapshot files left behind: %v", f)
+	}
+
+	// Once installed, the right half is an ordinary replica: a snapshot
+	// beside it is taken (the pending entry went with the install).
+	if resp := ts.sendSnap(t, snapDesc(100, "k", "m", 3), 6, 30, map[string]string{"l": "A"}); !resp.Accepted {
+		t.Fatalf("range 100's snapshot over [k, m) refused after range 300 was installed: %s", resp.Reason)
+	}
+	ts.waitApplied(t, 100, 30)
+	wantData(t, "[a, z)", ts.userData(t, "a", "z"), map[string]string{"g": "300", "l": "A"})
+}

@@ -141,7 +141,7 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	// read below is the last one until installRHS (claimRHS).
 	claimed, owned := false, false
 	if me != nil {
-		claimed, owned = s.claimRHS(right.RangeId)
+		claimed, owned = s.claimRHS(right)
 	}
 	var ts rangekvpb.RangeTombstone
 	_, err = getProto(ab, keys.TombstoneKey(right.RangeId), &ts)
@@ -185,7 +185,8 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 // the tombstone that destroy writes forbids the split's replica ID, since
 // every replica ID of the range on this store after the split is at least
 // the split's.
-func (s *Store) claimRHS(rangeID uint64) (claimed, owned bool) {
+func (s *Store) claimRHS(right *rangekvpb.RangeDescriptor) (claimed, owned bool) {
+	rangeID := right.RangeId
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.mu.replicas[rangeID]
@@ -193,9 +194,9 @@ func (s *Store) claimRHS(rangeID uint64) (claimed, owned bool) {
 		return false, true
 	}
 	if s.mu.pendingRHS == nil {
-		s.mu.pendingRHS = make(map[uint64]bool)
+		s.mu.pendingRHS = make(map[uint64]*rangekvpb.RangeDescriptor)
 	}
-	s.mu.pendingRHS[rangeID] = true
+	s.mu.pendingRHS[rangeID] = right
 	return true, r != nil
 }
 
@@ -210,7 +211,7 @@ func (s *Store) claimRHS(rangeID uint64) (claimed, owned bool) {
 func (s *Store) startReplacing(r *Replica) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.mu.pendingRHS[r.rangeID] {
+	if s.mu.pendingRHS[r.rangeID] != nil {
 		return false
 	}
 	r.replacing.Store(true)
@@ -336,7 +337,12 @@ func (s *Store) installRHS(res *splitResult) error {
 		old.mu.Lock()
 		if old.Descriptor() != nil {
 			old.mu.Unlock()
-			return nil // initialized meanwhile (cannot happen: snapshots overlapping the left are refused)
+			// Initialized meanwhile by a snapshot of its own (accepted
+			// once the parent had shrunk): it owns the span now.
+			s.mu.Lock()
+			delete(s.mu.pendingRHS, id)
+			s.mu.Unlock()
+			return nil
 		}
 		old.mu.rr.Close()
 		old.mu.destroyed = true

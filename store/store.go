@@ -81,9 +81,13 @@ type Store struct {
 		// spans), for routing keys.
 		byStart []*Replica
 		// pendingRHS: right halves of splits staged or applied here and
-		// not instantiated yet; no replica object is created for them
-		// (writeSplitRHSState says why).
-		pendingRHS map[uint64]bool
+		// not instantiated yet, by range ID; no replica object is created
+		// for them (writeSplitRHSState says why), and their spans count as
+		// taken for snapshots (snapshotManager.overlapLocked): set before
+		// the parent's descriptor shrinks, deleted in the same critical
+		// section that puts the right replica in replicas, so no instant
+		// leaves the span to a snapshot of another range.
+		pendingRHS map[uint64]*rangekvpb.RangeDescriptor
 	}
 
 	grpcServer *grpc.Server
@@ -118,7 +122,7 @@ func Open(cfg Config) (*Store, error) {
 		reportRanges: make(chan struct{}, 1),
 	}
 	s.mu.replicas = make(map[uint64]*Replica)
-	s.mu.pendingRHS = make(map[uint64]bool)
+	s.mu.pendingRHS = make(map[uint64]*rangekvpb.RangeDescriptor)
 	s.gc.init()
 	s.now = time.Now
 	s.liveness = newLiveness(cfg.StoreID, s.now, cfg.ElectionTimeout)

@@ -839,7 +839,7 @@ func TestTransportDeliverDuringSplitInstallCreatesNoSecondReplica(t *testing.T) 
 		}
 		// The left range applied the split: the right's state is on disk.
 		b := db.NewIndexedBatch()
-		claimed, owned := s.claimRHS(rangeID)
+		claimed, owned := s.claimRHS(right)
 		if !claimed {
 			t.Fatal("could not claim the right range")
 		}
