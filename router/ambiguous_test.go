@@ -107,3 +107,38 @@ func TestStreamCarriedStoreAnswerIsDefinite(t *testing.T) {
 		t.Errorf("store 1 served %d streams, want 1 (the answer did not break it)", got)
 	}
 }
+
+// A store's DiskFull answer (refused before proposing) reaches the caller
+// as a *DiskFullError naming the store: definite, not ambiguous, sent once
+// (a retry cannot succeed until space is freed), for a single write and
+// inside the *BatchError of a batch.
+func TestDiskFullIsTypedAndDefinite(t *testing.T) {
+	fc := newFake(t, 3)
+	c := fc.client(t)
+	mustPut(t, c, "a", "0")
+	full := &rangekvpb.RangeError{Message: "low on space", DiskFull: &rangekvpb.DiskFull{StoreId: 1, Dir: "/data/s1", FreeBytes: 4096, MinFreeBytes: 1 << 30}}
+	fc.setInject(func(_ uint64, op string, _ []byte) (*rangekvpb.RangeError, error) {
+		if op == "put" || op == "batch" {
+			return full, nil
+		}
+		return nil, nil
+	})
+	fc.takeLog()
+	err := c.Put(tctx(t), []byte("a"), []byte("1"))
+	var df *DiskFullError
+	var amb *AmbiguousError
+	if !errors.As(err, &df) || !errors.Is(err, ErrDiskFull) || errors.As(err, &amb) {
+		t.Fatalf("put refused for disk space: %v (%T), want *DiskFullError, not ambiguous", err, err)
+	}
+	if df.StoreID != 1 || df.Dir != "/data/s1" || df.FreeBytes != 4096 || df.MinFreeBytes != 1<<30 || df.Op != "put" {
+		t.Errorf("DiskFullError %+v: want store 1, /data/s1, 4096 of 1GiB, op put", df)
+	}
+	wantLog(t, fc, "s1 put a")
+
+	err = c.BatchPut(tctx(t), []KeyValue{{[]byte("a"), []byte("1")}, {[]byte("b"), []byte("2")}})
+	var be *BatchError
+	if !errors.As(err, &be) || !errors.As(err, &df) || errors.As(err, &amb) || be.Written != 0 {
+		t.Fatalf("batch refused for disk space: %v, want *BatchError wrapping *DiskFullError, nothing written", err)
+	}
+	wantLog(t, fc, "s1 batch a")
+}

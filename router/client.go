@@ -643,6 +643,9 @@ func (c *Client) doChecked(ctx context.Context, op string, key []byte, write boo
 		}
 		last = rangeErrorf(re)
 		switch {
+		case re.DiskFull != nil:
+			df := re.DiskFull
+			return &DiskFullError{Op: op, StoreID: df.StoreId, Dir: df.Dir, FreeBytes: df.FreeBytes, MinFreeBytes: df.MinFreeBytes}
 		case re.AmbiguousResult != nil && write:
 			return &AmbiguousError{Op: op, Reason: re.Message}
 		case re.NotLeader != nil:

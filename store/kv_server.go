@@ -65,6 +65,8 @@ func rangeErrorKind(e *rangekvpb.RangeError) string {
 		return "ambiguous"
 	case e.StaleCommand != nil:
 		return "stale_command"
+	case e.DiskFull != nil:
+		return "disk_full"
 	}
 	return "error"
 }
@@ -274,8 +276,9 @@ func (k *kvServer) write(ctx context.Context, op string, key []byte, cmd *rangek
 		return nil, hdr, nil
 	}
 	if op != "delete" {
-		if err := k.s.diskFullErr(); err != nil {
-			return nil, hdr, err // refused before proposing: not applied
+		if rerr := k.s.diskFull(); rerr != nil {
+			hdr.Error = rerr // refused before proposing: not applied
+			return nil, hdr, nil
 		}
 	}
 	r.writes.Add(1)
