@@ -5,6 +5,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -213,8 +214,14 @@ func (s *Store) readBarrier(ctx context.Context, r *Replica, c rangekvpb.ReadCon
 	}
 	ch := make(chan error, 1)
 	rd := &rangeraft.Read{Mode: mode, Done: func(err error) { ch <- err }}
-	if !r.pushRead(rd) {
-		return &rangekvpb.RangeError{Message: "store stopping", ServerBusy: &rangekvpb.ServerBusy{Reason: "store stopping"}}, nil
+	if err := r.pushRead(rd, s.cfg.MaxPendingReads); err != nil {
+		// Refused before it was queued: a typed busy answer the router
+		// retries with backoff.
+		reason := "store stopping"
+		if errors.Is(err, errTooManyReads) {
+			reason = fmt.Sprintf("%v (raft.max-pending-reads is %d); retry later", err, s.cfg.MaxPendingReads)
+		}
+		return &rangekvpb.RangeError{Message: reason, ServerBusy: &rangekvpb.ServerBusy{Reason: reason}}, nil
 	}
 	s.sched.enqueue(r.rangeID, flagWork)
 	select {
