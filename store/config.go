@@ -265,4 +265,9 @@ type TestingKnobs struct {
 	// FreeSpace, when set, replaces the measurement of the data dir's
 	// free bytes (diskguard.go).
 	FreeSpace func() (uint64, error)
+	// BetweenUninitializedReads, when set, runs in createUninitialized
+	// between its Pebble reads (after the tombstone, before the raft
+	// state; deliver.go), on the goroutine that delivers the message; it
+	// may block.
+	BetweenUninitializedReads func(rangeID uint64)
 }

@@ -76,6 +76,10 @@ type Store struct {
 		byStart []*Replica
 		// pendingRHS: right halves of applied splits not instantiated yet.
 		pendingRHS map[uint64]bool
+		// removals counts replicas removed from replicas (destroyed),
+		// after their tombstone is durable: createUninitialized reads
+		// Pebble without the lock and re-checks it.
+		removals uint64
 	}
 
 	grpcServer *grpc.Server
