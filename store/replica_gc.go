@@ -67,3 +67,23 @@ func (a *adminServer) GetDescriptor(_ context.Context, req *rangekvpb.GetDescrip
 	}
 	return &rangekvpb.GetDescriptorResponse{}, nil
 }
+
+// referencedStores returns the stores some local replica names: in its
+// descriptor, or, for an uninitialized replica, in the stores its messages
+// came from. A store outside it has left every range this store holds
+// (removed, decommissioned, or its ranges moved away): its raft stream
+// can go (transport.sweepPeers).
+func (s *Store) referencedStores() map[uint64]bool {
+	out := map[uint64]bool{}
+	for _, r := range s.replicasSnapshot() {
+		for _, rd := range r.Descriptor().GetReplicas() {
+			out[rd.StoreId] = true
+		}
+		r.inbox.Lock()
+		for _, st := range r.inbox.peers {
+			out[st] = true
+		}
+		r.inbox.Unlock()
+	}
+	return out
+}

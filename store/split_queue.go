@@ -14,7 +14,9 @@ import (
 )
 
 // splitLoop checks ranges for a split by size every SplitCheckInterval and
-// runs replica GC (replica_gc.go) every ReplicaGCInterval: one goroutine
+// runs replica GC (replica_gc.go), then closes the raft streams of stores
+// no replica names any more (transport.sweepPeers), every
+// ReplicaGCInterval: one goroutine
 // per store, two tickers (disabling size splits with a long check interval
 // must not stop replica GC, or a removed replica's span blocks snapshots).
 func (s *Store) splitLoop() {
@@ -45,6 +47,7 @@ func (s *Store) splitLoop() {
 				}
 				s.maybeGC(r)
 			}
+			s.trans.sweepPeers(s.referencedStores())
 		}
 	}
 }
