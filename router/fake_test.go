@@ -51,9 +51,9 @@ type fakeCluster struct {
 	// every call in it (writes apply) and then fails with the error
 	// instead of answering.
 	breaks []error
-	calls      map[string]int
-	log        []string // "s1 put k", "pd GetRange k", in order
-	nextID     uint64
+	calls  map[string]int
+	log    []string // "s1 put k", "pd GetRange k", in order
+	nextID uint64
 }
 
 func newFakeCluster(t *testing.T) *fakeCluster {
