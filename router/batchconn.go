@@ -8,7 +8,6 @@ package router
 import (
 	"context"
 	"errors"
-	"fmt"
 	"runtime"
 	"sync"
 	"time"
@@ -48,6 +47,37 @@ func notSent(err error) bool {
 	var ns *notSentError
 	return errors.As(err, &ns)
 }
+
+// lostError is the failure of a call that was sent on a stream which then
+// broke before the call's answer came back: the store may have run it, so
+// a write that failed so may have applied, whatever code the broken
+// stream carried (Unavailable, but also Internal, ResourceExhausted,
+// Unknown, Canceled...). It carries the gRPC code Unavailable; Unwrap
+// gives the stream's own failure.
+type lostError struct{ err error }
+
+func (e *lostError) Error() string {
+	return "sent, then the stream to the store broke: " + e.err.Error()
+}
+func (e *lostError) Unwrap() error { return e.err }
+func (e *lostError) GRPCStatus() *status.Status {
+	return status.New(codes.Unavailable, e.Error())
+}
+
+// lost reports whether err is a sent call's failure by its broken stream.
+func lost(err error) bool {
+	var le *lostError
+	return errors.As(err, &le)
+}
+
+// answerError is a call's failure as the store itself answered it, on a
+// stream that carried the answer: a definite outcome unless its code says
+// the store's own wait ended (storeAnswerMayHaveApplied). It is the
+// store's gRPC status (status.Code and status.Convert see it unchanged).
+type answerError struct{ st *status.Status }
+
+func (e *answerError) Error() string              { return e.st.Err().Error() }
+func (e *answerError) GRPCStatus() *status.Status { return e.st }
 
 // errBatchUnsupported: the store does not serve BatchCommands (an older
 // version); calls then go unary.
@@ -147,7 +177,7 @@ func (b *batchKV) call(ctx context.Context, req *rangekvpb.BatchCommandsRequest_
 		return nil, err
 	}
 	if resp.GetCode() != 0 {
-		return nil, status.Error(codes.Code(resp.GetCode()), resp.GetMessage())
+		return nil, &answerError{st: status.New(codes.Code(resp.GetCode()), resp.GetMessage())}
 	}
 	return resp, nil
 }
@@ -314,8 +344,9 @@ func (s *batchStream) recvLoop() {
 }
 
 // fail ends the stream: calls not yet sent fail as not sent; calls sent
-// fail with err as Unavailable (their outcome is unknown), except when the
-// store refused the stream itself (then nothing ran: not sent).
+// fail as lost (lostError: their outcome is unknown, whatever err's code),
+// except when the store refused the stream itself (then nothing ran:
+// errBatchUnsupported, and the call goes unary).
 func (s *batchStream) fail(err error) {
 	s.mu.Lock()
 	if s.mu.err != nil {
@@ -333,11 +364,7 @@ func (s *batchStream) fail(err error) {
 	}
 	sentErr := err
 	if !errors.Is(err, errBatchUnsupported) {
-		if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
-			sentErr = st.Err()
-		} else {
-			sentErr = status.Error(codes.Unavailable, fmt.Sprintf("stream to store failed: %v", err))
-		}
+		sentErr = &lostError{err: err}
 	}
 	for _, c := range pending {
 		c.out <- batchResult{err: sentErr}

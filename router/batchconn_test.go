@@ -155,9 +155,10 @@ func TestBatchStreamCoalescesWaitingCalls(t *testing.T) {
 	wg.Wait()
 }
 
-// When the stream fails, a call that was sent has an unknown outcome
-// (Unavailable, which the router reports as ambiguous for a write), and a
-// call still queued is known not to have been sent (retried safely).
+// When the stream fails, a call that was sent has an unknown outcome (a
+// lostError, which the router reports as ambiguous for a write, whatever
+// the stream's own code: here Internal), and a call still queued is known
+// not to have been sent (retried safely).
 func TestBatchStreamFailureTellsSentFromUnsent(t *testing.T) {
 	ms := newMemStream()
 	var wg sync.WaitGroup
@@ -169,7 +170,7 @@ func TestBatchStreamFailureTellsSentFromUnsent(t *testing.T) {
 	ms.next(t)
 	startCalls(ctx, s, &calls, results, "queued")
 	queued(t, s, 1)
-	ms.recvErr <- status.Error(codes.Unavailable, "connection reset")
+	ms.recvErr <- status.Error(codes.Internal, "stream terminated by RST_STREAM with error code: INTERNAL_ERROR")
 	// The queued call learns at once; the sent one once its Send (made by
 	// its own goroutine) returns.
 	r := <-results
@@ -182,10 +183,10 @@ func TestBatchStreamFailureTellsSentFromUnsent(t *testing.T) {
 	got[r.key] = r.err
 	calls.Wait()
 	wg.Wait()
-	if err := got["sent"]; status.Code(err) != codes.Unavailable || notSent(err) {
-		t.Errorf("sent call: %v; want Unavailable, not marked as not sent", err)
+	if err := got["sent"]; !lost(err) || notSent(err) || !mayHaveApplied(err) || status.Code(err) != codes.Unavailable {
+		t.Errorf("sent call: %v; want lost (may have applied, code Unavailable), not marked as not sent", err)
 	}
-	if err := got["queued"]; !notSent(err) || status.Code(err) != codes.Unavailable {
+	if err := got["queued"]; !notSent(err) || mayHaveApplied(err) || status.Code(err) != codes.Unavailable {
 		t.Errorf("queued call: %v; want a not-sent error with code Unavailable", err)
 	}
 	// A failed stream takes no more calls: they fail as not sent.

@@ -616,32 +616,23 @@ func (c *Client) doChecked(ctx context.Context, op string, key []byte, write boo
 			continue
 		}
 		hdr, err := fn(ctx, kv, r.header(cons))
-		if err != nil && notSent(err) && ctx.Err() == nil {
-			// Never left this process: safe to retry, even a write.
+		if err != nil {
+			switch {
+			case notSent(err) && ctx.Err() == nil:
+				// Never left this process: safe to retry, even a write.
+			case write && mayHaveApplied(err):
+				return &AmbiguousError{Op: op, Reason: err.Error()}
+			case !transportFailure(err):
+				return err // the store's definite answer
+			case ctx.Err() != nil:
+				return ctxErr(ctx.Err(), err)
+			}
 			last = err
 			c.unreachable(r)
 			if err := c.backoff.wait(ctx, attempt); err != nil {
 				return ctxErr(err, last)
 			}
 			continue
-		}
-		if err != nil {
-			switch status.Code(err) {
-			case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
-				if write {
-					return &AmbiguousError{Op: op, Reason: err.Error()}
-				}
-				if ctx.Err() != nil {
-					return ctxErr(ctx.Err(), err)
-				}
-				last = err
-				c.unreachable(r)
-				if err := c.backoff.wait(ctx, attempt); err != nil {
-					return ctxErr(err, last)
-				}
-				continue
-			}
-			return err
 		}
 		re := hdr.GetError()
 		if re == nil {
@@ -652,7 +643,10 @@ func (c *Client) doChecked(ctx context.Context, op string, key []byte, write boo
 		}
 		last = rangeErrorf(re)
 		switch {
-		case re.AmbiguousResult != nil:
+		case re.DiskFull != nil:
+			df := re.DiskFull
+			return &DiskFullError{Op: op, StoreID: df.StoreId, Dir: df.Dir, FreeBytes: df.FreeBytes, MinFreeBytes: df.MinFreeBytes}
+		case re.AmbiguousResult != nil && write:
 			return &AmbiguousError{Op: op, Reason: re.Message}
 		case re.NotLeader != nil:
 			if c.followHint(r, re.NotLeader) {
@@ -683,6 +677,64 @@ func (c *Client) doChecked(ctx context.Context, op string, key []byte, write boo
 			return ctxErr(err, last)
 		}
 	}
+}
+
+// mayHaveApplied reports whether a write that failed with err may still
+// have applied. It is decided by where the failure came from, not by its
+// code alone:
+//   - not sent (notSentError): no;
+//   - sent on a stream that broke before the answer (lostError): yes,
+//     whatever code the stream carried;
+//   - the store's own answer carried by the stream (answerError): no, unless
+//     the code says the store stopped waiting for the outcome itself
+//     (Unavailable, DeadlineExceeded, Canceled);
+//   - any other failure is a unary RPC's, or this process's (the caller's
+//     context ended while the call was out): it is the store's answer only
+//     when its code is one that gRPC itself never produces (a handler's
+//     validation: InvalidArgument, FailedPrecondition, OutOfRange, ...) or
+//     one that refuses a call before any handler runs (Unimplemented,
+//     Unauthenticated, PermissionDenied). Every code the gRPC library may
+//     produce on a broken connection or stream (Unavailable, Internal,
+//     Unknown, ResourceExhausted, Canceled, DeadlineExceeded) may hide a
+//     write that applied.
+//
+// Typed definite refusals (a full disk, a busy replica, a stale epoch)
+// travel as range errors in the response header, never as errors here.
+func mayHaveApplied(err error) bool {
+	if notSent(err) {
+		return false
+	}
+	if lost(err) {
+		return true
+	}
+	var ans *answerError
+	if errors.As(err, &ans) {
+		switch ans.st.Code() {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+			return true
+		}
+		return false
+	}
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted,
+		codes.OutOfRange, codes.DataLoss, codes.Unimplemented, codes.Unauthenticated, codes.PermissionDenied:
+		return false
+	}
+	return true
+}
+
+// transportFailure reports failures that say nothing about the store's
+// answer (the call did not get through, or its answer did not come back):
+// a read is retried elsewhere after them.
+func transportFailure(err error) bool {
+	if notSent(err) || lost(err) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return true
+	}
+	return false
 }
 
 // isPermanent reports errors that retrying cannot fix.
@@ -749,14 +801,13 @@ func (c *Client) spreadRead(ctx context.Context, r route, t leader, cons rangekv
 	}
 	hdr, err := fn(ctx, kv, r.header(cons))
 	if err != nil {
-		switch status.Code(err) {
-		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
-			if ctx.Err() != nil {
-				return true, ctxErr(ctx.Err(), err)
-			}
-			return false, err
+		if !transportFailure(err) {
+			return true, err
 		}
-		return true, err
+		if ctx.Err() != nil {
+			return true, ctxErr(ctx.Err(), err)
+		}
+		return false, err
 	}
 	if re := hdr.GetError(); re != nil {
 		return false, rangeErrorf(re)

@@ -22,6 +22,31 @@ func (e *AmbiguousError) Error() string {
 	return fmt.Sprintf("%s: outcome unknown (it may or may not have been applied): %s", e.Op, e.Reason)
 }
 
+// ErrDiskFull matches (errors.Is) every *DiskFullError.
+var ErrDiskFull = errors.New("router: the store refused the write: low on disk space")
+
+// DiskFullError: the store leading the key's range refused the write
+// before proposing it, because its data directory has less free space
+// than its storage.min-free. The write was definitely not applied (it is
+// not ambiguous) and is not retried by the router: it succeeds again once
+// space is freed on that store. Reads and deletes keep working.
+type DiskFullError struct {
+	Op string
+	// StoreID is the store that refused; Dir its data directory;
+	// FreeBytes its free space when it refused, below MinFreeBytes.
+	StoreID                 uint64
+	Dir                     string
+	FreeBytes, MinFreeBytes uint64
+}
+
+func (e *DiskFullError) Error() string {
+	return fmt.Sprintf("disk full: store %d refused the %s, nothing was written: its data dir %s has %d bytes free, below its storage.min-free of %d bytes; free space on that store, then retry (reads and deletes work)",
+		e.StoreID, e.Op, e.Dir, e.FreeBytes, e.MinFreeBytes)
+}
+
+// Is makes errors.Is(err, ErrDiskFull) hold.
+func (e *DiskFullError) Is(target error) bool { return target == ErrDiskFull }
+
 // PlacementError is an error the placement driver answered with (as data,
 // not as a gRPC status).
 type PlacementError struct {

@@ -46,9 +46,14 @@ type fakeCluster struct {
 	inject func(store uint64, op string, key []byte) (*rangekvpb.RangeError, error)
 	// pdSplitErr, when set, may fail a placement Split.
 	pdSplitErr func() error
-	calls      map[string]int
-	log        []string // "s1 put k", "pd GetRange k", in order
-	nextID     uint64
+	// breaks, when not empty, breaks the next BatchCommands streams a
+	// store serves, one each: the stream reads its first message, runs
+	// every call in it (writes apply) and then fails with the error
+	// instead of answering.
+	breaks []error
+	calls  map[string]int
+	log    []string // "s1 put k", "pd GetRange k", in order
+	nextID uint64
 }
 
 func newFakeCluster(t *testing.T) *fakeCluster {
@@ -257,7 +262,49 @@ func (s *fakeStore) BatchCommands(stream rangekvpb.KV_BatchCommandsServer) error
 		return status.Error(codes.Unimplemented, "unknown method BatchCommands")
 	}
 	s.streams.Add(1)
-	return kvbatch.Serve(stream, s)
+	s.fc.mu.Lock()
+	var brk error
+	if len(s.fc.breaks) > 0 {
+		brk, s.fc.breaks = s.fc.breaks[0], s.fc.breaks[1:]
+	}
+	s.fc.mu.Unlock()
+	if brk == nil {
+		return kvbatch.Serve(stream, s)
+	}
+	msg, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	for _, req := range msg.GetRequests() {
+		s.run(stream.Context(), req)
+	}
+	return brk
+}
+
+// run runs one call of a stream, dropping its answer.
+func (s *fakeStore) run(ctx context.Context, req *rangekvpb.BatchCommandsRequest_Request) {
+	switch c := req.GetCmd().(type) {
+	case *rangekvpb.BatchCommandsRequest_Request_Get:
+		_, _ = s.Get(ctx, c.Get)
+	case *rangekvpb.BatchCommandsRequest_Request_Put:
+		_, _ = s.Put(ctx, c.Put)
+	case *rangekvpb.BatchCommandsRequest_Request_Delete:
+		_, _ = s.Delete(ctx, c.Delete)
+	case *rangekvpb.BatchCommandsRequest_Request_Incr:
+		_, _ = s.Incr(ctx, c.Incr)
+	case *rangekvpb.BatchCommandsRequest_Request_Batch:
+		_, _ = s.Batch(ctx, c.Batch)
+	default:
+		s.fc.t.Errorf("fake store: cannot run call %v", req)
+	}
+}
+
+// breakStreams makes the next BatchCommands streams fail, one per error,
+// after running the calls of their first message (see fakeCluster.breaks).
+func (fc *fakeCluster) breakStreams(errs ...error) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	fc.breaks = append(fc.breaks, errs...)
 }
 
 func (s *fakeStore) who() string { return "s" + strconv.FormatUint(s.id, 10) }

@@ -100,6 +100,9 @@ func (k *kvServer) Batch(ctx context.Context, req *rangekvpb.BatchRequest) (resp
 		return nil, err
 	}
 	r, rerr := s.routeBatch(req.Header, req.Ops)
+	if rerr == nil && addsData(req.Ops) {
+		rerr = s.diskFull() // refused before proposing: not applied
+	}
 	if rerr != nil {
 		resp.Header.Error = rerr
 		return resp, nil
@@ -112,6 +115,17 @@ func (k *kvServer) Batch(ctx context.Context, req *rangekvpb.BatchRequest) (resp
 		resp.Header.AppliedIndex = r.appliedIndex.Load()
 	}
 	return resp, err
+}
+
+// addsData reports whether a batch holds a put: a batch of deletes only
+// frees space and passes the disk-full guard, as a delete does.
+func addsData(ops []*rangekvpb.BatchOp) bool {
+	for _, op := range ops {
+		if !op.Delete {
+			return true
+		}
+	}
+	return false
 }
 
 // applyBatch stages a batch into ab: every key must be in desc (checked

@@ -73,6 +73,10 @@ type Config struct {
 	// MaxPendingProposals bounds queued proposals per replica; beyond it
 	// writes are refused with ServerBusy.
 	MaxPendingProposals int
+	// MaxPendingReads bounds the reads per replica that are queued or
+	// waiting for their read index; beyond it reads are refused with
+	// ServerBusy (the router retries them with backoff).
+	MaxPendingReads int
 
 	// UnsafeNoFsync acknowledges writes before they are durable. Data may be
 	// lost on a crash. Benchmarks only.
@@ -135,6 +139,7 @@ func Defaults() Config {
 		MaxBatchRanges:         256,
 		InboxSize:              4096,
 		MaxPendingProposals:    10000,
+		MaxPendingReads:        10000,
 		LogTruncateThreshold:   1000,
 		LogMaxEntries:          100000,
 		MaxKeySize:             4096,
@@ -182,6 +187,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("raft.inbox-size: must be at least 16, got %d", c.InboxSize)
 	case c.MaxPendingProposals < 1:
 		return fmt.Errorf("raft.max-pending-proposals: must be at least 1, got %d", c.MaxPendingProposals)
+	case c.MaxPendingReads < 1:
+		return fmt.Errorf("raft.max-pending-reads: must be at least 1, got %d", c.MaxPendingReads)
 	case c.MaxKeySize < 1 || c.MaxKeySize > 64<<10:
 		return fmt.Errorf("limits.max-key-size: must be between 1 and 65536 bytes, got %d", c.MaxKeySize)
 	case c.MaxValueSize < 1 || c.MaxValueSize > 8<<20:
@@ -287,4 +294,9 @@ type TestingKnobs struct {
 	// stopped the replica and before its batch (tombstone, range-local
 	// state deleted) commits, with no lock held.
 	ReplicaDestroying func(rangeID uint64)
+	// BetweenUninitializedReads, when set, runs in createUninitialized
+	// between its Pebble reads (after the tombstone, before the raft
+	// state; deliver.go), on the goroutine that delivers the message; it
+	// may block.
+	BetweenUninitializedReads func(rangeID uint64)
 }

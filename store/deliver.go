@@ -86,42 +86,83 @@ func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
 // empty log (it keeps any HardState it persisted before), unless a
 // tombstone forbids replicaID. It never campaigns: it is in no
 // configuration until a snapshot or the local split initializes it.
+//
+// The Pebble reads (tombstone, persisted raft state) run without the store
+// lock, which every request's replica lookup needs; the result is
+// installed under the lock only if nothing that could make them stale
+// happened meanwhile: the range got a replica (returned instead), a split
+// is about to create it (pendingRHS: dropped), or a replica was destroyed
+// (s.mu.removals moved: its tombstone may postdate our read, so read
+// again). Whatever writes a range's tombstone or state for a range with
+// no replica here does so under one of those three.
 func (s *Store) createUninitialized(rangeID, replicaID uint64) *Replica {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r := s.mu.replicas[rangeID]; r != nil {
+	for {
+		s.mu.RLock()
+		r, pending, removals := s.mu.replicas[rangeID], s.mu.pendingRHS[rangeID] != nil, s.mu.removals
+		s.mu.RUnlock()
+		if r != nil {
+			return r
+		}
+		if pending {
+			s.metrics.messagesDropped.WithLabelValues("awaiting_split").Inc()
+			return nil
+		}
+		rl, rr, ok := s.loadUninitialized(rangeID, replicaID)
+		if !ok {
+			return nil
+		}
+		s.mu.Lock()
+		if r := s.mu.replicas[rangeID]; r != nil {
+			s.mu.Unlock()
+			return r
+		}
+		if s.mu.pendingRHS[rangeID] != nil {
+			s.mu.Unlock()
+			s.metrics.messagesDropped.WithLabelValues("awaiting_split").Inc()
+			return nil
+		}
+		if s.mu.removals != removals {
+			s.mu.Unlock()
+			continue
+		}
+		r = &Replica{rangeID: rangeID, replicaID: replicaID, log: rl}
+		r.mu.rr = rr
+		s.mu.replicas[rangeID] = r
+		s.metrics.replicas.Inc()
+		s.setAwake(rangeID, true)
+		s.mu.Unlock()
+		s.log.Info("created uninitialized replica", "range", rangeID, "replica", replicaID)
 		return r
 	}
-	if s.mu.pendingRHS[rangeID] != nil {
-		s.metrics.messagesDropped.WithLabelValues("awaiting_split").Inc()
-		return nil
-	}
+}
+
+// loadUninitialized reads what an uninitialized replica starts from (its
+// tombstone, its persisted raft state) and builds its raft; false when a
+// tombstone forbids replicaID or a read fails. Called without s.mu.
+func (s *Store) loadUninitialized(rangeID, replicaID uint64) (*logstore.RangeLog, *rangeraft.Replica, bool) {
 	var ts rangekvpb.RangeTombstone
 	if _, err := getProto(s.db, keys.TombstoneKey(rangeID), &ts); err != nil {
 		s.log.Error("read tombstone", "range", rangeID, "err", err)
-		return nil
+		return nil, nil, false
 	}
 	if replicaID < ts.NextReplicaId {
 		s.metrics.messagesDropped.WithLabelValues("tombstone").Inc()
-		return nil
+		return nil, nil, false
+	}
+	if k := s.cfg.Knobs; k != nil && k.BetweenUninitializedReads != nil {
+		k.BetweenUninitializedReads(rangeID)
 	}
 	rl, err := logstore.Load(s.db, rangeID, &pb.ConfState{}, &rangekvpb.AppliedState{})
 	if err != nil {
 		s.log.Error("load uninitialized replica", "range", rangeID, "err", err)
-		return nil
+		return nil, nil, false
 	}
 	rr, err := s.newRaft(rangeID, replicaID, rl, 0, 0)
 	if err != nil {
 		s.log.Error("create uninitialized replica", "range", rangeID, "err", err)
-		return nil
+		return nil, nil, false
 	}
-	r := &Replica{rangeID: rangeID, replicaID: replicaID, log: rl}
-	r.mu.rr = rr
-	s.mu.replicas[rangeID] = r
-	s.metrics.replicas.Inc()
-	s.setAwake(rangeID, true)
-	s.log.Info("created uninitialized replica", "range", rangeID, "replica", replicaID)
-	return r
+	return rl, rr, true
 }
 
 // newRaft builds the rangeraft replica with the store's settings.

@@ -1,11 +1,13 @@
 // The free-space guard: a store whose data directory has less free space
-// than Config.MinFreeBytes refuses client writes with gRPC
-// ResourceExhausted (naming the directory, the free bytes and the
-// threshold), and accepts them again on its own once space returns.
+// than Config.MinFreeBytes refuses client writes with a DiskFull range
+// error (the store, the directory, the free bytes and the threshold, as
+// data the router turns into a typed router.DiskFullError), and accepts
+// them again on its own once space returns.
 //
 // What is refused, and why: client proposals that add data (put, cas,
-// incr) on the replica that receives them, before they are proposed, so a
-// refused write is definitely not applied. Deletes are accepted (they are
+// incr, and atomic batches holding any put) on the replica that receives
+// them, before they are proposed, so a refused write is definitely not
+// applied. Deletes, and batches of deletes only, are accepted (they are
 // how an operator frees space). Everything that keeps the cluster
 // consistent goes on: Raft appends from leaders, applies, snapshots,
 // splits, membership changes, log truncation. The threshold is the reserve
@@ -20,13 +22,14 @@
 package store
 
 import (
+	"fmt"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
 // diskCheckInterval is how often free space is sampled.
@@ -111,14 +114,18 @@ func (s *Store) startDiskGuard() {
 	}()
 }
 
-// diskFullErr is the error a refused write gets, or nil.
-func (s *Store) diskFullErr() error {
+// diskFull is the range error a refused write gets, or nil while there
+// is space. Every write path that adds data checks it before proposing.
+func (s *Store) diskFull() *rangekvpb.RangeError {
 	if !s.disk.low.Load() {
 		return nil
 	}
-	return status.Errorf(codes.ResourceExhausted,
-		"store %d: data dir %s has %d bytes free, below storage.min-free (%d bytes): writes are refused until space is freed (reads and deletes work)",
-		s.cfg.StoreID, s.cfg.DataDir, s.disk.free.Load(), s.cfg.MinFreeBytes)
+	free := s.disk.free.Load()
+	return &rangekvpb.RangeError{
+		Message: fmt.Sprintf("store %d: data dir %s has %d bytes free, below storage.min-free (%d bytes): writes are refused until space is freed (reads and deletes work)",
+			s.cfg.StoreID, s.cfg.DataDir, free, s.cfg.MinFreeBytes),
+		DiskFull: &rangekvpb.DiskFull{StoreId: s.cfg.StoreID, Dir: s.cfg.DataDir, FreeBytes: free, MinFreeBytes: uint64(s.cfg.MinFreeBytes)},
+	}
 }
 
 // DiskFree returns the last free-space sample (false when none).

@@ -1,24 +1,24 @@
 package store_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/rangekv/rangekv/internal/testcluster"
+	"github.com/rangekv/rangekv/router"
 	"github.com/rangekv/rangekv/store"
 )
 
 // With the free space (a test knob) below storage.min-free on every store,
-// writes are refused at once with ResourceExhausted naming the data dir,
-// the free bytes and the threshold; reads and deletes work; once space
-// returns writes succeed again on their own, and nothing written before
-// is lost.
+// writes — single ones and atomic batches holding a put — are refused at
+// once with a *router.DiskFullError naming the store, the data dir, the
+// free bytes and the threshold (definite, not ambiguous); reads, deletes
+// and batches of deletes work; once space returns writes succeed again on
+// their own, and nothing written before is lost.
 func TestDiskGuardRefusesWritesAndRecovers(t *testing.T) {
 	var free atomic.Uint64
 	free.Store(10 << 30)
@@ -43,28 +43,45 @@ func TestDiskGuardRefusesWritesAndRecovers(t *testing.T) {
 		refused = cl.Put(opCtx(t), []byte("late"), []byte("x"))
 		return refused != nil
 	})
-	if st, _ := status.FromError(refused); st.Code() != codes.ResourceExhausted {
-		t.Fatalf("refused write: %v, want ResourceExhausted", refused)
+	var df *router.DiskFullError
+	var amb *router.AmbiguousError
+	if !errors.As(refused, &df) || errors.As(refused, &amb) {
+		t.Fatalf("refused write: %v (%T), want *router.DiskFullError, not ambiguous", refused, refused)
 	}
-	for _, part := range []string{"data dir data", "4096 bytes free", "storage.min-free", fmt.Sprint(minFree)} {
+	lead := c.WaitLeader(1)
+	if df.StoreID != c.Stores[lead].StoreID() || df.FreeBytes != 4096 || df.MinFreeBytes != minFree || df.Dir != "data" {
+		t.Errorf("DiskFullError %+v: want the leader's store %d, data dir \"data\", 4096 of %d bytes", df, c.Stores[lead].StoreID(), minFree)
+	}
+	for _, part := range []string{"disk full", "data dir data", "4096 bytes free", "storage.min-free", fmt.Sprint(minFree)} {
 		if !strings.Contains(refused.Error(), part) {
 			t.Errorf("refused write error %q does not mention %q", refused, part)
 		}
 	}
 	// Not retried by the router: refused within far less than a timeout.
 	start := time.Now()
-	if _, err := cl.Incr(opCtx(t), []byte("ctr"), 1); status.Code(err) != codes.ResourceExhausted {
-		t.Errorf("incr while low on space: %v, want ResourceExhausted", err)
+	if _, err := cl.Incr(opCtx(t), []byte("ctr"), 1); !errors.Is(err, router.ErrDiskFull) {
+		t.Errorf("incr while low on space: %v, want router.ErrDiskFull", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("refused incr took %s: the router retried it", d)
 	}
+	// An atomic batch holding a put is refused the same way (issue 15
+	// item 9a: batches skipped the guard); one of deletes only is not.
+	err := cl.BatchPut(opCtx(t), []router.KeyValue{{Key: []byte("batch1"), Value: []byte("x")}, {Key: []byte("batch2"), Value: []byte("y")}})
+	var be *router.BatchError
+	if !errors.As(err, &be) || !errors.As(err, &df) || be.Written != 0 {
+		t.Errorf("batch put while low on space: %v, want *BatchError wrapping *DiskFullError, nothing written", err)
+	}
+	if err := cl.BatchDelete(opCtx(t), [][]byte{[]byte("k19")}); err != nil {
+		t.Errorf("batch delete while low on space: %v (deletes free space and are accepted)", err)
+	}
+	delete(want, "k19")
 	wantValues(t, cl, want)
 	if err := cl.Delete(opCtx(t), []byte("k00")); err != nil {
 		t.Errorf("delete while low on space: %v (deletes free space and are accepted)", err)
 	}
 	delete(want, "k00")
-	lead := c.WaitLeader(1)
+	lead = c.WaitLeader(1)
 	if v := metricValue(t, c.HTTPAddr(lead), "rangekv_store_disk_free_bytes"); v != 4096 {
 		t.Errorf("rangekv_store_disk_free_bytes = %v, want 4096", v)
 	}
@@ -74,8 +91,10 @@ func TestDiskGuardRefusesWritesAndRecovers(t *testing.T) {
 		return cl.Put(opCtx(t), []byte("late"), []byte("x")) == nil
 	})
 	want["late"] = "x"
-	if _, found, err := cl.Get(opCtx(t), []byte("ctr")); err != nil || found {
-		t.Errorf("get of the refused incr's key: found=%v err=%v, want absent (refused writes are not applied)", found, err)
+	for _, k := range []string{"ctr", "batch1", "batch2"} {
+		if _, found, err := cl.Get(opCtx(t), []byte(k)); err != nil || found {
+			t.Errorf("get of %s, refused: found=%v err=%v, want absent (refused writes are not applied)", k, found, err)
+		}
 	}
 	wantScanAll(t, cl, want)
 }

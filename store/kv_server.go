@@ -5,6 +5,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -65,6 +66,8 @@ func rangeErrorKind(e *rangekvpb.RangeError) string {
 		return "ambiguous"
 	case e.StaleCommand != nil:
 		return "stale_command"
+	case e.DiskFull != nil:
+		return "disk_full"
 	}
 	return "error"
 }
@@ -211,8 +214,14 @@ func (s *Store) readBarrier(ctx context.Context, r *Replica, c rangekvpb.ReadCon
 	}
 	ch := make(chan error, 1)
 	rd := &rangeraft.Read{Mode: mode, Done: func(err error) { ch <- err }}
-	if !r.pushRead(rd) {
-		return &rangekvpb.RangeError{Message: "store stopping", ServerBusy: &rangekvpb.ServerBusy{Reason: "store stopping"}}, nil
+	if err := r.pushRead(rd, s.cfg.MaxPendingReads); err != nil {
+		// Refused before it was queued: a typed busy answer the router
+		// retries with backoff.
+		reason := "store stopping"
+		if errors.Is(err, errTooManyReads) {
+			reason = fmt.Sprintf("%v (raft.max-pending-reads is %d); retry later", err, s.cfg.MaxPendingReads)
+		}
+		return &rangekvpb.RangeError{Message: reason, ServerBusy: &rangekvpb.ServerBusy{Reason: reason}}, nil
 	}
 	s.sched.enqueue(r.rangeID, flagWork)
 	select {
@@ -274,8 +283,9 @@ func (k *kvServer) write(ctx context.Context, op string, key []byte, cmd *rangek
 		return nil, hdr, nil
 	}
 	if op != "delete" {
-		if err := k.s.diskFullErr(); err != nil {
-			return nil, hdr, err // refused before proposing: not applied
+		if rerr := k.s.diskFull(); rerr != nil {
+			hdr.Error = rerr // refused before proposing: not applied
+			return nil, hdr, nil
 		}
 	}
 	r.writes.Add(1)

@@ -354,6 +354,7 @@ func (s *Store) destroyReplicaTombstone(r *Replica, nextReplicaID uint64, why st
 	s.must(r, b.Commit(pebble.Sync))
 	s.mu.Lock()
 	delete(s.mu.replicas, r.rangeID)
+	s.mu.removals++ // the tombstone above is committed (createUninitialized)
 	s.reindexLocked()
 	s.mu.Unlock()
 	s.setAwake(r.rangeID, false)

@@ -5,6 +5,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -58,6 +59,10 @@ type Replica struct {
 	// if that leader is this replica, placement hears of the new range at
 	// once (reportRangesSoon) instead of at the next heartbeat interval.
 	reportOnLead atomic.Bool
+	// pendingReads counts the reads pushed and not yet completed (queued
+	// in the inbox or waiting in rangeraft for their read index).
+	// Invariant: at most Config.MaxPendingReads (pushRead refuses more).
+	pendingReads atomic.Int64
 
 	mu struct {
 		sync.Mutex
@@ -201,15 +206,31 @@ func (r *Replica) pushProposal(p *rangeraft.Proposal, limit int) bool {
 	return true
 }
 
-// pushRead queues a linearizable read; false once the replica stopped.
-func (r *Replica) pushRead(rd *rangeraft.Read) bool {
+// errTooManyReads: limit reads of the replica are pending already.
+var errTooManyReads = errors.New("too many pending reads on this replica")
+
+// pushRead queues a read and counts it in pendingReads until its Done
+// runs (rangeraft calls Done exactly once, also when the replica stops).
+// It refuses the read with errTooManyReads when limit reads are pending,
+// and with rangeraft.ErrStopped once the replica stopped.
+func (r *Replica) pushRead(rd *rangeraft.Read, limit int) error {
+	if r.pendingReads.Add(1) > int64(limit) {
+		r.pendingReads.Add(-1)
+		return errTooManyReads
+	}
+	done := rd.Done
+	rd.Done = func(err error) {
+		r.pendingReads.Add(-1)
+		done(err)
+	}
 	r.inbox.Lock()
 	defer r.inbox.Unlock()
 	if r.inbox.closed {
-		return false
+		r.pendingReads.Add(-1)
+		return rangeraft.ErrStopped
 	}
 	r.inbox.reads = append(r.inbox.reads, rd)
-	return true
+	return nil
 }
 
 func (r *Replica) pushSnapReport(to uint64, ok bool) {

@@ -106,6 +106,10 @@ func (s *Store) gcLoop() {
 		case <-s.gc.kick:
 		}
 		s.gcPass(ctx, periodic)
+		if periodic {
+			// Close the raft streams of stores no replica names any more.
+			s.trans.sweepPeers(s.referencedStores())
+		}
 	}
 }
 
@@ -320,4 +324,24 @@ func (a *adminServer) GetDescriptor(_ context.Context, req *rangekvpb.GetDescrip
 		return &rangekvpb.GetDescriptorResponse{Descriptor_: r.Descriptor()}, nil
 	}
 	return &rangekvpb.GetDescriptorResponse{}, nil
+}
+
+// referencedStores returns the stores some local replica names: in its
+// descriptor, or, for an uninitialized replica, in the stores its messages
+// came from. A store outside it has left every range this store holds
+// (removed, decommissioned, or its ranges moved away): its raft stream
+// can go (transport.sweepPeers).
+func (s *Store) referencedStores() map[uint64]bool {
+	out := map[uint64]bool{}
+	for _, r := range s.replicasSnapshot() {
+		for _, rd := range r.Descriptor().GetReplicas() {
+			out[rd.StoreId] = true
+		}
+		r.inbox.Lock()
+		for _, st := range r.inbox.peers {
+			out[st] = true
+		}
+		r.inbox.Unlock()
+	}
+	return out
 }

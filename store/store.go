@@ -88,6 +88,10 @@ type Store struct {
 		// section that puts the right replica in replicas, so no instant
 		// leaves the span to a snapshot of another range.
 		pendingRHS map[uint64]*rangekvpb.RangeDescriptor
+		// removals counts replicas removed from replicas (destroyed),
+		// after their tombstone is durable: createUninitialized reads
+		// Pebble without the lock and re-checks it.
+		removals uint64
 	}
 
 	grpcServer *grpc.Server

@@ -64,7 +64,16 @@ type peer struct {
 	storeID uint64
 	addr    string
 	conn    *grpc.ClientConn
-	ch      chan *rangekvpb.RaftMessage
+	// ctx ends run (a child of the transport's): cancelled when the store
+	// leaves (sweepPeers) or the transport closes; done is closed when run
+	// returned (and closed conn).
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	// unreferenced: no local replica named the store at the last sweep
+	// (guarded by transport.mu).
+	unreferenced bool
+	ch           chan *rangekvpb.RaftMessage
 	// queued bounds the bytes waiting in ch (entries can be large).
 	queued atomic.Int64
 
@@ -123,7 +132,9 @@ func (t *transport) peerFor(storeID uint64) *peer {
 		t.s.log.Error("dial peer store", "peer", storeID, "addr", addr, "err", err)
 		return nil
 	}
-	p := &peer{storeID: storeID, addr: addr, conn: conn, ch: make(chan *rangekvpb.RaftMessage, peerQueueSize), kick: make(chan struct{}, 1)}
+	p := &peer{storeID: storeID, addr: addr, conn: conn, ch: make(chan *rangekvpb.RaftMessage, peerQueueSize), kick: make(chan struct{}, 1),
+		done: make(chan struct{})}
+	p.ctx, p.cancel = context.WithCancel(t.ctx)
 	t.mu.peers[storeID] = p
 	t.wg.Add(1)
 	go t.run(p)
@@ -238,8 +249,15 @@ func (p *peer) takeHeartbeats() (beats, resps []*rangekvpb.RaftHeartbeat) {
 // raft's own retries.
 func (t *transport) run(p *peer) {
 	defer t.wg.Done()
+	defer close(p.done)
 	defer p.conn.Close()
+	defer p.cancel()
 	label := strconv.FormatUint(p.storeID, 10)
+	defer func() {
+		if t.ctx.Err() == nil { // swept, not closed: the series goes too
+			t.s.metrics.transportQueueSize.DeleteLabelValues(label)
+		}
+	}()
 	backoff := minBackoff
 	client := rangekvpb.NewRaftClient(p.conn)
 	ticker := time.NewTicker(t.flush)
@@ -251,10 +269,10 @@ func (t *transport) run(p *peer) {
 	var holdC <-chan time.Time
 	batch := &rangekvpb.RaftMessageBatch{FromStore: t.s.cfg.StoreID, ToStore: p.storeID}
 	for {
-		stream, err := client.RaftStream(t.ctx)
+		stream, err := client.RaftStream(p.ctx)
 		if err != nil {
 			p.discard()
-			if !t.sleep(backoff) {
+			if !sleepCtx(p.ctx, backoff) {
 				return
 			}
 			backoff = min(2*backoff, maxBackoff)
@@ -263,7 +281,7 @@ func (t *transport) run(p *peer) {
 		for err == nil {
 			batch.Messages, batch.Heartbeats, batch.HeartbeatResps = batch.Messages[:0], nil, nil
 			select {
-			case <-t.ctx.Done():
+			case <-p.ctx.Done():
 				_, _ = stream.CloseAndRecv()
 				return
 			case m := <-p.ch:
@@ -301,7 +319,7 @@ func (t *transport) run(p *peer) {
 			t.s.metrics.transportQueueSize.WithLabelValues(label).Set(float64(len(p.ch)))
 			if k := t.s.cfg.Knobs; k != nil && k.RaftBatchFault != nil {
 				drop, delay := k.RaftBatchFault(t.s.cfg.StoreID, p.storeID)
-				if delay > 0 && !t.sleep(delay) {
+				if delay > 0 && !sleepCtx(p.ctx, delay) {
 					_, _ = stream.CloseAndRecv()
 					return
 				}
@@ -320,22 +338,57 @@ func (t *transport) run(p *peer) {
 			t.s.log.Debug("raft stream to peer broke", "peer", p.storeID, "err", err)
 		}
 		p.discard() // stale by the time the peer is back; raft resends
-		if !t.sleep(backoff) {
+		if !sleepCtx(p.ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
-func (t *transport) sleep(d time.Duration) bool {
+// sleepCtx waits d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
-	case <-t.ctx.Done():
+	case <-ctx.Done():
 		return false
 	case <-timer.C:
 		return true
 	}
+}
+
+// sweepPeers closes the peers of stores that left: a store that no local
+// replica names (referenced: in its descriptor, or for an uninitialized
+// replica in the stores its messages came from) at two sweeps in a row,
+// and that is not one of the static InitialStores (the configured
+// cluster, pinged for liveness). The second sweep is the grace for a
+// peer made just before a replica names its store. A removed peer's
+// goroutine stops and its connection closes; messages queued for it are
+// dropped (raft resends), and a later send makes a new peer. It returns
+// the stores whose peers it closed.
+func (t *transport) sweepPeers(referenced map[uint64]bool) []uint64 {
+	t.mu.Lock()
+	var gone []*peer
+	for id, p := range t.mu.peers {
+		if referenced[id] || t.s.cfg.InitialStores[id] != "" {
+			p.unreferenced = false
+			continue
+		}
+		if !p.unreferenced {
+			p.unreferenced = true
+			continue
+		}
+		delete(t.mu.peers, id)
+		gone = append(gone, p)
+	}
+	t.mu.Unlock()
+	ids := make([]uint64, 0, len(gone))
+	for _, p := range gone {
+		p.cancel() // run closes the stream and the connection
+		t.s.log.Info("closed the raft stream to a store no local replica names", "peer", p.storeID, "addr", p.addr)
+		ids = append(ids, p.storeID)
+	}
+	return ids
 }
 
 // conn returns the client connection to storeID (for snapshots).

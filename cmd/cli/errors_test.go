@@ -111,6 +111,8 @@ func TestExitCodes(t *testing.T) {
 		{name: "failed precondition", err: status.Error(codes.FailedPrecondition, "not a counter"), args: []string{"incr", "k"}, code: 4},
 		{name: "timeout", err: context.DeadlineExceeded, args: []string{"get", "k"}, code: 4, inStderr: "--timeout"},
 		{name: "internal", err: status.Error(codes.Internal, "boom"), args: []string{"scan"}, code: 4, inStderr: "internal error: boom"},
+		{name: "disk full", err: &router.DiskFullError{Op: "put", StoreID: 2, Dir: "/var/lib/rangekv/s2", FreeBytes: 4096, MinFreeBytes: 1 << 30},
+			args: []string{"put", "k", "v"}, code: 4, inStderr: `put "k": disk full: store 2 refused the put, nothing was written: its data dir /var/lib/rangekv/s2 has 4096 bytes free`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

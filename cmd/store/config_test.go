@@ -103,6 +103,7 @@ storage:
 		{"raft.log-max-entries (profile over nothing)", cfg.LogMaxEntries, profiles["high-availability"].maxLog},
 		{"raft.max-batch-ranges (profile)", cfg.MaxBatchRanges, int(profiles["high-availability"].maxBatchRanges)},
 		{"raft.proposal-timeout (default)", cfg.ProposalTimeout, 10 * time.Second},
+		{"raft.max-pending-reads (default)", cfg.MaxPendingReads, 10000},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.key, c.got, c.want)
@@ -146,6 +147,7 @@ func TestConfigValidationErrors(t *testing.T) {
 		{name: "log max entries under the truncation threshold", args: []string{"--raft.log-max-entries", "10"}, want: []string{"raft.log-max-entries", "raft.log-truncate-threshold"}},
 		{name: "zero truncation threshold", args: []string{"--raft.log-truncate-threshold", "0"}, want: []string{"raft.log-truncate-threshold"}},
 		{name: "zero batch", args: []string{"--raft.max-batch-ranges", "0"}, want: []string{"raft.max-batch-ranges", "at least 1"}},
+		{name: "zero pending reads", args: []string{"--raft.max-pending-reads", "0"}, want: []string{"raft.max-pending-reads", "at least 1"}},
 		{name: "split size too small", args: []string{"--split.max-size", "1KiB"}, want: []string{"split.max-size", "64KiB"}},
 		{name: "value size over the limit", args: []string{"--limits.max-value-size", "16MiB"}, want: []string{"limits.max-value-size"}},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, want: []string{"log-level", "loud"}},

@@ -45,6 +45,7 @@ var keys = []cliconfig.Key{
 	{Name: "raft.proposal-timeout", Kind: cliconfig.Duration, Default: "10s", Usage: "a write not applied within this is reported as ambiguous"},
 	{Name: "raft.sync", Kind: cliconfig.Bool, Default: "true", Usage: "fsync the Raft log before acknowledging (false is the same as --unsafe-no-fsync)"},
 	{Name: "raft.workers", Kind: cliconfig.Int, Default: "0", Usage: "Raft worker goroutines (0: GOMAXPROCS)"},
+	{Name: "raft.max-pending-reads", Kind: cliconfig.Int, Default: "10000", Usage: "most reads one replica holds queued or waiting for their read index; more are refused as busy (the router retries them)"},
 	{Name: "raft.max-batch-ranges", Kind: cliconfig.Int, Default: "", Usage: "most ranges one worker pass handles, their log writes synced together (default from the profile)"},
 	{Name: "raft.log-truncate-threshold", Kind: cliconfig.Uint, Default: "", Usage: "truncate the log when this many entries can go (default from the profile)"},
 	{Name: "raft.log-max-entries", Kind: cliconfig.Uint, Default: "", Usage: "past this log length, lagging followers catch up by snapshot (default from the profile)"},
@@ -152,6 +153,7 @@ func buildConfig(v *cliconfig.Values) (store.Config, error) {
 	if cfg.Workers == 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
+	cfg.MaxPendingReads = int(v.Int("raft.max-pending-reads"))
 	cfg.MaxKeySize = int(v.Size("limits.max-key-size"))
 	cfg.MaxValueSize = int(v.Size("limits.max-value-size"))
 	cfg.MaxScanLimit = int(v.Int("limits.max-scan-limit"))

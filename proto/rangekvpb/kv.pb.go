@@ -94,7 +94,11 @@ type RangeError struct {
 	// timed out after proposing). Writes must not be blindly retried.
 	AmbiguousResult *AmbiguousResult `protobuf:"bytes,7,opt,name=ambiguous_result,json=ambiguousResult,proto3" json:"ambiguous_result,omitempty"`
 	// The command was definitely not applied; retrying is safe.
-	StaleCommand  *StaleCommand `protobuf:"bytes,8,opt,name=stale_command,json=staleCommand,proto3" json:"stale_command,omitempty"`
+	StaleCommand *StaleCommand `protobuf:"bytes,8,opt,name=stale_command,json=staleCommand,proto3" json:"stale_command,omitempty"`
+	// The store refused the write before proposing it: its data directory
+	// is low on space (storage.min-free). Definitely not applied; retrying
+	// helps only once space is freed.
+	DiskFull      *DiskFull `protobuf:"bytes,9,opt,name=disk_full,json=diskFull,proto3" json:"disk_full,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -181,6 +185,13 @@ func (x *RangeError) GetAmbiguousResult() *AmbiguousResult {
 func (x *RangeError) GetStaleCommand() *StaleCommand {
 	if x != nil {
 		return x.StaleCommand
+	}
+	return nil
+}
+
+func (x *RangeError) GetDiskFull() *DiskFull {
+	if x != nil {
+		return x.DiskFull
 	}
 	return nil
 }
@@ -545,6 +556,74 @@ func (x *StaleCommand) GetReason() string {
 	return ""
 }
 
+type DiskFull struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StoreId       uint64                 `protobuf:"varint,1,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
+	Dir           string                 `protobuf:"bytes,2,opt,name=dir,proto3" json:"dir,omitempty"`
+	FreeBytes     uint64                 `protobuf:"varint,3,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
+	MinFreeBytes  uint64                 `protobuf:"varint,4,opt,name=min_free_bytes,json=minFreeBytes,proto3" json:"min_free_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiskFull) Reset() {
+	*x = DiskFull{}
+	mi := &file_kv_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiskFull) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiskFull) ProtoMessage() {}
+
+func (x *DiskFull) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiskFull.ProtoReflect.Descriptor instead.
+func (*DiskFull) Descriptor() ([]byte, []int) {
+	return file_kv_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DiskFull) GetStoreId() uint64 {
+	if x != nil {
+		return x.StoreId
+	}
+	return 0
+}
+
+func (x *DiskFull) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *DiskFull) GetFreeBytes() uint64 {
+	if x != nil {
+		return x.FreeBytes
+	}
+	return 0
+}
+
+func (x *DiskFull) GetMinFreeBytes() uint64 {
+	if x != nil {
+		return x.MinFreeBytes
+	}
+	return 0
+}
+
 // RequestHeader names the range a request is for. A zero range_id lets the
 // store pick the replica that holds the key (a convenience for tools; the
 // router always names the range and epoch).
@@ -559,7 +638,7 @@ type RequestHeader struct {
 
 func (x *RequestHeader) Reset() {
 	*x = RequestHeader{}
-	mi := &file_kv_proto_msgTypes[8]
+	mi := &file_kv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +650,7 @@ func (x *RequestHeader) String() string {
 func (*RequestHeader) ProtoMessage() {}
 
 func (x *RequestHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[8]
+	mi := &file_kv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +663,7 @@ func (x *RequestHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestHeader.ProtoReflect.Descriptor instead.
 func (*RequestHeader) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{8}
+	return file_kv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RequestHeader) GetRangeId() uint64 {
@@ -619,7 +698,7 @@ type ResponseHeader struct {
 
 func (x *ResponseHeader) Reset() {
 	*x = ResponseHeader{}
-	mi := &file_kv_proto_msgTypes[9]
+	mi := &file_kv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +710,7 @@ func (x *ResponseHeader) String() string {
 func (*ResponseHeader) ProtoMessage() {}
 
 func (x *ResponseHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[9]
+	mi := &file_kv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +723,7 @@ func (x *ResponseHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseHeader.ProtoReflect.Descriptor instead.
 func (*ResponseHeader) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{9}
+	return file_kv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResponseHeader) GetError() *RangeError {
@@ -671,7 +750,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_kv_proto_msgTypes[10]
+	mi := &file_kv_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +762,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[10]
+	mi := &file_kv_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +775,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{10}
+	return file_kv_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetRequest) GetHeader() *RequestHeader {
@@ -724,7 +803,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_kv_proto_msgTypes[11]
+	mi := &file_kv_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +815,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[11]
+	mi := &file_kv_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +828,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{11}
+	return file_kv_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetResponse) GetHeader() *ResponseHeader {
@@ -784,7 +863,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_kv_proto_msgTypes[12]
+	mi := &file_kv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +875,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[12]
+	mi := &file_kv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +888,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{12}
+	return file_kv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PutRequest) GetHeader() *RequestHeader {
@@ -842,7 +921,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_kv_proto_msgTypes[13]
+	mi := &file_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +933,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[13]
+	mi := &file_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +946,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{13}
+	return file_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PutResponse) GetHeader() *ResponseHeader {
@@ -887,7 +966,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_kv_proto_msgTypes[14]
+	mi := &file_kv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +978,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[14]
+	mi := &file_kv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +991,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{14}
+	return file_kv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteRequest) GetHeader() *RequestHeader {
@@ -938,7 +1017,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_kv_proto_msgTypes[15]
+	mi := &file_kv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1029,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[15]
+	mi := &file_kv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1042,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{15}
+	return file_kv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteResponse) GetHeader() *ResponseHeader {
@@ -987,7 +1066,7 @@ type CasRequest struct {
 
 func (x *CasRequest) Reset() {
 	*x = CasRequest{}
-	mi := &file_kv_proto_msgTypes[16]
+	mi := &file_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1078,7 @@ func (x *CasRequest) String() string {
 func (*CasRequest) ProtoMessage() {}
 
 func (x *CasRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[16]
+	mi := &file_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1091,7 @@ func (x *CasRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CasRequest.ProtoReflect.Descriptor instead.
 func (*CasRequest) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{16}
+	return file_kv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CasRequest) GetHeader() *RequestHeader {
@@ -1063,7 +1142,7 @@ type CasResponse struct {
 
 func (x *CasResponse) Reset() {
 	*x = CasResponse{}
-	mi := &file_kv_proto_msgTypes[17]
+	mi := &file_kv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1154,7 @@ func (x *CasResponse) String() string {
 func (*CasResponse) ProtoMessage() {}
 
 func (x *CasResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[17]
+	mi := &file_kv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1167,7 @@ func (x *CasResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CasResponse.ProtoReflect.Descriptor instead.
 func (*CasResponse) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{17}
+	return file_kv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CasResponse) GetHeader() *ResponseHeader {
@@ -1130,7 +1209,7 @@ type IncrRequest struct {
 
 func (x *IncrRequest) Reset() {
 	*x = IncrRequest{}
-	mi := &file_kv_proto_msgTypes[18]
+	mi := &file_kv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1221,7 @@ func (x *IncrRequest) String() string {
 func (*IncrRequest) ProtoMessage() {}
 
 func (x *IncrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[18]
+	mi := &file_kv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1234,7 @@ func (x *IncrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrRequest.ProtoReflect.Descriptor instead.
 func (*IncrRequest) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{18}
+	return file_kv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *IncrRequest) GetHeader() *RequestHeader {
@@ -1189,7 +1268,7 @@ type IncrResponse struct {
 
 func (x *IncrResponse) Reset() {
 	*x = IncrResponse{}
-	mi := &file_kv_proto_msgTypes[19]
+	mi := &file_kv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1280,7 @@ func (x *IncrResponse) String() string {
 func (*IncrResponse) ProtoMessage() {}
 
 func (x *IncrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[19]
+	mi := &file_kv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,7 +1293,7 @@ func (x *IncrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrResponse.ProtoReflect.Descriptor instead.
 func (*IncrResponse) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{19}
+	return file_kv_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *IncrResponse) GetHeader() *ResponseHeader {
@@ -1241,7 +1320,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_kv_proto_msgTypes[20]
+	mi := &file_kv_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1332,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[20]
+	mi := &file_kv_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1345,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{20}
+	return file_kv_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -1297,7 +1376,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_kv_proto_msgTypes[21]
+	mi := &file_kv_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1388,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[21]
+	mi := &file_kv_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1401,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{21}
+	return file_kv_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ScanRequest) GetHeader() *RequestHeader {
@@ -1365,7 +1444,7 @@ type ScanResponse struct {
 
 func (x *ScanResponse) Reset() {
 	*x = ScanResponse{}
-	mi := &file_kv_proto_msgTypes[22]
+	mi := &file_kv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1456,7 @@ func (x *ScanResponse) String() string {
 func (*ScanResponse) ProtoMessage() {}
 
 func (x *ScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[22]
+	mi := &file_kv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1469,7 @@ func (x *ScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
 func (*ScanResponse) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{22}
+	return file_kv_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ScanResponse) GetHeader() *ResponseHeader {
@@ -1427,7 +1506,7 @@ type BatchOp struct {
 
 func (x *BatchOp) Reset() {
 	*x = BatchOp{}
-	mi := &file_kv_proto_msgTypes[23]
+	mi := &file_kv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1518,7 @@ func (x *BatchOp) String() string {
 func (*BatchOp) ProtoMessage() {}
 
 func (x *BatchOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[23]
+	mi := &file_kv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1531,7 @@ func (x *BatchOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchOp.ProtoReflect.Descriptor instead.
 func (*BatchOp) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{23}
+	return file_kv_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *BatchOp) GetKey() []byte {
@@ -1493,7 +1572,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_kv_proto_msgTypes[24]
+	mi := &file_kv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1584,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[24]
+	mi := &file_kv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1597,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{24}
+	return file_kv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BatchRequest) GetHeader() *RequestHeader {
@@ -1544,7 +1623,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_kv_proto_msgTypes[25]
+	mi := &file_kv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1635,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[25]
+	mi := &file_kv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1648,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{25}
+	return file_kv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *BatchResponse) GetHeader() *ResponseHeader {
@@ -1594,7 +1673,7 @@ type BatchCommandsRequest struct {
 
 func (x *BatchCommandsRequest) Reset() {
 	*x = BatchCommandsRequest{}
-	mi := &file_kv_proto_msgTypes[26]
+	mi := &file_kv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1685,7 @@ func (x *BatchCommandsRequest) String() string {
 func (*BatchCommandsRequest) ProtoMessage() {}
 
 func (x *BatchCommandsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[26]
+	mi := &file_kv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1698,7 @@ func (x *BatchCommandsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommandsRequest.ProtoReflect.Descriptor instead.
 func (*BatchCommandsRequest) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{26}
+	return file_kv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BatchCommandsRequest) GetRequests() []*BatchCommandsRequest_Request {
@@ -1638,7 +1717,7 @@ type BatchCommandsResponse struct {
 
 func (x *BatchCommandsResponse) Reset() {
 	*x = BatchCommandsResponse{}
-	mi := &file_kv_proto_msgTypes[27]
+	mi := &file_kv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1729,7 @@ func (x *BatchCommandsResponse) String() string {
 func (*BatchCommandsResponse) ProtoMessage() {}
 
 func (x *BatchCommandsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[27]
+	mi := &file_kv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1742,7 @@ func (x *BatchCommandsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommandsResponse.ProtoReflect.Descriptor instead.
 func (*BatchCommandsResponse) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{27}
+	return file_kv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BatchCommandsResponse) GetResponses() []*BatchCommandsResponse_Response {
@@ -1696,7 +1775,7 @@ type BatchCommandsRequest_Request struct {
 
 func (x *BatchCommandsRequest_Request) Reset() {
 	*x = BatchCommandsRequest_Request{}
-	mi := &file_kv_proto_msgTypes[28]
+	mi := &file_kv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1787,7 @@ func (x *BatchCommandsRequest_Request) String() string {
 func (*BatchCommandsRequest_Request) ProtoMessage() {}
 
 func (x *BatchCommandsRequest_Request) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[28]
+	mi := &file_kv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1800,7 @@ func (x *BatchCommandsRequest_Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommandsRequest_Request.ProtoReflect.Descriptor instead.
 func (*BatchCommandsRequest_Request) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{26, 0}
+	return file_kv_proto_rawDescGZIP(), []int{27, 0}
 }
 
 func (x *BatchCommandsRequest_Request) GetId() uint64 {
@@ -1877,7 +1956,7 @@ type BatchCommandsResponse_Response struct {
 
 func (x *BatchCommandsResponse_Response) Reset() {
 	*x = BatchCommandsResponse_Response{}
-	mi := &file_kv_proto_msgTypes[29]
+	mi := &file_kv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +1968,7 @@ func (x *BatchCommandsResponse_Response) String() string {
 func (*BatchCommandsResponse_Response) ProtoMessage() {}
 
 func (x *BatchCommandsResponse_Response) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[29]
+	mi := &file_kv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +1981,7 @@ func (x *BatchCommandsResponse_Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommandsResponse_Response.ProtoReflect.Descriptor instead.
 func (*BatchCommandsResponse_Response) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{27, 0}
+	return file_kv_proto_rawDescGZIP(), []int{28, 0}
 }
 
 func (x *BatchCommandsResponse_Response) GetId() uint64 {
@@ -2047,7 +2126,7 @@ var File_kv_proto protoreflect.FileDescriptor
 const file_kv_proto_rawDesc = "" +
 	"\n" +
 	"\bkv.proto\x12\arangekv\x1a\n" +
-	"meta.proto\"\xd1\x03\n" +
+	"meta.proto\"\x81\x04\n" +
 	"\n" +
 	"RangeError\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x121\n" +
@@ -2059,7 +2138,8 @@ const file_kv_proto_rawDesc = "" +
 	"\vserver_busy\x18\x06 \x01(\v2\x13.rangekv.ServerBusyR\n" +
 	"serverBusy\x12C\n" +
 	"\x10ambiguous_result\x18\a \x01(\v2\x18.rangekv.AmbiguousResultR\x0fambiguousResult\x12:\n" +
-	"\rstale_command\x18\b \x01(\v2\x15.rangekv.StaleCommandR\fstaleCommand\"\xa9\x01\n" +
+	"\rstale_command\x18\b \x01(\v2\x15.rangekv.StaleCommandR\fstaleCommand\x12.\n" +
+	"\tdisk_full\x18\t \x01(\v2\x11.rangekv.DiskFullR\bdiskFull\"\xa9\x01\n" +
 	"\tNotLeader\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x122\n" +
 	"\x06leader\x18\x02 \x01(\v2\x1a.rangekv.ReplicaDescriptorR\x06leader\x12&\n" +
@@ -2080,7 +2160,13 @@ const file_kv_proto_rawDesc = "" +
 	"\x0fAmbiguousResult\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"&\n" +
 	"\fStaleCommand\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x91\x01\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"|\n" +
+	"\bDiskFull\x12\x19\n" +
+	"\bstore_id\x18\x01 \x01(\x04R\astoreId\x12\x10\n" +
+	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x1d\n" +
+	"\n" +
+	"free_bytes\x18\x03 \x01(\x04R\tfreeBytes\x12$\n" +
+	"\x0emin_free_bytes\x18\x04 \x01(\x04R\fminFreeBytes\"\x91\x01\n" +
 	"\rRequestHeader\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12)\n" +
 	"\x05epoch\x18\x02 \x01(\v2\x13.rangekv.RangeEpochR\x05epoch\x12:\n" +
@@ -2207,7 +2293,7 @@ func file_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_kv_proto_goTypes = []any{
 	(ReadConsistency)(0),                   // 0: rangekv.ReadConsistency
 	(*RangeError)(nil),                     // 1: rangekv.RangeError
@@ -2218,31 +2304,32 @@ var file_kv_proto_goTypes = []any{
 	(*ServerBusy)(nil),                     // 6: rangekv.ServerBusy
 	(*AmbiguousResult)(nil),                // 7: rangekv.AmbiguousResult
 	(*StaleCommand)(nil),                   // 8: rangekv.StaleCommand
-	(*RequestHeader)(nil),                  // 9: rangekv.RequestHeader
-	(*ResponseHeader)(nil),                 // 10: rangekv.ResponseHeader
-	(*GetRequest)(nil),                     // 11: rangekv.GetRequest
-	(*GetResponse)(nil),                    // 12: rangekv.GetResponse
-	(*PutRequest)(nil),                     // 13: rangekv.PutRequest
-	(*PutResponse)(nil),                    // 14: rangekv.PutResponse
-	(*DeleteRequest)(nil),                  // 15: rangekv.DeleteRequest
-	(*DeleteResponse)(nil),                 // 16: rangekv.DeleteResponse
-	(*CasRequest)(nil),                     // 17: rangekv.CasRequest
-	(*CasResponse)(nil),                    // 18: rangekv.CasResponse
-	(*IncrRequest)(nil),                    // 19: rangekv.IncrRequest
-	(*IncrResponse)(nil),                   // 20: rangekv.IncrResponse
-	(*KeyValue)(nil),                       // 21: rangekv.KeyValue
-	(*ScanRequest)(nil),                    // 22: rangekv.ScanRequest
-	(*ScanResponse)(nil),                   // 23: rangekv.ScanResponse
-	(*BatchOp)(nil),                        // 24: rangekv.BatchOp
-	(*BatchRequest)(nil),                   // 25: rangekv.BatchRequest
-	(*BatchResponse)(nil),                  // 26: rangekv.BatchResponse
-	(*BatchCommandsRequest)(nil),           // 27: rangekv.BatchCommandsRequest
-	(*BatchCommandsResponse)(nil),          // 28: rangekv.BatchCommandsResponse
-	(*BatchCommandsRequest_Request)(nil),   // 29: rangekv.BatchCommandsRequest.Request
-	(*BatchCommandsResponse_Response)(nil), // 30: rangekv.BatchCommandsResponse.Response
-	(*ReplicaDescriptor)(nil),              // 31: rangekv.ReplicaDescriptor
-	(*RangeDescriptor)(nil),                // 32: rangekv.RangeDescriptor
-	(*RangeEpoch)(nil),                     // 33: rangekv.RangeEpoch
+	(*DiskFull)(nil),                       // 9: rangekv.DiskFull
+	(*RequestHeader)(nil),                  // 10: rangekv.RequestHeader
+	(*ResponseHeader)(nil),                 // 11: rangekv.ResponseHeader
+	(*GetRequest)(nil),                     // 12: rangekv.GetRequest
+	(*GetResponse)(nil),                    // 13: rangekv.GetResponse
+	(*PutRequest)(nil),                     // 14: rangekv.PutRequest
+	(*PutResponse)(nil),                    // 15: rangekv.PutResponse
+	(*DeleteRequest)(nil),                  // 16: rangekv.DeleteRequest
+	(*DeleteResponse)(nil),                 // 17: rangekv.DeleteResponse
+	(*CasRequest)(nil),                     // 18: rangekv.CasRequest
+	(*CasResponse)(nil),                    // 19: rangekv.CasResponse
+	(*IncrRequest)(nil),                    // 20: rangekv.IncrRequest
+	(*IncrResponse)(nil),                   // 21: rangekv.IncrResponse
+	(*KeyValue)(nil),                       // 22: rangekv.KeyValue
+	(*ScanRequest)(nil),                    // 23: rangekv.ScanRequest
+	(*ScanResponse)(nil),                   // 24: rangekv.ScanResponse
+	(*BatchOp)(nil),                        // 25: rangekv.BatchOp
+	(*BatchRequest)(nil),                   // 26: rangekv.BatchRequest
+	(*BatchResponse)(nil),                  // 27: rangekv.BatchResponse
+	(*BatchCommandsRequest)(nil),           // 28: rangekv.BatchCommandsRequest
+	(*BatchCommandsResponse)(nil),          // 29: rangekv.BatchCommandsResponse
+	(*BatchCommandsRequest_Request)(nil),   // 30: rangekv.BatchCommandsRequest.Request
+	(*BatchCommandsResponse_Response)(nil), // 31: rangekv.BatchCommandsResponse.Response
+	(*ReplicaDescriptor)(nil),              // 32: rangekv.ReplicaDescriptor
+	(*RangeDescriptor)(nil),                // 33: rangekv.RangeDescriptor
+	(*RangeEpoch)(nil),                     // 34: rangekv.RangeEpoch
 }
 var file_kv_proto_depIdxs = []int32{
 	2,  // 0: rangekv.RangeError.not_leader:type_name -> rangekv.NotLeader
@@ -2252,64 +2339,65 @@ var file_kv_proto_depIdxs = []int32{
 	6,  // 4: rangekv.RangeError.server_busy:type_name -> rangekv.ServerBusy
 	7,  // 5: rangekv.RangeError.ambiguous_result:type_name -> rangekv.AmbiguousResult
 	8,  // 6: rangekv.RangeError.stale_command:type_name -> rangekv.StaleCommand
-	31, // 7: rangekv.NotLeader.leader:type_name -> rangekv.ReplicaDescriptor
-	32, // 8: rangekv.EpochNotMatch.current:type_name -> rangekv.RangeDescriptor
-	33, // 9: rangekv.RequestHeader.epoch:type_name -> rangekv.RangeEpoch
-	0,  // 10: rangekv.RequestHeader.consistency:type_name -> rangekv.ReadConsistency
-	1,  // 11: rangekv.ResponseHeader.error:type_name -> rangekv.RangeError
-	9,  // 12: rangekv.GetRequest.header:type_name -> rangekv.RequestHeader
-	10, // 13: rangekv.GetResponse.header:type_name -> rangekv.ResponseHeader
-	9,  // 14: rangekv.PutRequest.header:type_name -> rangekv.RequestHeader
-	10, // 15: rangekv.PutResponse.header:type_name -> rangekv.ResponseHeader
-	9,  // 16: rangekv.DeleteRequest.header:type_name -> rangekv.RequestHeader
-	10, // 17: rangekv.DeleteResponse.header:type_name -> rangekv.ResponseHeader
-	9,  // 18: rangekv.CasRequest.header:type_name -> rangekv.RequestHeader
-	10, // 19: rangekv.CasResponse.header:type_name -> rangekv.ResponseHeader
-	9,  // 20: rangekv.IncrRequest.header:type_name -> rangekv.RequestHeader
-	10, // 21: rangekv.IncrResponse.header:type_name -> rangekv.ResponseHeader
-	9,  // 22: rangekv.ScanRequest.header:type_name -> rangekv.RequestHeader
-	10, // 23: rangekv.ScanResponse.header:type_name -> rangekv.ResponseHeader
-	21, // 24: rangekv.ScanResponse.pairs:type_name -> rangekv.KeyValue
-	9,  // 25: rangekv.BatchRequest.header:type_name -> rangekv.RequestHeader
-	24, // 26: rangekv.BatchRequest.ops:type_name -> rangekv.BatchOp
-	10, // 27: rangekv.BatchResponse.header:type_name -> rangekv.ResponseHeader
-	29, // 28: rangekv.BatchCommandsRequest.requests:type_name -> rangekv.BatchCommandsRequest.Request
-	30, // 29: rangekv.BatchCommandsResponse.responses:type_name -> rangekv.BatchCommandsResponse.Response
-	11, // 30: rangekv.BatchCommandsRequest.Request.get:type_name -> rangekv.GetRequest
-	13, // 31: rangekv.BatchCommandsRequest.Request.put:type_name -> rangekv.PutRequest
-	15, // 32: rangekv.BatchCommandsRequest.Request.delete:type_name -> rangekv.DeleteRequest
-	17, // 33: rangekv.BatchCommandsRequest.Request.cas:type_name -> rangekv.CasRequest
-	19, // 34: rangekv.BatchCommandsRequest.Request.incr:type_name -> rangekv.IncrRequest
-	22, // 35: rangekv.BatchCommandsRequest.Request.scan:type_name -> rangekv.ScanRequest
-	25, // 36: rangekv.BatchCommandsRequest.Request.batch:type_name -> rangekv.BatchRequest
-	12, // 37: rangekv.BatchCommandsResponse.Response.get:type_name -> rangekv.GetResponse
-	14, // 38: rangekv.BatchCommandsResponse.Response.put:type_name -> rangekv.PutResponse
-	16, // 39: rangekv.BatchCommandsResponse.Response.delete:type_name -> rangekv.DeleteResponse
-	18, // 40: rangekv.BatchCommandsResponse.Response.cas:type_name -> rangekv.CasResponse
-	20, // 41: rangekv.BatchCommandsResponse.Response.incr:type_name -> rangekv.IncrResponse
-	23, // 42: rangekv.BatchCommandsResponse.Response.scan:type_name -> rangekv.ScanResponse
-	26, // 43: rangekv.BatchCommandsResponse.Response.batch:type_name -> rangekv.BatchResponse
-	11, // 44: rangekv.KV.Get:input_type -> rangekv.GetRequest
-	13, // 45: rangekv.KV.Put:input_type -> rangekv.PutRequest
-	15, // 46: rangekv.KV.Delete:input_type -> rangekv.DeleteRequest
-	17, // 47: rangekv.KV.Cas:input_type -> rangekv.CasRequest
-	19, // 48: rangekv.KV.Incr:input_type -> rangekv.IncrRequest
-	22, // 49: rangekv.KV.Scan:input_type -> rangekv.ScanRequest
-	25, // 50: rangekv.KV.Batch:input_type -> rangekv.BatchRequest
-	27, // 51: rangekv.KV.BatchCommands:input_type -> rangekv.BatchCommandsRequest
-	12, // 52: rangekv.KV.Get:output_type -> rangekv.GetResponse
-	14, // 53: rangekv.KV.Put:output_type -> rangekv.PutResponse
-	16, // 54: rangekv.KV.Delete:output_type -> rangekv.DeleteResponse
-	18, // 55: rangekv.KV.Cas:output_type -> rangekv.CasResponse
-	20, // 56: rangekv.KV.Incr:output_type -> rangekv.IncrResponse
-	23, // 57: rangekv.KV.Scan:output_type -> rangekv.ScanResponse
-	26, // 58: rangekv.KV.Batch:output_type -> rangekv.BatchResponse
-	28, // 59: rangekv.KV.BatchCommands:output_type -> rangekv.BatchCommandsResponse
-	52, // [52:60] is the sub-list for method output_type
-	44, // [44:52] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	9,  // 7: rangekv.RangeError.disk_full:type_name -> rangekv.DiskFull
+	32, // 8: rangekv.NotLeader.leader:type_name -> rangekv.ReplicaDescriptor
+	33, // 9: rangekv.EpochNotMatch.current:type_name -> rangekv.RangeDescriptor
+	34, // 10: rangekv.RequestHeader.epoch:type_name -> rangekv.RangeEpoch
+	0,  // 11: rangekv.RequestHeader.consistency:type_name -> rangekv.ReadConsistency
+	1,  // 12: rangekv.ResponseHeader.error:type_name -> rangekv.RangeError
+	10, // 13: rangekv.GetRequest.header:type_name -> rangekv.RequestHeader
+	11, // 14: rangekv.GetResponse.header:type_name -> rangekv.ResponseHeader
+	10, // 15: rangekv.PutRequest.header:type_name -> rangekv.RequestHeader
+	11, // 16: rangekv.PutResponse.header:type_name -> rangekv.ResponseHeader
+	10, // 17: rangekv.DeleteRequest.header:type_name -> rangekv.RequestHeader
+	11, // 18: rangekv.DeleteResponse.header:type_name -> rangekv.ResponseHeader
+	10, // 19: rangekv.CasRequest.header:type_name -> rangekv.RequestHeader
+	11, // 20: rangekv.CasResponse.header:type_name -> rangekv.ResponseHeader
+	10, // 21: rangekv.IncrRequest.header:type_name -> rangekv.RequestHeader
+	11, // 22: rangekv.IncrResponse.header:type_name -> rangekv.ResponseHeader
+	10, // 23: rangekv.ScanRequest.header:type_name -> rangekv.RequestHeader
+	11, // 24: rangekv.ScanResponse.header:type_name -> rangekv.ResponseHeader
+	22, // 25: rangekv.ScanResponse.pairs:type_name -> rangekv.KeyValue
+	10, // 26: rangekv.BatchRequest.header:type_name -> rangekv.RequestHeader
+	25, // 27: rangekv.BatchRequest.ops:type_name -> rangekv.BatchOp
+	11, // 28: rangekv.BatchResponse.header:type_name -> rangekv.ResponseHeader
+	30, // 29: rangekv.BatchCommandsRequest.requests:type_name -> rangekv.BatchCommandsRequest.Request
+	31, // 30: rangekv.BatchCommandsResponse.responses:type_name -> rangekv.BatchCommandsResponse.Response
+	12, // 31: rangekv.BatchCommandsRequest.Request.get:type_name -> rangekv.GetRequest
+	14, // 32: rangekv.BatchCommandsRequest.Request.put:type_name -> rangekv.PutRequest
+	16, // 33: rangekv.BatchCommandsRequest.Request.delete:type_name -> rangekv.DeleteRequest
+	18, // 34: rangekv.BatchCommandsRequest.Request.cas:type_name -> rangekv.CasRequest
+	20, // 35: rangekv.BatchCommandsRequest.Request.incr:type_name -> rangekv.IncrRequest
+	23, // 36: rangekv.BatchCommandsRequest.Request.scan:type_name -> rangekv.ScanRequest
+	26, // 37: rangekv.BatchCommandsRequest.Request.batch:type_name -> rangekv.BatchRequest
+	13, // 38: rangekv.BatchCommandsResponse.Response.get:type_name -> rangekv.GetResponse
+	15, // 39: rangekv.BatchCommandsResponse.Response.put:type_name -> rangekv.PutResponse
+	17, // 40: rangekv.BatchCommandsResponse.Response.delete:type_name -> rangekv.DeleteResponse
+	19, // 41: rangekv.BatchCommandsResponse.Response.cas:type_name -> rangekv.CasResponse
+	21, // 42: rangekv.BatchCommandsResponse.Response.incr:type_name -> rangekv.IncrResponse
+	24, // 43: rangekv.BatchCommandsResponse.Response.scan:type_name -> rangekv.ScanResponse
+	27, // 44: rangekv.BatchCommandsResponse.Response.batch:type_name -> rangekv.BatchResponse
+	12, // 45: rangekv.KV.Get:input_type -> rangekv.GetRequest
+	14, // 46: rangekv.KV.Put:input_type -> rangekv.PutRequest
+	16, // 47: rangekv.KV.Delete:input_type -> rangekv.DeleteRequest
+	18, // 48: rangekv.KV.Cas:input_type -> rangekv.CasRequest
+	20, // 49: rangekv.KV.Incr:input_type -> rangekv.IncrRequest
+	23, // 50: rangekv.KV.Scan:input_type -> rangekv.ScanRequest
+	26, // 51: rangekv.KV.Batch:input_type -> rangekv.BatchRequest
+	28, // 52: rangekv.KV.BatchCommands:input_type -> rangekv.BatchCommandsRequest
+	13, // 53: rangekv.KV.Get:output_type -> rangekv.GetResponse
+	15, // 54: rangekv.KV.Put:output_type -> rangekv.PutResponse
+	17, // 55: rangekv.KV.Delete:output_type -> rangekv.DeleteResponse
+	19, // 56: rangekv.KV.Cas:output_type -> rangekv.CasResponse
+	21, // 57: rangekv.KV.Incr:output_type -> rangekv.IncrResponse
+	24, // 58: rangekv.KV.Scan:output_type -> rangekv.ScanResponse
+	27, // 59: rangekv.KV.Batch:output_type -> rangekv.BatchResponse
+	29, // 60: rangekv.KV.BatchCommands:output_type -> rangekv.BatchCommandsResponse
+	53, // [53:61] is the sub-list for method output_type
+	45, // [45:53] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_kv_proto_init() }
@@ -2318,7 +2406,7 @@ func file_kv_proto_init() {
 		return
 	}
 	file_meta_proto_init()
-	file_kv_proto_msgTypes[28].OneofWrappers = []any{
+	file_kv_proto_msgTypes[29].OneofWrappers = []any{
 		(*BatchCommandsRequest_Request_Get)(nil),
 		(*BatchCommandsRequest_Request_Put)(nil),
 		(*BatchCommandsRequest_Request_Delete)(nil),
@@ -2327,7 +2415,7 @@ func file_kv_proto_init() {
 		(*BatchCommandsRequest_Request_Scan)(nil),
 		(*BatchCommandsRequest_Request_Batch)(nil),
 	}
-	file_kv_proto_msgTypes[29].OneofWrappers = []any{
+	file_kv_proto_msgTypes[30].OneofWrappers = []any{
 		(*BatchCommandsResponse_Response_Get)(nil),
 		(*BatchCommandsResponse_Response_Put)(nil),
 		(*BatchCommandsResponse_Response_Delete)(nil),
@@ -2342,7 +2430,7 @@ func file_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kv_proto_rawDesc), len(file_kv_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
