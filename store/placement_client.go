@@ -64,7 +64,20 @@ func (c *pdClient) close() {
 // trying other members, until ctx ends. fn returns the placement error
 // carried in its response.
 func (c *pdClient) call(ctx context.Context, fn func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error)) error {
+	return c.do(ctx, 0, fn)
+}
+
+// callOnce is call that gives up once as many attempts failed as there are
+// members (a redirect to a named leader is not a failure): for a caller
+// that has something better to do than wait for placement to come back.
+func (c *pdClient) callOnce(ctx context.Context, fn func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error)) error {
+	return c.do(ctx, len(c.addrs), fn)
+}
+
+// do is call, giving up after maxFailures failed attempts (0: never).
+func (c *pdClient) do(ctx context.Context, maxFailures int, fn func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error)) error {
 	backoff := 20 * time.Millisecond
+	failures := 0
 	for {
 		c.mu.Lock()
 		addr := c.leader
@@ -96,6 +109,12 @@ func (c *pdClient) call(ctx context.Context, fn func(ctx context.Context, pc ran
 			}
 		}
 		c.mu.Unlock()
+		if failures++; maxFailures > 0 && failures >= maxFailures {
+			if err == nil && perr != nil {
+				err = errors.New(perr.Message)
+			}
+			return fmt.Errorf("placement unreachable: no member answered (last error: %v)", err)
+		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
