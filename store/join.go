@@ -20,15 +20,16 @@ import (
 // joinTimeout bounds how long a new store waits for placement.
 const joinTimeout = 2 * time.Minute
 
-// restartJoinTimeout bounds the one Join a store with an identity and
-// ranges tries before it starts without placement (each member is tried
-// once; a member that refuses the connection answers at once).
+// restartJoinTimeout bounds the Join a store with an identity and ranges
+// tries before it starts without placement; it gives up sooner when no
+// member can be reached (a member that is down refuses the connection at
+// once).
 const restartJoinTimeout = 2 * time.Second
 
 // joinPlacement gets the store its identity. A store whose data directory
 // holds an identity and ranges does not need placement to start: it tries
-// Join once (to refuse a data directory of another cluster, and to update
-// its address) and, if placement does not answer, starts from what it
+// Join briefly (to refuse a data directory of another cluster, and to
+// update its address) and, if placement does not answer, starts from what it
 // persisted and joins in the background (rejoinPlacement). A new store,
 // or one that holds no range, waits for placement as it has nothing to
 // serve without it.
@@ -100,8 +101,8 @@ func (s *Store) setIdentity(id uint64) {
 	s.liveness.self = id
 }
 
-// join asks placement to admit the store; with an identity, at most
-// timeout and one attempt per member.
+// join asks placement to admit the store, for at most timeout; a store
+// with an identity and ranges gives up as soon as no member is reachable.
 func (s *Store) join(ident *rangekvpb.StoreIdent, empty bool, timeout time.Duration) (*rangekvpb.JoinResponse, error) {
 	req := &rangekvpb.JoinRequest{StoreId: ident.StoreId, ClusterId: ident.ClusterId, Address: s.cfg.AdvertiseAddr,
 		Labels: s.cfg.Labels, Empty: empty}
@@ -110,7 +111,7 @@ func (s *Store) join(ident *rangekvpb.StoreIdent, empty bool, timeout time.Durat
 	defer cancel()
 	call := s.pd.call
 	if ident.StoreId != 0 && !empty {
-		call = s.pd.callOnce
+		call = s.pd.callIfReachable
 	}
 	err := call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
 		r, err := pc.Join(ctx, req)

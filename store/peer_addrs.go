@@ -136,7 +136,7 @@ func (s *Store) refreshPeerAddrs() {
 	ctx, cancel := s.pdCtx(lookupTimeout)
 	defer cancel()
 	var stores []*rangekvpb.StoreInfo
-	err := s.pd.callOnce(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
+	err := s.pd.callIfReachable(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
 		r, err := pc.ListStores(ctx, &rangekvpb.ListStoresRequest{})
 		if err != nil {
 			return nil, err
@@ -161,10 +161,10 @@ func (s *Store) notePlacement(op string, err error) {
 	if err != nil {
 		up = 0
 	}
+	s.metrics.placementReachable.Set(float64(up))
 	if s.pdUp.Swap(up) == up {
 		return
 	}
-	s.metrics.placementReachable.Set(float64(up))
 	if up == 0 {
 		s.log.Warn("placement unreachable: the store keeps serving its ranges; splits, operators and address lookups wait for it",
 			"op", op, "placement", s.cfg.Placement, "err", err)

@@ -67,14 +67,16 @@ func (c *pdClient) call(ctx context.Context, fn func(ctx context.Context, pc ran
 	return c.do(ctx, 0, fn)
 }
 
-// callOnce is call that gives up once as many attempts failed as there are
-// members (a redirect to a named leader is not a failure): for a caller
-// that has something better to do than wait for placement to come back.
-func (c *pdClient) callOnce(ctx context.Context, fn func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error)) error {
+// callIfReachable is call that gives up as soon as as many attempts in a row as
+// there are members could not reach a member (a member that answers, even
+// without knowing a leader, resets the count): for a caller that has
+// something better to do than wait for placement to come back.
+func (c *pdClient) callIfReachable(ctx context.Context, fn func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error)) error {
 	return c.do(ctx, len(c.addrs), fn)
 }
 
-// do is call, giving up after maxFailures failed attempts (0: never).
+// do is call, giving up after maxFailures attempts in a row that reached
+// no member (0: never).
 func (c *pdClient) do(ctx context.Context, maxFailures int, fn func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error)) error {
 	backoff := 20 * time.Millisecond
 	failures := 0
@@ -109,11 +111,10 @@ func (c *pdClient) do(ctx context.Context, maxFailures int, fn func(ctx context.
 			}
 		}
 		c.mu.Unlock()
-		if failures++; maxFailures > 0 && failures >= maxFailures {
-			if err == nil && perr != nil {
-				err = errors.New(perr.Message)
-			}
-			return fmt.Errorf("placement unreachable: no member answered (last error: %v)", err)
+		if err == nil {
+			failures = 0 // a member answered: wait for its leader
+		} else if failures++; maxFailures > 0 && failures >= maxFailures {
+			return fmt.Errorf("placement unreachable: no member answered (last error: %w)", err)
 		}
 		t := time.NewTimer(backoff)
 		select {
