@@ -32,12 +32,20 @@ func (s *Store) heartbeatLoop() {
 	rt := time.NewTicker(s.cfg.RangeHeartbeatInterval)
 	defer rt.Stop()
 	last := map[uint64]reported{}
+	if s.needRejoin && !s.rejoinPlacement() {
+		return // stopped
+	}
+	s.refreshPeerAddrs()
 	s.sendStoreHeartbeat()
+	beats := 0
 	for {
 		select {
 		case <-s.stopCh:
 			return
 		case <-st.C:
+			if beats++; beats%peerRefreshEvery == 0 {
+				s.refreshPeerAddrs()
+			}
 			s.sendStoreHeartbeat()
 		case <-s.drain.kick:
 			s.sendStoreHeartbeat()
@@ -113,6 +121,7 @@ func (s *Store) sendStoreHeartbeat() {
 		}
 		return r.Error, nil
 	})
+	s.notePlacement("store_heartbeat", err)
 	if err != nil {
 		s.log.Debug("store heartbeat", "err", err)
 	}
@@ -161,6 +170,7 @@ func (s *Store) sendRangeHeartbeats(last map[uint64]reported) {
 		steps, reportAll = r.Steps, r.ReportAll
 		return r.Error, nil
 	})
+	s.notePlacement("range_heartbeats", err)
 	if err != nil {
 		s.log.Debug("range heartbeats", "err", err)
 		clear(last) // placement may have lost it all (a new leader): report everything

@@ -220,7 +220,7 @@ func (s *Store) changeReplicas(ctx context.Context, rangeID uint64, change range
 		if cur != nil {
 			return nil, nil, invalid("store_id: store %d already holds replica %d of range %d", storeID, cur.ReplicaId, rangeID)
 		}
-		if _, ok := s.trans.resolve(storeID); !ok {
+		if _, ok := s.lookupStoreAddr(ctx, storeID); !ok {
 			return nil, nil, invalid("store_id: store %d is not a known store", storeID)
 		}
 		id := desc.NextReplicaId

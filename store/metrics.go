@@ -38,6 +38,11 @@ type metrics struct {
 	// append to the same replica carried their commit index
 	// (commit_hold.go); messagesSent counted them when raft sent them.
 	commitsFolded prometheus.Counter
+	// addrLookups counts lookups of peer store addresses at placement,
+	// by result; placementReachable is 1 when the store's last call to
+	// placement succeeded (peer_addrs.go).
+	addrLookups        *prometheus.CounterVec
+	placementReachable prometheus.Gauge
 	// kvOK holds the children of kvRequests{op, result="ok"} and
 	// kvDuration{op} of every KV op, looked up once.
 	kvOK map[string]kvOpMetrics
@@ -91,6 +96,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.kvReads.WithLabelValues(path) // exported from the start, at 0
 	}
 	reg.MustRegister(m.kvReads)
+	m.addrLookups = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rangekv_store_address_lookups_total",
+		Help: "Lookups of peer store addresses at placement, by result; a failed lookup is retried after a backoff."}, []string{"result"})
+	m.placementReachable = prometheus.NewGauge(prometheus.GaugeOpts{Name: "rangekv_store_placement_reachable",
+		Help: "1 when the store's last call to placement succeeded, 0 when it failed (the store keeps serving its ranges)."})
+	reg.MustRegister(m.addrLookups, m.placementReachable)
 	return m
 }
 

@@ -64,7 +64,22 @@ func (c *pdClient) close() {
 // trying other members, until ctx ends. fn returns the placement error
 // carried in its response.
 func (c *pdClient) call(ctx context.Context, fn func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error)) error {
+	return c.do(ctx, 0, fn)
+}
+
+// callIfReachable is call that gives up as soon as as many attempts in a row as
+// there are members could not reach a member (a member that answers, even
+// without knowing a leader, resets the count): for a caller that has
+// something better to do than wait for placement to come back.
+func (c *pdClient) callIfReachable(ctx context.Context, fn func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error)) error {
+	return c.do(ctx, len(c.addrs), fn)
+}
+
+// do is call, giving up after maxFailures attempts in a row that reached
+// no member (0: never).
+func (c *pdClient) do(ctx context.Context, maxFailures int, fn func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error)) error {
 	backoff := 20 * time.Millisecond
+	failures := 0
 	for {
 		c.mu.Lock()
 		addr := c.leader
@@ -96,6 +111,11 @@ func (c *pdClient) call(ctx context.Context, fn func(ctx context.Context, pc ran
 			}
 		}
 		c.mu.Unlock()
+		if err == nil {
+			failures = 0 // a member answered: wait for its leader
+		} else if failures++; maxFailures > 0 && failures >= maxFailures {
+			return fmt.Errorf("placement unreachable: no member answered (last error: %w)", err)
+		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():

@@ -40,10 +40,19 @@ type Store struct {
 	snaps   *snapshotManager
 	// pd is the placement client (nil with static bootstrap).
 	pd *pdClient
-	// storeAddrs caches store addresses learned from placement.
+	// storeAddrs caches store addresses learned from placement (and
+	// persisted, peer_addrs.go): store ID to address.
 	storeAddrs sync.Map
-	liveness   *liveness
-	now        func() time.Time
+	// resolver looks up unknown store addresses off the workers.
+	resolver *addrResolver
+	// needRejoin: the store started without placement's answer to Join
+	// (set before Start; the heartbeat loop joins first).
+	needRejoin bool
+	// pdUp is 1 after a successful call to placement, 0 after a failed
+	// one, -1 before the first (notePlacement).
+	pdUp     atomic.Int32
+	liveness *liveness
+	now      func() time.Time
 	// pebbleOpts are the engine's options (snapshot SSTs are written with
 	// them).
 	pebbleOpts *pebble.Options
@@ -129,6 +138,8 @@ func Open(cfg Config) (*Store, error) {
 	s.mu.pendingRHS = make(map[uint64]*rangekvpb.RangeDescriptor)
 	s.gc.init()
 	s.now = time.Now
+	s.pdUp.Store(-1)
+	s.resolver = newAddrResolver(s)
 	s.liveness = newLiveness(cfg.StoreID, s.now, cfg.ElectionTimeout)
 	s.metrics = newMetrics(cfg.Registry)
 	s.registerLogMetrics(cfg.Registry)
@@ -183,6 +194,9 @@ func Open(cfg Config) (*Store, error) {
 func (s *Store) init() error {
 	if s.pd != nil {
 		if err := s.joinPlacement(); err != nil {
+			return err
+		}
+		if err := s.loadPeerAddrs(); err != nil {
 			return err
 		}
 		return s.loadReplicas()
@@ -302,6 +316,10 @@ func (s *Store) Start() error {
 	rangekvpb.RegisterRaftServer(s.grpcServer, &raftServer{s: s})
 	rangekvpb.RegisterAdminServer(s.grpcServer, &adminServer{s: s})
 
+	if s.pd != nil {
+		s.wg.Add(1)
+		go s.resolver.run()
+	}
 	s.trans.startPeers()
 	for i := 0; i < s.cfg.Workers; i++ {
 		s.wg.Add(1)

@@ -99,13 +99,18 @@ func newTransport(s *Store) *transport {
 	return t
 }
 
-// resolve returns the address of a store: from the static list, or from
-// placement.
+// resolve returns the address of a store: from the static list, or as
+// learned from placement. It never waits: an address not known yet is
+// asked of placement in the background (peer_addrs.go) and resolve
+// reports false meanwhile.
 func (t *transport) resolve(storeID uint64) (string, bool) {
-	if a, ok := t.s.cfg.InitialStores[storeID]; ok {
-		return a, ok
+	if a, ok := t.s.cachedStoreAddr(storeID); ok {
+		return a, true
 	}
-	return t.s.resolveStore(storeID)
+	if t.s.pd != nil {
+		t.s.resolver.request(storeID)
+	}
+	return "", false
 }
 
 // peerFor returns (creating and starting) the peer for storeID.
@@ -116,7 +121,7 @@ func (t *transport) peerFor(storeID uint64) *peer {
 		return p
 	}
 	t.mu.Unlock()
-	addr, ok := t.resolve(storeID) // may ask placement: not under t.mu
+	addr, ok := t.resolve(storeID)
 	if !ok {
 		return nil
 	}

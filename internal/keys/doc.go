@@ -2,6 +2,8 @@
 //
 //	0x01 's'                          store identity (cluster ID, store ID)
 //	0x01 's' 'i'                      the store's range ID allocator
+//	0x01 's' 'p' storeID(8B BE)       a peer store's descriptor (address),
+//	                                  as last learned from placement
 //	0x01 'r' rangeID(8B BE) suffix    range-local state of one range:
 //	                                  'h' hard state, 't' truncated state,
 //	                                  'a' applied state, 'd' descriptor,

@@ -19,6 +19,7 @@ const (
 	logEntrySuffix      byte = 'l'
 	tombstoneSuffix     byte = 'x'
 	rangeIDAllocTag     byte = 'i'
+	peerStoreTag        byte = 'p'
 	rangeLocalPrefixLen      = 2 + 8
 )
 
@@ -28,6 +29,15 @@ func StoreIdentKey() []byte { return []byte{localPrefix, storeIdentTag} }
 // RangeIDAllocKey holds the store's counter for range IDs it allocates
 // itself (until placement allocates them).
 func RangeIDAllocKey() []byte { return []byte{localPrefix, storeIdentTag, rangeIDAllocTag} }
+
+// PeerStoreKey holds what this store learned of another store (its
+// address), so that a restarted store finds its peers without placement.
+func PeerStoreKey(storeID uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{localPrefix, storeIdentTag, peerStoreTag}, storeID)
+}
+
+// PeerStorePrefix is the prefix of all PeerStoreKeys.
+func PeerStorePrefix() []byte { return []byte{localPrefix, storeIdentTag, peerStoreTag} }
 
 // RangeLocalPrefix is the prefix of every local key of rangeID.
 func RangeLocalPrefix(rangeID uint64) []byte {

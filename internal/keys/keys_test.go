@@ -79,6 +79,8 @@ func TestEncodingGolden(t *testing.T) {
 		want []byte
 	}{
 		{"StoreIdentKey", StoreIdentKey(), []byte{0x01, 's'}},
+		{"PeerStoreKey", PeerStoreKey(rid), cat([]byte{0x01, 's', 'p'}, be(rid))},
+		{"PeerStorePrefix", PeerStorePrefix(), []byte{0x01, 's', 'p'}},
 		{"RangeLocalPrefix", RangeLocalPrefix(rid), cat([]byte{0x01, 'r'}, be(rid))},
 		{"RangeLocalEnd", RangeLocalEnd(rid), cat([]byte{0x01, 'r'}, be(rid+1))},
 		{"RangeLocalEnd(max)", RangeLocalEnd(math.MaxUint64), []byte{0x01, 'r' + 1}},
@@ -175,7 +177,7 @@ func TestUserKeyDoesNotAliasInput(t *testing.T) {
 
 func TestUserKeysSortAfterLocalKeys(t *testing.T) {
 	var local [][]byte
-	local = append(local, StoreIdentKey())
+	local = append(local, StoreIdentKey(), PeerStoreKey(math.MaxUint64))
 	for _, r := range rangeIDs {
 		local = append(local, RangeLocalPrefix(r), RangeLocalEnd(r), LogEnd(r))
 		local = append(local, localKeysOf(r)...)
@@ -216,8 +218,10 @@ func TestRangeLocalKeysOrdering(t *testing.T) {
 			}
 		}
 		// The store identity is never inside a range's local span.
-		if s := StoreIdentKey(); bytes.Compare(s, prefix) >= 0 && bytes.Compare(s, end) < 0 {
-			t.Errorf("range %d: StoreIdentKey %x inside [%x, %x)", r, s, prefix, end)
+		for _, s := range [][]byte{StoreIdentKey(), PeerStoreKey(0), PeerStoreKey(math.MaxUint64)} {
+			if bytes.Compare(s, prefix) >= 0 && bytes.Compare(s, end) < 0 {
+				t.Errorf("range %d: store-local key %x inside [%x, %x)", r, s, prefix, end)
+			}
 		}
 		if r != math.MaxUint64 {
 			if next := RangeLocalPrefix(r + 1); !bytes.Equal(end, next) {
@@ -358,6 +362,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"nil", nil, false, false, false},
 		{"empty", []byte{}, false, false, false},
 		{"StoreIdentKey", StoreIdentKey(), false, false, false},
+		{"PeerStoreKey", PeerStoreKey(3), false, false, false},
 		{"RangeLocalPrefix", RangeLocalPrefix(3), false, false, false},
 		{"RangeLocalEnd(max)", RangeLocalEnd(math.MaxUint64), false, false, false},
 		{"HardStateKey", HardStateKey(3), false, true, false},
