@@ -281,7 +281,9 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 		cc.done <- rr.ProposeConfChange(cc.cc)
 	}
 	if transfer != 0 {
-		rr.TransferLeader(transfer)
+		if err := rr.TransferLeader(transfer); err != nil {
+			s.log.Debug("leader transfer refused", "range", r.rangeID, "to", transfer, "err", err)
+		}
 	}
 	for _, rd := range reads {
 		rr.ReadIndex(rd)
