@@ -9,6 +9,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
@@ -246,6 +247,17 @@ func (s *Store) drainInbox(r *Replica, tick bool) {
 					_ = rr.ForgetLeader()
 				}
 			}
+		}
+		if m.GetType() == pb.MsgHeartbeat && len(m.GetContext()) > 0 && r.Descriptor() == nil {
+			// Invariant: an uninitialized replica never confirms a read
+			// round. Its answer would count toward the leader's read lease,
+			// yet its raft state is replaced when the local split installs
+			// the range (installRHS) by one that knows no leader and grants
+			// votes at once: the promise the lease relies on
+			// (rangeraft/lease.go) dies with it. Without the context the
+			// answer still tells the leader the replica is alive.
+			m = proto.CloneOf(m)
+			m.Context = nil
 		}
 		if err := rr.Step(m); err != nil {
 			s.log.Debug("step", "range", r.rangeID, "type", m.GetType().String(), "err", err)
