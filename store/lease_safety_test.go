@@ -5,10 +5,13 @@ package store_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/grpc/codes"
 
 	"github.com/rangekv/rangekv/internal/testcluster"
@@ -114,4 +117,37 @@ func TestAdminTransferToLeadersOwnStoreRefused(t *testing.T) {
 	lead := c.WaitLeader(1)
 	_, err := c.Admin(lead).TransferLeader(c.Ctx(5*time.Second), &rangekvpb.TransferLeaderRequest{RangeId: 1, ToStoreId: uint64(lead + 1)})
 	wantStatus(t, "transfer to the leader's own store", err, codes.InvalidArgument, "to_store_id", "already leads range 1")
+}
+
+// Q4: a store whose data directory was wiped, started again under the
+// same store ID with static bootstrap, would re-create range 1 with the
+// same replica IDs and no vote record, and could vote twice in a term. It
+// refuses to start: a peer that exchanged Raft messages with its earlier
+// incarnation says so. (Forced past the check, its peers refuse its Raft
+// traffic: TestPeerIncarnationFence.)
+func TestWipedStaticStoreRefusesToStart(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{InMemory: true})
+	lead := c.WaitLeader(1)
+	mustPut(t, c.Client(), "a", "1")
+	victim := (lead + 1) % 3
+	waitCaughtUp(t, c, victim, 10*time.Second)
+	cfg := c.Config(victim)
+	c.StopStore(victim)
+
+	cfg.FS = vfs.NewMem() // the disk was wiped
+	cfg.NewCluster = false
+	cfg.Registry = nil
+	s, err := store.Open(cfg)
+	var wiped *store.ErrWipedStore
+	if !errors.As(err, &wiped) {
+		if s != nil {
+			s.Stop()
+		}
+		t.Fatalf("open store %d on a wiped data directory: err %v, want *ErrWipedStore", cfg.StoreID, err)
+	}
+	if wiped.StoreID != cfg.StoreID || wiped.Peer == 0 || wiped.Peer == cfg.StoreID ||
+		!strings.Contains(err.Error(), "--store-id") || !strings.Contains(err.Error(), "--new-cluster") {
+		t.Fatalf("refusal does not name the stores and what to do: %v", err)
+	}
+	mustPut(t, c.Client(), "b", "2") // the others still serve
 }

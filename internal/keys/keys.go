@@ -19,6 +19,8 @@ const (
 	logEntrySuffix      byte = 'l'
 	tombstoneSuffix     byte = 'x'
 	rangeIDAllocTag     byte = 'i'
+	incarnationTag      byte = 'n'
+	peerIncarnationTag  byte = 'p'
 	rangeLocalPrefixLen      = 2 + 8
 )
 
@@ -28,6 +30,17 @@ func StoreIdentKey() []byte { return []byte{localPrefix, storeIdentTag} }
 // RangeIDAllocKey holds the store's counter for range IDs it allocates
 // itself (until placement allocates them).
 func RangeIDAllocKey() []byte { return []byte{localPrefix, storeIdentTag, rangeIDAllocTag} }
+
+// StoreIncarnationKey holds the random ID this data directory got when it
+// was first initialized: a wiped store started again under the same store
+// ID has another one.
+func StoreIncarnationKey() []byte { return []byte{localPrefix, storeIdentTag, incarnationTag} }
+
+// PeerIncarnationKey holds the incarnation of store peer that this store
+// first accepted Raft traffic from.
+func PeerIncarnationKey(peer uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{localPrefix, storeIdentTag, peerIncarnationTag}, peer)
+}
 
 // RangeLocalPrefix is the prefix of every local key of rangeID.
 func RangeLocalPrefix(rangeID uint64) []byte {
