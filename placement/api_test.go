@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +140,8 @@ func TestAPIOperators(t *testing.T) {
 	wantCode(t, "transfer to an unknown store", err, codes.InvalidArgument, "to_store_id")
 	_, err = pd.TransferLeader(ctx, &rangekvpb.TransferLeaderOpRequest{RangeId: 424242, ToStoreId: holder})
 	wantCode(t, "transfer of an unknown range", err, codes.InvalidArgument, "range_id")
+	_, err = pd.TransferLeader(ctx, &rangekvpb.TransferLeaderOpRequest{RangeId: 1, ToStoreId: leader})
+	wantCode(t, "transfer to the store that leads", err, codes.InvalidArgument, "to_store_id: store "+strconv.FormatUint(leader, 10)+" already leads range 1")
 	_, err = pd.GetOperator(ctx, &rangekvpb.GetOperatorRequest{OperatorId: 424242})
 	wantCode(t, "unknown operator", err, codes.NotFound, "operator_id")
 	_, err = pd.AllocID(ctx, &rangekvpb.AllocIDRequest{Count: 1<<20 + 1})
@@ -188,8 +191,15 @@ func TestAPIOperators(t *testing.T) {
 	if err != nil || mv.Error != nil || mv.Operator.State != "running" || len(mv.Operator.Steps) < 3 {
 		t.Fatalf("move replica %d -> %d: %v %v", from, s4, mv, err)
 	}
-	// One operator per range at a time.
-	_, err = pd.TransferLeader(ctx, &rangekvpb.TransferLeaderOpRequest{RangeId: 1, ToStoreId: follower})
+	// One operator per range at a time (asked of a voter that does not
+	// lead: a transfer to the leader's own store is refused before).
+	third := uint64(0)
+	for _, r := range d.Replicas {
+		if r.StoreId != leader && r.StoreId != follower {
+			third = r.StoreId
+		}
+	}
+	_, err = pd.TransferLeader(ctx, &rangekvpb.TransferLeaderOpRequest{RangeId: 1, ToStoreId: third})
 	wantCode(t, "a second operator on a busy range", err, codes.FailedPrecondition, "already has operator")
 	if op := waitOperator(t, c, pd, mv.Operator.Id); op.State != "finished" || int(op.CurrentStep) != len(op.Steps) {
 		t.Fatalf("move operator ended %q at step %d of %d: %s", op.State, op.CurrentStep, len(op.Steps), op.Reason)

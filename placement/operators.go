@@ -266,6 +266,9 @@ func (c *controller) addTransfer(rangeID, to uint64, now time.Time) (*rangekvpb.
 	if r := replicaOnStore(d, to); r == nil || r.Role != rangekvpb.ReplicaRole_VOTER {
 		return nil, invalid("to_store_id: store %d holds no voter of range %d", to, rangeID)
 	}
+	if c.s.cluster().leaderOf(rangeID) == to {
+		return nil, invalid("to_store_id: store %d already leads range %d; a leadership transfer to the leader's own store is refused", to, rangeID)
+	}
 	return c.add(rangeID, "transfer-leader", d.Epoch, []opStep{{rangekvpb.OperatorStepType_STEP_TRANSFER_LEADER, to}}, now)
 }
 

@@ -33,5 +33,11 @@ var ErrBusy = errors.New("rangeraft: proposal dropped (busy or transferring lead
 // ErrReadTimeout: a read did not get a read index in time; nothing changed.
 var ErrReadTimeout = errors.New("rangeraft: read index timed out")
 
+// ErrTransferToSelf: a leadership transfer to the leader itself was
+// refused. Raft would treat it as "abort the transfer in progress", which
+// clears LeadTransferee while that transfer's MsgTimeoutNow may still be on
+// its way (lease.go); nothing changed.
+var ErrTransferToSelf = errors.New("rangeraft: leadership transfer to the leader itself refused")
+
 // ErrStopped: the replica was closed before the command was proposed.
 var ErrStopped = errors.New("rangeraft: replica stopped")

@@ -14,7 +14,11 @@
 // that bound by a margin for clock-rate differences (LeaseDurationFor).
 //
 // What voids a lease: a term change or loss of leadership; a leadership
-// transfer (a forced vote ignores the followers' lease); a membership change
+// transfer (a forced vote ignores the followers' lease), and for the rest of
+// the term any MsgTimeoutNow the leader sent: raft forgets the transfer
+// after an election timeout, but the message can still be queued and make
+// its target win a forced election; once the target campaigns the term
+// changes, which is the only sign the message is spent; a membership change
 // (the quorum that granted the lease may not be one of the new
 // configuration); and anything the owner reports through DropLease. A round
 // that started before the lease was last voided never renews it. A leader

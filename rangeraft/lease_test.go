@@ -1,6 +1,7 @@
 package rangeraft_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -384,5 +385,141 @@ func TestLeaseNotRenewedByRoundBegunBeforeDrop(t *testing.T) {
 	g.stabilize()
 	if r.err != nil || !nd.rr.LeaseValid() {
 		t.Fatalf("next round: err %v, lease %v", r.err, nd.rr.LeaseValid())
+	}
+}
+
+// Issue 15 item 3 (Q2): raft forgets a transfer after an election timeout
+// (LeadTransferee cleared) but its MsgTimeoutNow may still wait in a
+// queue. Delivered later, it makes the target win a forced election that
+// ignores the followers' leases, so the old leader must not have renewed
+// its lease meanwhile, however long the message waited.
+func TestLeaseNotRenewedWhileTimeoutNowMayBeInFlight(t *testing.T) {
+	g, clk := leaseGroup(t)
+	g.elect(1)
+	nd := g.node(1)
+	w := nd.propose(1, "w1")
+	g.stabilize()
+	wantDoneOnce(t, "write", w)
+
+	var held []*pb.Message
+	g.drop = func(m *pb.Message) bool {
+		if m.GetType() == pb.MsgTimeoutNow {
+			held = append(held, m)
+			return true
+		}
+		return false
+	}
+	if err := nd.rr.TransferLeader(3); err != nil {
+		t.Fatal(err)
+	}
+	g.stabilize()
+	if len(held) != 1 {
+		t.Fatalf("setup: %d MsgTimeoutNow held, want 1", len(held))
+	}
+	g.tickUntil("transfer forgotten by raft", 3*electionTicks, func() bool { return nd.rr.BasicStatus().LeadTransferee == 0 })
+	// Well past one election timeout after the transfer began, a round
+	// confirms leadership (the read is served) but grants no lease.
+	clk.Advance(3 * testLease)
+	r, rd := nd.readMode(rangeraft.ReadLease)
+	nd.rr.FlushReads()
+	g.stabilize()
+	if r.calls != 1 || r.err != nil || rd.Path != rangeraft.PathReadIndex {
+		t.Fatalf("read after the aborted transfer: %d calls, err %v, path %v; want a read index round", r.calls, r.err, rd.Path)
+	}
+	if nd.rr.LeaseValid() {
+		t.Fatal("lease renewed while the aborted transfer's MsgTimeoutNow may still arrive")
+	}
+
+	// What the lease would have allowed: the late MsgTimeoutNow arrives,
+	// node 3 wins a forced election and commits a write while node 1,
+	// cut off, still believes it leads.
+	g.drop = nil
+	g.isolated[1] = true
+	if err := g.node(3).rr.Step(held[0]); err != nil {
+		t.Fatal(err)
+	}
+	g.stabilize()
+	if g.leader(2, 3) != 3 {
+		t.Fatalf("late MsgTimeoutNow: leader among 2, 3 is %d, want 3", g.leader(2, 3))
+	}
+	w2 := g.node(3).propose(2, "w2")
+	g.stabilize()
+	wantDoneOnce(t, "write on the new leader", w2)
+	if !nd.rr.IsLeader() {
+		t.Fatal("setup: the cut-off node 1 no longer believes it leads")
+	}
+	r, rd = nd.readMode(rangeraft.ReadLease)
+	nd.rr.FlushReads()
+	g.stabilize()
+	if r.calls != 0 && rd.Path == rangeraft.PathLease {
+		t.Fatal("deposed leader served a lease read that misses the new leader's write")
+	}
+}
+
+// Issue 15 item 3 (Q2): a transfer to the leader itself is refused and
+// leaves the transfer in progress alone (raft would abort it, clearing
+// LeadTransferee while its MsgTimeoutNow may be in flight).
+func TestTransferToSelfRefused(t *testing.T) {
+	g, _ := leaseGroup(t)
+	g.elect(1)
+	nd := g.node(1)
+	g.isolated[3] = true
+	if err := nd.rr.TransferLeader(3); err != nil {
+		t.Fatal(err)
+	}
+	g.stabilize()
+	if got := nd.rr.BasicStatus().LeadTransferee; got != 3 {
+		t.Fatalf("setup: transferee %d, want 3", got)
+	}
+	if err := nd.rr.TransferLeader(1); !errors.Is(err, rangeraft.ErrTransferToSelf) {
+		t.Fatalf("transfer to self: err %v, want ErrTransferToSelf", err)
+	}
+	g.stabilize()
+	if got := nd.rr.BasicStatus().LeadTransferee; got != 3 {
+		t.Fatalf("transfer to self changed the transfer in progress: transferee %d, want 3", got)
+	}
+}
+
+// Issue 15 item 3 (Q3): what keeps a quiesced leader's lease safe. The
+// lease ends by the clock alone (no tick, no message renews or extends
+// it), and followers that acknowledged the round and then stopped ticking
+// keep refusing other candidates: their election counter is frozen, so
+// quiescence only lengthens the refusal the lease relies on.
+func TestQuiescedGroupLeaseEndsByClockAndFollowersRefuseVotes(t *testing.T) {
+	g, clk := leaseGroup(t)
+	g.elect(1)
+	nd := g.node(1)
+	r, _ := nd.readMode(rangeraft.ReadLease)
+	nd.rr.FlushReads()
+	g.stabilize()
+	if r.err != nil || !nd.rr.LeaseValid() {
+		t.Fatalf("setup: read err %v, lease %v", r.err, nd.rr.LeaseValid())
+	}
+	term := nd.rr.BasicStatus().GetTerm()
+	// Quiesced: nobody ticks any more.
+	g.frozen = map[uint64]bool{1: true, 2: true, 3: true}
+	clk.Advance(testLease - time.Millisecond)
+	if !nd.rr.LeaseValid() {
+		t.Fatal("lease ended early")
+	}
+	clk.Advance(time.Millisecond)
+	if nd.rr.LeaseValid() {
+		t.Fatal("a quiesced leader's lease outlived its expiry")
+	}
+	// Long after, node 2 wakes alone (cut off from the leader) and
+	// campaigns: node 3, still quiesced, refuses it.
+	clk.Advance(100 * testLease)
+	g.isolated[1] = true
+	for range 3 {
+		if err := g.node(2).rr.Campaign(); err != nil {
+			t.Fatal(err)
+		}
+		g.stabilize()
+	}
+	if lead := g.leader(2, 3); lead != 0 {
+		t.Fatalf("node %d won an election against quiesced followers of a live leader", lead)
+	}
+	if got := g.node(3).rr.BasicStatus().GetTerm(); got != term {
+		t.Fatalf("quiesced follower moved to term %d (from %d)", got, term)
 	}
 }

@@ -173,6 +173,13 @@ type Replica struct {
 	// voided (a round renews it only if no void happened since it began).
 	lease      Lease
 	leaseEpoch uint64
+	// timeoutNowTerm is the last term in which this replica, as leader,
+	// sent a MsgTimeoutNow. Invariant: no lease is granted in that term.
+	// The message may sit in a queue past raft's LeadTransferee (cleared
+	// after an election timeout) and still make its target win a forced
+	// election that ignores the followers' leases; only a term change
+	// (which every campaign causes) proves it spent.
+	timeoutNowTerm uint64
 
 	// Invariant: applied <= commit; appliedTerm is the term of entry applied.
 	applied, appliedTerm uint64
@@ -260,10 +267,16 @@ func (r *Replica) Campaign() error { return r.rn.Campaign() }
 
 // TransferLeader asks the leader to hand leadership to replica to.
 // A transfer voids the lease: the target's forced vote ignores the
-// followers' leases.
-func (r *Replica) TransferLeader(to uint64) {
+// followers' leases. A transfer to this replica itself is refused with
+// ErrTransferToSelf and changes nothing (raft would abort the transfer in
+// progress, whose MsgTimeoutNow may still be in flight).
+func (r *Replica) TransferLeader(to uint64) error {
+	if to == r.cfg.ReplicaID {
+		return ErrTransferToSelf
+	}
 	r.DropLease()
 	r.rn.TransferLeader(to)
+	return nil
 }
 
 // DropLease voids the leader's read lease; rounds already in flight do not
@@ -443,6 +456,12 @@ func (r *Replica) Ready() (raft.Ready, bool) {
 	}
 	for _, e := range rd.Entries {
 		r.noteAppended(e)
+	}
+	for _, m := range rd.Messages {
+		if m.GetType() == pb.MsgTimeoutNow {
+			r.timeoutNowTerm = m.GetTerm()
+			r.DropLease()
+		}
 	}
 	for _, rs := range rd.ReadStates {
 		round, ok := r.readRounds[string(rs.RequestCtx)]
@@ -656,13 +675,15 @@ func (r *Replica) FlushReads() {
 }
 
 // maybeRenewLease extends the lease from a leader round a quorum answered,
-// unless the lease was voided since the round began or a transfer runs.
+// unless the lease was voided since the round began, a transfer runs, or
+// a MsgTimeoutNow was sent in this term (see timeoutNowTerm).
 func (r *Replica) maybeRenewLease(round *readRound) {
 	if !round.leader || !round.renew || round.epoch != r.leaseEpoch || r.cfg.LeaseDuration <= 0 {
 		return
 	}
 	bs := r.rn.BasicStatus()
-	if bs.RaftState != raft.StateLeader || bs.GetTerm() != round.term || bs.LeadTransferee != 0 {
+	if bs.RaftState != raft.StateLeader || bs.GetTerm() != round.term || bs.LeadTransferee != 0 ||
+		r.timeoutNowTerm == bs.GetTerm() {
 		return
 	}
 	r.lease.Extend(round.start, round.term, r.cfg.LeaseDuration)

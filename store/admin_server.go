@@ -80,6 +80,11 @@ func (a *adminServer) TransferLeader(_ context.Context, req *rangekvpb.TransferL
 	if lead := r.leader.Load(); lead != r.replicaID {
 		return &rangekvpb.TransferLeaderResponse{Error: a.s.notLeader(r, lead)}, nil
 	}
+	if target.ReplicaId == r.replicaID {
+		// Raft would take it as "abort the transfer in progress" while that
+		// transfer's MsgTimeoutNow may still be on its way (rangeraft/lease.go).
+		return nil, status.Errorf(codes.InvalidArgument, "to_store_id: store %d already leads range %d; a leadership transfer to the leader's own store is refused", req.ToStoreId, req.RangeId)
+	}
 	r.pushTransfer(target.ReplicaId)
 	a.s.sched.enqueue(r.rangeID, flagWork)
 	return &rangekvpb.TransferLeaderResponse{}, nil

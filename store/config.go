@@ -41,6 +41,11 @@ type Config struct {
 	// InitialStores) that get a replica of range 1; the others start empty
 	// and receive replicas through membership changes.
 	BootstrapStoreIDs []uint64
+	// NewCluster says every store of a static cluster is new: a store on
+	// an empty data directory then skips asking its peers whether they
+	// knew an earlier, wiped incarnation of its store ID (incarnation.go).
+	// Peers refuse a wiped store's Raft traffic either way.
+	NewCluster bool
 
 	// Placement lists the placement driver's member addresses. With it the
 	// store gets its ID from placement (StoreID may be 0), the first store

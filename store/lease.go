@@ -5,7 +5,7 @@
 // t0 + LeaseDuration after a ReadIndex round began at t0: every follower in
 // the quorum that answered reset its election timer after t0 and, with
 // CheckQuorum, ignores other candidates' (pre-)votes for ElectionTimeout
-// minus one tick. That argument needs the store to keep two promises:
+// minus one tick. That argument needs the store to keep these promises:
 //
 //  1. No ForgetLeader before the lease is over. A follower forgets its
 //     leader (quiesce.go onLeaderDead; raft_loop.go, on a vote) only when
@@ -22,6 +22,13 @@
 //     at once. A store therefore ignores (pre-)vote requests for
 //     ElectionTimeout after it started (holdingVotes): an election then
 //     merely waits, as it would for a lost message.
+//  3. Only replicas whose raft state lasts answer for the lease. An
+//     uninitialized replica's state is replaced when the local split
+//     installs the range (installRHS) by one that knows no leader and
+//     votes at once, so it never confirms a read round: raft_loop.go strips
+//     the read context from heartbeats it steps.
+//  4. A store wiped and restarted under the same ID cannot vote again:
+//     peers refuse its Raft traffic (incarnation.go).
 package store
 
 import (

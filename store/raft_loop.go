@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
@@ -261,6 +262,17 @@ func (s *Store) drainInbox(r *Replica, tick bool) (steppedSnaps []uint64) {
 				}
 			}
 		}
+		if m.GetType() == pb.MsgHeartbeat && len(m.GetContext()) > 0 && r.Descriptor() == nil {
+			// Invariant: an uninitialized replica never confirms a read
+			// round. Its answer would count toward the leader's read lease,
+			// yet its raft state is replaced when the local split installs
+			// the range (installRHS) by one that knows no leader and grants
+			// votes at once: the promise the lease relies on
+			// (rangeraft/lease.go) dies with it. Without the context the
+			// answer still tells the leader the replica is alive.
+			m = proto.CloneOf(m)
+			m.Context = nil
+		}
 		if m.GetType() == pb.MsgSnap {
 			id, ok := s.snaps.admit(r, m)
 			if !ok {
@@ -303,7 +315,9 @@ func (s *Store) drainInbox(r *Replica, tick bool) (steppedSnaps []uint64) {
 		cc.done <- rr.ProposeConfChange(cc.cc)
 	}
 	if transfer != 0 {
-		rr.TransferLeader(transfer)
+		if err := rr.TransferLeader(transfer); err != nil {
+			s.log.Debug("leader transfer refused", "range", r.rangeID, "to", transfer, "err", err)
+		}
 	}
 	for _, rd := range reads {
 		rr.ReadIndex(rd)

@@ -65,6 +65,12 @@ type Store struct {
 	exec     *operatorExecutor
 	drain    drainState
 	disk     diskGuard
+
+	// incarnation is this data directory's random ID; peerInc the ones
+	// accepted from peer stores (incarnation.go).
+	incarnation uint64
+	peerInc     peerIncarnations
+
 	// lastLoad: request count at the last store heartbeat (heartbeat loop
 	// only).
 	lastLoad struct {
@@ -192,17 +198,29 @@ func Open(cfg Config) (*Store, error) {
 }
 
 func (s *Store) init() error {
+	inc, saved, err := loadIncarnation(s.db)
+	if err != nil {
+		return err
+	}
+	s.incarnation = inc
 	if s.pd != nil {
-		if err := s.joinPlacement(); err != nil {
+		err = s.joinPlacement()
+	} else {
+		err = s.initStatic()
+	}
+	if err != nil {
+		return err
+	}
+	// Saved before Start opens any Raft stream that carries it.
+	if !saved {
+		if err := saveIncarnation(s.db, inc); err != nil {
 			return err
 		}
+	}
+	if s.pd != nil {
 		if err := s.loadPeerAddrs(); err != nil {
 			return err
 		}
-		return s.loadReplicas()
-	}
-	if err := s.initStatic(); err != nil {
-		return err
 	}
 	return s.loadReplicas()
 }
@@ -211,6 +229,18 @@ func (s *Store) initStatic() error {
 	want := &rangekvpb.StoreIdent{StoreId: s.cfg.StoreID}
 	if len(s.cfg.InitialStores) > 0 {
 		want.ClusterId = ClusterIDFromInitialStores(s.cfg.InitialStores)
+	}
+	// An empty data directory: before writing anything, make sure no peer
+	// knew an earlier (wiped) incarnation of this store (incarnation.go).
+	var ident rangekvpb.StoreIdent
+	has, err := getProto(s.db, keys.StoreIdentKey(), &ident)
+	if err != nil {
+		return err
+	}
+	if !has && !s.cfg.NewCluster {
+		if err := s.probePeers(); err != nil {
+			return err
+		}
 	}
 	fresh, err := checkIdent(s.db, want)
 	if err != nil {

@@ -21,6 +21,8 @@ import (
 
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/internal/tlsconfig"
@@ -274,7 +276,7 @@ func (t *transport) run(p *peer) {
 	var holdC <-chan time.Time
 	batch := &rangekvpb.RaftMessageBatch{FromStore: t.s.cfg.StoreID, ToStore: p.storeID}
 	for {
-		stream, err := client.RaftStream(p.ctx)
+		stream, err := client.RaftStream(t.s.withIncarnation(p.ctx, false))
 		if err != nil {
 			p.discard()
 			if !sleepCtx(p.ctx, backoff) {
@@ -341,6 +343,8 @@ func (t *transport) run(p *peer) {
 		}
 		if !errors.Is(err, io.EOF) {
 			t.s.log.Debug("raft stream to peer broke", "peer", p.storeID, "err", err)
+		} else if _, cerr := stream.CloseAndRecv(); status.Code(cerr) == codes.FailedPrecondition {
+			t.s.log.Error("a peer store refuses this store's Raft traffic", "peer", p.storeID, "err", cerr)
 		}
 		p.discard() // stale by the time the peer is back; raft resends
 		if !sleepCtx(p.ctx, backoff) {
@@ -420,6 +424,8 @@ type raftServer struct {
 }
 
 func (rs *raftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
+	inc, probe := streamIncarnation(stream.Context())
+	admitted := false
 	for {
 		batch, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -427,6 +433,17 @@ func (rs *raftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
 		}
 		if err != nil {
 			return err
+		}
+		if !admitted {
+			// Nothing of a stream is delivered before its sender's
+			// incarnation is checked (incarnation.go).
+			if err := rs.s.admitPeer(batch.FromStore, inc, probe); err != nil {
+				return err
+			}
+			if probe {
+				return stream.SendAndClose(&rangekvpb.RaftStreamResponse{})
+			}
+			admitted = true
 		}
 		rs.s.liveness.heard(batch.FromStore)
 		for _, m := range batch.Messages {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log"
@@ -101,6 +102,9 @@ func (f *fakeRaftStream) Recv() (*rangekvpb.RaftMessageBatch, error) {
 	f.batches = f.batches[1:]
 	return b, nil
 }
+
+// Context: a stream without metadata (a sender without an incarnation).
+func (f *fakeRaftStream) Context() context.Context { return context.Background() }
 
 func (f *fakeRaftStream) SendAndClose(*rangekvpb.RaftStreamResponse) error {
 	f.closed = true

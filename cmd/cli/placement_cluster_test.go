@@ -211,6 +211,11 @@ func TestCLIAgainstPlacement(t *testing.T) {
 			target = r.StoreID
 		}
 	}
+	// A transfer to the store that already leads is refused, saying why
+	// (issue 15 item 3: raft would abort a transfer in progress instead).
+	if stdout, stderr, code := cli(t, "range", "transfer-leader", "--id", "1", "--to", itoa(rl.Ranges[0].LeaderStoreID)); code == 0 || !strings.Contains(stderr, "already leads range 1") {
+		t.Errorf("range transfer-leader to the leader's own store: exit %d stdout %q stderr %q, want refused", code, stdout, stderr)
+	}
 	if stdout, stderr, code := cli(t, "range", "transfer-leader", "--id", "1", "--to", itoa(target)); code != 0 || !strings.Contains(stdout, "finished") {
 		t.Fatalf("range transfer-leader: exit %d stdout %q stderr %q", code, stdout, stderr)
 	}

@@ -29,6 +29,7 @@ var keys = []cliconfig.Key{
 	{Name: "http-addr", Kind: cliconfig.String, Default: "127.0.0.1:7511", Usage: "HTTP address for /metrics, /healthz, /readyz, /debug (empty disables)"},
 	{Name: "data-dir", Kind: cliconfig.String, Default: "", Usage: "data directory (required)"},
 	{Name: "initial-stores", Kind: cliconfig.String, Default: "", Usage: "static bootstrap: ID=ADDR,... of every store of a new cluster; range 1 is created on all of them"},
+	{Name: "new-cluster", Kind: cliconfig.Bool, Default: "false", Usage: "static bootstrap: every store of the cluster is new; on an empty --data-dir, skip asking the other stores whether this --store-id had an earlier, wiped data directory"},
 	{Name: "placement", Kind: cliconfig.String, Default: "", Usage: "placement driver member addresses, ADDR,ADDR,...; the store joins the cluster through them"},
 	{Name: "labels", Kind: cliconfig.String, Default: "", Usage: "location labels for replica placement, e.g. zone=a,host=h1"},
 	{Name: "heartbeat.store-interval", Kind: cliconfig.Duration, Default: "2s", Usage: "how often the store reports to placement"},
@@ -143,6 +144,7 @@ func buildConfig(v *cliconfig.Values) (store.Config, error) {
 		return cfg, err
 	}
 	cfg.InitialStores = stores
+	cfg.NewCluster = v.Bool("new-cluster")
 	cfg.UnsafeNoFsync = v.Bool("unsafe-no-fsync") || !v.Bool("raft.sync")
 	prof.apply(&cfg, v)
 	if cfg.HeartbeatInterval > 0 && cfg.HeartbeatInterval >= cfg.ElectionTimeout {

@@ -20,6 +20,8 @@ const (
 	tombstoneSuffix     byte = 'x'
 	rangeIDAllocTag     byte = 'i'
 	peerStoreTag        byte = 'p'
+	incarnationTag      byte = 'n'
+	peerIncarnationTag  byte = 'q'
 	rangeLocalPrefixLen      = 2 + 8
 )
 
@@ -38,6 +40,17 @@ func PeerStoreKey(storeID uint64) []byte {
 
 // PeerStorePrefix is the prefix of all PeerStoreKeys.
 func PeerStorePrefix() []byte { return []byte{localPrefix, storeIdentTag, peerStoreTag} }
+
+// StoreIncarnationKey holds the random ID this data directory got when it
+// was first initialized: a wiped store started again under the same store
+// ID has another one.
+func StoreIncarnationKey() []byte { return []byte{localPrefix, storeIdentTag, incarnationTag} }
+
+// PeerIncarnationKey holds the incarnation of store peer that this store
+// first accepted Raft traffic from.
+func PeerIncarnationKey(peer uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{localPrefix, storeIdentTag, peerIncarnationTag}, peer)
+}
 
 // RangeLocalPrefix is the prefix of every local key of rangeID.
 func RangeLocalPrefix(rangeID uint64) []byte {

@@ -78,6 +78,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 		cfg.StoreID = uint64(i + 1)
 		cfg.Addr = c.Addrs[i]
 		cfg.InitialStores = initial
+		cfg.NewCluster = true // every store is new: no need to ask the others
 		for j := 1; j <= opts.Replicas; j++ {
 			cfg.BootstrapStoreIDs = append(cfg.BootstrapStoreIDs, uint64(j))
 		}
