@@ -46,3 +46,12 @@ func (s *Store) TombstoneForTest(rangeID uint64) (*rangekvpb.RangeTombstone, err
 	_, err := getProto(s.db, keys.TombstoneKey(rangeID), ts)
 	return ts, err
 }
+
+// GCDestroyForTest runs replica GC's last step on rangeID's replica here
+// as if placement had answered with other: the replica is destroyed only
+// if other proves it removed.
+func (s *Store) GCDestroyForTest(rangeID uint64, other *rangekvpb.RangeDescriptor) {
+	if r := s.replica(rangeID); r != nil {
+		s.gcDestroy(r, other, "test: placement's descriptor")
+	}
+}

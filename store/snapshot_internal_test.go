@@ -459,7 +459,7 @@ func TestSnapshotOverlappingUninstalledSplitRightHalfRefused(t *testing.T) {
 	ts := startSnapTestStore(t, 100)
 	right := snapDesc(300, "a", "k", 2)
 	b := ts.db.NewIndexedBatch()
-	claimed, owned := ts.claimRHS(right) // as the split's apply does
+	claimed, owned := ts.claimRHS(right, replicaOnStore(right, ts.cfg.StoreID).GetReplicaId()) // as the split's apply does
 	if !claimed {
 		t.Fatal("could not claim range 300, the split's right half")
 	}

@@ -141,7 +141,7 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	// read below is the last one until installRHS (claimRHS).
 	claimed, owned := false, false
 	if me != nil {
-		claimed, owned = s.claimRHS(right)
+		claimed, owned = s.claimRHS(right, me.ReplicaId)
 	}
 	var ts rangekvpb.RangeTombstone
 	_, err = getProto(ab, keys.TombstoneKey(right.RangeId), &ts)
@@ -154,8 +154,9 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	case !claimed || me.ReplicaId < ts.NextReplicaId:
 		// The right replica was removed from this store (and maybe re-added
 		// under a newer ID; !claimed: the tombstone saying so is being
-		// written): its data here belongs to nobody. Its HardState (the
-		// newer incarnation's votes) is not touched.
+		// written, or the newer incarnation's replica is already here):
+		// its data here belongs to nobody. Its HardState (the newer
+		// incarnation's votes) is not touched.
 		lo, hi := keys.UserSpan(right.StartKey, right.EndKey)
 		s.must(p.r, ab.DeleteRange(lo, hi, nil))
 	case initialized:
@@ -184,13 +185,18 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 // range's uninitialized replica by a newer incarnation (startReplacing):
 // the tombstone that destroy writes forbids the split's replica ID, since
 // every replica ID of the range on this store after the split is at least
-// the split's.
-func (s *Store) claimRHS(right *rangekvpb.RangeDescriptor) (claimed, owned bool) {
+// the split's. Nor when the replica here already is a newer incarnation
+// than the split's replicaID (this store's right replica was removed and
+// re-added before the split applied here, as CRDB's isNewerThanSplit):
+// installing the split's ID would stop that replica and carry its votes
+// over to an ID the range removed, whose replica GC then deletes them
+// while its tombstone lets the newer ID be created again, with no vote.
+func (s *Store) claimRHS(right *rangekvpb.RangeDescriptor, replicaID uint64) (claimed, owned bool) {
 	rangeID := right.RangeId
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.mu.replicas[rangeID]
-	if r != nil && r.replacing.Load() {
+	if r != nil && (r.replacing.Load() || (r.replicaID > replicaID && r.Descriptor() == nil)) {
 		return false, true
 	}
 	if s.mu.pendingRHS == nil {

@@ -356,3 +356,47 @@ func TestSplitCreatesNothingWhileUninitializedRHSIsBeingReplaced(t *testing.T) {
 	h.voteAnswered(h.x, 1, newer, 7)
 	h.wantVote("after X asked for a vote in term 7", 7, h.y)
 }
+
+// Store 3's right replica was removed and re-added under a newer replica
+// ID before store 3 applied the split, and the first thing store 3 heard
+// of the range was a vote for the newer incarnation (no replica of the
+// split's ID ever ran here, so no tombstone forbids it). The split must
+// leave the newer, uninitialized incarnation and its vote alone, as CRDB's
+// splitPreApply does for a right replica newer than the split. Before the
+// fix the split installed its own (removed) replica ID over it, carrying
+// over the newer one's vote; replica GC, told by placement that the
+// split's ID was removed, then deleted that HardState with a tombstone
+// that admits the newer ID, which was re-created with no vote and granted
+// a second candidate the same term: two leaders in one term.
+func TestSplitLeavesNewerUninitializedRHSAndItsVote(t *testing.T) {
+	h := startSplitVoteHarness(t, "m")
+	rhs := h.right.RangeId
+	newer := h.right.NextReplicaId + 3
+	h.voteAnswered(h.y, 2, newer, 7)
+	h.wantVote("after Y's vote in term 7", 7, h.y)
+
+	h.lagging.Store(false)
+	h.c.WaitFor("store 3 to apply the split", 15*time.Second, func() bool {
+		st := h.c.ReplicaStatus(2, 1)
+		return st != nil && string(st.Descriptor_.GetEndKey()) == "m"
+	})
+	if st := h.c.ReplicaStatus(2, rhs); st == nil || st.ReplicaId != newer || st.Initialized {
+		t.Errorf("after the split, store 3's replica of range %d is %v, want uninitialized replica %d", rhs, st, newer)
+	}
+
+	// Placement's descriptor of the right range: store 3's replica is the
+	// newer one (removed h.me, then added newer: conf_ver + 2).
+	other := proto.CloneOf(h.right)
+	other.Epoch.ConfVer += 2
+	for _, rd := range other.Replicas {
+		if rd.StoreId == 3 {
+			rd.ReplicaId = newer
+		}
+	}
+	other.NextReplicaId = newer + 1
+	h.s3.GCDestroyForTest(rhs, other)
+
+	// X asks the newer incarnation for its vote in term 7, given to Y.
+	h.voteAnswered(h.x, 1, newer, 7)
+	h.wantVote("after X asked replica newer for a vote in term 7", 7, h.y)
+}

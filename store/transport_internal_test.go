@@ -843,7 +843,7 @@ func TestTransportDeliverDuringSplitInstallCreatesNoSecondReplica(t *testing.T) 
 		}
 		// The left range applied the split: the right's state is on disk.
 		b := db.NewIndexedBatch()
-		claimed, owned := s.claimRHS(right)
+		claimed, owned := s.claimRHS(right, replicaOnStore(right, s.cfg.StoreID).GetReplicaId())
 		if !claimed {
 			t.Fatal("could not claim the right range")
 		}
