@@ -400,6 +400,21 @@ func (t *transport) sweepPeers(referenced map[uint64]bool) []uint64 {
 	return ids
 }
 
+// redial closes the peer of storeID if it dials another address than
+// addr (the store moved); the next message makes a peer for addr.
+func (t *transport) redial(storeID uint64, addr string) {
+	t.mu.Lock()
+	p, ok := t.mu.peers[storeID]
+	if !ok || p.addr == addr {
+		t.mu.Unlock()
+		return
+	}
+	delete(t.mu.peers, storeID)
+	t.mu.Unlock()
+	p.cancel() // run closes the stream and the connection
+	t.s.log.Info("a peer store's address changed: dialling the new one", "peer", storeID, "old", p.addr, "addr", addr)
+}
+
 // conn returns the client connection to storeID (for snapshots).
 func (t *transport) conn(storeID uint64) *grpc.ClientConn {
 	p := t.peerFor(storeID)
