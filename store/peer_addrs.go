@@ -93,8 +93,15 @@ func (s *Store) learnStoreAddr(id uint64, addr string) {
 	if id == 0 || id == s.cfg.StoreID || addr == "" {
 		return
 	}
-	if old, ok := s.storeAddrs.Swap(id, addr); ok && old.(string) == addr {
+	old, had := s.storeAddrs.Swap(id, addr)
+	if had && old.(string) == addr {
 		return
+	}
+	if had && s.trans != nil {
+		// The peer dialled the old address: replace it (the next
+		// message dials the new one), or the store would never be
+		// reached at its new address.
+		s.trans.redial(id, addr)
 	}
 	v, err := proto.Marshal(&rangekvpb.StoreDescriptor{StoreId: id, Address: addr})
 	if err == nil {

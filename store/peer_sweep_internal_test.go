@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/protobuf/proto"
@@ -107,5 +109,55 @@ func TestTransportClosesPeerOfStoreThatLeft(t *testing.T) {
 	}
 	if n := peerCount(tr); n != 1 {
 		t.Fatalf("%d peers after sending to store 2 again, want 1", n)
+	}
+}
+
+// A peer store that restarted at another address (placement learns it at
+// its Join): once this store learns the new address, its messages go
+// there. On main the peer kept dialling the old address until this store
+// restarted.
+func TestTransportFollowsPeerAddressChange(t *testing.T) {
+	oldAddr, oldFake := startFakeRaftServer(t)
+	newAddr, newFake := startFakeRaftServer(t)
+	s := newTransportTestStore(t, 1)
+	s.cfg.HeartbeatInterval = 40 * time.Millisecond
+	db, err := pebble.Open("data", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s.db = db
+	tr := newTransport(s)
+	s.trans = tr
+	defer tr.close()
+	s.learnStoreAddr(2, oldAddr)
+	app := func() *rangekvpb.RaftMessage {
+		return &rangekvpb.RaftMessage{RangeId: 3, FromStore: 1, ToStore: 2, Message: &pb.Message{
+			Type: pb.MsgApp.Enum(), From: proto.Uint64(1), To: proto.Uint64(2), Term: proto.Uint64(1), Index: proto.Uint64(1), LogTerm: proto.Uint64(1)}}
+	}
+	if !tr.send(2, app()) {
+		t.Fatal("send to store 2 refused")
+	}
+	select {
+	case <-oldFake.batches:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no batch reached store 2 at its first address within 10s")
+	}
+	s.learnStoreAddr(2, newAddr) // store 2 restarted elsewhere
+	deadline := time.After(10 * time.Second)
+	for {
+		if !tr.send(2, app()) {
+			t.Fatal("send to store 2 refused")
+		}
+		select {
+		case b := <-newFake.batches:
+			if b.ToStore != 2 {
+				t.Fatalf("batch at the new address addressed to store %d", b.ToStore)
+			}
+			return
+		case <-oldFake.batches: // still the old peer (or its last flushes)
+		case <-deadline:
+			t.Fatal("no batch reached store 2 at its new address within 10s")
+		}
 	}
 }

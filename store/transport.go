@@ -400,6 +400,21 @@ func (t *transport) sweepPeers(referenced map[uint64]bool) []uint64 {
 	return ids
 }
 
+// redial closes the peer of storeID if it dials another address than
+// addr (the store moved); the next message makes a peer for addr.
+func (t *transport) redial(storeID uint64, addr string) {
+	t.mu.Lock()
+	p, ok := t.mu.peers[storeID]
+	if !ok || p.addr == addr {
+		t.mu.Unlock()
+		return
+	}
+	delete(t.mu.peers, storeID)
+	t.mu.Unlock()
+	p.cancel() // run closes the stream and the connection
+	t.s.log.Info("a peer store's address changed: dialling the new one", "peer", storeID, "old", p.addr, "addr", addr)
+}
+
 // conn returns the client connection to storeID (for snapshots).
 func (t *transport) conn(storeID uint64) *grpc.ClientConn {
 	p := t.peerFor(storeID)
@@ -435,6 +450,22 @@ func (rs *raftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
 			return err
 		}
 		if !admitted {
+			// Invariant: a store delivers only batches addressed to its
+			// own store ID. An address outlives the store that had it:
+			// a wiped store rejoins under a new ID at the same address
+			// while its peers still send the old ID's traffic there (and
+			// keep that address in their data directories). Delivered,
+			// it would create the old store's replica IDs here with no
+			// vote record, and their votes would count (FromStore is this
+			// store's new ID, which no incarnation fence knows).
+			if batch.ToStore != rs.s.cfg.StoreID {
+				rs.s.metrics.messagesDropped.WithLabelValues("wrong_store").Inc()
+				rs.s.log.Warn("refusing Raft traffic for another store ID sent to this store's address (the sender's address of that store is stale)",
+					"peer", batch.FromStore, "to_store", batch.ToStore)
+				return status.Errorf(codes.FailedPrecondition,
+					"store %d refuses Raft traffic addressed to store %d: this address now belongs to store %d; the address the sender holds for store %d is stale",
+					rs.s.cfg.StoreID, batch.ToStore, rs.s.cfg.StoreID, batch.ToStore)
+			}
 			// Nothing of a stream is delivered before its sender's
 			// incarnation is checked (incarnation.go).
 			if err := rs.s.admitPeer(batch.FromStore, inc, probe); err != nil {

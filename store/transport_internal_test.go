@@ -20,6 +20,8 @@ import (
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/internal/keys"
@@ -919,5 +921,50 @@ func TestTransportHeartbeatsToUnreachablePeerAreBounded(t *testing.T) {
 	if held > peerQueueSize {
 		t.Fatalf("%d coalesced heartbeats held for an unreachable peer (%d ranges x %d ticks), more than the peer queue bound %d: the heartbeat buffer is unbounded",
 			held, ranges, ticks, peerQueueSize)
+	}
+}
+
+// A store that joined under a new ID at the address of a wiped store
+// (placement never reuses store IDs, but addresses are reused) still gets
+// the old ID's Raft traffic from peers whose (persisted) address of the
+// old store is stale. It must refuse it: delivered, a vote request would
+// create the old store's replica ID here, with no record of its earlier
+// votes, and its vote would count under the new store ID, which no
+// incarnation fence knows.
+func TestRaftStreamRefusesTrafficForAnotherStoreID(t *testing.T) {
+	s := newTransportTestStore(t, 7)
+	db, err := pebble.Open("data", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s.db = db
+	vote := func(toStore uint64) *rangekvpb.RaftMessageBatch {
+		term, idx := uint64(7), uint64(10)
+		return &rangekvpb.RaftMessageBatch{FromStore: 1, ToStore: toStore,
+			Messages: []*rangekvpb.RaftMessage{{RangeId: 9, FromStore: 1, ToStore: toStore, Message: &pb.Message{
+				Type: pb.MsgVote.Enum(), From: proto.Uint64(1), To: proto.Uint64(3), Term: &term, LogTerm: &term, Index: &idx}}},
+			Heartbeats: []*rangekvpb.RaftHeartbeat{{RangeId: 9, FromReplicaId: 1, ToReplicaId: 3, Term: 7}}}
+	}
+	st := &fakeRaftStream{batches: []*rangekvpb.RaftMessageBatch{overTheWire(t, vote(3))}}
+	err = (&raftServer{s: s}).RaftStream(st)
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("a stream addressed to store 3 reaching store 7: %v, want FailedPrecondition", err)
+	}
+	if r := s.replica(9); r != nil {
+		t.Fatalf("traffic addressed to store 3 created replica %d of range 9 on store 7", r.replicaID)
+	}
+	if n := counterValue(t, s, "rangekv_raft_messages_dropped_total", "reason", "wrong_store"); n != 1 {
+		t.Fatalf("wrong_store drops = %v, want 1", n)
+	}
+	// Traffic addressed to store 7 itself is delivered.
+	receive(t, s, vote(7))
+	r := s.replica(9)
+	if r == nil || r.replicaID != 3 {
+		t.Fatalf("a vote addressed to store 7 gave replica %v, want uninitialized replica 3", r)
+	}
+	defer func() { r.mu.Lock(); r.mu.rr.Close(); r.mu.Unlock() }()
+	if got := takeInbox(r); len(got) != 2 {
+		t.Fatalf("replica 3's inbox holds %d messages, want the vote and the heartbeat", len(got))
 	}
 }
