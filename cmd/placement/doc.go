@@ -1,0 +1,3 @@
+// Command rangekv-placement runs one member of the placement driver:
+// configuration and wiring only; the driver lives in package placement.
+package main
