@@ -1,4 +1,5 @@
 // The Placement gRPC service.
+
 package placement
 
 import (

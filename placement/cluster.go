@@ -1,5 +1,6 @@
 // Heartbeat-derived cluster state on the leader (never persisted): store
 // stats and liveness, range leaders, sizes and pending replicas.
+
 package placement
 
 import (

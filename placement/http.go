@@ -1,4 +1,5 @@
 // /metrics, /healthz, /readyz, /debug/pprof and /debug/cluster.
+
 package placement
 
 import (

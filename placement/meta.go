@@ -1,6 +1,7 @@
 // The replicated metadata state machine: cluster record, ID allocator,
 // stores and range descriptors, kept in memory and in the placement
 // engine (applied together with the applied index).
+
 package placement
 
 import (

@@ -7,6 +7,7 @@
 // anything else changed the range; and a split (version change), a
 // membership change the operator's own steps do not explain, or a timeout
 // aborts it.
+
 package placement
 
 import (

@@ -3,6 +3,7 @@
 // and applies committed commands to the metadata state machine in the
 // placement engine, in etcd raft's order: persist (synced) → send → apply →
 // advance.
+
 package placement
 
 import (

@@ -1,6 +1,7 @@
 // The adapter between the running cluster and the pure scheduler: freeze a
 // ClusterView from persisted descriptors and heartbeat state, run
 // schedule.Schedule, and turn its operators into controller steps.
+
 package placement
 
 import (

@@ -1,5 +1,6 @@
 // The scheduler loop (leader only): every interval, freeze a cluster view,
 // run the pure scheduler, and start the operators it proposes.
+
 package placement
 
 import (

@@ -1,5 +1,6 @@
 // The placement server: lifecycle, the gRPC API (join, heartbeats,
 // routing, ID allocation, admin) and redirects from non-leaders.
+
 package placement
 
 import (

@@ -29,6 +29,7 @@
 // (ForgetLeader) sooner than LeaseDuration after it last heard from it, and
 // a restarted follower (which remembers no leader) grants no vote for an
 // election timeout after it started. The store does both (store/lease.go).
+
 package rangeraft
 
 import "time"

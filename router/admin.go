@@ -1,6 +1,7 @@
 // Admin: the placement driver's inspection and operation calls (cluster
 // status, stores, ranges, splits, operators) and a replica's Raft status
 // from its store, for tools such as the rangekv CLI.
+
 package router
 
 import (

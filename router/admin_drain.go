@@ -1,5 +1,6 @@
 // Store drain through the admin API: find the store's address through
 // placement and call its Drain RPC (see store/drain.go).
+
 package router
 
 import (

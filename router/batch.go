@@ -2,6 +2,7 @@
 // group is sent as one KV Batch request, which the store applies as one
 // Raft command: atomic per range, NOT across ranges. A group whose range
 // the cache learns has split is regrouped and its parts sent on their own.
+
 package router
 
 import (

@@ -3,6 +3,7 @@
 // (like TiKV's client-go batch commands), which is what makes hundreds of
 // concurrent callers cheap: gRPC's per-call cost is paid per message, not
 // per call. Each call still has its own deadline and outcome.
+
 package router
 
 import (

@@ -3,6 +3,7 @@
 // themselves (NewStatic) or from the placement driver (New); everything
 // else — the caches, connections, backoff, and what each range error does
 // to the cache — is shared here.
+
 package router
 
 import (

@@ -1,6 +1,7 @@
 // The key-value operations of a Client, each one call of the retry loop
 // (do), and the multi-range reads: Scan and BatchGet fan out per range and
 // stitch results in key (or input) order. Batch writes are in batch.go.
+
 package router
 
 import (

@@ -2,6 +2,7 @@
 // cache miss loads the range (and the ranges after it) with GetRange, a
 // store's address comes from GetStore; calls go to the placement leader,
 // follow NotLeader redirects and move on from members that do not answer.
+
 package router
 
 import (

@@ -2,6 +2,7 @@
 // leader the client last learned for it. A pure data structure (no I/O, no
 // locking, no clock); the Client guards it with its mutex and fills it from
 // placement answers, store answers and range errors.
+
 package router
 
 import (

@@ -3,6 +3,7 @@
 // to the last store that answered (or a hinted leader) without a range
 // ID, and the store routes it; each success teaches the client the
 // ranges that store holds (Admin.ListRanges).
+
 package router
 
 import (

@@ -9,6 +9,7 @@
 // settings at once): an alert fails the handshake with the server's reason;
 // data is kept and read by gRPC as usual. Handshake failures that retrying
 // cannot fix are remembered per address, and the retry loops return them.
+
 package router
 
 import (

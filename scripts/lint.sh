@@ -7,8 +7,9 @@
 #
 # Checks: gofmt, go vet, `go mod tidy` diff; full mode adds the generated
 # proto code diff (regenerates with scripts/genproto.sh, which installs
-# protoc when missing), staticcheck, and the import-direction test
-# (internal/lintcheck; make test runs it with go test ./...).
+# protoc when missing), staticcheck, and the repository checks of
+# internal/lintcheck (import directions, package docs; make test runs them
+# with go test ./...).
 # Every check runs; the script fails at the end if any failed, naming them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -113,7 +114,7 @@ check "go mod tidy" check_tidy
 if ((fast == 0)); then
   check "generated proto code" check_proto
   check "staticcheck $STATICCHECK_VERSION" check_staticcheck
-  check "import directions (internal/lintcheck)" check_imports
+  check "repository checks (internal/lintcheck)" check_imports
 fi
 
 if ((${#failed[@]} > 0)); then

@@ -1,4 +1,5 @@
 // The store admin service and the JSON status behind /debug/ranges.
+
 package store
 
 import (

@@ -1,6 +1,7 @@
 // Applying committed entries: the KV state machine. Apply reads no clock
 // and no local state beyond the replicated descriptor and data, so every
 // replica computes the same result.
+
 package store
 
 import (

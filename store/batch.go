@@ -2,6 +2,7 @@
 // that must hold all its keys, and proposed as ONE Raft command. The
 // command applies into the same Pebble batch as the applied index, so a
 // batch is visible all or nothing, also across a crash and restart.
+
 package store
 
 import (

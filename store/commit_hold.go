@@ -25,6 +25,7 @@
 // Only the leader's commit broadcasts are delayed: the leader commits on
 // its followers' append responses, which are never held, so a write's
 // latency does not change; a follower applies up to the delay later.
+
 package store
 
 import (

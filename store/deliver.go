@@ -1,6 +1,7 @@
 // Delivering peers' messages to replicas, creating uninitialized replicas
 // for ranges this store does not know yet (a new learner, or the right half
 // of a split this store has not applied).
+
 package store
 
 import (

@@ -19,6 +19,7 @@
 // every diskCheckInterval; TestingKnobs.FreeSpace replaces the statfs call
 // in tests. With an in-memory filesystem (Config.FS) and no knob there is
 // nothing to measure and the guard is off.
+
 package store
 
 import (

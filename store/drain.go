@@ -11,6 +11,7 @@
 // draining in its store heartbeat so placement's scheduler moves no
 // leadership onto it; and answers /readyz with "not ready". Followers keep
 // replicating, so nothing about durability changes.
+
 package store
 
 import (

@@ -1,5 +1,6 @@
 // Opening the store's single Pebble engine, its identity, static bootstrap
 // of range 1, and loading the range descriptors at start.
+
 package store
 
 import (

@@ -1,5 +1,6 @@
 // Internals the black-box tests (package store_test) reach through; this
 // file is compiled only into the tests.
+
 package store
 
 import (

@@ -5,6 +5,7 @@
 // right half that wins its first election on this store asks for that
 // call at once (reportRangesSoon), so placement can route to the new range
 // right away.
+
 package store
 
 import (

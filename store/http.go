@@ -1,5 +1,6 @@
 // The store's HTTP endpoints: /metrics, /healthz, /readyz, /debug/pprof
 // and /debug/ranges.
+
 package store
 
 import (

@@ -22,6 +22,7 @@
 // that do not answer within bootstrapProbeTimeout are skipped (the stores
 // of a new cluster start in any order); the fence above still holds.
 // Config.NewCluster skips the probe.
+
 package store
 
 import (

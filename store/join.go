@@ -2,6 +2,7 @@
 // the cluster ID and keeps them in its data directory; the first store of
 // a new cluster creates range 1; a data directory of another cluster is
 // refused.
+
 package store
 
 import (

@@ -1,5 +1,6 @@
 // The KV gRPC service: validate, route to the local replica, propose or
 // read, and turn outcomes into responses with range errors as data.
+
 package store
 
 import (

@@ -29,6 +29,7 @@
 //     the read context from heartbeats it steps.
 //  4. A store wiped and restarted under the same ID cannot vote again:
 //     peers refuse its Raft traffic (incarnation.go).
+
 package store
 
 import (

@@ -2,6 +2,7 @@
 // sends at least one batch per flush interval); a store not heard from for
 // the liveness timeout is considered down. Quiesced followers whose
 // leader's store is down wake and elect a new leader.
+
 package store
 
 import (

@@ -3,6 +3,7 @@
 // conf_ver and is applied with the descriptor in one synced batch; a change
 // proposed against another conf_ver is rejected at apply, touching neither
 // the descriptor nor raft.
+
 package store
 
 import (

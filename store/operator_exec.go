@@ -3,6 +3,7 @@
 // (EpochNotMatch) at any other; membership steps are proposed at that epoch,
 // so apply refuses them too. They run through the same membership and
 // leadership primitives as the admin API.
+
 package store
 
 import (

@@ -9,6 +9,7 @@
 // it again). A failed lookup is not tried again for a backoff that doubles
 // with each failure, so an unknown store costs a few RPCs, not one per
 // message.
+
 package store
 
 import (

@@ -1,5 +1,6 @@
 // The store's client of the placement driver: follows NotLeader redirects
 // and moves on from members that do not answer.
+
 package store
 
 import (

@@ -14,6 +14,7 @@
 //   - any other message, proposal or read wakes a replica; a follower woken
 //     by anyone but its leader wakes the leader;
 //   - quiesced replicas are not ticked and get no ReportUnreachable.
+
 package store
 
 import (

@@ -1,6 +1,7 @@
 // The worker loop: one pass over a batch of ranges with work, persisting
 // their Raft state with one synced write and applying their committed
 // entries with one batch. See doc.go for the order it keeps.
+
 package store
 
 import (

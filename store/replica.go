@@ -1,6 +1,7 @@
 // A store's replica of one range: the rangeraft replica, its log storage,
 // the range descriptor and applied state, and the inbox other goroutines
 // use to hand it work.
+
 package store
 
 import (

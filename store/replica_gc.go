@@ -25,6 +25,7 @@
 // a newer incarnation of itself. Each range is checked at most once per
 // half ReplicaGCInterval, and the store makes at most gcChecksPerSecond
 // checks.
+
 package store
 
 import (

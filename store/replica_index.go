@@ -1,5 +1,6 @@
 // The ordered index of initialized replicas by start key, for routing a
 // key to the replica whose range holds it.
+
 package store
 
 import (

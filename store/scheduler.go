@@ -1,6 +1,7 @@
 // The Raft scheduler: a queue of ranges with work drained by a fixed pool
 // of workers, like CockroachDB's raft scheduler. No goroutine, timer or
 // ticker exists per range.
+
 package store
 
 import (

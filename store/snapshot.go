@@ -13,6 +13,7 @@
 // receiver writes into the MsgSnap's Snapshot.Data: raft carries it to
 // Ready.Snapshot, so the data ingested is that of the snapshot raft
 // accepted, and every snapshot raft did not accept is dropped with its SST.
+
 package store
 
 import (

@@ -1,6 +1,7 @@
 // Range splits (MULTIRAFT.md §4): proposed through Raft, applied on every
 // replica in one synced batch that shrinks the left descriptor and creates
 // the right range's state at the fixed initial index, moving no data.
+
 package store
 
 import (

@@ -2,6 +2,7 @@
 // checks the ranges this store leads. The check is cheap — Pebble's
 // on-disk estimate plus the bytes applied since the last check — and only a
 // range that looks too big is measured exactly and split at its middle key.
+
 package store
 
 import (

@@ -1,5 +1,6 @@
 // The Store: lifecycle (open, start, stop), the replica map and the
 // goroutines the store owns (workers, ticker, transport, servers).
+
 package store
 
 import (

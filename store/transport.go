@@ -8,6 +8,7 @@
 // of ranges. A heartbeat with a non-empty context (a ReadIndex round) is
 // not held back. Every flush interval each peer also gets a batch, empty if
 // need be: the store liveness ping.
+
 package store
 
 import (

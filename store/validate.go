@@ -1,5 +1,6 @@
 // Request validation: bad input is refused with InvalidArgument naming the
 // field and the limit, before anything is proposed.
+
 package store
 
 import (

@@ -1,6 +1,7 @@
 // The cluster commands, which need the placement driver: cluster status,
 // store list, range list/show/split/move/transfer-leader, rebalance. The
 // ones that start operators wait for them, printing progress on stderr.
+
 package main
 
 import (

@@ -20,6 +20,7 @@
 //	range move, range transfer-leader
 //	                 {"operator": operator}
 //	rebalance        {"dry_run": B, "operators": [operator]}
+
 package main
 
 import (

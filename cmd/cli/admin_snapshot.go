@@ -1,6 +1,7 @@
 // range snapshot: force a log truncation on a range's replicas (so that a
 // lagging or new replica catches up from a snapshot), waiting until each
 // replica has truncated, and report each replica's log before and after.
+
 package main
 
 import (

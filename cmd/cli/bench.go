@@ -1,4 +1,5 @@
 // rangekv bench: a closed-loop load generator over router.Client.
+
 package main
 
 import (

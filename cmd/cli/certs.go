@@ -1,4 +1,5 @@
 // rangekv certs: a development CA and certificates for a TLS cluster.
+
 package main
 
 import (

@@ -6,6 +6,7 @@
 // verdict printed. Exit 0: linearizable; 1: a violation (the history is
 // written as HTML to --out); 4: inconclusive (a check timed out) or an
 // error.
+
 package main
 
 import (

@@ -1,5 +1,6 @@
 // Exit codes and the mapping from errors to them (INTERFACES.md, "Exit
 // codes"), and the one-line rendering of errors on stderr.
+
 package main
 
 import (

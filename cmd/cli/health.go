@@ -1,5 +1,6 @@
 // The health command: probe a process's /readyz or /healthz, for container
 // health checks where no curl exists (the image is FROM scratch).
+
 package main
 
 import (

@@ -1,6 +1,7 @@
 // A log-linear latency histogram in the style of HdrHistogram: exact below
 // 128ns, then 128 buckets per power of two (relative error under 0.8%),
 // fixed memory whatever the number of operations.
+
 package main
 
 import (

@@ -1,5 +1,6 @@
 // Keys and values on the command line: UTF-8 strings as given, or hex with
 // --hex; and the reverse for output.
+
 package main
 
 import (

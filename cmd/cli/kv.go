@@ -1,4 +1,5 @@
 // The key-value commands: put, get, delete, cas, incr, scan.
+
 package main
 
 import (

@@ -3,6 +3,7 @@
 // read; Tab completes command names, Up/Down walk the history, Backspace,
 // Ctrl-U (erase line), Ctrl-C (discard line) and Ctrl-D (end, on an empty
 // line) work. Output while a command runs is untouched.
+
 package main
 
 import (

@@ -1,6 +1,7 @@
 //go:build !linux
 
 // Without a line editor: the shell reads plain lines.
+
 package main
 
 import (

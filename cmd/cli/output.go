@@ -1,6 +1,7 @@
 // Output of the key-value commands: table (for people) and the exact JSON
 // documents of INTERFACES.md (for scripts). Pure formatting over an
 // io.Writer, golden-tested in output_test.go.
+
 package main
 
 import (

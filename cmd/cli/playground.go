@@ -2,6 +2,7 @@
 // trying rangekv out: rangekv-placement members and rangekv-store
 // processes that join them (or, with --placement-count 0, stores
 // bootstrapped statically).
+
 package main
 
 import (

@@ -1,4 +1,5 @@
 // Child process attributes on Linux.
+
 package main
 
 import "syscall"

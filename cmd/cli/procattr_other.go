@@ -1,6 +1,7 @@
 //go:build !linux
 
 // Child process attributes elsewhere.
+
 package main
 
 import "syscall"

@@ -1,5 +1,6 @@
 // The root command, the global flags (with RANGEKV_* environment through
 // viper) and the client the commands share.
+
 package main
 
 import (

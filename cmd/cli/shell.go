@@ -1,6 +1,7 @@
 // rangekv shell: an interactive prompt that runs the same commands, with
 // the global flags of its own invocation, an in-memory history and
 // command-name completion (Tab on a terminal; unique prefixes anywhere).
+
 package main
 
 import (

@@ -1,5 +1,7 @@
-// Command rangekv-placement runs one member of the placement driver:
-// configuration and wiring only; the driver lives in package placement.
+// The configuration keys (flags > RANGEKV_* environment > --config file >
+// defaults), their translation into a placement.Config, and running the
+// member until SIGTERM or SIGINT.
+
 package main
 
 import (

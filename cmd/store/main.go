@@ -1,5 +1,7 @@
-// Command rangekv-store runs one rangekv store: configuration and wiring
-// only; the store itself lives in package store.
+// The configuration keys (flags > RANGEKV_* environment > --config file >
+// defaults), their translation into a store.Config, and running the store
+// until SIGTERM or SIGINT, draining its leaderships before it stops.
+
 package main
 
 import (

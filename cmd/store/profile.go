@@ -2,6 +2,7 @@
 // log truncation and split size. A key given explicitly (flag, environment
 // or file) overrides its profile value. The table is documented in
 // docs/configuration.md; keep the two in step.
+
 package main
 
 import (

@@ -1,6 +1,5 @@
-// Package debughttp serves the endpoints every rangekv process has on its
-// HTTP address: /metrics, /healthz, /readyz, /debug/pprof, plus the
-// process's own JSON debug pages.
+// Start: the HTTP server, its standard endpoints and the process's pages.
+
 package debughttp
 
 import (

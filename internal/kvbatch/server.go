@@ -1,4 +1,5 @@
 // Serving one BatchCommands stream.
+
 package kvbatch
 
 import (

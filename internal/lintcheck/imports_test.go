@@ -2,6 +2,7 @@
 // enforced over the package graph that `go list -deps` reports for the
 // whole module. Only the packages' own (non-test) imports count: tests may
 // link whatever they need.
+
 package lintcheck
 
 import (

@@ -1,5 +1,5 @@
-// Package logadapt adapts the printf-style loggers of etcd raft and Pebble
-// to log/slog, in one place for every binary.
+// The two adapters: Raft (etcd raft's Logger) and Pebble (Pebble's Logger).
+
 package logadapt
 
 import (

@@ -1,5 +1,6 @@
 // The *tls.Config values and gRPC credentials built on a Source: every
 // handshake takes the Source's current material.
+
 package tlsconfig
 
 import (

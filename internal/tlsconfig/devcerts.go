@@ -1,6 +1,7 @@
 // A development certificate authority: a CA, a node certificate (server
 // and client use, for stores and placement members) and a client
 // certificate (for the CLI and applications), ECDSA P-256.
+
 package tlsconfig
 
 import (

@@ -1,4 +1,5 @@
 // The three files and the errors that name the configuration key at fault.
+
 package tlsconfig
 
 import (

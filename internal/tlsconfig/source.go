@@ -1,6 +1,7 @@
 // The reloadable material: the files are re-read lazily, on a handshake,
 // at most once per check interval; a change that parses replaces the
 // material, one that does not is logged and the previous one kept.
+
 package tlsconfig
 
 import (

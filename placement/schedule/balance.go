@@ -2,6 +2,7 @@
 // the fewest, and leadership from the store leading the most ranges to the
 // one leading the fewest, each only when the gap exceeds the configured
 // margin, so that no move is ever reversed by a later round.
+
 package schedule
 
 import (

@@ -1,6 +1,7 @@
 // Scheduler configuration: the knobs of repair, label spreading, balance
 // and the per-store limits, with defaults and a Validate that changes
 // nothing.
+
 package schedule
 
 import (

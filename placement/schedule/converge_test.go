@@ -1,6 +1,7 @@
 // Convergence tests: Schedule iterated with the sim as the applier, from a
 // fourth store joining and from random broken clusters, checked against
 // the invariants of a repaired and balanced cluster.
+
 package schedule_test
 
 import (

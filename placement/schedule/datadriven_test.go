@@ -1,6 +1,7 @@
 // Datadriven scheduler scenarios (testdata/*): a cluster described in
 // commands, Schedule's decisions rendered with Describe, and the sim as the
 // applier. Regenerate the expected output with -rewrite.
+
 package schedule_test
 
 import (

@@ -1,5 +1,6 @@
 // Location labels: isolation scores that say how well a set of stores is
 // spread over the failure domains named by Config.LocationLabels.
+
 package schedule
 
 // isolation counts, per location level, the distinct domains a set of

@@ -1,5 +1,6 @@
 // Operators: epoch-guarded step lists, and the pure helpers a controller
 // uses to drive them from heartbeats (NextStep, CheckEpoch, Expired).
+
 package schedule
 
 import (

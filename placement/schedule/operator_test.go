@@ -1,5 +1,6 @@
 // Table-driven tests of steps, operators (NextStep, CheckEpoch, Expired,
 // WithReplicaID), Config.Validate and NewClusterView's checks.
+
 package schedule_test
 
 import (

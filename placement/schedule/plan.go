@@ -2,6 +2,7 @@
 // counts with in-flight and newly created operators applied, per-store
 // operator and snapshot budgets, busy ranges) and the admission of new
 // operators against the limits.
+
 package schedule
 
 import (

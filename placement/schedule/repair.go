@@ -1,5 +1,6 @@
 // Repair (PD's replica checker): joint configurations left behind, replicas
 // on dead stores, too few or too many voters, leftover learners.
+
 package schedule
 
 import (

@@ -1,4 +1,5 @@
 // Schedule: one round of the scheduler over a ClusterView.
+
 package schedule
 
 import (

@@ -1,5 +1,6 @@
 // Simulation at scale: one Schedule round over 100 stores and 100,000
 // ranges (benchmark), and the rounds it takes to fill 10 new stores.
+
 package schedule_test
 
 import (

@@ -1,5 +1,6 @@
 // Label spreading: move a replica so that a range's replicas cover more
 // distinct zones (then hosts, ...), when Up stores offer such a place.
+
 package schedule
 
 // maxSpreadFailures bounds the ranges per round whose spreading search

@@ -1,5 +1,6 @@
 // Operator steps: the membership changes and leader transfers an operator is
 // made of, each judged done or conflicting from a reported RangeView alone.
+
 package schedule
 
 import (

@@ -1,5 +1,6 @@
 // The cluster view: an immutable snapshot of stores, ranges and in-flight
 // operators, with the per-store indexes the scheduler needs built once.
+
 package schedule
 
 import (

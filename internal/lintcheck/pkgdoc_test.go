@@ -1,0 +1,183 @@
+// The package-documentation check: a package's documentation is its
+// doc.go's comment and nothing else. A comment directly above `package` in
+// any other file is package documentation too, and godoc merges it in (the
+// summary then comes from whichever file sorts first), so every other
+// file's scope comment must be separated from the clause by a blank line.
+// Every directory of Go code (any module in the repository) has a doc.go
+// whose comment opens "Package <name> " ("Command " for package main).
+
+package lintcheck
+
+import (
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"maps"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"testing/fstest"
+)
+
+// docFile is the one file of a package that may carry its documentation.
+const docFile = "doc.go"
+
+// skipDir reports whether the go command ignores a directory (and so must
+// this check): testdata, vendor and names starting with "." or "_".
+func skipDir(name string) bool {
+	return name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")
+}
+
+// packageDocOffenses walks fsys and returns one line per broken rule, in
+// path order: package documentation in a non-generated file other than
+// doc.go, and a directory of non-test Go files without a doc.go that opens
+// as Go's convention says. Generated files (ast.IsGenerated) are never
+// judged; they do not count as the directory's Go code either.
+func packageDocOffenses(fsys fs.FS) ([]string, error) {
+	var offenses []string
+	// pkgName is the package of each directory's non-test, non-generated
+	// files; docs holds each directory's parsed doc.go.
+	pkgName := map[string]string{}
+	docs := map[string]*ast.File{}
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != "." && skipDir(d.Name()) {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(p, ".go") {
+			return nil
+		}
+		src, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, p, src, parser.ParseComments|parser.PackageClauseOnly)
+		if err != nil {
+			return err
+		}
+		if ast.IsGenerated(f) {
+			return nil
+		}
+		dir, base := path.Split(p)
+		dir = path.Clean(dir)
+		if base == docFile {
+			docs[dir] = f
+		} else if f.Doc != nil {
+			first, _, _ := strings.Cut(f.Doc.Text(), "\n")
+			offenses = append(offenses, fmt.Sprintf("%s:%d: package documentation outside %s (%q): put a blank line between the comment and `package`, or move it to %s",
+				p, fset.Position(f.Doc.Pos()).Line, docFile, first, path.Join(dir, docFile)))
+		}
+		if !strings.HasSuffix(base, "_test.go") {
+			pkgName[dir] = f.Name.Name
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range slices.Sorted(maps.Keys(pkgName)) {
+		name := pkgName[dir]
+		want := "Package " + name + " "
+		if name == "main" {
+			want = "Command "
+		}
+		doc := path.Join(dir, docFile)
+		switch f := docs[dir]; {
+		case f == nil:
+			offenses = append(offenses, fmt.Sprintf("%s: package %s has no %s (want one whose comment opens %q)", dir, name, docFile, want))
+		case f.Doc == nil:
+			offenses = append(offenses, fmt.Sprintf("%s: no package documentation (a comment directly above `package`, opening %q)", doc, want))
+		case !strings.HasPrefix(f.Doc.Text(), want):
+			first, _, _ := strings.Cut(f.Doc.Text(), "\n")
+			offenses = append(offenses, fmt.Sprintf("%s: package documentation opens %q, want %q...", doc, first, want))
+		}
+	}
+	return offenses, nil
+}
+
+// repoRoot is the directory of the main module's go.mod.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		t.Fatalf("go env GOMOD: not in a module (%q)", gomod)
+	}
+	return filepath.Dir(gomod)
+}
+
+func TestPackageDocOnlyInDocGo(t *testing.T) {
+	offenses, err := packageDocOffenses(os.DirFS(repoRoot(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range offenses {
+		t.Error(o)
+	}
+}
+
+// TestPackageDocCheckCatchesOffenses proves the check can fail, and that it
+// lets through what it must: a separated scope comment, a build constraint,
+// generated code and test-only directories.
+func TestPackageDocCheckCatchesOffenses(t *testing.T) {
+	file := func(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
+	fsys := fstest.MapFS{
+		// good: doc.go documents, the others are separated
+		"good/doc.go":          file("// Package good is fine.\npackage good\n"),
+		"good/a.go":            file("// Scope of a.\n\npackage good\n"),
+		"good/b.go":            file("//go:build linux\n\n// Scope of b.\n\npackage good\n"),
+		"good/c_test.go":       file("// Scope of a test.\n\npackage good_test\n"),
+		"good/gen.pb.go":       file("// Code generated by protoc-gen-go. DO NOT EDIT.\n\n// Doc of generated code.\npackage good\n"),
+		"good/testdata/x.go":   file("// Ignored by the go command.\npackage x\n"),
+		"cmd/tool/doc.go":      file("// Command tool does things.\npackage main\n"),
+		"cmd/tool/main.go":     file("package main\n"),
+		"testsonly/x_test.go":  file("package testsonly\n"),
+		"genonly/gen.pb.go":    file("// Code generated by protoc-gen-go. DO NOT EDIT.\n\npackage genonly\n"),
+		".hidden/doc_less.go":  file("// Ignored by the go command.\npackage hidden\n"),
+		"merged/doc.go":        file("// Package merged is documented here.\npackage merged\n"),
+		"merged/scope.go":      file("// The scope of scope.go, merged into the package doc.\npackage merged\n"),
+		"merged/tagged.go":     file("//go:build !linux\n\n// Tagged, and merged too.\npackage merged\n"),
+		"merged/scope_test.go": file("// A test file's, merged into merged_test's doc.\npackage merged_test\n"),
+		"nodoc/a.go":           file("// Scope of a.\n\npackage nodoc\n"),
+		"undocumented/doc.go":  file("package undocumented\n"),
+		"misnamed/doc.go":      file("// The misnamed package.\npackage misnamed\n"),
+		"cmd/bad/doc.go":       file("// Package main is not how a command opens.\npackage main\n"),
+	}
+	got, err := packageDocOffenses(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"merged/scope.go:1: package documentation outside doc.go (\"The scope of scope.go, merged into the package doc.\")",
+		"merged/scope_test.go:1: package documentation outside doc.go",
+		"merged/tagged.go:3: package documentation outside doc.go (\"Tagged, and merged too.\")",
+		"cmd/bad/doc.go: package documentation opens \"Package main is not how a command opens.\", want \"Command \"",
+		"misnamed/doc.go: package documentation opens \"The misnamed package.\", want \"Package misnamed \"",
+		"nodoc: package nodoc has no doc.go",
+		"undocumented/doc.go: no package documentation",
+	}
+	joined := strings.Join(got, "\n")
+	for _, w := range want {
+		if !strings.Contains(joined, w) {
+			t.Errorf("offense not reported: %q\nreported:\n%s", w, joined)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d offenses, want %d:\n%s", len(got), len(want), joined)
+	}
+}
