@@ -29,7 +29,8 @@ build:
 	$(BUILD) -o bin/rangekv-placement ./cmd/placement
 
 # test runs every step even when one fails, prints a summary, and fails if
-# any step failed.
+# any step failed. Its lint step includes staticcheck, which lint.sh
+# installs at its pinned version into .tools/bin on first use.
 test:
 	@results=(); rc=0; \
 	step() { \
