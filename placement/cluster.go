@@ -5,7 +5,6 @@ package placement
 
 import (
 	"context"
-	"sort"
 	"sync"
 	"time"
 
@@ -145,18 +144,4 @@ func (c *clusterState) rangeInfo(rangeID uint64) (rangeLive, bool) {
 		return rangeLive{}, false
 	}
 	return *r, true
-}
-
-// rangesLedBy lists ranges whose last reported leader is storeID.
-func (c *clusterState) rangesLedBy(storeID uint64) []uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []uint64
-	for id, r := range c.ranges {
-		if r.leaderStore == storeID {
-			out = append(out, id)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
 }

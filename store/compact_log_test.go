@@ -21,7 +21,7 @@ func TestCompactLogTruncatesAndNewReplicaCatchesUpBySnapshot(t *testing.T) {
 		cfg.LogTruncateThreshold = 100000 // the policy never truncates here
 		cfg.LogMaxEntries = 200000
 	}})
-	lead := c.WaitLeader(rangeOne)
+	c.WaitLeader(rangeOne) // the writes below start once range 1 has a leader
 	cl := c.Client()
 	ctx := mrCtx(t, 60*time.Second)
 	want := map[string]string{}
@@ -30,7 +30,7 @@ func TestCompactLogTruncatesAndNewReplicaCatchesUpBySnapshot(t *testing.T) {
 		mustPut(t, cl, k, v)
 		want[k] = v
 	}
-	lead = c.WaitLeader(rangeOne)
+	lead := c.WaitLeader(rangeOne)
 	before := c.ReplicaStatus(lead, rangeOne)
 	if before.LastIndex < before.FirstIndex+50 {
 		t.Fatalf("the log holds fewer than the 50 writes before CompactLog: %v", before)

@@ -49,7 +49,7 @@ func TestMultiraftLearnerSnapshotPromoteRemove(t *testing.T) {
 	c := testcluster.Start(t, 4, testcluster.Options{Replicas: 3, InMemory: true, Configure: func(_ int, cfg *store.Config) {
 		cfg.HTTPAddr = "127.0.0.1:0"
 	}})
-	lead := c.WaitLeader(1)
+	c.WaitLeader(1) // the writes below start once range 1 has a leader
 	cl := c.Client()
 	ctx := mrCtx(t, 90*time.Second)
 	want := map[string]string{}
@@ -78,6 +78,7 @@ func TestMultiraftLearnerSnapshotPromoteRemove(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("PROMOTE_LEARNER on store 4, which holds no learner: err %v, want InvalidArgument", err)
 	}
+	var lead int
 	for {
 		lead = c.WaitLeader(1)
 		resp, err := c.Admin(lead).ChangeReplicas(ctx, &rangekvpb.ChangeReplicasRequest{RangeId: 1, Change: rangekvpb.ReplicaChangeType_REMOVE_REPLICA, StoreId: uint64(lead + 1)})

@@ -93,15 +93,20 @@ func (c *clientCreds) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo,
 	return nil, nil, errors.New("tlsconfig: client credentials cannot serve")
 }
 
+// Info names the protocol only: gRPC reads SecurityProtocol ("tls" turns
+// on its TLS-only checks). The deprecated SecurityVersion and ServerName
+// are left empty: gRPC never reads the first, and the second would only
+// override the channel's :authority, which grpc.WithAuthority does now.
 func (c *clientCreds) Info() credentials.ProtocolInfo {
-	return credentials.ProtocolInfo{SecurityProtocol: "tls", SecurityVersion: "1.2", ServerName: c.serverName}
+	return credentials.ProtocolInfo{SecurityProtocol: "tls"}
 }
 
 func (c *clientCreds) Clone() credentials.TransportCredentials {
 	return &clientCreds{s: c.s, serverName: c.serverName}
 }
 
-// OverrideServerName is part of the (deprecated) interface.
+// OverrideServerName is part of the (deprecated) interface: gRPC never
+// calls it; the name only replaces the verified host name in handshakes.
 func (c *clientCreds) OverrideServerName(name string) error {
 	c.serverName = name
 	return nil

@@ -282,11 +282,14 @@ func TestHalfDoneRotationKeepsPreviousCertificate(t *testing.T) {
 	s := startServer(t, srv.ServerConfig())
 	old := serialOf(t, filepath.Join(dir, "node.crt"))
 
-	rotated := reissue(t, dir, false) // new cert, old key
+	halfDone := reissue(t, dir, false) // new cert, old key
+	if halfDone.Cmp(old) == 0 {
+		t.Fatalf("the half-done certificate has the old serial %v", old)
+	}
 	clk.add(DefaultCheckInterval)
 	r := s.dial(t, cli.ClientConfig())
 	if r.clientErr != nil || r.clientSawServer.Cmp(old) != 0 {
-		t.Fatalf("half-done rotation: serial %v err %v, want the old %v served", r.clientSawServer, r.clientErr, old)
+		t.Fatalf("half-done rotation: serial %v err %v, want the old %v served, not the half-done %v", r.clientSawServer, r.clientErr, old, halfDone)
 	}
 	var te *Error
 	if err := srv.Err(); !errors.As(err, &te) || te.Key != KeyKey {
@@ -294,7 +297,7 @@ func TestHalfDoneRotationKeepsPreviousCertificate(t *testing.T) {
 	}
 
 	// Finish the rotation (a new pair, both files).
-	rotated = reissue(t, dir, true)
+	rotated := reissue(t, dir, true)
 	clk.add(DefaultCheckInterval)
 	if r := s.dial(t, cli.ClientConfig()); r.clientErr != nil || r.clientSawServer.Cmp(rotated) != 0 {
 		t.Fatalf("finished rotation: serial %v err %v, want %v", r.clientSawServer, r.clientErr, rotated)
