@@ -39,6 +39,7 @@ func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
 	if r == nil {
 		r = s.createUninitialized(env.RangeId, m.GetTo())
 		if r == nil {
+			s.holdForSplit(env.RangeId, inMsg{m: m, fromStore: env.FromStore, quiesce: quiesce})
 			return
 		}
 	}
@@ -72,15 +73,49 @@ func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
 	if r.Descriptor() == nil && m.GetType() == pb.MsgApp && len(env.StartKey) > 0 &&
 		r.uninitTicks.Load() < maxSplitDelayTicks && s.replicaForKey(env.StartKey) != nil {
 		// The local replica holding this key will create this one when it
-		// applies the split; a snapshot now would overlap it.
+		// applies the split; a snapshot now would overlap it. The split's
+		// install delivers the last such MsgApp (installRHS).
+		r.heldApp.Store(&inMsg{m: m, fromStore: env.FromStore, quiesce: quiesce})
 		s.metrics.messagesDropped.WithLabelValues("awaiting_split").Inc()
 		return
 	}
-	if !r.pushMessage(inMsg{m: m, fromStore: env.FromStore, quiesce: quiesce}, s.cfg.InboxSize) {
-		s.metrics.messagesDropped.WithLabelValues("inbox_full").Inc()
+	im := inMsg{m: m, fromStore: env.FromStore, quiesce: quiesce}
+	if !r.pushMessage(im, s.cfg.InboxSize) {
+		// A closed inbox: the replica was stopped, maybe by the split that
+		// is replacing it right now (installRHS), whose new replica then
+		// takes the message.
+		if !s.holdForSplit(env.RangeId, im) {
+			s.metrics.messagesDropped.WithLabelValues("inbox_full").Inc()
+		}
 		return
 	}
 	s.sched.enqueue(env.RangeId, flagWork)
+}
+
+// maxHeldForSplit bounds the messages held for one range while a split
+// staged here is about to create its replica.
+const maxHeldForSplit = 8
+
+// holdForSplit keeps im for the split that is about to install its range
+// here (pendingRHS), keeping the latest maxHeldForSplit, and reports
+// whether it did; it does nothing for a range no split is creating.
+// Checked under s.mu, the lock under which installRHS takes the held
+// messages, so none is held after that.
+func (s *Store) holdForSplit(rangeID uint64, im inMsg) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.pendingRHS[rangeID] == nil {
+		return false
+	}
+	if s.mu.heldForSplit == nil {
+		s.mu.heldForSplit = make(map[uint64][]inMsg)
+	}
+	held := append(s.mu.heldForSplit[rangeID], im)
+	if len(held) > maxHeldForSplit {
+		held = held[len(held)-maxHeldForSplit:]
+	}
+	s.mu.heldForSplit[rangeID] = held
+	return true
 }
 
 // createUninitialized creates a replica with no descriptor, no span and an

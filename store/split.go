@@ -172,6 +172,7 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	if claimed && !res.createRight {
 		s.mu.Lock()
 		delete(s.mu.pendingRHS, right.RangeId)
+		delete(s.mu.heldForSplit, right.RangeId)
 		s.mu.Unlock()
 	}
 	p.splits = append(p.splits, res)
@@ -348,6 +349,7 @@ func (s *Store) installRHS(res *splitResult) error {
 			// once the parent had shrunk): it owns the span now.
 			s.mu.Lock()
 			delete(s.mu.pendingRHS, id)
+			delete(s.mu.heldForSplit, id)
 			s.mu.Unlock()
 			return nil
 		}
@@ -366,6 +368,8 @@ func (s *Store) installRHS(res *splitResult) error {
 	s.mu.Lock()
 	s.mu.replicas[id] = r
 	delete(s.mu.pendingRHS, id)
+	held := s.mu.heldForSplit[id]
+	delete(s.mu.heldForSplit, id)
 	s.mu.Unlock()
 	s.setAwake(id, true)
 	s.indexReplica(r)
@@ -375,6 +379,22 @@ func (s *Store) installRHS(res *splitResult) error {
 	if res.campaign {
 		r.reportOnLead.Store(true)
 		r.setFlag(func(r *Replica) { r.inbox.campaign = true })
+	}
+	// The messages that waited for this split: the last MsgApp the
+	// uninitialized replica dropped, and what arrived while the split was
+	// staged and no replica object could exist (holdForSplit). Without
+	// them the right half's leader, whose probe or vote they were, would
+	// wait for its next heartbeat or election timeout. Raft tolerates the
+	// delay of a message.
+	if old != nil {
+		if h := old.heldApp.Swap(nil); h != nil {
+			held = append([]inMsg{*h}, held...)
+		}
+	}
+	for _, im := range held {
+		if im.m.GetTo() == r.replicaID {
+			r.pushMessage(im, s.cfg.InboxSize)
+		}
 	}
 	s.sched.enqueue(id, flagWork)
 	return nil

@@ -104,6 +104,13 @@ type Store struct {
 		// section that puts the right replica in replicas, so no instant
 		// leaves the span to a snapshot of another range.
 		pendingRHS map[uint64]*rangekvpb.RangeDescriptor
+		// heldForSplit: the last few messages that arrived for a range in
+		// pendingRHS (no replica object may exist for it yet), handed to
+		// the right replica when the split installs it (installRHS) or
+		// dropped with the pendingRHS entry. Raft tolerates their delay;
+		// dropping them made the new range's first election or first
+		// append wait for a timeout or a heartbeat.
+		heldForSplit map[uint64][]inMsg
 		// removals counts replicas removed from replicas (destroyed),
 		// after their tombstone is durable: createUninitialized reads
 		// Pebble without the lock and re-checks it.
