@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/protobuf/proto"
@@ -121,12 +119,7 @@ func TestTransportFollowsPeerAddressChange(t *testing.T) {
 	newAddr, newFake := startFakeRaftServer(t)
 	s := newTransportTestStore(t, 1)
 	s.cfg.HeartbeatInterval = 40 * time.Millisecond
-	db, err := pebble.Open("data", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebble{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	s.db = db
+	withMemEngine(t, s)
 	tr := newTransport(s)
 	s.trans = tr
 	defer tr.close()

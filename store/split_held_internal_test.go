@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -28,12 +27,7 @@ import (
 // Each step below is driven by the test on one goroutine: no worker runs.
 func TestSplitInstallDeliversMessagesHeldForIt(t *testing.T) {
 	s := newTransportTestStore(t, 2)
-	db, err := pebble.Open("data", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebble{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	s.db = db
+	db := withMemEngine(t, s)
 	replicas := []*rangekvpb.ReplicaDescriptor{{ReplicaId: 1, StoreId: 1}, {ReplicaId: 2, StoreId: 2}, {ReplicaId: 3, StoreId: 3}}
 	// The left range [a, z) is initialized here and has not applied its
 	// splits yet.

@@ -44,6 +44,19 @@ func newTransportTestStore(t testing.TB, storeID uint64) *Store {
 	return s
 }
 
+// withMemEngine gives s an in-memory Pebble engine, closed when the test
+// ends, and returns it.
+func withMemEngine(t testing.TB, s *Store) *pebble.DB {
+	t.Helper()
+	db, err := pebble.Open("data", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s.db = db
+	return db
+}
+
 // counterValue reads a counter of s's registry; with label (name=value)
 // only the series carrying it.
 func counterValue(t testing.TB, s *Store, name string, label ...string) float64 {
@@ -639,12 +652,7 @@ func TestTransportCoalescedHeartbeatsDriveRealRaft(t *testing.T) {
 // replica; one for another ID than the local replica's is dropped.
 func TestTransportHeartbeatToTombstonedReplicaDropped(t *testing.T) {
 	s := newTransportTestStore(t, 2)
-	db, err := pebble.Open("data", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebble{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	s.db = db
+	db := withMemEngine(t, s)
 	ts, _ := proto.Marshal(&rangekvpb.RangeTombstone{NextReplicaId: 5})
 	if err := db.Set(keys.TombstoneKey(9), ts, pebble.Sync); err != nil {
 		t.Fatal(err)
@@ -823,12 +831,7 @@ func gaugeValue(t testing.TB, s *Store, name string) float64 {
 // leaves rangekv_store_replicas one too high.
 func TestTransportDeliverDuringSplitInstallCreatesNoSecondReplica(t *testing.T) {
 	s := newTransportTestStore(t, 2)
-	db, err := pebble.Open("data", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebble{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	s.db = db
+	db := withMemEngine(t, s)
 	for i := range 1000 {
 		rangeID := uint64(100 + i)
 		right := &rangekvpb.RangeDescriptor{
@@ -933,12 +936,7 @@ func TestTransportHeartbeatsToUnreachablePeerAreBounded(t *testing.T) {
 // incarnation fence knows.
 func TestRaftStreamRefusesTrafficForAnotherStoreID(t *testing.T) {
 	s := newTransportTestStore(t, 7)
-	db, err := pebble.Open("data", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebble{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	s.db = db
+	withMemEngine(t, s)
 	vote := func(toStore uint64) *rangekvpb.RaftMessageBatch {
 		term, idx := uint64(7), uint64(10)
 		return &rangekvpb.RaftMessageBatch{FromStore: 1, ToStore: toStore,
@@ -947,7 +945,7 @@ func TestRaftStreamRefusesTrafficForAnotherStoreID(t *testing.T) {
 			Heartbeats: []*rangekvpb.RaftHeartbeat{{RangeId: 9, FromReplicaId: 1, ToReplicaId: 3, Term: 7}}}
 	}
 	st := &fakeRaftStream{batches: []*rangekvpb.RaftMessageBatch{overTheWire(t, vote(3))}}
-	err = (&raftServer{s: s}).RaftStream(st)
+	err := (&raftServer{s: s}).RaftStream(st)
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("a stream addressed to store 3 reaching store 7: %v, want FailedPrecondition", err)
 	}
