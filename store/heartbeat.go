@@ -71,6 +71,12 @@ func (s *Store) reportRangesSoon() {
 
 func (s *Store) pdCtx(d time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
+	return s.untilStop(ctx, cancel)
+}
+
+// untilStop makes ctx also end when the store stops; cancel ends it (and
+// the goroutine that waits for the stop) otherwise.
+func (s *Store) untilStop(ctx context.Context, cancel context.CancelFunc) (context.Context, context.CancelFunc) {
 	go func() {
 		select {
 		case <-s.stopCh:

@@ -86,15 +86,8 @@ func (s *Store) queueGC(rangeID uint64, why string) {
 // gcLoop runs replica GC until the store stops.
 func (s *Store) gcLoop() {
 	defer s.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := s.untilStop(context.WithCancel(context.Background()))
 	defer cancel()
-	go func() { // ends when gcLoop returns (cancel) or the store stops
-		select {
-		case <-s.stopCh:
-		case <-ctx.Done():
-		}
-		cancel()
-	}()
 	t := time.NewTicker(s.cfg.ReplicaGCInterval)
 	defer t.Stop()
 	for {
