@@ -171,8 +171,7 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	}
 	if claimed && !res.createRight {
 		s.mu.Lock()
-		delete(s.mu.pendingRHS, right.RangeId)
-		delete(s.mu.heldForSplit, right.RangeId)
+		s.releaseRHSLocked(right.RangeId)
 		s.mu.Unlock()
 	}
 	p.splits = append(p.splits, res)
@@ -206,6 +205,17 @@ func (s *Store) claimRHS(right *rangekvpb.RangeDescriptor, replicaID uint64) (cl
 	}
 	s.mu.pendingRHS[rangeID] = right
 	return true, r != nil
+}
+
+// releaseRHSLocked ends claimRHS's claim on rangeID: the split installed
+// the range's replica, or found it needs none. It returns the messages
+// held for the range meanwhile (holdForSplit), which go with the claim.
+// Called with s.mu held.
+func (s *Store) releaseRHSLocked(rangeID uint64) []inMsg {
+	held := s.mu.heldForSplit[rangeID]
+	delete(s.mu.pendingRHS, rangeID)
+	delete(s.mu.heldForSplit, rangeID)
+	return held
 }
 
 // startReplacing reports whether deliver may destroy the uninitialized
@@ -348,8 +358,7 @@ func (s *Store) installRHS(res *splitResult) error {
 			// Initialized meanwhile by a snapshot of its own (accepted
 			// once the parent had shrunk): it owns the span now.
 			s.mu.Lock()
-			delete(s.mu.pendingRHS, id)
-			delete(s.mu.heldForSplit, id)
+			s.releaseRHSLocked(id)
 			s.mu.Unlock()
 			return nil
 		}
@@ -367,9 +376,7 @@ func (s *Store) installRHS(res *splitResult) error {
 	}
 	s.mu.Lock()
 	s.mu.replicas[id] = r
-	delete(s.mu.pendingRHS, id)
-	held := s.mu.heldForSplit[id]
-	delete(s.mu.heldForSplit, id)
+	held := s.releaseRHSLocked(id)
 	s.mu.Unlock()
 	s.setAwake(id, true)
 	s.indexReplica(r)
