@@ -96,7 +96,7 @@ func (s *Store) descriptorsFor(have []*rangekvpb.RangeDescriptor, ops []*rangekv
 func (k *kvServer) Batch(ctx context.Context, req *rangekvpb.BatchRequest) (resp *rangekvpb.BatchResponse, err error) {
 	s := k.s
 	resp = &rangekvpb.BatchResponse{Header: &rangekvpb.ResponseHeader{}}
-	defer func(t time.Time) { s.observe("batch", t, resp.GetHeader(), err) }(time.Now())
+	defer func(t time.Time) { s.observe("batch", t, resp.GetHeader(), err) }(s.now())
 	if err := s.cfg.limits().ValidateBatch(req); err != nil {
 		return nil, err
 	}

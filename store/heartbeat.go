@@ -10,7 +10,6 @@ package store
 
 import (
 	"context"
-	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -28,9 +27,9 @@ type reported struct {
 
 func (s *Store) heartbeatLoop() {
 	defer s.wg.Done()
-	st := time.NewTicker(s.cfg.StoreHeartbeatInterval)
+	st := s.cfg.Clock.NewTicker(s.cfg.StoreHeartbeatInterval)
 	defer st.Stop()
-	rt := time.NewTicker(s.cfg.RangeHeartbeatInterval)
+	rt := s.cfg.Clock.NewTicker(s.cfg.RangeHeartbeatInterval)
 	defer rt.Stop()
 	last := map[uint64]reported{}
 	if s.needRejoin && !s.rejoinPlacement() {
@@ -43,14 +42,14 @@ func (s *Store) heartbeatLoop() {
 		select {
 		case <-s.stopCh:
 			return
-		case <-st.C:
+		case <-st.C():
 			if beats++; beats%peerRefreshEvery == 0 {
 				s.refreshPeerAddrs()
 			}
 			s.sendStoreHeartbeat()
 		case <-s.drain.kick:
 			s.sendStoreHeartbeat()
-		case <-rt.C:
+		case <-rt.C():
 			s.sendRangeHeartbeats(last)
 		case <-s.reportRanges:
 			s.sendRangeHeartbeats(last)
@@ -89,10 +88,8 @@ func (s *Store) untilStop(ctx context.Context, cancel context.CancelFunc) (conte
 
 func (s *Store) storeStats() *rangekvpb.StoreStats {
 	st := &rangekvpb.StoreStats{StoreId: s.cfg.StoreID, Draining: s.Draining()}
-	var fs syscall.Statfs_t
-	if s.cfg.FS == nil && syscall.Statfs(s.cfg.DataDir, &fs) == nil {
-		st.Capacity = fs.Blocks * uint64(fs.Bsize)
-		st.Available = fs.Bavail * uint64(fs.Bsize)
+	if u, err := s.cfg.FS.GetDiskUsage(s.cfg.DataDir); err == nil {
+		st.Capacity, st.Available = u.TotalBytes, u.AvailBytes
 	}
 	st.Used = s.db.Metrics().DiskSpaceUsage()
 	for _, r := range s.replicasSnapshot() {

@@ -264,7 +264,7 @@ func (s *Store) changeReplicas(ctx context.Context, rangeID uint64, change range
 	}
 	// Wait until the change applied here (conf_ver moved on and no joint
 	// configuration remains).
-	t := time.NewTicker(5 * time.Millisecond)
+	t := s.cfg.Clock.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if d := r.Descriptor(); d != nil && d.Epoch.ConfVer > desc.Epoch.ConfVer && !isJoint(d) {
@@ -280,7 +280,7 @@ func (s *Store) changeReplicas(ctx context.Context, rangeID uint64, change range
 		case <-ctx.Done():
 			return nil, &rangekvpb.RangeError{Message: "membership change not seen applied before the deadline; read the descriptor to learn its outcome",
 				AmbiguousResult: &rangekvpb.AmbiguousResult{Reason: ctx.Err().Error()}}, nil
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

@@ -39,18 +39,20 @@ type pass struct {
 	removed bool
 }
 
-func (s *Store) worker() {
-	defer s.wg.Done()
-	var buf []workItem
-	for {
-		items := s.sched.next(buf)
-		if items == nil {
-			return
-		}
-		s.processBatch(items)
-		s.sched.done(items)
-		buf = items
+// runPass is the pass Config.Runner runs (Runner.Start): it takes up to
+// MaxBatchRanges queued ranges (waiting for one when wait is set) and
+// processes them; false when it took none.
+func (s *Store) runPass(wait bool) bool {
+	buf := s.passBufs.Get().(*[]workItem)
+	defer s.passBufs.Put(buf)
+	items := s.sched.take((*buf)[:0], wait)
+	if items == nil {
+		return false
 	}
+	s.processBatch(items)
+	s.sched.done(items)
+	*buf = items
+	return true
 }
 
 func (s *Store) processBatch(items []workItem) {

@@ -5,10 +5,10 @@ package store
 
 import (
 	"context"
-	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -53,7 +53,8 @@ type Store struct {
 	// one, -1 before the first (notePlacement).
 	pdUp     atomic.Int32
 	liveness *liveness
-	now      func() time.Time
+	// now is cfg.Clock.Now.
+	now func() time.Time
 	// pebbleOpts are the engine's options (snapshot SSTs are written with
 	// them).
 	pebbleOpts *pebble.Options
@@ -89,6 +90,8 @@ type Store struct {
 	// (capacity 1: requests made while one waits coalesce into it). Sent
 	// to without blocking (reportRangesSoon), so workers never wait on it.
 	reportRanges chan struct{}
+	// passBufs recycles the work lists of passes (runPass).
+	passBufs sync.Pool
 
 	mu struct {
 		sync.RWMutex
@@ -140,6 +143,7 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
+	cfg = cfg.withSeams()
 	s := &Store{
 		cfg:    cfg,
 		log:    cfg.Logger.With("store", cfg.StoreID),
@@ -151,7 +155,8 @@ func Open(cfg Config) (*Store, error) {
 	s.mu.replicas = make(map[uint64]*Replica)
 	s.mu.pendingRHS = make(map[uint64]*rangekvpb.RangeDescriptor)
 	s.gc.init()
-	s.now = time.Now
+	s.now = cfg.Clock.Now
+	s.passBufs.New = func() any { return new([]workItem) }
 	s.pdUp.Store(-1)
 	s.resolver = newAddrResolver(s)
 	s.liveness = newLiveness(cfg.StoreID, s.now, cfg.ElectionTimeout)
@@ -161,7 +166,7 @@ func Open(cfg Config) (*Store, error) {
 	s.disk.init(cfg.Registry)
 	s.sched = newScheduler(cfg.MaxBatchRanges)
 	var seed [16]byte
-	if _, err := crand.Read(seed[:]); err != nil {
+	if _, err := io.ReadFull(cfg.Rand, seed[:]); err != nil {
 		return nil, err
 	}
 	s.nextID.Store(binary.BigEndian.Uint64(seed[:8]))
@@ -177,7 +182,7 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 	if len(cfg.Placement) > 0 {
-		pd, err := newPDClient(cfg.Placement, cfg.TLS)
+		pd, err := newPDClient(cfg.Placement, cfg.TLS, cfg.Network, cfg.Clock)
 		if err != nil {
 			return nil, err
 		}
@@ -206,7 +211,7 @@ func Open(cfg Config) (*Store, error) {
 }
 
 func (s *Store) init() error {
-	inc, saved, err := loadIncarnation(s.db)
+	inc, saved, err := loadIncarnation(s.db, s.cfg.Rand)
 	if err != nil {
 		return err
 	}
@@ -338,7 +343,7 @@ func (s *Store) Start() error {
 	ln := s.cfg.Listener
 	if ln == nil {
 		var err error
-		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+		if ln, err = s.cfg.Network.Listen(s.cfg.Addr); err != nil {
 			return fmt.Errorf("addr: listen on %s: %w", s.cfg.Addr, err)
 		}
 	}
@@ -359,10 +364,7 @@ func (s *Store) Start() error {
 		go s.resolver.run()
 	}
 	s.trans.startPeers()
-	for i := 0; i < s.cfg.Workers; i++ {
-		s.wg.Add(1)
-		go s.worker()
-	}
+	s.cfg.Runner.Start(s.cfg.Workers, s.runPass)
 	s.wg.Add(1)
 	go s.ticker()
 	s.wg.Add(1)
@@ -425,13 +427,13 @@ func (s *Store) Stop() {
 		}
 		// Stop serving first, while the workers still run, so in-flight
 		// requests complete; peers' long-lived streams are cut after a
-		// short grace period.
+		// short grace period (on Config.Clock).
 		if s.grpcServer != nil {
 			stopped := make(chan struct{})
 			go func() { s.grpcServer.GracefulStop(); close(stopped) }()
 			select {
 			case <-stopped:
-			case <-time.After(500 * time.Millisecond):
+			case <-s.cfg.Clock.After(500 * time.Millisecond):
 				s.grpcServer.Stop()
 				<-stopped
 			}
@@ -443,6 +445,7 @@ func (s *Store) Stop() {
 		}
 		// Workers first: a worker mid-pass may still hand a snapshot to
 		// the snapshot manager or a message to the transport.
+		s.cfg.Runner.Stop()
 		s.wg.Wait()
 		if s.exec != nil {
 			s.exec.close()
@@ -503,14 +506,14 @@ func (s *Store) replicasSnapshot() []*Replica {
 // follower's store came back.
 func (s *Store) ticker() {
 	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	t := s.cfg.Clock.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
 	var ids []uint64
 	for {
 		select {
 		case <-s.stopCh:
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		dead, newlyDead, cameUp := s.liveness.transitions(s.peerStoreIDs())
 		ids = s.awakeIDs(ids[:0])
