@@ -63,14 +63,14 @@ var designRules = []importRule{
 	{
 		name:     "rangeraft knows nothing of stores, placement, KV or Pebble",
 		pkgs:     []string{"rangeraft"},
-		never:    []string{"store/...", "router/...", "placement/...", "internal/testcluster/...", "github.com/cockroachdb/pebble/..."},
+		never:    []string{"store/...", "router/...", "placement/...", "internal/harness/...", "github.com/cockroachdb/pebble/..."},
 		required: true,
 	},
 	{
 		name:     "rangeraft's subpackages (logstore serves store and placement) import neither; Pebble is allowed",
 		pkgs:     []string{"rangeraft/..."},
 		except:   []string{"rangeraft"},
-		never:    []string{"store/...", "router/...", "placement/...", "internal/testcluster/..."},
+		never:    []string{"store/...", "router/...", "placement/...", "internal/harness/..."},
 		required: true,
 	},
 	{
