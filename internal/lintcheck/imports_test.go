@@ -96,6 +96,19 @@ var designRules = []importRule{
 		except:      []string{"placement/..."},
 		neverDirect: []string{"placement/schedule/..."},
 	},
+	{
+		// Go's internal rule lets every package of the module import
+		// internal/harness; this rule is what keeps production code off
+		// it. Only non-test imports are in the graph, so _test.go files
+		// (and e2e, which is all tests) may import harnesses freely. One
+		// direct import is enough to report: every chain into a harness
+		// starts with one.
+		name:        "test harnesses (internal/harness/...) are imported only by tests and other harnesses",
+		pkgs:        []string{"..."},
+		except:      []string{"internal/harness/..."},
+		neverDirect: []string{"internal/harness/..."},
+		required:    true,
+	},
 }
 
 // pkg is the part of `go list -json` output the check reads.
@@ -315,6 +328,9 @@ func TestCheckCatchesViolations(t *testing.T) {
 		m("placement/schedule"):            {ImportPath: m("placement/schedule"), Imports: []string{"fmt", "google.golang.org/grpc", m("proto/rangekvpb")}},
 		m("cmd/cli"):                       {ImportPath: m("cmd/cli"), Imports: []string{m("placement/schedule"), m("router")}},
 		m("cmd/placement"):                 {ImportPath: m("cmd/placement"), Imports: []string{m("placement")}},
+		m("cmd/store"):                     {ImportPath: m("cmd/store"), Imports: []string{m("internal/harness/testcluster")}},
+		m("internal/harness/testcluster"):  {ImportPath: m("internal/harness/testcluster"), Imports: []string{m("store")}},
+		m("internal/harness/nemesis"):      {ImportPath: m("internal/harness/nemesis"), Imports: []string{m("internal/harness/testcluster")}},
 	}
 	violations, err := check(g, designRules)
 	if err != nil {
@@ -331,6 +347,8 @@ func TestCheckCatchesViolations(t *testing.T) {
 		"store depends on placement\n\tchain: store -> placement",
 		"placement/schedule imports google.golang.org/grpc (allowed: std, proto/..., placement/schedule/...)\n\tchain: placement/schedule -> google.golang.org/grpc",
 		"cmd/cli imports placement/schedule\n\tchain: cmd/cli -> placement/schedule",
+		// production code reaching a test harness
+		"cmd/store imports internal/harness/testcluster\n\tchain: cmd/store -> internal/harness/testcluster",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("violation not reported: %q\nreported:\n%s", want, got)
@@ -341,6 +359,7 @@ func TestCheckCatchesViolations(t *testing.T) {
 		"proto/rangekvpb depends on",                                  // proto imports only std here
 		"cmd/placement imports",                                       // through placement is fine
 		"store imports placement/schedule",                            // only direct imports count
+		"internal/harness/nemesis imports",                            // a harness may use another
 	} {
 		if strings.Contains(got, bad) {
 			t.Errorf("false positive %q in:\n%s", bad, got)
