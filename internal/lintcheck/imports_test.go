@@ -97,6 +97,12 @@ var designRules = []importRule{
 		neverDirect: []string{"placement/schedule/..."},
 	},
 	{
+		name:       "internal/procs is a leaf launcher: it imports nothing of this module (no store, placement, router)",
+		pkgs:       []string{"internal/procs/..."},
+		onlyModule: []string{"internal/procs/..."},
+		required:   true,
+	},
+	{
 		// Go's internal rule lets every package of the module import
 		// internal/harness; this rule is what keeps production code off
 		// it. Only non-test imports are in the graph, so _test.go files
@@ -331,6 +337,7 @@ func TestCheckCatchesViolations(t *testing.T) {
 		m("cmd/store"):                     {ImportPath: m("cmd/store"), Imports: []string{m("internal/harness/testcluster")}},
 		m("internal/harness/testcluster"):  {ImportPath: m("internal/harness/testcluster"), Imports: []string{m("store")}},
 		m("internal/harness/nemesis"):      {ImportPath: m("internal/harness/nemesis"), Imports: []string{m("internal/harness/testcluster")}},
+		m("internal/procs"):                {ImportPath: m("internal/procs"), Imports: []string{"fmt", m("router")}},
 	}
 	violations, err := check(g, designRules)
 	if err != nil {
@@ -349,6 +356,7 @@ func TestCheckCatchesViolations(t *testing.T) {
 		"cmd/cli imports placement/schedule\n\tchain: cmd/cli -> placement/schedule",
 		// production code reaching a test harness
 		"cmd/store imports internal/harness/testcluster\n\tchain: cmd/store -> internal/harness/testcluster",
+		"internal/procs depends on router (allowed in this module: internal/procs/...)\n\tchain: internal/procs -> router",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("violation not reported: %q\nreported:\n%s", want, got)
