@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rangekv/rangekv/internal/procs"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -35,7 +36,7 @@ func TestPlaygroundState(t *testing.T) {
 	if st.Stores[1].Dir != "store2" || st.Placement[2].Dir != "placement3" {
 		t.Errorf("dirs: %+v %+v", st.Stores, st.Placement)
 	}
-	if got := st.initialClusterFlag(); got != "1="+st.Placement[0].Addr+",2="+st.Placement[1].Addr+",3="+st.Placement[2].Addr {
+	if got := procs.PeerList(st.initialCluster()); got != "1="+st.Placement[0].Addr+",2="+st.Placement[1].Addr+",3="+st.Placement[2].Addr {
 		t.Errorf("initial cluster flag %q", got)
 	}
 	if st.replicas() != 3 {
@@ -61,7 +62,7 @@ func TestPlaygroundState(t *testing.T) {
 	if err != nil || !ss.static() || len(ss.Placement) != 0 || ss.replicas() != 2 {
 		t.Fatalf("static: %+v %v", ss, err)
 	}
-	if got := ss.initialStoresFlag(); got != "1="+ss.Stores[0].Addr+",2="+ss.Stores[1].Addr {
+	if got := procs.PeerList(ss.initialStores()); got != "1="+ss.Stores[0].Addr+",2="+ss.Stores[1].Addr {
 		t.Errorf("initial stores flag %q", got)
 	}
 
