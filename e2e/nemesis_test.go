@@ -2,7 +2,7 @@ package e2e
 
 // The multi-process nemesis: 3 placement members and 3 stores as real
 // processes; every store advertises the address of its own fault proxy
-// (internal/faultproxy), so all store↔store and client↔store traffic passes
+// (internal/harness/faultproxy), so all store↔store and client↔store traffic passes
 // through the proxies. Clients run a seeded workload through the router
 // (Put/Get/CAS on registers, Incr on counters) and record every operation
 // with call and return times from one monotonic clock; a seeded nemesis
@@ -30,7 +30,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/rangekv/rangekv/internal/faultproxy"
+	"github.com/rangekv/rangekv/internal/harness/faultproxy"
 	"github.com/rangekv/rangekv/internal/histcheck"
 	"github.com/rangekv/rangekv/internal/procs"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
