@@ -62,14 +62,6 @@ type keyNotInRangeError struct {
 
 func (e *keyNotInRangeError) Error() string { return "key not in range at apply" }
 
-func truncateCommand(index, term uint64) []byte {
-	b, err := proto.Marshal(&rangekvpb.Command{Cmd: &rangekvpb.Command_TruncateLog{TruncateLog: &rangekvpb.TruncateLogCmd{Index: index, Term: term}}})
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
 // stageApply applies p's committed entries into ab. Called with p.r.mu held.
 func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
 	r := p.r
@@ -83,7 +75,7 @@ func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
 		case pb.EntryNormal:
 			subs, err := rangeraft.DecodeEntries(e.GetData())
 			if err != nil {
-				s.fatal(r, fmt.Sprintf("decode entry %d", e.GetIndex()), err)
+				r.fatal(fmt.Sprintf("decode entry %d", e.GetIndex()), err)
 			}
 			switch {
 			case len(subs) == 1:
@@ -99,15 +91,15 @@ func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
 		case pb.EntryConfChange:
 			var cc pb.ConfChange
 			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
-				s.fatal(r, "decode conf change", err)
+				r.fatal("decode conf change", err)
 			}
-			res.cc, res.err = s.applyConfChange(ab, p, cc.AsV2())
+			res.cc, res.err = p.r.applyConfChange(ab, p, cc.AsV2())
 		case pb.EntryConfChangeV2:
 			var cc pb.ConfChangeV2
 			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
-				s.fatal(r, "decode conf change", err)
+				r.fatal("decode conf change", err)
 			}
-			res.cc, res.err = s.applyConfChange(ab, p, &cc)
+			res.cc, res.err = p.r.applyConfChange(ab, p, &cc)
 		}
 		p.applied = append(p.applied, res)
 		p.lastIndex, p.lastTerm = e.GetIndex(), e.GetTerm()
@@ -119,10 +111,10 @@ func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
 	// data of the entries it covers.
 	v, err := proto.Marshal(&rangekvpb.AppliedState{Index: p.lastIndex, Term: p.lastTerm})
 	if err != nil {
-		s.fatal(r, "encode applied state", err)
+		r.fatal("encode applied state", err)
 	}
 	if err := ab.Set(keys.AppliedStateKey(r.rangeID), v, nil); err != nil {
-		s.fatal(r, "stage applied state", err)
+		r.fatal("stage applied state", err)
 	}
 }
 
@@ -132,12 +124,12 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 	desc := p.desc
 	var cmd rangekvpb.Command
 	if err := proto.Unmarshal(data, &cmd); err != nil {
-		s.fatal(p.r, "decode command", err)
+		p.r.fatal("decode command", err)
 	}
 	if tr := cmd.GetTruncateLog(); tr != nil {
 		ok, err := p.r.log.StageTruncate(ab, tr.Index, tr.Term, p.upd) // p.upd: this pass's append, maybe in ab
 		if err != nil {
-			s.fatal(p.r, "stage truncation", err)
+			p.r.fatal("stage truncation", err)
 		}
 		if ok {
 			p.truncs = append(p.truncs, truncation{tr.Index, tr.Term})
@@ -147,7 +139,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 	if sp := cmd.GetSplit(); sp != nil {
 		var res any
 		var err error
-		p.desc, res, err = s.applySplit(ab, p, desc, sp)
+		p.desc, res, err = p.r.applySplit(ab, p, desc, sp)
 		return res, err
 	}
 	if ep := cmd.GetEpoch(); ep != nil && ep.GetVersion() != desc.GetEpoch().GetVersion() {
@@ -167,7 +159,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 	case *rangekvpb.Command_Incr:
 		key = c.Incr.Key
 	default:
-		s.fatal(p.r, "apply", fmt.Errorf("unknown command %T", cmd.Cmd))
+		p.r.fatal("apply", fmt.Errorf("unknown command %T", cmd.Cmd))
 	}
 	if !containsKey(desc, key) {
 		return nil, &keyNotInRangeError{key: key, desc: desc}
@@ -175,11 +167,11 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 	ek := keys.UserKey(key)
 	switch c := cmd.Cmd.(type) {
 	case *rangekvpb.Command_Put:
-		s.must(p.r, ab.Set(ek, c.Put.Value, nil))
+		p.r.must(ab.Set(ek, c.Put.Value, nil))
 		p.r.writtenBytes.Add(int64(len(key) + len(c.Put.Value)))
 		return nil, nil
 	case *rangekvpb.Command_Delete:
-		s.must(p.r, ab.Delete(ek, nil))
+		p.r.must(ab.Delete(ek, nil))
 		return nil, nil
 	case *rangekvpb.Command_Cas:
 		cur, found := s.getInBatch(p.r, ab, ek)
@@ -187,7 +179,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 		if !match {
 			return &casResult{swapped: false, found: found, value: cur}, nil
 		}
-		s.must(p.r, ab.Set(ek, c.Cas.NewValue, nil))
+		p.r.must(ab.Set(ek, c.Cas.NewValue, nil))
 		p.r.writtenBytes.Add(int64(len(key) + len(c.Cas.NewValue)))
 		return &casResult{swapped: true, found: true, value: c.Cas.NewValue}, nil
 	case *rangekvpb.Command_Incr:
@@ -211,7 +203,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 				Msg: fmt.Sprintf("incr: %d + %d overflows a signed 64-bit integer (key %q unchanged)", n, d, key)}
 		}
 		n += d
-		s.must(p.r, ab.Set(ek, []byte(strconv.FormatInt(n, 10)), nil))
+		p.r.must(ab.Set(ek, []byte(strconv.FormatInt(n, 10)), nil))
 		p.r.writtenBytes.Add(int64(len(key) + 20))
 		return n - d + reported, nil
 	}
@@ -230,16 +222,10 @@ func (s *Store) getInBatch(r *Replica, b *pebble.Batch, k []byte) ([]byte, bool)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false
 	}
-	s.must(r, err)
+	r.must(err)
 	out := append([]byte(nil), v...)
 	c.Close()
 	return out, true
-}
-
-func (s *Store) must(r *Replica, err error) {
-	if err != nil {
-		s.fatal(r, "apply", err)
-	}
 }
 
 // finishApply completes what the committed apply batch made true: log

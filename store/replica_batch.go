@@ -110,7 +110,7 @@ func (k *kvServer) Batch(ctx context.Context, req *rangekvpb.BatchRequest) (resp
 	}
 	r.writes.Add(1)
 	cmd := &rangekvpb.Command{Epoch: r.Descriptor().GetEpoch(), Cmd: &rangekvpb.Command_Batch{Batch: &rangekvpb.BatchCmd{Ops: req.Ops}}}
-	_, rerr, err = s.propose(ctx, r, cmd)
+	_, rerr, err = r.propose(ctx, cmd)
 	resp.Header.Error = rerr
 	if rerr == nil && err == nil {
 		resp.Header.AppliedIndex = r.appliedIndex.Load()
@@ -140,10 +140,10 @@ func (s *Store) applyBatch(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	for _, op := range b.Ops {
 		ek := keys.UserKey(op.Key)
 		if op.Delete {
-			s.must(p.r, ab.Delete(ek, nil))
+			p.r.must(ab.Delete(ek, nil))
 			continue
 		}
-		s.must(p.r, ab.Set(ek, op.Value, nil))
+		p.r.must(ab.Set(ek, op.Value, nil))
 		p.r.writtenBytes.Add(int64(len(op.Key) + len(op.Value)))
 	}
 	return nil

@@ -92,7 +92,7 @@ func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte) (*splitRe
 		return nil, keyNotInRange(key, desc), nil
 	}
 	if lead := r.leader.Load(); lead != r.replicaID {
-		return nil, s.notLeader(r, lead), nil
+		return nil, r.notLeader(lead), nil
 	}
 	newID, err := s.allocRangeID()
 	if err != nil {
@@ -100,7 +100,7 @@ func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte) (*splitRe
 	}
 	cmd := &rangekvpb.Command{Cmd: &rangekvpb.Command_Split{Split: &rangekvpb.SplitCmd{
 		SplitKey: key, NewRangeId: newID, ExpectedEpoch: proto.CloneOf(desc.Epoch)}}}
-	v, rerr, err := s.propose(ctx, r, cmd)
+	v, rerr, err := r.propose(ctx, cmd)
 	if rerr != nil || err != nil {
 		return nil, rerr, err
 	}
@@ -109,7 +109,8 @@ func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte) (*splitRe
 
 // applySplit stages a split into ab. Deterministic: every replica decides
 // the same from the replicated descriptor. Called with p.r.mu held.
-func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescriptor, sp *rangekvpb.SplitCmd) (*rangekvpb.RangeDescriptor, any, error) {
+func (r *Replica) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescriptor, sp *rangekvpb.SplitCmd) (*rangekvpb.RangeDescriptor, any, error) {
+	s := r.store
 	// Invariant: a split applies only at the epoch (version and conf_ver)
 	// it was proposed at, with the key strictly inside the range.
 	if !proto.Equal(sp.ExpectedEpoch, desc.Epoch) {
@@ -132,8 +133,8 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 		right.Replicas = append(right.Replicas, proto.CloneOf(rd))
 	}
 	v, err := proto.Marshal(left)
-	s.must(p.r, err)
-	s.must(p.r, ab.Set(keys.DescriptorKey(desc.RangeId), v, nil))
+	p.r.must(err)
+	p.r.must(ab.Set(keys.DescriptorKey(desc.RangeId), v, nil))
 	res := &splitResult{left: left, right: right, campaign: p.r.mu.rr.IsLeader()}
 
 	me := replicaOnStore(right, s.cfg.StoreID)
@@ -146,10 +147,10 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	}
 	var ts rangekvpb.RangeTombstone
 	_, err = getProto(ab, keys.TombstoneKey(right.RangeId), &ts)
-	s.must(p.r, err)
+	p.r.must(err)
 	var existing rangekvpb.RangeDescriptor
 	initialized, err := getProto(ab, keys.DescriptorKey(right.RangeId), &existing)
-	s.must(p.r, err)
+	p.r.must(err)
 	switch {
 	case me == nil:
 	case !claimed || me.ReplicaId < ts.NextReplicaId:
@@ -159,11 +160,11 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 		// its data here belongs to nobody. Its HardState (the newer
 		// incarnation's votes) is not touched.
 		lo, hi := keys.UserSpan(right.StartKey, right.EndKey)
-		s.must(p.r, ab.DeleteRange(lo, hi, nil))
+		p.r.must(ab.DeleteRange(lo, hi, nil))
 	case initialized:
 		// Already initialized by a snapshot: keep it.
 	default:
-		s.must(p.r, s.writeSplitRHSState(ab, right, owned))
+		p.r.must(s.writeSplitRHSState(ab, right, owned))
 		res.createRight = true
 	}
 	if k := s.cfg.Knobs; k != nil && k.SplitRHSStaged != nil && me != nil {
@@ -337,7 +338,7 @@ func (s *Store) finishSplits(results []*splitResult) {
 			continue
 		}
 		if err := s.installRHS(res); err != nil {
-			s.fatal(nil, fmt.Sprintf("create right range %d of split", res.right.RangeId), err)
+			s.fatalRange(0, fmt.Sprintf("create right range %d of split", res.right.RangeId), err)
 		}
 	}
 }

@@ -79,7 +79,7 @@ func (a *adminServer) TransferLeader(_ context.Context, req *rangekvpb.TransferL
 		return nil, status.Errorf(codes.InvalidArgument, "to_store_id: store %d holds no replica of range %d", req.ToStoreId, req.RangeId)
 	}
 	if lead := r.leader.Load(); lead != r.replicaID {
-		return &rangekvpb.TransferLeaderResponse{Error: a.s.notLeader(r, lead)}, nil
+		return &rangekvpb.TransferLeaderResponse{Error: r.notLeader(lead)}, nil
 	}
 	if target.ReplicaId == r.replicaID {
 		// Raft would take it as "abort the transfer in progress" while that
@@ -139,7 +139,7 @@ func (a *adminServer) CompactLog(ctx context.Context, req *rangekvpb.CompactLogR
 			RangeNotFound: &rangekvpb.RangeNotFound{RangeId: req.RangeId}}}, nil
 	}
 	if lead := r.leader.Load(); lead != r.replicaID {
-		return &rangekvpb.CompactLogResponse{Error: s.notLeader(r, lead)}, nil
+		return &rangekvpb.CompactLogResponse{Error: r.notLeader(lead)}, nil
 	}
 	resp := &rangekvpb.CompactLogResponse{}
 	resp.FirstIndexBefore, _ = r.log.FirstIndex()
@@ -154,7 +154,7 @@ func (a *adminServer) CompactLog(ctx context.Context, req *rangekvpb.CompactLogR
 	r.mu.Unlock()
 	if idx >= resp.FirstIndexBefore {
 		cmd := &rangekvpb.Command{Cmd: &rangekvpb.Command_TruncateLog{TruncateLog: &rangekvpb.TruncateLogCmd{Index: idx, Term: term}}}
-		if _, rerr, err := s.propose(ctx, r, cmd); rerr != nil || err != nil {
+		if _, rerr, err := r.propose(ctx, cmd); rerr != nil || err != nil {
 			return &rangekvpb.CompactLogResponse{Error: rerr}, err
 		}
 	}
@@ -162,4 +162,11 @@ func (a *adminServer) CompactLog(ctx context.Context, req *rangekvpb.CompactLogR
 	resp.LastIndexAfter, _ = r.log.LastIndex()
 	resp.TruncatedIndex = resp.FirstIndexAfter - 1
 	return resp, nil
+}
+
+func (a *adminServer) GetDescriptor(_ context.Context, req *rangekvpb.GetDescriptorRequest) (*rangekvpb.GetDescriptorResponse, error) {
+	if r := a.s.replica(req.RangeId); r != nil {
+		return &rangekvpb.GetDescriptorResponse{Descriptor_: r.Descriptor()}, nil
+	}
+	return &rangekvpb.GetDescriptorResponse{}, nil
 }

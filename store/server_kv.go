@@ -115,7 +115,8 @@ func keyNotInRange(key []byte, d *rangekvpb.RangeDescriptor) *rangekvpb.RangeErr
 }
 
 // notLeader builds a NotLeader error with the leader's store and address.
-func (s *Store) notLeader(r *Replica, lead uint64) *rangekvpb.RangeError {
+func (r *Replica) notLeader(lead uint64) *rangekvpb.RangeError {
+	s := r.store
 	e := &rangekvpb.NotLeader{RangeId: r.rangeID}
 	if rd := replicaByID(r.Descriptor(), lead); rd != nil {
 		e.Leader = rd
@@ -130,7 +131,7 @@ func (s *Store) notLeader(r *Replica, lead uint64) *rangekvpb.RangeError {
 
 // outcomeToError turns a proposal or read error into a range error or a
 // gRPC status.
-func (s *Store) outcomeToError(r *Replica, err error) (*rangekvpb.RangeError, error) {
+func (r *Replica) outcomeToError(err error) (*rangekvpb.RangeError, error) {
 	var nl *rangeraft.NotLeaderError
 	var amb *rangeraft.AmbiguousError
 	var ce *CommandError
@@ -138,7 +139,7 @@ func (s *Store) outcomeToError(r *Replica, err error) (*rangekvpb.RangeError, er
 	var kn *keyNotInRangeError
 	switch {
 	case errors.As(err, &nl):
-		return s.notLeader(r, nl.Leader), nil
+		return r.notLeader(nl.Leader), nil
 	case errors.As(err, &amb):
 		return &rangekvpb.RangeError{Message: amb.Error(), AmbiguousResult: &rangekvpb.AmbiguousResult{Reason: amb.Reason}}, nil
 	case errors.Is(err, rangeraft.ErrStaleCommand):
@@ -162,7 +163,8 @@ type outcome struct {
 
 // propose replicates cmd through r and waits for it to apply. A context
 // that ends first makes the outcome ambiguous: the command may still apply.
-func (s *Store) propose(ctx context.Context, r *Replica, cmd *rangekvpb.Command) (any, *rangekvpb.RangeError, error) {
+func (r *Replica) propose(ctx context.Context, cmd *rangekvpb.Command) (any, *rangekvpb.RangeError, error) {
+	s := r.store
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, nil, status.Error(codes.Internal, err.Error())
@@ -180,7 +182,7 @@ func (s *Store) propose(ctx context.Context, r *Replica, cmd *rangekvpb.Command)
 	case o := <-ch:
 		if o.err != nil {
 			s.metrics.proposals.WithLabelValues("error").Inc()
-			rerr, gerr := s.outcomeToError(r, o.err)
+			rerr, gerr := r.outcomeToError(o.err)
 			return nil, rerr, gerr
 		}
 		s.metrics.proposals.WithLabelValues("applied").Inc()
@@ -204,7 +206,8 @@ var readModes = map[rangekvpb.ReadConsistency]rangeraft.ReadMode{
 // or else a round; FOLLOWER, on any replica, a read index from the leader
 // applied locally (NotLeader when the replica knows no leader; ServerBusy
 // when the leader does not answer in time); STALE, nothing.
-func (s *Store) readBarrier(ctx context.Context, r *Replica, c rangekvpb.ReadConsistency) (*rangekvpb.RangeError, error) {
+func (r *Replica) readBarrier(ctx context.Context, c rangekvpb.ReadConsistency) (*rangekvpb.RangeError, error) {
+	s := r.store
 	if c == rangekvpb.ReadConsistency_STALE {
 		s.metrics.kvReads.WithLabelValues("stale").Inc()
 		return nil, nil
@@ -228,7 +231,7 @@ func (s *Store) readBarrier(ctx context.Context, r *Replica, c rangekvpb.ReadCon
 	select {
 	case err := <-ch:
 		if err != nil {
-			return s.outcomeToError(r, err)
+			return r.outcomeToError(err)
 		}
 		s.metrics.kvReads.WithLabelValues(rd.Path.String()).Inc()
 		return nil, nil
@@ -237,7 +240,8 @@ func (s *Store) readBarrier(ctx context.Context, r *Replica, c rangekvpb.ReadCon
 	}
 }
 
-func (s *Store) engineGet(k []byte) ([]byte, bool, error) {
+func (r *Replica) engineGet(k []byte) ([]byte, bool, error) {
+	s := r.store
 	v, c, err := s.db.Get(keys.UserKey(k))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
@@ -260,7 +264,7 @@ func (k *kvServer) Get(ctx context.Context, req *rangekvpb.GetRequest) (resp *ra
 	r, rerr := s.route(req.Header, req.Key)
 	if rerr == nil {
 		r.reads.Add(1)
-		rerr, err = s.readBarrier(ctx, r, req.GetHeader().GetConsistency())
+		rerr, err = r.readBarrier(ctx, req.GetHeader().GetConsistency())
 	}
 	if rerr != nil || err != nil {
 		resp.Header.Error = rerr
@@ -272,7 +276,7 @@ func (k *kvServer) Get(ctx context.Context, req *rangekvpb.GetRequest) (resp *ra
 		return resp, nil
 	}
 	resp.Header.AppliedIndex = r.appliedIndex.Load()
-	resp.Value, resp.Found, err = s.engineGet(req.Key)
+	resp.Value, resp.Found, err = r.engineGet(req.Key)
 	return resp, err
 }
 
@@ -291,7 +295,7 @@ func (k *kvServer) write(ctx context.Context, op string, key []byte, cmd *rangek
 	}
 	r.writes.Add(1)
 	cmd.Epoch = r.Descriptor().GetEpoch()
-	v, rerr, err := k.s.propose(ctx, r, cmd)
+	v, rerr, err := r.propose(ctx, cmd)
 	hdr.Error = rerr
 	return v, hdr, err
 }
@@ -359,7 +363,7 @@ func (k *kvServer) Scan(ctx context.Context, req *rangekvpb.ScanRequest) (resp *
 	r, rerr := s.route(req.Header, req.StartKey)
 	if rerr == nil {
 		r.reads.Add(1)
-		rerr, err = s.readBarrier(ctx, r, req.GetHeader().GetConsistency())
+		rerr, err = r.readBarrier(ctx, req.GetHeader().GetConsistency())
 	}
 	if rerr != nil || err != nil {
 		resp.Header.Error = rerr

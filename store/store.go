@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -325,7 +326,7 @@ func (s *Store) buildReplica(d *rangekvpb.RangeDescriptor) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Replica{rangeID: d.RangeId, replicaID: me.ReplicaId, log: rl}
+	r := &Replica{store: s, rangeID: d.RangeId, replicaID: me.ReplicaId, log: rl}
 	r.desc.Store(d)
 	r.mu.rr = rr
 	r.mu.applied = rangekvpb.AppliedState{Index: applied.Index, Term: applied.Term}
@@ -497,67 +498,6 @@ func (s *Store) replicasSnapshot() []*Replica {
 	return out
 }
 
-// ticker is the one store-wide clock: every heartbeat interval it queues a
-// tick for every replica that is not quiesced, wakes quiesced followers
-// whose leader's store went down and quiesced leaders whose lagging
-// follower's store came back.
-func (s *Store) ticker() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.HeartbeatInterval)
-	defer t.Stop()
-	var ids []uint64
-	for {
-		select {
-		case <-s.stopCh:
-			return
-		case <-t.C:
-		}
-		dead, newlyDead, cameUp := s.liveness.transitions(s.peerStoreIDs())
-		ids = s.awakeIDs(ids[:0])
-		var wake []uint64
-		// Awake followers of a dead leader forget it (so votes are granted
-		// at once) and the lowest live voter campaigns.
-		if len(dead) > 0 {
-			for _, id := range ids {
-				if r := s.replica(id); r != nil && r.leader.Load() != r.replicaID {
-					if ls := r.leaderStore.Load(); ls != 0 && ls != s.cfg.StoreID && dead[ls] {
-						r.setFlag(func(r *Replica) { r.inbox.leaderDead = true })
-						wake = append(wake, id)
-					}
-				}
-			}
-		}
-		// Quiesced replicas are looked at only when a store's liveness
-		// changed: followers whose leader's store went down, leaders with
-		// a replica on a store that came back.
-		if len(newlyDead) > 0 || len(cameUp) > 0 {
-			s.mu.RLock()
-			for id, r := range s.mu.replicas {
-				if !r.quiesced.Load() {
-					continue
-				}
-				if ls := r.leaderStore.Load(); ls != s.cfg.StoreID && newlyDead[ls] {
-					r.setFlag(func(r *Replica) { r.inbox.leaderDead = true })
-					wake = append(wake, id)
-					continue
-				}
-				if len(cameUp) > 0 && r.leader.Load() == r.replicaID {
-					for _, st := range cameUp {
-						if replicaOnStore(r.Descriptor(), st) != nil {
-							r.setFlag(func(r *Replica) { r.inbox.wake = true })
-							wake = append(wake, id)
-							break
-						}
-					}
-				}
-			}
-			s.mu.RUnlock()
-		}
-		s.sched.enqueueMany(ids, flagTick)
-		s.sched.enqueueMany(wake, flagWork)
-	}
-}
-
 // peerStoreIDs lists the other stores this store knows of.
 func (s *Store) peerStoreIDs() []uint64 {
 	out := make([]uint64, 0, len(s.cfg.InitialStores))
@@ -581,4 +521,14 @@ func (s *Store) newProposalID() uint64 {
 			return id
 		}
 	}
+}
+
+// fatalRange is fatal for rangeID (0: no range in particular).
+func (s *Store) fatalRange(rangeID uint64, what string, err error) {
+	s.log.Error("fatal engine error", "range", rangeID, "op", what, "err", err)
+	if k := s.cfg.Knobs; k != nil && k.OnFatal != nil {
+		k.OnFatal(rangeID, what, err)
+		runtime.Goexit() // as if the process had died: this goroutine goes no further
+	}
+	panic(fmt.Sprintf("store %d range %d: %s: %v", s.cfg.StoreID, rangeID, what, err))
 }

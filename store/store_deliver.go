@@ -55,7 +55,7 @@ func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
 			s.metrics.messagesDropped.WithLabelValues("awaiting_split").Inc()
 			return
 		}
-		s.destroyReplica(r, fmt.Sprintf("uninitialized replica %d replaced by replica %d", r.replicaID, m.GetTo()))
+		r.destroy(fmt.Sprintf("uninitialized replica %d replaced by replica %d", r.replicaID, m.GetTo()))
 		if r = s.createUninitialized(env.RangeId, m.GetTo()); r == nil {
 			return
 		}
@@ -161,7 +161,7 @@ func (s *Store) createUninitialized(rangeID, replicaID uint64) *Replica {
 			s.mu.Unlock()
 			continue
 		}
-		r = &Replica{rangeID: rangeID, replicaID: replicaID, log: rl}
+		r = &Replica{store: s, rangeID: rangeID, replicaID: replicaID, log: rl}
 		r.mu.rr = rr
 		s.mu.replicas[rangeID] = r
 		s.metrics.replicas.Inc()

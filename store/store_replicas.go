@@ -6,6 +6,8 @@ package store
 import (
 	"bytes"
 	"sort"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
 // replicaForKey finds the initialized replica whose range holds user key k.
@@ -60,4 +62,17 @@ func (s *Store) reindexLocked() {
 		return bytes.Compare(idx[i].Descriptor().StartKey, idx[j].Descriptor().StartKey) < 0
 	})
 	s.mu.byStart = idx
+}
+
+// spanOwnedByOther reports whether another initialized replica here
+// overlaps desc's span (then its data must stay).
+func (s *Store) spanOwnedByOther(rangeID uint64, desc *rangekvpb.RangeDescriptor) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for id, r := range s.mu.replicas {
+		if d := r.Descriptor(); id != rangeID && d != nil && spansOverlap(d, desc) {
+			return true
+		}
+	}
+	return false
 }

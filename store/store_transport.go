@@ -433,63 +433,6 @@ func (t *transport) close() {
 	t.wg.Wait()
 }
 
-// raftServer receives peers' message streams and snapshots.
-type raftServer struct {
-	rangekvpb.UnimplementedRaftServer
-	s *Store
-}
-
-func (rs *raftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
-	inc, probe := streamIncarnation(stream.Context())
-	admitted := false
-	for {
-		batch, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return stream.SendAndClose(&rangekvpb.RaftStreamResponse{})
-		}
-		if err != nil {
-			return err
-		}
-		if !admitted {
-			// Invariant: a store delivers only batches addressed to its
-			// own store ID. An address outlives the store that had it:
-			// a wiped store rejoins under a new ID at the same address
-			// while its peers still send the old ID's traffic there (and
-			// keep that address in their data directories). Delivered,
-			// it would create the old store's replica IDs here with no
-			// vote record, and their votes would count (FromStore is this
-			// store's new ID, which no incarnation fence knows).
-			if batch.ToStore != rs.s.cfg.StoreID {
-				rs.s.metrics.messagesDropped.WithLabelValues("wrong_store").Inc()
-				rs.s.log.Warn("refusing Raft traffic for another store ID sent to this store's address (the sender's address of that store is stale)",
-					"peer", batch.FromStore, "to_store", batch.ToStore)
-				return status.Errorf(codes.FailedPrecondition,
-					"store %d refuses Raft traffic addressed to store %d: this address now belongs to store %d; the address the sender holds for store %d is stale",
-					rs.s.cfg.StoreID, batch.ToStore, rs.s.cfg.StoreID, batch.ToStore)
-			}
-			// Nothing of a stream is delivered before its sender's
-			// incarnation is checked (incarnation.go).
-			if err := rs.s.admitPeer(batch.FromStore, inc, probe); err != nil {
-				return err
-			}
-			if probe {
-				return stream.SendAndClose(&rangekvpb.RaftStreamResponse{})
-			}
-			admitted = true
-		}
-		rs.s.liveness.heard(batch.FromStore)
-		for _, m := range batch.Messages {
-			rs.s.deliver(m, false)
-		}
-		for _, hb := range batch.Heartbeats {
-			rs.s.deliverHeartbeat(batch.FromStore, hb, pb.MsgHeartbeat)
-		}
-		for _, hb := range batch.HeartbeatResps {
-			rs.s.deliverHeartbeat(batch.FromStore, hb, pb.MsgHeartbeatResp)
-		}
-	}
-}
-
 // deliverHeartbeat rebuilds one range's heartbeat and queues it.
 func (s *Store) deliverHeartbeat(fromStore uint64, hb *rangekvpb.RaftHeartbeat, typ pb.MessageType) {
 	m := &pb.Message{Type: typ.Enum(), From: &hb.FromReplicaId, To: &hb.ToReplicaId, Term: &hb.Term, Commit: &hb.Commit}

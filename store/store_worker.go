@@ -1,20 +1,22 @@
-// The worker loop: one pass over a batch of ranges with work, persisting
-// their Raft state with one synced write and applying their committed
-// entries with one batch. See doc.go for the order it keeps.
+// The Raft workers: the scheduler (a queue of ranges with work drained by
+// a fixed pool of workers, like CockroachDB's raft scheduler; no
+// goroutine, timer or ticker exists per range), the store-wide ticker,
+// and the pass: one worker's turn over up to MaxBatchRanges ranges with
+// work, persisting their Raft state with one synced write and applying
+// their committed entries with one batch. See doc.go for the order it
+// keeps.
 
 package store
 
 import (
-	"fmt"
-	"runtime"
+	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
-	"github.com/rangekv/rangekv/rangeraft"
 	"github.com/rangekv/rangekv/rangeraft/logstore"
 )
 
@@ -68,17 +70,17 @@ func (s *Store) processBatch(items []workItem) {
 			r.mu.Unlock()
 			continue
 		}
-		stepped := s.drainInbox(r, it.tick)
+		stepped := r.drainInbox(it.tick)
 		rd, ok := r.mu.rr.Ready()
 		// Snapshots raft did not return now never will be: drop their data
 		// and placeholders. The one it returned is ingested below.
 		s.snaps.settle(stepped, rd.Snapshot)
 		if !ok {
-			s.noteLeader(r)
-			s.maybeLeaveJoint(r)
+			r.noteLeader()
+			r.maybeLeaveJoint()
 			if it.tick {
-				s.maybeTruncate(r, true)
-				s.maybeQuiesceLeader(r)
+				r.maybeTruncate(true)
+				r.maybeQuiesceLeader()
 			}
 			r.mu.Unlock()
 			continue
@@ -96,7 +98,7 @@ func (s *Store) processBatch(items []workItem) {
 		for _, p := range passes {
 			s.finishSplits(p.splits)
 			if p.removed {
-				s.destroyReplica(p.r, "removed from the range")
+				p.r.destroy("removed from the range")
 			}
 		}
 	}()
@@ -105,7 +107,7 @@ func (s *Store) processBatch(items []workItem) {
 	// counts its own copy only after Advance (Raft thesis §10.2.1).
 	for _, p := range passes {
 		if p.r.mu.rr.IsLeader() {
-			p.rd.Messages = s.sendSome(p.r, p.rd.Messages, func(m *pb.Message) bool { return m.GetType() == pb.MsgApp })
+			p.rd.Messages = p.r.sendSome(p.rd.Messages, func(m *pb.Message) bool { return m.GetType() == pb.MsgApp })
 		}
 	}
 
@@ -130,12 +132,12 @@ func (s *Store) processBatch(items []workItem) {
 	mustSync, appended := false, 0
 	for _, p := range passes {
 		if !raft.IsEmptySnap(p.rd.Snapshot) {
-			p.snap = s.ingestSnapshot(p)
+			p.snap = p.r.ingestSnapshot(p)
 			mustSync = true // a snapshot is durable before it is acknowledged
 		}
 		upd, err := p.r.log.StageAppend(wb, p.rd.Entries, p.rd.HardState)
 		if err != nil {
-			s.fatal(p.r, "stage raft state", err)
+			p.r.fatal("stage raft state", err)
 		}
 		p.upd = upd
 		appended += upd.Appended()
@@ -156,10 +158,10 @@ func (s *Store) processBatch(items []workItem) {
 	}
 	for _, p := range passes {
 		if p.snap != nil {
-			s.finishSnapshot(p)
+			p.r.finishSnapshot(p)
 		}
 		p.r.log.FinishAppend(p.upd)
-		s.sendSome(p.r, p.rd.Messages, func(*pb.Message) bool { return true })
+		p.r.sendSome(p.rd.Messages, func(*pb.Message) bool { return true })
 	}
 
 	if !merged {
@@ -175,15 +177,15 @@ func (s *Store) processBatch(items []workItem) {
 	for _, p := range passes {
 		s.finishApply(p)
 		p.r.mu.rr.Advance(p.rd)
-		s.noteLeader(p.r)
+		p.r.noteLeader()
 		if !p.removed {
 			// After Advance: raft's applied index now covers the joint
 			// entry, so it accepts the leave (maybeLeaveJoint).
-			s.maybeLeaveJoint(p.r)
+			p.r.maybeLeaveJoint()
 		}
-		s.maybeTruncate(p.r, p.tick)
+		p.r.maybeTruncate(p.tick)
 		if p.tick {
-			s.maybeQuiesceLeader(p.r)
+			p.r.maybeQuiesceLeader()
 		}
 		if p.r.mu.rr.HasReady() {
 			s.sched.enqueue(p.r.rangeID, flagWork)
@@ -199,7 +201,7 @@ func (s *Store) commit(b *pebble.Batch, sync bool, what string) (synced bool) {
 		opts = pebble.Sync
 	}
 	if err := b.Commit(opts); err != nil {
-		s.fatal(nil, what, err)
+		s.fatalRange(0, what, err)
 	}
 	return opts == pebble.Sync
 }
@@ -216,230 +218,201 @@ func (s *Store) stageApplies(b *pebble.Batch, passes []*pass) (needSync bool) {
 	return needSync
 }
 
-// drainInbox feeds the replica everything queued for it since its last
-// pass, waking it from quiescence as the rules in quiesce.go say, and
-// returns the IDs of the snapshots whose MsgSnap it stepped. Called with
-// r.mu held.
-func (s *Store) drainInbox(r *Replica, tick bool) (steppedSnaps []uint64) {
-	r.inbox.Lock()
-	msgs, props, reads, reports, transfer := r.inbox.msgs, r.inbox.proposals, r.inbox.reads, r.inbox.snapReports, r.inbox.transferTo
-	wake, leaderDead, campaign, ccs := r.inbox.wake, r.inbox.leaderDead, r.inbox.campaign, r.inbox.confChanges
-	r.inbox.confChanges = nil
-	r.inbox.msgs, r.inbox.proposals, r.inbox.reads, r.inbox.snapReports, r.inbox.transferTo = nil, nil, nil, nil, 0
-	r.inbox.wake, r.inbox.leaderDead, r.inbox.campaign = false, false, false
-	r.inbox.Unlock()
-	rr := r.mu.rr
-	for _, im := range msgs {
-		m := im.m
-		if im.quiesce && m.GetType() == pb.MsgHeartbeat && s.maybeQuiesceFollower(r, m) {
-			continue
+// setAwake maintains the set of ranges the ticker ticks, so that idle
+// ticks cost nothing per quiesced range.
+func (s *Store) setAwake(rangeID uint64, awake bool) {
+	s.awakeMu.Lock()
+	defer s.awakeMu.Unlock()
+	if s.awake == nil {
+		s.awake = make(map[uint64]struct{})
+	}
+	if awake {
+		s.awake[rangeID] = struct{}{}
+	} else {
+		delete(s.awake, rangeID)
+	}
+}
+
+func (s *Store) awakeIDs(buf []uint64) []uint64 {
+	s.awakeMu.Lock()
+	defer s.awakeMu.Unlock()
+	for id := range s.awake {
+		buf = append(buf, id)
+	}
+	return buf
+}
+
+// ticker is the one store-wide clock: every heartbeat interval it queues a
+// tick for every replica that is not quiesced, wakes quiesced followers
+// whose leader's store went down and quiesced leaders whose lagging
+// follower's store came back.
+func (s *Store) ticker() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer t.Stop()
+	var ids []uint64
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case <-t.C:
 		}
-		if m.GetType() == pb.MsgTimeoutNow && s.Draining() {
-			continue // a draining store takes no leadership (drain.go)
-		}
-		// A quiesced leader steps late heartbeat responses without waking,
-		// unless they make it send something (a follower is behind).
-		lateResp := m.GetType() == pb.MsgHeartbeatResp && rr.IsLeader()
-		if r.quiesced.Load() && !lateResp {
-			s.unquiesce(r)
-			if !rr.IsLeader() && m.GetFrom() != rr.Leader() {
-				s.wakeLeader(r)
-			}
-		}
-		// A vote while store liveness says our leader's store is down:
-		// forget that leader first, or raft ignores the vote for the rest of
-		// its (frozen, if we were quiesced) lease and the election waits a
-		// full timeout.
-		if t := m.GetType(); (t == pb.MsgPreVote || t == pb.MsgVote) && !rr.IsLeader() {
-			// A store that just started votes for no one yet: other
-			// leaders' read leases may rely on it (lease.go).
-			if s.holdingVotes() {
-				s.metrics.messagesDropped.WithLabelValues("vote_hold").Inc()
-				continue
-			}
-			if lead := rr.Leader(); lead != 0 && lead != m.GetFrom() {
-				if st, ok := r.storeOfReplica(lead); ok && !s.liveness.isLive(st) {
-					_ = rr.ForgetLeader()
+		dead, newlyDead, cameUp := s.liveness.transitions(s.peerStoreIDs())
+		ids = s.awakeIDs(ids[:0])
+		var wake []uint64
+		// Awake followers of a dead leader forget it (so votes are granted
+		// at once) and the lowest live voter campaigns.
+		if len(dead) > 0 {
+			for _, id := range ids {
+				if r := s.replica(id); r != nil && r.leader.Load() != r.replicaID {
+					if ls := r.leaderStore.Load(); ls != 0 && ls != s.cfg.StoreID && dead[ls] {
+						r.setFlag(func(r *Replica) { r.inbox.leaderDead = true })
+						wake = append(wake, id)
+					}
 				}
 			}
 		}
-		if m.GetType() == pb.MsgHeartbeat && len(m.GetContext()) > 0 && r.Descriptor() == nil {
-			// Invariant: an uninitialized replica never confirms a read
-			// round. Its answer would count toward the leader's read lease,
-			// yet its raft state is replaced when the local split installs
-			// the range (installRHS) by one that knows no leader and grants
-			// votes at once: the promise the lease relies on
-			// (rangeraft/lease.go) dies with it. Without the context the
-			// answer still tells the leader the replica is alive.
-			m = proto.CloneOf(m)
-			m.Context = nil
-		}
-		if m.GetType() == pb.MsgSnap {
-			id, ok := s.snaps.admit(r, m)
-			if !ok {
-				continue
+		// Quiesced replicas are looked at only when a store's liveness
+		// changed: followers whose leader's store went down, leaders with
+		// a replica on a store that came back.
+		if len(newlyDead) > 0 || len(cameUp) > 0 {
+			s.mu.RLock()
+			for id, r := range s.mu.replicas {
+				if !r.quiesced.Load() {
+					continue
+				}
+				if ls := r.leaderStore.Load(); ls != s.cfg.StoreID && newlyDead[ls] {
+					r.setFlag(func(r *Replica) { r.inbox.leaderDead = true })
+					wake = append(wake, id)
+					continue
+				}
+				if len(cameUp) > 0 && r.leader.Load() == r.replicaID {
+					for _, st := range cameUp {
+						if replicaOnStore(r.Descriptor(), st) != nil {
+							r.setFlag(func(r *Replica) { r.inbox.wake = true })
+							wake = append(wake, id)
+							break
+						}
+					}
+				}
 			}
-			steppedSnaps = append(steppedSnaps, id)
+			s.mu.RUnlock()
 		}
-		if err := rr.Step(m); err != nil {
-			s.log.Debug("step", "range", r.rangeID, "type", m.GetType().String(), "err", err)
-		}
-		if lateResp && r.quiesced.Load() && rr.HasReady() {
-			s.unquiesce(r)
-		}
-	}
-	for _, rep := range reports {
-		rr.ReportSnapshot(rep.to, rep.ok)
-	}
-	if wake || leaderDead || campaign || len(props) > 0 || len(reads) > 0 || len(ccs) > 0 || transfer != 0 {
-		s.unquiesce(r)
-	}
-	if leaderDead {
-		s.onLeaderDead(r)
-	}
-	// The right half of a split campaigns at once on the old leader's
-	// store, unless it already has a term past the initial one.
-	if campaign && !rr.IsLeader() && rr.BasicStatus().GetTerm() <= initTerm {
-		_ = rr.Campaign()
-	}
-	if tick && !r.quiesced.Load() {
-		rr.Tick()
-		r.mu.leaveJoint.ticks++
-		if r.Descriptor() == nil {
-			r.uninitTicks.Add(1)
-		}
-	}
-	if len(props) > 0 {
-		s.metrics.proposalEntries.Add(float64(rr.ProposeAll(props)))
-	}
-	for _, cc := range ccs {
-		cc.done <- rr.ProposeConfChange(cc.cc)
-	}
-	if transfer != 0 {
-		if err := rr.TransferLeader(transfer); err != nil {
-			s.log.Debug("leader transfer refused", "range", r.rangeID, "to", transfer, "err", err)
-		}
-	}
-	for _, rd := range reads {
-		rr.ReadIndex(rd)
-	}
-	rr.FlushReads()
-	return steppedSnaps
-}
-
-// noteLeader publishes leadership changes. Called with r.mu held.
-func (s *Store) noteLeader(r *Replica) {
-	bs := r.mu.rr.BasicStatus()
-	if old := r.term.Swap(bs.GetTerm()); bs.GetTerm() > old && (bs.RaftState == raft.StateCandidate || bs.Lead == r.replicaID) {
-		// A new term this replica is candidate or leader in is one it
-		// campaigned for (a follower only learns a term from others).
-		s.metrics.elections.Inc()
-	}
-	lead := r.mu.rr.Leader()
-	old := r.leader.Swap(lead)
-	if old == lead {
-		return
-	}
-	st, _ := r.storeOfReplica(lead)
-	r.leaderStore.Store(st)
-	s.metrics.leaderChanges.Inc()
-	if old == r.replicaID {
-		s.metrics.leaders.Dec()
-	}
-	if lead == r.replicaID {
-		s.metrics.leaders.Inc()
-	}
-	// A split's right half just elected its first leader here: placement
-	// must learn the new range, its leader and the shrunk left half now,
-	// or a split of the new range waits for the next range heartbeat.
-	if lead != 0 && r.reportOnLead.Swap(false) && lead == r.replicaID {
-		s.reportRangesSoon()
+		s.sched.enqueueMany(ids, flagTick)
+		s.sched.enqueueMany(wake, flagWork)
 	}
 }
 
-// sendSome sends the messages keep selects and returns the others.
-// Called with r.mu held.
-func (s *Store) sendSome(r *Replica, msgs []*pb.Message, keep func(*pb.Message) bool) []*pb.Message {
-	rest := msgs[:0:0]
-	desc := r.Descriptor()
-	for _, m := range msgs {
-		if !keep(m) {
-			rest = append(rest, m)
-			continue
-		}
-		toStore, ok := r.storeOfReplica(m.GetTo())
-		if !ok {
-			s.metrics.messagesDropped.WithLabelValues("unknown_replica").Inc()
-			continue
-		}
-		typ := m.GetType()
-		if k := s.cfg.Knobs; k != nil && k.DropRaftMessage != nil && k.DropRaftMessage(r.rangeID, s.cfg.StoreID, toStore, typ.String()) {
-			s.metrics.messagesDropped.WithLabelValues("knob").Inc()
-			continue
-		}
-		s.metrics.messagesSent.WithLabelValues(typ.String()).Inc()
-		if typ == pb.MsgSnap {
-			s.snaps.send(r, toStore, m)
-			continue
-		}
-		env := &rangekvpb.RaftMessage{RangeId: r.rangeID, FromStore: s.cfg.StoreID, ToStore: toStore, Message: m}
-		if desc != nil && (typ == pb.MsgApp || typ == pb.MsgVote || typ == pb.MsgPreVote) {
-			env.StartKey = desc.StartKey
-		}
-		if !s.trans.send(toStore, env) && !r.quiesced.Load() {
-			r.mu.rr.ReportUnreachable(m.GetTo())
-		}
-	}
-	return rest
+type schedFlags uint8
+
+const (
+	flagQueued     schedFlags = 1 << iota // in the queue
+	flagProcessing                        // a worker has it
+	flagTick                              // tick raft once
+	flagWork                              // inbox or ready work
+)
+
+// workItem is one range handed to a worker.
+type workItem struct {
+	rangeID uint64
+	tick    bool
 }
 
-// maybeTruncate proposes a log truncation when the policy allows one. It
-// decides every few applied entries, and on ticks (force) while some were
-// applied since the last decision or a long log is held back: a follower
-// whose store just went down stops holding truncation back even if the
-// writes have stopped.
-// Called with r.mu held.
-func (s *Store) maybeTruncate(r *Replica, force bool) {
-	n := r.mu.appliesSinceTruncCheck
-	if n == 0 || (!force && n < int(s.cfg.LogTruncateThreshold/4)+1) {
-		return
+// scheduler keeps each range at most once in the queue and hands it to at
+// most one worker at a time: work that arrives while a worker processes a
+// range re-queues it when the worker is done.
+type scheduler struct {
+	mu struct {
+		sync.Mutex
+		cond    *sync.Cond
+		queue   []uint64 // FIFO of range IDs with flagQueued
+		state   map[uint64]schedFlags
+		stopped bool
 	}
-	r.mu.appliesSinceTruncCheck = 0
-	first, _ := r.log.FirstIndex()
-	policy := s.cfg.truncationPolicy()
-	policy.Live = func(id uint64) bool {
-		st, ok := r.storeOfReplica(id)
-		return ok && s.liveness.isLive(st)
-	}
-	idx, ok := r.mu.rr.TruncationTarget(policy, first)
-	if !ok {
-		// A log long enough to truncate is being held back (a follower
-		// that is behind, maybe on a store about to be declared down):
-		// decide again on the next tick even if nothing more applies.
-		if last, _ := r.log.LastIndex(); last >= first && last-first+1 >= s.cfg.LogTruncateThreshold {
-			r.mu.appliesSinceTruncCheck = 1
-		}
-		return
-	}
-	term, err := r.log.Term(idx)
-	if err != nil {
-		return
-	}
-	cmd := truncateCommand(idx, term)
-	r.mu.rr.Propose(&rangeraft.Proposal{ID: s.newProposalID(), Cmd: cmd, Done: func(any, error) {}})
+	maxBatch int
 }
 
-// fatal stops the process: a store that cannot write its engine must not
-// go on acknowledging anything.
-func (s *Store) fatal(r *Replica, what string, err error) {
-	rangeID := uint64(0)
-	if r != nil {
-		rangeID = r.rangeID
+func newScheduler(maxBatch int) *scheduler {
+	s := &scheduler{maxBatch: maxBatch}
+	s.mu.cond = sync.NewCond(&s.mu.Mutex)
+	s.mu.state = make(map[uint64]schedFlags)
+	return s
+}
+
+// enqueue marks work for rangeID; f is flagTick or flagWork.
+func (s *scheduler) enqueue(rangeID uint64, f schedFlags) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.enqueueLocked(rangeID, f)
+}
+
+func (s *scheduler) enqueueLocked(rangeID uint64, f schedFlags) {
+	st := s.mu.state[rangeID]
+	st |= f
+	if st&(flagQueued|flagProcessing) == 0 {
+		st |= flagQueued
+		s.mu.queue = append(s.mu.queue, rangeID)
+		s.mu.cond.Signal()
 	}
-	s.log.Error("fatal engine error", "range", rangeID, "op", what, "err", err)
-	if k := s.cfg.Knobs; k != nil && k.OnFatal != nil {
-		k.OnFatal(rangeID, what, err)
-		runtime.Goexit() // as if the process had died: this goroutine goes no further
+	s.mu.state[rangeID] = st
+}
+
+// enqueueMany marks the same work for many ranges under one lock.
+func (s *scheduler) enqueueMany(ids []uint64, f schedFlags) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		s.enqueueLocked(id, f)
 	}
-	panic(fmt.Sprintf("store %d range %d: %s: %v", s.cfg.StoreID, rangeID, what, err))
+	s.mu.cond.Broadcast()
+}
+
+// next blocks until work is available and returns up to maxBatch ranges,
+// now marked processing. It returns nil once stopped.
+func (s *scheduler) next(buf []workItem) []workItem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.mu.queue) == 0 && !s.mu.stopped {
+		s.mu.cond.Wait()
+	}
+	if s.mu.stopped {
+		return nil
+	}
+	n := min(len(s.mu.queue), s.maxBatch)
+	buf = buf[:0]
+	for _, id := range s.mu.queue[:n] {
+		st := s.mu.state[id]
+		buf = append(buf, workItem{rangeID: id, tick: st&flagTick != 0})
+		s.mu.state[id] = flagProcessing
+	}
+	s.mu.queue = append(s.mu.queue[:0], s.mu.queue[n:]...)
+	return buf
+}
+
+// done releases ranges a worker processed; those that got work meanwhile go
+// back into the queue.
+func (s *scheduler) done(items []workItem) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, it := range items {
+		st := s.mu.state[it.rangeID] &^ flagProcessing
+		if st&(flagTick|flagWork) != 0 {
+			st |= flagQueued
+			s.mu.queue = append(s.mu.queue, it.rangeID)
+			s.mu.cond.Signal()
+		}
+		if st == 0 {
+			delete(s.mu.state, it.rangeID)
+		} else {
+			s.mu.state[it.rangeID] = st
+		}
+	}
+}
+
+// stop wakes every worker; next returns nil from then on.
+func (s *scheduler) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.stopped = true
+	s.mu.cond.Broadcast()
 }
