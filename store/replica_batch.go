@@ -6,9 +6,7 @@
 package store
 
 import (
-	"context"
 	"fmt"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -91,31 +89,6 @@ func (s *Store) descriptorsFor(have []*rangekvpb.RangeDescriptor, ops []*rangekv
 		}
 	}
 	return have
-}
-
-func (k *kvServer) Batch(ctx context.Context, req *rangekvpb.BatchRequest) (resp *rangekvpb.BatchResponse, err error) {
-	s := k.s
-	resp = &rangekvpb.BatchResponse{Header: &rangekvpb.ResponseHeader{}}
-	defer func(t time.Time) { s.observe("batch", t, resp.GetHeader(), err) }(time.Now())
-	if err := s.cfg.limits().ValidateBatch(req); err != nil {
-		return nil, err
-	}
-	r, rerr := s.routeBatch(req.Header, req.Ops)
-	if rerr == nil && addsData(req.Ops) {
-		rerr = s.diskFull() // refused before proposing: not applied
-	}
-	if rerr != nil {
-		resp.Header.Error = rerr
-		return resp, nil
-	}
-	r.writes.Add(1)
-	cmd := &rangekvpb.Command{Epoch: r.Descriptor().GetEpoch(), Cmd: &rangekvpb.Command_Batch{Batch: &rangekvpb.BatchCmd{Ops: req.Ops}}}
-	_, rerr, err = r.propose(ctx, cmd)
-	resp.Header.Error = rerr
-	if rerr == nil && err == nil {
-		resp.Header.AppliedIndex = r.appliedIndex.Load()
-	}
-	return resp, err
 }
 
 // addsData reports whether a batch holds a put: a batch of deletes only

@@ -189,22 +189,10 @@ func (r *Replica) maybeLeaveJoint() {
 	lj.confVer, lj.term, lj.ticks = d.Epoch.GetConfVer(), term, 0
 }
 
-// ChangeReplicas runs one membership step on the range's leader here and
-// waits until the descriptor shows it applied (and, for a promotion, until
-// the joint configuration was left).
-func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, change rangekvpb.ReplicaChangeType, storeID uint64) (*rangekvpb.RangeDescriptor, *rangekvpb.RangeError, error) {
-	return s.changeReplicas(ctx, rangeID, change, storeID, nil)
-}
-
-// changeReplicas is ChangeReplicas; with expect set (a placement step's
-// epoch) it runs only while the range is at exactly that epoch, and the
-// change is proposed at it, so apply refuses it too once any other change
-// applied first (MULTIRAFT.md §10).
-func (s *Store) changeReplicas(ctx context.Context, rangeID uint64, change rangekvpb.ReplicaChangeType, storeID uint64, expect *rangekvpb.RangeEpoch) (*rangekvpb.RangeDescriptor, *rangekvpb.RangeError, error) {
-	r := s.replica(rangeID)
-	if r == nil || r.Descriptor() == nil {
-		return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: rangeID}}, nil
-	}
+// changeReplicas runs one membership step on this replica, the range's
+// leader (see Store.changeReplicas).
+func (r *Replica) changeReplicas(ctx context.Context, change rangekvpb.ReplicaChangeType, storeID uint64, expect *rangekvpb.RangeEpoch) (*rangekvpb.RangeDescriptor, *rangekvpb.RangeError, error) {
+	s, rangeID := r.store, r.rangeID
 	if lead := r.leader.Load(); lead != r.replicaID {
 		return nil, r.notLeader(lead), nil
 	}

@@ -7,11 +7,8 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -32,58 +29,10 @@ type splitResult struct {
 	campaign bool
 }
 
-// allocRangeID hands out a new range ID: from placement, or, with static
-// bootstrap, one no other store can allocate (the store ID in the high
-// bits over a persisted counter).
-func (s *Store) allocRangeID() (uint64, error) {
-	if s.pd != nil {
-		var first uint64
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err := s.pd.call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
-			r, err := pc.AllocID(ctx, &rangekvpb.AllocIDRequest{Count: 1})
-			if err != nil {
-				return nil, err
-			}
-			first = r.First
-			return r.Error, nil
-		})
-		return first, err
-	}
-	s.rangeIDMu.Lock()
-	defer s.rangeIDMu.Unlock()
-	v, c, err := s.db.Get(keys.RangeIDAllocKey())
-	var next uint64 = 1
-	if err == nil {
-		next = binary.BigEndian.Uint64(v) + 1
-		c.Close()
-	} else if !errors.Is(err, pebble.ErrNotFound) {
-		return 0, err
-	}
-	if next >= 1<<40 {
-		return 0, errors.New("range ID space of this store exhausted")
-	}
-	if err := s.db.Set(keys.RangeIDAllocKey(), binary.BigEndian.AppendUint64(nil, next), pebble.Sync); err != nil {
-		return 0, err
-	}
-	return s.cfg.StoreID<<40 | next, nil
-}
-
-// Split splits the range holding key (or rangeID, if non-zero) at key,
-// through Raft. It must run on the range's leader.
-func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte) (*splitResult, *rangekvpb.RangeError, error) {
-	if err := s.cfg.limits().key("split_key", key); err != nil {
-		return nil, nil, err
-	}
-	var r *Replica
-	if rangeID == 0 {
-		r = s.replicaForKey(key)
-	} else {
-		r = s.replica(rangeID)
-	}
-	if r == nil || r.Descriptor() == nil {
-		return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: rangeID}}, nil
-	}
+// split splits the range at key, through Raft. It must run on the range's
+// leader.
+func (r *Replica) split(ctx context.Context, key []byte) (*splitResult, *rangekvpb.RangeError, error) {
+	s := r.store
 	desc := r.Descriptor()
 	if bytes.Equal(key, desc.StartKey) {
 		return nil, nil, invalid("split_key: %q is the range's start key; a split key must be strictly inside the range", key)

@@ -5,6 +5,8 @@
 package store
 
 import (
+	"context"
+
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
@@ -54,4 +56,31 @@ func truncateCommand(index, term uint64) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// compactLog truncates the log up to this leader's applied index on every
+// replica, through Raft, regardless of the truncation policy (the admin
+// CompactLog call, server_admin.go), and answers once it applied here.
+func (r *Replica) compactLog(ctx context.Context) (*rangekvpb.CompactLogResponse, error) {
+	resp := &rangekvpb.CompactLogResponse{}
+	resp.FirstIndexBefore, _ = r.log.FirstIndex()
+	resp.LastIndexBefore, _ = r.log.LastIndex()
+	r.mu.Lock()
+	if r.mu.destroyed {
+		r.mu.Unlock()
+		return &rangekvpb.CompactLogResponse{Error: &rangekvpb.RangeError{Message: "range removed from this store",
+			RangeNotFound: &rangekvpb.RangeNotFound{RangeId: r.rangeID}}}, nil
+	}
+	idx, term := r.mu.applied.Index, r.mu.applied.Term
+	r.mu.Unlock()
+	if idx >= resp.FirstIndexBefore {
+		cmd := &rangekvpb.Command{Cmd: &rangekvpb.Command_TruncateLog{TruncateLog: &rangekvpb.TruncateLogCmd{Index: idx, Term: term}}}
+		if _, rerr, err := r.propose(ctx, cmd); rerr != nil || err != nil {
+			return &rangekvpb.CompactLogResponse{Error: rerr}, err
+		}
+	}
+	resp.FirstIndexAfter, _ = r.log.FirstIndex()
+	resp.LastIndexAfter, _ = r.log.LastIndex()
+	resp.TruncatedIndex = resp.FirstIndexAfter - 1
+	return resp, nil
 }

@@ -1,4 +1,6 @@
-// The store admin service and the JSON status behind /debug/ranges.
+// The Admin gRPC service, a thin adapter over the store and its replicas
+// (ListRanges, TransferLeader, SplitRange, ChangeReplicas, Drain,
+// CompactLog, GetDescriptor), and the status behind it and /debug/ranges.
 
 package store
 
@@ -141,27 +143,7 @@ func (a *adminServer) CompactLog(ctx context.Context, req *rangekvpb.CompactLogR
 	if lead := r.leader.Load(); lead != r.replicaID {
 		return &rangekvpb.CompactLogResponse{Error: r.notLeader(lead)}, nil
 	}
-	resp := &rangekvpb.CompactLogResponse{}
-	resp.FirstIndexBefore, _ = r.log.FirstIndex()
-	resp.LastIndexBefore, _ = r.log.LastIndex()
-	r.mu.Lock()
-	if r.mu.destroyed {
-		r.mu.Unlock()
-		return &rangekvpb.CompactLogResponse{Error: &rangekvpb.RangeError{Message: "range removed from this store",
-			RangeNotFound: &rangekvpb.RangeNotFound{RangeId: req.RangeId}}}, nil
-	}
-	idx, term := r.mu.applied.Index, r.mu.applied.Term
-	r.mu.Unlock()
-	if idx >= resp.FirstIndexBefore {
-		cmd := &rangekvpb.Command{Cmd: &rangekvpb.Command_TruncateLog{TruncateLog: &rangekvpb.TruncateLogCmd{Index: idx, Term: term}}}
-		if _, rerr, err := r.propose(ctx, cmd); rerr != nil || err != nil {
-			return &rangekvpb.CompactLogResponse{Error: rerr}, err
-		}
-	}
-	resp.FirstIndexAfter, _ = r.log.FirstIndex()
-	resp.LastIndexAfter, _ = r.log.LastIndex()
-	resp.TruncatedIndex = resp.FirstIndexAfter - 1
-	return resp, nil
+	return r.compactLog(ctx)
 }
 
 func (a *adminServer) GetDescriptor(_ context.Context, req *rangekvpb.GetDescriptorRequest) (*rangekvpb.GetDescriptorResponse, error) {

@@ -1,27 +1,19 @@
-// The KV gRPC service: validate, route to the local replica, propose or
-// read, and turn outcomes into responses with range errors as data.
+// The KV gRPC service, a thin adapter: validate the request, find the
+// replica (store_replicas.go), call its propose or read (replica_propose.go,
+// replica_read.go), and encode the outcome, range errors as data; and the
+// request metrics.
 
 package store
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/internal/kvbatch"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
-	"github.com/rangekv/rangekv/rangeraft"
 )
-
-// maxScanBytes bounds the keys and values of one scan response.
-const maxScanBytes = 16 << 20
 
 type kvServer struct {
 	rangekvpb.UnimplementedKVServer
@@ -71,187 +63,6 @@ func rangeErrorKind(e *rangekvpb.RangeError) string {
 		return "disk_full"
 	}
 	return "error"
-}
-
-// route finds the local replica for a request and checks the key and the
-// epoch against its descriptor.
-func (s *Store) route(h *rangekvpb.RequestHeader, key []byte) (*Replica, *rangekvpb.RangeError) {
-	var r *Replica
-	if h.GetRangeId() == 0 {
-		r = s.replicaForKey(key)
-		if r == nil {
-			return nil, &rangekvpb.RangeError{Message: "no range on this store holds key " + errorForKey(key),
-				RangeNotFound: &rangekvpb.RangeNotFound{}}
-		}
-	} else {
-		r = s.replica(h.GetRangeId())
-		if r == nil || r.Descriptor() == nil {
-			return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: h.GetRangeId()}}
-		}
-	}
-	d := r.Descriptor()
-	if ep := h.GetEpoch(); ep != nil && ep.GetVersion() != d.GetEpoch().GetVersion() {
-		e := epochError(d)
-		// After a split, the key's new range is what the client needs.
-		if o := s.replicaForKey(key); o != nil && o != r {
-			e.EpochNotMatch.Current = append(e.EpochNotMatch.Current, o.Descriptor())
-		}
-		return nil, e
-	}
-	if !containsKey(d, key) {
-		return nil, keyNotInRange(key, d)
-	}
-	return r, nil
-}
-
-func epochError(d *rangekvpb.RangeDescriptor) *rangekvpb.RangeError {
-	return &rangekvpb.RangeError{Message: "range epoch does not match",
-		EpochNotMatch: &rangekvpb.EpochNotMatch{Current: []*rangekvpb.RangeDescriptor{d}}}
-}
-
-func keyNotInRange(key []byte, d *rangekvpb.RangeDescriptor) *rangekvpb.RangeError {
-	return &rangekvpb.RangeError{Message: "key " + errorForKey(key) + " is not in the range",
-		KeyNotInRange: &rangekvpb.KeyNotInRange{Key: key, RangeId: d.RangeId, StartKey: d.StartKey, EndKey: d.EndKey}}
-}
-
-// notLeader builds a NotLeader error with the leader's store and address.
-func (r *Replica) notLeader(lead uint64) *rangekvpb.RangeError {
-	s := r.store
-	e := &rangekvpb.NotLeader{RangeId: r.rangeID}
-	if rd := replicaByID(r.Descriptor(), lead); rd != nil {
-		e.Leader = rd
-		e.LeaderStoreId = rd.StoreId
-		e.LeaderAddress, _ = s.trans.resolve(rd.StoreId)
-		if rd.StoreId == s.cfg.StoreID {
-			e.LeaderAddress = s.cfg.AdvertiseAddr
-		}
-	}
-	return &rangekvpb.RangeError{Message: "not leader", NotLeader: e}
-}
-
-// outcomeToError turns a proposal or read error into a range error or a
-// gRPC status.
-func (r *Replica) outcomeToError(err error) (*rangekvpb.RangeError, error) {
-	var nl *rangeraft.NotLeaderError
-	var amb *rangeraft.AmbiguousError
-	var ce *CommandError
-	var em *epochMismatchError
-	var kn *keyNotInRangeError
-	switch {
-	case errors.As(err, &nl):
-		return r.notLeader(nl.Leader), nil
-	case errors.As(err, &amb):
-		return &rangekvpb.RangeError{Message: amb.Error(), AmbiguousResult: &rangekvpb.AmbiguousResult{Reason: amb.Reason}}, nil
-	case errors.Is(err, rangeraft.ErrStaleCommand):
-		return &rangekvpb.RangeError{Message: err.Error(), StaleCommand: &rangekvpb.StaleCommand{Reason: err.Error()}}, nil
-	case errors.Is(err, rangeraft.ErrBusy), errors.Is(err, rangeraft.ErrStopped), errors.Is(err, rangeraft.ErrReadTimeout):
-		return &rangekvpb.RangeError{Message: err.Error(), ServerBusy: &rangekvpb.ServerBusy{Reason: err.Error()}}, nil
-	case errors.As(err, &ce):
-		return nil, status.Error(ce.Code, ce.Msg)
-	case errors.As(err, &em):
-		return epochError(em.current), nil
-	case errors.As(err, &kn):
-		return keyNotInRange(kn.key, kn.desc), nil
-	}
-	return nil, status.Error(codes.Internal, err.Error())
-}
-
-type outcome struct {
-	value any
-	err   error
-}
-
-// propose replicates cmd through r and waits for it to apply. A context
-// that ends first makes the outcome ambiguous: the command may still apply.
-func (r *Replica) propose(ctx context.Context, cmd *rangekvpb.Command) (any, *rangekvpb.RangeError, error) {
-	s := r.store
-	data, err := proto.Marshal(cmd)
-	if err != nil {
-		return nil, nil, status.Error(codes.Internal, err.Error())
-	}
-	ch := make(chan outcome, 1)
-	p := &rangeraft.Proposal{ID: s.newProposalID(), Cmd: data, Done: func(v any, err error) { ch <- outcome{v, err} },
-		Batchable: isDataCommand(cmd)}
-	if !r.pushProposal(p, s.cfg.MaxPendingProposals) {
-		s.metrics.proposals.WithLabelValues("busy").Inc()
-		return nil, &rangekvpb.RangeError{Message: "too many pending writes, or the store is stopping; nothing was applied",
-			ServerBusy: &rangekvpb.ServerBusy{Reason: "proposal queue full or store stopping"}}, nil
-	}
-	s.sched.enqueue(r.rangeID, flagWork)
-	select {
-	case o := <-ch:
-		if o.err != nil {
-			s.metrics.proposals.WithLabelValues("error").Inc()
-			rerr, gerr := r.outcomeToError(o.err)
-			return nil, rerr, gerr
-		}
-		s.metrics.proposals.WithLabelValues("applied").Inc()
-		return o.value, nil, nil
-	case <-ctx.Done():
-		s.metrics.proposals.WithLabelValues("ambiguous").Inc()
-		return nil, &rangekvpb.RangeError{Message: "request ended before the write completed; it may or may not apply: " + ctx.Err().Error(),
-			AmbiguousResult: &rangekvpb.AmbiguousResult{Reason: ctx.Err().Error()}}, nil
-	}
-}
-
-// readModes maps a request's consistency to how rangeraft confirms it.
-var readModes = map[rangekvpb.ReadConsistency]rangeraft.ReadMode{
-	rangekvpb.ReadConsistency_LINEARIZABLE: rangeraft.ReadLeader,
-	rangekvpb.ReadConsistency_LEASE:        rangeraft.ReadLease,
-	rangekvpb.ReadConsistency_FOLLOWER:     rangeraft.ReadFollower,
-}
-
-// readBarrier waits until r may serve a read at the requested consistency:
-// LINEARIZABLE, a ReadIndex round on the leader; LEASE, the leader's lease
-// or else a round; FOLLOWER, on any replica, a read index from the leader
-// applied locally (NotLeader when the replica knows no leader; ServerBusy
-// when the leader does not answer in time); STALE, nothing.
-func (r *Replica) readBarrier(ctx context.Context, c rangekvpb.ReadConsistency) (*rangekvpb.RangeError, error) {
-	s := r.store
-	if c == rangekvpb.ReadConsistency_STALE {
-		s.metrics.kvReads.WithLabelValues("stale").Inc()
-		return nil, nil
-	}
-	mode, ok := readModes[c]
-	if !ok {
-		return nil, status.Errorf(codes.InvalidArgument, "header.consistency: unknown value %d", c)
-	}
-	ch := make(chan error, 1)
-	rd := &rangeraft.Read{Mode: mode, Done: func(err error) { ch <- err }}
-	if err := r.pushRead(rd, s.cfg.MaxPendingReads); err != nil {
-		// Refused before it was queued: a typed busy answer the router
-		// retries with backoff.
-		reason := "store stopping"
-		if errors.Is(err, errTooManyReads) {
-			reason = fmt.Sprintf("%v (raft.max-pending-reads is %d); retry later", err, s.cfg.MaxPendingReads)
-		}
-		return &rangekvpb.RangeError{Message: reason, ServerBusy: &rangekvpb.ServerBusy{Reason: reason}}, nil
-	}
-	s.sched.enqueue(r.rangeID, flagWork)
-	select {
-	case err := <-ch:
-		if err != nil {
-			return r.outcomeToError(err)
-		}
-		s.metrics.kvReads.WithLabelValues(rd.Path.String()).Inc()
-		return nil, nil
-	case <-ctx.Done():
-		return nil, status.FromContextError(ctx.Err()).Err()
-	}
-}
-
-func (r *Replica) engineGet(k []byte) ([]byte, bool, error) {
-	s := r.store
-	v, c, err := s.db.Get(keys.UserKey(k))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, status.Error(codes.Internal, err.Error())
-	}
-	out := append([]byte(nil), v...)
-	c.Close()
-	return out, true, nil
 }
 
 func (k *kvServer) Get(ctx context.Context, req *rangekvpb.GetRequest) (resp *rangekvpb.GetResponse, err error) {
@@ -384,51 +195,38 @@ func (k *kvServer) Scan(ctx context.Context, req *rangekvpb.ScanRequest) (resp *
 	if len(d.EndKey) > 0 && (len(end) == 0 || string(end) > string(d.EndKey)) {
 		end, clipped = d.EndKey, true
 	}
-	lo, hi := keys.UserSpan(req.StartKey, end)
 	resp.Header.AppliedIndex = r.appliedIndex.Load()
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	paged, err := r.engineScan(resp, req.StartKey, end, limit)
 	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
+		return nil, err
 	}
-	defer it.Close()
-	bytes := 0
-	for valid := it.First(); valid; valid = it.Next() {
-		uk, err := keys.DecodeUserKey(it.Key())
-		if err != nil {
-			return nil, status.Error(codes.Internal, err.Error())
-		}
-		if len(resp.Pairs) == limit {
-			resp.ResumeKey = append([]byte(nil), uk...)
-			return resp, nil
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return nil, status.Error(codes.Internal, err.Error())
-		}
-		// A page also ends at maxScanBytes (the client resumes).
-		if bytes += len(uk) + len(v); len(resp.Pairs) > 0 && bytes > maxScanBytes {
-			resp.ResumeKey = append([]byte(nil), uk...)
-			return resp, nil
-		}
-		resp.Pairs = append(resp.Pairs, &rangekvpb.KeyValue{Key: append([]byte(nil), uk...), Value: append([]byte(nil), v...)})
-	}
-	if err := it.Error(); err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
-	}
-	if clipped {
+	if !paged && clipped {
 		resp.ResumeKey = append([]byte(nil), d.EndKey...)
 	}
 	return resp, nil
 }
 
-// isDataCommand reports the commands that may share a log entry with
-// others (rangeraft.Proposal.Batchable): client writes, whose effect does
-// not depend on their log index. Splits, truncations and the like get an
-// entry each.
-func isDataCommand(cmd *rangekvpb.Command) bool {
-	switch cmd.Cmd.(type) {
-	case *rangekvpb.Command_Put, *rangekvpb.Command_Delete, *rangekvpb.Command_Cas, *rangekvpb.Command_Incr, *rangekvpb.Command_Batch:
-		return true
+func (k *kvServer) Batch(ctx context.Context, req *rangekvpb.BatchRequest) (resp *rangekvpb.BatchResponse, err error) {
+	s := k.s
+	resp = &rangekvpb.BatchResponse{Header: &rangekvpb.ResponseHeader{}}
+	defer func(t time.Time) { s.observe("batch", t, resp.GetHeader(), err) }(time.Now())
+	if err := s.cfg.limits().ValidateBatch(req); err != nil {
+		return nil, err
 	}
-	return false
+	r, rerr := s.routeBatch(req.Header, req.Ops)
+	if rerr == nil && addsData(req.Ops) {
+		rerr = s.diskFull() // refused before proposing: not applied
+	}
+	if rerr != nil {
+		resp.Header.Error = rerr
+		return resp, nil
+	}
+	r.writes.Add(1)
+	cmd := &rangekvpb.Command{Epoch: r.Descriptor().GetEpoch(), Cmd: &rangekvpb.Command_Batch{Batch: &rangekvpb.BatchCmd{Ops: req.Ops}}}
+	_, rerr, err = r.propose(ctx, cmd)
+	resp.Header.Error = rerr
+	if rerr == nil && err == nil {
+		resp.Header.AppliedIndex = r.appliedIndex.Load()
+	}
+	return resp, err
 }

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -469,33 +468,6 @@ func (s *Store) Stop() {
 		}
 		s.log.Info("store stopped")
 	})
-}
-
-func (s *Store) replica(rangeID uint64) *Replica {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.mu.replicas[rangeID]
-}
-
-func (s *Store) replicaIDs() []uint64 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	ids := make([]uint64, 0, len(s.mu.replicas))
-	for id := range s.mu.replicas {
-		ids = append(ids, id)
-	}
-	return ids
-}
-
-func (s *Store) replicasSnapshot() []*Replica {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]*Replica, 0, len(s.mu.replicas))
-	for _, r := range s.mu.replicas {
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].rangeID < out[j].rangeID })
-	return out
 }
 
 // peerStoreIDs lists the other stores this store knows of.
