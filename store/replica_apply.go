@@ -1,6 +1,6 @@
-// Applying committed entries: the KV state machine. Apply reads no clock
-// and no local state beyond the replicated descriptor and data, so every
-// replica computes the same result.
+// The KV state machine (kvStateMachine): applying committed entries.
+// Apply reads no clock and no local state beyond the replicated descriptor
+// and data, so every replica computes the same result.
 
 package store
 
@@ -62,8 +62,18 @@ type keyNotInRangeError struct {
 
 func (e *keyNotInRangeError) Error() string { return "key not in range at apply" }
 
+// kvStateMachine is one replica's KV state machine: it stages the effects
+// of committed entries (data, descriptor and applied index) into a batch,
+// and, once the batch is committed, makes them true in memory and
+// completes their proposals. Its methods run on the worker, with r.mu held,
+// for the replica r of the pass they are given.
+type kvStateMachine struct{ r *Replica }
+
+// stateMachine returns r's KV state machine.
+func (r *Replica) stateMachine() kvStateMachine { return kvStateMachine{r: r} }
+
 // stageApply applies p's committed entries into ab. Called with p.r.mu held.
-func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
+func (sm kvStateMachine) stageApply(ab *pebble.Batch, p *pass) {
 	r := p.r
 	p.desc = r.Descriptor()
 	for _, e := range p.rd.CommittedEntries {
@@ -79,12 +89,12 @@ func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
 			}
 			switch {
 			case len(subs) == 1:
-				res.value, res.err = s.applyCommand(ab, p, subs[0].Cmd)
+				res.value, res.err = sm.applyCommand(ab, p, subs[0].Cmd)
 			case len(subs) > 1:
 				// In order, each as if it were an entry of its own.
 				res.subs = make([]rangeraft.AppliedResult, len(subs))
 				for i, sub := range subs {
-					v, err := s.applyCommand(ab, p, sub.Cmd)
+					v, err := sm.applyCommand(ab, p, sub.Cmd)
 					res.subs[i] = rangeraft.AppliedResult{ID: sub.ID, Value: v, Err: err}
 				}
 			}
@@ -120,7 +130,7 @@ func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
 
 // applyCommand applies one command to ab and returns its result, or a
 // deterministic error (nothing written).
-func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error) {
+func (sm kvStateMachine) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error) {
 	desc := p.desc
 	var cmd rangekvpb.Command
 	if err := proto.Unmarshal(data, &cmd); err != nil {
@@ -146,7 +156,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 		return nil, &epochMismatchError{current: desc}
 	}
 	if b := cmd.GetBatch(); b != nil {
-		return nil, s.applyBatch(ab, p, desc, b)
+		return nil, sm.applyBatch(ab, p, desc, b)
 	}
 	var key []byte
 	switch c := cmd.Cmd.(type) {
@@ -174,7 +184,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 		p.r.must(ab.Delete(ek, nil))
 		return nil, nil
 	case *rangekvpb.Command_Cas:
-		cur, found := s.getInBatch(p.r, ab, ek)
+		cur, found := sm.getInBatch(ab, ek)
 		match := (c.Cas.ExpectAbsent && !found) || (!c.Cas.ExpectAbsent && found && string(cur) == string(c.Cas.Expected))
 		if !match {
 			return &casResult{swapped: false, found: found, value: cur}, nil
@@ -183,7 +193,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 		p.r.writtenBytes.Add(int64(len(key) + len(c.Cas.NewValue)))
 		return &casResult{swapped: true, found: true, value: c.Cas.NewValue}, nil
 	case *rangekvpb.Command_Incr:
-		cur, found := s.getInBatch(p.r, ab, ek)
+		cur, found := sm.getInBatch(ab, ek)
 		var n int64
 		if found {
 			v, err := strconv.ParseInt(string(cur), 10, 64)
@@ -195,7 +205,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 		}
 		d := c.Incr.Delta
 		reported := d
-		if k := s.cfg.Knobs; k != nil && k.TestingApplyIncrTwice {
+		if k := sm.r.store.cfg.Knobs; k != nil && k.TestingApplyIncrTwice {
 			d *= 2
 		}
 		if (d > 0 && n > math.MaxInt64-d) || (d < 0 && n < math.MinInt64-d) {
@@ -217,7 +227,8 @@ func truncateForMsg(b []byte) string {
 	return string(b)
 }
 
-func (s *Store) getInBatch(r *Replica, b *pebble.Batch, k []byte) ([]byte, bool) {
+func (sm kvStateMachine) getInBatch(b *pebble.Batch, k []byte) ([]byte, bool) {
+	r := sm.r
 	v, c, err := b.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false
@@ -231,8 +242,8 @@ func (s *Store) getInBatch(r *Replica, b *pebble.Batch, k []byte) ([]byte, bool)
 // finishApply completes what the committed apply batch made true: log
 // truncations, descriptors, raft configuration, proposals and reads.
 // Called with p.r.mu held.
-func (s *Store) finishApply(p *pass) {
-	r := p.r
+func (sm kvStateMachine) finishApply(p *pass) {
+	r, s := p.r, sm.r.store
 	for _, t := range p.truncs {
 		r.log.FinishTruncate(t.index, t.term)
 		s.metrics.logTruncations.Inc()

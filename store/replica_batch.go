@@ -104,7 +104,7 @@ func addsData(ops []*rangekvpb.BatchOp) bool {
 
 // applyBatch stages a batch into ab: every key must be in desc (checked
 // first, so a refused batch writes nothing). Deterministic.
-func (s *Store) applyBatch(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescriptor, b *rangekvpb.BatchCmd) error {
+func (sm kvStateMachine) applyBatch(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescriptor, b *rangekvpb.BatchCmd) error {
 	for _, op := range b.Ops {
 		if !containsKey(desc, op.Key) {
 			return &keyNotInRangeError{key: op.Key, desc: desc}

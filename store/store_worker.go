@@ -175,7 +175,7 @@ func (s *Store) processBatch(items []workItem) {
 		}
 	}
 	for _, p := range passes {
-		s.finishApply(p)
+		p.r.stateMachine().finishApply(p)
 		p.r.mu.rr.Advance(p.rd)
 		p.r.noteLeader()
 		if !p.removed {
@@ -211,7 +211,7 @@ func (s *Store) commit(b *pebble.Batch, sync bool, what string) (synced bool) {
 func (s *Store) stageApplies(b *pebble.Batch, passes []*pass) (needSync bool) {
 	for _, p := range passes {
 		if len(p.rd.CommittedEntries) > 0 {
-			s.stageApply(b, p)
+			p.r.stateMachine().stageApply(b, p)
 			needSync = needSync || p.needSync
 		}
 	}
