@@ -17,7 +17,7 @@ import (
 // Replica is one range's replica on this store.
 //
 // Lock order: Replica.mu before Replica.inbox.mu; a worker may hold the mu
-// of every replica in its batch (no other goroutine holds two).
+// of every replica in its pass (no other goroutine holds two).
 type Replica struct {
 	// store is the store hosting the replica: the replica reaches
 	// store-wide services (engine, transport, scheduler, metrics) through
@@ -36,7 +36,7 @@ type Replica struct {
 	// leaderStore the store that hosts it.
 	leader      atomic.Uint64
 	leaderStore atomic.Uint64
-	// term is the Raft term as last seen (for placement heartbeats).
+	// term is the Raft term as last seen (for placement reports).
 	term atomic.Uint64
 	// quiesced: not ticking (read by the ticker, written by the worker).
 	quiesced atomic.Bool
@@ -65,7 +65,7 @@ type Replica struct {
 	// reportOnLead: this is the right half of a split that campaigns on
 	// the old leader's store; the first leader it learns clears it, and
 	// if that leader is this replica, placement hears of the new range at
-	// once (reportRangesSoon) instead of at the next heartbeat interval.
+	// once (reportRangesSoon) instead of at the next report interval.
 	reportOnLead atomic.Bool
 	// pendingReads counts the reads pushed and not yet completed (queued
 	// in the inbox or waiting in rangeraft for their read index).

@@ -16,7 +16,7 @@
 //  2. the stores of the replica's descriptor (and those it heard from),
 //     when placement cannot decide: it is unreachable, does not know the
 //     range (conservative: a missing range proves nothing), or knows only
-//     an epoch older than the local one (its heartbeats lag).
+//     an epoch older than the local one (the stores' reports lag).
 //
 // Nothing is removed on an error or on an answer older than the local
 // epoch. Checks run on the store's GC goroutine only (never on a raft

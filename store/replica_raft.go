@@ -150,7 +150,7 @@ func (r *Replica) noteLeader() {
 	}
 	// A split's right half just elected its first leader here: placement
 	// must learn the new range, its leader and the shrunk left half now,
-	// or a split of the new range waits for the next range heartbeat.
+	// or a split of the new range waits for the next range report.
 	if lead != 0 && r.reportOnLead.Swap(false) && lead == r.replicaID {
 		s.reportRangesSoon()
 	}

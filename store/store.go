@@ -47,7 +47,7 @@ type Store struct {
 	// resolver looks up unknown store addresses off the workers.
 	resolver *addrResolver
 	// needRejoin: the store started without placement's answer to Join
-	// (set before Start; the heartbeat loop joins first).
+	// (set before Start; the report loop joins first).
 	needRejoin bool
 	// pdUp is 1 after a successful call to placement, 0 after a failed
 	// one, -1 before the first (notePlacement).
@@ -72,7 +72,7 @@ type Store struct {
 	incarnation uint64
 	peerInc     peerIncarnations
 
-	// lastLoad: request count at the last store heartbeat (heartbeat loop
+	// lastLoad: request count at the last store report (report loop
 	// only).
 	lastLoad struct {
 		at       time.Time
@@ -85,7 +85,7 @@ type Store struct {
 	rangeIDMu sync.Mutex
 	// gc is replica GC's work list (replica_gc.go).
 	gc gcState
-	// reportRanges asks the heartbeat loop for a range report now
+	// reportRanges asks the report loop for a range report now
 	// (capacity 1: requests made while one waits coalesce into it). Sent
 	// to without blocking (reportRangesSoon), so workers never wait on it.
 	reportRanges chan struct{}
@@ -373,7 +373,7 @@ func (s *Store) Start() error {
 	if s.pd != nil {
 		s.exec = newOperatorExecutor(s)
 		s.wg.Add(1)
-		go s.heartbeatLoop()
+		go s.reportLoop()
 	}
 	s.wg.Add(1)
 	go func() {

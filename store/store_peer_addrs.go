@@ -35,7 +35,7 @@ const (
 	// lookupQueue bounds the lookups waiting for the resolver.
 	lookupQueue = 256
 	// peerRefreshEvery: the peer addresses are fetched from placement
-	// after each (re)join and then every this many store heartbeats.
+	// after each (re)join and then every this many store reports.
 	peerRefreshEvery = 10
 )
 

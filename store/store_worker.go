@@ -49,13 +49,13 @@ func (s *Store) worker() {
 		if items == nil {
 			return
 		}
-		s.processBatch(items)
+		s.runPass(items)
 		s.sched.done(items)
 		buf = items
 	}
 }
 
-func (s *Store) processBatch(items []workItem) {
+func (s *Store) runPass(items []workItem) {
 	passes := make([]*pass, 0, len(items))
 	for _, it := range items {
 		if k := s.cfg.Knobs; k != nil && k.BeforeRaftPass != nil {
@@ -154,7 +154,7 @@ func (s *Store) processBatch(items []workItem) {
 			s.metrics.logSyncs.Inc()
 		}
 		s.metrics.entriesAppended.Add(float64(appended))
-		s.metrics.readyBatches.Inc()
+		s.metrics.readyPasses.Inc()
 	}
 	for _, p := range passes {
 		if p.snap != nil {
@@ -329,11 +329,11 @@ type scheduler struct {
 		state   map[uint64]schedFlags
 		stopped bool
 	}
-	maxBatch int
+	maxPass int
 }
 
-func newScheduler(maxBatch int) *scheduler {
-	s := &scheduler{maxBatch: maxBatch}
+func newScheduler(maxPass int) *scheduler {
+	s := &scheduler{maxPass: maxPass}
 	s.mu.cond = sync.NewCond(&s.mu.Mutex)
 	s.mu.state = make(map[uint64]schedFlags)
 	return s
@@ -367,7 +367,7 @@ func (s *scheduler) enqueueMany(ids []uint64, f schedFlags) {
 	s.mu.cond.Broadcast()
 }
 
-// next blocks until work is available and returns up to maxBatch ranges,
+// next blocks until work is available and returns up to maxPass ranges,
 // now marked processing. It returns nil once stopped.
 func (s *scheduler) next(buf []workItem) []workItem {
 	s.mu.Lock()
@@ -378,7 +378,7 @@ func (s *scheduler) next(buf []workItem) []workItem {
 	if s.mu.stopped {
 		return nil
 	}
-	n := min(len(s.mu.queue), s.maxBatch)
+	n := min(len(s.mu.queue), s.maxPass)
 	buf = buf[:0]
 	for _, id := range s.mu.queue[:n] {
 		st := s.mu.state[id]
