@@ -1,5 +1,5 @@
-// The Store: lifecycle (open, start, stop), the replica map and the
-// goroutines the store owns (workers, ticker, transport, servers).
+// The Store: its type, lifecycle (open, start, stop) and the goroutines it
+// owns (workers, ticker, transport, servers, loops).
 
 package store
 
@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,11 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
-	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
-	"github.com/rangekv/rangekv/rangeraft/logstore"
 )
 
 // Store hosts replicas of many ranges over one Pebble engine.
@@ -233,106 +230,6 @@ func (s *Store) init() error {
 	return s.loadReplicas()
 }
 
-func (s *Store) initStatic() error {
-	want := &rangekvpb.StoreIdent{StoreId: s.cfg.StoreID}
-	if len(s.cfg.InitialStores) > 0 {
-		want.ClusterId = ClusterIDFromInitialStores(s.cfg.InitialStores)
-	}
-	// An empty data directory: before writing anything, make sure no peer
-	// knew an earlier (wiped) incarnation of this store (incarnation.go).
-	var ident rangekvpb.StoreIdent
-	has, err := getProto(s.db, keys.StoreIdentKey(), &ident)
-	if err != nil {
-		return err
-	}
-	if !has && !s.cfg.NewCluster {
-		if err := s.probePeers(); err != nil {
-			return err
-		}
-	}
-	fresh, err := checkIdent(s.db, want)
-	if err != nil {
-		return err
-	}
-	if fresh && len(s.cfg.InitialStores) > 0 {
-		if _, member := s.cfg.InitialStores[s.cfg.StoreID]; !member {
-			return fmt.Errorf("initial-stores: this store (%d) is not in the initial store list", s.cfg.StoreID)
-		}
-		voters := s.cfg.BootstrapStoreIDs
-		if len(voters) == 0 {
-			for id := range s.cfg.InitialStores {
-				voters = append(voters, id)
-			}
-		}
-		if slices.Contains(voters, s.cfg.StoreID) {
-			if err := bootstrapRange1(s.db, voters); err != nil {
-				return fmt.Errorf("bootstrap range 1: %w", err)
-			}
-			s.log.Info("bootstrapped range 1 (static bootstrap)", "replicas", len(voters))
-		}
-	}
-	return nil
-}
-
-func (s *Store) loadReplicas() error {
-	descs, err := loadDescriptors(s.db)
-	if err != nil {
-		return err
-	}
-	for _, d := range descs {
-		if _, err := s.loadReplica(d); err != nil {
-			return fmt.Errorf("load range %d: %w", d.RangeId, err)
-		}
-	}
-	s.metrics.replicas.Set(float64(len(descs)))
-	return nil
-}
-
-// loadReplica builds the in-memory replica of a descriptor stored on disk
-// and adds it to the replica map and index.
-func (s *Store) loadReplica(d *rangekvpb.RangeDescriptor) (*Replica, error) {
-	r, err := s.buildReplica(d)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	s.mu.replicas[d.RangeId] = r
-	s.mu.Unlock()
-	s.setAwake(d.RangeId, true)
-	s.indexReplica(r)
-	return r, nil
-}
-
-// buildReplica builds the in-memory replica of a descriptor stored on disk.
-func (s *Store) buildReplica(d *rangekvpb.RangeDescriptor) (*Replica, error) {
-	me := replicaOnStore(d, s.cfg.StoreID)
-	if me == nil {
-		return nil, fmt.Errorf("descriptor %v has no replica on store %d", d, s.cfg.StoreID)
-	}
-	if err := s.settleSplitHardState(d.RangeId); err != nil {
-		return nil, err
-	}
-	var applied rangekvpb.AppliedState
-	if _, err := getProto(s.db, keys.AppliedStateKey(d.RangeId), &applied); err != nil {
-		return nil, err
-	}
-	cs := confStateOf(d)
-	rl, err := logstore.Load(s.db, d.RangeId, cs, &applied)
-	if err != nil {
-		return nil, err
-	}
-	rr, err := s.newRaft(d.RangeId, me.ReplicaId, rl, applied.Index, applied.Term)
-	if err != nil {
-		return nil, err
-	}
-	r := &Replica{store: s, rangeID: d.RangeId, replicaID: me.ReplicaId, log: rl}
-	r.desc.Store(d)
-	r.mu.rr = rr
-	r.mu.applied = rangekvpb.AppliedState{Index: applied.Index, Term: applied.Term}
-	r.appliedIndex.Store(applied.Index)
-	return r, nil
-}
-
 // Start serves gRPC and HTTP and starts the Raft workers and ticker.
 func (s *Store) Start() error {
 	ln := s.cfg.Listener
@@ -468,23 +365,6 @@ func (s *Store) Stop() {
 		}
 		s.log.Info("store stopped")
 	})
-}
-
-// peerStoreIDs lists the other stores this store knows of.
-func (s *Store) peerStoreIDs() []uint64 {
-	out := make([]uint64, 0, len(s.cfg.InitialStores))
-	for id := range s.cfg.InitialStores {
-		if id != s.cfg.StoreID {
-			out = append(out, id)
-		}
-	}
-	s.storeAddrs.Range(func(k, _ any) bool {
-		if id := k.(uint64); id != s.cfg.StoreID && s.cfg.InitialStores[id] == "" {
-			out = append(out, id)
-		}
-		return true
-	})
-	return out
 }
 
 func (s *Store) newProposalID() uint64 {

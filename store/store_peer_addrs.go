@@ -263,3 +263,20 @@ func (r *addrResolver) lookup(id uint64) {
 		s.log.Warn("cannot find a peer store's address: messages to it are dropped until a lookup succeeds", "peer", id, "err", err)
 	}
 }
+
+// peerStoreIDs lists the other stores this store knows of.
+func (s *Store) peerStoreIDs() []uint64 {
+	out := make([]uint64, 0, len(s.cfg.InitialStores))
+	for id := range s.cfg.InitialStores {
+		if id != s.cfg.StoreID {
+			out = append(out, id)
+		}
+	}
+	s.storeAddrs.Range(func(k, _ any) bool {
+		if id := k.(uint64); id != s.cfg.StoreID && s.cfg.InitialStores[id] == "" {
+			out = append(out, id)
+		}
+		return true
+	})
+	return out
+}
