@@ -36,11 +36,11 @@ type metrics struct {
 	proposalEntries prometheus.Counter
 	// commitsFolded counts commit-only appends never sent because a later
 	// append to the same replica carried their commit index
-	// (commit_hold.go); messagesSent counted them when raft sent them.
+	// (store_commit_hold.go); messagesSent counted them when raft sent them.
 	commitsFolded prometheus.Counter
 	// addrLookups counts lookups of peer store addresses at placement,
 	// by result; placementReachable is 1 when the store's last call to
-	// placement succeeded (peer_addrs.go).
+	// placement succeeded (store_peer_addrs.go).
 	addrLookups        *prometheus.CounterVec
 	placementReachable prometheus.Gauge
 	// kvOK holds the children of kvRequests{op, result="ok"} and

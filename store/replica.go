@@ -44,7 +44,7 @@ type Replica struct {
 	// MsgApps are dropped waiting for a local split).
 	uninitTicks atomic.Int32
 	// heldApp is the last MsgApp dropped while this uninitialized replica
-	// waited for the local split to create the range (deliver.go). The
+	// waited for the local split to create the range (store_deliver.go). The
 	// split's install hands it to the new replica, so the right half's
 	// new leader, whose probe was dropped, hears back at once instead of
 	// at its next heartbeat (a consecutive split waited ~100 ms for it).
@@ -60,7 +60,7 @@ type Replica struct {
 	// replacing: deliver is destroying this uninitialized replica to
 	// create a newer incarnation of the range's replica here. Set under
 	// Store.mu and never cleared; read under Store.mu by a split that
-	// creates the range (split.go claimRHS).
+	// creates the range (replica_split.go claimRHS).
 	replacing atomic.Bool
 	// reportOnLead: this is the right half of a split that campaigns on
 	// the old leader's store; the first leader it learns clears it, and
@@ -81,7 +81,7 @@ type Replica struct {
 		appliesSinceTruncCheck int
 		destroyed              bool
 		// leaveJoint records this replica's leave-joint proposal for the
-		// current joint configuration (membership.go maybeLeaveJoint).
+		// current joint configuration (replica_membership.go maybeLeaveJoint).
 		// Invariant: while the descriptor stays joint at confVer and this
 		// replica leads in term, leave-joint is proposed once, and again
 		// only after leaveJointRetryTicks ticks without leaving.

@@ -12,14 +12,14 @@ import (
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
-// destroyReplica removes a replica that is no longer a member: its
+// destroy removes a replica that is no longer a member: its
 // range-local state and its span's data go, a tombstone stays so that its
 // replica ID is never created here again. One synced batch.
 func (r *Replica) destroy(why string) {
 	r.destroyWithTombstone(r.replicaID+1, why)
 }
 
-// destroyReplicaTombstone is destroyReplica with the tombstone's
+// destroyWithTombstone is destroy with the tombstone's
 // next_replica_id given (replica GC passes the one of the descriptor that
 // proved the removal). Invariant: nextReplicaID > r.replicaID, and no
 // replica ID below it can still be added to this store.

@@ -14,7 +14,7 @@ import (
 )
 
 // drainInbox feeds the replica everything queued for it since its last
-// pass, waking it from quiescence as the rules in quiesce.go say, and
+// pass, waking it from quiescence as the rules in replica_quiesce.go say, and
 // returns the IDs of the snapshots whose MsgSnap it stepped. Called with
 // r.mu held.
 func (r *Replica) drainInbox(tick bool) (steppedSnaps []uint64) {
@@ -33,7 +33,7 @@ func (r *Replica) drainInbox(tick bool) (steppedSnaps []uint64) {
 			continue
 		}
 		if m.GetType() == pb.MsgTimeoutNow && s.Draining() {
-			continue // a draining store takes no leadership (drain.go)
+			continue // a draining store takes no leadership (store_drain.go)
 		}
 		// A quiesced leader steps late heartbeat responses without waking,
 		// unless they make it send something (a follower is behind).
@@ -50,7 +50,7 @@ func (r *Replica) drainInbox(tick bool) (steppedSnaps []uint64) {
 		// full timeout.
 		if t := m.GetType(); (t == pb.MsgPreVote || t == pb.MsgVote) && !rr.IsLeader() {
 			// A store that just started votes for no one yet: other
-			// leaders' read leases may rely on it (lease.go).
+			// leaders' read leases may rely on it (replica_read.go).
 			if s.holdingVotes() {
 				s.metrics.messagesDropped.WithLabelValues("vote_hold").Inc()
 				continue

@@ -11,7 +11,7 @@
 // minus one tick. That argument needs the store to keep these promises:
 //
 //  1. No ForgetLeader before the lease is over. A follower forgets its
-//     leader (quiesce.go onLeaderDead; raft_loop.go, on a vote) only when
+//     leader (replica_quiesce.go onLeaderDead; replica_raft.go, on a vote) only when
 //     store liveness has not heard from the leader's store for the liveness
 //     timeout, which is ElectionTimeout. The batch that carried the round's
 //     heartbeat was received after t0 and counts as hearing from that store,
@@ -28,10 +28,10 @@
 //  3. Only replicas whose raft state lasts answer for the lease. An
 //     uninitialized replica's state is replaced when the local split
 //     installs the range (installRHS) by one that knows no leader and
-//     votes at once, so it never confirms a read round: raft_loop.go strips
+//     votes at once, so it never confirms a read round: replica_raft.go strips
 //     the read context from heartbeats it steps.
 //  4. A store wiped and restarted under the same ID cannot vote again:
-//     peers refuse its Raft traffic (incarnation.go).
+//     peers refuse its Raft traffic (store_incarnation.go).
 
 package store
 

@@ -113,7 +113,7 @@ func (a *adminServer) ChangeReplicas(ctx context.Context, req *rangekvpb.ChangeR
 }
 
 // Drain starts (or, with undo, stops) moving this store's leaderships away
-// and answers at once with the progress; see drain.go.
+// and answers at once with the progress; see store_drain.go.
 func (a *adminServer) Drain(_ context.Context, req *rangekvpb.DrainRequest) (*rangekvpb.DrainResponse, error) {
 	if req.Undo {
 		a.s.Undrain()

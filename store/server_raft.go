@@ -52,7 +52,7 @@ func (rs *raftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
 					rs.s.cfg.StoreID, batch.ToStore, rs.s.cfg.StoreID, batch.ToStore)
 			}
 			// Nothing of a stream is delivered before its sender's
-			// incarnation is checked (incarnation.go).
+			// incarnation is checked (store_incarnation.go).
 			if err := rs.s.admitPeer(batch.FromStore, inc, probe); err != nil {
 				return err
 			}
@@ -119,7 +119,7 @@ func (rs *raftServer) Snapshot(stream rangekvpb.Raft_SnapshotServer) error {
 	ps.userSST, ps.pairs = path, n
 	msg := proto.CloneOf(h.Message)
 	msg.Snapshot.Data = encodeSnapID(id)
-	// Pending before queued: a destroyReplica that fails the inbox after
+	// Pending before queued: a Replica.destroy that fails the inbox after
 	// the push finds it (dropReplica); one before makes the push fail.
 	m.mu.Lock()
 	m.mu.pending[id] = ps

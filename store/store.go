@@ -39,7 +39,7 @@ type Store struct {
 	// pd is the placement client (nil with static bootstrap).
 	pd *pdClient
 	// storeAddrs caches store addresses learned from placement (and
-	// persisted, peer_addrs.go): store ID to address.
+	// persisted, store_peer_addrs.go): store ID to address.
 	storeAddrs sync.Map
 	// resolver looks up unknown store addresses off the workers.
 	resolver *addrResolver
@@ -65,7 +65,7 @@ type Store struct {
 	disk     diskGuard
 
 	// incarnation is this data directory's random ID; peerInc the ones
-	// accepted from peer stores (incarnation.go).
+	// accepted from peer stores (store_incarnation.go).
 	incarnation uint64
 	peerInc     peerIncarnations
 

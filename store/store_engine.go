@@ -242,7 +242,7 @@ func (s *Store) initStatic() error {
 		want.ClusterId = ClusterIDFromInitialStores(s.cfg.InitialStores)
 	}
 	// An empty data directory: before writing anything, make sure no peer
-	// knew an earlier (wiped) incarnation of this store (incarnation.go).
+	// knew an earlier (wiped) incarnation of this store (store_incarnation.go).
 	var ident rangekvpb.StoreIdent
 	has, err := getProto(s.db, keys.StoreIdentKey(), &ident)
 	if err != nil {

@@ -63,7 +63,7 @@ func (s *Store) joinPlacement() error {
 	}
 	if err != nil {
 		// Everything a restart needs is on disk: the identity, the
-		// ranges and the peer addresses (peer_addrs.go).
+		// ranges and the peer addresses (store_peer_addrs.go).
 		s.setIdentity(ident.StoreId)
 		s.needRejoin = true
 		s.log.Warn("placement unreachable: starting from the identity in the data directory; joining in the background",

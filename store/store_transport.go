@@ -53,7 +53,7 @@ type transport struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	flush  time.Duration
-	// hold is how long a commit-only append may wait (commit_hold.go).
+	// hold is how long a commit-only append may wait (store_commit_hold.go).
 	hold time.Duration
 
 	mu struct {
@@ -86,7 +86,7 @@ type peer struct {
 	}
 
 	// held are commit-only appends waiting for a later append to carry
-	// their commit index (commit_hold.go); kick tells run to arm the
+	// their commit index (store_commit_hold.go); kick tells run to arm the
 	// hold timer.
 	held struct {
 		sync.Mutex
@@ -104,7 +104,7 @@ func newTransport(s *Store) *transport {
 
 // resolve returns the address of a store: from the static list, or as
 // learned from placement. It never waits: an address not known yet is
-// asked of placement in the background (peer_addrs.go) and resolve
+// asked of placement in the background (store_peer_addrs.go) and resolve
 // reports false meanwhile.
 func (t *transport) resolve(storeID uint64) (string, bool) {
 	if a, ok := t.s.cachedStoreAddr(storeID); ok {
@@ -160,7 +160,7 @@ func (t *transport) startPeers() {
 
 // send queues a message without blocking; false means it was dropped.
 // Heartbeats without a context are coalesced; commit-only appends are
-// held (commit_hold.go).
+// held (store_commit_hold.go).
 func (t *transport) send(storeID uint64, env *rangekvpb.RaftMessage) bool {
 	p := t.peerFor(storeID)
 	if p == nil {

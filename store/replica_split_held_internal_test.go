@@ -1,5 +1,5 @@
 // Tests of the messages a store keeps for the right half of a split it is
-// about to install (deliver.go holdForSplit, Replica.heldApp; split.go
+// about to install (store_deliver.go holdForSplit, Replica.heldApp; replica_split.go
 // installRHS).
 
 package store
