@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/internal/keys"
-	"github.com/rangekv/rangekv/internal/kvbatch"
+	"github.com/rangekv/rangekv/internal/kvmux"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
 )
@@ -28,9 +28,10 @@ type kvServer struct {
 	s *Store
 }
 
-// BatchCommands serves a router's stream of calls with the handlers below.
+// BatchCommands serves a router's mux stream (many calls on one stream;
+// internal/kvmux) with the handlers below.
 func (k *kvServer) BatchCommands(stream rangekvpb.KV_BatchCommandsServer) error {
-	return kvbatch.Serve(stream, k)
+	return kvmux.Serve(stream, k)
 }
 
 // observe records a request's metrics.
