@@ -131,7 +131,9 @@ func (s *Store) checkNewRangeID(id uint64) error {
 
 // appliedSplit answers a split retried with the ID of one that already
 // applied here at key (its first answer was lost): both halves as they
-// are now, or nil when this store does not show that split.
+// are now, or nil when this store does not show that split (yet: the
+// right replica is installed just after the split's answer; a retry in
+// between gets the range lookup's retryable refusal).
 func (s *Store) appliedSplit(key []byte, newID uint64) *splitResult {
 	right := s.replica(newID)
 	if right == nil {

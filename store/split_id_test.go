@@ -63,7 +63,10 @@ func TestSplitRangeNewRangeID(t *testing.T) {
 		t.Fatalf("%d range ID allocations for a split that brought its ID, want 0", n)
 	}
 
-	// The first answer was lost; the caller retries with the same ID.
+	// The first answer was lost; the caller retries with the same ID, once
+	// the right replica is installed (until then a retry is refused as
+	// retryable: KeyNotInRange or RangeNotFound).
+	c.WaitFor("range 77 installed", 10*time.Second, func() bool { return rangeIDs(c, 0)[77] })
 	for _, rangeID := range []uint64{1, 77, 0} {
 		again, err := adm.SplitRange(ctx, &rangekvpb.SplitRangeRequest{RangeId: rangeID, SplitKey: []byte("m"), NewRangeId: 77})
 		if err != nil || again.Error != nil {
