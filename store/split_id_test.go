@@ -9,6 +9,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -214,10 +215,11 @@ func TestSplitRangeAllocIDWithCallersContext(t *testing.T) {
 			if resp.Error == nil {
 				return resp
 			}
-			if resp.Error.NotLeader == nil {
+			if resp.Error.NotLeader == nil && resp.Error.RangeNotFound == nil {
 				t.Fatalf("split at %s: %v", key, resp.Error)
 			}
-			// Range 1 has no leader yet: wait for its election.
+			// The range has no leader yet, or (the right half of the
+			// previous split) is not installed yet: wait.
 			select {
 			case <-ctx.Done():
 				t.Fatalf("split at %s: no leader: %v", key, resp.Error)
@@ -236,8 +238,26 @@ func TestSplitRangeAllocIDWithCallersContext(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		_, err := adm.SplitRange(cctx, &rangekvpb.SplitRangeRequest{SplitKey: []byte("t")})
-		done <- err
+		// The range holding t is the right half of the split at p: once
+		// it has a leader, the split at t asks placement, which does not
+		// answer.
+		for {
+			resp, err := adm.SplitRange(cctx, &rangekvpb.SplitRangeRequest{SplitKey: []byte("t")})
+			if err != nil {
+				done <- err
+				return
+			}
+			if resp.Error == nil || (resp.Error.NotLeader == nil && resp.Error.RangeNotFound == nil) {
+				done <- fmt.Errorf("answered %v", resp)
+				return
+			}
+			select {
+			case <-cctx.Done():
+				done <- cctx.Err()
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
 	}()
 	select {
 	case err := <-done:
