@@ -7,16 +7,12 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/internal/keys"
@@ -33,148 +29,11 @@ type splitResult struct {
 	campaign bool
 }
 
-// allocIDTimeout bounds how long a split waits for placement to hand out
-// its new range ID, within the caller's context.
-const allocIDTimeout = 10 * time.Second
-
-// allocRangeID hands out a new range ID: from placement, or, with static
-// bootstrap, one no other store can allocate (the store ID in the high
-// bits over a persisted counter). ctx is the caller's (the request's, or
-// the split loop's stop-bound one); the call also ends when the store
-// stops. Only a split whose caller did not bring an ID needs this:
-// placement sends one with its SplitRange.
-func (s *Store) allocRangeID(ctx context.Context) (uint64, error) {
-	if k := s.cfg.Knobs; k != nil && k.AllocatingRangeID != nil {
-		k.AllocatingRangeID()
-	}
-	if s.pd != nil {
-		var first uint64
-		ctx, cancel := s.untilStop(context.WithTimeout(ctx, allocIDTimeout))
-		defer cancel()
-		err := s.pd.call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
-			r, err := pc.AllocID(ctx, &rangekvpb.AllocIDRequest{Count: 1})
-			if err != nil {
-				return nil, err
-			}
-			first = r.First
-			return r.Error, nil
-		})
-		return first, err
-	}
-	s.rangeIDMu.Lock()
-	defer s.rangeIDMu.Unlock()
-	v, c, err := s.db.Get(keys.RangeIDAllocKey())
-	var next uint64 = 1
-	if err == nil {
-		next = binary.BigEndian.Uint64(v) + 1
-		c.Close()
-	} else if !errors.Is(err, pebble.ErrNotFound) {
-		return 0, err
-	}
-	if next >= 1<<40 {
-		return 0, errors.New("range ID space of this store exhausted")
-	}
-	if err := s.db.Set(keys.RangeIDAllocKey(), binary.BigEndian.AppendUint64(nil, next), pebble.Sync); err != nil {
-		return 0, err
-	}
-	return s.cfg.StoreID<<40 | next, nil
-}
-
-// RangeIDInUseError refuses a split whose new_range_id names a range this
-// store has a replica of, is creating by a split, or had a replica of (its
-// tombstone): a range ID is never used twice. It reaches a gRPC caller as
-// InvalidArgument naming the field.
-type RangeIDInUseError struct {
-	RangeID, StoreID uint64
-	// Why says what on the store holds the ID.
-	Why string
-}
-
-func (e *RangeIDInUseError) Error() string {
-	return fmt.Sprintf("new_range_id: range %d %s on store %d; a split needs an ID no range ever had", e.RangeID, e.Why, e.StoreID)
-}
-
-// GRPCStatus makes the error InvalidArgument on the wire.
-func (e *RangeIDInUseError) GRPCStatus() *status.Status {
-	return status.New(codes.InvalidArgument, e.Error())
-}
-
-// checkNewRangeID refuses (*RangeIDInUseError) an ID the caller chose that
-// collides with a range of this store.
-func (s *Store) checkNewRangeID(id uint64) error {
-	inUse := func(why string) error { return &RangeIDInUseError{RangeID: id, StoreID: s.cfg.StoreID, Why: why} }
-	s.mu.RLock()
-	_, has := s.mu.replicas[id]
-	pending := s.mu.pendingRHS[id] != nil
-	s.mu.RUnlock()
-	switch {
-	case has:
-		return inUse("has a replica")
-	case pending:
-		return inUse("is being created by a split")
-	}
-	for _, k := range []struct {
-		key []byte
-		why string
-	}{{keys.DescriptorKey(id), "has a descriptor"}, {keys.TombstoneKey(id), "had a replica (tombstone)"}} {
-		_, c, err := s.db.Get(k.key)
-		if err == nil {
-			c.Close()
-			return inUse(k.why)
-		}
-		if !errors.Is(err, pebble.ErrNotFound) {
-			return err
-		}
-	}
-	return nil
-}
-
-// appliedSplit answers a split retried with the ID of one that already
-// applied here at key (its first answer was lost): both halves as they
-// are now, or nil when this store does not show that split (yet: the
-// right replica is installed just after the split's answer; a retry in
-// between gets the range lookup's retryable refusal).
-func (s *Store) appliedSplit(key []byte, newID uint64) *splitResult {
-	right := s.replica(newID)
-	if right == nil {
-		return nil
-	}
-	rd := right.Descriptor()
-	if rd == nil || !bytes.Equal(rd.StartKey, key) {
-		return nil
-	}
-	for _, l := range s.replicasSnapshot() {
-		if ld := l.Descriptor(); ld != nil && bytes.Equal(ld.EndKey, key) {
-			return &splitResult{left: proto.CloneOf(ld), right: proto.CloneOf(rd)}
-		}
-	}
-	return nil
-}
-
-// Split splits the range holding key (or rangeID, if non-zero) at key,
-// through Raft. It must run on the range's leader. newID is the right
-// half's range ID (placement allocates it); 0 allocates one here, with
-// ctx. A newID that a range of this store has or had is refused
-// (*RangeIDInUseError), except by a retry of the split that created it at
-// key, which answers that split's halves again.
-func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte, newID uint64) (*splitResult, *rangekvpb.RangeError, error) {
-	if err := s.cfg.limits().key("split_key", key); err != nil {
-		return nil, nil, err
-	}
-	if newID != 0 {
-		if res := s.appliedSplit(key, newID); res != nil {
-			return res, nil, nil
-		}
-	}
-	var r *Replica
-	if rangeID == 0 {
-		r = s.replicaForKey(key)
-	} else {
-		r = s.replica(rangeID)
-	}
-	if r == nil || r.Descriptor() == nil {
-		return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: rangeID}}, nil
-	}
+// split splits the range at key, through Raft, into a right half with
+// range ID newID (0: allocated here, with ctx; Store.Split). It must run
+// on the range's leader.
+func (r *Replica) split(ctx context.Context, key []byte, newID uint64) (*splitResult, *rangekvpb.RangeError, error) {
+	s := r.store
 	desc := r.Descriptor()
 	if bytes.Equal(key, desc.StartKey) {
 		return nil, nil, invalid("split_key: %q is the range's start key; a split key must be strictly inside the range", key)
@@ -183,7 +42,7 @@ func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte, newID uin
 		return nil, keyNotInRange(key, desc), nil
 	}
 	if lead := r.leader.Load(); lead != r.replicaID {
-		return nil, s.notLeader(r, lead), nil
+		return nil, r.notLeader(lead), nil
 	}
 	var err error
 	if newID == 0 {
@@ -196,7 +55,7 @@ func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte, newID uin
 	}
 	cmd := &rangekvpb.Command{Cmd: &rangekvpb.Command_Split{Split: &rangekvpb.SplitCmd{
 		SplitKey: key, NewRangeId: newID, ExpectedEpoch: proto.CloneOf(desc.Epoch)}}}
-	v, rerr, err := s.propose(ctx, r, cmd)
+	v, rerr, err := r.propose(ctx, cmd)
 	if rerr != nil || err != nil {
 		return nil, rerr, err
 	}
@@ -205,7 +64,8 @@ func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte, newID uin
 
 // applySplit stages a split into ab. Deterministic: every replica decides
 // the same from the replicated descriptor. Called with p.r.mu held.
-func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescriptor, sp *rangekvpb.SplitCmd) (*rangekvpb.RangeDescriptor, any, error) {
+func (r *Replica) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescriptor, sp *rangekvpb.SplitCmd) (*rangekvpb.RangeDescriptor, any, error) {
+	s := r.store
 	// Invariant: a split applies only at the epoch (version and conf_ver)
 	// it was proposed at, with the key strictly inside the range.
 	if !proto.Equal(sp.ExpectedEpoch, desc.Epoch) {
@@ -228,8 +88,8 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 		right.Replicas = append(right.Replicas, proto.CloneOf(rd))
 	}
 	v, err := proto.Marshal(left)
-	s.must(p.r, err)
-	s.must(p.r, ab.Set(keys.DescriptorKey(desc.RangeId), v, nil))
+	p.r.must(err)
+	p.r.must(ab.Set(keys.DescriptorKey(desc.RangeId), v, nil))
 	res := &splitResult{left: left, right: right, campaign: p.r.mu.rr.IsLeader()}
 
 	me := replicaOnStore(right, s.cfg.StoreID)
@@ -242,10 +102,10 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	}
 	var ts rangekvpb.RangeTombstone
 	_, err = getProto(ab, keys.TombstoneKey(right.RangeId), &ts)
-	s.must(p.r, err)
+	p.r.must(err)
 	var existing rangekvpb.RangeDescriptor
 	initialized, err := getProto(ab, keys.DescriptorKey(right.RangeId), &existing)
-	s.must(p.r, err)
+	p.r.must(err)
 	switch {
 	case me == nil:
 	case !claimed || me.ReplicaId < ts.NextReplicaId:
@@ -255,11 +115,11 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 		// its data here belongs to nobody. Its HardState (the newer
 		// incarnation's votes) is not touched.
 		lo, hi := keys.UserSpan(right.StartKey, right.EndKey)
-		s.must(p.r, ab.DeleteRange(lo, hi, nil))
+		p.r.must(ab.DeleteRange(lo, hi, nil))
 	case initialized:
 		// Already initialized by a snapshot: keep it.
 	default:
-		s.must(p.r, s.writeSplitRHSState(ab, right, owned))
+		p.r.must(s.writeSplitRHSState(ab, right, owned))
 		res.createRight = true
 	}
 	if k := s.cfg.Knobs; k != nil && k.SplitRHSStaged != nil && me != nil {
@@ -433,7 +293,7 @@ func (s *Store) finishSplits(results []*splitResult) {
 			continue
 		}
 		if err := s.installRHS(res); err != nil {
-			s.fatal(nil, fmt.Sprintf("create right range %d of split", res.right.RangeId), err)
+			s.fatalRange(0, fmt.Sprintf("create right range %d of split", res.right.RangeId), err)
 		}
 	}
 }
