@@ -1,8 +1,10 @@
 package placement
 
 import (
+	crand "crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -10,6 +12,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rangekv/rangekv/internal/clock"
+	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 )
 
@@ -22,8 +26,8 @@ type Config struct {
 	Listener net.Listener
 	// HTTPAddr serves /metrics, /healthz, /readyz, /debug/*; empty disables.
 	HTTPAddr string
-	DataDir  string
-	FS       vfs.FS
+	// DataDir holds the member's engine (a path in FS).
+	DataDir string
 	// InitialCluster maps member IDs to addresses.
 	InitialCluster map[uint64]string
 
@@ -57,8 +61,43 @@ type Config struct {
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
-	// Now is the clock (tests inject one); nil uses time.Now.
-	Now func() time.Time
+
+	// The seams: every source of non-determinism the member touches goes
+	// through one of these (docs/architecture.md, "Seams for the
+	// simulation"). Open gives each nil one its production implementation
+	// (cmd/placement sets them explicitly); tests and the deterministic
+	// simulation plug in their own.
+
+	// Clock tells the time (store liveness, operator ages and IDs, the
+	// leader's view of stores) and makes every ticker and timer: the
+	// group's Raft tick, the schedule loop, the shutdown grace. Deadlines
+	// of contexts (gRPC calls) stay on the real clock. Nil: clock.Real.
+	Clock clock.Clock
+	// Rand is where the member's random numbers come from: the proposal
+	// and read-index ID seed, a new cluster's ID. It must be safe for
+	// concurrent use. Nil: crypto/rand.Reader.
+	Rand io.Reader
+	// FS holds the member's engine. Nil: vfs.Default, the OS's, which
+	// Pebble wraps with its disk-health checks.
+	FS vfs.FS
+	// Network makes the gRPC listener (unless Listener is set) and every
+	// connection the member dials: the other members (Raft) and stores
+	// (split requests). Nil: grpcnet.TCP.
+	Network grpcnet.Network
+}
+
+// withSeams returns c with every unset seam set to its production
+// implementation (Validate never changes c; Open calls this).
+func (c Config) withSeams() Config {
+	c.Clock = clock.OrReal(c.Clock)
+	if c.Rand == nil {
+		c.Rand = crand.Reader
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+	c.Network = grpcnet.OrTCP(c.Network)
+	return c
 }
 
 // Defaults returns the production defaults.
@@ -85,7 +124,7 @@ func (c *Config) Validate() error {
 		return errors.New("id: must be set (this member's ID in initial-cluster)")
 	case len(c.InitialCluster) == 0:
 		return errors.New("initial-cluster: must list the members, e.g. 1=127.0.0.1:7401")
-	case c.DataDir == "" && c.FS == nil:
+	case c.DataDir == "" && (c.FS == nil || c.FS == vfs.Default):
 		return errors.New("data-dir: must be set")
 	case c.HeartbeatInterval <= 0:
 		return fmt.Errorf("raft.heartbeat-interval: must be positive, got %s", c.HeartbeatInterval)

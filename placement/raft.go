@@ -8,10 +8,10 @@ package placement
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -97,7 +97,7 @@ func confStateOf(d *rangekvpb.RangeDescriptor) *pb.ConfState {
 func openDriver(s *Server, db *pebble.DB) (*driver, error) {
 	d := &driver{s: s, db: db, recvc: make(chan []*pb.Message, 1024), propc: make(chan *rangeraft.Proposal, 4096), readc: make(chan *rangeraft.Read, 4096)}
 	var seed [8]byte
-	if _, err := rand.Read(seed[:]); err != nil {
+	if _, err := io.ReadFull(s.cfg.Rand, seed[:]); err != nil {
 		return nil, err
 	}
 	d.nextID.Store(binary.BigEndian.Uint64(seed[:]))
@@ -167,20 +167,21 @@ func openDriver(s *Server, db *pebble.DB) (*driver, error) {
 		ReadContextSeed:      binary.BigEndian.Uint64(seed[:]) ^ 0x5a5a,
 		Storage:              snapStorage{d.log, d},
 		Logger:               logadapt.NewRaft(s.log),
+		Clock:                s.now,
 	})
 	return d, err
 }
 
 // run drives the group until ctx ends.
 func (d *driver) run(ctx context.Context) {
-	t := time.NewTicker(d.s.cfg.HeartbeatInterval)
+	t := d.s.cfg.Clock.NewTicker(d.s.cfg.HeartbeatInterval)
 	defer t.Stop()
 	defer d.rr.Close()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 			d.rr.Tick()
 		case msgs := <-d.recvc:
 			d.step(msgs)

@@ -5,19 +5,18 @@ package placement
 
 import (
 	"context"
-	"time"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
 func (s *Server) scheduleLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.ScheduleInterval)
+	t := s.cfg.Clock.NewTicker(s.cfg.ScheduleInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		if s.drv.isLeader() {
 			s.scheduleOnce(true)

@@ -5,10 +5,10 @@ package placement
 
 import (
 	"context"
-	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
@@ -72,13 +73,13 @@ func Open(cfg Config) (*Server, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("placement", cfg.ID), reg: cfg.Registry, now: cfg.Now}
+	cfg = cfg.withSeams()
+	s := &Server{cfg: cfg, log: cfg.Logger.With("placement", cfg.ID), reg: cfg.Registry, now: cfg.Clock.Now}
 	s.metrics = newMetrics(cfg.Registry)
 	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logadapt.Pebble{L: s.log}}
-	if cfg.FS != nil {
+	// vfs.Default is left for Pebble to fill in: it wraps it with its
+	// disk-health checks (Options.WithFSDefaults).
+	if cfg.FS != vfs.Default {
 		opts.FS = cfg.FS
 	}
 	db, err := pebble.Open(cfg.DataDir, opts)
@@ -97,7 +98,7 @@ func Open(cfg Config) (*Server, error) {
 }
 
 func (s *Server) dial(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, tlsconfig.DialOption(s.cfg.TLS),
+	return s.cfg.Network.Dial(addr, tlsconfig.DialOption(s.cfg.TLS),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)))
 }
 
@@ -106,7 +107,7 @@ func (s *Server) Start() error {
 	ln := s.cfg.Listener
 	if ln == nil {
 		var err error
-		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+		if ln, err = s.cfg.Network.Listen(s.cfg.Addr); err != nil {
 			return fmt.Errorf("addr: listen on %s: %w", s.cfg.Addr, err)
 		}
 	}
@@ -169,7 +170,7 @@ func (s *Server) Stop() {
 			go func() { s.grpcServer.GracefulStop(); close(stopped) }()
 			select {
 			case <-stopped:
-			case <-time.After(500 * time.Millisecond):
+			case <-s.cfg.Clock.After(500 * time.Millisecond):
 				s.grpcServer.Stop()
 				<-stopped
 			}
@@ -242,10 +243,13 @@ func (s *Server) allocIDs(ctx context.Context, count uint64) (uint64, error) {
 	return first, nil
 }
 
-func randomClusterID() uint64 {
+// randomClusterID draws a new cluster's ID from Config.Rand.
+func (s *Server) randomClusterID() (uint64, error) {
 	var b [8]byte
-	_, _ = crand.Read(b[:])
-	return binary.BigEndian.Uint64(b[:]) | 1
+	if _, err := io.ReadFull(s.cfg.Rand, b[:]); err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(b[:]) | 1, nil
 }
 
 // notLeader builds the redirect error for a non-leader member.
@@ -324,10 +328,14 @@ func (s *Server) join(ctx context.Context, req *rangekvpb.JoinRequest) (*rangekv
 	}
 	resp := &rangekvpb.JoinResponse{StoreId: desc.StoreId}
 	if !rec.Bootstrapped {
+		cid, err := s.randomClusterID()
+		if err != nil {
+			return &rangekvpb.JoinResponse{Error: &rangekvpb.PlacementError{Message: "draw a cluster ID: " + err.Error()}}, nil
+		}
 		r1 := &rangekvpb.RangeDescriptor{RangeId: 1, Epoch: &rangekvpb.RangeEpoch{ConfVer: 1, Version: 1},
 			Replicas: []*rangekvpb.ReplicaDescriptor{{ReplicaId: 1, StoreId: desc.StoreId}}, NextReplicaId: 2}
 		cmd := &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_Bootstrap{Bootstrap: &rangekvpb.BootstrapCmd{
-			ClusterId: randomClusterID(), Store: desc, Range: r1}}}
+			ClusterId: cid, Store: desc, Range: r1}}}
 		if _, err := s.drv.propose(ctx, cmd); err != nil {
 			return &rangekvpb.JoinResponse{Error: s.placementErr(err)}, nil
 		}

@@ -1,8 +1,10 @@
 package store
 
 import (
+	crand "crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime"
@@ -11,6 +13,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rangekv/rangekv/internal/clock"
+	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/rangeraft"
 )
@@ -30,10 +34,8 @@ type Config struct {
 	Listener net.Listener
 	// HTTPAddr serves /metrics, /healthz, /readyz, /debug/*; empty disables.
 	HTTPAddr string
-	// DataDir holds the Pebble engine.
+	// DataDir holds the Pebble engine (a path in FS).
 	DataDir string
-	// FS overrides the filesystem (tests use vfs.NewMem / NewCrashableMem).
-	FS vfs.FS
 	// InitialStores maps store ID to address for static bootstrap: range 1
 	// (the whole key space) is created with one voter on each of them.
 	InitialStores map[uint64]string
@@ -131,6 +133,52 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Knobs are testing knobs; nil in production.
 	Knobs *TestingKnobs
+
+	// The seams: every source of non-determinism the store touches goes
+	// through one of these (docs/architecture.md, "Seams for the
+	// simulation"). Open gives each nil one its production implementation
+	// (cmd/store sets them explicitly); tests and the deterministic
+	// simulation plug in their own.
+
+	// Clock tells the time and makes every ticker and timer of the store:
+	// the Raft tick, leases, liveness, reports, loops, backoffs, the
+	// snapshot rate limit, drain. Deadlines of contexts (gRPC calls and
+	// waits bounded by context.WithTimeout) stay on the real clock. Nil:
+	// clock.Real.
+	Clock clock.Clock
+	// Rand is where the store's random numbers come from: the proposal and
+	// read-index ID seeds, the data directory's incarnation, snapshot file
+	// names. It must be safe for concurrent use. Nil: crypto/rand.Reader.
+	Rand io.Reader
+	// FS holds the engine, the received snapshots' files, and answers the
+	// free-space guard (GetDiskUsage; a filesystem that cannot measure,
+	// like vfs.NewMem, turns the guard off). Nil: vfs.Default, the OS's,
+	// which Pebble wraps with its disk-health checks.
+	FS vfs.FS
+	// Network makes the gRPC listener (unless Listener is set) and every
+	// connection the store dials: peer stores (Raft streams, snapshots,
+	// incarnation probes) and placement. Nil: grpcnet.TCP.
+	Network grpcnet.Network
+	// Runner decides which goroutine runs which Raft pass, and when. Nil:
+	// a WorkerPool of Workers goroutines.
+	Runner Runner
+}
+
+// withSeams returns c with every unset seam set to its production
+// implementation (Validate never changes c; Open calls this).
+func (c Config) withSeams() Config {
+	c.Clock = clock.OrReal(c.Clock)
+	if c.Rand == nil {
+		c.Rand = crand.Reader
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+	c.Network = grpcnet.OrTCP(c.Network)
+	if c.Runner == nil {
+		c.Runner = &WorkerPool{}
+	}
+	return c
 }
 
 // Defaults returns the production defaults.
@@ -176,7 +224,7 @@ func (c *Config) Validate() error {
 	case len(c.Placement) > 0 && (c.StoreHeartbeatInterval <= 0 || c.RangeHeartbeatInterval <= 0 || c.RangeHeartbeatRefresh < c.RangeHeartbeatInterval):
 		return fmt.Errorf("heartbeat intervals: store %s and range %s must be positive, refresh %s at least the range interval",
 			c.StoreHeartbeatInterval, c.RangeHeartbeatInterval, c.RangeHeartbeatRefresh)
-	case c.DataDir == "" && c.FS == nil:
+	case c.DataDir == "" && (c.FS == nil || c.FS == vfs.Default):
 		return errors.New("data-dir: must be set")
 	case c.HeartbeatInterval <= 0:
 		return fmt.Errorf("raft.heartbeat-interval: must be positive, got %s", c.HeartbeatInterval)

@@ -254,7 +254,7 @@ func (r *Replica) changeReplicas(ctx context.Context, change rangekvpb.ReplicaCh
 	}
 	// Wait until the change applied here (conf_ver moved on and no joint
 	// configuration remains).
-	t := time.NewTicker(5 * time.Millisecond)
+	t := s.cfg.Clock.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if d := r.Descriptor(); d != nil && d.Epoch.ConfVer > desc.Epoch.ConfVer && !isJoint(d) {
@@ -270,7 +270,7 @@ func (r *Replica) changeReplicas(ctx context.Context, change rangekvpb.ReplicaCh
 		case <-ctx.Done():
 			return nil, &rangekvpb.RangeError{Message: "membership change not seen applied before the deadline; read the descriptor to learn its outcome",
 				AmbiguousResult: &rangekvpb.AmbiguousResult{Reason: ctx.Err().Error()}}, nil
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

@@ -37,11 +37,11 @@ func (s *Store) observe(op string, start time.Time, hdr *rangekvpb.ResponseHeade
 	}
 	if k, ok := s.metrics.kvOK[op]; ok && result == "ok" { // the common case, without a label lookup
 		k.requests.Inc()
-		k.duration.Observe(time.Since(start).Seconds())
+		k.duration.Observe(s.now().Sub(start).Seconds())
 		return
 	}
 	s.metrics.kvRequests.WithLabelValues(op, result).Inc()
-	s.metrics.kvDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	s.metrics.kvDuration.WithLabelValues(op).Observe(s.now().Sub(start).Seconds())
 }
 
 func rangeErrorKind(e *rangekvpb.RangeError) string {
@@ -69,7 +69,7 @@ func rangeErrorKind(e *rangekvpb.RangeError) string {
 func (k *kvServer) Get(ctx context.Context, req *rangekvpb.GetRequest) (resp *rangekvpb.GetResponse, err error) {
 	s := k.s
 	resp = &rangekvpb.GetResponse{Header: &rangekvpb.ResponseHeader{}}
-	defer func(t time.Time) { s.observe("get", t, resp.GetHeader(), err) }(time.Now())
+	defer func(t time.Time) { s.observe("get", t, resp.GetHeader(), err) }(s.now())
 	if err := s.cfg.limits().ValidateGet(req); err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func (k *kvServer) write(ctx context.Context, op string, key []byte, cmd *rangek
 
 func (k *kvServer) Put(ctx context.Context, req *rangekvpb.PutRequest) (resp *rangekvpb.PutResponse, err error) {
 	resp = &rangekvpb.PutResponse{}
-	defer func(t time.Time) { k.s.observe("put", t, resp.GetHeader(), err) }(time.Now())
+	defer func(t time.Time) { k.s.observe("put", t, resp.GetHeader(), err) }(k.s.now())
 	if err := k.s.cfg.limits().ValidatePut(req); err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func (k *kvServer) Put(ctx context.Context, req *rangekvpb.PutRequest) (resp *ra
 
 func (k *kvServer) Delete(ctx context.Context, req *rangekvpb.DeleteRequest) (resp *rangekvpb.DeleteResponse, err error) {
 	resp = &rangekvpb.DeleteResponse{}
-	defer func(t time.Time) { k.s.observe("delete", t, resp.GetHeader(), err) }(time.Now())
+	defer func(t time.Time) { k.s.observe("delete", t, resp.GetHeader(), err) }(k.s.now())
 	if err := k.s.cfg.limits().ValidateDelete(req); err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func (k *kvServer) Delete(ctx context.Context, req *rangekvpb.DeleteRequest) (re
 
 func (k *kvServer) Cas(ctx context.Context, req *rangekvpb.CasRequest) (resp *rangekvpb.CasResponse, err error) {
 	resp = &rangekvpb.CasResponse{}
-	defer func(t time.Time) { k.s.observe("cas", t, resp.GetHeader(), err) }(time.Now())
+	defer func(t time.Time) { k.s.observe("cas", t, resp.GetHeader(), err) }(k.s.now())
 	if err := k.s.cfg.limits().ValidateCas(req); err != nil {
 		return nil, err
 	}
@@ -152,7 +152,7 @@ func (k *kvServer) Cas(ctx context.Context, req *rangekvpb.CasRequest) (resp *ra
 
 func (k *kvServer) Incr(ctx context.Context, req *rangekvpb.IncrRequest) (resp *rangekvpb.IncrResponse, err error) {
 	resp = &rangekvpb.IncrResponse{}
-	defer func(t time.Time) { k.s.observe("incr", t, resp.GetHeader(), err) }(time.Now())
+	defer func(t time.Time) { k.s.observe("incr", t, resp.GetHeader(), err) }(k.s.now())
 	if err := k.s.cfg.limits().ValidateIncr(req); err != nil {
 		return nil, err
 	}
@@ -168,7 +168,7 @@ func (k *kvServer) Incr(ctx context.Context, req *rangekvpb.IncrRequest) (resp *
 func (k *kvServer) Scan(ctx context.Context, req *rangekvpb.ScanRequest) (resp *rangekvpb.ScanResponse, err error) {
 	s := k.s
 	resp = &rangekvpb.ScanResponse{Header: &rangekvpb.ResponseHeader{}}
-	defer func(t time.Time) { s.observe("scan", t, resp.GetHeader(), err) }(time.Now())
+	defer func(t time.Time) { s.observe("scan", t, resp.GetHeader(), err) }(s.now())
 	if err := s.cfg.limits().ValidateScan(req); err != nil {
 		return nil, err
 	}
@@ -210,7 +210,7 @@ func (k *kvServer) Scan(ctx context.Context, req *rangekvpb.ScanRequest) (resp *
 func (k *kvServer) Batch(ctx context.Context, req *rangekvpb.BatchRequest) (resp *rangekvpb.BatchResponse, err error) {
 	s := k.s
 	resp = &rangekvpb.BatchResponse{Header: &rangekvpb.ResponseHeader{}}
-	defer func(t time.Time) { s.observe("batch", t, resp.GetHeader(), err) }(time.Now())
+	defer func(t time.Time) { s.observe("batch", t, resp.GetHeader(), err) }(s.now())
 	if err := s.cfg.limits().ValidateBatch(req); err != nil {
 		return nil, err
 	}

@@ -5,10 +5,10 @@ package store
 
 import (
 	"context"
-	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -50,7 +50,8 @@ type Store struct {
 	// one, -1 before the first (notePlacement).
 	pdUp     atomic.Int32
 	liveness *liveness
-	now      func() time.Time
+	// now is cfg.Clock.Now.
+	now func() time.Time
 	// pebbleOpts are the engine's options (snapshot SSTs are written with
 	// them).
 	pebbleOpts *pebble.Options
@@ -86,6 +87,8 @@ type Store struct {
 	// (capacity 1: requests made while one waits coalesce into it). Sent
 	// to without blocking (reportRangesSoon), so workers never wait on it.
 	reportRanges chan struct{}
+	// passBufs recycles the work lists of passes (runNextPass).
+	passBufs sync.Pool
 
 	mu struct {
 		sync.RWMutex
@@ -137,6 +140,7 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
+	cfg = cfg.withSeams()
 	s := &Store{
 		cfg:    cfg,
 		log:    cfg.Logger.With("store", cfg.StoreID),
@@ -148,7 +152,8 @@ func Open(cfg Config) (*Store, error) {
 	s.mu.replicas = make(map[uint64]*Replica)
 	s.mu.pendingRHS = make(map[uint64]*rangekvpb.RangeDescriptor)
 	s.gc.init()
-	s.now = time.Now
+	s.now = cfg.Clock.Now
+	s.passBufs.New = func() any { return new([]workItem) }
 	s.pdUp.Store(-1)
 	s.resolver = newAddrResolver(s)
 	s.liveness = newLiveness(cfg.StoreID, s.now, cfg.ElectionTimeout)
@@ -158,7 +163,7 @@ func Open(cfg Config) (*Store, error) {
 	s.disk.init(cfg.Registry)
 	s.sched = newScheduler(cfg.MaxBatchRanges)
 	var seed [16]byte
-	if _, err := crand.Read(seed[:]); err != nil {
+	if _, err := io.ReadFull(cfg.Rand, seed[:]); err != nil {
 		return nil, err
 	}
 	s.nextID.Store(binary.BigEndian.Uint64(seed[:8]))
@@ -174,7 +179,7 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 	if len(cfg.Placement) > 0 {
-		pd, err := newPDClient(cfg.Placement, cfg.TLS)
+		pd, err := newPDClient(cfg.Placement, cfg.TLS, cfg.Network, cfg.Clock)
 		if err != nil {
 			return nil, err
 		}
@@ -203,7 +208,7 @@ func Open(cfg Config) (*Store, error) {
 }
 
 func (s *Store) init() error {
-	inc, saved, err := loadIncarnation(s.db)
+	inc, saved, err := loadIncarnation(s.db, s.cfg.Rand)
 	if err != nil {
 		return err
 	}
@@ -235,7 +240,7 @@ func (s *Store) Start() error {
 	ln := s.cfg.Listener
 	if ln == nil {
 		var err error
-		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+		if ln, err = s.cfg.Network.Listen(s.cfg.Addr); err != nil {
 			return fmt.Errorf("addr: listen on %s: %w", s.cfg.Addr, err)
 		}
 	}
@@ -256,10 +261,7 @@ func (s *Store) Start() error {
 		go s.resolver.run()
 	}
 	s.trans.startPeers()
-	for i := 0; i < s.cfg.Workers; i++ {
-		s.wg.Add(1)
-		go s.worker()
-	}
+	s.cfg.Runner.Start(s.cfg.Workers, s.runNextPass)
 	s.wg.Add(1)
 	go s.ticker()
 	s.wg.Add(1)
@@ -322,13 +324,13 @@ func (s *Store) Stop() {
 		}
 		// Stop serving first, while the workers still run, so in-flight
 		// requests complete; peers' long-lived streams are cut after a
-		// short grace period.
+		// short grace period (on Config.Clock).
 		if s.grpcServer != nil {
 			stopped := make(chan struct{})
 			go func() { s.grpcServer.GracefulStop(); close(stopped) }()
 			select {
 			case <-stopped:
-			case <-time.After(500 * time.Millisecond):
+			case <-s.cfg.Clock.After(500 * time.Millisecond):
 				s.grpcServer.Stop()
 				<-stopped
 			}
@@ -340,6 +342,7 @@ func (s *Store) Stop() {
 		}
 		// Workers first: a worker mid-pass may still hand a snapshot to
 		// the snapshot manager or a message to the transport.
+		s.cfg.Runner.Stop()
 		s.wg.Wait()
 		if s.exec != nil {
 			s.exec.close()

@@ -16,18 +16,20 @@
 // only refuses new writes.
 //
 // Free space is sampled by a goroutine the store owns (stopped by Stop),
-// every diskCheckInterval; TestingKnobs.FreeSpace replaces the statfs call
-// in tests. With an in-memory filesystem (Config.FS) and no knob there is
-// nothing to measure and the guard is off.
+// every diskCheckInterval of Config.Clock, from Config.FS's GetDiskUsage
+// (statfs for the OS's filesystem); TestingKnobs.FreeSpace replaces it in
+// tests. A filesystem that cannot measure (vfs.ErrUnsupported: an
+// in-memory one, unless its usage was set) and no knob: the guard is off.
 
 package store
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
@@ -56,16 +58,13 @@ func (s *Store) freeSpaceFunc() func() (uint64, error) {
 	if k := s.cfg.Knobs; k != nil && k.FreeSpace != nil {
 		return k.FreeSpace
 	}
-	if s.cfg.FS != nil {
+	fs, dir := s.cfg.FS, s.cfg.DataDir
+	if _, err := fs.GetDiskUsage(dir); errors.Is(err, vfs.ErrUnsupported) {
 		return nil
 	}
-	dir := s.cfg.DataDir
 	return func() (uint64, error) {
-		var fs syscall.Statfs_t
-		if err := syscall.Statfs(dir, &fs); err != nil {
-			return 0, err
-		}
-		return fs.Bavail * uint64(fs.Bsize), nil
+		u, err := fs.GetDiskUsage(dir)
+		return u.AvailBytes, err
 	}
 }
 
@@ -102,13 +101,13 @@ func (s *Store) startDiskGuard() {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		t := time.NewTicker(diskCheckInterval)
+		t := s.cfg.Clock.NewTicker(diskCheckInterval)
 		defer t.Stop()
 		for {
 			select {
 			case <-s.stopCh:
 				return
-			case <-t.C:
+			case <-t.C():
 				s.checkDisk(measure)
 			}
 		}

@@ -144,7 +144,7 @@ func (s *Store) DrainStatus() (draining bool, atStart, leaders int) {
 // draining after Drain returns (until Undrain or Stop).
 func (s *Store) Drain(ctx context.Context) (left, atStart int) {
 	atStart, left = s.StartDrain()
-	t := time.NewTicker(s.drainPassInterval())
+	t := s.cfg.Clock.NewTicker(s.drainPassInterval())
 	defer t.Stop()
 	lastLog := s.now()
 	// A drain that moves no leadership for a few election timeouts will
@@ -160,7 +160,7 @@ func (s *Store) Drain(ctx context.Context) (left, atStart int) {
 			return left, atStart
 		case <-s.stopCh:
 			return left, atStart
-		case <-t.C:
+		case <-t.C():
 		}
 		left = s.leaderCount()
 		if left < best {
@@ -192,7 +192,7 @@ func (s *Store) drainPassInterval() time.Duration {
 // every pass, while the drain of generation gen lasts.
 func (s *Store) drainLoop(gen uint64) {
 	defer s.wg.Done()
-	t := time.NewTicker(s.drainPassInterval())
+	t := s.cfg.Clock.NewTicker(s.drainPassInterval())
 	defer t.Stop()
 	targets := map[uint64]uint64{} // range ID → replica ID last asked to lead
 	for {
@@ -206,7 +206,7 @@ func (s *Store) drainLoop(gen uint64) {
 		select {
 		case <-s.stopCh:
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -50,7 +51,9 @@ func pebbleOptions(c *Config) *pebble.Options {
 		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
 		FormatMajorVersion:          pebble.FormatNewest,
 	}
-	if c.FS != nil {
+	// vfs.Default is left for Pebble to fill in: it wraps it with its
+	// disk-health checks (Options.WithFSDefaults).
+	if c.FS != nil && c.FS != vfs.Default {
 		o.FS = c.FS
 	}
 	if c.CacheBytes > 0 {

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -64,14 +65,14 @@ func (s *Store) gcLoop() {
 	defer s.wg.Done()
 	ctx, cancel := s.untilStop(context.WithCancel(context.Background()))
 	defer cancel()
-	t := time.NewTicker(s.cfg.ReplicaGCInterval)
+	t := s.cfg.Clock.NewTicker(s.cfg.ReplicaGCInterval)
 	defer t.Stop()
 	for {
 		periodic := false
 		select {
 		case <-s.stopCh:
 			return
-		case <-t.C:
+		case <-t.C():
 			periodic = true
 		case <-s.gc.kick:
 		}
@@ -115,7 +116,7 @@ func (s *Store) gcPass(ctx context.Context, periodic bool) {
 		if !due || r == nil {
 			continue
 		}
-		if err := s.gc.limiter.Wait(ctx); err != nil {
+		if err := clock.WaitN(ctx, s.cfg.Clock, s.gc.limiter, 1); err != nil {
 			return // stopping
 		}
 		s.gc.mu.Lock()

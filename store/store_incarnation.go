@@ -27,7 +27,6 @@ package store
 
 import (
 	"context"
-	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -37,7 +36,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -76,8 +74,8 @@ type peerIncarnations struct {
 }
 
 // loadIncarnation reads this data directory's incarnation, or picks a new
-// one (ok false: not persisted yet, see saveIncarnation).
-func loadIncarnation(db *pebble.DB) (inc uint64, ok bool, err error) {
+// one from rnd (ok false: not persisted yet, see saveIncarnation).
+func loadIncarnation(db *pebble.DB, rnd io.Reader) (inc uint64, ok bool, err error) {
 	v, c, err := db.Get(keys.StoreIncarnationKey())
 	if err == nil {
 		defer c.Close()
@@ -91,7 +89,7 @@ func loadIncarnation(db *pebble.DB) (inc uint64, ok bool, err error) {
 	}
 	var b [8]byte
 	for inc == 0 {
-		if _, err := crand.Read(b[:]); err != nil {
+		if _, err := io.ReadFull(rnd, b[:]); err != nil {
 			return 0, false, err
 		}
 		inc = binary.BigEndian.Uint64(b[:])
@@ -206,7 +204,7 @@ func (s *Store) probePeers() error {
 
 // probe opens a probe stream to one peer and returns its verdict.
 func (s *Store) probe(ctx context.Context, peer uint64, addr string) error {
-	conn, err := grpc.NewClient(addr, tlsconfig.DialOption(s.cfg.TLS))
+	conn, err := s.cfg.Network.Dial(addr, tlsconfig.DialOption(s.cfg.TLS))
 	if err != nil {
 		return err
 	}

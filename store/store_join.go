@@ -149,12 +149,12 @@ func (s *Store) rejoinPlacement() bool {
 			s.log.Error("placement refuses this store: its data directory belongs to another cluster; it serves its ranges but placement will not manage them",
 				"data_dir", s.cfg.DataDir, "err", err)
 		}
-		t := time.NewTimer(backoff)
+		t := s.cfg.Clock.NewTimer(backoff)
 		select {
 		case <-s.stopCh:
 			t.Stop()
 			return false
-		case <-t.C:
+		case <-t.C():
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}

@@ -12,6 +12,8 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/rangekv/rangekv/internal/clock"
+	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -23,15 +25,18 @@ type ErrClusterMismatch struct{ Msg string }
 func (e *ErrClusterMismatch) Error() string { return "store refuses to start: " + e.Msg }
 
 type pdClient struct {
-	mu     sync.Mutex
-	tls    *tlsconfig.Source
+	mu  sync.Mutex
+	tls *tlsconfig.Source
+	// net dials the members; clock times the retry backoff.
+	net    grpcnet.Network
+	clock  clock.Clock
 	addrs  []string
 	conns  map[string]*grpc.ClientConn
 	leader string
 }
 
-func newPDClient(addrs []string, tls *tlsconfig.Source) (*pdClient, error) {
-	c := &pdClient{tls: tls, addrs: addrs, conns: map[string]*grpc.ClientConn{}, leader: addrs[0]}
+func newPDClient(addrs []string, tls *tlsconfig.Source, net grpcnet.Network, clk clock.Clock) (*pdClient, error) {
+	c := &pdClient{tls: tls, net: net, clock: clk, addrs: addrs, conns: map[string]*grpc.ClientConn{}, leader: addrs[0]}
 	for _, a := range addrs {
 		if err := c.connect(a); err != nil {
 			return nil, err
@@ -44,7 +49,7 @@ func (c *pdClient) connect(a string) error {
 	if _, ok := c.conns[a]; ok {
 		return nil
 	}
-	conn, err := grpc.NewClient(a, tlsconfig.DialOption(c.tls),
+	conn, err := c.net.Dial(a, tlsconfig.DialOption(c.tls),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)))
 	if err != nil {
 		return fmt.Errorf("placement: address %q: %w", a, err)
@@ -117,15 +122,11 @@ func (c *pdClient) do(ctx context.Context, maxFailures int, fn func(ctx context.
 		} else if failures++; maxFailures > 0 && failures >= maxFailures {
 			return fmt.Errorf("placement unreachable: no member answered (last error: %w)", err)
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !clock.Sleep(ctx, c.clock, backoff) {
 			if err != nil {
 				return fmt.Errorf("placement unreachable: %w (last error: %v)", ctx.Err(), err)
 			}
 			return fmt.Errorf("placement: %w", ctx.Err())
-		case <-t.C:
 		}
 		backoff = min(2*backoff, time.Second)
 	}

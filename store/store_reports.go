@@ -11,7 +11,6 @@ package store
 
 import (
 	"context"
-	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -29,9 +28,9 @@ type reported struct {
 
 func (s *Store) reportLoop() {
 	defer s.wg.Done()
-	st := time.NewTicker(s.cfg.StoreHeartbeatInterval)
+	st := s.cfg.Clock.NewTicker(s.cfg.StoreHeartbeatInterval)
 	defer st.Stop()
-	rt := time.NewTicker(s.cfg.RangeHeartbeatInterval)
+	rt := s.cfg.Clock.NewTicker(s.cfg.RangeHeartbeatInterval)
 	defer rt.Stop()
 	last := map[uint64]reported{}
 	if s.needRejoin && !s.rejoinPlacement() {
@@ -44,14 +43,14 @@ func (s *Store) reportLoop() {
 		select {
 		case <-s.stopCh:
 			return
-		case <-st.C:
+		case <-st.C():
 			if reports++; reports%peerRefreshEvery == 0 {
 				s.refreshPeerAddrs()
 			}
 			s.sendStoreReport()
 		case <-s.drain.kick:
 			s.sendStoreReport()
-		case <-rt.C:
+		case <-rt.C():
 			s.sendRangeReports(last)
 		case <-s.reportRanges:
 			s.sendRangeReports(last)
@@ -90,10 +89,8 @@ func (s *Store) untilStop(ctx context.Context, cancel context.CancelFunc) (conte
 
 func (s *Store) storeStats() *rangekvpb.StoreStats {
 	st := &rangekvpb.StoreStats{StoreId: s.cfg.StoreID, Draining: s.Draining()}
-	var fs syscall.Statfs_t
-	if s.cfg.FS == nil && syscall.Statfs(s.cfg.DataDir, &fs) == nil {
-		st.Capacity = fs.Blocks * uint64(fs.Bsize)
-		st.Available = fs.Bavail * uint64(fs.Bsize)
+	if u, err := s.cfg.FS.GetDiskUsage(s.cfg.DataDir); err == nil {
+		st.Capacity, st.Available = u.TotalBytes, u.AvailBytes
 	}
 	st.Used = s.db.Metrics().DiskSpaceUsage()
 	for _, r := range s.replicasSnapshot() {

@@ -19,7 +19,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -35,6 +34,7 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -103,10 +103,7 @@ func newSnapshotManager(s *Store) *snapshotManager {
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.mu.pending = make(map[uint64]*pendingSnapshot)
 	m.mu.placeholders = make(map[uint64]*rangekvpb.RangeDescriptor)
-	m.fs = vfs.Default
-	if s.cfg.FS != nil {
-		m.fs = s.cfg.FS
-	}
+	m.fs = s.cfg.FS
 	m.dir = m.fs.PathJoin(s.cfg.DataDir, "snapshots")
 	// Leftovers of snapshots received before a crash are never ingested.
 	_ = m.fs.RemoveAll(m.dir)
@@ -187,7 +184,7 @@ func (m *snapshotManager) stream(r *Replica, toStore uint64, msg *pb.Message) er
 	chunk := &rangekvpb.SnapshotChunk{Header: header}
 	size := 0
 	flush := func() error {
-		if err := m.limiter.WaitN(ctx, min(size, m.limiter.Burst())); err != nil {
+		if err := clock.WaitN(ctx, m.s.cfg.Clock, m.limiter, min(size, m.limiter.Burst())); err != nil {
 			return err
 		}
 		if err := st.Send(chunk); err != nil {
@@ -380,7 +377,9 @@ func (m *snapshotManager) newSST(name string) (string, *sstable.Writer, error) {
 		return "", nil, err
 	}
 	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
+	if _, err := io.ReadFull(m.s.cfg.Rand, rnd[:]); err != nil {
+		return "", nil, err
+	}
 	path := m.fs.PathJoin(m.dir, name+"-"+hex.EncodeToString(rnd[:])+".sst")
 	f, err := m.fs.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {

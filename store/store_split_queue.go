@@ -7,7 +7,6 @@ package store
 
 import (
 	"context"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -20,13 +19,13 @@ import (
 // replica's span blocks snapshots).
 func (s *Store) splitLoop() {
 	defer s.wg.Done()
-	split := time.NewTicker(s.cfg.SplitCheckInterval)
+	split := s.cfg.Clock.NewTicker(s.cfg.SplitCheckInterval)
 	defer split.Stop()
 	for {
 		select {
 		case <-s.stopCh:
 			return
-		case <-split.C:
+		case <-split.C():
 			for _, r := range s.replicasSnapshot() {
 				select {
 				case <-s.stopCh:

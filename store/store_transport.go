@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -133,7 +134,7 @@ func (t *transport) peerFor(storeID uint64) *peer {
 	if p, ok := t.mu.peers[storeID]; ok || t.mu.closed {
 		return p
 	}
-	conn, err := grpc.NewClient(addr,
+	conn, err := t.s.cfg.Network.Dial(addr,
 		tlsconfig.DialOption(t.s.cfg.TLS), grpc.WithInitialWindowSize(streamWindowBytes), grpc.WithInitialConnWindowSize(connWindowBytes),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
 	if err != nil {
@@ -268,10 +269,11 @@ func (t *transport) run(p *peer) {
 	}()
 	backoff := minBackoff
 	client := rangekvpb.NewRaftClient(p.conn)
-	ticker := time.NewTicker(t.flush)
+	clk := t.s.cfg.Clock
+	ticker := clk.NewTicker(t.flush)
 	defer ticker.Stop()
 	// holdC is the armed hold timer's channel, nil while disarmed.
-	holdTimer := time.NewTimer(time.Hour)
+	holdTimer := clk.NewTimer(time.Hour)
 	holdTimer.Stop()
 	defer holdTimer.Stop()
 	var holdC <-chan time.Time
@@ -280,7 +282,7 @@ func (t *transport) run(p *peer) {
 		stream, err := client.RaftStream(t.s.withIncarnation(p.ctx, false))
 		if err != nil {
 			p.discard()
-			if !sleepCtx(p.ctx, backoff) {
+			if !clock.Sleep(p.ctx, clk, backoff) {
 				return
 			}
 			backoff = min(2*backoff, maxBackoff)
@@ -309,7 +311,7 @@ func (t *transport) run(p *peer) {
 			case <-p.kick:
 				if holdC == nil {
 					holdTimer.Reset(t.hold)
-					holdC = holdTimer.C
+					holdC = holdTimer.C()
 				}
 				continue
 			case <-holdC:
@@ -317,7 +319,7 @@ func (t *transport) run(p *peer) {
 				if batch.Messages = p.takeHeld(batch.Messages); len(batch.Messages) == 0 {
 					continue // all superseded
 				}
-			case <-ticker.C:
+			case <-ticker.C():
 				// Coalesced heartbeats, or an empty batch: the liveness
 				// ping. Held appends go first: a quiesce heartbeat must
 				// not overtake the commit index it quiesces at.
@@ -327,7 +329,7 @@ func (t *transport) run(p *peer) {
 			t.s.metrics.transportQueueSize.WithLabelValues(label).Set(float64(len(p.ch)))
 			if k := t.s.cfg.Knobs; k != nil && k.RaftBatchFault != nil {
 				drop, delay := k.RaftBatchFault(t.s.cfg.StoreID, p.storeID)
-				if delay > 0 && !sleepCtx(p.ctx, delay) {
+				if delay > 0 && !clock.Sleep(p.ctx, clk, delay) {
 					_, _ = stream.CloseAndRecv()
 					return
 				}
@@ -348,22 +350,10 @@ func (t *transport) run(p *peer) {
 			t.s.log.Error("a peer store refuses this store's Raft traffic", "peer", p.storeID, "err", cerr)
 		}
 		p.discard() // stale by the time the peer is back; raft resends
-		if !sleepCtx(p.ctx, backoff) {
+		if !clock.Sleep(p.ctx, clk, backoff) {
 			return
 		}
 		backoff = min(2*backoff, maxBackoff)
-	}
-}
-
-// sleepCtx waits d; false when ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer.C:
-		return true
 	}
 }
 

@@ -36,6 +36,7 @@ func newTransportTestStore(t testing.TB, storeID uint64) *Store {
 	cfg := Defaults()
 	cfg.StoreID = storeID
 	cfg.InboxSize = 1 << 16
+	cfg = cfg.withSeams()
 	s := &Store{cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now, reg: prometheus.NewRegistry()}
 	s.metrics = newMetrics(s.reg)
 	s.sched = newScheduler(64)

@@ -4,13 +4,13 @@
 // and the pass: one worker's turn over up to MaxBatchRanges ranges with
 // work, persisting their Raft state with one synced write and applying
 // their committed entries with one batch. See doc.go for the order it
-// keeps.
+// keeps. Which goroutine runs a pass, and when, is the Runner's (the
+// worker-scheduler seam); the queue's order is the scheduler's.
 
 package store
 
 import (
 	"sync"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -41,18 +41,61 @@ type pass struct {
 	removed bool
 }
 
-func (s *Store) worker() {
-	defer s.wg.Done()
-	var buf []workItem
-	for {
-		items := s.sched.next(buf)
-		if items == nil {
-			return
-		}
-		s.runPass(items)
-		s.sched.done(items)
-		buf = items
+// Runner decides which goroutine runs the store's Raft passes, and when:
+// the worker-scheduler seam (Config.Runner). A pass takes up to
+// MaxBatchRanges ranges with work, in the order they were queued, and
+// persists, sends and applies their Readies (doc.go). The production
+// Runner is WorkerPool; the deterministic simulation runs passes on its
+// own goroutine, one at a time, when it chooses.
+type Runner interface {
+	// Start is called once, by Store.Start, and makes pass run. pass(true)
+	// waits until a range has work and runs one pass; it returns false,
+	// having run none, once the store stops. pass(false) runs one pass if
+	// any range has work and reports whether it ran one. Passes may run
+	// concurrently: the scheduler never gives a range to two at once.
+	Start(workers int, pass func(wait bool) bool)
+	// Stop is called once, by Store.Stop (also when Start was not),
+	// after pass(true) started returning false; it returns when no pass
+	// runs and none will start.
+	Stop()
+}
+
+// WorkerPool is the production Runner: Start starts workers goroutines,
+// each running pass(true) back to back until the store stops. The zero
+// value is ready; a WorkerPool serves one store.
+type WorkerPool struct {
+	wg sync.WaitGroup
+}
+
+// Start implements Runner.
+func (p *WorkerPool) Start(workers int, pass func(wait bool) bool) {
+	for range workers {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for pass(true) {
+			}
+		}()
 	}
+}
+
+// Stop implements Runner.
+func (p *WorkerPool) Stop() { p.wg.Wait() }
+
+// runNextPass is the pass Config.Runner runs (Runner.Start): it takes up
+// to MaxBatchRanges queued ranges (waiting for one when wait is set) and
+// runs their pass; false when it took none.
+func (s *Store) runNextPass(wait bool) bool {
+	buf := s.passBufs.Get().(*[]workItem)
+	defer s.passBufs.Put(buf)
+	items := s.sched.take((*buf)[:0], wait)
+	if items == nil {
+		return false
+	}
+	s.runPass(items)
+	s.sched.done(items)
+	*buf = items
+	return true
 }
 
 func (s *Store) runPass(items []workItem) {
@@ -248,14 +291,14 @@ func (s *Store) awakeIDs(buf []uint64) []uint64 {
 // follower's store came back.
 func (s *Store) ticker() {
 	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	t := s.cfg.Clock.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
 	var ids []uint64
 	for {
 		select {
 		case <-s.stopCh:
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		dead, newlyDead, cameUp := s.liveness.transitions(s.peerStoreIDs())
 		ids = s.awakeIDs(ids[:0])
@@ -369,13 +412,17 @@ func (s *scheduler) enqueueMany(ids []uint64, f schedFlags) {
 
 // next blocks until work is available and returns up to maxPass ranges,
 // now marked processing. It returns nil once stopped.
-func (s *scheduler) next(buf []workItem) []workItem {
+func (s *scheduler) next(buf []workItem) []workItem { return s.take(buf, true) }
+
+// take is next that, without wait, returns nil at once when no range is
+// queued.
+func (s *scheduler) take(buf []workItem, wait bool) []workItem {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.mu.queue) == 0 && !s.mu.stopped {
+	for wait && len(s.mu.queue) == 0 && !s.mu.stopped {
 		s.mu.cond.Wait()
 	}
-	if s.mu.stopped {
+	if s.mu.stopped || len(s.mu.queue) == 0 {
 		return nil
 	}
 	n := min(len(s.mu.queue), s.maxPass)

@@ -5,6 +5,7 @@
 package main
 
 import (
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,9 +15,12 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/spf13/cobra"
 
 	"github.com/rangekv/rangekv/internal/cliconfig"
+	"github.com/rangekv/rangekv/internal/clock"
+	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/placement"
 )
@@ -149,7 +153,18 @@ func buildConfig(v *cliconfig.Values) (placement.Config, error) {
 	if cfg.ID == 0 {
 		return cfg, errors.New("id: required (this member's ID in --initial-cluster)")
 	}
+	wireSeams(&cfg)
 	return cfg, cfg.Validate()
+}
+
+// wireSeams gives the member the production implementation of every seam
+// (placement.Config says what each one covers): the real clock,
+// crypto/rand, the OS's filesystem and TCP.
+func wireSeams(cfg *placement.Config) {
+	cfg.Clock = clock.Real{}
+	cfg.Rand = crand.Reader
+	cfg.FS = vfs.Default
+	cfg.Network = grpcnet.TCP{}
 }
 
 func run(cfg placement.Config) error {

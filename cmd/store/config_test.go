@@ -1,15 +1,19 @@
 package main
 
 import (
+	crand "crypto/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/spf13/pflag"
 
 	"github.com/rangekv/rangekv/internal/cliconfig"
+	"github.com/rangekv/rangekv/internal/clock"
+	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/store"
 )
 
@@ -166,5 +170,28 @@ func TestConfigValidationErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The binary wires the production implementation of every seam.
+func TestConfigWiresProductionSeams(t *testing.T) {
+	cfg, err := load(t, base, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cfg.Clock.(clock.Real); !ok {
+		t.Errorf("Clock is %T, want clock.Real", cfg.Clock)
+	}
+	if cfg.Rand != crand.Reader {
+		t.Errorf("Rand is %T, want crypto/rand.Reader", cfg.Rand)
+	}
+	if cfg.FS != vfs.Default {
+		t.Errorf("FS is %T, want vfs.Default", cfg.FS)
+	}
+	if _, ok := cfg.Network.(grpcnet.TCP); !ok {
+		t.Errorf("Network is %T, want grpcnet.TCP", cfg.Network)
+	}
+	if _, ok := cfg.Runner.(*store.WorkerPool); !ok {
+		t.Errorf("Runner is %T, want *store.WorkerPool", cfg.Runner)
 	}
 }

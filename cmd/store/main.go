@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,9 +18,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/spf13/cobra"
 
 	"github.com/rangekv/rangekv/internal/cliconfig"
+	"github.com/rangekv/rangekv/internal/clock"
+	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/store"
 )
@@ -183,7 +187,19 @@ func buildConfig(v *cliconfig.Values) (store.Config, error) {
 	if a, ok := cfg.InitialStores[cfg.StoreID]; ok && cfg.AdvertiseAddr == "" {
 		cfg.AdvertiseAddr = a
 	}
+	wireSeams(&cfg)
 	return cfg, cfg.Validate()
+}
+
+// wireSeams gives the store the production implementation of every seam
+// (store.Config says what each one covers): the real clock, crypto/rand,
+// the OS's filesystem, TCP, and a pool of cfg.Workers goroutines.
+func wireSeams(cfg *store.Config) {
+	cfg.Clock = clock.Real{}
+	cfg.Rand = crand.Reader
+	cfg.FS = vfs.Default
+	cfg.Network = grpcnet.TCP{}
+	cfg.Runner = &store.WorkerPool{}
 }
 
 // parseLabels parses "zone=a,host=h1".
