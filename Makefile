@@ -116,7 +116,7 @@ SEED_BASE ?= 1000
 DURATION ?= 6s
 chaos:
 	RANGEKV_NEMESIS_SEEDS=$(SEEDS) RANGEKV_NEMESIS_BASE=$(SEED_BASE) RANGEKV_NEMESIS_DURATION=$(DURATION) \
-	  $(GO) test -count=1 -timeout 0 -run 'TestNemesis$$' -v ./internal/nemesis/
+	  $(GO) test -count=1 -timeout 0 -run 'TestNemesis$$' -v ./internal/harness/nemesis/
 
 clean:
 	rm -rf bin data .tools

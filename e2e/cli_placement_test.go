@@ -6,15 +6,12 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,32 +31,11 @@ type pgProc struct {
 
 // placementPlayground is a running `rangekv playground` with placement.
 type placementPlayground struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-
-	mu     sync.Mutex
-	stdout strings.Builder
-	stderr *syncBuffer
+	*playgroundProc
+	t *testing.T
 
 	members, stores []pgProc
 	placement       string // --placement value
-}
-
-func (pg *placementPlayground) output() string {
-	pg.mu.Lock()
-	defer pg.mu.Unlock()
-	return pg.stdout.String()
-}
-
-func (pg *placementPlayground) running() bool {
-	select {
-	case <-pg.done:
-		return false
-	default:
-		return true
-	}
 }
 
 func parseProcs(t *testing.T, re *regexp.Regexp, out string) []pgProc {
@@ -79,54 +55,18 @@ func parseProcs(t *testing.T, re *regexp.Regexp, out string) []pgProc {
 // stores) on dataDir and waits until it says it is ready.
 func startPlacementPlayground(t *testing.T, dataDir string) *placementPlayground {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "rangekv"), "playground", "--data-dir", dataDir,
-		"--store-flag=--raft.profile=high-availability", "--ready-timeout", "90s")
-	cmd.Env = cleanEnv()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pg := &placementPlayground{t: t, cmd: cmd, done: make(chan struct{}), stderr: &syncBuffer{}}
-	cmd.Stderr = pg.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			pg.mu.Lock()
-			pg.stdout.WriteString(sc.Text() + "\n")
-			pg.mu.Unlock()
-		}
-	}()
-	go func() {
-		<-copied
-		pg.err = cmd.Wait()
-		close(pg.done)
-	}()
+	pg := &placementPlayground{t: t}
 	t.Cleanup(func() {
-		if pg.running() {
-			cmd.Process.Kill()
-			<-pg.done
-		}
 		for _, p := range append(append([]pgProc(nil), pg.members...), pg.stores...) {
 			syscall.Kill(p.pid, syscall.SIGKILL) // a child left behind by a failed test
 		}
 		if t.Failed() {
-			t.Logf("playground stdout:\n%s\nstderr:\n%s", pg.output(), pg.stderr.String())
 			for _, p := range append(append([]pgProc(nil), pg.members...), pg.stores...) {
 				t.Logf("%s tail:\n%s", p.log, tail(p.log, 10))
 			}
 		}
 	})
-	waitFor(t, "the playground to report ready", 100*time.Second, func() bool {
-		if !pg.running() {
-			t.Fatalf("playground exited while starting (%v): %s", pg.err, pg.stderr.String())
-		}
-		return strings.Contains(pg.output(), "Press Ctrl-C to stop.")
-	})
+	pg.playgroundProc = runPlayground(t, dataDir, 100*time.Second, "--store-flag=--raft.profile=high-availability", "--ready-timeout", "90s")
 	pg.members = parseProcs(t, pgPlacementLine, pg.output())
 	pg.stores = parseProcs(t, pgStoreLine, pg.output())
 	if len(pg.members) != 3 || len(pg.stores) != 3 {
@@ -151,20 +91,7 @@ func startPlacementPlayground(t *testing.T, dataDir string) *placementPlayground
 func (pg *placementPlayground) stopAndCheck() {
 	t := pg.t
 	t.Helper()
-	if err := pg.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-pg.done:
-	case <-time.After(40 * time.Second):
-		t.Fatal("playground still running 40s after SIGINT")
-	}
-	var ee *exec.ExitError
-	if errors.As(pg.err, &ee) {
-		t.Fatalf("playground exited with code %d after SIGINT, want 0", ee.ExitCode())
-	} else if pg.err != nil {
-		t.Fatalf("playground: %v", pg.err)
-	}
+	pg.interruptAndWait(t, 40*time.Second)
 	var storeStops, memberStops []time.Time
 	for _, p := range append(append([]pgProc(nil), pg.members...), pg.stores...) {
 		if !processGone(p.pid) {

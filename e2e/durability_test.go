@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -349,7 +350,7 @@ func TestDurabilityKillAll(t *testing.T) {
 			return acks.Load() >= want
 		})
 		for _, p := range c.stores { // all at once, writes in flight
-			p.cmd.Process.Kill()
+			p.signal(os.Kill)
 		}
 		for _, p := range c.stores {
 			p.kill9() // waits until reaped

@@ -54,7 +54,7 @@ func TestFailoverThroughCLI(t *testing.T) {
 	}
 
 	leader, term := c.waitLeader(0, 15*time.Second)
-	t.Logf("killing the leader: store %d (pid %d, term %d)", leader.id, leader.cmd.Process.Pid, term)
+	t.Logf("killing the leader: store %d (pid %d, term %d)", leader.id, leader.pid(), term)
 	leader.kill9()
 	var survivors []*storeProc
 	for _, p := range c.stores {

@@ -2,7 +2,7 @@ package e2e
 
 // The multi-process nemesis: 3 placement members and 3 stores as real
 // processes; every store advertises the address of its own fault proxy
-// (internal/faultproxy), so all store↔store and client↔store traffic passes
+// (internal/harness/faultproxy), so all store↔store and client↔store traffic passes
 // through the proxies. Clients run a seeded workload through the router
 // (Put/Get/CAS on registers, Incr on counters) and record every operation
 // with call and return times from one monotonic clock; a seeded nemesis
@@ -30,8 +30,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/rangekv/rangekv/internal/faultproxy"
+	"github.com/rangekv/rangekv/internal/harness/faultproxy"
 	"github.com/rangekv/rangekv/internal/histcheck"
+	"github.com/rangekv/rangekv/internal/procs"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
 )
@@ -353,16 +354,17 @@ func startNemesisCluster(t *testing.T) *nemesisCluster {
 	base := t.TempDir()
 	addrs := freeAddrs(t, 12)
 	c := &nemesisCluster{t: t}
-	var members []string
+	var members []procs.Peer
 	for i := range 3 {
 		c.pdAddrs = append(c.pdAddrs, addrs[2*i])
-		members = append(members, fmt.Sprintf("%d=%s", i+1, addrs[2*i]))
+		members = append(members, procs.Peer{ID: uint64(i + 1), Addr: addrs[2*i]})
 	}
 	for i := range 3 {
-		p := newProc(t, fmt.Sprintf("placement%d", i+1), bin, filepath.Join(base, fmt.Sprintf("pd%d.log", i+1)),
-			"--id", strconv.Itoa(i+1), "--addr", addrs[2*i], "--http-addr", addrs[2*i+1],
-			"--data-dir", filepath.Join(base, fmt.Sprintf("pd%d", i+1)), "--initial-cluster", strings.Join(members, ","),
-			"--raft.election-timeout", "500ms", "--raft.heartbeat-interval", "50ms", "--schedule.interval", "200ms")
+		p := newProc(t, fmt.Sprintf("placement%d", i+1), bin, filepath.Join(base, fmt.Sprintf("pd%d.log", i+1)), procs.PlacementArgs{
+			ID: uint64(i + 1), Addr: addrs[2*i], HTTPAddr: addrs[2*i+1], DataDir: filepath.Join(base, fmt.Sprintf("pd%d", i+1)),
+			InitialCluster: members,
+			Extra:          pdTestFlags,
+		}.Args()...)
 		p.start()
 		c.pds = append(c.pds, p)
 	}
@@ -375,12 +377,10 @@ func startNemesisCluster(t *testing.T) *nemesisCluster {
 		t.Cleanup(func() { px.Close() })
 		c.proxies = append(c.proxies, px)
 		c.storeHTTP = append(c.storeHTTP, httpAddr)
-		args := append([]string{"--addr", addr, "--advertise-addr", px.Addr(), "--http-addr", httpAddr,
-			"--data-dir", filepath.Join(base, fmt.Sprintf("store%d", i+1)),
-			"--placement", strings.Join(c.pdAddrs, ","),
-			"--heartbeat.store-interval", "200ms", "--heartbeat.range-interval", "100ms"}, storeFlags...)
+		args := procs.StoreArgs{Addr: addr, HTTPAddr: httpAddr, DataDir: filepath.Join(base, fmt.Sprintf("store%d", i+1)),
+			Placement: c.pdAddrs, Extra: joinedStoreFlags("--advertise-addr", px.Addr())}
 		p := newProc(t, fmt.Sprintf("store%d", i+1), filepath.Join(binDir, "rangekv-store"),
-			filepath.Join(base, fmt.Sprintf("store%d.log", i+1)), args...)
+			filepath.Join(base, fmt.Sprintf("store%d.log", i+1)), args.Args()...)
 		p.start()
 		c.stores = append(c.stores, p)
 	}
@@ -388,7 +388,7 @@ func startNemesisCluster(t *testing.T) *nemesisCluster {
 	t.Cleanup(func() {
 		for i, p := range c.stores { // a stopped process still gets SIGKILL, but be explicit
 			if c.stopped[i] && p.running() {
-				p.cmd.Process.Signal(syscall.SIGCONT)
+				p.signal(syscall.SIGCONT)
 			}
 		}
 	})
@@ -439,7 +439,7 @@ func (c *nemesisCluster) heal() {
 	}
 	for i, p := range c.stores {
 		if c.stopped[i] {
-			p.cmd.Process.Signal(syscall.SIGCONT)
+			p.signal(syscall.SIGCONT)
 			c.stopped[i] = false
 		}
 		if !p.running() {
@@ -533,7 +533,7 @@ func (c *nemesisCluster) faults(rng *rand.Rand) []func() (kind, target string) {
 		},
 		func() (string, string) {
 			i := store()
-			c.stores[i].cmd.Process.Signal(syscall.SIGSTOP)
+			c.stores[i].signal(syscall.SIGSTOP)
 			c.stopped[i] = true
 			return "SIGSTOP/SIGCONT store", fmt.Sprintf("store%d", i+1)
 		},

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rangekv/rangekv/internal/procs"
 	"github.com/rangekv/rangekv/router"
 )
 
@@ -26,17 +27,19 @@ func TestStoresRestartWithoutPlacementProcesses(t *testing.T) {
 	pdBin := placementBin(t)
 	base := t.TempDir()
 	addrs := freeAddrs(t, 12)
-	var initial, pdAddrs []string
+	var initial []procs.Peer
+	var pdAddrs []string
 	for i := range 3 {
-		initial = append(initial, fmt.Sprintf("%d=%s", i+1, addrs[2*i]))
+		initial = append(initial, procs.Peer{ID: uint64(i + 1), Addr: addrs[2*i]})
 		pdAddrs = append(pdAddrs, addrs[2*i])
 	}
 	var pds, stores []*proc
 	for i := range 3 {
-		pd := newProc(t, fmt.Sprintf("placement%d", i+1), pdBin, filepath.Join(base, fmt.Sprintf("pd%d.log", i+1)),
-			"--id", fmt.Sprint(i+1), "--addr", addrs[2*i], "--http-addr", addrs[2*i+1], "--data-dir", filepath.Join(base, fmt.Sprintf("pd%d", i+1)),
-			"--initial-cluster", strings.Join(initial, ","),
-			"--raft.election-timeout", "500ms", "--raft.heartbeat-interval", "50ms", "--schedule.interval", "200ms")
+		pd := newProc(t, fmt.Sprintf("placement%d", i+1), pdBin, filepath.Join(base, fmt.Sprintf("pd%d.log", i+1)), procs.PlacementArgs{
+			ID: uint64(i + 1), Addr: addrs[2*i], HTTPAddr: addrs[2*i+1], DataDir: filepath.Join(base, fmt.Sprintf("pd%d", i+1)),
+			InitialCluster: initial,
+			Extra:          pdTestFlags,
+		}.Args()...)
 		pd.start()
 		pds = append(pds, pd)
 	}
@@ -44,9 +47,9 @@ func TestStoresRestartWithoutPlacementProcesses(t *testing.T) {
 	for i := range 3 {
 		addr, httpAddr := addrs[6+2*i], addrs[7+2*i]
 		storeAddrs, storeHTTP = append(storeAddrs, addr), append(storeHTTP, httpAddr)
-		args := append([]string{"--addr", addr, "--http-addr", httpAddr, "--data-dir", filepath.Join(base, fmt.Sprintf("store%d", i+1)),
-			"--placement", strings.Join(pdAddrs, ","), "--heartbeat.store-interval", "200ms", "--heartbeat.range-interval", "100ms"}, storeFlags...)
-		p := newProc(t, fmt.Sprintf("store%d", i+1), filepath.Join(binDir, "rangekv-store"), filepath.Join(base, fmt.Sprintf("store%d.log", i+1)), args...)
+		args := procs.StoreArgs{Addr: addr, HTTPAddr: httpAddr, DataDir: filepath.Join(base, fmt.Sprintf("store%d", i+1)),
+			Placement: pdAddrs, Extra: joinedStoreFlags()}
+		p := newProc(t, fmt.Sprintf("store%d", i+1), filepath.Join(binDir, "rangekv-store"), filepath.Join(base, fmt.Sprintf("store%d.log", i+1)), args.Args()...)
 		p.start()
 		stores = append(stores, p)
 	}

@@ -8,140 +8,21 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/rangekv/rangekv/internal/procs"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
 )
 
-var (
-	placementBinOnce sync.Once
-	placementBinErr  error
-)
-
-// placementBin builds rangekv-placement into binDir once (TestMain builds
-// the store and the CLI).
-func placementBin(t testing.TB) string {
-	t.Helper()
-	out := filepath.Join(binDir, "rangekv-placement")
-	placementBinOnce.Do(func() {
-		root, err := filepath.Abs("..")
-		if err != nil {
-			placementBinErr = err
-			return
-		}
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			placementBinErr = fmt.Errorf("no go command to build rangekv-placement: %w", err)
-			return
-		}
-		cmd := exec.Command(goBin, "build", "-o", out, "./cmd/placement")
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			placementBinErr = fmt.Errorf("go build ./cmd/placement: %v\n%s", err, b)
-		}
-	})
-	if placementBinErr != nil {
-		t.Fatal(placementBinErr)
-	}
-	return out
-}
-
-// proc is a process started from a binary with fixed arguments; it can be
-// killed and started again (same arguments, same data directory), and is
-// killed when the test ends.
-type proc struct {
-	t       testing.TB
-	name    string
-	bin     string
-	args    []string
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-}
-
-func newProc(t testing.TB, name, bin, logPath string, args ...string) *proc {
-	p := &proc{t: t, name: name, bin: bin, args: args, logPath: logPath}
-	t.Cleanup(func() {
-		if p.running() {
-			p.cmd.Process.Signal(syscall.SIGKILL)
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s log tail:\n%s", p.name, tail(p.logPath, 15))
-		}
-	})
-	return p
-}
-
-func (p *proc) running() bool {
-	if p.cmd == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (p *proc) start() {
-	p.t.Helper()
-	if p.running() {
-		p.t.Fatalf("%s is already running", p.name)
-	}
-	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	cmd := exec.Command(p.bin, p.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = cleanEnv()
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		p.t.Fatalf("start %s: %v", p.name, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(done)
-	}()
-	p.cmd, p.done = cmd, done
-}
-
-func (p *proc) kill9() {
-	p.t.Helper()
-	if !p.running() {
-		return
-	}
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.t.Fatalf("%s (pid %d) still running 10s after SIGKILL", p.name, p.cmd.Process.Pid)
-	}
-}
-
-func checkProcs(t testing.TB, ps ...*proc) {
-	t.Helper()
-	for _, p := range ps {
-		if !p.running() {
-			t.Fatalf("%s exited unexpectedly; log tail:\n%s", p.name, tail(p.logPath, 15))
-		}
-	}
-}
+// placementBin is the rangekv-placement binary TestMain built.
+func placementBin(testing.TB) string { return filepath.Join(binDir, "rangekv-placement") }
 
 // TestPlacementProcesses: one placement member and three stores as
 // processes. Range 1 is replicated onto every store by placement; writes
@@ -154,20 +35,20 @@ func TestPlacementProcesses(t *testing.T) {
 	base := t.TempDir()
 	addrs := freeAddrs(t, 8)
 	pdAddr, pdHTTP := addrs[0], addrs[1]
-	pd := newProc(t, "placement", bin, filepath.Join(base, "pd.log"),
-		"--id", "1", "--addr", pdAddr, "--http-addr", pdHTTP, "--data-dir", filepath.Join(base, "pd"),
-		"--initial-cluster", "1="+pdAddr,
-		"--raft.election-timeout", "500ms", "--raft.heartbeat-interval", "50ms",
-		"--schedule.interval", "200ms")
+	pd := newProc(t, "placement", bin, filepath.Join(base, "pd.log"), procs.PlacementArgs{
+		ID: 1, Addr: pdAddr, HTTPAddr: pdHTTP, DataDir: filepath.Join(base, "pd"),
+		InitialCluster: []procs.Peer{{ID: 1, Addr: pdAddr}},
+		Extra:          pdTestFlags,
+	}.Args()...)
 	pd.start()
 	var stores []*proc
 	var storeAddrs, storeHTTP []string
 	for i := range 3 {
 		addr, httpAddr := addrs[2+2*i], addrs[3+2*i]
 		storeAddrs, storeHTTP = append(storeAddrs, addr), append(storeHTTP, httpAddr)
-		args := append([]string{"--addr", addr, "--http-addr", httpAddr, "--data-dir", filepath.Join(base, fmt.Sprintf("store%d", i+1)),
-			"--placement", pdAddr, "--heartbeat.store-interval", "200ms", "--heartbeat.range-interval", "100ms"}, storeFlags...)
-		p := newProc(t, fmt.Sprintf("store%d", i+1), filepath.Join(binDir, "rangekv-store"), filepath.Join(base, fmt.Sprintf("store%d.log", i+1)), args...)
+		args := procs.StoreArgs{Addr: addr, HTTPAddr: httpAddr, DataDir: filepath.Join(base, fmt.Sprintf("store%d", i+1)),
+			Placement: []string{pdAddr}, Extra: joinedStoreFlags()}
+		p := newProc(t, fmt.Sprintf("store%d", i+1), filepath.Join(binDir, "rangekv-store"), filepath.Join(base, fmt.Sprintf("store%d.log", i+1)), args.Args()...)
 		p.start()
 		stores = append(stores, p)
 	}

@@ -1,8 +1,9 @@
 package e2e
 
 import (
-	"bufio"
+	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rangekv/rangekv/internal/procs"
 )
 
 // syncBuffer is a strings.Builder safe for a writer and a reader.
@@ -33,15 +36,79 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// playground is a running `rangekv playground` process.
-type playground struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // the process's exit, set before done closes
+// playgroundProc is a running `rangekv playground` process (started
+// through internal/procs) and its output.
+type playgroundProc struct {
+	*procs.Proc
+	stdout, stderr *syncBuffer
+}
 
-	mu     sync.Mutex
-	stdout strings.Builder
+// output is what the playground printed on stdout so far.
+func (pg *playgroundProc) output() string { return pg.stdout.String() }
+
+// runPlayground runs rangekv playground on dataDir with args and waits, up
+// to timeout, until it says it is ready. It is killed in cleanup if still
+// running, and its output logged if the test failed.
+func runPlayground(t *testing.T, dataDir string, timeout time.Duration, args ...string) *playgroundProc {
+	t.Helper()
+	pg := &playgroundProc{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	p, err := procs.Start(procs.Spec{
+		Name:   "rangekv playground",
+		Bin:    filepath.Join(binDir, "rangekv"),
+		Args:   append([]string{"playground", "--data-dir", dataDir}, args...),
+		Env:    procs.CleanEnv(),
+		Stdout: pg.stdout,
+		Stderr: pg.stderr,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg.Proc = p
+	t.Cleanup(func() {
+		if p.Running() {
+			ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+			defer cancel()
+			if err := p.Kill(ctx); err != nil {
+				t.Error(err)
+			}
+		}
+		if t.Failed() {
+			t.Logf("playground stdout:\n%s\nstderr:\n%s", pg.output(), pg.stderr.String())
+		}
+	})
+	waitFor(t, "the playground to report ready", timeout, func() bool {
+		if !p.Running() {
+			t.Fatalf("playground exited while starting (%v): %s", p.Err(), pg.stderr.String())
+		}
+		return strings.Contains(pg.output(), "Press Ctrl-C to stop.")
+	})
+	return pg
+}
+
+// interruptAndWait sends SIGINT and checks that the playground exits 0
+// within timeout.
+func (pg *playgroundProc) interruptAndWait(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	if err := pg.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeoutCause(context.Background(), timeout, fmt.Errorf("%s after SIGINT", timeout))
+	defer cancel()
+	if err := pg.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ee *exec.ExitError
+	if errors.As(pg.Err(), &ee) {
+		t.Fatalf("playground exited with code %d after SIGINT, want 0", ee.ExitCode())
+	} else if pg.Err() != nil {
+		t.Fatalf("playground: %v", pg.Err())
+	}
+}
+
+// playground is a running static `rangekv playground` (no placement).
+type playground struct {
+	*playgroundProc
+	t *testing.T
 
 	pids   []int
 	addrs  []string
@@ -56,51 +123,11 @@ var storeLine = regexp.MustCompile(`store (\d+)\s+pid (\d+)\s+addr (\S+)\s+http 
 // if still running.
 func startPlayground(t *testing.T, dataDir string) *playground {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "rangekv"), "playground", "--data-dir", dataDir,
-		"--store-flag=--raft.profile=high-availability")
-	cmd.Env = cleanEnv()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr := &syncBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pg := &playground{t: t, cmd: cmd, done: make(chan struct{})}
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			pg.mu.Lock()
-			pg.stdout.WriteString(sc.Text() + "\n")
-			pg.mu.Unlock()
-		}
-	}()
-	go func() {
-		<-copied
-		pg.err = cmd.Wait()
-		close(pg.done)
-	}()
+	pg := &playground{t: t, playgroundProc: runPlayground(t, dataDir, 60*time.Second, "--store-flag=--raft.profile=high-availability")}
 	t.Cleanup(func() {
-		if pg.running() {
-			cmd.Process.Kill()
-			<-pg.done
-		}
 		for _, pid := range pg.pids {
 			syscall.Kill(pid, syscall.SIGKILL) // a store left behind by a failed test
 		}
-		if t.Failed() {
-			t.Logf("playground stdout:\n%s\nstderr:\n%s", pg.output(), stderr.String())
-		}
-	})
-	waitFor(t, "the playground to report ready", 60*time.Second, func() bool {
-		if !pg.running() {
-			t.Fatalf("playground exited while starting (%v): %s", pg.err, stderr.String())
-		}
-		return strings.Contains(pg.output(), "Press Ctrl-C to stop.")
 	})
 	for _, m := range storeLine.FindAllStringSubmatch(pg.output(), -1) {
 		pid, _ := strconv.Atoi(m[2])
@@ -118,41 +145,12 @@ func startPlayground(t *testing.T, dataDir string) *playground {
 	return pg
 }
 
-func (pg *playground) output() string {
-	pg.mu.Lock()
-	defer pg.mu.Unlock()
-	return pg.stdout.String()
-}
-
-func (pg *playground) running() bool {
-	select {
-	case <-pg.done:
-		return false
-	default:
-		return true
-	}
-}
-
 // interrupt sends SIGINT and checks that the playground exits 0 within
 // 20s with every store gone and its ports free.
 func (pg *playground) interrupt() {
 	t := pg.t
 	t.Helper()
-	if err := pg.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-pg.done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("playground still running 20s after SIGINT")
-	}
-	var ee *exec.ExitError
-	if pg.err != nil {
-		if errors.As(pg.err, &ee) {
-			t.Fatalf("playground exited with code %d after SIGINT, want 0", ee.ExitCode())
-		}
-		t.Fatalf("playground: %v", pg.err)
-	}
+	pg.interruptAndWait(t, 20*time.Second)
 	for i, pid := range pg.pids {
 		if !processGone(pid) {
 			t.Errorf("store %d (pid %d) still exists after the playground exited", i+1, pid)

@@ -1,21 +1,20 @@
 package e2e
 
-// Helpers: store processes, the CLI binary, leader discovery over HTTP,
-// and waiting on conditions with deadlines.
+// Helpers: store and placement processes (started and stopped through
+// internal/procs), the CLI binary, leader discovery over HTTP, and waiting
+// on conditions with deadlines.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,12 +22,23 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/rangekv/rangekv/internal/procs"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
 )
 
 // storeFlags are added to every store: fast failover keeps tests short.
 var storeFlags = []string{"--raft.profile", "high-availability"}
+
+// pdTestFlags are the placement members' timings in tests: fast elections
+// and scheduling keep them short.
+var pdTestFlags = []string{"--raft.election-timeout", "500ms", "--raft.heartbeat-interval", "50ms", "--schedule.interval", "200ms"}
+
+// joinedStoreFlags are the flags of a store that joins placement in a
+// test: frequent heartbeats, then storeFlags, then extra.
+func joinedStoreFlags(extra ...string) []string {
+	return slices.Concat([]string{"--heartbeat.store-interval", "200ms", "--heartbeat.range-interval", "100ms"}, storeFlags, extra)
+}
 
 // waitFor polls cond every 20ms until it holds, failing the test after
 // timeout.
@@ -47,106 +57,103 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 // ago.
 func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	var lns []net.Listener
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("listen: %v", err)
+	addrs, err := procs.FreeLoopbackAddrs(n)
+	if err != nil {
+		t.Fatalf("free addresses: %v", err)
+	}
+	return addrs
+}
+
+// killTimeout bounds the wait for a SIGKILLed process to be reaped.
+const killTimeout = 10 * time.Second
+
+// proc is a process started from a fixed procs.Spec; it can be killed and
+// started again (same arguments, same data directory, same log), and is
+// killed when the test ends, with its log's tail shown if the test failed.
+type proc struct {
+	t    testing.TB
+	spec procs.Spec
+	cur  *procs.Proc // the current or last run; nil before the first start
+}
+
+// newProc prepares (does not start) a process whose output is appended
+// to logPath, without the caller's RANGEKV_* environment.
+func newProc(t testing.TB, name, bin, logPath string, args ...string) *proc {
+	p := &proc{t: t, spec: procs.Spec{Name: name, Bin: bin, Args: args, Env: procs.CleanEnv(), LogPath: logPath}}
+	t.Cleanup(func() {
+		if p.running() {
+			ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+			defer cancel()
+			if err := p.cur.Kill(ctx); err != nil {
+				t.Error(err)
+			}
 		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
+		if t.Failed() {
+			t.Logf("%s log tail:\n%s", name, tail(logPath, 15))
+		}
+	})
+	return p
 }
 
-// storeProc is one rangekv-store process; it can be killed and restarted
-// on the same addresses and data directory.
-type storeProc struct {
-	t        testing.TB
-	id       int
-	addr     string
-	httpAddr string
-	dataDir  string
-	logPath  string
-	initial  string
+func (p *proc) name() string    { return p.spec.Name }
+func (p *proc) logPath() string { return p.spec.LogPath }
 
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the current process was reaped
-}
+func (p *proc) running() bool { return p.cur != nil && p.cur.Running() }
 
-func (p *storeProc) running() bool {
-	if p.cmd == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
+// pid is the current (or last) run's process ID.
+func (p *proc) pid() int { return p.cur.Pid() }
+
+// signal sends sig to the running process (SIGSTOP, SIGCONT, SIGKILL
+// without waiting); a process that is gone is not an error.
+func (p *proc) signal(sig os.Signal) {
+	if p.cur != nil {
+		_ = p.cur.Signal(sig)
 	}
 }
 
 // start starts the process (appending to its log).
-func (p *storeProc) start() {
+func (p *proc) start() {
 	p.t.Helper()
 	if p.running() {
-		p.t.Fatalf("store %d is already running", p.id)
+		p.t.Fatalf("%s is already running", p.name())
 	}
-	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	cur, err := procs.Start(p.spec)
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	args := append([]string{
-		"--store-id", strconv.Itoa(p.id),
-		"--addr", p.addr,
-		"--http-addr", p.httpAddr,
-		"--data-dir", p.dataDir,
-		"--initial-stores", p.initial,
-	}, storeFlags...)
-	cmd := exec.Command(filepath.Join(binDir, "rangekv-store"), args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = cleanEnv()
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		p.t.Fatalf("start store %d: %v", p.id, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(done)
-	}()
-	p.cmd, p.done = cmd, done
+	p.cur = cur
 }
 
 // kill9 sends SIGKILL and waits until the process is gone.
-func (p *storeProc) kill9() {
+func (p *proc) kill9() {
 	p.t.Helper()
 	if !p.running() {
 		return
 	}
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.t.Fatalf("store %d (pid %d) still running 10s after SIGKILL", p.id, p.cmd.Process.Pid)
+	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+	defer cancel()
+	if err := p.cur.Kill(ctx); err != nil {
+		p.t.Fatal(err)
 	}
 }
 
-// cleanEnv is the environment without RANGEKV_* variables, so that the
-// caller's settings cannot change what a test runs.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RANGEKV_") {
-			out = append(out, kv)
+// checkProcs fails the test if one of ps has exited.
+func checkProcs(t testing.TB, ps ...*proc) {
+	t.Helper()
+	for _, p := range ps {
+		if !p.running() {
+			t.Fatalf("%s exited unexpectedly; log tail:\n%s", p.name(), tail(p.logPath(), 15))
 		}
 	}
-	return out
+}
+
+// storeProc is one rangekv-store process of a statically bootstrapped
+// cluster.
+type storeProc struct {
+	*proc
+	id       int
+	addr     string
+	httpAddr string
 }
 
 // procCluster is n store processes bootstrapped statically together.
@@ -161,35 +168,28 @@ func startCluster(t testing.TB, n int) *procCluster {
 	t.Helper()
 	base := t.TempDir()
 	addrs := freeAddrs(t, 2*n)
-	var initial []string
+	var initial []procs.Peer
 	for i := range n {
-		initial = append(initial, fmt.Sprintf("%d=%s", i+1, addrs[2*i]))
+		initial = append(initial, procs.Peer{ID: uint64(i + 1), Addr: addrs[2*i]})
 	}
 	c := &procCluster{t: t}
 	for i := range n {
+		args := procs.StoreArgs{
+			StoreID:       uint64(i + 1),
+			Addr:          addrs[2*i],
+			HTTPAddr:      addrs[2*i+1],
+			DataDir:       filepath.Join(base, fmt.Sprintf("store%d", i+1)),
+			InitialStores: initial,
+			Extra:         storeFlags,
+		}
 		c.stores = append(c.stores, &storeProc{
-			t:        t,
+			proc: newProc(t, fmt.Sprintf("store %d", i+1), filepath.Join(binDir, "rangekv-store"),
+				filepath.Join(base, fmt.Sprintf("store%d.log", i+1)), args.Args()...),
 			id:       i + 1,
-			addr:     addrs[2*i],
-			httpAddr: addrs[2*i+1],
-			dataDir:  filepath.Join(base, fmt.Sprintf("store%d", i+1)),
-			logPath:  filepath.Join(base, fmt.Sprintf("store%d.log", i+1)),
-			initial:  strings.Join(initial, ","),
+			addr:     args.Addr,
+			httpAddr: args.HTTPAddr,
 		})
 	}
-	t.Cleanup(func() {
-		for _, p := range c.stores {
-			if p.running() {
-				p.cmd.Process.Signal(syscall.SIGKILL)
-				<-p.done
-			}
-		}
-		if t.Failed() {
-			for _, p := range c.stores {
-				t.Logf("store %d log tail:\n%s", p.id, tail(p.logPath, 15))
-			}
-		}
-	})
 	for _, p := range c.stores {
 		p.start()
 	}
@@ -212,7 +212,7 @@ func (c *procCluster) checkRunning(want ...*storeProc) {
 	c.t.Helper()
 	for _, p := range want {
 		if !p.running() {
-			c.t.Fatalf("store %d exited unexpectedly; log tail:\n%s", p.id, tail(p.logPath, 15))
+			c.t.Fatalf("store %d exited unexpectedly; log tail:\n%s", p.id, tail(p.logPath(), 15))
 		}
 	}
 }
@@ -298,7 +298,7 @@ func runCLI(t testing.TB, args ...string) (string, string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "rangekv"), args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = procs.CleanEnv()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -316,21 +316,11 @@ func runCLI(t testing.TB, args ...string) (string, string, int) {
 	return "", "", -1
 }
 
-// tail returns the last n lines of a file.
+// tail returns the last n non-blank lines of a file.
 func tail(path string, n int) string {
-	f, err := os.Open(path)
+	lines, err := procs.LastLines(path, n)
 	if err != nil {
 		return err.Error()
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
 	}
 	return strings.Join(lines, "\n")
 }

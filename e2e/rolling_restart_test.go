@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/rangekv/rangekv/internal/procs"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
 )
@@ -102,11 +104,11 @@ func (w *rrWorkload) waitMore(t *testing.T, n int64, timeout time.Duration) {
 func (p *proc) sigterm(timeout time.Duration) time.Duration {
 	p.t.Helper()
 	start := time.Now()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		p.t.Fatalf("%s (pid %d) still running %s after SIGTERM", p.name, p.cmd.Process.Pid, timeout)
+	p.signal(syscall.SIGTERM)
+	ctx, cancel := context.WithTimeoutCause(context.Background(), timeout, fmt.Errorf("%s after SIGTERM", timeout))
+	defer cancel()
+	if err := p.cur.Wait(ctx); err != nil {
+		p.t.Fatal(err)
 	}
 	return time.Since(start)
 }
@@ -130,18 +132,19 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	pdBin := placementBin(t)
 	base := t.TempDir()
 	addrs := freeAddrs(t, 12)
-	var initial, pdAddrs []string
+	var initial []procs.Peer
+	var pdAddrs []string
 	for i := range 3 {
-		initial = append(initial, fmt.Sprintf("%d=%s", i+1, addrs[2*i]))
+		initial = append(initial, procs.Peer{ID: uint64(i + 1), Addr: addrs[2*i]})
 		pdAddrs = append(pdAddrs, addrs[2*i])
 	}
 	var all []*proc
 	for i := range 3 {
-		pd := newProc(t, fmt.Sprintf("placement%d", i+1), pdBin, filepath.Join(base, fmt.Sprintf("pd%d.log", i+1)),
-			"--id", fmt.Sprint(i+1), "--addr", addrs[2*i], "--http-addr", addrs[2*i+1], "--data-dir", filepath.Join(base, fmt.Sprintf("pd%d", i+1)),
-			"--initial-cluster", strings.Join(initial, ","),
-			"--raft.election-timeout", "500ms", "--raft.heartbeat-interval", "50ms",
-			"--schedule.interval", "200ms", "--schedule.store-down-grace", "3s")
+		pd := newProc(t, fmt.Sprintf("placement%d", i+1), pdBin, filepath.Join(base, fmt.Sprintf("pd%d.log", i+1)), procs.PlacementArgs{
+			ID: uint64(i + 1), Addr: addrs[2*i], HTTPAddr: addrs[2*i+1], DataDir: filepath.Join(base, fmt.Sprintf("pd%d", i+1)),
+			InitialCluster: initial,
+			Extra:          append(slices.Clone(pdTestFlags), "--schedule.store-down-grace", "3s"),
+		}.Args()...)
 		pd.start()
 		all = append(all, pd)
 	}
@@ -150,10 +153,9 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	for i := range 3 {
 		addr, httpAddr := addrs[6+2*i], addrs[7+2*i]
 		storeHTTP = append(storeHTTP, httpAddr)
-		args := append([]string{"--addr", addr, "--http-addr", httpAddr, "--data-dir", filepath.Join(base, fmt.Sprintf("store%d", i+1)),
-			"--placement", strings.Join(pdAddrs, ","), "--heartbeat.store-interval", "200ms", "--heartbeat.range-interval", "100ms",
-			"--drain-timeout", "10s"}, storeFlags...)
-		p := newProc(t, fmt.Sprintf("store%d", i+1), filepath.Join(binDir, "rangekv-store"), filepath.Join(base, fmt.Sprintf("store%d.log", i+1)), args...)
+		args := procs.StoreArgs{Addr: addr, HTTPAddr: httpAddr, DataDir: filepath.Join(base, fmt.Sprintf("store%d", i+1)),
+			Placement: pdAddrs, Extra: joinedStoreFlags("--drain-timeout", "10s")}
+		p := newProc(t, fmt.Sprintf("store%d", i+1), filepath.Join(binDir, "rangekv-store"), filepath.Join(base, fmt.Sprintf("store%d.log", i+1)), args.Args()...)
 		p.start()
 		stores = append(stores, p)
 		all = append(all, p)
@@ -255,12 +257,12 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	for round := range rounds {
 		for i, p := range stores {
 			took := p.sigterm(20 * time.Second)
-			log, _ := os.ReadFile(p.logPath)
+			log, _ := os.ReadFile(p.logPath())
 			drained := strings.Count(string(log), "drain complete")
 			t.Logf("%s round %d: store %d stopped %s after SIGTERM (drain completions in its log so far: %d; %d writes acked)",
 				time.Now().Format("15:04:05.000"), round+1, i+1, took.Round(time.Millisecond), drained, w.acked.Load())
 			if drained != round+1 {
-				t.Errorf("store %d log: %d \"drain complete\" lines after %d SIGTERMs; tail:\n%s", i+1, drained, round+1, tail(p.logPath, 10))
+				t.Errorf("store %d log: %d \"drain complete\" lines after %d SIGTERMs; tail:\n%s", i+1, drained, round+1, tail(p.logPath(), 10))
 			}
 			w.waitMore(t, perStep/4, 30*time.Second) // the cluster serves without it
 			p.start()

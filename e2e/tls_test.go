@@ -20,12 +20,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/rangekv/rangekv/internal/procs"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
@@ -38,7 +40,7 @@ func runBin(t *testing.T, bin string, env []string, args ...string) (string, int
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(cleanEnv(), env...)
+	cmd.Env = append(procs.CleanEnv(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -105,19 +107,20 @@ func TestTLSCluster(t *testing.T) {
 	// The cluster: one placement member, three stores, all with node.crt.
 	addrs := freeAddrs(t, 8)
 	pdAddr := addrs[0]
-	pd := newProc(t, "placement", pdBin, file(base, "pd.log"), append([]string{
-		"--id", "1", "--addr", pdAddr, "--http-addr", addrs[1], "--data-dir", file(base, "pd"),
-		"--initial-cluster", "1=" + pdAddr,
-		"--raft.election-timeout", "500ms", "--raft.heartbeat-interval", "50ms", "--schedule.interval", "200ms"}, nodeTLS...)...)
+	pd := newProc(t, "placement", pdBin, file(base, "pd.log"), procs.PlacementArgs{
+		ID: 1, Addr: pdAddr, HTTPAddr: addrs[1], DataDir: file(base, "pd"),
+		InitialCluster: []procs.Peer{{ID: 1, Addr: pdAddr}},
+		Extra:          slices.Concat(pdTestFlags, nodeTLS),
+	}.Args()...)
 	pd.start()
 	all := []*proc{pd}
 	var storeAddrs, storeHTTP []string
 	for i := range 3 {
 		addr, httpAddr := addrs[2+2*i], addrs[3+2*i]
 		storeAddrs, storeHTTP = append(storeAddrs, addr), append(storeHTTP, httpAddr)
-		args := append([]string{"--addr", addr, "--http-addr", httpAddr, "--data-dir", file(base, fmt.Sprintf("store%d", i+1)),
-			"--placement", pdAddr, "--heartbeat.store-interval", "200ms", "--heartbeat.range-interval", "100ms"}, storeFlags...)
-		p := newProc(t, fmt.Sprintf("store%d", i+1), storeBin, file(base, fmt.Sprintf("store%d.log", i+1)), append(args, nodeTLS...)...)
+		args := procs.StoreArgs{Addr: addr, HTTPAddr: httpAddr, DataDir: file(base, fmt.Sprintf("store%d", i+1)),
+			Placement: []string{pdAddr}, Extra: joinedStoreFlags(nodeTLS...)}
+		p := newProc(t, fmt.Sprintf("store%d", i+1), storeBin, file(base, fmt.Sprintf("store%d.log", i+1)), args.Args()...)
 		p.start()
 		all = append(all, p)
 	}

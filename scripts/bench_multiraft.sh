@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Multi-Raft benchmarks (docs/benchmarks.md, "Multi-Raft"): three real
 # rangekv-store processes on 127.0.0.1 with static bootstrap, driven by
-# internal/tools/multiraftbench:
+# internal/harness/multiraftbench:
 #   1. idle cost of 1,000 and 10,000 quiescent ranges (each in a fresh
 #      cluster): CPU per store, batches and Raft messages per second;
 #   2. writes over 1,000 ranges vs one range: the same number of puts from
@@ -45,7 +45,7 @@ OUT=${OUT:-$BENCH_DIR/multiraft_$(date +%Y%m%d_%H%M%S).md}
 echo "building into $BENCH_DIR/bin" >&2
 go build -o "$BENCH_DIR/bin/rangekv-store" ./cmd/store
 go build -o "$BENCH_DIR/bin/rangekv-placement" ./cmd/placement
-go build -o "$BENCH_DIR/bin/multiraftbench" ./internal/tools/multiraftbench
+go build -o "$BENCH_DIR/bin/multiraftbench" ./internal/harness/multiraftbench
 
 echo "uptime before: $(uptime)" >&2
 rc=0

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rangekv/rangekv/internal/harness/testcluster"
 	"github.com/rangekv/rangekv/internal/keys"
-	"github.com/rangekv/rangekv/internal/testcluster"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/store"
 )

@@ -15,8 +15,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rangekv/rangekv/internal/harness/testcluster"
 	"github.com/rangekv/rangekv/internal/keys"
-	"github.com/rangekv/rangekv/internal/testcluster"
 	"github.com/rangekv/rangekv/placement"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"

@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/rangekv/rangekv/internal/testcluster"
+	"github.com/rangekv/rangekv/internal/harness/testcluster"
 	"github.com/rangekv/rangekv/placement"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"

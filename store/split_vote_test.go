@@ -10,7 +10,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/rangekv/rangekv/internal/testcluster"
+	"github.com/rangekv/rangekv/internal/harness/testcluster"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/store"
 )

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rangekv/rangekv/internal/testcluster"
+	"github.com/rangekv/rangekv/internal/harness/testcluster"
 )
 
 // cli runs the rangekv root command in-process with args and returns its

@@ -6,26 +6,23 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/rangekv/rangekv/internal/procs"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
@@ -164,27 +161,6 @@ func findBin(flagName, flagValue, name string) (string, error) {
 	return p, nil
 }
 
-// freeLoopbackAddrs returns n distinct free 127.0.0.1 addresses. They are
-// free when returned; another process could take one before a child binds.
-func freeLoopbackAddrs(n int) ([]string, error) {
-	lns := make([]net.Listener, 0, n)
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	out := make([]string, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	return out, nil
-}
-
 // loadOrCreatePlaygroundState reads <dir>/playground.json, or creates it
 // with fresh ports when the directory holds no playground yet. A recorded
 // playground keeps its shape; an explicit count that differs is refused.
@@ -224,7 +200,7 @@ func loadOrCreatePlaygroundState(dir string, cfg playgroundConfig) (playgroundSt
 			return st, usageErrorf("data-dir: %s holds %s data but no %s (its ports are unknown); remove it or use another --data-dir", dir, prefix, playgroundStateFile)
 		}
 	}
-	addrs, err := freeLoopbackAddrs(2 * (cfg.storeCount + cfg.placementCount))
+	addrs, err := procs.FreeLoopbackAddrs(2 * (cfg.storeCount + cfg.placementCount))
 	if err != nil {
 		return st, fmt.Errorf("pick free ports: %w", err)
 	}
@@ -255,23 +231,18 @@ func loadOrCreatePlaygroundState(dir string, cfg playgroundConfig) (playgroundSt
 	return st, nil
 }
 
-// initialStoresFlag renders --initial-stores (static mode).
-func (st playgroundState) initialStoresFlag() string {
-	parts := make([]string, len(st.Stores))
-	for i, s := range st.Stores {
-		parts[i] = fmt.Sprintf("%d=%s", s.ID, s.Addr)
+// procPeers lists processes by ID and address, for --initial-stores
+// (static mode) and the placement members' --initial-cluster.
+func procPeers(ps []playgroundProc) []procs.Peer {
+	out := make([]procs.Peer, len(ps))
+	for i, p := range ps {
+		out[i] = procs.Peer{ID: p.ID, Addr: p.Addr}
 	}
-	return strings.Join(parts, ",")
+	return out
 }
 
-// initialClusterFlag renders the placement members' --initial-cluster.
-func (st playgroundState) initialClusterFlag() string {
-	parts := make([]string, len(st.Placement))
-	for i, p := range st.Placement {
-		parts[i] = fmt.Sprintf("%d=%s", p.ID, p.Addr)
-	}
-	return strings.Join(parts, ",")
-}
+func (st playgroundState) initialStores() []procs.Peer  { return procPeers(st.Stores) }
+func (st playgroundState) initialCluster() []procs.Peer { return procPeers(st.Placement) }
 
 func procAddrs(ps []playgroundProc) []string {
 	out := make([]string, len(ps))
@@ -288,23 +259,10 @@ func (st playgroundState) placementAddrs() []string { return procAddrs(st.Placem
 // or the number of stores when there are fewer.
 func (st playgroundState) replicas() int { return min(3, len(st.Stores)) }
 
-// child is one running process.
+// child is one running process, named "store 1", "placement 2".
 type child struct {
-	name    string // "store 1", "placement 2"
-	proc    playgroundProc
-	cmd     *exec.Cmd
-	logPath string
-	exited  chan struct{} // closed when the process was reaped
-	err     error         // its exit status, set before exited closes
-}
-
-func (c *child) running() bool {
-	select {
-	case <-c.exited:
-		return false
-	default:
-		return true
-	}
+	*procs.Proc
+	proc playgroundProc
 }
 
 func (a *app) runPlayground(ctx context.Context, cfg playgroundConfig) error {
@@ -345,23 +303,25 @@ func (a *app) runPlayground(ctx context.Context, cfg playgroundConfig) error {
 		stopChildren(members, sigs, a.stderr)
 	}()
 	anyExit := make(chan *child, len(st.Stores)+len(st.Placement))
+	// One goroutine per child; each ends once its child was reaped (the
+	// deferred stops reap every child), and anyExit has room for all.
 	watch := func(c *child) {
 		go func() {
-			<-c.exited
+			<-c.Done()
 			anyExit <- c
 		}()
 	}
 	for _, p := range st.Placement {
-		args := []string{
-			"--id", strconv.FormatUint(p.ID, 10),
-			"--addr", p.Addr,
-			"--http-addr", p.HTTPAddr,
-			"--data-dir", filepath.Join(dir, p.Dir),
-			"--initial-cluster", st.initialClusterFlag(),
-			"--schedule.replicas", strconv.Itoa(st.replicas()),
+		args := procs.PlacementArgs{
+			ID:             p.ID,
+			Addr:           p.Addr,
+			HTTPAddr:       p.HTTPAddr,
+			DataDir:        filepath.Join(dir, p.Dir),
+			InitialCluster: st.initialCluster(),
+			Replicas:       st.replicas(),
+			Extra:          append(append([]string(nil), nodeTLS...), cfg.placementFlags...),
 		}
-		args = append(args, nodeTLS...)
-		c, err := startChild(pdBin, dir, fmt.Sprintf("placement %d", p.ID), p, append(args, cfg.placementFlags...))
+		c, err := startChild(pdBin, dir, fmt.Sprintf("placement %d", p.ID), p, args.Args())
 		if err != nil {
 			return err
 		}
@@ -369,14 +329,18 @@ func (a *app) runPlayground(ctx context.Context, cfg playgroundConfig) error {
 		watch(c)
 	}
 	for _, s := range st.Stores {
-		args := []string{"--addr", s.Addr, "--http-addr", s.HTTPAddr, "--data-dir", filepath.Join(dir, s.Dir)}
-		if st.static() {
-			args = append(args, "--store-id", strconv.FormatUint(s.ID, 10), "--initial-stores", st.initialStoresFlag())
-		} else {
-			args = append(args, "--placement", strings.Join(st.placementAddrs(), ","))
+		args := procs.StoreArgs{
+			Addr:     s.Addr,
+			HTTPAddr: s.HTTPAddr,
+			DataDir:  filepath.Join(dir, s.Dir),
+			Extra:    append(append([]string(nil), nodeTLS...), cfg.storeFlags...),
 		}
-		args = append(args, nodeTLS...)
-		c, err := startChild(storeBin, dir, fmt.Sprintf("store %d", s.ID), s, append(args, cfg.storeFlags...))
+		if st.static() {
+			args.StoreID, args.InitialStores = s.ID, st.initialStores()
+		} else {
+			args.Placement = st.placementAddrs()
+		}
+		c, err := startChild(storeBin, dir, fmt.Sprintf("store %d", s.ID), s, args.Args())
 		if err != nil {
 			return err
 		}
@@ -404,8 +368,8 @@ func (a *app) runPlayground(ctx context.Context, cfg playgroundConfig) error {
 		case <-ctx.Done():
 			return nil
 		case c := <-anyExit:
-			fmt.Fprintf(a.stderr, "rangekv playground: %s (pid %d) exited unexpectedly (%v); see %s\n", c.name, c.cmd.Process.Pid, c.err, c.logPath)
-			if strings.HasPrefix(c.name, "store") {
+			fmt.Fprintf(a.stderr, "rangekv playground: %s (pid %d) exited unexpectedly (%v); see %s\n", c.Name(), c.Pid(), c.Err(), c.LogPath())
+			if strings.HasPrefix(c.Name(), "store") {
 				if live--; live == 0 {
 					return errors.New("playground: every store exited")
 				}
@@ -423,14 +387,14 @@ func (a *app) printPlayground(st playgroundState, dir string, members, stores []
 		fmt.Fprintf(w, "rangekv playground: %d placement members and %d stores running (data and logs in %s)\n", len(members), len(stores), dir)
 	}
 	for _, c := range members {
-		fmt.Fprintf(w, "  placement %d  pid %d  addr %s  http http://%s  log %s\n", c.proc.ID, c.cmd.Process.Pid, c.proc.Addr, c.proc.HTTPAddr, c.logPath)
+		fmt.Fprintf(w, "  placement %d  pid %d  addr %s  http http://%s  log %s\n", c.proc.ID, c.Pid(), c.proc.Addr, c.proc.HTTPAddr, c.LogPath())
 	}
 	for _, c := range stores {
 		id := c.proc.ID
 		if sid, ok := storeIDs[c.proc.Addr]; ok {
 			id = sid
 		}
-		fmt.Fprintf(w, "  store %d  pid %d  addr %s  http http://%s  log %s\n", id, c.cmd.Process.Pid, c.proc.Addr, c.proc.HTTPAddr, c.logPath)
+		fmt.Fprintf(w, "  store %d  pid %d  addr %s  http http://%s  log %s\n", id, c.Pid(), c.proc.Addr, c.proc.HTTPAddr, c.LogPath())
 	}
 	storesFlag := strings.Join(st.addrs(), ",")
 	fmt.Fprintf(w, "\nTry:\n")
@@ -467,30 +431,26 @@ func (a *app) printPlayground(st playgroundState, dir string, members, stores []
 }
 
 // startChild starts one child with its output appended to
-// <dir>/<name>.log (name without the space).
+// <dir>/<name>.log (name without the space). The child is in its own
+// process group, so that only the playground signals it (a Ctrl-C at the
+// terminal reaches the playground, which stops the stores, then the
+// placement members), and on Linux it gets SIGTERM if the playground dies
+// without stopping it (kill -9), so no child is left behind.
 func startChild(bin, dir, name string, p playgroundProc, args []string) (*child, error) {
-	logPath := filepath.Join(dir, strings.ReplaceAll(name, " ", "")+".log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	proc, err := procs.Start(procs.Spec{
+		Name:    name,
+		Bin:     bin,
+		Args:    args,
+		LogPath: filepath.Join(dir, strings.ReplaceAll(name, " ", "")+".log"),
+		// The children read RANGEKV_* themselves: keep the CLI's own out
+		// of their way.
+		Env:               storeEnv(os.Environ()),
+		ParentDeathSignal: syscall.SIGTERM,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%s log: %w", name, err)
+		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = childProcAttr()
-	// The children read RANGEKV_* themselves: keep the CLI's own out of
-	// their way.
-	cmd.Env = storeEnv(os.Environ())
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
-	}
-	c := &child{name: name, proc: p, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
-	go func() {
-		c.err = cmd.Wait()
-		logf.Close()
-		close(c.exited)
-	}()
-	return c, nil
+	return &child{Proc: proc, proc: p}, nil
 }
 
 // storeEnv drops the CLI's global RANGEKV_* variables, which mean something
@@ -501,14 +461,7 @@ func storeEnv(env []string) []string {
 	for _, g := range globalFlags {
 		drop["RANGEKV_"+strings.ToUpper(g)] = true
 	}
-	out := env[:0:0]
-	for _, kv := range env {
-		name, _, _ := strings.Cut(kv, "=")
-		if !drop[name] {
-			out = append(out, kv)
-		}
-	}
-	return out
+	return procs.FilterEnv(env, func(name string) bool { return drop[name] })
 }
 
 // playgroundKey is the key the playground writes to check the cluster.
@@ -547,7 +500,7 @@ func waitPlaygroundReady(ctx context.Context, st playgroundState, timeout time.D
 		}
 		return r.ids, nil
 	case c := <-anyExit:
-		return nil, fmt.Errorf("playground: %s exited while starting (%v): %s", c.name, c.err, lastLine(c.logPath))
+		return nil, fmt.Errorf("playground: %s exited while starting (%v): %s", c.Name(), c.Err(), lastLine(c.LogPath()))
 	case s := <-sigs:
 		return nil, &interruptedError{sig: s}
 	}
@@ -665,24 +618,18 @@ func (e *interruptedError) Error() string { return "playground: " + e.sig.String
 
 // lastLine returns the last non-empty line of a file, for error messages.
 func lastLine(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
+	lines, err := procs.LastLines(path, 1)
+	if err != nil || len(lines) == 0 {
 		return "see " + path
 	}
-	defer f.Close()
-	var last string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			last = l
-		}
-	}
-	if last == "" {
-		return "see " + path
-	}
-	return last + " (" + path + ")"
+	return strings.TrimSpace(lines[0]) + " (" + path + ")"
 }
+
+// Why stopChildren killed children (the cause of its grace's end).
+var (
+	errStopTimeout  = errors.New("stop timeout")
+	errSecondSignal = errors.New("second signal")
+)
 
 // stopChildren sends SIGTERM to every running child, waits up to
 // playgroundStopTimeout for all of them, then SIGKILLs the rest. A signal
@@ -692,47 +639,47 @@ func stopChildren(children []*child, sigs <-chan os.Signal, stderr io.Writer) {
 	if len(children) == 0 {
 		return
 	}
-	for _, c := range children {
-		if c.running() {
-			c.cmd.Process.Signal(syscall.SIGTERM)
-		}
+	ps := make([]*procs.Proc, len(children))
+	for i, c := range children {
+		ps[i] = c.Proc
 	}
+	grace, cancelGrace := context.WithTimeoutCause(context.Background(), playgroundStopTimeout, errStopTimeout)
+	defer cancelGrace()
+	ctx, cancel := context.WithCancelCause(grace)
+	// The watcher of a second signal ends with the stop: stopChildren
+	// waits for it.
 	start := time.Now()
-	deadline := time.NewTimer(playgroundStopTimeout)
-	defer deadline.Stop()
-	kill := false
-	for _, c := range children {
-		for !kill && c.running() {
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
 			select {
-			case <-c.exited:
-			case <-deadline.C:
-				fmt.Fprintf(stderr, "rangekv playground: %s still running after %s: killing it\n", runningNames(children), playgroundStopTimeout)
-				kill = true
 			case <-sigs:
 				if time.Since(start) >= time.Second {
-					fmt.Fprintf(stderr, "rangekv playground: killing %s\n", runningNames(children))
-					kill = true
+					cancel(errSecondSignal)
+					return
 				}
+			case <-ctx.Done():
+				return
 			}
 		}
+	}()
+	killed := procs.Stop(ctx, ps...)
+	cancel(nil)
+	<-watched
+	if len(killed) == 0 {
+		return
 	}
-	for _, c := range children {
-		if kill && c.running() {
-			c.cmd.Process.Kill()
-		}
-		<-c.exited
-	}
-}
-
-func runningNames(children []*child) string {
-	var names []string
-	for _, c := range children {
-		if c.running() {
-			names = append(names, c.name)
-		}
+	names := make([]string, len(killed))
+	for i, p := range killed {
+		names[i] = p.Name()
 	}
 	sort.Strings(names)
-	return strings.Join(names, ", ")
+	if errors.Is(context.Cause(ctx), errSecondSignal) {
+		fmt.Fprintf(stderr, "rangekv playground: killing %s\n", strings.Join(names, ", "))
+	} else {
+		fmt.Fprintf(stderr, "rangekv playground: %s still running after %s: killing it\n", strings.Join(names, ", "), playgroundStopTimeout)
+	}
 }
 
 // playgroundTLS makes (first run) or reuses the certificates in certDir,

@@ -1,13 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/rangekv/rangekv/internal/procs"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -35,7 +42,7 @@ func TestPlaygroundState(t *testing.T) {
 	if st.Stores[1].Dir != "store2" || st.Placement[2].Dir != "placement3" {
 		t.Errorf("dirs: %+v %+v", st.Stores, st.Placement)
 	}
-	if got := st.initialClusterFlag(); got != "1="+st.Placement[0].Addr+",2="+st.Placement[1].Addr+",3="+st.Placement[2].Addr {
+	if got := procs.PeerList(st.initialCluster()); got != "1="+st.Placement[0].Addr+",2="+st.Placement[1].Addr+",3="+st.Placement[2].Addr {
 		t.Errorf("initial cluster flag %q", got)
 	}
 	if st.replicas() != 3 {
@@ -61,7 +68,7 @@ func TestPlaygroundState(t *testing.T) {
 	if err != nil || !ss.static() || len(ss.Placement) != 0 || ss.replicas() != 2 {
 		t.Fatalf("static: %+v %v", ss, err)
 	}
-	if got := ss.initialStoresFlag(); got != "1="+ss.Stores[0].Addr+",2="+ss.Stores[1].Addr {
+	if got := procs.PeerList(ss.initialStores()); got != "1="+ss.Stores[0].Addr+",2="+ss.Stores[1].Addr {
 		t.Errorf("initial stores flag %q", got)
 	}
 
@@ -134,5 +141,96 @@ func TestFindBin(t *testing.T) {
 	// The test binary has no rangekv-placement next to it.
 	if _, err := findBin("placement-bin", "", "rangekv-placement-nope"); exitCodeFor(err) != exitUsage || !strings.Contains(err.Error(), "make build") {
 		t.Errorf("no rangekv-placement: %v", err)
+	}
+}
+
+// shChildren starts n children of the playground's kind that run script
+// under sh and waits until each printed "ready".
+func shChildren(t *testing.T, n int, script string) []*child {
+	t.Helper()
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Fatalf("no sh to run test children: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	var children []*child
+	for i := range n {
+		c, err := startChild(sh, dir, fmt.Sprintf("store %d", i+1), playgroundProc{ID: uint64(i + 1)}, []string{"-c", script})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			kctx, kcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer kcancel()
+			if err := c.Kill(kctx); err != nil {
+				t.Error(err)
+			}
+		})
+		children = append(children, c)
+		if err := c.WaitReady(ctx, func(context.Context) error {
+			if b, _ := os.ReadFile(c.LogPath()); !bytes.Contains(b, []byte("ready")) {
+				return errors.New("not ready")
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return children
+}
+
+// Children that stop on SIGTERM are stopped without a word.
+func TestStopChildren(t *testing.T) {
+	children := shChildren(t, 2, "echo ready; exec sleep 60")
+	var stderr bytes.Buffer
+	stopChildren(children, make(chan os.Signal), &stderr)
+	for _, c := range children {
+		if c.Running() {
+			t.Errorf("%s still running", c.Name())
+		}
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("stopChildren printed %q", stderr.String())
+	}
+}
+
+// A second signal, a second or more into the stop, kills the children
+// that ignore SIGTERM at once (well before the 10s grace).
+func TestStopChildrenSecondSignalKills(t *testing.T) {
+	children := shChildren(t, 2, `trap "" TERM; echo ready; exec sleep 60`)
+	sigs := make(chan os.Signal, 1)
+	var stderr bytes.Buffer
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		stopChildren(children, sigs, &stderr)
+	}()
+	// A Ctrl-C every 100ms: those in the first second are ignored.
+	ctx, cancel := context.WithTimeout(context.Background(), playgroundStopTimeout/2)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for waiting := true; waiting; {
+		select {
+		case <-stopped:
+			waiting = false
+		case <-tick.C:
+			select {
+			case sigs <- os.Interrupt:
+			default:
+			}
+		case <-ctx.Done():
+			t.Fatal("the second signal did not end the stop before half its grace")
+		}
+	}
+	if want := "rangekv playground: killing store 1, store 2\n"; stderr.String() != want {
+		t.Errorf("stopChildren printed %q, want %q", stderr.String(), want)
+	}
+	for _, c := range children {
+		if c.Running() {
+			t.Errorf("%s still running", c.Name())
+		}
 	}
 }

@@ -66,14 +66,14 @@ var designRules = []importRule{
 	{
 		name:     "rangeraft knows nothing of stores, placement, KV or Pebble",
 		pkgs:     []string{"rangeraft"},
-		never:    []string{"store/...", "router/...", "placement/...", "internal/testcluster/...", "github.com/cockroachdb/pebble/..."},
+		never:    []string{"store/...", "router/...", "placement/...", "internal/harness/...", "github.com/cockroachdb/pebble/..."},
 		required: true,
 	},
 	{
 		name:     "rangeraft's subpackages (logstore serves store and placement) import neither; Pebble is allowed",
 		pkgs:     []string{"rangeraft/..."},
 		except:   []string{"rangeraft"},
-		never:    []string{"store/...", "router/...", "placement/...", "internal/testcluster/..."},
+		never:    []string{"store/...", "router/...", "placement/...", "internal/harness/..."},
 		required: true,
 	},
 	{
@@ -115,6 +115,25 @@ var designRules = []importRule{
 		pkgs:        []string{"..."},
 		except:      []string{"placement/..."},
 		neverDirect: []string{"placement/schedule/..."},
+	},
+	{
+		name:       "internal/procs is a leaf launcher: it imports nothing of this module (no store, placement, router)",
+		pkgs:       []string{"internal/procs/..."},
+		onlyModule: []string{"internal/procs/..."},
+		required:   true,
+	},
+	{
+		// Go's internal rule lets every package of the module import
+		// internal/harness; this rule is what keeps production code off
+		// it. Only non-test imports are in the graph, so _test.go files
+		// (and e2e, which is all tests) may import harnesses freely. One
+		// direct import is enough to report: every chain into a harness
+		// starts with one.
+		name:        "test harnesses (internal/harness/...) are imported only by tests and other harnesses",
+		pkgs:        []string{"..."},
+		except:      []string{"internal/harness/..."},
+		neverDirect: []string{"internal/harness/..."},
+		required:    true,
 	},
 }
 
@@ -341,6 +360,10 @@ func TestCheckCatchesViolations(t *testing.T) {
 		m("placement/schedule"):            {ImportPath: m("placement/schedule"), Imports: []string{"fmt", "google.golang.org/grpc", m("proto/rangekvpb")}},
 		m("cmd/cli"):                       {ImportPath: m("cmd/cli"), Imports: []string{m("placement/schedule"), m("router")}},
 		m("cmd/placement"):                 {ImportPath: m("cmd/placement"), Imports: []string{m("placement")}},
+		m("cmd/store"):                     {ImportPath: m("cmd/store"), Imports: []string{m("internal/harness/testcluster")}},
+		m("internal/harness/testcluster"):  {ImportPath: m("internal/harness/testcluster"), Imports: []string{m("store")}},
+		m("internal/harness/nemesis"):      {ImportPath: m("internal/harness/nemesis"), Imports: []string{m("internal/harness/testcluster")}},
+		m("internal/procs"):                {ImportPath: m("internal/procs"), Imports: []string{"fmt", m("router")}},
 	}
 	violations, err := check(g, designRules)
 	if err != nil {
@@ -360,6 +383,9 @@ func TestCheckCatchesViolations(t *testing.T) {
 		"placement drives its Raft group through rangeraft/driver: placement does not import rangeraft/driver",
 		"placement reaches rangeraft/logstore only through rangeraft/driver: placement imports rangeraft/logstore",
 		"rangeraft/driver depends on router (allowed in this module: rangeraft, rangeraft/logstore, internal/keys, proto/...)\n\tchain: rangeraft/driver -> router",
+		// production code reaching a test harness
+		"cmd/store imports internal/harness/testcluster\n\tchain: cmd/store -> internal/harness/testcluster",
+		"internal/procs depends on router (allowed in this module: internal/procs/...)\n\tchain: internal/procs -> router",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("violation not reported: %q\nreported:\n%s", want, got)
@@ -370,6 +396,7 @@ func TestCheckCatchesViolations(t *testing.T) {
 		"proto/rangekvpb depends on",                                  // proto imports only std here
 		"cmd/placement imports",                                       // through placement is fine
 		"store imports placement/schedule",                            // only direct imports count
+		"internal/harness/nemesis imports",                            // a harness may use another
 	} {
 		if strings.Contains(got, bad) {
 			t.Errorf("false positive %q in:\n%s", bad, got)

@@ -16,10 +16,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/rangekv/rangekv/internal/procs"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
 )
@@ -68,13 +67,13 @@ func startPDCluster(ctx context.Context, name, dir, pdBin string, sa storeArgs) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, err
 	}
-	addrs, err := freeAddrs(4 * n)
+	addrs, err := procs.FreeLoopbackAddrs(4 * n)
 	if err != nil {
 		return nil, nil, err
 	}
-	var initial []string
+	var initial []procs.Peer
 	for i := range n {
-		initial = append(initial, fmt.Sprintf("%d=%s", i+1, addrs[2*i]))
+		initial = append(initial, procs.Peer{ID: uint64(i + 1), Addr: addrs[2*i]})
 	}
 	c := &pdCluster{cluster: &cluster{name: name, dir: dir}}
 	fail := func(err error) (*pdCluster, *router.Client, error) {
@@ -90,14 +89,15 @@ func startPDCluster(ctx context.Context, name, dir, pdBin string, sa storeArgs) 
 			logPath:  filepath.Join(dir, fmt.Sprintf("pd%d.log", i+1)),
 		}
 		c.members = append(c.members, m)
-		if err := m.start(pdBin, []string{
-			"--id", strconv.Itoa(i + 1),
-			"--addr", m.addr,
-			"--http-addr", m.httpAddr,
-			"--data-dir", m.dataDir,
-			"--initial-cluster", strings.Join(initial, ","),
-			"--schedule.replicas", "3",
-		}); err != nil {
+		args := procs.PlacementArgs{
+			ID:             m.id,
+			Addr:           m.addr,
+			HTTPAddr:       m.httpAddr,
+			DataDir:        m.dataDir,
+			InitialCluster: initial,
+			Replicas:       3,
+		}
+		if err := m.start(fmt.Sprintf("placement %d", m.id), pdBin, args.Args()); err != nil {
 			return fail(fmt.Errorf("placement member: %w", err))
 		}
 	}
@@ -110,14 +110,14 @@ func startPDCluster(ctx context.Context, name, dir, pdBin string, sa storeArgs) 
 			logPath:  filepath.Join(dir, fmt.Sprintf("s%d.log", i+1)),
 		}
 		c.stores = append(c.stores, p)
-		args := append([]string{
-			"--addr", p.addr,
-			"--http-addr", p.httpAddr,
-			"--data-dir", p.dataDir,
-			"--placement", strings.Join(c.pdAddrs(), ","),
-			"--raft.profile", sa.profile,
-		}, sa.extra...)
-		if err := p.start(sa.bin, args); err != nil {
+		args := procs.StoreArgs{
+			Addr:      p.addr,
+			HTTPAddr:  p.httpAddr,
+			DataDir:   p.dataDir,
+			Placement: c.pdAddrs(),
+			Extra:     sa.flags(),
+		}
+		if err := p.start(fmt.Sprintf("store %d", p.id), sa.bin, args.Args()); err != nil {
 			return fail(err)
 		}
 	}

@@ -21,8 +21,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/rangekv/rangekv/internal/harness/testcluster"
 	"github.com/rangekv/rangekv/internal/histcheck"
-	"github.com/rangekv/rangekv/internal/testcluster"
 	"github.com/rangekv/rangekv/placement"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
@@ -66,7 +66,7 @@ type params struct {
 }
 
 func (p params) repro() string {
-	return fmt.Sprintf("go test -count=1 -run 'TestNemesis$' ./internal/nemesis/ -nemesis.seed=%d -nemesis.duration=%s", p.seed, p.duration)
+	return fmt.Sprintf("go test -count=1 -run 'TestNemesis$' ./internal/harness/nemesis/ -nemesis.seed=%d -nemesis.duration=%s", p.seed, p.duration)
 }
 
 // TestNemesis runs the nemesis for 20 seeds (or as configured) and

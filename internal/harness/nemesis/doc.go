@@ -1,5 +1,5 @@
 // Package nemesis is rangekv's in-process nemesis (kvnemesis style): stores
-// and placement members in one process (internal/testcluster) take
+// and placement members in one process (internal/harness/testcluster) take
 // concurrent checked client traffic through router.Client while a seeded
 // generator injects faults — splits, replica moves, leader transfers,
 // store power loss and restart from a crash clone of its in-memory

@@ -1,8 +1,9 @@
 package main
 
 // Store processes: start on free 127.0.0.1 ports with static bootstrap,
-// stop by PID (SIGTERM, then SIGKILL after a deadline), kill -9; the admin
-// clients, /metrics scrapes and /proc CPU readings the measurements use.
+// stop by PID (SIGTERM, then SIGKILL after a deadline), kill -9, all
+// through internal/procs; the admin clients, /metrics scrapes and /proc
+// CPU readings the measurements use.
 
 import (
 	"bufio"
@@ -10,19 +11,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/rangekv/rangekv/internal/procs"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -40,27 +40,16 @@ type storeProc struct {
 	dataDir  string
 	logPath  string
 
-	cmd    *exec.Cmd
-	done   chan struct{} // closed once the process was reaped
-	killed bool          // stopped on purpose (kill9)
+	proc   *procs.Proc // nil until started
+	killed bool        // stopped on purpose (kill9)
 
 	conn  *grpc.ClientConn
 	admin rangekvpb.AdminClient
 }
 
-func (p *storeProc) pid() int { return p.cmd.Process.Pid }
+func (p *storeProc) pid() int { return p.proc.Pid() }
 
-func (p *storeProc) running() bool {
-	if p.cmd == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
+func (p *storeProc) running() bool { return p.proc != nil && p.proc.Running() }
 
 type cluster struct {
 	name   string
@@ -75,27 +64,6 @@ type storeArgs struct {
 	extra   []string
 }
 
-// freeAddrs returns n distinct 127.0.0.1 addresses that were free a
-// moment ago.
-func freeAddrs(n int) ([]string, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	return out, nil
-}
-
 // startCluster starts three stores bootstrapped together, with data under
 // dir, and waits until range 1 has a leader.
 func startCluster(ctx context.Context, name, dir string, sa storeArgs) (*cluster, error) {
@@ -103,13 +71,13 @@ func startCluster(ctx context.Context, name, dir string, sa storeArgs) (*cluster
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	addrs, err := freeAddrs(2 * n)
+	addrs, err := procs.FreeLoopbackAddrs(2 * n)
 	if err != nil {
 		return nil, err
 	}
-	var initial []string
+	var initial []procs.Peer
 	for i := range n {
-		initial = append(initial, fmt.Sprintf("%d=%s", i+1, addrs[2*i]))
+		initial = append(initial, procs.Peer{ID: uint64(i + 1), Addr: addrs[2*i]})
 	}
 	c := &cluster{name: name, dir: dir}
 	for i := range n {
@@ -121,15 +89,15 @@ func startCluster(ctx context.Context, name, dir string, sa storeArgs) (*cluster
 			logPath:  filepath.Join(dir, fmt.Sprintf("s%d.log", i+1)),
 		}
 		c.stores = append(c.stores, p)
-		args := append([]string{
-			"--store-id", strconv.Itoa(i + 1),
-			"--addr", p.addr,
-			"--http-addr", p.httpAddr,
-			"--data-dir", p.dataDir,
-			"--initial-stores", strings.Join(initial, ","),
-			"--raft.profile", sa.profile,
-		}, sa.extra...)
-		if err := p.start(sa.bin, args); err != nil {
+		args := procs.StoreArgs{
+			StoreID:       p.id,
+			Addr:          p.addr,
+			HTTPAddr:      p.httpAddr,
+			DataDir:       p.dataDir,
+			InitialStores: initial,
+			Extra:         sa.flags(),
+		}
+		if err := p.start(fmt.Sprintf("store %d", p.id), sa.bin, args.Args()); err != nil {
 			c.stop()
 			return nil, err
 		}
@@ -142,9 +110,12 @@ func startCluster(ctx context.Context, name, dir string, sa storeArgs) (*cluster
 		p.conn, p.admin = conn, rangekvpb.NewAdminClient(conn)
 	}
 	for _, p := range c.stores {
-		if err := waitHTTPReady(ctx, p, 30*time.Second); err != nil {
+		rctx, cancel := context.WithTimeoutCause(ctx, 30*time.Second, errors.New("not ready after 30s"))
+		err := p.proc.WaitReady(rctx, procs.HTTPReady("http://"+p.httpAddr+"/readyz"))
+		cancel()
+		if err != nil {
 			c.stop()
-			return nil, fmt.Errorf("store %d: %w (log: %s)", p.id, err, p.logPath)
+			return nil, fmt.Errorf("%w (log: %s)", err, p.logPath)
 		}
 	}
 	if _, err := c.waitLeader(ctx, 1, 30*time.Second); err != nil {
@@ -154,57 +125,22 @@ func startCluster(ctx context.Context, name, dir string, sa storeArgs) (*cluster
 	return c, nil
 }
 
-func (p *storeProc) start(bin string, args []string) error {
-	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+// flags are the flags every store gets beyond its identity and bootstrap.
+func (sa storeArgs) flags() []string {
+	return append([]string{"--raft.profile", sa.profile}, sa.extra...)
+}
+
+// start starts the process, named name in errors, with its output appended
+// to p.logPath. The caller's RANGEKV_* settings must not change what runs,
+// and the process outlives nothing: if this program dies, the kernel kills
+// it (procs' default parent-death signal).
+func (p *storeProc) start(name, bin string, args []string) error {
+	proc, err := procs.Start(procs.Spec{Name: name, Bin: bin, Args: args, Env: procs.CleanEnv(), LogPath: p.logPath})
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RANGEKV_") { // the caller's settings must not change what runs
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = env
-	// A store outlives nothing: if this program dies, the kernel kills it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("start store %d: %w", p.id, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		close(done)
-	}()
-	p.cmd, p.done = cmd, done
+	p.proc = proc
 	return nil
-}
-
-func waitHTTPReady(ctx context.Context, p *storeProc, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if !p.running() {
-			return errors.New("exited during start")
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.httpAddr+"/readyz", nil)
-		resp, err := httpClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %s", timeout)
-		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
-			return err
-		}
-	}
 }
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
@@ -242,25 +178,19 @@ func (c *cluster) waitLeader(ctx context.Context, rangeID uint64, timeout time.D
 // stop stops every running store: SIGTERM, then SIGKILL for those still
 // running after stopGrace. It returns the stores that needed SIGKILL.
 func (c *cluster) stop() []uint64 {
+	var ps []*procs.Proc
 	for _, p := range c.stores {
-		if p.running() {
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		if p.proc != nil {
+			ps = append(ps, p.proc)
 		}
 	}
-	deadline := time.After(stopGrace)
+	ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+	defer cancel()
+	killedProcs := procs.Stop(ctx, ps...)
 	var killed []uint64
 	for _, p := range c.stores {
-		if p.cmd == nil {
-			continue
-		}
-		select {
-		case <-p.done:
-		case <-deadline:
-		}
-		if p.running() {
+		if p.proc != nil && slices.Contains(killedProcs, p.proc) {
 			killed = append(killed, p.id)
-			_ = p.cmd.Process.Signal(syscall.SIGKILL)
-			<-p.done
 		}
 	}
 	for _, p := range c.stores {
@@ -278,15 +208,9 @@ func (c *cluster) kill9(i int) error {
 		return fmt.Errorf("store %d is not running", p.id)
 	}
 	p.killed = true
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		return err
-	}
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("store %d (pid %d) still running 10s after SIGKILL", p.id, p.pid())
-	}
+	ctx, cancel := context.WithTimeoutCause(context.Background(), 10*time.Second, errors.New("10s after SIGKILL"))
+	defer cancel()
+	return p.proc.Kill(ctx)
 }
 
 // checkAlive reports stores that exited without being killed on purpose,
@@ -294,10 +218,10 @@ func (c *cluster) kill9(i int) error {
 func (c *cluster) checkAlive() error {
 	var dead []string
 	for _, p := range c.stores {
-		if p.cmd == nil || p.running() || p.killed {
+		if p.proc == nil || p.running() || p.killed {
 			continue
 		}
-		dead = append(dead, fmt.Sprintf("store %d exited (%s): %s (log: %s)", p.id, p.cmd.ProcessState, crashLine(p.logPath), p.logPath))
+		dead = append(dead, fmt.Sprintf("store %d exited (%s): %s (log: %s)", p.id, p.proc.State(), crashLine(p.logPath), p.logPath))
 	}
 	if len(dead) > 0 {
 		return &storeCrashError{msg: strings.Join(dead, "; ")}
