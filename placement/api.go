@@ -266,7 +266,7 @@ func (a *api) Split(ctx context.Context, req *rangekvpb.SplitRequest) (*rangekvp
 	lead := s.cluster().leaderOf(d.RangeId)
 	if lead == 0 {
 		// Typically the right half of a split that just finished: its
-		// leader's store reports it once elected (store/heartbeat.go,
+		// leader's store reports it once elected (store/store_reports.go,
 		// reportRangesSoon). Wait briefly for that rather than send the
 		// caller into its retry backoff.
 		wctx, cancel := context.WithTimeout(ctx, splitLeaderWait)

@@ -61,7 +61,7 @@ func (st opStep) done(d *rangekvpb.RangeDescriptor, leader uint64) bool {
 }
 
 // confVerDelta is how much the step grows conf_ver once applied. It mirrors
-// the store (store/membership.go nextDescriptor), which adds one per applied
+// the store (store/replica_membership.go nextDescriptor), which adds one per applied
 // membership entry: a learner added or a replica removed is one entry; a
 // promotion is two, entering the joint configuration (the learner becomes
 // VOTER_INCOMING) and leaving it. A leader transfer changes no epoch.
@@ -125,7 +125,7 @@ type operator struct {
 // epoch plus the conf_ver of the steps before it. Invariant: every step is
 // sent with it, never with placement's latest descriptor, so a leader whose
 // range changed in any way the plan does not explain refuses the step
-// (store/operator_exec.go, EpochNotMatch).
+// (store/store_operators.go, EpochNotMatch).
 func (o *operator) stepEpoch(i int) *rangekvpb.RangeEpoch {
 	e := proto.CloneOf(o.epoch)
 	for _, st := range o.steps[:i] {

@@ -28,7 +28,7 @@
 // What the owner must guarantee: nothing makes a follower forget its leader
 // (ForgetLeader) sooner than LeaseDuration after it last heard from it, and
 // a restarted follower (which remembers no leader) grants no vote for an
-// election timeout after it started. The store does both (store/lease.go).
+// election timeout after it started. The store does both (store/replica_read.go).
 
 package rangeraft
 

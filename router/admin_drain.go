@@ -1,5 +1,5 @@
 // Store drain through the admin API: find the store's address through
-// placement and call its Drain RPC (see store/drain.go).
+// placement and call its Drain RPC (see store/store_drain.go).
 
 package router
 

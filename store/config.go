@@ -43,7 +43,7 @@ type Config struct {
 	BootstrapStoreIDs []uint64
 	// NewCluster says every store of a static cluster is new: a store on
 	// an empty data directory then skips asking its peers whether they
-	// knew an earlier, wiped incarnation of its store ID (incarnation.go).
+	// knew an earlier, wiped incarnation of its store ID (store_incarnation.go).
 	// Peers refuse a wiped store's Raft traffic either way.
 	NewCluster bool
 
@@ -115,7 +115,7 @@ type Config struct {
 	SnapshotRateBytes int64
 
 	// MinFreeBytes: below this much free space in DataDir the store
-	// refuses client writes (diskguard.go); 0 disables the guard.
+	// refuses client writes (store_diskguard.go); 0 disables the guard.
 	MinFreeBytes int64
 	// CacheBytes sizes the engine's block cache (0: Pebble's default of
 	// 8 MiB). Reads of data not in the memtables come from it.
@@ -269,7 +269,7 @@ type TestingKnobs struct {
 	// checker must catch. Never set outside tests.
 	TestingApplyIncrTwice bool
 	// FreeSpace, when set, replaces the measurement of the data dir's
-	// free bytes (diskguard.go).
+	// free bytes (store_diskguard.go).
 	FreeSpace func() (uint64, error)
 	// BeforeRaftPass, when set, is called by a worker for each range of a
 	// pass before it locks the replica and drains its inbox. A test blocks
@@ -284,7 +284,7 @@ type TestingKnobs struct {
 	OnFatal func(rangeID uint64, what string, err error)
 	// BeforeOperatorStep, when set, is called by the operator executor
 	// after it checked a placement step's epoch and leadership and before
-	// it proposes anything (operator_exec.go); a test blocks in it to
+	// it proposes anything (store_operators.go); a test blocks in it to
 	// change the range under the step.
 	BeforeOperatorStep func(rangeID uint64)
 	// SplitRHSStaged, when set, is called by the worker applying a split
@@ -292,16 +292,16 @@ type TestingKnobs struct {
 	// about that replica (create: its state is staged and will be
 	// installed after the commit; false: a tombstone, or a replacement in
 	// progress, forbids it, or it is initialized already) and before the
-	// apply batch commits (split.go applySplit), with the replica locks of
+	// apply batch commits (replica_split.go applySplit), with the replica locks of
 	// its pass held. Tests block in it to run other workers in between.
 	SplitRHSStaged func(rhsRangeID uint64, create bool)
-	// ReplicaDestroying, when set, is called by destroyReplica after it
+	// ReplicaDestroying, when set, is called by Replica.destroy after it
 	// stopped the replica and before its batch (tombstone, range-local
 	// state deleted) commits, with no lock held.
 	ReplicaDestroying func(rangeID uint64)
 	// BetweenUninitializedReads, when set, runs in createUninitialized
 	// between its Pebble reads (after the tombstone, before the raft
-	// state; deliver.go), on the goroutine that delivers the message; it
+	// state; store_deliver.go), on the goroutine that delivers the message; it
 	// may block.
 	BetweenUninitializedReads func(rangeID uint64)
 }

@@ -53,6 +53,6 @@ func (s *Store) TombstoneForTest(rangeID uint64) (*rangekvpb.RangeTombstone, err
 // if other proves it removed.
 func (s *Store) GCDestroyForTest(rangeID uint64, other *rangekvpb.RangeDescriptor) {
 	if r := s.replica(rangeID); r != nil {
-		s.gcDestroy(r, other, "test: placement's descriptor")
+		r.gcDestroy(other, "test: placement's descriptor")
 	}
 }

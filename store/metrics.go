@@ -14,7 +14,7 @@ type metrics struct {
 	messagesDropped    *prometheus.CounterVec
 	logSyncs           prometheus.Counter
 	entriesAppended    prometheus.Counter
-	readyBatches       prometheus.Counter
+	readyPasses        prometheus.Counter
 	kvRequests         *prometheus.CounterVec
 	kvDuration         *prometheus.HistogramVec
 	snapshotBytesSent  prometheus.Counter
@@ -36,11 +36,11 @@ type metrics struct {
 	proposalEntries prometheus.Counter
 	// commitsFolded counts commit-only appends never sent because a later
 	// append to the same replica carried their commit index
-	// (commit_hold.go); messagesSent counted them when raft sent them.
+	// (store_commit_hold.go); messagesSent counted them when raft sent them.
 	commitsFolded prometheus.Counter
 	// addrLookups counts lookups of peer store addresses at placement,
 	// by result; placementReachable is 1 when the store's last call to
-	// placement succeeded (peer_addrs.go).
+	// placement succeeded (store_peer_addrs.go).
 	addrLookups        *prometheus.CounterVec
 	placementReachable prometheus.Gauge
 	// kvOK holds the children of kvRequests{op, result="ok"} and
@@ -63,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		messagesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rangekv_raft_messages_dropped_total", Help: "Raft messages dropped (full queue or inbox, unknown range, unreachable peer)."}, []string{"reason"}),
 		logSyncs:        prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_log_syncs_total", Help: "Fsyncs of the Raft log (one per synced batch, whatever the number of ranges in it)."}),
 		entriesAppended: prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_entries_appended_total", Help: "Raft log entries persisted."}),
-		readyBatches:    prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_ready_batches_total", Help: "Worker passes that persisted at least one Ready."}),
+		readyPasses:     prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_ready_batches_total", Help: "Worker passes that persisted at least one Ready."}),
 		kvRequests:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rangekv_kv_requests_total", Help: "KV requests served."}, []string{"op", "result"}),
 		kvDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rangekv_kv_request_duration_seconds", Help: "Server-side KV request latency.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"op"}),
@@ -87,7 +87,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Commit-only appends not sent because a later append to the same replica carried their commit index."})
 	reg.MustRegister(m.proposalEntries, m.commitsFolded)
 	reg.MustRegister(m.replicas, m.leaders, m.quiescent, m.batchesSent, m.messagesSent, m.messagesDropped,
-		m.logSyncs, m.entriesAppended, m.readyBatches, m.kvRequests, m.kvDuration, m.snapshotBytesSent,
+		m.logSyncs, m.entriesAppended, m.readyPasses, m.kvRequests, m.kvDuration, m.snapshotBytesSent,
 		m.snapshotBytesRecv, m.snapshotsSent, m.snapshotsApplied, m.proposals, m.entriesApplied,
 		m.leaderChanges, m.logTruncations, m.transportQueueSize, m.elections)
 	m.kvReads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rangekv_kv_reads_total",

@@ -6,11 +6,8 @@ package store
 
 import (
 	"bytes"
-	"errors"
 	"sync"
 	"sync/atomic"
-
-	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
@@ -20,8 +17,12 @@ import (
 // Replica is one range's replica on this store.
 //
 // Lock order: Replica.mu before Replica.inbox.mu; a worker may hold the mu
-// of every replica in its batch (no other goroutine holds two).
+// of every replica in its pass (no other goroutine holds two).
 type Replica struct {
+	// store is the store hosting the replica: the replica reaches
+	// store-wide services (engine, transport, scheduler, metrics) through
+	// it. Set when the replica is built, never changed.
+	store     *Store
 	rangeID   uint64
 	replicaID uint64
 	log       *logstore.RangeLog
@@ -35,7 +36,7 @@ type Replica struct {
 	// leaderStore the store that hosts it.
 	leader      atomic.Uint64
 	leaderStore atomic.Uint64
-	// term is the Raft term as last seen (for placement heartbeats).
+	// term is the Raft term as last seen (for placement reports).
 	term atomic.Uint64
 	// quiesced: not ticking (read by the ticker, written by the worker).
 	quiesced atomic.Bool
@@ -43,7 +44,7 @@ type Replica struct {
 	// MsgApps are dropped waiting for a local split).
 	uninitTicks atomic.Int32
 	// heldApp is the last MsgApp dropped while this uninitialized replica
-	// waited for the local split to create the range (deliver.go). The
+	// waited for the local split to create the range (store_deliver.go). The
 	// split's install hands it to the new replica, so the right half's
 	// new leader, whose probe was dropped, hears back at once instead of
 	// at its next heartbeat (a consecutive split waited ~100 ms for it).
@@ -59,12 +60,12 @@ type Replica struct {
 	// replacing: deliver is destroying this uninitialized replica to
 	// create a newer incarnation of the range's replica here. Set under
 	// Store.mu and never cleared; read under Store.mu by a split that
-	// creates the range (split.go claimRHS).
+	// creates the range (replica_split.go claimRHS).
 	replacing atomic.Bool
 	// reportOnLead: this is the right half of a split that campaigns on
 	// the old leader's store; the first leader it learns clears it, and
 	// if that leader is this replica, placement hears of the new range at
-	// once (reportRangesSoon) instead of at the next heartbeat interval.
+	// once (reportRangesSoon) instead of at the next report interval.
 	reportOnLead atomic.Bool
 	// pendingReads counts the reads pushed and not yet completed (queued
 	// in the inbox or waiting in rangeraft for their read index).
@@ -80,7 +81,7 @@ type Replica struct {
 		appliesSinceTruncCheck int
 		destroyed              bool
 		// leaveJoint records this replica's leave-joint proposal for the
-		// current joint configuration (membership.go maybeLeaveJoint).
+		// current joint configuration (replica_membership.go maybeLeaveJoint).
 		// Invariant: while the descriptor stays joint at confVer and this
 		// replica leads in term, leave-joint is proposed once, and again
 		// only after leaveJointRetryTicks ticks without leaving.
@@ -111,18 +112,6 @@ type Replica struct {
 		// confChanges waiting to be proposed.
 		confChanges []pendingConfChange
 	}
-}
-
-// inMsg is a queued raft message with its envelope's extras.
-type inMsg struct {
-	m         *pb.Message
-	fromStore uint64
-	quiesce   bool
-}
-
-type snapReport struct {
-	to uint64
-	ok bool
 }
 
 // Descriptor returns the current range descriptor (do not modify); nil
@@ -164,23 +153,6 @@ func replicaOnStore(d *rangekvpb.RangeDescriptor, storeID uint64) *rangekvpb.Rep
 	return nil
 }
 
-// pushMessage queues a raft message; false when the inbox is full.
-func (r *Replica) pushMessage(im inMsg, limit int) bool {
-	r.inbox.Lock()
-	defer r.inbox.Unlock()
-	if r.inbox.closed || len(r.inbox.msgs) >= limit {
-		return false
-	}
-	if im.fromStore != 0 && im.m.GetFrom() != 0 {
-		if r.inbox.peers == nil {
-			r.inbox.peers = make(map[uint64]uint64)
-		}
-		r.inbox.peers[im.m.GetFrom()] = im.fromStore
-	}
-	r.inbox.msgs = append(r.inbox.msgs, im)
-	return true
-}
-
 // storeOfReplica maps a replica ID to its store: from the descriptor, or
 // from what messages taught an uninitialized replica.
 func (r *Replica) storeOfReplica(id uint64) (uint64, bool) {
@@ -193,80 +165,4 @@ func (r *Replica) storeOfReplica(id uint64) (uint64, bool) {
 	defer r.inbox.Unlock()
 	st, ok := r.inbox.peers[id]
 	return st, ok
-}
-
-// setFlag sets an inbox flag (wake, leaderDead, campaign).
-func (r *Replica) setFlag(f func(r *Replica)) {
-	r.inbox.Lock()
-	defer r.inbox.Unlock()
-	f(r)
-}
-
-// pushProposal queues a proposal; false when too many are queued.
-func (r *Replica) pushProposal(p *rangeraft.Proposal, limit int) bool {
-	r.inbox.Lock()
-	defer r.inbox.Unlock()
-	if r.inbox.closed || len(r.inbox.proposals) >= limit {
-		return false
-	}
-	r.inbox.proposals = append(r.inbox.proposals, p)
-	return true
-}
-
-// errTooManyReads: limit reads of the replica are pending already.
-var errTooManyReads = errors.New("too many pending reads on this replica")
-
-// pushRead queues a read and counts it in pendingReads until its Done
-// runs (rangeraft calls Done exactly once, also when the replica stops).
-// It refuses the read with errTooManyReads when limit reads are pending,
-// and with rangeraft.ErrStopped once the replica stopped.
-func (r *Replica) pushRead(rd *rangeraft.Read, limit int) error {
-	if r.pendingReads.Add(1) > int64(limit) {
-		r.pendingReads.Add(-1)
-		return errTooManyReads
-	}
-	done := rd.Done
-	rd.Done = func(err error) {
-		r.pendingReads.Add(-1)
-		done(err)
-	}
-	r.inbox.Lock()
-	defer r.inbox.Unlock()
-	if r.inbox.closed {
-		r.pendingReads.Add(-1)
-		return rangeraft.ErrStopped
-	}
-	r.inbox.reads = append(r.inbox.reads, rd)
-	return nil
-}
-
-func (r *Replica) pushSnapReport(to uint64, ok bool) {
-	r.inbox.Lock()
-	defer r.inbox.Unlock()
-	r.inbox.snapReports = append(r.inbox.snapReports, snapReport{to: to, ok: ok})
-}
-
-func (r *Replica) pushTransfer(to uint64) {
-	r.inbox.Lock()
-	defer r.inbox.Unlock()
-	r.inbox.transferTo = to
-}
-
-// failInbox completes everything still queued after the replica stopped.
-func (r *Replica) failInbox() {
-	r.inbox.Lock()
-	props, reads, ccs := r.inbox.proposals, r.inbox.reads, r.inbox.confChanges
-	r.inbox.confChanges = nil
-	r.inbox.closed = true
-	r.inbox.proposals, r.inbox.reads, r.inbox.msgs = nil, nil, nil
-	r.inbox.Unlock()
-	for _, p := range props {
-		p.Done(nil, rangeraft.ErrStopped)
-	}
-	for _, rd := range reads {
-		rd.Done(rangeraft.ErrStopped)
-	}
-	for _, cc := range ccs {
-		cc.done <- rangeraft.ErrStopped
-	}
 }

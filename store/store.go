@@ -1,5 +1,5 @@
-// The Store: lifecycle (open, start, stop), the replica map and the
-// goroutines the store owns (workers, ticker, transport, servers).
+// The Store: its type, lifecycle (open, start, stop) and the goroutines it
+// owns (workers, ticker, transport, servers, loops).
 
 package store
 
@@ -12,8 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
-	"sort"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,11 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
-	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
-	"github.com/rangekv/rangekv/rangeraft/logstore"
 )
 
 // Store hosts replicas of many ranges over one Pebble engine.
@@ -42,12 +39,12 @@ type Store struct {
 	// pd is the placement client (nil with static bootstrap).
 	pd *pdClient
 	// storeAddrs caches store addresses learned from placement (and
-	// persisted, peer_addrs.go): store ID to address.
+	// persisted, store_peer_addrs.go): store ID to address.
 	storeAddrs sync.Map
 	// resolver looks up unknown store addresses off the workers.
 	resolver *addrResolver
 	// needRejoin: the store started without placement's answer to Join
-	// (set before Start; the heartbeat loop joins first).
+	// (set before Start; the report loop joins first).
 	needRejoin bool
 	// pdUp is 1 after a successful call to placement, 0 after a failed
 	// one, -1 before the first (notePlacement).
@@ -68,11 +65,11 @@ type Store struct {
 	disk     diskGuard
 
 	// incarnation is this data directory's random ID; peerInc the ones
-	// accepted from peer stores (incarnation.go).
+	// accepted from peer stores (store_incarnation.go).
 	incarnation uint64
 	peerInc     peerIncarnations
 
-	// lastLoad: request count at the last store heartbeat (heartbeat loop
+	// lastLoad: request count at the last store report (report loop
 	// only).
 	lastLoad struct {
 		at       time.Time
@@ -85,7 +82,7 @@ type Store struct {
 	rangeIDMu sync.Mutex
 	// gc is replica GC's work list (replica_gc.go).
 	gc gcState
-	// reportRanges asks the heartbeat loop for a range report now
+	// reportRanges asks the report loop for a range report now
 	// (capacity 1: requests made while one waits coalesce into it). Sent
 	// to without blocking (reportRangesSoon), so workers never wait on it.
 	reportRanges chan struct{}
@@ -233,106 +230,6 @@ func (s *Store) init() error {
 	return s.loadReplicas()
 }
 
-func (s *Store) initStatic() error {
-	want := &rangekvpb.StoreIdent{StoreId: s.cfg.StoreID}
-	if len(s.cfg.InitialStores) > 0 {
-		want.ClusterId = ClusterIDFromInitialStores(s.cfg.InitialStores)
-	}
-	// An empty data directory: before writing anything, make sure no peer
-	// knew an earlier (wiped) incarnation of this store (incarnation.go).
-	var ident rangekvpb.StoreIdent
-	has, err := getProto(s.db, keys.StoreIdentKey(), &ident)
-	if err != nil {
-		return err
-	}
-	if !has && !s.cfg.NewCluster {
-		if err := s.probePeers(); err != nil {
-			return err
-		}
-	}
-	fresh, err := checkIdent(s.db, want)
-	if err != nil {
-		return err
-	}
-	if fresh && len(s.cfg.InitialStores) > 0 {
-		if _, member := s.cfg.InitialStores[s.cfg.StoreID]; !member {
-			return fmt.Errorf("initial-stores: this store (%d) is not in the initial store list", s.cfg.StoreID)
-		}
-		voters := s.cfg.BootstrapStoreIDs
-		if len(voters) == 0 {
-			for id := range s.cfg.InitialStores {
-				voters = append(voters, id)
-			}
-		}
-		if slices.Contains(voters, s.cfg.StoreID) {
-			if err := bootstrapRange1(s.db, voters); err != nil {
-				return fmt.Errorf("bootstrap range 1: %w", err)
-			}
-			s.log.Info("bootstrapped range 1 (static bootstrap)", "replicas", len(voters))
-		}
-	}
-	return nil
-}
-
-func (s *Store) loadReplicas() error {
-	descs, err := loadDescriptors(s.db)
-	if err != nil {
-		return err
-	}
-	for _, d := range descs {
-		if _, err := s.loadReplica(d); err != nil {
-			return fmt.Errorf("load range %d: %w", d.RangeId, err)
-		}
-	}
-	s.metrics.replicas.Set(float64(len(descs)))
-	return nil
-}
-
-// loadReplica builds the in-memory replica of a descriptor stored on disk
-// and adds it to the replica map and index.
-func (s *Store) loadReplica(d *rangekvpb.RangeDescriptor) (*Replica, error) {
-	r, err := s.buildReplica(d)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	s.mu.replicas[d.RangeId] = r
-	s.mu.Unlock()
-	s.setAwake(d.RangeId, true)
-	s.indexReplica(r)
-	return r, nil
-}
-
-// buildReplica builds the in-memory replica of a descriptor stored on disk.
-func (s *Store) buildReplica(d *rangekvpb.RangeDescriptor) (*Replica, error) {
-	me := replicaOnStore(d, s.cfg.StoreID)
-	if me == nil {
-		return nil, fmt.Errorf("descriptor %v has no replica on store %d", d, s.cfg.StoreID)
-	}
-	if err := s.settleSplitHardState(d.RangeId); err != nil {
-		return nil, err
-	}
-	var applied rangekvpb.AppliedState
-	if _, err := getProto(s.db, keys.AppliedStateKey(d.RangeId), &applied); err != nil {
-		return nil, err
-	}
-	cs := confStateOf(d)
-	rl, err := logstore.Load(s.db, d.RangeId, cs, &applied)
-	if err != nil {
-		return nil, err
-	}
-	rr, err := s.newRaft(d.RangeId, me.ReplicaId, rl, applied.Index, applied.Term)
-	if err != nil {
-		return nil, err
-	}
-	r := &Replica{rangeID: d.RangeId, replicaID: me.ReplicaId, log: rl}
-	r.desc.Store(d)
-	r.mu.rr = rr
-	r.mu.applied = rangekvpb.AppliedState{Index: applied.Index, Term: applied.Term}
-	r.appliedIndex.Store(applied.Index)
-	return r, nil
-}
-
 // Start serves gRPC and HTTP and starts the Raft workers and ticker.
 func (s *Store) Start() error {
 	ln := s.cfg.Listener
@@ -373,7 +270,7 @@ func (s *Store) Start() error {
 	if s.pd != nil {
 		s.exec = newOperatorExecutor(s)
 		s.wg.Add(1)
-		go s.heartbeatLoop()
+		go s.reportLoop()
 	}
 	s.wg.Add(1)
 	go func() {
@@ -470,115 +367,20 @@ func (s *Store) Stop() {
 	})
 }
 
-func (s *Store) replica(rangeID uint64) *Replica {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.mu.replicas[rangeID]
-}
-
-func (s *Store) replicaIDs() []uint64 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	ids := make([]uint64, 0, len(s.mu.replicas))
-	for id := range s.mu.replicas {
-		ids = append(ids, id)
-	}
-	return ids
-}
-
-func (s *Store) replicasSnapshot() []*Replica {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]*Replica, 0, len(s.mu.replicas))
-	for _, r := range s.mu.replicas {
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].rangeID < out[j].rangeID })
-	return out
-}
-
-// ticker is the one store-wide clock: every heartbeat interval it queues a
-// tick for every replica that is not quiesced, wakes quiesced followers
-// whose leader's store went down and quiesced leaders whose lagging
-// follower's store came back.
-func (s *Store) ticker() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.HeartbeatInterval)
-	defer t.Stop()
-	var ids []uint64
-	for {
-		select {
-		case <-s.stopCh:
-			return
-		case <-t.C:
-		}
-		dead, newlyDead, cameUp := s.liveness.transitions(s.peerStoreIDs())
-		ids = s.awakeIDs(ids[:0])
-		var wake []uint64
-		// Awake followers of a dead leader forget it (so votes are granted
-		// at once) and the lowest live voter campaigns.
-		if len(dead) > 0 {
-			for _, id := range ids {
-				if r := s.replica(id); r != nil && r.leader.Load() != r.replicaID {
-					if ls := r.leaderStore.Load(); ls != 0 && ls != s.cfg.StoreID && dead[ls] {
-						r.setFlag(func(r *Replica) { r.inbox.leaderDead = true })
-						wake = append(wake, id)
-					}
-				}
-			}
-		}
-		// Quiesced replicas are looked at only when a store's liveness
-		// changed: followers whose leader's store went down, leaders with
-		// a replica on a store that came back.
-		if len(newlyDead) > 0 || len(cameUp) > 0 {
-			s.mu.RLock()
-			for id, r := range s.mu.replicas {
-				if !r.quiesced.Load() {
-					continue
-				}
-				if ls := r.leaderStore.Load(); ls != s.cfg.StoreID && newlyDead[ls] {
-					r.setFlag(func(r *Replica) { r.inbox.leaderDead = true })
-					wake = append(wake, id)
-					continue
-				}
-				if len(cameUp) > 0 && r.leader.Load() == r.replicaID {
-					for _, st := range cameUp {
-						if replicaOnStore(r.Descriptor(), st) != nil {
-							r.setFlag(func(r *Replica) { r.inbox.wake = true })
-							wake = append(wake, id)
-							break
-						}
-					}
-				}
-			}
-			s.mu.RUnlock()
-		}
-		s.sched.enqueueMany(ids, flagTick)
-		s.sched.enqueueMany(wake, flagWork)
-	}
-}
-
-// peerStoreIDs lists the other stores this store knows of.
-func (s *Store) peerStoreIDs() []uint64 {
-	out := make([]uint64, 0, len(s.cfg.InitialStores))
-	for id := range s.cfg.InitialStores {
-		if id != s.cfg.StoreID {
-			out = append(out, id)
-		}
-	}
-	s.storeAddrs.Range(func(k, _ any) bool {
-		if id := k.(uint64); id != s.cfg.StoreID && s.cfg.InitialStores[id] == "" {
-			out = append(out, id)
-		}
-		return true
-	})
-	return out
-}
-
 func (s *Store) newProposalID() uint64 {
 	for {
 		if id := s.nextID.Add(1); id != 0 && id != rangeraft.BatchTag {
 			return id
 		}
 	}
+}
+
+// fatalRange is fatal for rangeID (0: no range in particular).
+func (s *Store) fatalRange(rangeID uint64, what string, err error) {
+	s.log.Error("fatal engine error", "range", rangeID, "op", what, "err", err)
+	if k := s.cfg.Knobs; k != nil && k.OnFatal != nil {
+		k.OnFatal(rangeID, what, err)
+		runtime.Goexit() // as if the process had died: this goroutine goes no further
+	}
+	panic(fmt.Sprintf("store %d range %d: %s: %v", s.cfg.StoreID, rangeID, what, err))
 }

@@ -237,7 +237,7 @@ func run(cfg store.Config, drainTimeout time.Duration) error {
 	got := <-sig
 	cfg.Logger.Info("signal received: draining, then stopping (a second signal stops at once)", "signal", got.String(), "drain-timeout", drainTimeout)
 	// Drain: hand every leadership to another store first, so clients
-	// see redirects rather than an election (store/drain.go).
+	// see redirects rather than an election (store/store_drain.go).
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	go func() {
 		select {

@@ -15,7 +15,7 @@ import (
 //
 // Contract with the executor (store side), which CheckEpoch relies on: the
 // store grows conf_ver by one per applied membership entry, leave-joint
-// included (store/membership.go nextDescriptor), so a step grows it by
+// included (store/replica_membership.go nextDescriptor), so a step grows it by
 // ConfVerDelta, the number of entries it takes: AddLearner one
 // (AddLearnerNode); PromoteLearner two (entering a joint configuration with
 // the learner VOTER_INCOMING, then leaving it); RemoveReplica one

@@ -31,7 +31,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
@@ -376,64 +375,6 @@ func (m *snapshotManager) settle(stepped []uint64, accepted *pb.Snapshot) {
 	}
 }
 
-// Snapshot receives a snapshot stream into an SST and steps its MsgSnap
-// into the replica; the data is ingested when raft accepts it.
-func (rs *raftServer) Snapshot(stream rangekvpb.Raft_SnapshotServer) error {
-	s, m := rs.s, rs.s.snaps
-	first, err := stream.Recv()
-	if err != nil {
-		return err
-	}
-	h := first.GetHeader()
-	if h == nil || h.Message == nil || h.Message.Snapshot == nil || h.Descriptor_ == nil {
-		return stream.SendAndClose(&rangekvpb.SnapshotResponse{Reason: "first chunk has no header"})
-	}
-	reject := func(err error) error {
-		s.log.Info("snapshot rejected", "range", h.RangeId, "reason", err)
-		return stream.SendAndClose(&rangekvpb.SnapshotResponse{Reason: err.Error()})
-	}
-	id, err := m.reserve(h.Descriptor_, h.Message.GetTo())
-	if err != nil {
-		return reject(err)
-	}
-	// From here the placeholder is released by discard: below on every
-	// error, or once the MsgSnap is queued, by the worker (ingest or
-	// rejection) or by the replica's destruction.
-	r := s.replica(h.RangeId)
-	if r == nil {
-		if r = s.createUninitialized(h.RangeId, h.Message.GetTo()); r == nil {
-			m.discard(id, "")
-			return reject(fmt.Errorf("replica %d of range %d is tombstoned here", h.Message.GetTo(), h.RangeId))
-		}
-	}
-	ps := &pendingSnapshot{
-		id:    id,
-		r:     r,
-		index: h.Message.Snapshot.GetMetadata().GetIndex(),
-		term:  h.Message.Snapshot.GetMetadata().GetTerm(),
-		desc:  h.Descriptor_,
-	}
-	path, n, err := m.receiveSST(stream, first, h)
-	if err != nil {
-		m.discard(id, "")
-		return reject(err)
-	}
-	ps.userSST, ps.pairs = path, n
-	msg := proto.CloneOf(h.Message)
-	msg.Snapshot.Data = encodeSnapID(id)
-	// Pending before queued: a destroyReplica that fails the inbox after
-	// the push finds it (dropReplica); one before makes the push fail.
-	m.mu.Lock()
-	m.mu.pending[id] = ps
-	m.mu.Unlock()
-	if !r.pushMessage(inMsg{m: msg, fromStore: h.FromStore}, s.cfg.InboxSize) {
-		m.discard(id, "")
-		return reject(errors.New("replica inbox full"))
-	}
-	s.sched.enqueue(h.RangeId, flagWork)
-	return stream.SendAndClose(&rangekvpb.SnapshotResponse{Accepted: true})
-}
-
 func (m *snapshotManager) newSST(name string) (string, *sstable.Writer, error) {
 	if err := m.fs.MkdirAll(m.dir, 0o755); err != nil {
 		return "", nil, err
@@ -498,95 +439,4 @@ func (m *snapshotManager) receiveSST(stream rangekvpb.Raft_SnapshotServer, first
 	}
 	ok = true
 	return path, n, nil
-}
-
-// ingestSnapshot atomically replaces the range's data and local state with
-// the snapshot raft accepted, before anything of this pass is acknowledged.
-// Called with p.r.mu held.
-func (s *Store) ingestSnapshot(p *pass) *pendingSnapshot {
-	m := s.snaps
-	md := p.rd.Snapshot.GetMetadata()
-	id, _ := decodeSnapID(p.rd.Snapshot.GetData())
-	m.mu.Lock()
-	ps := m.mu.pending[id]
-	delete(m.mu.pending, id)
-	// Its placeholder stays until finishSnapshot has indexed the replica.
-	var overlap error
-	if ps != nil {
-		overlap = m.overlapLocked(ps.desc, id)
-	}
-	m.mu.Unlock()
-	// Invariant: a snapshot is ingested only if raft returned the very one
-	// whose data we hold (admit steps no MsgSnap without it, and nothing
-	// drops a pending snapshot while the worker holds r.mu).
-	if ps == nil || ps.r != p.r || ps.index != md.GetIndex() || ps.term != md.GetTerm() {
-		s.fatal(p.r, "apply snapshot", fmt.Errorf("raft accepted a snapshot at index %d (id %d) whose data is not here", md.GetIndex(), id))
-	}
-	// Invariant: its range deletion wipes no other replica's data (admit
-	// checked just before raft accepted it, and placeholders exclude every
-	// other way a span gets a replica meanwhile).
-	if overlap != nil {
-		s.fatal(p.r, "apply snapshot", overlap)
-	}
-	hs := p.rd.HardState
-	if hs == nil || raft.IsEmptyHardState(hs) {
-		cur, _, _ := p.r.log.InitialState()
-		hs = cur
-	}
-	hs = proto.CloneOf(hs)
-	if hs.GetCommit() < ps.index {
-		hs.Commit = proto.Uint64(ps.index)
-	}
-	localPath, w, err := m.newSST(fmt.Sprintf("r%d-local", p.r.rangeID))
-	s.must(p.r, err)
-	s.must(p.r, w.DeleteRange(keys.RangeLocalPrefix(p.r.rangeID), keys.RangeLocalEnd(p.r.rangeID)))
-	var ts rangekvpb.RangeTombstone
-	hasTS, err := getProto(s.db, keys.TombstoneKey(p.r.rangeID), &ts)
-	s.must(p.r, err)
-	// Keys in engine order: 'a' < 'd' < 'h' < 't' < 'x'.
-	entries := []struct {
-		k []byte
-		m proto.Message
-	}{
-		{keys.AppliedStateKey(p.r.rangeID), &rangekvpb.AppliedState{Index: ps.index, Term: ps.term}},
-		{keys.DescriptorKey(p.r.rangeID), ps.desc},
-		{keys.HardStateKey(p.r.rangeID), hs},
-		{keys.TruncatedStateKey(p.r.rangeID), &rangekvpb.TruncatedState{Index: ps.index, Term: ps.term}},
-	}
-	if hasTS {
-		entries = append(entries, struct {
-			k []byte
-			m proto.Message
-		}{keys.TombstoneKey(p.r.rangeID), &ts})
-	}
-	for _, e := range entries {
-		v, err := proto.Marshal(e.m)
-		s.must(p.r, err)
-		s.must(p.r, w.Set(e.k, v))
-	}
-	s.must(p.r, w.Close())
-	if err := s.db.Ingest(context.Background(), []string{ps.userSST, localPath}); err != nil {
-		s.fatal(p.r, "ingest snapshot", err)
-	}
-	return ps
-}
-
-// finishSnapshot makes an ingested snapshot visible. Called with p.r.mu held.
-func (s *Store) finishSnapshot(p *pass) {
-	ps := p.snap
-	wasInit := p.r.Descriptor() != nil
-	p.r.log.FinishSnapshot(ps.index, ps.term, confStateOf(ps.desc))
-	p.r.mu.applied.Index, p.r.mu.applied.Term = ps.index, ps.term
-	p.r.appliedIndex.Store(ps.index)
-	p.r.desc.Store(ps.desc)
-	p.r.mu.rr.AppliedSnapshot(ps.index, ps.term)
-	if !wasInit {
-		s.indexReplica(p.r)
-	} else {
-		s.reindex()
-	}
-	// The replica now covers the span: the placeholder may go.
-	s.snaps.release(ps.id)
-	s.metrics.snapshotsApplied.Inc()
-	s.log.Info("applied snapshot", "range", p.r.rangeID, "index", ps.index, "pairs", ps.pairs)
 }

@@ -1,4 +1,6 @@
-// The store admin service and the JSON status behind /debug/ranges.
+// The Admin gRPC service, a thin adapter over the store and its replicas
+// (ListRanges, TransferLeader, SplitRange, ChangeReplicas, Drain,
+// CompactLog, GetDescriptor), and the status behind it and /debug/ranges.
 
 package store
 
@@ -79,7 +81,7 @@ func (a *adminServer) TransferLeader(_ context.Context, req *rangekvpb.TransferL
 		return nil, status.Errorf(codes.InvalidArgument, "to_store_id: store %d holds no replica of range %d", req.ToStoreId, req.RangeId)
 	}
 	if lead := r.leader.Load(); lead != r.replicaID {
-		return &rangekvpb.TransferLeaderResponse{Error: a.s.notLeader(r, lead)}, nil
+		return &rangekvpb.TransferLeaderResponse{Error: r.notLeader(lead)}, nil
 	}
 	if target.ReplicaId == r.replicaID {
 		// Raft would take it as "abort the transfer in progress" while that
@@ -111,7 +113,7 @@ func (a *adminServer) ChangeReplicas(ctx context.Context, req *rangekvpb.ChangeR
 }
 
 // Drain starts (or, with undo, stops) moving this store's leaderships away
-// and answers at once with the progress; see drain.go.
+// and answers at once with the progress; see store_drain.go.
 func (a *adminServer) Drain(_ context.Context, req *rangekvpb.DrainRequest) (*rangekvpb.DrainResponse, error) {
 	if req.Undo {
 		a.s.Undrain()
@@ -139,27 +141,14 @@ func (a *adminServer) CompactLog(ctx context.Context, req *rangekvpb.CompactLogR
 			RangeNotFound: &rangekvpb.RangeNotFound{RangeId: req.RangeId}}}, nil
 	}
 	if lead := r.leader.Load(); lead != r.replicaID {
-		return &rangekvpb.CompactLogResponse{Error: s.notLeader(r, lead)}, nil
+		return &rangekvpb.CompactLogResponse{Error: r.notLeader(lead)}, nil
 	}
-	resp := &rangekvpb.CompactLogResponse{}
-	resp.FirstIndexBefore, _ = r.log.FirstIndex()
-	resp.LastIndexBefore, _ = r.log.LastIndex()
-	r.mu.Lock()
-	if r.mu.destroyed {
-		r.mu.Unlock()
-		return &rangekvpb.CompactLogResponse{Error: &rangekvpb.RangeError{Message: "range removed from this store",
-			RangeNotFound: &rangekvpb.RangeNotFound{RangeId: req.RangeId}}}, nil
+	return r.compactLog(ctx)
+}
+
+func (a *adminServer) GetDescriptor(_ context.Context, req *rangekvpb.GetDescriptorRequest) (*rangekvpb.GetDescriptorResponse, error) {
+	if r := a.s.replica(req.RangeId); r != nil {
+		return &rangekvpb.GetDescriptorResponse{Descriptor_: r.Descriptor()}, nil
 	}
-	idx, term := r.mu.applied.Index, r.mu.applied.Term
-	r.mu.Unlock()
-	if idx >= resp.FirstIndexBefore {
-		cmd := &rangekvpb.Command{Cmd: &rangekvpb.Command_TruncateLog{TruncateLog: &rangekvpb.TruncateLogCmd{Index: idx, Term: term}}}
-		if _, rerr, err := s.propose(ctx, r, cmd); rerr != nil || err != nil {
-			return &rangekvpb.CompactLogResponse{Error: rerr}, err
-		}
-	}
-	resp.FirstIndexAfter, _ = r.log.FirstIndex()
-	resp.LastIndexAfter, _ = r.log.LastIndex()
-	resp.TruncatedIndex = resp.FirstIndexAfter - 1
-	return resp, nil
+	return &rangekvpb.GetDescriptorResponse{}, nil
 }

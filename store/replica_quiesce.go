@@ -26,54 +26,26 @@ import (
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
-func (s *Store) unquiesce(r *Replica) {
+func (r *Replica) unquiesce() {
+	s := r.store
 	if r.quiesced.CompareAndSwap(true, false) {
 		s.metrics.quiescent.Dec()
 		s.setAwake(r.rangeID, true)
 	}
 }
 
-func (s *Store) quiesce(r *Replica) {
+func (r *Replica) quiesce() {
+	s := r.store
 	if r.quiesced.CompareAndSwap(false, true) {
 		s.metrics.quiescent.Inc()
 		s.setAwake(r.rangeID, false)
 	}
 }
 
-// setAwake maintains the set of ranges the ticker ticks, so that idle
-// ticks cost nothing per quiesced range.
-func (s *Store) setAwake(rangeID uint64, awake bool) {
-	s.awakeMu.Lock()
-	defer s.awakeMu.Unlock()
-	if s.awake == nil {
-		s.awake = make(map[uint64]struct{})
-	}
-	if awake {
-		s.awake[rangeID] = struct{}{}
-	} else {
-		delete(s.awake, rangeID)
-	}
-}
-
-func (s *Store) awakeIDs(buf []uint64) []uint64 {
-	s.awakeMu.Lock()
-	defer s.awakeMu.Unlock()
-	for id := range s.awake {
-		buf = append(buf, id)
-	}
-	return buf
-}
-
-func (r *Replica) inboxEmpty() bool {
-	r.inbox.Lock()
-	defer r.inbox.Unlock()
-	return len(r.inbox.msgs) == 0 && len(r.inbox.proposals) == 0 && len(r.inbox.reads) == 0 &&
-		r.inbox.transferTo == 0 && !r.inbox.wake && !r.inbox.campaign && !r.inbox.leaderDead
-}
-
 // maybeQuiesceLeader quiesces an idle leader and tells its followers.
 // Called with r.mu held, after a pass that ticked.
-func (s *Store) maybeQuiesceLeader(r *Replica) {
+func (r *Replica) maybeQuiesceLeader() {
+	s := r.store
 	rr := r.mu.rr
 	desc := r.Descriptor()
 	if desc == nil || !rr.IsLeader() || r.quiesced.Load() || rr.HasReady() || rr.PendingProposals() > 0 || rr.PendingReads() > 0 || !r.inboxEmpty() {
@@ -108,7 +80,7 @@ func (s *Store) maybeQuiesceLeader(r *Replica) {
 			Term: proto.Uint64(st.GetTerm()), Commit: proto.Uint64(min(pr.Match, st.GetCommit())),
 		}})
 	}
-	s.quiesce(r)
+	r.quiesce()
 	for _, b := range beats {
 		s.trans.sendQuiesce(b.store, r.rangeID, b.m)
 	}
@@ -118,7 +90,8 @@ func (s *Store) maybeQuiesceLeader(r *Replica) {
 // true (and quiesces) when the follower agrees with the leader on term,
 // commit and leadership and has nothing pending; the heartbeat is then not
 // stepped. Called with r.mu held.
-func (s *Store) maybeQuiesceFollower(r *Replica, m *pb.Message) bool {
+func (r *Replica) maybeQuiesceFollower(m *pb.Message) bool {
+	s := r.store
 	rr := r.mu.rr
 	bs := rr.BasicStatus()
 	if bs.RaftState != raft.StateFollower || bs.GetTerm() != m.GetTerm() || bs.Lead != m.GetFrom() ||
@@ -127,7 +100,7 @@ func (s *Store) maybeQuiesceFollower(r *Replica, m *pb.Message) bool {
 		s.trans.send(storeOfMsg(r, m), &rangekvpb.RaftMessage{RangeId: r.rangeID, FromStore: s.cfg.StoreID, Wake: true})
 		return false
 	}
-	s.quiesce(r)
+	r.quiesce()
 	return true
 }
 
@@ -138,7 +111,8 @@ func storeOfMsg(r *Replica, m *pb.Message) uint64 {
 
 // wakeLeader asks the range's leader (on another store) to stop being
 // quiesced.
-func (s *Store) wakeLeader(r *Replica) {
+func (r *Replica) wakeLeader() {
+	s := r.store
 	lead := r.mu.rr.Leader()
 	if lead == 0 || lead == r.replicaID {
 		return
@@ -152,7 +126,8 @@ func (s *Store) wakeLeader(r *Replica) {
 // the leader (so votes are granted without waiting out its lease) and, on
 // the replica with the lowest ID among voters on live stores, campaign.
 // Called with r.mu held.
-func (s *Store) onLeaderDead(r *Replica) {
+func (r *Replica) onLeaderDead() {
+	s := r.store
 	rr := r.mu.rr
 	desc := r.Descriptor()
 	if desc == nil || rr.IsLeader() {

@@ -110,7 +110,7 @@ func TestCreateUninitializedRechecksAfterReads(t *testing.T) {
 	if r3 == nil {
 		t.Fatal("range 70: could not create replica 3")
 	}
-	s.destroyReplica(r3, "test: removed")
+	r3.destroy("test: removed")
 	release <- struct{}{}
 	if got := <-stale; got != nil || s.replica(70) != nil {
 		t.Fatalf("range 70: creation of replica 2 after replica 3's tombstone returned a replica (%v), registered %v; want nothing", got != nil, s.replica(70) != nil)

@@ -6,9 +6,7 @@
 package store
 
 import (
-	"context"
 	"fmt"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -93,31 +91,6 @@ func (s *Store) descriptorsFor(have []*rangekvpb.RangeDescriptor, ops []*rangekv
 	return have
 }
 
-func (k *kvServer) Batch(ctx context.Context, req *rangekvpb.BatchRequest) (resp *rangekvpb.BatchResponse, err error) {
-	s := k.s
-	resp = &rangekvpb.BatchResponse{Header: &rangekvpb.ResponseHeader{}}
-	defer func(t time.Time) { s.observe("batch", t, resp.GetHeader(), err) }(time.Now())
-	if err := s.cfg.limits().ValidateBatch(req); err != nil {
-		return nil, err
-	}
-	r, rerr := s.routeBatch(req.Header, req.Ops)
-	if rerr == nil && addsData(req.Ops) {
-		rerr = s.diskFull() // refused before proposing: not applied
-	}
-	if rerr != nil {
-		resp.Header.Error = rerr
-		return resp, nil
-	}
-	r.writes.Add(1)
-	cmd := &rangekvpb.Command{Epoch: r.Descriptor().GetEpoch(), Cmd: &rangekvpb.Command_Batch{Batch: &rangekvpb.BatchCmd{Ops: req.Ops}}}
-	_, rerr, err = s.propose(ctx, r, cmd)
-	resp.Header.Error = rerr
-	if rerr == nil && err == nil {
-		resp.Header.AppliedIndex = r.appliedIndex.Load()
-	}
-	return resp, err
-}
-
 // addsData reports whether a batch holds a put: a batch of deletes only
 // frees space and passes the disk-full guard, as a delete does.
 func addsData(ops []*rangekvpb.BatchOp) bool {
@@ -131,7 +104,7 @@ func addsData(ops []*rangekvpb.BatchOp) bool {
 
 // applyBatch stages a batch into ab: every key must be in desc (checked
 // first, so a refused batch writes nothing). Deterministic.
-func (s *Store) applyBatch(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescriptor, b *rangekvpb.BatchCmd) error {
+func (sm kvStateMachine) applyBatch(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescriptor, b *rangekvpb.BatchCmd) error {
 	for _, op := range b.Ops {
 		if !containsKey(desc, op.Key) {
 			return &keyNotInRangeError{key: op.Key, desc: desc}
@@ -140,10 +113,10 @@ func (s *Store) applyBatch(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	for _, op := range b.Ops {
 		ek := keys.UserKey(op.Key)
 		if op.Delete {
-			s.must(p.r, ab.Delete(ek, nil))
+			p.r.must(ab.Delete(ek, nil))
 			continue
 		}
-		s.must(p.r, ab.Set(ek, op.Value, nil))
+		p.r.must(ab.Set(ek, op.Value, nil))
 		p.r.writtenBytes.Add(int64(len(op.Key) + len(op.Value)))
 	}
 	return nil

@@ -63,7 +63,7 @@ func (s *Store) joinPlacement() error {
 	}
 	if err != nil {
 		// Everything a restart needs is on disk: the identity, the
-		// ranges and the peer addresses (peer_addrs.go).
+		// ranges and the peer addresses (store_peer_addrs.go).
 		s.setIdentity(ident.StoreId)
 		s.needRejoin = true
 		s.log.Warn("placement unreachable: starting from the identity in the data directory; joining in the background",
@@ -129,8 +129,8 @@ func (s *Store) join(ident *rangekvpb.StoreIdent, empty bool, timeout time.Durat
 // rejoinPlacement joins in the background a store that started without
 // placement: it retries Join (which also records the store's current
 // address and labels) with a backoff until it succeeds or the store
-// stops; it reports whether it succeeded. It runs on the heartbeat loop,
-// before the first heartbeat.
+// stops; it reports whether it succeeded. It runs on the report loop,
+// before the first report.
 func (s *Store) rejoinPlacement() bool {
 	var ident rangekvpb.StoreIdent
 	if _, err := getProto(s.db, keys.StoreIdentKey(), &ident); err != nil {

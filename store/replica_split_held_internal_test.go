@@ -1,5 +1,5 @@
 // Tests of the messages a store keeps for the right half of a split it is
-// about to install (deliver.go holdForSplit, Replica.heldApp; split.go
+// about to install (store_deliver.go holdForSplit, Replica.heldApp; replica_split.go
 // installRHS).
 
 package store
@@ -31,7 +31,7 @@ func TestSplitInstallDeliversMessagesHeldForIt(t *testing.T) {
 	replicas := []*rangekvpb.ReplicaDescriptor{{ReplicaId: 1, StoreId: 1}, {ReplicaId: 2, StoreId: 2}, {ReplicaId: 3, StoreId: 3}}
 	// The left range [a, z) is initialized here and has not applied its
 	// splits yet.
-	left := &Replica{rangeID: 1, replicaID: 2}
+	left := &Replica{store: s, rangeID: 1, replicaID: 2}
 	left.desc.Store(&rangekvpb.RangeDescriptor{RangeId: 1, StartKey: []byte("a"), EndKey: []byte("z"),
 		Epoch: &rangekvpb.RangeEpoch{ConfVer: 1, Version: 1}, NextReplicaId: 4, Replicas: replicas})
 	s.indexReplica(left)

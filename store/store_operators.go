@@ -110,7 +110,7 @@ func (e *operatorExecutor) execute(st *rangekvpb.OperatorStep) (*rangekvpb.Range
 		return epochNotMatch(d, st.Epoch), nil
 	}
 	if lead := r.leader.Load(); lead != r.replicaID {
-		return s.notLeader(r, lead), nil
+		return r.notLeader(lead), nil
 	}
 	if k := s.cfg.Knobs; k != nil && k.BeforeOperatorStep != nil {
 		k.BeforeOperatorStep(st.RangeId)

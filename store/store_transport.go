@@ -53,7 +53,7 @@ type transport struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	flush  time.Duration
-	// hold is how long a commit-only append may wait (commit_hold.go).
+	// hold is how long a commit-only append may wait (store_commit_hold.go).
 	hold time.Duration
 
 	mu struct {
@@ -86,7 +86,7 @@ type peer struct {
 	}
 
 	// held are commit-only appends waiting for a later append to carry
-	// their commit index (commit_hold.go); kick tells run to arm the
+	// their commit index (store_commit_hold.go); kick tells run to arm the
 	// hold timer.
 	held struct {
 		sync.Mutex
@@ -104,7 +104,7 @@ func newTransport(s *Store) *transport {
 
 // resolve returns the address of a store: from the static list, or as
 // learned from placement. It never waits: an address not known yet is
-// asked of placement in the background (peer_addrs.go) and resolve
+// asked of placement in the background (store_peer_addrs.go) and resolve
 // reports false meanwhile.
 func (t *transport) resolve(storeID uint64) (string, bool) {
 	if a, ok := t.s.cachedStoreAddr(storeID); ok {
@@ -160,7 +160,7 @@ func (t *transport) startPeers() {
 
 // send queues a message without blocking; false means it was dropped.
 // Heartbeats without a context are coalesced; commit-only appends are
-// held (commit_hold.go).
+// held (store_commit_hold.go).
 func (t *transport) send(storeID uint64, env *rangekvpb.RaftMessage) bool {
 	p := t.peerFor(storeID)
 	if p == nil {
@@ -431,63 +431,6 @@ func (t *transport) close() {
 	t.mu.Unlock()
 	t.cancel()
 	t.wg.Wait()
-}
-
-// raftServer receives peers' message streams and snapshots.
-type raftServer struct {
-	rangekvpb.UnimplementedRaftServer
-	s *Store
-}
-
-func (rs *raftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
-	inc, probe := streamIncarnation(stream.Context())
-	admitted := false
-	for {
-		batch, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return stream.SendAndClose(&rangekvpb.RaftStreamResponse{})
-		}
-		if err != nil {
-			return err
-		}
-		if !admitted {
-			// Invariant: a store delivers only batches addressed to its
-			// own store ID. An address outlives the store that had it:
-			// a wiped store rejoins under a new ID at the same address
-			// while its peers still send the old ID's traffic there (and
-			// keep that address in their data directories). Delivered,
-			// it would create the old store's replica IDs here with no
-			// vote record, and their votes would count (FromStore is this
-			// store's new ID, which no incarnation fence knows).
-			if batch.ToStore != rs.s.cfg.StoreID {
-				rs.s.metrics.messagesDropped.WithLabelValues("wrong_store").Inc()
-				rs.s.log.Warn("refusing Raft traffic for another store ID sent to this store's address (the sender's address of that store is stale)",
-					"peer", batch.FromStore, "to_store", batch.ToStore)
-				return status.Errorf(codes.FailedPrecondition,
-					"store %d refuses Raft traffic addressed to store %d: this address now belongs to store %d; the address the sender holds for store %d is stale",
-					rs.s.cfg.StoreID, batch.ToStore, rs.s.cfg.StoreID, batch.ToStore)
-			}
-			// Nothing of a stream is delivered before its sender's
-			// incarnation is checked (incarnation.go).
-			if err := rs.s.admitPeer(batch.FromStore, inc, probe); err != nil {
-				return err
-			}
-			if probe {
-				return stream.SendAndClose(&rangekvpb.RaftStreamResponse{})
-			}
-			admitted = true
-		}
-		rs.s.liveness.heard(batch.FromStore)
-		for _, m := range batch.Messages {
-			rs.s.deliver(m, false)
-		}
-		for _, hb := range batch.Heartbeats {
-			rs.s.deliverHeartbeat(batch.FromStore, hb, pb.MsgHeartbeat)
-		}
-		for _, hb := range batch.HeartbeatResps {
-			rs.s.deliverHeartbeat(batch.FromStore, hb, pb.MsgHeartbeatResp)
-		}
-	}
 }
 
 // deliverHeartbeat rebuilds one range's heartbeat and queues it.

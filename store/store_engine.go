@@ -235,3 +235,44 @@ func confStateOf(d *rangekvpb.RangeDescriptor) *pb.ConfState {
 	}
 	return cs
 }
+
+func (s *Store) initStatic() error {
+	want := &rangekvpb.StoreIdent{StoreId: s.cfg.StoreID}
+	if len(s.cfg.InitialStores) > 0 {
+		want.ClusterId = ClusterIDFromInitialStores(s.cfg.InitialStores)
+	}
+	// An empty data directory: before writing anything, make sure no peer
+	// knew an earlier (wiped) incarnation of this store (store_incarnation.go).
+	var ident rangekvpb.StoreIdent
+	has, err := getProto(s.db, keys.StoreIdentKey(), &ident)
+	if err != nil {
+		return err
+	}
+	if !has && !s.cfg.NewCluster {
+		if err := s.probePeers(); err != nil {
+			return err
+		}
+	}
+	fresh, err := checkIdent(s.db, want)
+	if err != nil {
+		return err
+	}
+	if fresh && len(s.cfg.InitialStores) > 0 {
+		if _, member := s.cfg.InitialStores[s.cfg.StoreID]; !member {
+			return fmt.Errorf("initial-stores: this store (%d) is not in the initial store list", s.cfg.StoreID)
+		}
+		voters := s.cfg.BootstrapStoreIDs
+		if len(voters) == 0 {
+			for id := range s.cfg.InitialStores {
+				voters = append(voters, id)
+			}
+		}
+		if slices.Contains(voters, s.cfg.StoreID) {
+			if err := bootstrapRange1(s.db, voters); err != nil {
+				return fmt.Errorf("bootstrap range 1: %w", err)
+			}
+			s.log.Info("bootstrapped range 1 (static bootstrap)", "replicas", len(voters))
+		}
+	}
+	return nil
+}

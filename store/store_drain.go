@@ -8,7 +8,7 @@
 // leads, every pass, until it leads none (a transfer raft aborted after an
 // election timeout is simply pushed again); ignores MsgTimeoutNow (another
 // leader's transfer to it); does not campaign when a leader dies; reports
-// draining in its store heartbeat so placement's scheduler moves no
+// draining in its store report so placement's scheduler moves no
 // leadership onto it; and answers /readyz with "not ready". Followers keep
 // replicating, so nothing about durability changes.
 
@@ -30,7 +30,7 @@ import (
 // drain loop.
 type drainState struct {
 	draining atomic.Bool
-	// kick asks the heartbeat loop for a store heartbeat now (capacity 1).
+	// kick asks the report loop for a store report now (capacity 1).
 	kick  chan struct{}
 	gauge prometheus.Gauge
 
@@ -105,7 +105,7 @@ func (s *Store) StartDrain() (atStart, leaders int) {
 			go s.drainLoop(gen)
 		}
 		s.log.Info("draining: moving leaderships to other stores", "leaders", d.mu.atStart)
-		s.kickHeartbeat()
+		s.kickReport()
 	}
 	atStart = d.mu.atStart
 	d.mu.Unlock()
@@ -125,7 +125,7 @@ func (s *Store) Undrain() {
 	d.draining.Store(false)
 	d.gauge.Set(0)
 	s.log.Info("drain undone: the store may lead ranges again")
-	s.kickHeartbeat()
+	s.kickReport()
 }
 
 // DrainStatus reports whether the store drains, the leaderships it held
@@ -239,9 +239,9 @@ func (s *Store) drainPass(targets map[uint64]uint64) {
 	}
 }
 
-// kickHeartbeat asks for a store heartbeat now (placement learns the
+// kickReport asks for a store report now (placement learns the
 // drain state without waiting for the next interval).
-func (s *Store) kickHeartbeat() {
+func (s *Store) kickReport() {
 	select {
 	case s.drain.kick <- struct{}{}:
 	default:

@@ -1,6 +1,6 @@
-// Applying committed entries: the KV state machine. Apply reads no clock
-// and no local state beyond the replicated descriptor and data, so every
-// replica computes the same result.
+// The KV state machine (kvStateMachine): applying committed entries.
+// Apply reads no clock and no local state beyond the replicated descriptor
+// and data, so every replica computes the same result.
 
 package store
 
@@ -62,16 +62,18 @@ type keyNotInRangeError struct {
 
 func (e *keyNotInRangeError) Error() string { return "key not in range at apply" }
 
-func truncateCommand(index, term uint64) []byte {
-	b, err := proto.Marshal(&rangekvpb.Command{Cmd: &rangekvpb.Command_TruncateLog{TruncateLog: &rangekvpb.TruncateLogCmd{Index: index, Term: term}}})
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
+// kvStateMachine is one replica's KV state machine: it stages the effects
+// of committed entries (data, descriptor and applied index) into a batch,
+// and, once the batch is committed, makes them true in memory and
+// completes their proposals. Its methods run on the worker, with r.mu held,
+// for the replica r of the pass they are given.
+type kvStateMachine struct{ r *Replica }
+
+// stateMachine returns r's KV state machine.
+func (r *Replica) stateMachine() kvStateMachine { return kvStateMachine{r: r} }
 
 // stageApply applies p's committed entries into ab. Called with p.r.mu held.
-func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
+func (sm kvStateMachine) stageApply(ab *pebble.Batch, p *pass) {
 	r := p.r
 	p.desc = r.Descriptor()
 	for _, e := range p.rd.CommittedEntries {
@@ -83,31 +85,31 @@ func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
 		case pb.EntryNormal:
 			subs, err := rangeraft.DecodeEntries(e.GetData())
 			if err != nil {
-				s.fatal(r, fmt.Sprintf("decode entry %d", e.GetIndex()), err)
+				r.fatal(fmt.Sprintf("decode entry %d", e.GetIndex()), err)
 			}
 			switch {
 			case len(subs) == 1:
-				res.value, res.err = s.applyCommand(ab, p, subs[0].Cmd)
+				res.value, res.err = sm.applyCommand(ab, p, subs[0].Cmd)
 			case len(subs) > 1:
 				// In order, each as if it were an entry of its own.
 				res.subs = make([]rangeraft.AppliedResult, len(subs))
 				for i, sub := range subs {
-					v, err := s.applyCommand(ab, p, sub.Cmd)
+					v, err := sm.applyCommand(ab, p, sub.Cmd)
 					res.subs[i] = rangeraft.AppliedResult{ID: sub.ID, Value: v, Err: err}
 				}
 			}
 		case pb.EntryConfChange:
 			var cc pb.ConfChange
 			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
-				s.fatal(r, "decode conf change", err)
+				r.fatal("decode conf change", err)
 			}
-			res.cc, res.err = s.applyConfChange(ab, p, cc.AsV2())
+			res.cc, res.err = p.r.applyConfChange(ab, p, cc.AsV2())
 		case pb.EntryConfChangeV2:
 			var cc pb.ConfChangeV2
 			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
-				s.fatal(r, "decode conf change", err)
+				r.fatal("decode conf change", err)
 			}
-			res.cc, res.err = s.applyConfChange(ab, p, &cc)
+			res.cc, res.err = p.r.applyConfChange(ab, p, &cc)
 		}
 		p.applied = append(p.applied, res)
 		p.lastIndex, p.lastTerm = e.GetIndex(), e.GetTerm()
@@ -119,25 +121,25 @@ func (s *Store) stageApply(ab *pebble.Batch, p *pass) {
 	// data of the entries it covers.
 	v, err := proto.Marshal(&rangekvpb.AppliedState{Index: p.lastIndex, Term: p.lastTerm})
 	if err != nil {
-		s.fatal(r, "encode applied state", err)
+		r.fatal("encode applied state", err)
 	}
 	if err := ab.Set(keys.AppliedStateKey(r.rangeID), v, nil); err != nil {
-		s.fatal(r, "stage applied state", err)
+		r.fatal("stage applied state", err)
 	}
 }
 
 // applyCommand applies one command to ab and returns its result, or a
 // deterministic error (nothing written).
-func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error) {
+func (sm kvStateMachine) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error) {
 	desc := p.desc
 	var cmd rangekvpb.Command
 	if err := proto.Unmarshal(data, &cmd); err != nil {
-		s.fatal(p.r, "decode command", err)
+		p.r.fatal("decode command", err)
 	}
 	if tr := cmd.GetTruncateLog(); tr != nil {
 		ok, err := p.r.log.StageTruncate(ab, tr.Index, tr.Term, p.upd) // p.upd: this pass's append, maybe in ab
 		if err != nil {
-			s.fatal(p.r, "stage truncation", err)
+			p.r.fatal("stage truncation", err)
 		}
 		if ok {
 			p.truncs = append(p.truncs, truncation{tr.Index, tr.Term})
@@ -147,14 +149,14 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 	if sp := cmd.GetSplit(); sp != nil {
 		var res any
 		var err error
-		p.desc, res, err = s.applySplit(ab, p, desc, sp)
+		p.desc, res, err = p.r.applySplit(ab, p, desc, sp)
 		return res, err
 	}
 	if ep := cmd.GetEpoch(); ep != nil && ep.GetVersion() != desc.GetEpoch().GetVersion() {
 		return nil, &epochMismatchError{current: desc}
 	}
 	if b := cmd.GetBatch(); b != nil {
-		return nil, s.applyBatch(ab, p, desc, b)
+		return nil, sm.applyBatch(ab, p, desc, b)
 	}
 	var key []byte
 	switch c := cmd.Cmd.(type) {
@@ -167,7 +169,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 	case *rangekvpb.Command_Incr:
 		key = c.Incr.Key
 	default:
-		s.fatal(p.r, "apply", fmt.Errorf("unknown command %T", cmd.Cmd))
+		p.r.fatal("apply", fmt.Errorf("unknown command %T", cmd.Cmd))
 	}
 	if !containsKey(desc, key) {
 		return nil, &keyNotInRangeError{key: key, desc: desc}
@@ -175,23 +177,23 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 	ek := keys.UserKey(key)
 	switch c := cmd.Cmd.(type) {
 	case *rangekvpb.Command_Put:
-		s.must(p.r, ab.Set(ek, c.Put.Value, nil))
+		p.r.must(ab.Set(ek, c.Put.Value, nil))
 		p.r.writtenBytes.Add(int64(len(key) + len(c.Put.Value)))
 		return nil, nil
 	case *rangekvpb.Command_Delete:
-		s.must(p.r, ab.Delete(ek, nil))
+		p.r.must(ab.Delete(ek, nil))
 		return nil, nil
 	case *rangekvpb.Command_Cas:
-		cur, found := s.getInBatch(p.r, ab, ek)
+		cur, found := sm.getInBatch(ab, ek)
 		match := (c.Cas.ExpectAbsent && !found) || (!c.Cas.ExpectAbsent && found && string(cur) == string(c.Cas.Expected))
 		if !match {
 			return &casResult{swapped: false, found: found, value: cur}, nil
 		}
-		s.must(p.r, ab.Set(ek, c.Cas.NewValue, nil))
+		p.r.must(ab.Set(ek, c.Cas.NewValue, nil))
 		p.r.writtenBytes.Add(int64(len(key) + len(c.Cas.NewValue)))
 		return &casResult{swapped: true, found: true, value: c.Cas.NewValue}, nil
 	case *rangekvpb.Command_Incr:
-		cur, found := s.getInBatch(p.r, ab, ek)
+		cur, found := sm.getInBatch(ab, ek)
 		var n int64
 		if found {
 			v, err := strconv.ParseInt(string(cur), 10, 64)
@@ -203,7 +205,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 		}
 		d := c.Incr.Delta
 		reported := d
-		if k := s.cfg.Knobs; k != nil && k.TestingApplyIncrTwice {
+		if k := sm.r.store.cfg.Knobs; k != nil && k.TestingApplyIncrTwice {
 			d *= 2
 		}
 		if (d > 0 && n > math.MaxInt64-d) || (d < 0 && n < math.MinInt64-d) {
@@ -211,7 +213,7 @@ func (s *Store) applyCommand(ab *pebble.Batch, p *pass, data []byte) (any, error
 				Msg: fmt.Sprintf("incr: %d + %d overflows a signed 64-bit integer (key %q unchanged)", n, d, key)}
 		}
 		n += d
-		s.must(p.r, ab.Set(ek, []byte(strconv.FormatInt(n, 10)), nil))
+		p.r.must(ab.Set(ek, []byte(strconv.FormatInt(n, 10)), nil))
 		p.r.writtenBytes.Add(int64(len(key) + 20))
 		return n - d + reported, nil
 	}
@@ -225,28 +227,23 @@ func truncateForMsg(b []byte) string {
 	return string(b)
 }
 
-func (s *Store) getInBatch(r *Replica, b *pebble.Batch, k []byte) ([]byte, bool) {
+func (sm kvStateMachine) getInBatch(b *pebble.Batch, k []byte) ([]byte, bool) {
+	r := sm.r
 	v, c, err := b.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false
 	}
-	s.must(r, err)
+	r.must(err)
 	out := append([]byte(nil), v...)
 	c.Close()
 	return out, true
 }
 
-func (s *Store) must(r *Replica, err error) {
-	if err != nil {
-		s.fatal(r, "apply", err)
-	}
-}
-
 // finishApply completes what the committed apply batch made true: log
 // truncations, descriptors, raft configuration, proposals and reads.
 // Called with p.r.mu held.
-func (s *Store) finishApply(p *pass) {
-	r := p.r
+func (sm kvStateMachine) finishApply(p *pass) {
+	r, s := p.r, sm.r.store
 	for _, t := range p.truncs {
 		r.log.FinishTruncate(t.index, t.term)
 		s.metrics.logTruncations.Inc()

@@ -1,5 +1,6 @@
-// Heartbeats to placement: store stats every few seconds; range leaders
-// report their ranges when they change (descriptor, leadership) and at
+// Reports to placement (the StoreHeartbeat and RangeHeartbeats RPCs keep
+// their wire names): store stats every few seconds; range leaders report
+// their ranges when they change (descriptor, leadership) and at
 // least every refresh interval, in one batched call per interval whose
 // answer carries operator steps for the ranges this store leads. A split's
 // right half that wins its first election on this store asks for that
@@ -26,7 +27,7 @@ type reported struct {
 	reads, writes uint64 // counters at the last report
 }
 
-func (s *Store) heartbeatLoop() {
+func (s *Store) reportLoop() {
 	defer s.wg.Done()
 	st := time.NewTicker(s.cfg.StoreHeartbeatInterval)
 	defer st.Stop()
@@ -37,28 +38,28 @@ func (s *Store) heartbeatLoop() {
 		return // stopped
 	}
 	s.refreshPeerAddrs()
-	s.sendStoreHeartbeat()
-	beats := 0
+	s.sendStoreReport()
+	reports := 0
 	for {
 		select {
 		case <-s.stopCh:
 			return
 		case <-st.C:
-			if beats++; beats%peerRefreshEvery == 0 {
+			if reports++; reports%peerRefreshEvery == 0 {
 				s.refreshPeerAddrs()
 			}
-			s.sendStoreHeartbeat()
+			s.sendStoreReport()
 		case <-s.drain.kick:
-			s.sendStoreHeartbeat()
+			s.sendStoreReport()
 		case <-rt.C:
-			s.sendRangeHeartbeats(last)
+			s.sendRangeReports(last)
 		case <-s.reportRanges:
-			s.sendRangeHeartbeats(last)
+			s.sendRangeReports(last)
 		}
 	}
 }
 
-// reportRangesSoon asks the heartbeat loop to report the changed ranges
+// reportRangesSoon asks the report loop to report the changed ranges
 // this store leads now rather than at the next interval. It never blocks
 // (workers call it): a request made while another is pending joins it.
 // Without placement nobody reads the channel; the request just stays.
@@ -107,7 +108,7 @@ func (s *Store) storeStats() *rangekvpb.StoreStats {
 	return st
 }
 
-func (s *Store) sendStoreHeartbeat() {
+func (s *Store) sendStoreReport() {
 	ctx, cancel := s.pdCtx(s.cfg.StoreHeartbeatInterval)
 	defer cancel()
 	stats := s.storeStats()
@@ -134,9 +135,9 @@ func (s *Store) sendStoreHeartbeat() {
 	}
 }
 
-// sendRangeHeartbeats reports changed (or due) ranges this store leads and
+// sendRangeReports reports changed (or due) ranges this store leads and
 // hands the returned operator steps to the executor.
-func (s *Store) sendRangeHeartbeats(last map[uint64]reported) {
+func (s *Store) sendRangeReports(last map[uint64]reported) {
 	now := s.now()
 	req := &rangekvpb.RangeHeartbeatsRequest{StoreId: s.cfg.StoreID}
 	sent := map[uint64]reported{}
@@ -154,7 +155,7 @@ func (s *Store) sendRangeHeartbeats(last map[uint64]reported) {
 			}
 			continue
 		}
-		h := s.rangeHeartbeat(r, d)
+		h := s.rangeReport(r, d)
 		rd, wr := r.reads.Load(), r.writes.Load()
 		if ok && !prev.at.IsZero() {
 			if secs := now.Sub(prev.at).Seconds(); secs > 0 {
@@ -194,7 +195,7 @@ func (s *Store) sendRangeHeartbeats(last map[uint64]reported) {
 	}
 }
 
-func (s *Store) rangeHeartbeat(r *Replica, d *rangekvpb.RangeDescriptor) *rangekvpb.RangeHeartbeat {
+func (s *Store) rangeReport(r *Replica, d *rangekvpb.RangeDescriptor) *rangekvpb.RangeHeartbeat {
 	h := &rangekvpb.RangeHeartbeat{Descriptor_: d, LeaderStoreId: s.cfg.StoreID, Term: r.term.Load()}
 	lo, hi := keys.UserSpan(d.StartKey, d.EndKey)
 	if n, err := s.db.EstimateDiskUsage(lo, hi); err == nil {

@@ -10,7 +10,6 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/rangekv/rangekv/internal/keys"
-	"github.com/rangekv/rangekv/internal/logadapt"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
 	"github.com/rangekv/rangekv/rangeraft/logstore"
@@ -55,7 +54,7 @@ func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
 			s.metrics.messagesDropped.WithLabelValues("awaiting_split").Inc()
 			return
 		}
-		s.destroyReplica(r, fmt.Sprintf("uninitialized replica %d replaced by replica %d", r.replicaID, m.GetTo()))
+		r.destroy(fmt.Sprintf("uninitialized replica %d replaced by replica %d", r.replicaID, m.GetTo()))
 		if r = s.createUninitialized(env.RangeId, m.GetTo()); r == nil {
 			return
 		}
@@ -161,7 +160,7 @@ func (s *Store) createUninitialized(rangeID, replicaID uint64) *Replica {
 			s.mu.Unlock()
 			continue
 		}
-		r = &Replica{rangeID: rangeID, replicaID: replicaID, log: rl}
+		r = &Replica{store: s, rangeID: rangeID, replicaID: replicaID, log: rl}
 		r.mu.rr = rr
 		s.mu.replicas[rangeID] = r
 		s.metrics.replicas.Inc()
@@ -199,23 +198,4 @@ func (s *Store) loadUninitialized(rangeID, replicaID uint64) (*logstore.RangeLog
 		return nil, nil, false
 	}
 	return rl, rr, true
-}
-
-// newRaft builds the rangeraft replica with the store's settings.
-func (s *Store) newRaft(rangeID, replicaID uint64, rl *logstore.RangeLog, applied, appliedTerm uint64) (*rangeraft.Replica, error) {
-	election, heartbeat, proposal, read := s.cfg.raftTicks()
-	return rangeraft.New(rangeraft.Config{
-		ReplicaID:            replicaID,
-		ElectionTicks:        election,
-		HeartbeatTicks:       heartbeat,
-		ProposalTimeoutTicks: proposal,
-		ReadTimeoutTicks:     read,
-		Applied:              applied,
-		AppliedTerm:          appliedTerm,
-		ReadContextSeed:      s.readSeed ^ rangeID,
-		Storage:              rl,
-		Logger:               logadapt.NewRaft(s.log.With("range", rangeID, "replica", replicaID)),
-		LeaseDuration:        s.cfg.leaseDuration(),
-		Clock:                s.now,
-	})
 }

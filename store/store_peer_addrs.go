@@ -35,7 +35,7 @@ const (
 	// lookupQueue bounds the lookups waiting for the resolver.
 	lookupQueue = 256
 	// peerRefreshEvery: the peer addresses are fetched from placement
-	// after each (re)join and then every this many store heartbeats.
+	// after each (re)join and then every this many store reports.
 	peerRefreshEvery = 10
 )
 
@@ -262,4 +262,21 @@ func (r *addrResolver) lookup(id uint64) {
 	if st.failures == 1 {
 		s.log.Warn("cannot find a peer store's address: messages to it are dropped until a lookup succeeds", "peer", id, "err", err)
 	}
+}
+
+// peerStoreIDs lists the other stores this store knows of.
+func (s *Store) peerStoreIDs() []uint64 {
+	out := make([]uint64, 0, len(s.cfg.InitialStores))
+	for id := range s.cfg.InitialStores {
+		if id != s.cfg.StoreID {
+			out = append(out, id)
+		}
+	}
+	s.storeAddrs.Range(func(k, _ any) bool {
+		if id := k.(uint64); id != s.cfg.StoreID && s.cfg.InitialStores[id] == "" {
+			out = append(out, id)
+		}
+		return true
+	})
+	return out
 }

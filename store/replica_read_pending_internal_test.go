@@ -36,10 +36,16 @@ func TestPendingReadsBounded(t *testing.T) {
 			waiting <- result{resp, err}
 		}()
 	}
+	// pushRead counts a read pending before it queues it: wait for both.
+	queued := func() int {
+		r.inbox.Lock()
+		defer r.inbox.Unlock()
+		return len(r.inbox.reads)
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for r.pendingReads.Load() != 2 {
+	for r.pendingReads.Load() != 2 || queued() != 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d reads pending after 10s, want 2", r.pendingReads.Load())
+			t.Fatalf("%d reads pending (%d queued) after 10s, want 2", r.pendingReads.Load(), queued())
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -125,15 +125,16 @@ func nextDescriptor(desc *rangekvpb.RangeDescriptor, cc *pb.ConfChangeV2) (*rang
 }
 
 // applyConfChange stages a membership change. Called with p.r.mu held.
-func (s *Store) applyConfChange(ab *pebble.Batch, p *pass, cc *pb.ConfChangeV2) (*pb.ConfChangeV2, error) {
+func (r *Replica) applyConfChange(ab *pebble.Batch, p *pass, cc *pb.ConfChangeV2) (*pb.ConfChangeV2, error) {
+	s := r.store
 	next, err := nextDescriptor(p.desc, cc)
 	if err != nil {
 		s.log.Info("membership change rejected at apply", "range", p.r.rangeID, "reason", err)
 		return cc, err
 	}
 	v, err := proto.Marshal(next)
-	s.must(p.r, err)
-	s.must(p.r, ab.Set(keys.DescriptorKey(next.RangeId), v, nil))
+	p.r.must(err)
+	p.r.must(ab.Set(keys.DescriptorKey(next.RangeId), v, nil))
 	p.desc = next
 	p.needSync = true
 	return cc, nil
@@ -162,7 +163,8 @@ const leaveJointRetryElections = 2
 // same one re-elected: the earlier entry may be gone) and after
 // leaveJointRetryElections election timeouts still joint. Called with r.mu
 // held.
-func (s *Store) maybeLeaveJoint(r *Replica) {
+func (r *Replica) maybeLeaveJoint() {
+	s := r.store
 	d := r.Descriptor()
 	rr := r.mu.rr
 	if r.mu.destroyed || !rr.IsLeader() || !isJoint(d) {
@@ -187,24 +189,12 @@ func (s *Store) maybeLeaveJoint(r *Replica) {
 	lj.confVer, lj.term, lj.ticks = d.Epoch.GetConfVer(), term, 0
 }
 
-// ChangeReplicas runs one membership step on the range's leader here and
-// waits until the descriptor shows it applied (and, for a promotion, until
-// the joint configuration was left).
-func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, change rangekvpb.ReplicaChangeType, storeID uint64) (*rangekvpb.RangeDescriptor, *rangekvpb.RangeError, error) {
-	return s.changeReplicas(ctx, rangeID, change, storeID, nil)
-}
-
-// changeReplicas is ChangeReplicas; with expect set (a placement step's
-// epoch) it runs only while the range is at exactly that epoch, and the
-// change is proposed at it, so apply refuses it too once any other change
-// applied first (MULTIRAFT.md §10).
-func (s *Store) changeReplicas(ctx context.Context, rangeID uint64, change rangekvpb.ReplicaChangeType, storeID uint64, expect *rangekvpb.RangeEpoch) (*rangekvpb.RangeDescriptor, *rangekvpb.RangeError, error) {
-	r := s.replica(rangeID)
-	if r == nil || r.Descriptor() == nil {
-		return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: rangeID}}, nil
-	}
+// changeReplicas runs one membership step on this replica, the range's
+// leader (see Store.changeReplicas).
+func (r *Replica) changeReplicas(ctx context.Context, change rangekvpb.ReplicaChangeType, storeID uint64, expect *rangekvpb.RangeEpoch) (*rangekvpb.RangeDescriptor, *rangekvpb.RangeError, error) {
+	s, rangeID := r.store, r.rangeID
 	if lead := r.leader.Load(); lead != r.replicaID {
-		return nil, s.notLeader(r, lead), nil
+		return nil, r.notLeader(lead), nil
 	}
 	desc := r.Descriptor()
 	if expect != nil && !proto.Equal(desc.Epoch, expect) {
@@ -256,7 +246,7 @@ func (s *Store) changeReplicas(ctx context.Context, rangeID uint64, change range
 	select {
 	case err := <-ch:
 		if err != nil {
-			rerr, gerr := s.outcomeToError(r, err)
+			rerr, gerr := r.outcomeToError(err)
 			return nil, rerr, gerr
 		}
 	case <-ctx.Done():
@@ -310,74 +300,4 @@ func changeShows(d *rangekvpb.RangeDescriptor, change rangekvpb.ReplicaChangeTyp
 type pendingConfChange struct {
 	cc   *pb.ConfChangeV2
 	done chan error
-}
-
-// destroyReplica removes a replica that is no longer a member: its
-// range-local state and its span's data go, a tombstone stays so that its
-// replica ID is never created here again. One synced batch.
-func (s *Store) destroyReplica(r *Replica, why string) {
-	s.destroyReplicaTombstone(r, r.replicaID+1, why)
-}
-
-// destroyReplicaTombstone is destroyReplica with the tombstone's
-// next_replica_id given (replica GC passes the one of the descriptor that
-// proved the removal). Invariant: nextReplicaID > r.replicaID, and no
-// replica ID below it can still be added to this store.
-func (s *Store) destroyReplicaTombstone(r *Replica, nextReplicaID uint64, why string) {
-	r.mu.Lock()
-	if r.mu.destroyed {
-		r.mu.Unlock()
-		return
-	}
-	r.mu.rr.Close()
-	r.mu.destroyed = true
-	desc := r.Descriptor()
-	r.mu.Unlock()
-	r.failInbox()
-	// Snapshots queued for r will never be stepped: free their data and
-	// placeholders (after failInbox, so none is queued later).
-	if s.snaps != nil {
-		s.snaps.dropReplica(r)
-	}
-	if k := s.cfg.Knobs; k != nil && k.ReplicaDestroying != nil {
-		k.ReplicaDestroying(r.rangeID)
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	s.must(r, b.DeleteRange(keys.RangeLocalPrefix(r.rangeID), keys.RangeLocalEnd(r.rangeID), nil))
-	v, err := proto.Marshal(&rangekvpb.RangeTombstone{NextReplicaId: max(nextReplicaID, r.replicaID+1)})
-	s.must(r, err)
-	s.must(r, b.Set(keys.TombstoneKey(r.rangeID), v, nil))
-	if desc != nil && !s.spanOwnedByOther(r.rangeID, desc) {
-		lo, hi := keys.UserSpan(desc.StartKey, desc.EndKey)
-		s.must(r, b.DeleteRange(lo, hi, nil))
-	}
-	s.must(r, b.Commit(pebble.Sync))
-	s.mu.Lock()
-	delete(s.mu.replicas, r.rangeID)
-	s.mu.removals++ // the tombstone above is committed (createUninitialized)
-	s.reindexLocked()
-	s.mu.Unlock()
-	s.setAwake(r.rangeID, false)
-	if r.leader.Load() == r.replicaID {
-		s.metrics.leaders.Dec()
-	}
-	if r.quiesced.Load() {
-		s.metrics.quiescent.Dec()
-	}
-	s.metrics.replicas.Dec()
-	s.log.Info("replica destroyed", "range", r.rangeID, "replica", r.replicaID, "next_replica_id", max(nextReplicaID, r.replicaID+1), "reason", why)
-}
-
-// spanOwnedByOther reports whether another initialized replica here
-// overlaps desc's span (then its data must stay).
-func (s *Store) spanOwnedByOther(rangeID uint64, desc *rangekvpb.RangeDescriptor) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for id, r := range s.mu.replicas {
-		if d := r.Descriptor(); id != rangeID && d != nil && spansOverlap(d, desc) {
-			return true
-		}
-	}
-	return false
 }

@@ -1,6 +1,6 @@
 package store
 
-// Receiving snapshots (snapshot.go): placeholders, pending snapshots and
+// Receiving snapshots (store_snapshots.go): placeholders, pending snapshots and
 // their SSTs across the Snapshot RPC and the worker pass that steps the
 // MsgSnap and ingests the data (issue 15 item 2). A single real store
 // (store 2) is fed snapshots through its Snapshot handler, as if store 1

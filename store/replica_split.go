@@ -7,11 +7,8 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -32,58 +29,10 @@ type splitResult struct {
 	campaign bool
 }
 
-// allocRangeID hands out a new range ID: from placement, or, with static
-// bootstrap, one no other store can allocate (the store ID in the high
-// bits over a persisted counter).
-func (s *Store) allocRangeID() (uint64, error) {
-	if s.pd != nil {
-		var first uint64
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err := s.pd.call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
-			r, err := pc.AllocID(ctx, &rangekvpb.AllocIDRequest{Count: 1})
-			if err != nil {
-				return nil, err
-			}
-			first = r.First
-			return r.Error, nil
-		})
-		return first, err
-	}
-	s.rangeIDMu.Lock()
-	defer s.rangeIDMu.Unlock()
-	v, c, err := s.db.Get(keys.RangeIDAllocKey())
-	var next uint64 = 1
-	if err == nil {
-		next = binary.BigEndian.Uint64(v) + 1
-		c.Close()
-	} else if !errors.Is(err, pebble.ErrNotFound) {
-		return 0, err
-	}
-	if next >= 1<<40 {
-		return 0, errors.New("range ID space of this store exhausted")
-	}
-	if err := s.db.Set(keys.RangeIDAllocKey(), binary.BigEndian.AppendUint64(nil, next), pebble.Sync); err != nil {
-		return 0, err
-	}
-	return s.cfg.StoreID<<40 | next, nil
-}
-
-// Split splits the range holding key (or rangeID, if non-zero) at key,
-// through Raft. It must run on the range's leader.
-func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte) (*splitResult, *rangekvpb.RangeError, error) {
-	if err := s.cfg.limits().key("split_key", key); err != nil {
-		return nil, nil, err
-	}
-	var r *Replica
-	if rangeID == 0 {
-		r = s.replicaForKey(key)
-	} else {
-		r = s.replica(rangeID)
-	}
-	if r == nil || r.Descriptor() == nil {
-		return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: rangeID}}, nil
-	}
+// split splits the range at key, through Raft. It must run on the range's
+// leader.
+func (r *Replica) split(ctx context.Context, key []byte) (*splitResult, *rangekvpb.RangeError, error) {
+	s := r.store
 	desc := r.Descriptor()
 	if bytes.Equal(key, desc.StartKey) {
 		return nil, nil, invalid("split_key: %q is the range's start key; a split key must be strictly inside the range", key)
@@ -92,7 +41,7 @@ func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte) (*splitRe
 		return nil, keyNotInRange(key, desc), nil
 	}
 	if lead := r.leader.Load(); lead != r.replicaID {
-		return nil, s.notLeader(r, lead), nil
+		return nil, r.notLeader(lead), nil
 	}
 	newID, err := s.allocRangeID()
 	if err != nil {
@@ -100,7 +49,7 @@ func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte) (*splitRe
 	}
 	cmd := &rangekvpb.Command{Cmd: &rangekvpb.Command_Split{Split: &rangekvpb.SplitCmd{
 		SplitKey: key, NewRangeId: newID, ExpectedEpoch: proto.CloneOf(desc.Epoch)}}}
-	v, rerr, err := s.propose(ctx, r, cmd)
+	v, rerr, err := r.propose(ctx, cmd)
 	if rerr != nil || err != nil {
 		return nil, rerr, err
 	}
@@ -109,7 +58,8 @@ func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte) (*splitRe
 
 // applySplit stages a split into ab. Deterministic: every replica decides
 // the same from the replicated descriptor. Called with p.r.mu held.
-func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescriptor, sp *rangekvpb.SplitCmd) (*rangekvpb.RangeDescriptor, any, error) {
+func (r *Replica) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescriptor, sp *rangekvpb.SplitCmd) (*rangekvpb.RangeDescriptor, any, error) {
+	s := r.store
 	// Invariant: a split applies only at the epoch (version and conf_ver)
 	// it was proposed at, with the key strictly inside the range.
 	if !proto.Equal(sp.ExpectedEpoch, desc.Epoch) {
@@ -132,8 +82,8 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 		right.Replicas = append(right.Replicas, proto.CloneOf(rd))
 	}
 	v, err := proto.Marshal(left)
-	s.must(p.r, err)
-	s.must(p.r, ab.Set(keys.DescriptorKey(desc.RangeId), v, nil))
+	p.r.must(err)
+	p.r.must(ab.Set(keys.DescriptorKey(desc.RangeId), v, nil))
 	res := &splitResult{left: left, right: right, campaign: p.r.mu.rr.IsLeader()}
 
 	me := replicaOnStore(right, s.cfg.StoreID)
@@ -146,10 +96,10 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 	}
 	var ts rangekvpb.RangeTombstone
 	_, err = getProto(ab, keys.TombstoneKey(right.RangeId), &ts)
-	s.must(p.r, err)
+	p.r.must(err)
 	var existing rangekvpb.RangeDescriptor
 	initialized, err := getProto(ab, keys.DescriptorKey(right.RangeId), &existing)
-	s.must(p.r, err)
+	p.r.must(err)
 	switch {
 	case me == nil:
 	case !claimed || me.ReplicaId < ts.NextReplicaId:
@@ -159,11 +109,11 @@ func (s *Store) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDescr
 		// its data here belongs to nobody. Its HardState (the newer
 		// incarnation's votes) is not touched.
 		lo, hi := keys.UserSpan(right.StartKey, right.EndKey)
-		s.must(p.r, ab.DeleteRange(lo, hi, nil))
+		p.r.must(ab.DeleteRange(lo, hi, nil))
 	case initialized:
 		// Already initialized by a snapshot: keep it.
 	default:
-		s.must(p.r, s.writeSplitRHSState(ab, right, owned))
+		p.r.must(s.writeSplitRHSState(ab, right, owned))
 		res.createRight = true
 	}
 	if k := s.cfg.Knobs; k != nil && k.SplitRHSStaged != nil && me != nil {
@@ -337,7 +287,7 @@ func (s *Store) finishSplits(results []*splitResult) {
 			continue
 		}
 		if err := s.installRHS(res); err != nil {
-			s.fatal(nil, fmt.Sprintf("create right range %d of split", res.right.RangeId), err)
+			s.fatalRange(0, fmt.Sprintf("create right range %d of split", res.right.RangeId), err)
 		}
 	}
 }

@@ -1,0 +1,208 @@
+// The replica's side of a worker pass: drain the inbox into raft (step,
+// tick, propose, read), send messages, publish the leader, and stop the
+// process on an engine error. Everything here runs on the worker with
+// r.mu held; store_worker.go runs the pass itself.
+
+package store
+
+import (
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+// drainInbox feeds the replica everything queued for it since its last
+// pass, waking it from quiescence as the rules in replica_quiesce.go say, and
+// returns the IDs of the snapshots whose MsgSnap it stepped. Called with
+// r.mu held.
+func (r *Replica) drainInbox(tick bool) (steppedSnaps []uint64) {
+	s := r.store
+	r.inbox.Lock()
+	msgs, props, reads, reports, transfer := r.inbox.msgs, r.inbox.proposals, r.inbox.reads, r.inbox.snapReports, r.inbox.transferTo
+	wake, leaderDead, campaign, ccs := r.inbox.wake, r.inbox.leaderDead, r.inbox.campaign, r.inbox.confChanges
+	r.inbox.confChanges = nil
+	r.inbox.msgs, r.inbox.proposals, r.inbox.reads, r.inbox.snapReports, r.inbox.transferTo = nil, nil, nil, nil, 0
+	r.inbox.wake, r.inbox.leaderDead, r.inbox.campaign = false, false, false
+	r.inbox.Unlock()
+	rr := r.mu.rr
+	for _, im := range msgs {
+		m := im.m
+		if im.quiesce && m.GetType() == pb.MsgHeartbeat && r.maybeQuiesceFollower(m) {
+			continue
+		}
+		if m.GetType() == pb.MsgTimeoutNow && s.Draining() {
+			continue // a draining store takes no leadership (store_drain.go)
+		}
+		// A quiesced leader steps late heartbeat responses without waking,
+		// unless they make it send something (a follower is behind).
+		lateResp := m.GetType() == pb.MsgHeartbeatResp && rr.IsLeader()
+		if r.quiesced.Load() && !lateResp {
+			r.unquiesce()
+			if !rr.IsLeader() && m.GetFrom() != rr.Leader() {
+				r.wakeLeader()
+			}
+		}
+		// A vote while store liveness says our leader's store is down:
+		// forget that leader first, or raft ignores the vote for the rest of
+		// its (frozen, if we were quiesced) lease and the election waits a
+		// full timeout.
+		if t := m.GetType(); (t == pb.MsgPreVote || t == pb.MsgVote) && !rr.IsLeader() {
+			// A store that just started votes for no one yet: other
+			// leaders' read leases may rely on it (replica_read.go).
+			if s.holdingVotes() {
+				s.metrics.messagesDropped.WithLabelValues("vote_hold").Inc()
+				continue
+			}
+			if lead := rr.Leader(); lead != 0 && lead != m.GetFrom() {
+				if st, ok := r.storeOfReplica(lead); ok && !s.liveness.isLive(st) {
+					_ = rr.ForgetLeader()
+				}
+			}
+		}
+		if m.GetType() == pb.MsgHeartbeat && len(m.GetContext()) > 0 && r.Descriptor() == nil {
+			// Invariant: an uninitialized replica never confirms a read
+			// round. Its answer would count toward the leader's read lease,
+			// yet its raft state is replaced when the local split installs
+			// the range (installRHS) by one that knows no leader and grants
+			// votes at once: the promise the lease relies on
+			// (rangeraft/lease.go) dies with it. Without the context the
+			// answer still tells the leader the replica is alive.
+			m = proto.CloneOf(m)
+			m.Context = nil
+		}
+		if m.GetType() == pb.MsgSnap {
+			id, ok := s.snaps.admit(r, m)
+			if !ok {
+				continue
+			}
+			steppedSnaps = append(steppedSnaps, id)
+		}
+		if err := rr.Step(m); err != nil {
+			s.log.Debug("step", "range", r.rangeID, "type", m.GetType().String(), "err", err)
+		}
+		if lateResp && r.quiesced.Load() && rr.HasReady() {
+			r.unquiesce()
+		}
+	}
+	for _, rep := range reports {
+		rr.ReportSnapshot(rep.to, rep.ok)
+	}
+	if wake || leaderDead || campaign || len(props) > 0 || len(reads) > 0 || len(ccs) > 0 || transfer != 0 {
+		r.unquiesce()
+	}
+	if leaderDead {
+		r.onLeaderDead()
+	}
+	// The right half of a split campaigns at once on the old leader's
+	// store, unless it already has a term past the initial one.
+	if campaign && !rr.IsLeader() && rr.BasicStatus().GetTerm() <= initTerm {
+		_ = rr.Campaign()
+	}
+	if tick && !r.quiesced.Load() {
+		rr.Tick()
+		r.mu.leaveJoint.ticks++
+		if r.Descriptor() == nil {
+			r.uninitTicks.Add(1)
+		}
+	}
+	if len(props) > 0 {
+		s.metrics.proposalEntries.Add(float64(rr.ProposeAll(props)))
+	}
+	for _, cc := range ccs {
+		cc.done <- rr.ProposeConfChange(cc.cc)
+	}
+	if transfer != 0 {
+		if err := rr.TransferLeader(transfer); err != nil {
+			s.log.Debug("leader transfer refused", "range", r.rangeID, "to", transfer, "err", err)
+		}
+	}
+	for _, rd := range reads {
+		rr.ReadIndex(rd)
+	}
+	rr.FlushReads()
+	return steppedSnaps
+}
+
+// noteLeader publishes leadership changes. Called with r.mu held.
+func (r *Replica) noteLeader() {
+	s := r.store
+	bs := r.mu.rr.BasicStatus()
+	if old := r.term.Swap(bs.GetTerm()); bs.GetTerm() > old && (bs.RaftState == raft.StateCandidate || bs.Lead == r.replicaID) {
+		// A new term this replica is candidate or leader in is one it
+		// campaigned for (a follower only learns a term from others).
+		s.metrics.elections.Inc()
+	}
+	lead := r.mu.rr.Leader()
+	old := r.leader.Swap(lead)
+	if old == lead {
+		return
+	}
+	st, _ := r.storeOfReplica(lead)
+	r.leaderStore.Store(st)
+	s.metrics.leaderChanges.Inc()
+	if old == r.replicaID {
+		s.metrics.leaders.Dec()
+	}
+	if lead == r.replicaID {
+		s.metrics.leaders.Inc()
+	}
+	// A split's right half just elected its first leader here: placement
+	// must learn the new range, its leader and the shrunk left half now,
+	// or a split of the new range waits for the next range report.
+	if lead != 0 && r.reportOnLead.Swap(false) && lead == r.replicaID {
+		s.reportRangesSoon()
+	}
+}
+
+// sendSome sends the messages keep selects and returns the others.
+// Called with r.mu held.
+func (r *Replica) sendSome(msgs []*pb.Message, keep func(*pb.Message) bool) []*pb.Message {
+	s := r.store
+	rest := msgs[:0:0]
+	desc := r.Descriptor()
+	for _, m := range msgs {
+		if !keep(m) {
+			rest = append(rest, m)
+			continue
+		}
+		toStore, ok := r.storeOfReplica(m.GetTo())
+		if !ok {
+			s.metrics.messagesDropped.WithLabelValues("unknown_replica").Inc()
+			continue
+		}
+		typ := m.GetType()
+		if k := s.cfg.Knobs; k != nil && k.DropRaftMessage != nil && k.DropRaftMessage(r.rangeID, s.cfg.StoreID, toStore, typ.String()) {
+			s.metrics.messagesDropped.WithLabelValues("knob").Inc()
+			continue
+		}
+		s.metrics.messagesSent.WithLabelValues(typ.String()).Inc()
+		if typ == pb.MsgSnap {
+			s.snaps.send(r, toStore, m)
+			continue
+		}
+		env := &rangekvpb.RaftMessage{RangeId: r.rangeID, FromStore: s.cfg.StoreID, ToStore: toStore, Message: m}
+		if desc != nil && (typ == pb.MsgApp || typ == pb.MsgVote || typ == pb.MsgPreVote) {
+			env.StartKey = desc.StartKey
+		}
+		if !s.trans.send(toStore, env) && !r.quiesced.Load() {
+			r.mu.rr.ReportUnreachable(m.GetTo())
+		}
+	}
+	return rest
+}
+
+// fatal stops the process: a store that cannot write its engine must not
+// go on acknowledging anything.
+func (r *Replica) fatal(what string, err error) {
+	r.store.fatalRange(r.rangeID, what, err)
+}
+
+// must stops the process on an engine error: a replica that cannot apply
+// must not go on.
+func (r *Replica) must(err error) {
+	if err != nil {
+		r.fatal("apply", err)
+	}
+}

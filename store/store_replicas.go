@@ -1,0 +1,229 @@
+// The store's replicas: the replica map, the ordered index of initialized
+// replicas by start key (routing a key to the replica whose range holds
+// it), range ID allocation, and the store's entry points that find a
+// replica and call it (Split, ChangeReplicas).
+
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/rangekv/rangekv/internal/keys"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+// replicaForKey finds the initialized replica whose range holds user key k.
+func (s *Store) replicaForKey(k []byte) *Replica {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	idx := s.mu.byStart
+	// The last replica whose start key is <= k.
+	i := sort.Search(len(idx), func(i int) bool { return bytes.Compare(idx[i].Descriptor().StartKey, k) > 0 }) - 1
+	if i < 0 {
+		return nil
+	}
+	if r := idx[i]; containsKey(r.Descriptor(), k) {
+		return r
+	}
+	return nil
+}
+
+// indexReplica adds an initialized replica to the index (an insertion:
+// creating ranges one split at a time stays cheap).
+func (s *Store) indexReplica(r *Replica) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	idx := s.mu.byStart
+	start := r.Descriptor().StartKey
+	i := sort.Search(len(idx), func(i int) bool { return bytes.Compare(idx[i].Descriptor().StartKey, start) >= 0 })
+	if i < len(idx) && idx[i] == r {
+		return
+	}
+	idx = append(idx, nil)
+	copy(idx[i+1:], idx[i:])
+	idx[i] = r
+	s.mu.byStart = idx
+}
+
+// reindex rebuilds the index after descriptors changed (split, snapshot,
+// removal).
+func (s *Store) reindex() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reindexLocked()
+}
+
+func (s *Store) reindexLocked() {
+	idx := s.mu.byStart[:0]
+	for _, r := range s.mu.replicas {
+		if r.Descriptor() != nil {
+			idx = append(idx, r)
+		}
+	}
+	sort.Slice(idx, func(i, j int) bool {
+		return bytes.Compare(idx[i].Descriptor().StartKey, idx[j].Descriptor().StartKey) < 0
+	})
+	s.mu.byStart = idx
+}
+
+// spanOwnedByOther reports whether another initialized replica here
+// overlaps desc's span (then its data must stay).
+func (s *Store) spanOwnedByOther(rangeID uint64, desc *rangekvpb.RangeDescriptor) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for id, r := range s.mu.replicas {
+		if d := r.Descriptor(); id != rangeID && d != nil && spansOverlap(d, desc) {
+			return true
+		}
+	}
+	return false
+}
+
+// route finds the local replica for a request and checks the key and the
+// epoch against its descriptor.
+func (s *Store) route(h *rangekvpb.RequestHeader, key []byte) (*Replica, *rangekvpb.RangeError) {
+	var r *Replica
+	if h.GetRangeId() == 0 {
+		r = s.replicaForKey(key)
+		if r == nil {
+			return nil, &rangekvpb.RangeError{Message: "no range on this store holds key " + errorForKey(key),
+				RangeNotFound: &rangekvpb.RangeNotFound{}}
+		}
+	} else {
+		r = s.replica(h.GetRangeId())
+		if r == nil || r.Descriptor() == nil {
+			return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: h.GetRangeId()}}
+		}
+	}
+	d := r.Descriptor()
+	if ep := h.GetEpoch(); ep != nil && ep.GetVersion() != d.GetEpoch().GetVersion() {
+		e := epochError(d)
+		// After a split, the key's new range is what the client needs.
+		if o := s.replicaForKey(key); o != nil && o != r {
+			e.EpochNotMatch.Current = append(e.EpochNotMatch.Current, o.Descriptor())
+		}
+		return nil, e
+	}
+	if !containsKey(d, key) {
+		return nil, keyNotInRange(key, d)
+	}
+	return r, nil
+}
+
+func epochError(d *rangekvpb.RangeDescriptor) *rangekvpb.RangeError {
+	return &rangekvpb.RangeError{Message: "range epoch does not match",
+		EpochNotMatch: &rangekvpb.EpochNotMatch{Current: []*rangekvpb.RangeDescriptor{d}}}
+}
+
+func keyNotInRange(key []byte, d *rangekvpb.RangeDescriptor) *rangekvpb.RangeError {
+	return &rangekvpb.RangeError{Message: "key " + errorForKey(key) + " is not in the range",
+		KeyNotInRange: &rangekvpb.KeyNotInRange{Key: key, RangeId: d.RangeId, StartKey: d.StartKey, EndKey: d.EndKey}}
+}
+
+// allocRangeID hands out a new range ID: from placement, or, with static
+// bootstrap, one no other store can allocate (the store ID in the high
+// bits over a persisted counter).
+func (s *Store) allocRangeID() (uint64, error) {
+	if s.pd != nil {
+		var first uint64
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := s.pd.call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
+			r, err := pc.AllocID(ctx, &rangekvpb.AllocIDRequest{Count: 1})
+			if err != nil {
+				return nil, err
+			}
+			first = r.First
+			return r.Error, nil
+		})
+		return first, err
+	}
+	s.rangeIDMu.Lock()
+	defer s.rangeIDMu.Unlock()
+	v, c, err := s.db.Get(keys.RangeIDAllocKey())
+	var next uint64 = 1
+	if err == nil {
+		next = binary.BigEndian.Uint64(v) + 1
+		c.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return 0, err
+	}
+	if next >= 1<<40 {
+		return 0, errors.New("range ID space of this store exhausted")
+	}
+	if err := s.db.Set(keys.RangeIDAllocKey(), binary.BigEndian.AppendUint64(nil, next), pebble.Sync); err != nil {
+		return 0, err
+	}
+	return s.cfg.StoreID<<40 | next, nil
+}
+
+// Split splits the range holding key (or rangeID, if non-zero) at key,
+// through Raft. It must run on the range's leader.
+func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte) (*splitResult, *rangekvpb.RangeError, error) {
+	if err := s.cfg.limits().key("split_key", key); err != nil {
+		return nil, nil, err
+	}
+	var r *Replica
+	if rangeID == 0 {
+		r = s.replicaForKey(key)
+	} else {
+		r = s.replica(rangeID)
+	}
+	if r == nil || r.Descriptor() == nil {
+		return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: rangeID}}, nil
+	}
+	return r.split(ctx, key)
+}
+
+// ChangeReplicas runs one membership step on the range's leader here and
+// waits until the descriptor shows it applied (and, for a promotion, until
+// the joint configuration was left).
+func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, change rangekvpb.ReplicaChangeType, storeID uint64) (*rangekvpb.RangeDescriptor, *rangekvpb.RangeError, error) {
+	return s.changeReplicas(ctx, rangeID, change, storeID, nil)
+}
+
+// changeReplicas is ChangeReplicas; with expect set (a placement step's
+// epoch) it runs only while the range is at exactly that epoch, and the
+// change is proposed at it, so apply refuses it too once any other change
+// applied first (MULTIRAFT.md §10).
+func (s *Store) changeReplicas(ctx context.Context, rangeID uint64, change rangekvpb.ReplicaChangeType, storeID uint64, expect *rangekvpb.RangeEpoch) (*rangekvpb.RangeDescriptor, *rangekvpb.RangeError, error) {
+	r := s.replica(rangeID)
+	if r == nil || r.Descriptor() == nil {
+		return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: rangeID}}, nil
+	}
+	return r.changeReplicas(ctx, change, storeID, expect)
+}
+
+func (s *Store) replica(rangeID uint64) *Replica {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.mu.replicas[rangeID]
+}
+
+func (s *Store) replicaIDs() []uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ids := make([]uint64, 0, len(s.mu.replicas))
+	for id := range s.mu.replicas {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func (s *Store) replicasSnapshot() []*Replica {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Replica, 0, len(s.mu.replicas))
+	for _, r := range s.mu.replicas {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].rangeID < out[j].rangeID })
+	return out
+}

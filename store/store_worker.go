@@ -1,0 +1,418 @@
+// The Raft workers: the scheduler (a queue of ranges with work drained by
+// a fixed pool of workers, like CockroachDB's raft scheduler; no
+// goroutine, timer or ticker exists per range), the store-wide ticker,
+// and the pass: one worker's turn over up to MaxBatchRanges ranges with
+// work, persisting their Raft state with one synced write and applying
+// their committed entries with one batch. See doc.go for the order it
+// keeps.
+
+package store
+
+import (
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/rangeraft/logstore"
+)
+
+// pass is one replica's share of a worker pass.
+type pass struct {
+	r       *Replica
+	rd      raft.Ready
+	upd     logstore.AppendUpdate
+	snap    *pendingSnapshot
+	applied []applyResult
+	truncs  []truncation
+	// lastApplied is the (index, term) the apply batch recorded.
+	lastIndex, lastTerm uint64
+	tick                bool
+	// desc is the descriptor as of the last staged entry (splits and
+	// membership changes in this pass change it).
+	desc *rangekvpb.RangeDescriptor
+	// needSync: the apply batch holds a split or membership change.
+	needSync bool
+	splits   []*splitResult
+	// removed: this replica applied its own removal.
+	removed bool
+}
+
+func (s *Store) worker() {
+	defer s.wg.Done()
+	var buf []workItem
+	for {
+		items := s.sched.next(buf)
+		if items == nil {
+			return
+		}
+		s.runPass(items)
+		s.sched.done(items)
+		buf = items
+	}
+}
+
+func (s *Store) runPass(items []workItem) {
+	passes := make([]*pass, 0, len(items))
+	for _, it := range items {
+		if k := s.cfg.Knobs; k != nil && k.BeforeRaftPass != nil {
+			k.BeforeRaftPass(it.rangeID)
+		}
+		r := s.replica(it.rangeID)
+		if r == nil {
+			continue
+		}
+		r.mu.Lock()
+		if r.mu.destroyed {
+			r.mu.Unlock()
+			continue
+		}
+		stepped := r.drainInbox(it.tick)
+		rd, ok := r.mu.rr.Ready()
+		// Snapshots raft did not return now never will be: drop their data
+		// and placeholders. The one it returned is ingested below.
+		s.snaps.settle(stepped, rd.Snapshot)
+		if !ok {
+			r.noteLeader()
+			r.maybeLeaveJoint()
+			if it.tick {
+				r.maybeTruncate(true)
+				r.maybeQuiesceLeader()
+			}
+			r.mu.Unlock()
+			continue
+		}
+		passes = append(passes, &pass{r: r, rd: rd, tick: it.tick})
+	}
+	if len(passes) == 0 {
+		return
+	}
+	defer func() {
+		for _, p := range passes {
+			p.r.mu.Unlock()
+		}
+		// Work that takes other replicas' locks runs after ours are free.
+		for _, p := range passes {
+			s.finishSplits(p.splits)
+			if p.removed {
+				p.r.destroy("removed from the range")
+			}
+		}
+	}()
+
+	// A leader's MsgApps may leave before its own append is durable: it
+	// counts its own copy only after Advance (Raft thesis §10.2.1).
+	for _, p := range passes {
+		if p.r.mu.rr.IsLeader() {
+			p.rd.Messages = p.r.sendSome(p.rd.Messages, func(m *pb.Message) bool { return m.GetType() == pb.MsgApp })
+		}
+	}
+
+	// Persist every replica's entries, hard state and snapshot in ONE batch.
+	// Invariant: nothing else of these Readies is sent before it commits.
+	// Without a snapshot among them, the committed entries are applied into
+	// the same batch (one commit, one WAL record per pass): they are already
+	// durable on a quorum, or are among the entries this batch appends, and
+	// the batch is atomic. A snapshot must be in place before entries past
+	// it apply, so then the apply gets a batch of its own after.
+	merged := true
+	for _, p := range passes {
+		merged = merged && raft.IsEmptySnap(p.rd.Snapshot)
+	}
+	var wb *pebble.Batch
+	if merged {
+		wb = s.db.NewIndexedBatch() // apply reads its own writes (cas, incr)
+	} else {
+		wb = s.db.NewBatch()
+	}
+	defer wb.Close()
+	mustSync, appended := false, 0
+	for _, p := range passes {
+		if !raft.IsEmptySnap(p.rd.Snapshot) {
+			p.snap = p.r.ingestSnapshot(p)
+			mustSync = true // a snapshot is durable before it is acknowledged
+		}
+		upd, err := p.r.log.StageAppend(wb, p.rd.Entries, p.rd.HardState)
+		if err != nil {
+			p.r.fatal("stage raft state", err)
+		}
+		p.upd = upd
+		appended += upd.Appended()
+		mustSync = mustSync || p.rd.MustSync
+	}
+	// Splits and membership changes are synced: their effects (new ranges,
+	// removed replicas) must not be lost once acted upon.
+	applySync := false
+	if merged {
+		applySync = s.stageApplies(wb, passes)
+	}
+	if !wb.Empty() {
+		if s.commit(wb, mustSync || applySync, "commit raft state") {
+			s.metrics.logSyncs.Inc()
+		}
+		s.metrics.entriesAppended.Add(float64(appended))
+		s.metrics.readyPasses.Inc()
+	}
+	for _, p := range passes {
+		if p.snap != nil {
+			p.r.finishSnapshot(p)
+		}
+		p.r.log.FinishAppend(p.upd)
+		p.r.sendSome(p.rd.Messages, func(*pb.Message) bool { return true })
+	}
+
+	if !merged {
+		// Apply every replica's committed entries in one batch: data and
+		// applied index together.
+		ab := s.db.NewIndexedBatch()
+		defer ab.Close()
+		applySync := s.stageApplies(ab, passes)
+		if !ab.Empty() {
+			s.commit(ab, applySync, "commit apply batch")
+		}
+	}
+	for _, p := range passes {
+		p.r.stateMachine().finishApply(p)
+		p.r.mu.rr.Advance(p.rd)
+		p.r.noteLeader()
+		if !p.removed {
+			// After Advance: raft's applied index now covers the joint
+			// entry, so it accepts the leave (maybeLeaveJoint).
+			p.r.maybeLeaveJoint()
+		}
+		p.r.maybeTruncate(p.tick)
+		if p.tick {
+			p.r.maybeQuiesceLeader()
+		}
+		if p.r.mu.rr.HasReady() {
+			s.sched.enqueue(p.r.rangeID, flagWork)
+		}
+	}
+}
+
+// commit commits b, synced when sync is set (unless fsync is turned off),
+// and reports whether it synced. A failed commit stops the process.
+func (s *Store) commit(b *pebble.Batch, sync bool, what string) (synced bool) {
+	opts := pebble.NoSync
+	if sync && !s.cfg.UnsafeNoFsync {
+		opts = pebble.Sync
+	}
+	if err := b.Commit(opts); err != nil {
+		s.fatalRange(0, what, err)
+	}
+	return opts == pebble.Sync
+}
+
+// stageApplies stages every pass's committed entries into b and reports
+// whether one of them must be synced.
+func (s *Store) stageApplies(b *pebble.Batch, passes []*pass) (needSync bool) {
+	for _, p := range passes {
+		if len(p.rd.CommittedEntries) > 0 {
+			p.r.stateMachine().stageApply(b, p)
+			needSync = needSync || p.needSync
+		}
+	}
+	return needSync
+}
+
+// setAwake maintains the set of ranges the ticker ticks, so that idle
+// ticks cost nothing per quiesced range.
+func (s *Store) setAwake(rangeID uint64, awake bool) {
+	s.awakeMu.Lock()
+	defer s.awakeMu.Unlock()
+	if s.awake == nil {
+		s.awake = make(map[uint64]struct{})
+	}
+	if awake {
+		s.awake[rangeID] = struct{}{}
+	} else {
+		delete(s.awake, rangeID)
+	}
+}
+
+func (s *Store) awakeIDs(buf []uint64) []uint64 {
+	s.awakeMu.Lock()
+	defer s.awakeMu.Unlock()
+	for id := range s.awake {
+		buf = append(buf, id)
+	}
+	return buf
+}
+
+// ticker is the one store-wide clock: every heartbeat interval it queues a
+// tick for every replica that is not quiesced, wakes quiesced followers
+// whose leader's store went down and quiesced leaders whose lagging
+// follower's store came back.
+func (s *Store) ticker() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer t.Stop()
+	var ids []uint64
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case <-t.C:
+		}
+		dead, newlyDead, cameUp := s.liveness.transitions(s.peerStoreIDs())
+		ids = s.awakeIDs(ids[:0])
+		var wake []uint64
+		// Awake followers of a dead leader forget it (so votes are granted
+		// at once) and the lowest live voter campaigns.
+		if len(dead) > 0 {
+			for _, id := range ids {
+				if r := s.replica(id); r != nil && r.leader.Load() != r.replicaID {
+					if ls := r.leaderStore.Load(); ls != 0 && ls != s.cfg.StoreID && dead[ls] {
+						r.setFlag(func(r *Replica) { r.inbox.leaderDead = true })
+						wake = append(wake, id)
+					}
+				}
+			}
+		}
+		// Quiesced replicas are looked at only when a store's liveness
+		// changed: followers whose leader's store went down, leaders with
+		// a replica on a store that came back.
+		if len(newlyDead) > 0 || len(cameUp) > 0 {
+			s.mu.RLock()
+			for id, r := range s.mu.replicas {
+				if !r.quiesced.Load() {
+					continue
+				}
+				if ls := r.leaderStore.Load(); ls != s.cfg.StoreID && newlyDead[ls] {
+					r.setFlag(func(r *Replica) { r.inbox.leaderDead = true })
+					wake = append(wake, id)
+					continue
+				}
+				if len(cameUp) > 0 && r.leader.Load() == r.replicaID {
+					for _, st := range cameUp {
+						if replicaOnStore(r.Descriptor(), st) != nil {
+							r.setFlag(func(r *Replica) { r.inbox.wake = true })
+							wake = append(wake, id)
+							break
+						}
+					}
+				}
+			}
+			s.mu.RUnlock()
+		}
+		s.sched.enqueueMany(ids, flagTick)
+		s.sched.enqueueMany(wake, flagWork)
+	}
+}
+
+type schedFlags uint8
+
+const (
+	flagQueued     schedFlags = 1 << iota // in the queue
+	flagProcessing                        // a worker has it
+	flagTick                              // tick raft once
+	flagWork                              // inbox or ready work
+)
+
+// workItem is one range handed to a worker.
+type workItem struct {
+	rangeID uint64
+	tick    bool
+}
+
+// scheduler keeps each range at most once in the queue and hands it to at
+// most one worker at a time: work that arrives while a worker processes a
+// range re-queues it when the worker is done.
+type scheduler struct {
+	mu struct {
+		sync.Mutex
+		cond    *sync.Cond
+		queue   []uint64 // FIFO of range IDs with flagQueued
+		state   map[uint64]schedFlags
+		stopped bool
+	}
+	maxPass int
+}
+
+func newScheduler(maxPass int) *scheduler {
+	s := &scheduler{maxPass: maxPass}
+	s.mu.cond = sync.NewCond(&s.mu.Mutex)
+	s.mu.state = make(map[uint64]schedFlags)
+	return s
+}
+
+// enqueue marks work for rangeID; f is flagTick or flagWork.
+func (s *scheduler) enqueue(rangeID uint64, f schedFlags) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.enqueueLocked(rangeID, f)
+}
+
+func (s *scheduler) enqueueLocked(rangeID uint64, f schedFlags) {
+	st := s.mu.state[rangeID]
+	st |= f
+	if st&(flagQueued|flagProcessing) == 0 {
+		st |= flagQueued
+		s.mu.queue = append(s.mu.queue, rangeID)
+		s.mu.cond.Signal()
+	}
+	s.mu.state[rangeID] = st
+}
+
+// enqueueMany marks the same work for many ranges under one lock.
+func (s *scheduler) enqueueMany(ids []uint64, f schedFlags) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		s.enqueueLocked(id, f)
+	}
+	s.mu.cond.Broadcast()
+}
+
+// next blocks until work is available and returns up to maxPass ranges,
+// now marked processing. It returns nil once stopped.
+func (s *scheduler) next(buf []workItem) []workItem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.mu.queue) == 0 && !s.mu.stopped {
+		s.mu.cond.Wait()
+	}
+	if s.mu.stopped {
+		return nil
+	}
+	n := min(len(s.mu.queue), s.maxPass)
+	buf = buf[:0]
+	for _, id := range s.mu.queue[:n] {
+		st := s.mu.state[id]
+		buf = append(buf, workItem{rangeID: id, tick: st&flagTick != 0})
+		s.mu.state[id] = flagProcessing
+	}
+	s.mu.queue = append(s.mu.queue[:0], s.mu.queue[n:]...)
+	return buf
+}
+
+// done releases ranges a worker processed; those that got work meanwhile go
+// back into the queue.
+func (s *scheduler) done(items []workItem) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, it := range items {
+		st := s.mu.state[it.rangeID] &^ flagProcessing
+		if st&(flagTick|flagWork) != 0 {
+			st |= flagQueued
+			s.mu.queue = append(s.mu.queue, it.rangeID)
+			s.mu.cond.Signal()
+		}
+		if st == 0 {
+			delete(s.mu.state, it.rangeID)
+		} else {
+			s.mu.state[it.rangeID] = st
+		}
+	}
+}
+
+// stop wakes every worker; next returns nil from then on.
+func (s *scheduler) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.stopped = true
+	s.mu.cond.Broadcast()
+}
