@@ -100,6 +100,12 @@ var designRules = []importRule{
 		required:   true,
 	},
 	{
+		name:       "store runs its worker passes through rangeraft/driver",
+		pkgs:       []string{"store"},
+		mustImport: []string{"rangeraft/driver"},
+		required:   true,
+	},
+	{
 		name:        "placement reaches rangeraft/logstore only through rangeraft/driver",
 		pkgs:        []string{"placement/..."},
 		neverDirect: []string{"rangeraft/logstore"},
