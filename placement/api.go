@@ -282,7 +282,15 @@ func (a *api) Split(ctx context.Context, req *rangekvpb.SplitRequest) (*rangekvp
 		return nil, splitRefused("split: dial the leader's store: "+err.Error(), nil)
 	}
 	defer conn.Close()
-	r, err := rangekvpb.NewAdminClient(conn).SplitRange(ctx, &rangekvpb.SplitRangeRequest{RangeId: d.RangeId, SplitKey: req.Key})
+	// The new range's ID travels with the request: the split is one call
+	// to the store, which needs nothing more from placement. A retry (an
+	// ambiguous answer, a refusal) takes a fresh ID; the store refuses a
+	// split at a key that already starts a range.
+	newID, err := s.allocIDs(ctx, 1)
+	if err != nil {
+		return &rangekvpb.SplitResponse{Error: s.placementErr(err)}, nil
+	}
+	r, err := rangekvpb.NewAdminClient(conn).SplitRange(ctx, &rangekvpb.SplitRangeRequest{RangeId: d.RangeId, SplitKey: req.Key, NewRangeId: newID})
 	if err != nil {
 		return nil, splitTransportError(err)
 	}

@@ -11,10 +11,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/rangekv/rangekv/internal/harness/testcluster"
@@ -418,4 +421,66 @@ func TestAPIStoreFromAnotherCluster(t *testing.T) {
 		t.Fatalf("store restarted on cluster A with ID %d, was %d", got, idA)
 	}
 	a.WaitFor("cluster A's range 1 led again", 10*time.Second, func() bool { return len(a.Descriptors()) == 1 })
+}
+
+// TestSplitSendsNewRangeID: placement allocates the new range's ID through
+// its replicated allocator and sends it with the one SplitRange call: the
+// store allocates nothing (no AllocID call), and the new range's ID lies
+// between IDs allocated before and after. A retry at the same key (its
+// first answer lost) gets a fresh ID and is refused, naming split_key, with
+// no range created. A SplitRange sent to the store without an ID (an older
+// placement, a tool) still works: the store asks placement itself.
+func TestSplitSendsNewRangeID(t *testing.T) {
+	var storeAllocs atomic.Int64
+	c := testcluster.StartPD(t, 1, testcluster.PDOptions{InMemory: true,
+		ConfigurePD: func(_ int, cfg *placement.Config) { cfg.ScheduleInterval = time.Hour },
+		Configure: func(_ int, cfg *store.Config) {
+			cfg.Knobs = &store.TestingKnobs{AllocatingRangeID: func() { storeAllocs.Add(1) }}
+		}})
+	pd := pdClient(t, c.PDAddrs[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	before := allocIDs(t, pd, 1)[0]
+	r := splitAt(t, pd, "m")
+	after := allocIDs(t, pd, 1)[0]
+	if id := r.Right.GetRangeId(); id <= before || id >= after || string(r.Right.StartKey) != "m" || string(r.Left.EndKey) != "m" {
+		t.Fatalf("split at m: left %v right %v, want the right range from m with an ID in (%d, %d)", r.Left, r.Right, before, after)
+	}
+	if n := storeAllocs.Load(); n != 0 {
+		t.Fatalf("the store allocated %d range IDs during a placement-driven split, want 0", n)
+	}
+	rangesOnStore := func() int { return len(c.Stores[0].Status().Replicas) }
+	if n := rangesOnStore(); n != 2 {
+		t.Fatalf("%d ranges on the store after one split, want 2", n)
+	}
+
+	// The retry: once placement knows the new range's leader, Split at m
+	// reaches the store, which refuses it (m starts a range).
+	c.WaitFor("placement knows the new range's leader", 10*time.Second, func() bool {
+		_, lead := rangeOnPD(ctx, pd, r.Right.RangeId)
+		return lead != 0
+	})
+	_, err := pd.Split(ctx, &rangekvpb.SplitRequest{Key: []byte("m")})
+	wantCode(t, "split again at m", err, codes.InvalidArgument, "split_key")
+	if n := rangesOnStore(); n != 2 || storeAllocs.Load() != 0 {
+		t.Fatalf("after the refused retry: %d ranges on the store, %d store allocations; want 2 and 0", n, storeAllocs.Load())
+	}
+
+	// Fallback: the store's own allocation, from placement.
+	conn, err := grpc.NewClient(c.Addrs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var resp *rangekvpb.SplitRangeResponse
+	c.WaitFor("split at t on the store, without new_range_id", 10*time.Second, func() bool {
+		resp, err = rangekvpb.NewAdminClient(conn).SplitRange(ctx, &rangekvpb.SplitRangeRequest{SplitKey: []byte("t")})
+		if err != nil {
+			t.Fatalf("split at t on the store: %v", err)
+		}
+		return resp.Error == nil // NotLeader: range m..'s leader not elected yet
+	})
+	if n := storeAllocs.Load(); n != 1 || resp.Right.RangeId <= after {
+		t.Fatalf("split without new_range_id: %d store allocations, right range %d; want 1 and an ID from placement past %d", n, resp.Right.RangeId, after)
+	}
 }

@@ -35,8 +35,9 @@ func waitPDLeader(t *testing.T, c *testcluster.PDCluster, not int, timeout time.
 }
 
 // splitAt splits the range holding key through the Placement Split API,
-// retrying while the range's leader is not known to placement yet.
-func splitAt(t *testing.T, pd rangekvpb.PlacementClient, key string) {
+// retrying while the range's leader is not known to placement yet, and
+// returns placement's answer.
+func splitAt(t *testing.T, pd rangekvpb.PlacementClient, key string) *rangekvpb.SplitResponse {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -44,7 +45,7 @@ func splitAt(t *testing.T, pd rangekvpb.PlacementClient, key string) {
 		r, err := pd.Split(ctx, &rangekvpb.SplitRequest{Key: []byte(key)})
 		cancel()
 		if err == nil && r.Error == nil {
-			return
+			return r
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("split at %q: %v %v", key, r, err)

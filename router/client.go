@@ -54,8 +54,8 @@ type Options struct {
 	// credentials given here replace it).
 	DialOptions []grpc.DialOption
 	// UnaryKV sends every KV call as its own unary RPC instead of on the
-	// store's BatchCommands stream (where calls waiting at the same time
-	// share a message). For comparison and debugging; stores without the
+	// store's mux stream, BatchCommands (where calls waiting at the same
+	// time share a message). For comparison and debugging; stores without the
 	// stream are detected and get unary calls anyway.
 	UnaryKV bool
 
@@ -214,7 +214,7 @@ func (c *Client) storeConn(addr string) (*grpc.ClientConn, rangekvpb.KVClient, e
 	if c.opts.UnaryKV {
 		kv = rangekvpb.NewKVClient(cc)
 	} else {
-		kv = newBatchKV(cc)
+		kv = newMuxKV(cc)
 	}
 	c.connsMu.conns[addr], c.connsMu.kvs[addr] = cc, kv
 	return cc, kv, nil
@@ -228,7 +228,7 @@ func (c *Client) Close() error {
 	c.connsMu.kvs = nil
 	c.connsMu.Unlock()
 	for _, kv := range kvs {
-		if b, ok := kv.(*batchKV); ok {
+		if b, ok := kv.(*muxKV); ok {
 			b.close()
 		}
 	}

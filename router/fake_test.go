@@ -25,7 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/rangekv/rangekv/internal/kvbatch"
+	"github.com/rangekv/rangekv/internal/kvmux"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -269,7 +269,7 @@ func (s *fakeStore) BatchCommands(stream rangekvpb.KV_BatchCommandsServer) error
 	}
 	s.fc.mu.Unlock()
 	if brk == nil {
-		return kvbatch.Serve(stream, s)
+		return kvmux.Serve(stream, s)
 	}
 	msg, err := stream.Recv()
 	if err != nil {

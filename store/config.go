@@ -297,6 +297,12 @@ type TestingKnobs struct {
 	// apply batch commits (replica_split.go applySplit), with the replica locks of
 	// its pass held. Tests block in it to run other workers in between.
 	SplitRHSStaged func(rhsRangeID uint64, create bool)
+	// AllocatingRangeID, when set, is called each time the store allocates
+	// a range ID for a split itself (store_replicas.go allocRangeID:
+	// placement's AllocID, or the static allocator), before it does; a
+	// split whose caller sent new_range_id calls nothing. Tests count the
+	// calls.
+	AllocatingRangeID func()
 	// ReplicaDestroying, when set, is called by Replica.destroy after it
 	// stopped the replica and before its batch (tombstone, range-local
 	// state deleted) commits, with no lock held.

@@ -30,9 +30,10 @@ type splitResult struct {
 	campaign bool
 }
 
-// split splits the range at key, through Raft. It must run on the range's
-// leader.
-func (r *Replica) split(ctx context.Context, key []byte) (*splitResult, *rangekvpb.RangeError, error) {
+// split splits the range at key, through Raft, into a right half with
+// range ID newID (0: allocated here, with ctx; Store.Split). It must run
+// on the range's leader.
+func (r *Replica) split(ctx context.Context, key []byte, newID uint64) (*splitResult, *rangekvpb.RangeError, error) {
 	s := r.store
 	desc := r.Descriptor()
 	if bytes.Equal(key, desc.StartKey) {
@@ -44,7 +45,12 @@ func (r *Replica) split(ctx context.Context, key []byte) (*splitResult, *rangekv
 	if lead := r.leader.Load(); lead != r.replicaID {
 		return nil, r.notLeader(lead), nil
 	}
-	newID, err := s.allocRangeID()
+	var err error
+	if newID == 0 {
+		newID, err = s.allocRangeID(ctx)
+	} else {
+		err = s.checkNewRangeID(newID)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

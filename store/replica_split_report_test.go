@@ -62,7 +62,7 @@ func TestConsecutiveSplitsDoNotWaitForRangeHeartbeat(t *testing.T) {
 
 	// A split made on the store itself (as the size-based split queue
 	// does): placement has heard of no range leader at all before it.
-	if _, rerr, err := lead.Split(ctx, 1, []byte("k00")); err != nil || rerr != nil {
+	if _, rerr, err := lead.Split(ctx, 1, []byte("k00"), 0); err != nil || rerr != nil {
 		t.Fatalf("split at k00 on the store: %v %v", rerr, err)
 	}
 	adm, err := newRouter(t, c, nil).Admin()

@@ -93,8 +93,11 @@ func (a *adminServer) TransferLeader(_ context.Context, req *rangekvpb.TransferL
 	return &rangekvpb.TransferLeaderResponse{}, nil
 }
 
+// SplitRange splits with the new range ID placement sent, or, from a
+// caller that sent none, one the store allocates with the request's
+// context (Store.Split).
 func (a *adminServer) SplitRange(ctx context.Context, req *rangekvpb.SplitRangeRequest) (*rangekvpb.SplitRangeResponse, error) {
-	res, rerr, err := a.s.Split(ctx, req.RangeId, req.SplitKey)
+	res, rerr, err := a.s.Split(ctx, req.RangeId, req.SplitKey, req.NewRangeId)
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,7 @@ import (
 
 	"google.golang.org/grpc/status"
 
-	"github.com/rangekv/rangekv/internal/kvbatch"
+	"github.com/rangekv/rangekv/internal/kvmux"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -20,9 +20,10 @@ type kvServer struct {
 	s *Store
 }
 
-// BatchCommands serves a router's stream of calls with the handlers below.
+// BatchCommands serves a router's mux stream (many calls on one stream;
+// internal/kvmux) with the handlers below.
 func (k *kvServer) BatchCommands(stream rangekvpb.KV_BatchCommandsServer) error {
-	return kvbatch.Serve(stream, k)
+	return kvmux.Serve(stream, k)
 }
 
 // observe records a request's metrics.

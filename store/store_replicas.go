@@ -10,12 +10,16 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sort"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/rangekv/rangekv/internal/keys"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -127,13 +131,23 @@ func keyNotInRange(key []byte, d *rangekvpb.RangeDescriptor) *rangekvpb.RangeErr
 		KeyNotInRange: &rangekvpb.KeyNotInRange{Key: key, RangeId: d.RangeId, StartKey: d.StartKey, EndKey: d.EndKey}}
 }
 
+// allocIDTimeout bounds how long a split waits for placement to hand out
+// its new range ID, within the caller's context.
+const allocIDTimeout = 10 * time.Second
+
 // allocRangeID hands out a new range ID: from placement, or, with static
 // bootstrap, one no other store can allocate (the store ID in the high
-// bits over a persisted counter).
-func (s *Store) allocRangeID() (uint64, error) {
+// bits over a persisted counter). ctx is the caller's (the request's, or
+// the split loop's stop-bound one); the call also ends when the store
+// stops. Only a split whose caller did not bring an ID needs this:
+// placement sends one with its SplitRange.
+func (s *Store) allocRangeID(ctx context.Context) (uint64, error) {
+	if k := s.cfg.Knobs; k != nil && k.AllocatingRangeID != nil {
+		k.AllocatingRangeID()
+	}
 	if s.pd != nil {
 		var first uint64
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := s.untilStop(context.WithTimeout(ctx, allocIDTimeout))
 		defer cancel()
 		err := s.pd.call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
 			r, err := pc.AllocID(ctx, &rangekvpb.AllocIDRequest{Count: 1})
@@ -164,11 +178,91 @@ func (s *Store) allocRangeID() (uint64, error) {
 	return s.cfg.StoreID<<40 | next, nil
 }
 
+// RangeIDInUseError refuses a split whose new_range_id names a range this
+// store has a replica of, is creating by a split, or had a replica of (its
+// tombstone): a range ID is never used twice. It reaches a gRPC caller as
+// InvalidArgument naming the field.
+type RangeIDInUseError struct {
+	RangeID, StoreID uint64
+	// Why says what on the store holds the ID.
+	Why string
+}
+
+func (e *RangeIDInUseError) Error() string {
+	return fmt.Sprintf("new_range_id: range %d %s on store %d; a split needs an ID no range ever had", e.RangeID, e.Why, e.StoreID)
+}
+
+// GRPCStatus makes the error InvalidArgument on the wire.
+func (e *RangeIDInUseError) GRPCStatus() *status.Status {
+	return status.New(codes.InvalidArgument, e.Error())
+}
+
+// checkNewRangeID refuses (*RangeIDInUseError) an ID the caller chose that
+// collides with a range of this store.
+func (s *Store) checkNewRangeID(id uint64) error {
+	inUse := func(why string) error { return &RangeIDInUseError{RangeID: id, StoreID: s.cfg.StoreID, Why: why} }
+	s.mu.RLock()
+	_, has := s.mu.replicas[id]
+	pending := s.mu.pendingRHS[id] != nil
+	s.mu.RUnlock()
+	switch {
+	case has:
+		return inUse("has a replica")
+	case pending:
+		return inUse("is being created by a split")
+	}
+	for _, k := range []struct {
+		key []byte
+		why string
+	}{{keys.DescriptorKey(id), "has a descriptor"}, {keys.TombstoneKey(id), "had a replica (tombstone)"}} {
+		_, c, err := s.db.Get(k.key)
+		if err == nil {
+			c.Close()
+			return inUse(k.why)
+		}
+		if !errors.Is(err, pebble.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// appliedSplit answers a split retried with the ID of one that already
+// applied here at key (its first answer was lost): both halves as they
+// are now, or nil when this store does not show that split (yet: the
+// right replica is installed just after the split's answer; a retry in
+// between gets the range lookup's retryable refusal).
+func (s *Store) appliedSplit(key []byte, newID uint64) *splitResult {
+	right := s.replica(newID)
+	if right == nil {
+		return nil
+	}
+	rd := right.Descriptor()
+	if rd == nil || !bytes.Equal(rd.StartKey, key) {
+		return nil
+	}
+	for _, l := range s.replicasSnapshot() {
+		if ld := l.Descriptor(); ld != nil && bytes.Equal(ld.EndKey, key) {
+			return &splitResult{left: proto.CloneOf(ld), right: proto.CloneOf(rd)}
+		}
+	}
+	return nil
+}
+
 // Split splits the range holding key (or rangeID, if non-zero) at key,
-// through Raft. It must run on the range's leader.
-func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte) (*splitResult, *rangekvpb.RangeError, error) {
+// through Raft. It must run on the range's leader. newID is the right
+// half's range ID (placement allocates it); 0 allocates one here, with
+// ctx. A newID that a range of this store has or had is refused
+// (*RangeIDInUseError), except by a retry of the split that created it at
+// key, which answers that split's halves again.
+func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte, newID uint64) (*splitResult, *rangekvpb.RangeError, error) {
 	if err := s.cfg.limits().key("split_key", key); err != nil {
 		return nil, nil, err
+	}
+	if newID != 0 {
+		if res := s.appliedSplit(key, newID); res != nil {
+			return res, nil, nil
+		}
 	}
 	var r *Replica
 	if rangeID == 0 {
@@ -179,7 +273,7 @@ func (s *Store) Split(ctx context.Context, rangeID uint64, key []byte) (*splitRe
 	if r == nil || r.Descriptor() == nil {
 		return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: rangeID}}, nil
 	}
-	return r.split(ctx, key)
+	return r.split(ctx, key, newID)
 }
 
 // ChangeReplicas runs one membership step on the range's leader here and

@@ -59,9 +59,18 @@ func (s *Store) maybeSplitBySize(r *Replica) {
 	if !ok || size <= s.cfg.SplitMaxBytes {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ProposalTimeout)
+	// Nobody sent this split an ID: ask placement (or the static
+	// allocator), bounded by the store's stop, then split with it.
+	actx, acancel := s.pdCtx(allocIDTimeout)
+	newID, err := s.allocRangeID(actx)
+	acancel()
+	if err != nil {
+		s.log.Info("split by size failed: no range ID", "range", d.RangeId, "size", size, "err", err)
+		return
+	}
+	ctx, cancel := s.untilStop(context.WithTimeout(context.Background(), s.cfg.ProposalTimeout))
 	defer cancel()
-	res, rerr, err := s.Split(ctx, d.RangeId, key)
+	res, rerr, err := s.Split(ctx, d.RangeId, key, newID)
 	if err != nil || rerr != nil {
 		s.log.Info("split by size failed", "range", d.RangeId, "size", size, "err", err, "range_error", rerr.GetMessage())
 		return

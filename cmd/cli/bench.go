@@ -207,7 +207,7 @@ With -o json the result is exactly
 	f.BoolVar(&cfg.load, "load", true, "read, mixed: write every key before measuring")
 	f.StringVar(&cfg.keyPrefix, "key-prefix", "bench/", "prefix of every key the benchmark touches")
 	f.StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile of this process (the load generator and its router clients) to this file")
-	f.BoolVar(&unary, "unary", false, "send each call as its own unary RPC instead of on the stores' batch streams (to compare)")
+	f.BoolVar(&unary, "unary", false, "send each call as its own unary RPC instead of on the stores' mux streams (to compare)")
 	f.BoolVar(&progress, "progress", false, "print progress to stderr every second even when stderr is not a terminal")
 	return cmd
 }

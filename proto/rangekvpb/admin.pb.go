@@ -467,9 +467,17 @@ func (x *TransferLeaderResponse) GetError() *RangeError {
 }
 
 type SplitRangeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
-	SplitKey      []byte                 `protobuf:"bytes,2,opt,name=split_key,json=splitKey,proto3" json:"split_key,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	RangeId  uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	SplitKey []byte                 `protobuf:"bytes,2,opt,name=split_key,json=splitKey,proto3" json:"split_key,omitempty"`
+	// The right half's range ID, allocated by placement (its replicated
+	// allocator), so that a split is one call from placement to the store.
+	// 0: the store allocates one itself (from placement, or statically), as
+	// callers older than this field expect. It must not name a range this
+	// store has or had a replica of (InvalidArgument naming new_range_id).
+	// A retry with the ID of a split that already applied at split_key
+	// answers that split's halves.
+	NewRangeId    uint64 `protobuf:"varint,3,opt,name=new_range_id,json=newRangeId,proto3" json:"new_range_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -516,6 +524,13 @@ func (x *SplitRangeRequest) GetSplitKey() []byte {
 		return x.SplitKey
 	}
 	return nil
+}
+
+func (x *SplitRangeRequest) GetNewRangeId() uint64 {
+	if x != nil {
+		return x.NewRangeId
+	}
+	return 0
 }
 
 type SplitRangeResponse struct {
@@ -1064,10 +1079,12 @@ const file_admin_proto_rawDesc = "" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1e\n" +
 	"\vto_store_id\x18\x02 \x01(\x04R\ttoStoreId\"C\n" +
 	"\x16TransferLeaderResponse\x12)\n" +
-	"\x05error\x18\x01 \x01(\v2\x13.rangekv.RangeErrorR\x05error\"K\n" +
+	"\x05error\x18\x01 \x01(\v2\x13.rangekv.RangeErrorR\x05error\"m\n" +
 	"\x11SplitRangeRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
-	"\tsplit_key\x18\x02 \x01(\fR\bsplitKey\"\x9d\x01\n" +
+	"\tsplit_key\x18\x02 \x01(\fR\bsplitKey\x12 \n" +
+	"\fnew_range_id\x18\x03 \x01(\x04R\n" +
+	"newRangeId\"\x9d\x01\n" +
 	"\x12SplitRangeResponse\x12)\n" +
 	"\x05error\x18\x01 \x01(\v2\x13.rangekv.RangeErrorR\x05error\x12,\n" +
 	"\x04left\x18\x02 \x01(\v2\x18.rangekv.RangeDescriptorR\x04left\x12.\n" +

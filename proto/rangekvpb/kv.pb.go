@@ -1658,11 +1658,13 @@ func (x *BatchResponse) GetHeader() *ResponseHeader {
 	return nil
 }
 
-// BatchCommands carries many KV calls over one stream, as TiKV's
-// BatchCommands does: a router sends the calls that are waiting for a store
-// together in one message, and the store answers each as soon as it is
-// done, several answers to a message. Each call means exactly what the
-// unary RPC of the same name means; its outcome is what the unary RPC
+// BatchCommands is the mux stream: many KV calls multiplexed over one
+// stream per store (router/muxconn.go, internal/kvmux). It keeps its name
+// for wire compatibility; it is not the atomic multi-key Batch write. As
+// TiKV's BatchCommands does, a router sends the calls that are waiting for
+// a store together in one message, and the store answers each as soon as
+// it is done, several answers to a message. Each call means exactly what
+// the unary RPC of the same name means; its outcome is what the unary RPC
 // would have returned (a response, or a gRPC status code and message).
 type BatchCommandsRequest struct {
 	state         protoimpl.MessageState          `protogen:"open.v1"`

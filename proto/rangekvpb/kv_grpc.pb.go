@@ -43,9 +43,9 @@ type KVClient interface {
 	Incr(ctx context.Context, in *IncrRequest, opts ...grpc.CallOption) (*IncrResponse, error)
 	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (*ScanResponse, error)
 	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error)
-	// Many calls on one stream (see BatchCommandsRequest); what the router
-	// uses. A failed call is answered in its Response; the stream itself
-	// fails only when the connection or the store does.
+	// The mux stream: many calls on one stream (see BatchCommandsRequest);
+	// what the router uses. A failed call is answered in its Response; the
+	// stream itself fails only when the connection or the store does.
 	BatchCommands(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BatchCommandsRequest, BatchCommandsResponse], error)
 }
 
@@ -151,9 +151,9 @@ type KVServer interface {
 	Incr(context.Context, *IncrRequest) (*IncrResponse, error)
 	Scan(context.Context, *ScanRequest) (*ScanResponse, error)
 	Batch(context.Context, *BatchRequest) (*BatchResponse, error)
-	// Many calls on one stream (see BatchCommandsRequest); what the router
-	// uses. A failed call is answered in its Response; the stream itself
-	// fails only when the connection or the store does.
+	// The mux stream: many calls on one stream (see BatchCommandsRequest);
+	// what the router uses. A failed call is answered in its Response; the
+	// stream itself fails only when the connection or the store does.
 	BatchCommands(grpc.BidiStreamingServer[BatchCommandsRequest, BatchCommandsResponse]) error
 	mustEmbedUnimplementedKVServer()
 }

@@ -15,9 +15,9 @@ import (
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
-// memStream is an in-memory twin of a BatchCommands client stream: Send
-// records each message and then waits for the test to release it; Recv
-// returns what the test feeds it.
+// memStream is an in-memory twin of a mux (BatchCommands) client stream:
+// Send records each message and then waits for the test to release it;
+// Recv returns what the test feeds it.
 type memStream struct {
 	grpc.ClientStream // not used; nil
 	sent              chan *rangekvpb.BatchCommandsRequest
@@ -73,7 +73,7 @@ func getAnswer(id uint64, value string) *rangekvpb.BatchCommandsResponse_Respons
 }
 
 // queued waits until s holds n calls not yet sent.
-func queued(t *testing.T, s *batchStream, n int) {
+func queued(t *testing.T, s *muxStream, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -97,7 +97,7 @@ type callResult struct {
 }
 
 // startCalls makes a Get call of each key on s in its own goroutine.
-func startCalls(ctx context.Context, s *batchStream, wg *sync.WaitGroup, out chan<- callResult, keys ...string) {
+func startCalls(ctx context.Context, s *muxStream, wg *sync.WaitGroup, out chan<- callResult, keys ...string) {
 	for _, k := range keys {
 		wg.Go(func() {
 			resp, err := s.do(ctx, getReq(k), 16)
@@ -109,10 +109,10 @@ func startCalls(ctx context.Context, s *batchStream, wg *sync.WaitGroup, out cha
 // Calls that arrive while a message is being sent leave together in the
 // next one, and each caller gets the answer with its own ID, whatever the
 // order of the answers.
-func TestBatchStreamCoalescesWaitingCalls(t *testing.T) {
+func TestMuxStreamCoalescesWaitingCalls(t *testing.T) {
 	ms := newMemStream()
 	var wg sync.WaitGroup
-	s := newBatchStream(ms, ms.cancel, &wg, func() {})
+	s := newMuxStream(ms, ms.cancel, &wg, func() {})
 	ctx := tctx(t)
 	results := make(chan callResult, 16)
 	var calls sync.WaitGroup
@@ -159,10 +159,10 @@ func TestBatchStreamCoalescesWaitingCalls(t *testing.T) {
 // lostError, which the router reports as ambiguous for a write, whatever
 // the stream's own code: here Internal), and a call still queued is known
 // not to have been sent (retried safely).
-func TestBatchStreamFailureTellsSentFromUnsent(t *testing.T) {
+func TestMuxStreamFailureTellsSentFromUnsent(t *testing.T) {
 	ms := newMemStream()
 	var wg sync.WaitGroup
-	s := newBatchStream(ms, ms.cancel, &wg, func() {})
+	s := newMuxStream(ms, ms.cancel, &wg, func() {})
 	ctx := tctx(t)
 	results := make(chan callResult, 4)
 	var calls sync.WaitGroup
@@ -197,10 +197,10 @@ func TestBatchStreamFailureTellsSentFromUnsent(t *testing.T) {
 
 // A call whose context ends stops waiting at once; its late answer is
 // dropped and does not disturb the next call.
-func TestBatchStreamCallerDeadline(t *testing.T) {
+func TestMuxStreamCallerDeadline(t *testing.T) {
 	ms := newMemStream()
 	var wg sync.WaitGroup
-	s := newBatchStream(ms, ms.cancel, &wg, func() {})
+	s := newMuxStream(ms, ms.cancel, &wg, func() {})
 	defer func() { s.fail(errors.New("test over")); wg.Wait() }()
 	ctx, cancel := context.WithCancel(tctx(t))
 	done := make(chan error, 1)
@@ -230,7 +230,7 @@ func TestBatchStreamCallerDeadline(t *testing.T) {
 // Through a real connection: a call's deadline reaches the store, a
 // failed call comes back with the status code the unary RPC would have,
 // and a store that serves no stream gets unary calls.
-func TestBatchKVAgainstStores(t *testing.T) {
+func TestMuxKVAgainstStores(t *testing.T) {
 	for _, unaryOnly := range []bool{false, true} {
 		t.Run(fmt.Sprintf("unaryOnly=%v", unaryOnly), func(t *testing.T) {
 			fc := newFake(t, 1)

@@ -1,8 +1,10 @@
-// batchKV: the KV calls to one store, carried on a BatchCommands stream.
-// Calls that wait for the store at the same moment leave in one message
-// (like TiKV's client-go batch commands), which is what makes hundreds of
-// concurrent callers cheap: gRPC's per-call cost is paid per message, not
-// per call. Each call still has its own deadline and outcome.
+// muxKV: the KV calls to one store, multiplexed on the store's mux stream
+// (the BatchCommands RPC, whose wire name says "batch" for compatibility;
+// it is not the atomic Batch write). Calls that wait for the store at the
+// same moment leave in one message (like TiKV's client-go batch
+// commands), which is what makes hundreds of concurrent callers cheap:
+// gRPC's per-call cost is paid per message, not per call. Each call still
+// has its own deadline and outcome.
 
 package router
 
@@ -22,9 +24,9 @@ import (
 )
 
 const (
-	// maxBatchCalls and maxBatchBytes bound one request message.
-	maxBatchCalls = 256
-	maxBatchBytes = 4 << 20
+	// maxMuxCalls and maxMuxBytes bound one request message.
+	maxMuxCalls = 256
+	maxMuxBytes = 4 << 20
 	// unaryCallBytes: a call larger than this goes as its own unary RPC,
 	// so that it neither delays the small calls behind it nor needs a
 	// message of its own size on the stream.
@@ -80,31 +82,31 @@ type answerError struct{ st *status.Status }
 func (e *answerError) Error() string              { return e.st.Err().Error() }
 func (e *answerError) GRPCStatus() *status.Status { return e.st }
 
-// errBatchUnsupported: the store does not serve BatchCommands (an older
+// errMuxUnsupported: the store does not serve BatchCommands (an older
 // version); calls then go unary.
-var errBatchUnsupported = errors.New("store does not serve BatchCommands")
+var errMuxUnsupported = errors.New("store does not serve BatchCommands")
 
-// batchKV implements rangekvpb.KVClient for one store connection. Its
+// muxKV implements rangekvpb.KVClient for one store connection. Its
 // streams' goroutines (a sender and a receiver each) are stopped by close.
-type batchKV struct {
+type muxKV struct {
 	unary rangekvpb.KVClient
 	cc    grpc.ClientConnInterface
 	wg    sync.WaitGroup // the goroutines of every stream opened
 	mu    struct {
 		sync.Mutex
-		cur         *batchStream // nil or failed: the next call opens one
+		cur         *muxStream // nil or failed: the next call opens one
 		closed      bool
 		unsupported bool
 	}
 }
 
-func newBatchKV(cc grpc.ClientConnInterface) *batchKV {
-	return &batchKV{unary: rangekvpb.NewKVClient(cc), cc: cc}
+func newMuxKV(cc grpc.ClientConnInterface) *muxKV {
+	return &muxKV{unary: rangekvpb.NewKVClient(cc), cc: cc}
 }
 
 // close stops the current stream (its calls fail) and waits for the
 // goroutines of every stream.
-func (b *batchKV) close() {
+func (b *muxKV) close() {
 	b.mu.Lock()
 	b.mu.closed = true
 	cur := b.mu.cur
@@ -117,14 +119,14 @@ func (b *batchKV) close() {
 
 // stream returns the open stream, opening one if there is none; ctx bounds
 // the wait for the opening only.
-func (b *batchKV) stream(ctx context.Context) (*batchStream, error) {
+func (b *muxKV) stream(ctx context.Context) (*muxStream, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
 	case b.mu.closed:
 		return nil, &notSentError{errors.New("router: client closed")}
 	case b.mu.unsupported:
-		return nil, errBatchUnsupported
+		return nil, errMuxUnsupported
 	case b.mu.cur != nil && !b.mu.cur.failed():
 		return b.mu.cur, nil
 	}
@@ -140,7 +142,7 @@ func (b *batchKV) stream(ctx context.Context) (*batchStream, error) {
 		cancel()
 		return nil, &notSentError{err}
 	}
-	b.mu.cur = newBatchStream(st, cancel, &b.wg, func() {
+	b.mu.cur = newMuxStream(st, cancel, &b.wg, func() {
 		b.mu.Lock()
 		b.mu.unsupported = true
 		b.mu.Unlock()
@@ -148,20 +150,20 @@ func (b *batchKV) stream(ctx context.Context) (*batchStream, error) {
 	return b.mu.cur, nil
 }
 
-// newBatchStream starts the sender and receiver of st (counted in wg);
+// newMuxStream starts the sender and receiver of st (counted in wg);
 // cancel ends st; onUnsupported runs when the store refuses the stream.
-func newBatchStream(st rangekvpb.KV_BatchCommandsClient, cancel context.CancelFunc, wg *sync.WaitGroup, onUnsupported func()) *batchStream {
-	s := &batchStream{st: st, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}), onUnsupported: onUnsupported}
-	s.mu.pending = map[uint64]*batchCall{}
+func newMuxStream(st rangekvpb.KV_BatchCommandsClient, cancel context.CancelFunc, wg *sync.WaitGroup, onUnsupported func()) *muxStream {
+	s := &muxStream{st: st, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}), onUnsupported: onUnsupported}
+	s.mu.pending = map[uint64]*muxCall{}
 	wg.Go(s.sendLoop)
 	wg.Go(s.recvLoop)
 	return s
 }
 
 // call sends req on the stream and waits for its answer or ctx. A call
-// the store failed comes back as its gRPC status; errBatchUnsupported
+// the store failed comes back as its gRPC status; errMuxUnsupported
 // (wrapped or not) means the store has no BatchCommands.
-func (b *batchKV) call(ctx context.Context, req *rangekvpb.BatchCommandsRequest_Request, size int) (*rangekvpb.BatchCommandsResponse_Response, error) {
+func (b *muxKV) call(ctx context.Context, req *rangekvpb.BatchCommandsRequest_Request, size int) (*rangekvpb.BatchCommandsResponse_Response, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		if left <= 0 {
@@ -183,22 +185,22 @@ func (b *batchKV) call(ctx context.Context, req *rangekvpb.BatchCommandsRequest_
 	return resp, nil
 }
 
-// batchCall is one call waiting for its answer.
-type batchCall struct {
+// muxCall is one call waiting for its answer.
+type muxCall struct {
 	req  *rangekvpb.BatchCommandsRequest_Request
 	size int
-	out  chan batchResult // capacity 1
+	out  chan muxResult // capacity 1
 }
 
-type batchResult struct {
+type muxResult struct {
 	resp *rangekvpb.BatchCommandsResponse_Response
 	err  error
 }
 
-// batchStream is one open BatchCommands stream: queued calls wait for the
+// muxStream is one open mux (BatchCommands) stream: queued calls wait for the
 // sender; sent calls wait in pending for the receiver. Once failed, it
 // stays failed and every call still in it gets the failure.
-type batchStream struct {
+type muxStream struct {
 	st            rangekvpb.KV_BatchCommandsClient
 	cancel        context.CancelFunc
 	kick          chan struct{} // capacity 1: calls queued with no one sending
@@ -207,14 +209,14 @@ type batchStream struct {
 	mu            struct {
 		sync.Mutex
 		nextID  uint64
-		queue   []*batchCall
-		pending map[uint64]*batchCall
+		queue   []*muxCall
+		pending map[uint64]*muxCall
 		sending bool // a goroutine is in sendSome's Send
 		err     error
 	}
 }
 
-func (s *batchStream) failed() bool {
+func (s *muxStream) failed() bool {
 	select {
 	case <-s.done:
 		return true
@@ -225,8 +227,8 @@ func (s *batchStream) failed() bool {
 
 // do queues req (about size bytes) and waits for its answer, or for ctx (the call is then
 // forgotten; a late answer is dropped).
-func (s *batchStream) do(ctx context.Context, req *rangekvpb.BatchCommandsRequest_Request, size int) (*rangekvpb.BatchCommandsResponse_Response, error) {
-	c := &batchCall{req: req, size: size + 16, out: make(chan batchResult, 1)}
+func (s *muxStream) do(ctx context.Context, req *rangekvpb.BatchCommandsRequest_Request, size int) (*rangekvpb.BatchCommandsResponse_Response, error) {
+	c := &muxCall{req: req, size: size + 16, out: make(chan muxResult, 1)}
 	s.mu.Lock()
 	if err := s.mu.err; err != nil {
 		s.mu.Unlock()
@@ -257,7 +259,7 @@ func (s *batchStream) do(ctx context.Context, req *rangekvpb.BatchCommandsReques
 
 // sendLoop sends what callers left queued (sendSome), until the stream
 // fails.
-func (s *batchStream) sendLoop() {
+func (s *muxStream) sendLoop() {
 	for {
 		select {
 		case <-s.kick:
@@ -268,13 +270,13 @@ func (s *batchStream) sendLoop() {
 	}
 }
 
-// sendSome sends queued calls, at most maxBatchCalls and maxBatchBytes a
+// sendSome sends queued calls, at most maxMuxCalls and maxMuxBytes a
 // message, unless someone else is sending: one message for a caller
 // (once), which then hands what is left to sendLoop, or until the queue is
 // empty for sendLoop. A call alone thus leaves from its caller's own
 // goroutine; calls that arrive while a message is being sent wait and
 // leave together in the next one.
-func (s *batchStream) sendSome(once bool) {
+func (s *muxStream) sendSome(once bool) {
 	s.mu.Lock()
 	if s.mu.sending || s.mu.err != nil {
 		s.mu.Unlock()
@@ -283,7 +285,7 @@ func (s *batchStream) sendSome(once bool) {
 	s.mu.sending = true
 	for {
 		n, size := 0, 0
-		for n < len(s.mu.queue) && n < maxBatchCalls && (n == 0 || size+s.mu.queue[n].size <= maxBatchBytes) {
+		for n < len(s.mu.queue) && n < maxMuxCalls && (n == 0 || size+s.mu.queue[n].size <= maxMuxBytes) {
 			size += s.mu.queue[n].size
 			n++
 		}
@@ -321,13 +323,13 @@ func (s *batchStream) sendSome(once bool) {
 }
 
 // recvLoop hands answers to their calls until the stream fails.
-func (s *batchStream) recvLoop() {
+func (s *muxStream) recvLoop() {
 	for {
 		msg, err := s.st.Recv()
 		if err != nil {
 			if status.Code(err) == codes.Unimplemented {
 				s.onUnsupported()
-				s.fail(errBatchUnsupported)
+				s.fail(errMuxUnsupported)
 				return
 			}
 			s.fail(err)
@@ -337,7 +339,7 @@ func (s *batchStream) recvLoop() {
 		for _, r := range msg.GetResponses() {
 			if c, ok := s.mu.pending[r.GetId()]; ok {
 				delete(s.mu.pending, r.GetId())
-				c.out <- batchResult{resp: r}
+				c.out <- muxResult{resp: r}
 			}
 		}
 		s.mu.Unlock()
@@ -347,8 +349,8 @@ func (s *batchStream) recvLoop() {
 // fail ends the stream: calls not yet sent fail as not sent; calls sent
 // fail as lost (lostError: their outcome is unknown, whatever err's code),
 // except when the store refused the stream itself (then nothing ran:
-// errBatchUnsupported, and the call goes unary).
-func (s *batchStream) fail(err error) {
+// errMuxUnsupported, and the call goes unary).
+func (s *muxStream) fail(err error) {
 	s.mu.Lock()
 	if s.mu.err != nil {
 		s.mu.Unlock()
@@ -356,68 +358,68 @@ func (s *batchStream) fail(err error) {
 	}
 	s.mu.err = err
 	queue, pending := s.mu.queue, s.mu.pending
-	s.mu.queue, s.mu.pending = nil, map[uint64]*batchCall{}
+	s.mu.queue, s.mu.pending = nil, map[uint64]*muxCall{}
 	close(s.done)
 	s.mu.Unlock()
 	s.cancel()
 	for _, c := range queue {
-		c.out <- batchResult{err: &notSentError{err}}
+		c.out <- muxResult{err: &notSentError{err}}
 	}
 	sentErr := err
-	if !errors.Is(err, errBatchUnsupported) {
+	if !errors.Is(err, errMuxUnsupported) {
 		sentErr = &lostError{err: err}
 	}
 	for _, c := range pending {
-		c.out <- batchResult{err: sentErr}
+		c.out <- muxResult{err: sentErr}
 	}
 }
 
 // The rangekvpb.KVClient methods. A call larger than unaryCallBytes goes
 // as a unary RPC; call options apply to unary RPCs only.
 
-func (b *batchKV) Get(ctx context.Context, in *rangekvpb.GetRequest, opts ...grpc.CallOption) (*rangekvpb.GetResponse, error) {
-	return batched(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Get{Get: in}},
+func (b *muxKV) Get(ctx context.Context, in *rangekvpb.GetRequest, opts ...grpc.CallOption) (*rangekvpb.GetResponse, error) {
+	return muxed(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Get{Get: in}},
 		(*rangekvpb.BatchCommandsResponse_Response).GetGet, func() (*rangekvpb.GetResponse, error) { return b.unary.Get(ctx, in, opts...) })
 }
 
-func (b *batchKV) Put(ctx context.Context, in *rangekvpb.PutRequest, opts ...grpc.CallOption) (*rangekvpb.PutResponse, error) {
-	return batched(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Put{Put: in}},
+func (b *muxKV) Put(ctx context.Context, in *rangekvpb.PutRequest, opts ...grpc.CallOption) (*rangekvpb.PutResponse, error) {
+	return muxed(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Put{Put: in}},
 		(*rangekvpb.BatchCommandsResponse_Response).GetPut, func() (*rangekvpb.PutResponse, error) { return b.unary.Put(ctx, in, opts...) })
 }
 
-func (b *batchKV) Delete(ctx context.Context, in *rangekvpb.DeleteRequest, opts ...grpc.CallOption) (*rangekvpb.DeleteResponse, error) {
-	return batched(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Delete{Delete: in}},
+func (b *muxKV) Delete(ctx context.Context, in *rangekvpb.DeleteRequest, opts ...grpc.CallOption) (*rangekvpb.DeleteResponse, error) {
+	return muxed(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Delete{Delete: in}},
 		(*rangekvpb.BatchCommandsResponse_Response).GetDelete, func() (*rangekvpb.DeleteResponse, error) { return b.unary.Delete(ctx, in, opts...) })
 }
 
-func (b *batchKV) Cas(ctx context.Context, in *rangekvpb.CasRequest, opts ...grpc.CallOption) (*rangekvpb.CasResponse, error) {
-	return batched(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Cas{Cas: in}},
+func (b *muxKV) Cas(ctx context.Context, in *rangekvpb.CasRequest, opts ...grpc.CallOption) (*rangekvpb.CasResponse, error) {
+	return muxed(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Cas{Cas: in}},
 		(*rangekvpb.BatchCommandsResponse_Response).GetCas, func() (*rangekvpb.CasResponse, error) { return b.unary.Cas(ctx, in, opts...) })
 }
 
-func (b *batchKV) Incr(ctx context.Context, in *rangekvpb.IncrRequest, opts ...grpc.CallOption) (*rangekvpb.IncrResponse, error) {
-	return batched(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Incr{Incr: in}},
+func (b *muxKV) Incr(ctx context.Context, in *rangekvpb.IncrRequest, opts ...grpc.CallOption) (*rangekvpb.IncrResponse, error) {
+	return muxed(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Incr{Incr: in}},
 		(*rangekvpb.BatchCommandsResponse_Response).GetIncr, func() (*rangekvpb.IncrResponse, error) { return b.unary.Incr(ctx, in, opts...) })
 }
 
-func (b *batchKV) Scan(ctx context.Context, in *rangekvpb.ScanRequest, opts ...grpc.CallOption) (*rangekvpb.ScanResponse, error) {
-	return batched(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Scan{Scan: in}},
+func (b *muxKV) Scan(ctx context.Context, in *rangekvpb.ScanRequest, opts ...grpc.CallOption) (*rangekvpb.ScanResponse, error) {
+	return muxed(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Scan{Scan: in}},
 		(*rangekvpb.BatchCommandsResponse_Response).GetScan, func() (*rangekvpb.ScanResponse, error) { return b.unary.Scan(ctx, in, opts...) })
 }
 
-func (b *batchKV) Batch(ctx context.Context, in *rangekvpb.BatchRequest, opts ...grpc.CallOption) (*rangekvpb.BatchResponse, error) {
-	return batched(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Batch{Batch: in}},
+func (b *muxKV) Batch(ctx context.Context, in *rangekvpb.BatchRequest, opts ...grpc.CallOption) (*rangekvpb.BatchResponse, error) {
+	return muxed(ctx, b, in, &rangekvpb.BatchCommandsRequest_Request{Cmd: &rangekvpb.BatchCommandsRequest_Request_Batch{Batch: in}},
 		(*rangekvpb.BatchCommandsResponse_Response).GetBatch, func() (*rangekvpb.BatchResponse, error) { return b.unary.Batch(ctx, in, opts...) })
 }
 
-func (b *batchKV) BatchCommands(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[rangekvpb.BatchCommandsRequest, rangekvpb.BatchCommandsResponse], error) {
+func (b *muxKV) BatchCommands(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[rangekvpb.BatchCommandsRequest, rangekvpb.BatchCommandsResponse], error) {
 	return b.unary.BatchCommands(ctx, opts...)
 }
 
-// batched makes one call of in (wrapped as req) on b's stream, unwrapping
+// muxed makes one call of in (wrapped as req) on b's stream, unwrapping
 // the answer with get, or as the unary RPC when in is large or the store
 // serves no stream.
-func batched[In proto.Message, Out any](ctx context.Context, b *batchKV, in In, req *rangekvpb.BatchCommandsRequest_Request,
+func muxed[In proto.Message, Out any](ctx context.Context, b *muxKV, in In, req *rangekvpb.BatchCommandsRequest_Request,
 	get func(*rangekvpb.BatchCommandsResponse_Response) Out, unary func() (Out, error)) (Out, error) {
 	var zero Out
 	size := proto.Size(in)
@@ -425,7 +427,7 @@ func batched[In proto.Message, Out any](ctx context.Context, b *batchKV, in In, 
 		return unary()
 	}
 	resp, err := b.call(ctx, req, size)
-	if errors.Is(err, errBatchUnsupported) {
+	if errors.Is(err, errMuxUnsupported) {
 		return unary()
 	}
 	if err != nil {

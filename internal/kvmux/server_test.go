@@ -1,4 +1,4 @@
-package kvbatch
+package kvmux
 
 import (
 	"context"

@@ -1,6 +1,6 @@
-// Serving one BatchCommands stream.
+// Serving one mux stream (the BatchCommands RPC).
 
-package kvbatch
+package kvmux
 
 import (
 	"context"
@@ -18,13 +18,13 @@ import (
 )
 
 const (
-	// maxBatchInFlight bounds the calls of one stream running at once;
+	// maxMuxInFlight bounds the calls of one stream running at once;
 	// past it the stream stops reading (and flow control holds the
 	// sender) until calls finish.
-	maxBatchInFlight = 4096
-	// maxBatchResponseBytes is about the most one response message
+	maxMuxInFlight = 4096
+	// maxMuxResponseBytes is about the most one response message
 	// carries (one answer larger than it goes alone).
-	maxBatchResponseBytes = 4 << 20
+	maxMuxResponseBytes = 4 << 20
 )
 
 // Serve serves one router's stream with the unary handlers of kv until the
@@ -33,7 +33,7 @@ const (
 func Serve(stream rangekvpb.KV_BatchCommandsServer, kv rangekvpb.KVServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	out := &batchOutbox{stream: stream, broken: cancel}
+	out := &muxOutbox{stream: stream, broken: cancel}
 	// Calls run on workers that live as long as the stream: a call
 	// handed to an idle worker costs no new goroutine (and no stack
 	// growth, which per call was most of a read's scheduling cost).
@@ -54,7 +54,7 @@ recv:
 				continue
 			default:
 			}
-			if n < maxBatchInFlight {
+			if n < maxMuxInFlight {
 				n++
 				workers.Go(func() {
 					out.push(serveOne(ctx, kv, req))
@@ -139,12 +139,12 @@ func serveOne(ctx context.Context, k rangekvpb.KVServer, req *rangekvpb.BatchCom
 	return out
 }
 
-// batchOutbox sends a stream's answers. There is no sending goroutine:
+// muxOutbox sends a stream's answers. There is no sending goroutine:
 // the call that pushes an answer while no one is sending becomes the
 // sender and sends what has collected until nothing is left, so one call
 // alone costs no extra hand-off, and answers that finish while a message
 // is being sent leave together in the next one.
-type batchOutbox struct {
+type muxOutbox struct {
 	stream rangekvpb.KV_BatchCommandsServer
 	broken func() // called once a send fails
 	mu     struct {
@@ -155,7 +155,7 @@ type batchOutbox struct {
 	}
 }
 
-func (o *batchOutbox) push(r *rangekvpb.BatchCommandsResponse_Response) {
+func (o *muxOutbox) push(r *rangekvpb.BatchCommandsResponse_Response) {
 	o.mu.Lock()
 	o.mu.ready = append(o.mu.ready, r)
 	if o.mu.sending || o.mu.err != nil {
@@ -185,11 +185,11 @@ func (o *batchOutbox) push(r *rangekvpb.BatchCommandsResponse_Response) {
 	o.mu.Unlock()
 }
 
-// send sends ready in messages of about maxBatchResponseBytes.
-func (o *batchOutbox) send(ready []*rangekvpb.BatchCommandsResponse_Response) error {
+// send sends ready in messages of about maxMuxResponseBytes.
+func (o *muxOutbox) send(ready []*rangekvpb.BatchCommandsResponse_Response) error {
 	for len(ready) > 0 {
 		n, size := 0, 0
-		for n < len(ready) && (n == 0 || size < maxBatchResponseBytes) {
+		for n < len(ready) && (n == 0 || size < maxMuxResponseBytes) {
 			size += proto.Size(ready[n])
 			n++
 		}
@@ -202,7 +202,7 @@ func (o *batchOutbox) send(ready []*rangekvpb.BatchCommandsResponse_Response) er
 }
 
 // err is the failure of a send, if one failed.
-func (o *batchOutbox) err() error {
+func (o *muxOutbox) err() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.mu.err
