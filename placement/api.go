@@ -32,7 +32,7 @@ func (a *api) StoreHeartbeat(_ context.Context, req *rangekvpb.StoreHeartbeatReq
 	if req.Stats == nil || req.Stats.StoreId == 0 {
 		return nil, invalid("stats.store_id: must be set")
 	}
-	if a.s.drv.meta.store(req.Stats.StoreId) == nil {
+	if a.s.group.meta.store(req.Stats.StoreId) == nil {
 		return &rangekvpb.StoreHeartbeatResponse{Error: &rangekvpb.PlacementError{Message: "unknown store; join first", ClusterMismatch: true}}, nil
 	}
 	a.s.cluster().storeHeartbeat(req.Stats, a.s.now())
@@ -54,14 +54,14 @@ func (a *api) RangeHeartbeats(ctx context.Context, req *rangekvpb.RangeHeartbeat
 		}
 		cl.rangeHeartbeat(h, now)
 		// Descriptors are written through Raft only when they change.
-		if old := s.drv.meta.rangeByID(h.Descriptor_.RangeId); old == nil || newer(h.Descriptor_, old) {
+		if old := s.group.meta.rangeByID(h.Descriptor_.RangeId); old == nil || newer(h.Descriptor_, old) {
 			changed = append(changed, h.Descriptor_)
 		}
 	}
 	s.metrics.rangeHeartbeats.Add(float64(len(req.Ranges)))
 	if len(changed) > 0 {
 		cmd := &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_PutRanges{PutRanges: &rangekvpb.PutRangesCmd{Ranges: changed}}}
-		if _, err := s.drv.propose(ctx, cmd); err != nil {
+		if _, err := s.group.propose(ctx, cmd); err != nil {
 			return &rangekvpb.RangeHeartbeatsResponse{Error: s.placementErr(err)}, nil
 		}
 	}
@@ -104,7 +104,7 @@ func (a *api) ReportSplit(ctx context.Context, req *rangekvpb.ReportSplitRequest
 		return nil, invalid("left, right: both descriptors must be set")
 	}
 	cmd := &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_PutRanges{PutRanges: &rangekvpb.PutRangesCmd{Ranges: []*rangekvpb.RangeDescriptor{req.Left, req.Right}}}}
-	if _, err := a.s.drv.propose(ctx, cmd); err != nil {
+	if _, err := a.s.group.propose(ctx, cmd); err != nil {
 		return &rangekvpb.ReportSplitResponse{Error: a.s.placementErr(err)}, nil
 	}
 	return &rangekvpb.ReportSplitResponse{}, nil
@@ -123,26 +123,26 @@ func (a *api) GetRange(ctx context.Context, req *rangekvpb.GetRangeRequest) (*ra
 		// Replica GC removes replicas on this answer: it must reflect
 		// every descriptor committed before the call, which a deposed
 		// leader that does not know it yet would not.
-		if err := s.drv.readBarrier(ctx); err != nil {
+		if err := s.group.readBarrier(ctx); err != nil {
 			return &rangekvpb.GetRangeResponse{Error: s.placementErr(err)}, nil
 		}
 	}
-	if !s.drv.meta.clusterRecord().Bootstrapped {
+	if !s.group.meta.clusterRecord().Bootstrapped {
 		return &rangekvpb.GetRangeResponse{Error: &rangekvpb.PlacementError{Message: "cluster not bootstrapped: no store has joined", NotBootstrapped: true}}, nil
 	}
 	resp := &rangekvpb.GetRangeResponse{}
 	if req.RangeId != 0 {
-		if d := s.drv.meta.rangeByID(req.RangeId); d != nil {
+		if d := s.group.meta.rangeByID(req.RangeId); d != nil {
 			resp.Ranges = append(resp.Ranges, s.route(d))
 		}
 		return resp, nil
 	}
-	d, i := s.drv.meta.lookup(req.Key)
+	d, i := s.group.meta.lookup(req.Key)
 	if d == nil {
 		return resp, nil
 	}
 	resp.Ranges = append(resp.Ranges, s.route(d))
-	for _, n := range s.drv.meta.following(i, int(min(req.Neighbours, 64))) {
+	for _, n := range s.group.meta.following(i, int(min(req.Neighbours, 64))) {
 		resp.Ranges = append(resp.Ranges, s.route(n))
 	}
 	return resp, nil
@@ -157,7 +157,7 @@ func (a *api) ScanRanges(_ context.Context, req *rangekvpb.ScanRangesRequest) (*
 		limit = 100000
 	}
 	resp := &rangekvpb.ScanRangesResponse{}
-	for _, d := range a.s.drv.meta.scanRanges(req.StartKey, req.EndKey, limit) {
+	for _, d := range a.s.group.meta.scanRanges(req.StartKey, req.EndKey, limit) {
 		resp.Ranges = append(resp.Ranges, a.s.route(d))
 	}
 	return resp, nil
@@ -180,7 +180,7 @@ func (a *api) GetStore(_ context.Context, req *rangekvpb.GetStoreRequest) (*rang
 	if e := a.s.checkLeader(req.Header); e != nil {
 		return &rangekvpb.GetStoreResponse{Error: e}, nil
 	}
-	d := a.s.drv.meta.store(req.StoreId)
+	d := a.s.group.meta.store(req.StoreId)
 	if d == nil {
 		return nil, status.Errorf(codes.NotFound, "store_id: no store %d in this cluster", req.StoreId)
 	}
@@ -193,7 +193,7 @@ func (a *api) ListStores(_ context.Context, req *rangekvpb.ListStoresRequest) (*
 	}
 	resp := &rangekvpb.ListStoresResponse{}
 	now := a.s.now()
-	for _, d := range a.s.drv.meta.allStores() {
+	for _, d := range a.s.group.meta.allStores() {
 		resp.Stores = append(resp.Stores, a.s.storeInfo(d, now))
 	}
 	return resp, nil
@@ -208,16 +208,16 @@ func (a *api) ClusterStatus(ctx context.Context, req *rangekvpb.ClusterStatusReq
 }
 
 func (s *Server) clusterStatus() *rangekvpb.ClusterStatusResponse {
-	rec := s.drv.meta.clusterRecord()
+	rec := s.group.meta.clusterRecord()
 	resp := &rangekvpb.ClusterStatusResponse{ClusterId: rec.ClusterId, Bootstrapped: rec.Bootstrapped}
-	lead := s.drv.leader.Load()
-	for _, m := range s.drv.members.Replicas {
+	lead := s.group.leader.Load()
+	for _, m := range s.group.members.Replicas {
 		resp.Members = append(resp.Members, &rangekvpb.PlacementMember{Id: m.ReplicaId, Address: s.cfg.InitialCluster[m.ReplicaId],
-			Leader: m.ReplicaId == lead, Reachable: s.drv.reachable(m.ReplicaId)})
+			Leader: m.ReplicaId == lead, Reachable: s.trans.reachable(m.ReplicaId)})
 	}
 	now := s.now()
 	down := map[uint64]bool{}
-	for _, d := range s.drv.meta.allStores() {
+	for _, d := range s.group.meta.allStores() {
 		info := s.storeInfo(d, now)
 		resp.Stores = append(resp.Stores, info)
 		if info.State == rangekvpb.StoreState_STORE_DOWN {
@@ -225,7 +225,7 @@ func (s *Server) clusterStatus() *rangekvpb.ClusterStatusResponse {
 		}
 	}
 	cl := s.cluster()
-	ranges := s.drv.meta.allRanges()
+	ranges := s.group.meta.allRanges()
 	resp.RangeCount = uint32(len(ranges))
 	for _, d := range ranges {
 		healthy := 0
@@ -259,7 +259,7 @@ func (a *api) Split(ctx context.Context, req *rangekvpb.SplitRequest) (*rangekvp
 	if len(req.Key) == 0 {
 		return nil, invalid("key: must not be empty (the split key)")
 	}
-	d, _ := s.drv.meta.lookup(req.Key)
+	d, _ := s.group.meta.lookup(req.Key)
 	if d == nil {
 		return &rangekvpb.SplitResponse{Error: s.placementErr(errNoRange)}, nil
 	}
@@ -273,7 +273,7 @@ func (a *api) Split(ctx context.Context, req *rangekvpb.SplitRequest) (*rangekvp
 		lead = s.cluster().waitLeader(wctx, d.RangeId)
 		cancel()
 	}
-	st := s.drv.meta.store(lead)
+	st := s.group.meta.store(lead)
 	if st == nil {
 		return nil, splitRefused(errNoLeader.Error(), nil)
 	}
@@ -299,7 +299,7 @@ func (a *api) Split(ctx context.Context, req *rangekvpb.SplitRequest) (*rangekvp
 	}
 	// Record the new layout at once (the heartbeats will confirm it).
 	cmd := &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_PutRanges{PutRanges: &rangekvpb.PutRangesCmd{Ranges: []*rangekvpb.RangeDescriptor{r.Left, r.Right}}}}
-	if _, err := s.drv.propose(ctx, cmd); err != nil {
+	if _, err := s.group.propose(ctx, cmd); err != nil {
 		// The split applied on the store: it succeeded. The range
 		// heartbeats bring placement's layout up to date.
 		s.log.Warn("split applied but not recorded yet; heartbeats will record it", "range", d.RangeId, "err", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
+	"github.com/rangekv/rangekv/rangeraft/driver"
 )
 
 // Config configures a placement member.
@@ -35,6 +36,15 @@ type Config struct {
 	// group.
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
+	// LogTruncateThreshold: the leader truncates the group's log when at
+	// least this many applied entries can go; LogMaxEntries: past this log
+	// length a lagging member no longer holds truncation back (it catches
+	// up by snapshot); LogTruncateCheckEntries: the leader decides again
+	// after this many applied entries (0: LogTruncateThreshold/4+1, the
+	// store's rule). See rangeraft/driver.TruncationPolicy.
+	LogTruncateThreshold    uint64
+	LogMaxEntries           uint64
+	LogTruncateCheckEntries uint64
 
 	// StoreDownGrace: a store whose heartbeats stopped this long is down.
 	StoreDownGrace time.Duration
@@ -103,17 +113,21 @@ func (c Config) withSeams() Config {
 // Defaults returns the production defaults.
 func Defaults() Config {
 	return Config{
-		Addr:                 "127.0.0.1:7401",
-		HeartbeatInterval:    100 * time.Millisecond,
-		ElectionTimeout:      time.Second,
-		StoreDownGrace:       10 * time.Second,
-		MaxStoreDownTime:     30 * time.Minute,
-		ScheduleInterval:     2 * time.Second,
-		OperatorTimeout:      10 * time.Minute,
-		Replicas:             3,
-		MaxOperatorsPerStore: 4,
-		MaxSnapshotsPerStore: 2,
-		IDBatch:              1000,
+		Addr:              "127.0.0.1:7401",
+		HeartbeatInterval: 100 * time.Millisecond,
+		ElectionTimeout:   time.Second,
+		// The values placement hard-coded before they were settings.
+		LogTruncateThreshold:    5000,
+		LogMaxEntries:           50000,
+		LogTruncateCheckEntries: 1000,
+		StoreDownGrace:          10 * time.Second,
+		MaxStoreDownTime:        30 * time.Minute,
+		ScheduleInterval:        2 * time.Second,
+		OperatorTimeout:         10 * time.Minute,
+		Replicas:                3,
+		MaxOperatorsPerStore:    4,
+		MaxSnapshotsPerStore:    2,
+		IDBatch:                 1000,
 	}
 }
 
@@ -130,6 +144,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("raft.heartbeat-interval: must be positive, got %s", c.HeartbeatInterval)
 	case c.ElectionTimeout < 2*c.HeartbeatInterval:
 		return fmt.Errorf("raft.election-timeout: must be at least twice raft.heartbeat-interval (%s), got %s", c.HeartbeatInterval, c.ElectionTimeout)
+	case c.LogTruncateThreshold < 1:
+		return fmt.Errorf("raft.log-truncate-threshold: must be at least 1, got %d", c.LogTruncateThreshold)
+	case c.LogMaxEntries < c.LogTruncateThreshold:
+		return fmt.Errorf("raft.log-max-entries: must be at least raft.log-truncate-threshold (%d), got %d", c.LogTruncateThreshold, c.LogMaxEntries)
 	case c.StoreDownGrace <= 0:
 		return fmt.Errorf("schedule.store-down-grace: must be positive, got %s", c.StoreDownGrace)
 	case c.MaxStoreDownTime < c.StoreDownGrace:
@@ -151,4 +169,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("initial-cluster: this member (id %d) is not listed", c.ID)
 	}
 	return nil
+}
+
+// truncationPolicy is the placement log's truncation policy.
+func (c *Config) truncationPolicy() driver.TruncationPolicy {
+	return driver.TruncationPolicy{ThresholdEntries: c.LogTruncateThreshold, MaxEntries: c.LogMaxEntries, CheckEntries: c.LogTruncateCheckEntries}
 }

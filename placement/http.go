@@ -13,8 +13,8 @@ import (
 
 func (s *Server) startHTTP() error {
 	cluster := func(w http.ResponseWriter, _ *http.Request) {
-		if !s.drv.isLeader() {
-			http.Error(w, fmt.Sprintf("not the placement leader; ask member %d", s.drv.leader.Load()), http.StatusMisdirectedRequest)
+		if !s.group.isLeader() {
+			http.Error(w, fmt.Sprintf("not the placement leader; ask member %d", s.group.leader.Load()), http.StatusMisdirectedRequest)
 			return
 		}
 		b, err := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Marshal(s.clusterStatus())
@@ -26,7 +26,7 @@ func (s *Server) startHTTP() error {
 		w.Write(b)
 	}
 	ready := func() (bool, string) {
-		return s.ready.Load() && s.drv.leader.Load() != 0, "no placement leader known"
+		return s.ready.Load() && s.group.leader.Load() != 0, "no placement leader known"
 	}
 	srv, ln, err := debughttp.Start(s.cfg.HTTPAddr, "http-addr", s.reg, ready,
 		map[string]http.HandlerFunc{"/debug/cluster": cluster}, &s.wg, s.log)

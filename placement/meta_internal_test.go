@@ -65,10 +65,10 @@ func HeartbeatsForTest(s *Server) (stores, ranges float64) {
 // MetaForTest returns the member's replicated metadata: cluster ID, store
 // IDs (sorted) and range descriptors (by start key).
 func MetaForTest(s *Server) (clusterID uint64, stores []uint64, ranges []*rangekvpb.RangeDescriptor) {
-	for _, st := range s.drv.meta.allStores() {
+	for _, st := range s.group.meta.allStores() {
 		stores = append(stores, st.StoreId)
 	}
-	return s.drv.meta.clusterRecord().ClusterId, stores, s.drv.meta.allRanges()
+	return s.group.meta.clusterRecord().ClusterId, stores, s.group.meta.allRanges()
 }
 
 func memDB(t *testing.T) *pebble.DB {

@@ -188,7 +188,7 @@ func newController(s *Server) *controller {
 // epoch (the plan is stale), or the range is in a joint configuration (its
 // leader leaves it by itself, a conf_ver change no plan explains).
 func (c *controller) add(rangeID uint64, kind string, epoch *rangekvpb.RangeEpoch, steps []opStep, now time.Time) (*rangekvpb.OperatorInfo, error) {
-	d := c.s.drv.meta.rangeByID(rangeID)
+	d := c.s.group.meta.rangeByID(rangeID)
 	if d == nil {
 		return nil, invalid("range_id: no range %d", rangeID)
 	}
@@ -227,7 +227,7 @@ func (c *controller) endLocked(o *operator, state, reason string, now time.Time)
 
 // addMove replaces the replica on from with one on to.
 func (c *controller) addMove(rangeID, from, to uint64, now time.Time) (*rangekvpb.OperatorInfo, error) {
-	d := c.s.drv.meta.rangeByID(rangeID)
+	d := c.s.group.meta.rangeByID(rangeID)
 	if d == nil {
 		return nil, invalid("range_id: no range %d", rangeID)
 	}
@@ -237,7 +237,7 @@ func (c *controller) addMove(rangeID, from, to uint64, now time.Time) (*rangekvp
 	if replicaOnStore(d, to) != nil {
 		return nil, invalid("to_store_id: store %d already holds a replica of range %d", to, rangeID)
 	}
-	if c.s.drv.meta.store(to) == nil {
+	if c.s.group.meta.store(to) == nil {
 		return nil, invalid("to_store_id: no store %d in this cluster", to)
 	}
 	if st, _, _ := c.s.cluster().storeState(to, now, c.s.cfg.StoreDownGrace); st != rangekvpb.StoreState_STORE_UP {
@@ -260,7 +260,7 @@ func moveSteps(d *rangekvpb.RangeDescriptor, from, to, leader uint64) []opStep {
 }
 
 func (c *controller) addTransfer(rangeID, to uint64, now time.Time) (*rangekvpb.OperatorInfo, error) {
-	d := c.s.drv.meta.rangeByID(rangeID)
+	d := c.s.group.meta.rangeByID(rangeID)
 	if d == nil {
 		return nil, invalid("range_id: no range %d", rangeID)
 	}
@@ -312,7 +312,7 @@ func (c *controller) stepsFor(storeID uint64, now time.Time) []*rangekvpb.Operat
 		if cl.leaderOf(o.rangeID) != storeID {
 			continue
 		}
-		d := c.s.drv.meta.rangeByID(o.rangeID)
+		d := c.s.group.meta.rangeByID(o.rangeID)
 		if d == nil {
 			continue
 		}

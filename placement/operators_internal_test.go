@@ -39,7 +39,7 @@ func newOpHarness(t *testing.T, stores uint64) *opHarness {
 	cfg.Replicas = 3
 	s := &Server{cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), reg: reg, now: func() time.Time { return h.now }}
 	s.metrics = newMetrics(reg)
-	s.drv = &driver{s: s, meta: newMeta()}
+	s.group = &group{s: s, meta: newMeta()}
 	s.resetLeaderState(true)
 	h.s = s
 	h.apply(bootstrapCmd(0xc1, 1))
@@ -54,7 +54,7 @@ func newOpHarness(t *testing.T, stores uint64) *opHarness {
 
 func (h *opHarness) apply(cmd *rangekvpb.PlacementCommand) {
 	h.t.Helper()
-	if _, err := applyCmd(h.t, h.db, h.s.drv.meta, cmd); err != nil {
+	if _, err := applyCmd(h.t, h.db, h.s.group.meta, cmd); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -66,7 +66,7 @@ func (h *opHarness) heartbeat(d *rangekvpb.RangeDescriptor, leader uint64) []*ra
 	h.now = h.now.Add(time.Second)
 	hb := &rangekvpb.RangeHeartbeat{Descriptor_: d, LeaderStoreId: leader, Term: 7}
 	h.s.cluster().rangeHeartbeat(hb, h.now)
-	if old := h.s.drv.meta.rangeByID(d.RangeId); old == nil || newer(d, old) {
+	if old := h.s.group.meta.rangeByID(d.RangeId); old == nil || newer(d, old) {
 		h.apply(putRangesCmd(d))
 	}
 	return h.s.operatorSteps(&rangekvpb.RangeHeartbeatsRequest{StoreId: leader, Ranges: []*rangekvpb.RangeHeartbeat{hb}}, h.now)

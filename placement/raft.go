@@ -1,8 +1,8 @@
-// The placement Raft group: one group, so one goroutine drives it (the
-// per-range cost rules of stores do not apply here). It persists Raft state
-// and applies committed commands to the metadata state machine in the
-// placement engine, in etcd raft's order: persist (synced) → send → apply →
-// advance.
+// The placement Raft group over rangeraft/driver: the group's side of a
+// pass (the metadata state machine's applies and snapshots, sending,
+// leader bookkeeping, truncation) and the loop that drives it. One group,
+// so one goroutine drives it; the driver keeps etcd raft's order (persist
+// in one batch → send → apply → advance).
 
 package placement
 
@@ -13,9 +13,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -26,29 +24,27 @@ import (
 	"github.com/rangekv/rangekv/internal/logadapt"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
-	"github.com/rangekv/rangekv/rangeraft/logstore"
+	"github.com/rangekv/rangekv/rangeraft/driver"
 )
 
 // groupID is the placement group's ID in its own engine.
 const groupID = 1
-
-// Initial Raft state of the placement group (as for ranges): applied =
-// truncated = commit = 10 at term 5, identical on every member.
-const (
-	initIndex = 10
-	initTerm  = 5
-)
 
 type proposalResult struct {
 	value any
 	err   error
 }
 
-type driver struct {
+// group is this member's replica of the placement group: a driver.Group
+// whose state machine is meta. Only the run loop's goroutine touches its
+// raft state; other goroutines reach it through the channels, meta (its
+// own lock) and the atomics.
+type group struct {
 	s      *Server
 	db     *pebble.DB
-	log    *logstore.RangeLog
+	log    *driver.Log
 	rr     *rangeraft.Replica
+	drv    *driver.Driver
 	meta   *meta
 	nextID atomic.Uint64
 
@@ -56,28 +52,40 @@ type driver struct {
 	propc chan *rangeraft.Proposal
 	readc chan *rangeraft.Read
 
-	leader atomic.Uint64
-	term   atomic.Uint64
-	// heard: when each member last sent us a message (for status).
-	progressMu sync.Mutex
-	heard      map[uint64]time.Time
-	applied    uint64
-	sinceTr    int
-	members    *rangekvpb.RangeDescriptor
+	leader  atomic.Uint64
+	term    atomic.Uint64
+	applied uint64
+	trunc   driver.Truncator
+	members *rangekvpb.RangeDescriptor
+
+	// What StageApply staged, made true by FinishApply after the commit.
+	staged struct {
+		results []applyResult
+		truncs  [][2]uint64
+		last    *pb.Entry
+	}
 }
+
+type applyResult struct {
+	e   *pb.Entry
+	v   any
+	err error
+}
+
+var _ driver.Group = (*group)(nil)
 
 // snapStorage serves raft snapshots of the whole metadata state.
 type snapStorage struct {
-	*logstore.RangeLog
-	d *driver
+	*driver.Log
+	g *group
 }
 
 func (s snapStorage) Snapshot() (*pb.Snapshot, error) {
-	snap, err := s.RangeLog.Snapshot()
+	snap, err := s.Log.Snapshot()
 	if err != nil {
 		return nil, err
 	}
-	data, err := proto.Marshal(s.d.meta.snapshot())
+	data, err := proto.Marshal(s.g.meta.snapshot())
 	if err != nil {
 		return nil, err
 	}
@@ -93,14 +101,15 @@ func confStateOf(d *rangekvpb.RangeDescriptor) *pb.ConfState {
 	return cs
 }
 
-// openDriver loads (or initializes) the placement group from db.
-func openDriver(s *Server, db *pebble.DB) (*driver, error) {
-	d := &driver{s: s, db: db, recvc: make(chan []*pb.Message, 1024), propc: make(chan *rangeraft.Proposal, 4096), readc: make(chan *rangeraft.Read, 4096)}
+// openGroup loads (or initializes) the placement group from db.
+func openGroup(s *Server, db *pebble.DB) (*group, error) {
+	g := &group{s: s, db: db, recvc: make(chan []*pb.Message, 1024), propc: make(chan *rangeraft.Proposal, 4096), readc: make(chan *rangeraft.Read, 4096)}
+	g.drv = driver.New(driver.Options{DB: db, Fatal: func(_ uint64, what string, err error) { s.fatal(what, err) }})
 	var seed [8]byte
 	if _, err := io.ReadFull(s.cfg.Rand, seed[:]); err != nil {
 		return nil, err
 	}
-	d.nextID.Store(binary.BigEndian.Uint64(seed[:]))
+	g.nextID.Store(binary.BigEndian.Uint64(seed[:]))
 	members := &rangekvpb.RangeDescriptor{}
 	v, c, err := db.Get(keys.DescriptorKey(groupID))
 	switch {
@@ -121,18 +130,8 @@ func openDriver(s *Server, db *pebble.DB) (*driver, error) {
 			members.Replicas = append(members.Replicas, &rangekvpb.ReplicaDescriptor{ReplicaId: id, StoreId: id})
 		}
 		b := db.NewBatch()
-		for _, kv := range []struct {
-			k []byte
-			m proto.Message
-		}{
-			{keys.DescriptorKey(groupID), members},
-			{keys.AppliedStateKey(groupID), &rangekvpb.AppliedState{Index: initIndex, Term: initTerm}},
-			{keys.TruncatedStateKey(groupID), &rangekvpb.TruncatedState{Index: initIndex, Term: initTerm}},
-			{keys.HardStateKey(groupID), &pb.HardState{Term: proto.Uint64(initTerm), Commit: proto.Uint64(initIndex)}},
-		} {
-			if err := set(b, kv.k, kv.m); err != nil {
-				return nil, err
-			}
+		if err := driver.WriteInitialState(b, members, driver.InitialHardState()); err != nil {
+			return nil, err
 		}
 		if err := b.Commit(pebble.Sync); err != nil {
 			return nil, err
@@ -140,7 +139,7 @@ func openDriver(s *Server, db *pebble.DB) (*driver, error) {
 	default:
 		return nil, err
 	}
-	d.members = members
+	g.members = members
 	var applied rangekvpb.AppliedState
 	if v, c, err := db.Get(keys.AppliedStateKey(groupID)); err == nil {
 		err = proto.Unmarshal(v, &applied)
@@ -149,15 +148,15 @@ func openDriver(s *Server, db *pebble.DB) (*driver, error) {
 			return nil, err
 		}
 	}
-	if d.meta, err = loadMeta(db); err != nil {
+	if g.meta, err = loadMeta(db); err != nil {
 		return nil, err
 	}
-	if d.log, err = logstore.Load(db, groupID, confStateOf(members), &applied); err != nil {
+	if g.log, err = driver.LoadLog(db, groupID, confStateOf(members), &applied); err != nil {
 		return nil, err
 	}
-	d.applied = applied.Index
+	g.applied = applied.Index
 	election := int(s.cfg.ElectionTimeout / s.cfg.HeartbeatInterval)
-	d.rr, err = rangeraft.New(rangeraft.Config{
+	g.rr, err = rangeraft.New(rangeraft.Config{
 		ReplicaID:            s.cfg.ID,
 		ElectionTicks:        election,
 		HeartbeatTicks:       1,
@@ -165,191 +164,184 @@ func openDriver(s *Server, db *pebble.DB) (*driver, error) {
 		Applied:              applied.Index,
 		AppliedTerm:          applied.Term,
 		ReadContextSeed:      binary.BigEndian.Uint64(seed[:]) ^ 0x5a5a,
-		Storage:              snapStorage{d.log, d},
+		Storage:              snapStorage{g.log, g},
 		Logger:               logadapt.NewRaft(s.log),
 		Clock:                s.now,
 	})
-	return d, err
+	return g, err
 }
 
 // run drives the group until ctx ends.
-func (d *driver) run(ctx context.Context) {
-	t := d.s.cfg.Clock.NewTicker(d.s.cfg.HeartbeatInterval)
+func (g *group) run(ctx context.Context) {
+	t := g.s.cfg.Clock.NewTicker(g.s.cfg.HeartbeatInterval)
 	defer t.Stop()
-	defer d.rr.Close()
+	defer g.rr.Close()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C():
-			d.rr.Tick()
-		case msgs := <-d.recvc:
-			d.step(msgs)
-		case p := <-d.propc:
-			d.rr.Propose(p)
-		case r := <-d.readc:
-			d.rr.ReadIndex(r)
+			g.rr.Tick()
+		case msgs := <-g.recvc:
+			g.step(msgs)
+		case p := <-g.propc:
+			g.rr.Propose(p)
+		case r := <-g.readc:
+			g.rr.ReadIndex(r)
 		}
-		// Take whatever else is queued, then one Ready cycle.
+		// Take whatever else is queued, then run passes while raft has work.
 	drain:
 		for {
 			select {
-			case msgs := <-d.recvc:
-				d.step(msgs)
-			case p := <-d.propc:
-				d.rr.Propose(p)
-			case r := <-d.readc:
-				d.rr.ReadIndex(r)
+			case msgs := <-g.recvc:
+				g.step(msgs)
+			case p := <-g.propc:
+				g.rr.Propose(p)
+			case r := <-g.readc:
+				g.rr.ReadIndex(r)
 			default:
 				break drain
 			}
 		}
-		d.rr.FlushReads()
-		d.handleReady()
-	}
-}
-
-func (d *driver) step(msgs []*pb.Message) {
-	for _, m := range msgs {
-		if err := d.rr.Step(m); err != nil {
-			d.s.log.Debug("placement raft step", "err", err)
-		}
-	}
-}
-
-func (d *driver) handleReady() {
-	for {
-		rd, ok := d.rr.Ready()
-		if !ok {
-			break
-		}
-		// Persist: entries, hard state and a snapshot in one batch.
-		b := d.db.NewBatch()
-		var snapMeta *pb.SnapshotMetadata
-		if !raft.IsEmptySnap(rd.Snapshot) {
-			snapMeta = rd.Snapshot.GetMetadata()
-			var st rangekvpb.PlacementSnapshot
-			if err := proto.Unmarshal(rd.Snapshot.GetData(), &st); err != nil {
-				d.s.fatal("decode placement snapshot", err)
+		g.rr.FlushReads()
+		for {
+			rd, ok := g.rr.Ready()
+			if !ok {
+				break
 			}
-			d.must(d.meta.restore(b, &st))
-			d.must(set(b, keys.AppliedStateKey(groupID), &rangekvpb.AppliedState{Index: snapMeta.GetIndex(), Term: snapMeta.GetTerm()}))
-			d.must(d.log.StageSnapshot(b, snapMeta.GetIndex(), snapMeta.GetTerm()))
+			g.drv.Add(g, rd)
+			g.drv.Run()
 		}
-		upd, err := d.log.StageAppend(b, rd.Entries, rd.HardState)
-		d.must(err)
-		opts := pebble.NoSync
-		if rd.MustSync || snapMeta != nil {
-			opts = pebble.Sync
-		}
-		d.must(b.Commit(opts))
-		b.Close()
-		if snapMeta != nil {
-			d.log.FinishSnapshot(snapMeta.GetIndex(), snapMeta.GetTerm(), snapMeta.GetConfState())
-			d.rr.AppliedSnapshot(snapMeta.GetIndex(), snapMeta.GetTerm())
-			d.applied = snapMeta.GetIndex()
-		}
-		d.log.FinishAppend(upd)
-		d.s.trans.send(rd.Messages)
-		d.apply(rd.CommittedEntries)
-		d.rr.Advance(rd)
-		bs := d.rr.BasicStatus()
-		if old := d.leader.Swap(bs.Lead); old != bs.Lead {
-			d.s.onLeaderChange(bs.Lead == d.s.cfg.ID)
-		}
-		d.term.Store(bs.GetTerm())
-		d.maybeTruncate()
 	}
 }
 
-func (d *driver) apply(ents []*pb.Entry) {
-	if len(ents) == 0 {
-		return
-	}
-	type res struct {
-		e   *pb.Entry
-		v   any
-		err error
-	}
-	var results []res
-	b := d.db.NewBatch()
-	defer b.Close()
-	var last *pb.Entry
-	var truncs [][2]uint64
-	for _, e := range ents {
-		if e.GetIndex() <= d.applied {
-			continue
+func (g *group) step(msgs []*pb.Message) {
+	for _, m := range msgs {
+		if err := g.rr.Step(m); err != nil {
+			g.s.log.Debug("placement raft step", "err", err)
 		}
-		last = e
-		r := res{e: e}
+	}
+}
+
+// Raft implements driver.Group.
+func (g *group) Raft() *rangeraft.Replica { return g.rr }
+
+// Log implements driver.Group.
+func (g *group) Log() *driver.Log { return g.log }
+
+// IngestSnapshot replaces the metadata with the snapshot's, in b with its
+// applied index and the cleared log.
+func (g *group) IngestSnapshot(b *pebble.Batch, rd *raft.Ready) {
+	md := rd.Snapshot.GetMetadata()
+	var st rangekvpb.PlacementSnapshot
+	if err := proto.Unmarshal(rd.Snapshot.GetData(), &st); err != nil {
+		g.s.fatal("decode placement snapshot", err)
+	}
+	g.must(g.meta.restore(b, &st))
+	g.must(set(b, keys.AppliedStateKey(groupID), &rangekvpb.AppliedState{Index: md.GetIndex(), Term: md.GetTerm()}))
+	g.must(g.log.StageSnapshot(b, md.GetIndex(), md.GetTerm()))
+}
+
+// FinishSnapshot implements driver.Group.
+func (g *group) FinishSnapshot(rd *raft.Ready) {
+	md := rd.Snapshot.GetMetadata()
+	g.log.FinishSnapshot(md.GetIndex(), md.GetTerm(), md.GetConfState())
+	g.rr.AppliedSnapshot(md.GetIndex(), md.GetTerm())
+	g.applied = md.GetIndex()
+}
+
+// StageApply applies committed commands to meta and into b, with the
+// applied index. Nothing here needs a sync of its own.
+func (g *group) StageApply(b *pebble.Batch, ents []*pb.Entry, pending driver.AppendUpdate) (sync bool) {
+	st := &g.staged
+	for _, e := range ents {
+		if e.GetIndex() <= g.applied {
+			continue // covered by a snapshot of this pass
+		}
+		st.last = e
+		r := applyResult{e: e}
 		if e.GetType() == pb.EntryNormal && len(e.GetData()) > 0 {
 			_, data, err := rangeraft.DecodeEntry(e.GetData())
-			d.must(err)
+			g.must(err)
 			var cmd rangekvpb.PlacementCommand
-			d.must(proto.Unmarshal(data, &cmd))
+			g.must(proto.Unmarshal(data, &cmd))
 			if tr := cmd.GetTruncateLog(); tr != nil {
-				ok, err := d.log.StageTruncate(b, tr.Index, tr.Term, logstore.AppendUpdate{}) // appends are finished before apply
-				d.must(err)
+				ok, err := g.log.StageTruncate(b, tr.Index, tr.Term, pending)
+				g.must(err)
 				if ok {
-					truncs = append(truncs, [2]uint64{tr.Index, tr.Term})
+					st.truncs = append(st.truncs, [2]uint64{tr.Index, tr.Term})
 				}
 			} else {
-				r.v, r.err = d.meta.apply(b, &cmd)
+				r.v, r.err = g.meta.apply(b, &cmd)
 			}
 		}
-		results = append(results, r)
+		st.results = append(st.results, r)
 	}
-	if last == nil {
-		return
+	if st.last != nil {
+		g.must(set(b, keys.AppliedStateKey(groupID), &rangekvpb.AppliedState{Index: st.last.GetIndex(), Term: st.last.GetTerm()}))
 	}
-	d.must(set(b, keys.AppliedStateKey(groupID), &rangekvpb.AppliedState{Index: last.GetIndex(), Term: last.GetTerm()}))
-	d.must(b.Commit(pebble.NoSync))
-	for _, t := range truncs {
-		d.log.FinishTruncate(t[0], t[1])
-	}
-	d.applied = last.GetIndex()
-	d.log.SetApplied(last.GetIndex(), last.GetTerm(), nil)
-	for _, r := range results {
-		d.rr.Applied(r.e, r.v, r.err)
-	}
-	d.rr.FinishApply()
-	d.sinceTr += len(results)
+	return false
 }
 
-func (d *driver) maybeTruncate() {
-	if d.sinceTr < 1000 {
+// FinishApply completes the staged applies: truncations, the applied
+// index, the proposals' outcomes and the reads they made ready.
+func (g *group) FinishApply() {
+	st := &g.staged
+	if st.last == nil {
 		return
 	}
-	d.sinceTr = 0
-	first, _ := d.log.FirstIndex()
-	idx, ok := d.rr.TruncationTarget(rangeraft.TruncationPolicy{ThresholdEntries: 5000, MaxEntries: 50000}, first)
+	for _, t := range st.truncs {
+		g.log.FinishTruncate(t[0], t[1])
+	}
+	g.applied = st.last.GetIndex()
+	g.log.SetApplied(st.last.GetIndex(), st.last.GetTerm(), nil)
+	for _, r := range st.results {
+		g.rr.Applied(r.e, r.v, r.err)
+	}
+	g.rr.FinishApply()
+	g.trunc.Applied(len(st.results))
+	st.results, st.truncs, st.last = nil, nil, nil
+}
+
+// Send implements driver.Group.
+func (g *group) Send(msgs []*pb.Message) { g.s.trans.send(msgs) }
+
+// AfterAdvance publishes leadership and proposes a truncation when the
+// policy allows one.
+func (g *group) AfterAdvance() {
+	bs := g.rr.BasicStatus()
+	if old := g.leader.Swap(bs.Lead); old != bs.Lead {
+		g.s.onLeaderChange(bs.Lead == g.s.cfg.ID)
+	}
+	g.term.Store(bs.GetTerm())
+	g.maybeTruncate()
+}
+
+func (g *group) maybeTruncate() {
+	idx, term, ok := g.trunc.Decide(g.s.cfg.truncationPolicy(), g.rr, g.log, false, nil)
 	if !ok {
 		return
 	}
-	term, err := d.log.Term(idx)
-	if err != nil {
-		return
-	}
 	data, _ := proto.Marshal(&rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_TruncateLog{TruncateLog: &rangekvpb.TruncateLogCmd{Index: idx, Term: term}}})
-	d.rr.Propose(&rangeraft.Proposal{ID: d.nextID.Add(1), Cmd: data, Done: func(any, error) {}})
+	g.rr.Propose(&rangeraft.Proposal{ID: g.nextID.Add(1), Cmd: data, Done: func(any, error) {}})
 }
 
-func (d *driver) must(err error) {
+func (g *group) must(err error) {
 	if err != nil {
-		d.s.fatal("placement engine", err)
+		g.s.fatal("placement engine", err)
 	}
 }
 
 // propose replicates cmd and waits for it to apply.
-func (d *driver) propose(ctx context.Context, cmd *rangekvpb.PlacementCommand) (any, error) {
+func (g *group) propose(ctx context.Context, cmd *rangekvpb.PlacementCommand) (any, error) {
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, err
 	}
 	ch := make(chan proposalResult, 1)
-	p := &rangeraft.Proposal{ID: d.nextID.Add(1), Cmd: data, Done: func(v any, err error) { ch <- proposalResult{v, err} }}
+	p := &rangeraft.Proposal{ID: g.nextID.Add(1), Cmd: data, Done: func(v any, err error) { ch <- proposalResult{v, err} }}
 	select {
-	case d.propc <- p:
+	case g.propc <- p:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -363,10 +355,10 @@ func (d *driver) propose(ctx context.Context, cmd *rangekvpb.PlacementCommand) (
 
 // readBarrier returns once this member's state reflects every command
 // committed before the call (ReadIndex).
-func (d *driver) readBarrier(ctx context.Context) error {
+func (g *group) readBarrier(ctx context.Context) error {
 	ch := make(chan error, 1)
 	select {
-	case d.readc <- &rangeraft.Read{Done: func(err error) { ch <- err }}:
+	case g.readc <- &rangeraft.Read{Done: func(err error) { ch <- err }}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -378,115 +370,4 @@ func (d *driver) readBarrier(ctx context.Context) error {
 	}
 }
 
-func (d *driver) isLeader() bool { return d.leader.Load() == d.s.cfg.ID }
-
-// transport sends placement Raft messages to peers: one queue and one
-// goroutine per peer, unary batches.
-type transport struct {
-	s     *Server
-	mu    sync.Mutex
-	peers map[uint64]chan *pb.Message
-	wg    sync.WaitGroup
-	ctx   context.Context
-}
-
-func (t *transport) send(msgs []*pb.Message) {
-	for _, m := range msgs {
-		ch := t.peer(m.GetTo())
-		if ch == nil {
-			continue
-		}
-		select {
-		case ch <- m:
-		default: // raft retries
-		}
-	}
-}
-
-func (t *transport) peer(id uint64) chan *pb.Message {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if ch, ok := t.peers[id]; ok {
-		return ch
-	}
-	addr, ok := t.s.cfg.InitialCluster[id]
-	if !ok || t.ctx.Err() != nil {
-		return nil
-	}
-	ch := make(chan *pb.Message, 4096)
-	t.peers[id] = ch
-	t.wg.Add(1)
-	go t.run(id, addr, ch)
-	return ch
-}
-
-func (t *transport) run(id uint64, addr string, ch chan *pb.Message) {
-	defer t.wg.Done()
-	conn, err := t.s.dial(addr)
-	if err != nil {
-		t.s.log.Error("dial placement peer", "peer", id, "err", err)
-		return
-	}
-	defer conn.Close()
-	client := rangekvpb.NewPlacementRaftClient(conn)
-	for {
-		var batch []*pb.Message
-		select {
-		case <-t.ctx.Done():
-			return
-		case m := <-ch:
-			batch = append(batch, m)
-		}
-	drain:
-		for len(batch) < 1024 {
-			select {
-			case m := <-ch:
-				batch = append(batch, m)
-			default:
-				break drain
-			}
-		}
-		ctx, cancel := context.WithTimeout(t.ctx, 2*time.Second)
-		_, err := client.Send(ctx, &rangekvpb.PlacementRaftBatch{From: t.s.cfg.ID, Messages: batch})
-		cancel()
-		if err != nil {
-			t.s.log.Debug("send to placement peer", "peer", id, "err", err)
-		}
-	}
-}
-
-type raftServer struct {
-	rangekvpb.UnimplementedPlacementRaftServer
-	s *Server
-}
-
-func (r *raftServer) Send(_ context.Context, b *rangekvpb.PlacementRaftBatch) (*rangekvpb.PlacementRaftAck, error) {
-	r.s.drv.heardFrom(b.From)
-	select {
-	case r.s.drv.recvc <- b.Messages:
-	default: // raft retries
-	}
-	return &rangekvpb.PlacementRaftAck{}, nil
-}
-
-// reachable reports whether a member sent this one a message within two
-// election timeouts (leaders and followers exchange heartbeats).
-func (d *driver) reachable(id uint64) bool {
-	if id == d.s.cfg.ID {
-		return true
-	}
-	d.progressMu.Lock()
-	defer d.progressMu.Unlock()
-	t, ok := d.heard[id]
-	return ok && d.s.now().Sub(t) < 2*d.s.cfg.ElectionTimeout
-}
-
-// heardFrom records a message from a member.
-func (d *driver) heardFrom(id uint64) {
-	d.progressMu.Lock()
-	defer d.progressMu.Unlock()
-	if d.heard == nil {
-		d.heard = map[uint64]time.Time{}
-	}
-	d.heard[id] = d.s.now()
-}
+func (g *group) isLeader() bool { return g.leader.Load() == g.s.cfg.ID }

@@ -26,7 +26,7 @@ func (s *Server) scheduleConfig() schedule.Config {
 func (s *Server) view(now time.Time) (*schedule.ClusterView, error) {
 	cl := s.cluster()
 	var stores []schedule.StoreView
-	for _, d := range s.drv.meta.allStores() {
+	for _, d := range s.group.meta.allStores() {
 		st, downSince, _ := cl.storeState(d.StoreId, now, s.cfg.StoreDownGrace)
 		sv := schedule.StoreView{ID: d.StoreId, Address: d.Address, Labels: d.Labels, State: schedule.StoreUp}
 		if st == rangekvpb.StoreState_STORE_DOWN {
@@ -39,7 +39,7 @@ func (s *Server) view(now time.Time) (*schedule.ClusterView, error) {
 		stores = append(stores, sv)
 	}
 	var ranges []schedule.RangeView
-	for _, d := range s.drv.meta.allRanges() {
+	for _, d := range s.group.meta.allRanges() {
 		rv := schedule.RangeView{Desc: d}
 		if info, ok := cl.rangeInfo(d.RangeId); ok {
 			rv.LeaderStoreID, rv.ApproximateSizeBytes = info.leaderStore, info.size
@@ -94,7 +94,7 @@ func (c *controller) inFlight() []*schedule.Operator {
 	defer c.mu.Unlock()
 	var out []*schedule.Operator
 	for _, o := range c.byRange {
-		d := c.s.drv.meta.rangeByID(o.rangeID)
+		d := c.s.group.meta.rangeByID(o.rangeID)
 		if d == nil {
 			continue
 		}

@@ -18,7 +18,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 			return
 		case <-t.C():
 		}
-		if s.drv.isLeader() {
+		if s.group.isLeader() {
 			s.scheduleOnce(true)
 			s.updateGauges()
 		}

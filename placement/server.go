@@ -34,7 +34,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	db      *pebble.DB
-	drv     *driver
+	group   *group
 	trans   *transport
 	metrics *metrics
 	reg     *prometheus.Registry
@@ -87,7 +87,7 @@ func Open(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("open placement engine in %q: %w", cfg.DataDir, err)
 	}
 	s.db = db
-	if s.drv, err = openDriver(s, db); err != nil {
+	if s.group, err = openGroup(s, db); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -123,7 +123,7 @@ func (s *Server) Start() error {
 		}
 	}()
 	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.drv.run(s.ctx) }()
+	go func() { defer s.wg.Done(); s.group.run(s.ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.scheduleLoop(s.ctx) }()
 	if s.cfg.HTTPAddr != "" {
@@ -154,7 +154,7 @@ func (s *Server) HTTPAddr() string {
 }
 
 // IsLeader reports whether this member leads the placement group.
-func (s *Server) IsLeader() bool { return s.drv.isLeader() }
+func (s *Server) IsLeader() bool { return s.group.isLeader() }
 
 // Stop stops every goroutine and closes the engine.
 func (s *Server) Stop() {
@@ -232,7 +232,7 @@ func (s *Server) allocIDs(ctx context.Context, count uint64) (uint64, error) {
 	}
 	s.leaderMu.Unlock()
 	batch := max(s.cfg.IDBatch, count)
-	v, err := s.drv.propose(ctx, &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_AllocIds{AllocIds: &rangekvpb.AllocIDsCmd{Count: batch}}})
+	v, err := s.group.propose(ctx, &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_AllocIds{AllocIds: &rangekvpb.AllocIDsCmd{Count: batch}}})
 	if err != nil {
 		return 0, err
 	}
@@ -254,7 +254,7 @@ func (s *Server) randomClusterID() (uint64, error) {
 
 // notLeader builds the redirect error for a non-leader member.
 func (s *Server) notLeader() *rangekvpb.PlacementError {
-	lead := s.drv.leader.Load()
+	lead := s.group.leader.Load()
 	e := &rangekvpb.PlacementNotLeader{LeaderId: lead, LeaderAddress: s.cfg.InitialCluster[lead]}
 	return &rangekvpb.PlacementError{Message: "not the placement leader", NotLeader: e}
 }
@@ -262,11 +262,11 @@ func (s *Server) notLeader() *rangekvpb.PlacementError {
 // checkLeader returns a redirect when this member does not lead, and
 // checks the caller's cluster ID.
 func (s *Server) checkLeader(h *rangekvpb.PlacementHeader) *rangekvpb.PlacementError {
-	if !s.drv.isLeader() {
+	if !s.group.isLeader() {
 		return s.notLeader()
 	}
 	if cid := h.GetClusterId(); cid != 0 {
-		if rec := s.drv.meta.clusterRecord(); rec.Bootstrapped && rec.ClusterId != cid {
+		if rec := s.group.meta.clusterRecord(); rec.Bootstrapped && rec.ClusterId != cid {
 			return &rangekvpb.PlacementError{Message: fmt.Sprintf("caller belongs to cluster %x, this is cluster %x", cid, rec.ClusterId), ClusterMismatch: true}
 		}
 	}
@@ -303,10 +303,10 @@ func (s *Server) join(ctx context.Context, req *rangekvpb.JoinRequest) (*rangekv
 	}
 	s.joinMu.Lock()
 	defer s.joinMu.Unlock()
-	if err := s.drv.readBarrier(ctx); err != nil {
+	if err := s.group.readBarrier(ctx); err != nil {
 		return &rangekvpb.JoinResponse{Error: s.placementErr(err)}, nil
 	}
-	rec := s.drv.meta.clusterRecord()
+	rec := s.group.meta.clusterRecord()
 	if req.ClusterId != 0 && rec.Bootstrapped && req.ClusterId != rec.ClusterId {
 		return &rangekvpb.JoinResponse{Error: &rangekvpb.PlacementError{ClusterMismatch: true,
 			Message: fmt.Sprintf("the store's data directory belongs to cluster %x, but these placement members run cluster %x", req.ClusterId, rec.ClusterId)}}, nil
@@ -322,7 +322,7 @@ func (s *Server) join(ctx context.Context, req *rangekvpb.JoinRequest) (*rangekv
 			return &rangekvpb.JoinResponse{Error: s.placementErr(err)}, nil
 		}
 		desc.StoreId = id
-	} else if s.drv.meta.store(req.StoreId) == nil {
+	} else if s.group.meta.store(req.StoreId) == nil {
 		return &rangekvpb.JoinResponse{Error: &rangekvpb.PlacementError{ClusterMismatch: true,
 			Message: fmt.Sprintf("store %d is not a member of cluster %x", req.StoreId, rec.ClusterId)}}, nil
 	}
@@ -336,22 +336,22 @@ func (s *Server) join(ctx context.Context, req *rangekvpb.JoinRequest) (*rangekv
 			Replicas: []*rangekvpb.ReplicaDescriptor{{ReplicaId: 1, StoreId: desc.StoreId}}, NextReplicaId: 2}
 		cmd := &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_Bootstrap{Bootstrap: &rangekvpb.BootstrapCmd{
 			ClusterId: cid, Store: desc, Range: r1}}}
-		if _, err := s.drv.propose(ctx, cmd); err != nil {
+		if _, err := s.group.propose(ctx, cmd); err != nil {
 			return &rangekvpb.JoinResponse{Error: s.placementErr(err)}, nil
 		}
 		resp.BootstrapRange = r1
 		s.log.Info("cluster bootstrapped", "store", desc.StoreId)
-	} else if old := s.drv.meta.store(desc.StoreId); old == nil || old.Address != desc.Address || !proto.Equal(&rangekvpb.StoreDescriptor{Labels: old.Labels}, &rangekvpb.StoreDescriptor{Labels: desc.Labels}) {
-		if _, err := s.drv.propose(ctx, &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_PutStore{PutStore: &rangekvpb.PutStoreCmd{Store: desc}}}); err != nil {
+	} else if old := s.group.meta.store(desc.StoreId); old == nil || old.Address != desc.Address || !proto.Equal(&rangekvpb.StoreDescriptor{Labels: old.Labels}, &rangekvpb.StoreDescriptor{Labels: desc.Labels}) {
+		if _, err := s.group.propose(ctx, &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_PutStore{PutStore: &rangekvpb.PutStoreCmd{Store: desc}}}); err != nil {
 			return &rangekvpb.JoinResponse{Error: s.placementErr(err)}, nil
 		}
 	}
 	// The first store crashed before creating range 1: tell it again.
-	if r1 := s.drv.meta.rangeByID(1); req.Empty && r1 != nil && r1.Epoch.GetVersion() == 1 && r1.Epoch.GetConfVer() == 1 &&
+	if r1 := s.group.meta.rangeByID(1); req.Empty && r1 != nil && r1.Epoch.GetVersion() == 1 && r1.Epoch.GetConfVer() == 1 &&
 		len(r1.Replicas) == 1 && r1.Replicas[0].StoreId == desc.StoreId {
 		resp.BootstrapRange = r1
 	}
-	resp.ClusterId = s.drv.meta.clusterRecord().ClusterId
+	resp.ClusterId = s.group.meta.clusterRecord().ClusterId
 	s.cluster().storeHeartbeat(&rangekvpb.StoreStats{StoreId: desc.StoreId}, s.now())
 	return resp, nil
 }

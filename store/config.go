@@ -16,7 +16,7 @@ import (
 	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
-	"github.com/rangekv/rangekv/rangeraft"
+	"github.com/rangekv/rangekv/rangeraft/driver"
 )
 
 // Config configures a Store. Flags and environment are parsed in cmd/;
@@ -193,8 +193,8 @@ func Defaults() Config {
 		InboxSize:              4096,
 		MaxPendingProposals:    10000,
 		MaxPendingReads:        10000,
-		LogTruncateThreshold:   1000,
-		LogMaxEntries:          100000,
+		LogTruncateThreshold:   driver.DefaultTruncateThreshold,
+		LogMaxEntries:          driver.DefaultMaxLogEntries,
 		MaxKeySize:             4096,
 		MaxValueSize:           1 << 20,
 		MaxScanLimit:           10000,
@@ -299,8 +299,10 @@ func (c *Config) raftTicks() (election, heartbeat, proposal, read int) {
 	return
 }
 
-func (c *Config) truncationPolicy() rangeraft.TruncationPolicy {
-	return rangeraft.TruncationPolicy{ThresholdEntries: c.LogTruncateThreshold, MaxEntries: c.LogMaxEntries}
+// truncationPolicy is the ranges' log truncation policy (decided every
+// LogTruncateThreshold/4+1 applied entries).
+func (c *Config) truncationPolicy() driver.TruncationPolicy {
+	return driver.TruncationPolicy{ThresholdEntries: c.LogTruncateThreshold, MaxEntries: c.LogMaxEntries}
 }
 
 // TestingKnobs alter behaviour in tests; every field is nil/zero in

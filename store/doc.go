@@ -5,7 +5,9 @@
 // gRPC services.
 //
 // The Raft loop (store_worker.go) keeps the etcd raft contract for every
-// replica it processes in one pass (MULTIRAFT.md §1):
+// replica it processes in one pass (MULTIRAFT.md §1); rangeraft/driver,
+// shared with placement, runs steps 2 to 5 with the replica's hooks
+// (replica_raft.go):
 //
 //  1. step inbox messages, tick, propose, issue one ReadIndex round;
 //  2. stage every replica's Entries and HardState (and snapshot data) into

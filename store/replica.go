@@ -11,6 +11,7 @@ import (
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
+	"github.com/rangekv/rangekv/rangeraft/driver"
 	"github.com/rangekv/rangekv/rangeraft/logstore"
 )
 
@@ -76,10 +77,9 @@ type Replica struct {
 		sync.Mutex
 		rr      *rangeraft.Replica
 		applied rangekvpb.AppliedState
-		// appliesSinceTruncCheck counts applied entries since the last
-		// truncation decision.
-		appliesSinceTruncCheck int
-		destroyed              bool
+		// trunc counts applied entries between truncation decisions.
+		trunc     driver.Truncator
+		destroyed bool
 		// leaveJoint records this replica's leave-joint proposal for the
 		// current joint configuration (replica_membership.go maybeLeaveJoint).
 		// Invariant: while the descriptor stays joint at confVer and this

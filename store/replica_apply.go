@@ -72,11 +72,12 @@ type kvStateMachine struct{ r *Replica }
 // stateMachine returns r's KV state machine.
 func (r *Replica) stateMachine() kvStateMachine { return kvStateMachine{r: r} }
 
-// stageApply applies p's committed entries into ab. Called with p.r.mu held.
-func (sm kvStateMachine) stageApply(ab *pebble.Batch, p *pass) {
+// stageApply applies p's committed entries ents into ab. Called with
+// p.r.mu held.
+func (sm kvStateMachine) stageApply(ab *pebble.Batch, p *pass, ents []*pb.Entry) {
 	r := p.r
 	p.desc = r.Descriptor()
-	for _, e := range p.rd.CommittedEntries {
+	for _, e := range ents {
 		if e.GetIndex() <= r.mu.applied.Index {
 			continue // covered by a snapshot applied in this pass
 		}
@@ -269,7 +270,7 @@ func (sm kvStateMachine) finishApply(p *pass) {
 		r.mu.applied.Index, r.mu.applied.Term = p.lastIndex, p.lastTerm
 		r.appliedIndex.Store(p.lastIndex)
 		r.log.SetApplied(p.lastIndex, p.lastTerm, nil)
-		r.mu.appliesSinceTruncCheck += len(p.applied)
+		r.mu.trunc.Applied(len(p.applied))
 		s.metrics.entriesApplied.Add(float64(len(p.applied)))
 	}
 	if d := r.Descriptor(); d != nil && replicaOnStore(d, s.cfg.StoreID) == nil {

@@ -1,16 +1,20 @@
 // The replica's side of a worker pass: drain the inbox into raft (step,
-// tick, propose, read), send messages, publish the leader, and stop the
+// tick, propose, read), the replica's driver.Group (pass) that
+// rangeraft/driver runs, send messages, publish the leader, and stop the
 // process on an engine error. Everything here runs on the worker with
 // r.mu held; store_worker.go runs the pass itself.
 
 package store
 
 import (
+	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/rangeraft"
+	"github.com/rangekv/rangekv/rangeraft/driver"
 )
 
 // drainInbox feeds the replica everything queued for it since its last
@@ -97,7 +101,7 @@ func (r *Replica) drainInbox(tick bool) (steppedSnaps []uint64) {
 	}
 	// The right half of a split campaigns at once on the old leader's
 	// store, unless it already has a term past the initial one.
-	if campaign && !rr.IsLeader() && rr.BasicStatus().GetTerm() <= initTerm {
+	if campaign && !rr.IsLeader() && rr.BasicStatus().GetTerm() <= driver.InitTerm {
 		_ = rr.Campaign()
 	}
 	if tick && !r.quiesced.Load() {
@@ -156,17 +160,12 @@ func (r *Replica) noteLeader() {
 	}
 }
 
-// sendSome sends the messages keep selects and returns the others.
-// Called with r.mu held.
-func (r *Replica) sendSome(msgs []*pb.Message, keep func(*pb.Message) bool) []*pb.Message {
+// send sends msgs to their replicas (snapshots through the snapshot
+// sender). Called with r.mu held.
+func (r *Replica) send(msgs []*pb.Message) {
 	s := r.store
-	rest := msgs[:0:0]
 	desc := r.Descriptor()
 	for _, m := range msgs {
-		if !keep(m) {
-			rest = append(rest, m)
-			continue
-		}
 		toStore, ok := r.storeOfReplica(m.GetTo())
 		if !ok {
 			s.metrics.messagesDropped.WithLabelValues("unknown_replica").Inc()
@@ -190,7 +189,84 @@ func (r *Replica) sendSome(msgs []*pb.Message, keep func(*pb.Message) bool) []*p
 			r.mu.rr.ReportUnreachable(m.GetTo())
 		}
 	}
-	return rest
+}
+
+// pass is one replica's share of a worker pass (store_worker.go): the
+// driver.Group rangeraft/driver runs, and what the pass staged for the
+// replica until it is made true. Its methods run on the worker with r.mu
+// held, in the order of rangeraft/driver's doc.
+type pass struct {
+	r    *Replica
+	tick bool
+	// upd is this pass's append to the log, staged and maybe not yet
+	// finished (a truncation applied in the same batch counts it).
+	upd  driver.AppendUpdate
+	snap *pendingSnapshot
+	// applied and truncs: staged by the state machine, made true by
+	// finishApply.
+	applied []applyResult
+	truncs  []truncation
+	// lastIndex, lastTerm: the (index, term) the apply batch recorded.
+	lastIndex, lastTerm uint64
+	// desc is the descriptor as of the last staged entry (splits and
+	// membership changes in this pass change it).
+	desc *rangekvpb.RangeDescriptor
+	// needSync: the apply batch holds a split or membership change.
+	needSync bool
+	splits   []*splitResult
+	// removed: this replica applied its own removal.
+	removed bool
+}
+
+var _ driver.Group = (*pass)(nil)
+
+// Raft implements driver.Group.
+func (p *pass) Raft() *rangeraft.Replica { return p.r.mu.rr }
+
+// Log implements driver.Group.
+func (p *pass) Log() *driver.Log { return p.r.log }
+
+// IngestSnapshot ingests the snapshot's data into the engine
+// (replica_snapshot.go).
+func (p *pass) IngestSnapshot(_ *pebble.Batch, rd *raft.Ready) {
+	p.snap = p.r.ingestSnapshot(rd)
+}
+
+// FinishSnapshot implements driver.Group.
+func (p *pass) FinishSnapshot(*raft.Ready) { p.r.finishSnapshot(p) }
+
+// StageApply stages the committed entries through the KV state machine.
+// Splits and membership changes are synced: their effects (new ranges,
+// removed replicas) must not be lost once acted upon.
+func (p *pass) StageApply(b *pebble.Batch, ents []*pb.Entry, pending driver.AppendUpdate) (sync bool) {
+	p.upd = pending
+	p.r.stateMachine().stageApply(b, p, ents)
+	return p.needSync
+}
+
+// FinishApply implements driver.Group.
+func (p *pass) FinishApply() { p.r.stateMachine().finishApply(p) }
+
+// Send implements driver.Group.
+func (p *pass) Send(msgs []*pb.Message) { p.r.send(msgs) }
+
+// AfterAdvance publishes the leader, leaves a joint configuration,
+// truncates, quiesces and re-queues the replica as its state says.
+func (p *pass) AfterAdvance() {
+	r := p.r
+	r.noteLeader()
+	if !p.removed {
+		// After Advance: raft's applied index now covers the joint
+		// entry, so it accepts the leave (maybeLeaveJoint).
+		r.maybeLeaveJoint()
+	}
+	r.maybeTruncate(p.tick)
+	if p.tick {
+		r.maybeQuiesceLeader()
+	}
+	if r.mu.rr.HasReady() {
+		r.store.sched.enqueue(r.rangeID, flagWork)
+	}
 }
 
 // fatal stops the process: a store that cannot write its engine must not

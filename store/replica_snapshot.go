@@ -19,12 +19,12 @@ import (
 
 // ingestSnapshot atomically replaces the range's data and local state with
 // the snapshot raft accepted, before anything of this pass is acknowledged.
-// Called with p.r.mu held.
-func (r *Replica) ingestSnapshot(p *pass) *pendingSnapshot {
+// rd is the Ready that carries it. Called with r.mu held.
+func (r *Replica) ingestSnapshot(rd *raft.Ready) *pendingSnapshot {
 	s := r.store
 	m := s.snaps
-	md := p.rd.Snapshot.GetMetadata()
-	id, _ := decodeSnapID(p.rd.Snapshot.GetData())
+	md := rd.Snapshot.GetMetadata()
+	id, _ := decodeSnapID(rd.Snapshot.GetData())
 	m.mu.Lock()
 	ps := m.mu.pending[id]
 	delete(m.mu.pending, id)
@@ -37,54 +37,54 @@ func (r *Replica) ingestSnapshot(p *pass) *pendingSnapshot {
 	// Invariant: a snapshot is ingested only if raft returned the very one
 	// whose data we hold (admit steps no MsgSnap without it, and nothing
 	// drops a pending snapshot while the worker holds r.mu).
-	if ps == nil || ps.r != p.r || ps.index != md.GetIndex() || ps.term != md.GetTerm() {
-		p.r.fatal("apply snapshot", fmt.Errorf("raft accepted a snapshot at index %d (id %d) whose data is not here", md.GetIndex(), id))
+	if ps == nil || ps.r != r || ps.index != md.GetIndex() || ps.term != md.GetTerm() {
+		r.fatal("apply snapshot", fmt.Errorf("raft accepted a snapshot at index %d (id %d) whose data is not here", md.GetIndex(), id))
 	}
 	// Invariant: its range deletion wipes no other replica's data (admit
 	// checked just before raft accepted it, and placeholders exclude every
 	// other way a span gets a replica meanwhile).
 	if overlap != nil {
-		p.r.fatal("apply snapshot", overlap)
+		r.fatal("apply snapshot", overlap)
 	}
-	hs := p.rd.HardState
+	hs := rd.HardState
 	if hs == nil || raft.IsEmptyHardState(hs) {
-		cur, _, _ := p.r.log.InitialState()
+		cur, _, _ := r.log.InitialState()
 		hs = cur
 	}
 	hs = proto.CloneOf(hs)
 	if hs.GetCommit() < ps.index {
 		hs.Commit = proto.Uint64(ps.index)
 	}
-	localPath, w, err := m.newSST(fmt.Sprintf("r%d-local", p.r.rangeID))
-	p.r.must(err)
-	p.r.must(w.DeleteRange(keys.RangeLocalPrefix(p.r.rangeID), keys.RangeLocalEnd(p.r.rangeID)))
+	localPath, w, err := m.newSST(fmt.Sprintf("r%d-local", r.rangeID))
+	r.must(err)
+	r.must(w.DeleteRange(keys.RangeLocalPrefix(r.rangeID), keys.RangeLocalEnd(r.rangeID)))
 	var ts rangekvpb.RangeTombstone
-	hasTS, err := getProto(s.db, keys.TombstoneKey(p.r.rangeID), &ts)
-	p.r.must(err)
+	hasTS, err := getProto(s.db, keys.TombstoneKey(r.rangeID), &ts)
+	r.must(err)
 	// Keys in engine order: 'a' < 'd' < 'h' < 't' < 'x'.
 	entries := []struct {
 		k []byte
 		m proto.Message
 	}{
-		{keys.AppliedStateKey(p.r.rangeID), &rangekvpb.AppliedState{Index: ps.index, Term: ps.term}},
-		{keys.DescriptorKey(p.r.rangeID), ps.desc},
-		{keys.HardStateKey(p.r.rangeID), hs},
-		{keys.TruncatedStateKey(p.r.rangeID), &rangekvpb.TruncatedState{Index: ps.index, Term: ps.term}},
+		{keys.AppliedStateKey(r.rangeID), &rangekvpb.AppliedState{Index: ps.index, Term: ps.term}},
+		{keys.DescriptorKey(r.rangeID), ps.desc},
+		{keys.HardStateKey(r.rangeID), hs},
+		{keys.TruncatedStateKey(r.rangeID), &rangekvpb.TruncatedState{Index: ps.index, Term: ps.term}},
 	}
 	if hasTS {
 		entries = append(entries, struct {
 			k []byte
 			m proto.Message
-		}{keys.TombstoneKey(p.r.rangeID), &ts})
+		}{keys.TombstoneKey(r.rangeID), &ts})
 	}
 	for _, e := range entries {
 		v, err := proto.Marshal(e.m)
-		p.r.must(err)
-		p.r.must(w.Set(e.k, v))
+		r.must(err)
+		r.must(w.Set(e.k, v))
 	}
-	p.r.must(w.Close())
+	r.must(w.Close())
 	if err := s.db.Ingest(context.Background(), []string{ps.userSST, localPath}); err != nil {
-		p.r.fatal("ingest snapshot", err)
+		r.fatal("ingest snapshot", err)
 	}
 	return ps
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/rangeraft/driver"
 )
 
 // splitResult is the outcome of an applied split.
@@ -221,46 +222,15 @@ func (s *Store) writeSplitRHSState(w interface {
 	Set([]byte, []byte, *pebble.WriteOptions) error
 	Get([]byte) ([]byte, io.Closer, error)
 }, right *rangekvpb.RangeDescriptor, owned bool) error {
-	kvs := []struct {
-		k []byte
-		m proto.Message
-	}{
-		{keys.DescriptorKey(right.RangeId), right},
-		{keys.AppliedStateKey(right.RangeId), &rangekvpb.AppliedState{Index: initIndex, Term: initTerm}},
-		{keys.TruncatedStateKey(right.RangeId), &rangekvpb.TruncatedState{Index: initIndex, Term: initTerm}},
-	}
+	var hs *pb.HardState // nil: left to the replica that owns it
 	if !owned {
-		var hs pb.HardState
-		if _, err := getProto(w, keys.HardStateKey(right.RangeId), &hs); err != nil {
+		var old pb.HardState
+		if _, err := getProto(w, keys.HardStateKey(right.RangeId), &old); err != nil {
 			return err
 		}
-		kvs = append(kvs, struct {
-			k []byte
-			m proto.Message
-		}{keys.HardStateKey(right.RangeId), synthesizeHardState(&hs)})
+		hs = driver.SynthesizeHardState(&old)
 	}
-	for _, kv := range kvs {
-		v, err := proto.Marshal(kv.m)
-		if err != nil {
-			return err
-		}
-		if err := w.Set(kv.k, v, nil); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// synthesizeHardState is the HardState of a split-created replica given
-// the one it persisted before (as CRDB's SynthesizeHardState): commit at
-// least the initial index, term at least the initial term, and the vote
-// kept when the term is kept (never lower what a replica promised).
-func synthesizeHardState(old *pb.HardState) *pb.HardState {
-	hs := &pb.HardState{Term: proto.Uint64(max(old.GetTerm(), initTerm)), Commit: proto.Uint64(max(old.GetCommit(), initIndex))}
-	if old.GetTerm() == hs.GetTerm() && old.GetVote() != 0 {
-		hs.Vote = proto.Uint64(old.GetVote())
-	}
-	return hs
+	return driver.WriteInitialState(w, right, hs)
 }
 
 // settleSplitHardState synthesizes, from the latest persisted HardState,
@@ -275,10 +245,10 @@ func (s *Store) settleSplitHardState(rangeID uint64) error {
 	if _, err := getProto(s.db, keys.HardStateKey(rangeID), &hs); err != nil {
 		return err
 	}
-	if hs.GetCommit() >= initIndex {
+	if hs.GetCommit() >= driver.InitIndex {
 		return nil
 	}
-	v, err := proto.Marshal(synthesizeHardState(&hs))
+	v, err := proto.Marshal(driver.SynthesizeHardState(&hs))
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/rangeraft/driver"
 )
 
 // A split whose right range had an uninitialized replica here leaves the
@@ -30,7 +31,7 @@ func TestRestartSettlesHardStateLeftByInterruptedSplitInstall(t *testing.T) {
 	}{
 		{"voted in term 7", &pb.HardState{Term: proto.Uint64(7), Vote: proto.Uint64(2)}, 7, 2},
 		{"term 6, no vote", &pb.HardState{Term: proto.Uint64(6)}, 6, 0},
-		{"nothing persisted", nil, initTerm, 0},
+		{"nothing persisted", nil, driver.InitTerm, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := Defaults()
@@ -62,8 +63,8 @@ func TestRestartSettlesHardStateLeftByInterruptedSplitInstall(t *testing.T) {
 			}{
 				{keys.DescriptorKey(1), &left},
 				{keys.DescriptorKey(rhs), right},
-				{keys.AppliedStateKey(rhs), &rangekvpb.AppliedState{Index: initIndex, Term: initTerm}},
-				{keys.TruncatedStateKey(rhs), &rangekvpb.TruncatedState{Index: initIndex, Term: initTerm}},
+				{keys.AppliedStateKey(rhs), &rangekvpb.AppliedState{Index: driver.InitIndex, Term: driver.InitTerm}},
+				{keys.TruncatedStateKey(rhs), &rangekvpb.TruncatedState{Index: driver.InitIndex, Term: driver.InitTerm}},
 			} {
 				v, err := proto.Marshal(kv.m)
 				if err != nil {
@@ -96,8 +97,8 @@ func TestRestartSettlesHardStateLeftByInterruptedSplitInstall(t *testing.T) {
 			if _, err := getProto(s.db, keys.HardStateKey(rhs), &hs); err != nil {
 				t.Fatal(err)
 			}
-			if hs.GetTerm() != tc.term || hs.GetVote() != tc.vote || hs.GetCommit() != initIndex {
-				t.Errorf("persisted %v after restart, want term %d, vote %d, commit %d", &hs, tc.term, tc.vote, initIndex)
+			if hs.GetTerm() != tc.term || hs.GetVote() != tc.vote || hs.GetCommit() != driver.InitIndex {
+				t.Errorf("persisted %v after restart, want term %d, vote %d, commit %d", &hs, tc.term, tc.vote, driver.InitIndex)
 			}
 			r := s.replica(rhs)
 			if r == nil || r.Descriptor() == nil {
@@ -105,14 +106,14 @@ func TestRestartSettlesHardStateLeftByInterruptedSplitInstall(t *testing.T) {
 			}
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			if bs := r.mu.rr.BasicStatus(); bs.GetTerm() != tc.term || bs.GetVote() != tc.vote || bs.GetCommit() != initIndex {
-				t.Errorf("raft restarted at %v, want term %d, vote %d, commit %d", bs.HardState, tc.term, tc.vote, initIndex)
+			if bs := r.mu.rr.BasicStatus(); bs.GetTerm() != tc.term || bs.GetVote() != tc.vote || bs.GetCommit() != driver.InitIndex {
+				t.Errorf("raft restarted at %v, want term %d, vote %d, commit %d", bs.HardState, tc.term, tc.vote, driver.InitIndex)
 			}
 			// A candidate other than the one voted for, in that term, with
 			// an up-to-date log: refused where a vote was cast, granted
 			// otherwise.
 			if err := r.mu.rr.Step(&pb.Message{Type: pb.MsgVote.Enum(), From: proto.Uint64(3), To: proto.Uint64(1),
-				Term: proto.Uint64(tc.term), LogTerm: proto.Uint64(initTerm), Index: proto.Uint64(initIndex)}); err != nil {
+				Term: proto.Uint64(tc.term), LogTerm: proto.Uint64(driver.InitTerm), Index: proto.Uint64(driver.InitIndex)}); err != nil {
 				t.Fatal(err)
 			}
 			rd, _ := r.mu.rr.Ready()

@@ -1,6 +1,6 @@
 // Log truncation: when a replica proposes truncating its Raft log (the
-// policy and its thresholds come from config; the decision is
-// rangeraft.Replica.TruncationTarget's), and the command it proposes.
+// policy is rangeraft/driver's, its thresholds come from config; the bound
+// is rangeraft.Replica.TruncationTarget's), and the command it proposes.
 
 package store
 
@@ -17,37 +17,24 @@ import (
 // decides every few applied entries, and on ticks (force) while some were
 // applied since the last decision or a long log is held back: a follower
 // whose store just went down stops holding truncation back even if the
-// writes have stopped.
+// writes have stopped (driver.Truncator).
 // Called with r.mu held.
 func (r *Replica) maybeTruncate(force bool) {
 	s := r.store
-	n := r.mu.appliesSinceTruncCheck
-	if n == 0 || (!force && n < int(s.cfg.LogTruncateThreshold/4)+1) {
-		return
-	}
-	r.mu.appliesSinceTruncCheck = 0
-	first, _ := r.log.FirstIndex()
-	policy := s.cfg.truncationPolicy()
-	policy.Live = func(id uint64) bool {
-		st, ok := r.storeOfReplica(id)
-		return ok && s.liveness.isLive(st)
-	}
-	idx, ok := r.mu.rr.TruncationTarget(policy, first)
+	idx, term, ok := r.mu.trunc.Decide(s.cfg.truncationPolicy(), r.mu.rr, r.log, force, r.storeLive)
 	if !ok {
-		// A log long enough to truncate is being held back (a follower
-		// that is behind, maybe on a store about to be declared down):
-		// decide again on the next tick even if nothing more applies.
-		if last, _ := r.log.LastIndex(); last >= first && last-first+1 >= s.cfg.LogTruncateThreshold {
-			r.mu.appliesSinceTruncCheck = 1
-		}
-		return
-	}
-	term, err := r.log.Term(idx)
-	if err != nil {
 		return
 	}
 	cmd := truncateCommand(idx, term)
 	r.mu.rr.Propose(&rangeraft.Proposal{ID: s.newProposalID(), Cmd: cmd, Done: func(any, error) {}})
+}
+
+// storeLive reports whether replica id's store is live (store liveness):
+// a follower on a store that is down does not hold truncation back once
+// the log is too long.
+func (r *Replica) storeLive(id uint64) bool {
+	st, ok := r.storeOfReplica(id)
+	return ok && r.store.liveness.isLive(st)
 }
 
 func truncateCommand(index, term uint64) []byte {

@@ -24,6 +24,7 @@ import (
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
+	"github.com/rangekv/rangekv/rangeraft/driver"
 )
 
 // Store hosts replicas of many ranges over one Pebble engine.
@@ -87,8 +88,9 @@ type Store struct {
 	// (capacity 1: requests made while one waits coalesce into it). Sent
 	// to without blocking (reportRangesSoon), so workers never wait on it.
 	reportRanges chan struct{}
-	// passBufs recycles the work lists of passes (runNextPass).
-	passBufs sync.Pool
+	// passRunners recycles the drivers and work lists of passes
+	// (runNextPass).
+	passRunners sync.Pool
 
 	mu struct {
 		sync.RWMutex
@@ -153,7 +155,9 @@ func Open(cfg Config) (*Store, error) {
 	s.mu.pendingRHS = make(map[uint64]*rangekvpb.RangeDescriptor)
 	s.gc.init()
 	s.now = cfg.Clock.Now
-	s.passBufs.New = func() any { return new([]workItem) }
+	s.passRunners.New = func() any {
+		return &passRunner{drv: driver.New(driver.Options{DB: s.db, NoFsync: s.cfg.UnsafeNoFsync, Fatal: s.fatalRange})}
+	}
 	s.pdUp.Store(-1)
 	s.resolver = newAddrResolver(s)
 	s.liveness = newLiveness(cfg.StoreID, s.now, cfg.ElectionTimeout)

@@ -20,6 +20,7 @@ import (
 	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/internal/logadapt"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/rangeraft/driver"
 )
 
 // pebbleOptions are tuned for sustained synced writes: Pebble's defaults
@@ -115,14 +116,6 @@ func checkIdent(db *pebble.DB, want *rangekvpb.StoreIdent) (bool, error) {
 	return false, nil
 }
 
-// Initial Raft state of a range created without a log (bootstrap, and
-// later splits): applied = truncated = commit = initIndex at initTerm,
-// identical on every replica so that no snapshot is needed to start.
-const (
-	initIndex = 10
-	initTerm  = 5
-)
-
 // bootstrapRange1 writes range 1 = the whole key space with one voter per
 // initial store (replica ID = store ID), in one synced batch.
 func bootstrapRange1(db *pebble.DB, stores []uint64) error {
@@ -135,32 +128,10 @@ func bootstrapRange1(db *pebble.DB, stores []uint64) error {
 	}
 	b := db.NewBatch()
 	defer b.Close()
-	if err := writeInitialRangeState(b, desc); err != nil {
+	if err := driver.WriteInitialState(b, desc, driver.InitialHardState()); err != nil {
 		return err
 	}
 	return b.Commit(pebble.Sync)
-}
-
-func writeInitialRangeState(b *pebble.Batch, desc *rangekvpb.RangeDescriptor) error {
-	id := desc.RangeId
-	for _, kv := range []struct {
-		k []byte
-		m proto.Message
-	}{
-		{keys.DescriptorKey(id), desc},
-		{keys.AppliedStateKey(id), &rangekvpb.AppliedState{Index: initIndex, Term: initTerm}},
-		{keys.TruncatedStateKey(id), &rangekvpb.TruncatedState{Index: initIndex, Term: initTerm}},
-		{keys.HardStateKey(id), &pb.HardState{Term: proto.Uint64(initTerm), Commit: proto.Uint64(initIndex)}},
-	} {
-		v, err := proto.Marshal(kv.m)
-		if err != nil {
-			return err
-		}
-		if err := b.Set(kv.k, v, nil); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // loadDescriptors returns every range descriptor stored in the engine,

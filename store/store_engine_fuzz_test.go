@@ -17,6 +17,7 @@ import (
 
 	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/rangeraft/driver"
 )
 
 // freshDB opens an empty in-memory Pebble for one fuzz iteration (a
@@ -52,7 +53,7 @@ func FuzzDescriptorRoundTrip(f *testing.F) {
 			desc.NextReplicaId = i + 1
 		}
 		b := db.NewBatch()
-		if err := writeInitialRangeState(b, desc); err != nil {
+		if err := driver.WriteInitialState(b, desc, driver.InitialHardState()); err != nil {
 			t.Fatal(err)
 		}
 		if err := b.Commit(pebble.NoSync); err != nil {
@@ -66,8 +67,8 @@ func FuzzDescriptorRoundTrip(f *testing.F) {
 			t.Fatalf("wrote descriptor %v, loaded %v", desc, got)
 		}
 		var as rangekvpb.AppliedState
-		if ok, err := getProto(db, keys.AppliedStateKey(rangeID), &as); !ok || err != nil || as.Index != initIndex || as.Term != initTerm {
-			t.Fatalf("applied state %v (found %v, %v); want %d/%d", &as, ok, err, initIndex, initTerm)
+		if ok, err := getProto(db, keys.AppliedStateKey(rangeID), &as); !ok || err != nil || as.Index != driver.InitIndex || as.Term != driver.InitTerm {
+			t.Fatalf("applied state %v (found %v, %v); want %d/%d", &as, ok, err, driver.InitIndex, driver.InitTerm)
 		}
 		// The conf state holds each replica in exactly the sets its role
 		// puts it in.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/rangeraft/driver"
 )
 
 // joinTimeout bounds how long a new store waits for placement.
@@ -84,7 +85,7 @@ func (s *Store) joinPlacement() error {
 	if d := resp.BootstrapRange; d != nil && len(descs) == 0 {
 		b := s.db.NewBatch()
 		defer b.Close()
-		if err := writeInitialRangeState(b, d); err != nil {
+		if err := driver.WriteInitialState(b, d, driver.InitialHardState()); err != nil {
 			return err
 		}
 		if err := b.Commit(pebble.Sync); err != nil {

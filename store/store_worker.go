@@ -2,44 +2,19 @@
 // a fixed pool of workers, like CockroachDB's raft scheduler; no
 // goroutine, timer or ticker exists per range), the store-wide ticker,
 // and the pass: one worker's turn over up to MaxBatchRanges ranges with
-// work, persisting their Raft state with one synced write and applying
-// their committed entries with one batch. See doc.go for the order it
-// keeps. Which goroutine runs a pass, and when, is the Runner's (the
-// worker-scheduler seam); the queue's order is the scheduler's.
+// work, which rangeraft/driver runs (their Raft state persisted with one
+// synced write, their committed entries applied with one batch; see
+// doc.go for the order it keeps). Which goroutine runs a pass, and when,
+// is the Runner's (the worker-scheduler seam); the queue's order is the
+// scheduler's.
 
 package store
 
 import (
 	"sync"
 
-	"github.com/cockroachdb/pebble/v2"
-	"go.etcd.io/raft/v3"
-	pb "go.etcd.io/raft/v3/raftpb"
-
-	"github.com/rangekv/rangekv/proto/rangekvpb"
-	"github.com/rangekv/rangekv/rangeraft/logstore"
+	"github.com/rangekv/rangekv/rangeraft/driver"
 )
-
-// pass is one replica's share of a worker pass.
-type pass struct {
-	r       *Replica
-	rd      raft.Ready
-	upd     logstore.AppendUpdate
-	snap    *pendingSnapshot
-	applied []applyResult
-	truncs  []truncation
-	// lastApplied is the (index, term) the apply batch recorded.
-	lastIndex, lastTerm uint64
-	tick                bool
-	// desc is the descriptor as of the last staged entry (splits and
-	// membership changes in this pass change it).
-	desc *rangekvpb.RangeDescriptor
-	// needSync: the apply batch holds a split or membership change.
-	needSync bool
-	splits   []*splitResult
-	// removed: this replica applied its own removal.
-	removed bool
-}
 
 // Runner decides which goroutine runs the store's Raft passes, and when:
 // the worker-scheduler seam (Config.Runner). A pass takes up to
@@ -82,24 +57,38 @@ func (p *WorkerPool) Start(workers int, pass func(wait bool) bool) {
 // Stop implements Runner.
 func (p *WorkerPool) Stop() { p.wg.Wait() }
 
+// passRunner is one pass's reusable state: the driver and the work
+// lists. Passes may run concurrently (Runner), so each takes its own from
+// Store.passRunners and gives it back when done.
+type passRunner struct {
+	drv    *driver.Driver
+	items  []workItem
+	passes []*pass
+}
+
 // runNextPass is the pass Config.Runner runs (Runner.Start): it takes up
 // to MaxBatchRanges queued ranges (waiting for one when wait is set) and
 // runs their pass; false when it took none.
 func (s *Store) runNextPass(wait bool) bool {
-	buf := s.passBufs.Get().(*[]workItem)
-	defer s.passBufs.Put(buf)
-	items := s.sched.take((*buf)[:0], wait)
+	w := s.passRunners.Get().(*passRunner)
+	defer s.passRunners.Put(w)
+	items := s.sched.take(w.items[:0], wait)
 	if items == nil {
 		return false
 	}
-	s.runPass(items)
+	s.runPass(w, items)
 	s.sched.done(items)
-	*buf = items
+	w.items = items
 	return true
 }
 
-func (s *Store) runPass(items []workItem) {
-	passes := make([]*pass, 0, len(items))
+// runPass runs one pass over the ranges of items: each replica drains its
+// inbox and, if raft has a Ready, joins the pass, which rangeraft/driver
+// runs in the order MULTIRAFT.md §1 requires (replica_raft.go is the
+// replica's side of it). Every replica of the pass stays locked until
+// the pass is done.
+func (s *Store) runPass(w *passRunner, items []workItem) {
+	passes := w.passes[:0]
 	for _, it := range items {
 		if k := s.cfg.Knobs; k != nil && k.BeforeRaftPass != nil {
 			k.BeforeRaftPass(it.rangeID)
@@ -116,7 +105,7 @@ func (s *Store) runPass(items []workItem) {
 		stepped := r.drainInbox(it.tick)
 		rd, ok := r.mu.rr.Ready()
 		// Snapshots raft did not return now never will be: drop their data
-		// and placeholders. The one it returned is ingested below.
+		// and placeholders. The one it returned is ingested in the pass.
 		s.snaps.settle(stepped, rd.Snapshot)
 		if !ok {
 			r.noteLeader()
@@ -128,7 +117,9 @@ func (s *Store) runPass(items []workItem) {
 			r.mu.Unlock()
 			continue
 		}
-		passes = append(passes, &pass{r: r, rd: rd, tick: it.tick})
+		p := &pass{r: r, tick: it.tick}
+		passes = append(passes, p)
+		w.drv.Add(p, rd)
 	}
 	if len(passes) == 0 {
 		return
@@ -144,121 +135,17 @@ func (s *Store) runPass(items []workItem) {
 				p.r.destroy("removed from the range")
 			}
 		}
+		clear(passes)
+		w.passes = passes[:0]
 	}()
-
-	// A leader's MsgApps may leave before its own append is durable: it
-	// counts its own copy only after Advance (Raft thesis §10.2.1).
-	for _, p := range passes {
-		if p.r.mu.rr.IsLeader() {
-			p.rd.Messages = p.r.sendSome(p.rd.Messages, func(m *pb.Message) bool { return m.GetType() == pb.MsgApp })
-		}
-	}
-
-	// Persist every replica's entries, hard state and snapshot in ONE batch.
-	// Invariant: nothing else of these Readies is sent before it commits.
-	// Without a snapshot among them, the committed entries are applied into
-	// the same batch (one commit, one WAL record per pass): they are already
-	// durable on a quorum, or are among the entries this batch appends, and
-	// the batch is atomic. A snapshot must be in place before entries past
-	// it apply, so then the apply gets a batch of its own after.
-	merged := true
-	for _, p := range passes {
-		merged = merged && raft.IsEmptySnap(p.rd.Snapshot)
-	}
-	var wb *pebble.Batch
-	if merged {
-		wb = s.db.NewIndexedBatch() // apply reads its own writes (cas, incr)
-	} else {
-		wb = s.db.NewBatch()
-	}
-	defer wb.Close()
-	mustSync, appended := false, 0
-	for _, p := range passes {
-		if !raft.IsEmptySnap(p.rd.Snapshot) {
-			p.snap = p.r.ingestSnapshot(p)
-			mustSync = true // a snapshot is durable before it is acknowledged
-		}
-		upd, err := p.r.log.StageAppend(wb, p.rd.Entries, p.rd.HardState)
-		if err != nil {
-			p.r.fatal("stage raft state", err)
-		}
-		p.upd = upd
-		appended += upd.Appended()
-		mustSync = mustSync || p.rd.MustSync
-	}
-	// Splits and membership changes are synced: their effects (new ranges,
-	// removed replicas) must not be lost once acted upon.
-	applySync := false
-	if merged {
-		applySync = s.stageApplies(wb, passes)
-	}
-	if !wb.Empty() {
-		if s.commit(wb, mustSync || applySync, "commit raft state") {
+	st := w.drv.Run()
+	if st.Committed {
+		if st.Synced {
 			s.metrics.logSyncs.Inc()
 		}
-		s.metrics.entriesAppended.Add(float64(appended))
+		s.metrics.entriesAppended.Add(float64(st.Appended))
 		s.metrics.readyPasses.Inc()
 	}
-	for _, p := range passes {
-		if p.snap != nil {
-			p.r.finishSnapshot(p)
-		}
-		p.r.log.FinishAppend(p.upd)
-		p.r.sendSome(p.rd.Messages, func(*pb.Message) bool { return true })
-	}
-
-	if !merged {
-		// Apply every replica's committed entries in one batch: data and
-		// applied index together.
-		ab := s.db.NewIndexedBatch()
-		defer ab.Close()
-		applySync := s.stageApplies(ab, passes)
-		if !ab.Empty() {
-			s.commit(ab, applySync, "commit apply batch")
-		}
-	}
-	for _, p := range passes {
-		p.r.stateMachine().finishApply(p)
-		p.r.mu.rr.Advance(p.rd)
-		p.r.noteLeader()
-		if !p.removed {
-			// After Advance: raft's applied index now covers the joint
-			// entry, so it accepts the leave (maybeLeaveJoint).
-			p.r.maybeLeaveJoint()
-		}
-		p.r.maybeTruncate(p.tick)
-		if p.tick {
-			p.r.maybeQuiesceLeader()
-		}
-		if p.r.mu.rr.HasReady() {
-			s.sched.enqueue(p.r.rangeID, flagWork)
-		}
-	}
-}
-
-// commit commits b, synced when sync is set (unless fsync is turned off),
-// and reports whether it synced. A failed commit stops the process.
-func (s *Store) commit(b *pebble.Batch, sync bool, what string) (synced bool) {
-	opts := pebble.NoSync
-	if sync && !s.cfg.UnsafeNoFsync {
-		opts = pebble.Sync
-	}
-	if err := b.Commit(opts); err != nil {
-		s.fatalRange(0, what, err)
-	}
-	return opts == pebble.Sync
-}
-
-// stageApplies stages every pass's committed entries into b and reports
-// whether one of them must be synced.
-func (s *Store) stageApplies(b *pebble.Batch, passes []*pass) (needSync bool) {
-	for _, p := range passes {
-		if len(p.rd.CommittedEntries) > 0 {
-			p.r.stateMachine().stageApply(b, p)
-			needSync = needSync || p.needSync
-		}
-	}
-	return needSync
 }
 
 // setAwake maintains the set of ranges the ticker ticks, so that idle

@@ -37,6 +37,8 @@ var keys = []cliconfig.Key{
 	{Name: "tls.ca", Flag: "tls-ca", Kind: cliconfig.String, Default: "", Usage: "PEM CA certificate(s) that sign every peer's and client's certificate"},
 	{Name: "raft.election-timeout", Kind: cliconfig.Duration, Default: "1s", Usage: "election timeout of the placement group"},
 	{Name: "raft.heartbeat-interval", Kind: cliconfig.Duration, Default: "100ms", Usage: "heartbeat interval (tick) of the placement group"},
+	{Name: "raft.log-truncate-threshold", Kind: cliconfig.Uint, Default: "5000", Usage: "truncate the placement log when this many applied entries can go"},
+	{Name: "raft.log-max-entries", Kind: cliconfig.Uint, Default: "50000", Usage: "past this placement log length, a lagging member catches up by snapshot"},
 	{Name: "schedule.replicas", Kind: cliconfig.Int, Default: "3", Usage: "replication factor of ranges"},
 	{Name: "schedule.location-labels", Kind: cliconfig.String, Default: "", Usage: "store labels to spread replicas over, most significant first, e.g. zone,host"},
 	{Name: "schedule.interval", Kind: cliconfig.Duration, Default: "2s", Usage: "how often the leader runs the scheduler"},
@@ -130,6 +132,8 @@ func buildConfig(v *cliconfig.Values) (placement.Config, error) {
 	cfg.InitialCluster = members
 	cfg.ElectionTimeout = v.Duration("raft.election-timeout")
 	cfg.HeartbeatInterval = v.Duration("raft.heartbeat-interval")
+	cfg.LogTruncateThreshold = v.Uint("raft.log-truncate-threshold")
+	cfg.LogMaxEntries = v.Uint("raft.log-max-entries")
 	cfg.Replicas = int(v.Int("schedule.replicas"))
 	if l := strings.TrimSpace(v.String("schedule.location-labels")); l != "" {
 		cfg.LocationLabels = strings.Split(l, ",")

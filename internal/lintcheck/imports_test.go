@@ -40,6 +40,9 @@ type importRule struct {
 	never []string
 	// neverDirect: no direct import of pkgs may match one of these.
 	neverDirect []string
+	// mustImport: every package of pkgs imports each of these directly
+	// (exact package paths, no patterns).
+	mustImport []string
 	// required: fail when no package matches pkgs, so that a rename cannot
 	// turn a rule into one that silently checks nothing. Rules about
 	// packages that do not exist yet (placement) are not required.
@@ -83,6 +86,29 @@ var designRules = []importRule{
 		name:  "placement never imports store (they speak gRPC)",
 		pkgs:  []string{"placement/..."},
 		never: []string{"store/..."},
+	},
+	{
+		name:       "rangeraft/driver, shared by store and placement, imports only rangeraft, its log store, internal/keys and proto of this module",
+		pkgs:       []string{"rangeraft/driver"},
+		onlyModule: []string{"rangeraft", "rangeraft/logstore", "internal/keys", "proto/..."},
+		required:   true,
+	},
+	{
+		name:       "placement drives its Raft group through rangeraft/driver",
+		pkgs:       []string{"placement"},
+		mustImport: []string{"rangeraft/driver"},
+		required:   true,
+	},
+	{
+		name:       "store runs its worker passes through rangeraft/driver",
+		pkgs:       []string{"store"},
+		mustImport: []string{"rangeraft/driver"},
+		required:   true,
+	},
+	{
+		name:        "placement reaches rangeraft/logstore only through rangeraft/driver",
+		pkgs:        []string{"placement/..."},
+		neverDirect: []string{"rangeraft/logstore"},
 	},
 	{
 		name:       "placement/schedule is pure: it imports only proto and the standard library",
@@ -232,6 +258,11 @@ func check(g graph, rules []importRule) (violations []string, err error) {
 					}
 				}
 			}
+			for _, want := range r.mustImport {
+				if full := module + "/" + want; !slices.Contains(g[root].Imports, full) {
+					violations = append(violations, fmt.Sprintf("%s: %s does not import %s", r.name, short(root), want))
+				}
+			}
 			for _, imp := range g[root].Imports {
 				if matchAny(r.neverDirect, imp, g) {
 					violations = append(violations, fmt.Sprintf("%s: %s imports %s\n\tchain: %s -> %s",
@@ -330,7 +361,8 @@ func TestCheckCatchesViolations(t *testing.T) {
 		m("rangeraft/logstore"):            {ImportPath: m("rangeraft/logstore"), Imports: []string{"github.com/cockroachdb/pebble/v2", m("internal/keys")}},
 		m("rangeraft"):                     {ImportPath: m("rangeraft"), Imports: []string{m("rangeraft/logstore")}},
 		m("store"):                         {ImportPath: m("store"), Imports: []string{m("rangeraft"), m("placement")}},
-		m("placement"):                     {ImportPath: m("placement"), Imports: []string{m("placement/schedule")}},
+		m("placement"):                     {ImportPath: m("placement"), Imports: []string{m("placement/schedule"), m("rangeraft/logstore")}},
+		m("rangeraft/driver"):              {ImportPath: m("rangeraft/driver"), Imports: []string{m("rangeraft/logstore"), m("router")}},
 		m("placement/schedule"):            {ImportPath: m("placement/schedule"), Imports: []string{"fmt", "google.golang.org/grpc", m("proto/rangekvpb")}},
 		m("cmd/cli"):                       {ImportPath: m("cmd/cli"), Imports: []string{m("placement/schedule"), m("router")}},
 		m("cmd/placement"):                 {ImportPath: m("cmd/placement"), Imports: []string{m("placement")}},
@@ -354,6 +386,9 @@ func TestCheckCatchesViolations(t *testing.T) {
 		"store depends on placement\n\tchain: store -> placement",
 		"placement/schedule imports google.golang.org/grpc (allowed: std, proto/..., placement/schedule/...)\n\tchain: placement/schedule -> google.golang.org/grpc",
 		"cmd/cli imports placement/schedule\n\tchain: cmd/cli -> placement/schedule",
+		"placement drives its Raft group through rangeraft/driver: placement does not import rangeraft/driver",
+		"placement reaches rangeraft/logstore only through rangeraft/driver: placement imports rangeraft/logstore",
+		"rangeraft/driver depends on router (allowed in this module: rangeraft, rangeraft/logstore, internal/keys, proto/...)\n\tchain: rangeraft/driver -> router",
 		// production code reaching a test harness
 		"cmd/store imports internal/harness/testcluster\n\tchain: cmd/store -> internal/harness/testcluster",
 		"internal/procs depends on router (allowed in this module: internal/procs/...)\n\tchain: internal/procs -> router",

@@ -29,7 +29,7 @@ import (
 )
 
 // seamRoots are the directories (and everything below them) checked.
-var seamRoots = []string{"store", "placement"}
+var seamRoots = []string{"store", "placement", "rangeraft/driver"}
 
 // seamRule forbids names of one package: names nil means every name.
 type seamRule struct {
@@ -239,6 +239,7 @@ func g(time fakeTime) { time.Now() }
 `),
 		"store/a_test.go":            file("package store\n\nimport \"time\"\n\nvar x = time.Now()\n"),
 		"placement/schedule/sub.go":  file("package schedule\n\nimport \"time\"\n\nfunc h() { time.Sleep(1) }\n"),
+		"rangeraft/driver/d.go":      file("package driver\n\nfunc d() {}\n"),
 		"placement/testdata/skip.go": file("package skip\n\nimport \"time\"\n\nvar x = time.Now()\n"),
 		"router/elsewhere.go":        file("package router\n\nimport \"time\"\n\nvar x = time.Now()\n"),
 	}
