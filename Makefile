@@ -11,7 +11,7 @@ BUILD := CGO_ENABLED=0 $(GO) build -trimpath
 # its short setting as a step of its own (its tests build the binaries).
 TEST_PKGS ?= $$($(GO) list ./... | grep -v /e2e)
 # The race detector is ~8x slower: run it on the core packages only.
-RACE_PKGS ?= ./rangeraft/... ./store/... ./router/... ./internal/kvmux/...
+RACE_PKGS ?= ./rangeraft/... ./store/... ./router/... ./internal/kvmux/... ./internal/clock/... ./internal/grpcnet/... ./internal/procs/...
 TEST_TIMEOUT ?= 15m
 E2E_TIMEOUT ?= 20m
 DATA_DIR ?= ./data
