@@ -171,6 +171,13 @@ func TestPackageDocCheckCatchesOffenses(t *testing.T) {
 		"nodoc: package nodoc has no doc.go",
 		"undocumented/doc.go: no package documentation",
 	}
+	wantOffenses(t, got, want)
+}
+
+// wantOffenses fails t unless got reports every offense of want (each a
+// substring of one report) and nothing more.
+func wantOffenses(t *testing.T, got, want []string) {
+	t.Helper()
 	joined := strings.Join(got, "\n")
 	for _, w := range want {
 		if !strings.Contains(joined, w) {

@@ -258,13 +258,5 @@ func g(time fakeTime) { time.Now() }
 		"store/a.go:23: google.golang.org/grpc.NewClient: go through Config.Network",
 		"placement/schedule/sub.go:5: time.Sleep: go through Config.Clock",
 	}
-	joined := strings.Join(got, "\n")
-	for _, w := range want {
-		if !strings.Contains(joined, w) {
-			t.Errorf("offense not reported: %q\nreported:\n%s", w, joined)
-		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("got %d offenses, want %d:\n%s", len(got), len(want), joined)
-	}
+	wantOffenses(t, got, want)
 }
