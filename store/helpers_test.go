@@ -276,3 +276,22 @@ func wantReplicasIdentical(t *testing.T, c *testcluster.Cluster) {
 		}
 	}
 }
+
+// singleStorePlacement is the part of a fake placement that store tests
+// share: a cluster of store 1 alone, taking its reports and answering
+// nothing else (embed it and add what the test is about).
+type singleStorePlacement struct {
+	rangekvpb.UnimplementedPlacementServer
+}
+
+func (singleStorePlacement) StoreHeartbeat(context.Context, *rangekvpb.StoreHeartbeatRequest) (*rangekvpb.StoreHeartbeatResponse, error) {
+	return &rangekvpb.StoreHeartbeatResponse{}, nil
+}
+
+func (singleStorePlacement) RangeHeartbeats(context.Context, *rangekvpb.RangeHeartbeatsRequest) (*rangekvpb.RangeHeartbeatsResponse, error) {
+	return &rangekvpb.RangeHeartbeatsResponse{}, nil
+}
+
+func (singleStorePlacement) ListStores(context.Context, *rangekvpb.ListStoresRequest) (*rangekvpb.ListStoresResponse, error) {
+	return &rangekvpb.ListStoresResponse{Stores: []*rangekvpb.StoreInfo{{Store: &rangekvpb.StoreDescriptor{StoreId: 1}}}}, nil
+}

@@ -124,7 +124,7 @@ func TestStoresRestartWithoutPlacement(t *testing.T) {
 // 99 whose address it does not give: GetStore of store 99 blocks until
 // released, then fails.
 type lookupPlacement struct {
-	rangekvpb.UnimplementedPlacementServer
+	singleStorePlacement
 	lookups atomic.Int64  // GetStore calls
 	entered chan struct{} // closed by the first GetStore call
 	release chan struct{} // closed by the test: GetStore stops blocking
@@ -137,18 +137,6 @@ func (p *lookupPlacement) Join(context.Context, *rangekvpb.JoinRequest) (*rangek
 		RangeId: 1, Epoch: &rangekvpb.RangeEpoch{ConfVer: 2, Version: 1}, NextReplicaId: 3,
 		Replicas: []*rangekvpb.ReplicaDescriptor{{ReplicaId: 1, StoreId: 1}, {ReplicaId: 2, StoreId: 99, Role: rangekvpb.ReplicaRole_LEARNER}},
 	}}, nil
-}
-
-func (p *lookupPlacement) StoreHeartbeat(context.Context, *rangekvpb.StoreHeartbeatRequest) (*rangekvpb.StoreHeartbeatResponse, error) {
-	return &rangekvpb.StoreHeartbeatResponse{}, nil
-}
-
-func (p *lookupPlacement) RangeHeartbeats(context.Context, *rangekvpb.RangeHeartbeatsRequest) (*rangekvpb.RangeHeartbeatsResponse, error) {
-	return &rangekvpb.RangeHeartbeatsResponse{}, nil
-}
-
-func (p *lookupPlacement) ListStores(context.Context, *rangekvpb.ListStoresRequest) (*rangekvpb.ListStoresResponse, error) {
-	return &rangekvpb.ListStoresResponse{Stores: []*rangekvpb.StoreInfo{{Store: &rangekvpb.StoreDescriptor{StoreId: 1}}}}, nil
 }
 
 func (p *lookupPlacement) AllocID(context.Context, *rangekvpb.AllocIDRequest) (*rangekvpb.AllocIDResponse, error) {

@@ -121,7 +121,7 @@ func TestSplitRangeNewRangeID(t *testing.T) {
 // AllocID call says so on entered, waits for its context to end and
 // reports how it ended on ended.
 type allocPlacement struct {
-	rangekvpb.UnimplementedPlacementServer
+	singleStorePlacement
 	allocs  atomic.Int64
 	block   atomic.Bool
 	entered chan struct{}
@@ -133,18 +133,6 @@ func (p *allocPlacement) Join(context.Context, *rangekvpb.JoinRequest) (*rangekv
 		RangeId: 1, Epoch: &rangekvpb.RangeEpoch{ConfVer: 1, Version: 1}, NextReplicaId: 2,
 		Replicas: []*rangekvpb.ReplicaDescriptor{{ReplicaId: 1, StoreId: 1}},
 	}}, nil
-}
-
-func (p *allocPlacement) StoreHeartbeat(context.Context, *rangekvpb.StoreHeartbeatRequest) (*rangekvpb.StoreHeartbeatResponse, error) {
-	return &rangekvpb.StoreHeartbeatResponse{}, nil
-}
-
-func (p *allocPlacement) RangeHeartbeats(context.Context, *rangekvpb.RangeHeartbeatsRequest) (*rangekvpb.RangeHeartbeatsResponse, error) {
-	return &rangekvpb.RangeHeartbeatsResponse{}, nil
-}
-
-func (p *allocPlacement) ListStores(context.Context, *rangekvpb.ListStoresRequest) (*rangekvpb.ListStoresResponse, error) {
-	return &rangekvpb.ListStoresResponse{Stores: []*rangekvpb.StoreInfo{{Store: &rangekvpb.StoreDescriptor{StoreId: 1}}}}, nil
 }
 
 func (p *allocPlacement) AllocID(ctx context.Context, _ *rangekvpb.AllocIDRequest) (*rangekvpb.AllocIDResponse, error) {
