@@ -256,7 +256,7 @@ func TestTransportSendCoalescesOnlyContextFreeHeartbeats(t *testing.T) {
 	s := newTransportTestStore(t, 1)
 	tr := &transport{s: s}
 	tr.mu.peers = map[uint64]*peer{}
-	p := &peer{storeID: 2, ch: make(chan *rangekvpb.RaftMessage, 16)}
+	p := newPeer(2, "", nil)
 	tr.mu.peers[2] = p
 	msg := func(typ pb.MessageType, ctx []byte) *rangekvpb.RaftMessage {
 		return &rangekvpb.RaftMessage{RangeId: 5, FromStore: 1, ToStore: 2, Message: &pb.Message{
@@ -273,11 +273,12 @@ func TestTransportSendCoalescesOnlyContextFreeHeartbeats(t *testing.T) {
 		}
 	}
 	tr.sendQuiesce(2, 6, &pb.Message{Type: pb.MsgHeartbeat.Enum(), From: proto.Uint64(1), To: proto.Uint64(2), Term: proto.Uint64(3), Commit: proto.Uint64(4)})
-	if len(p.ch) != len(immediate) {
-		t.Fatalf("%d messages queued to go at once, want %d", len(p.ch), len(immediate))
+	q := p.takeQueued(nil, peerQueueSize)
+	if len(q) != len(immediate) {
+		t.Fatalf("%d messages queued to go at once, want %d", len(q), len(immediate))
 	}
-	for _, want := range immediate {
-		if got := <-p.ch; got != want {
+	for i, want := range immediate {
+		if got := q[i]; got != want {
 			t.Fatalf("queued %v, want %v (in order)", got.Message, want.Message)
 		}
 	}
@@ -455,7 +456,7 @@ func newRaftTestNodes(t *testing.T, n int) map[uint64]*raftTestNode {
 		tr.mu.peers = map[uint64]*peer{}
 		for _, other := range voters {
 			if other != id {
-				tr.mu.peers[other] = &peer{storeID: other, ch: make(chan *rangekvpb.RaftMessage, peerQueueSize)}
+				tr.mu.peers[other] = newPeer(other, "", nil)
 			}
 		}
 		s.trans = tr
@@ -515,15 +516,7 @@ func pump(t *testing.T, nodes map[uint64]*raftTestNode, drop func(*pb.Message) b
 		for id := uint64(1); id <= uint64(len(nodes)); id++ {
 			for to, p := range nodes[id].tr.mu.peers {
 				b := &rangekvpb.RaftMessageBatch{FromStore: id, ToStore: to}
-			drain:
-				for {
-					select {
-					case m := <-p.ch:
-						b.Messages = append(b.Messages, m)
-					default:
-						break drain
-					}
-				}
+				b.Messages = p.takeQueued(b.Messages, peerQueueSize)
 				b.Heartbeats, b.HeartbeatResps = p.takeHeartbeats()
 				if len(b.Messages)+len(b.Heartbeats)+len(b.HeartbeatResps) > 0 {
 					moved = true

@@ -64,6 +64,16 @@ type passRunner struct {
 	drv    *driver.Driver
 	items  []workItem
 	passes []*pass
+	// out is the pass's outbox, flushed by the driver (drv's Flush).
+	out outbox
+}
+
+// newPassRunner is the pool constructor of Store.passRunners.
+func (s *Store) newPassRunner() *passRunner {
+	w := &passRunner{}
+	w.drv = driver.New(driver.Options{DB: s.db, NoFsync: s.cfg.UnsafeNoFsync, Fatal: s.fatalRange,
+		Flush: func() { w.out.flush(s.trans) }})
+	return w
 }
 
 // runNextPass is the pass Config.Runner runs (Runner.Start): it takes up
@@ -117,7 +127,7 @@ func (s *Store) runPass(w *passRunner, items []workItem) {
 			r.mu.Unlock()
 			continue
 		}
-		p := &pass{r: r, tick: it.tick}
+		p := &pass{r: r, tick: it.tick, out: &w.out}
 		passes = append(passes, p)
 		w.drv.Add(p, rd)
 	}
