@@ -307,6 +307,12 @@ func (r *Replica) ReportSnapshot(id uint64, ok bool) {
 	r.rn.ReportSnapshot(id, st)
 }
 
+// WithProgress visits the leader's view of every replica's progress
+// without copying it (Status copies the whole map).
+func (r *Replica) WithProgress(visit func(id uint64, pr tracker.Progress)) {
+	r.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) { visit(id, pr) })
+}
+
 // BasicStatus is raft's allocation-free status.
 func (r *Replica) BasicStatus() raft.BasicStatus { return r.rn.BasicStatus() }
 
