@@ -108,7 +108,7 @@ import collections, json, sys
 rs = json.load(sys.stdin)["ranges"]
 full = all(len(r["replicas"]) == 3 and all(x["role"] == "voter" for x in r["replicas"]) for r in rs)
 lead = collections.Counter(r.get("leader_store_id") for r in rs)
-sys.exit(0 if full and len(lead) == 3 and max(lead.values()) - min(lead.values()) <= max(1, len(rs) // 50) else 1)'; then
+sys.exit(0 if full and len(lead) == min(3, len(rs)) and max(lead.values()) - min(lead.values()) <= max(1, len(rs) // 50) else 1)'; then
       settled=1; break
     fi
     sleep 0.5
