@@ -5,18 +5,21 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/rangekv/rangekv/internal/clock"
 )
 
 // backoff is exponential backoff with jitter, bounded by the caller's
 // context; the store and placement retry loops share it.
 type backoff struct {
+	clock    clock.Clock
 	min, max time.Duration
 	mu       sync.Mutex
 	rng      *rand.Rand // seeded: runs replay
 }
 
-func newBackoff(min, max time.Duration, seed1, seed2 uint64) *backoff {
-	return &backoff{min: min, max: max, rng: rand.New(rand.NewPCG(seed1, seed2))}
+func newBackoff(clk clock.Clock, min, max time.Duration, seed1, seed2 uint64) *backoff {
+	return &backoff{clock: clk, min: min, max: max, rng: rand.New(rand.NewPCG(seed1, seed2))}
 }
 
 // wait sleeps for the attempt's delay (half fixed, half random) or until
@@ -29,12 +32,8 @@ func (b *backoff) wait(ctx context.Context, attempt int) error {
 	b.mu.Lock()
 	d = d/2 + time.Duration(b.rng.Int64N(int64(d/2)+1))
 	b.mu.Unlock()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if !clock.Sleep(ctx, b.clock, d) {
 		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
+	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -44,6 +45,10 @@ type Options struct {
 	Consistency rangekvpb.ReadConsistency
 	// Seed seeds the backoff jitter (0: from the clock).
 	Seed uint64
+	// Clock times the retry backoff and the client's own timeouts
+	// (connect, placement calls). Nil: the real clock. The deterministic
+	// simulation gives its simulated one.
+	Clock clock.Clock
 	// TLS, when set, makes every connection (to stores and placement)
 	// TLS with this configuration: give it the client certificate
 	// (Certificates or GetClientCertificate) and the cluster's CA
@@ -82,8 +87,9 @@ func (o *Options) setDefaults() {
 	if o.MaxFanout <= 0 {
 		o.MaxFanout = 16
 	}
+	o.Clock = clock.OrReal(o.Clock)
 	if o.Seed == 0 {
-		o.Seed = uint64(time.Now().UnixNano())
+		o.Seed = uint64(o.Clock.Now().UnixNano())
 	}
 }
 
@@ -172,7 +178,7 @@ func newClient(opts Options) *Client {
 	opts.setDefaults()
 	opts.tlsFailures = &handshakeFailures{}
 	c := &Client{opts: opts, spreadRand: rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d))}
-	c.backoff = newBackoff(opts.MinBackoff, opts.MaxBackoff, opts.Seed, opts.Seed^0x9e3779b97f4a7c15)
+	c.backoff = newBackoff(opts.Clock, opts.MinBackoff, opts.MaxBackoff, opts.Seed, opts.Seed^0x9e3779b97f4a7c15)
 	c.mu.stores = map[uint64]string{}
 	c.connsMu.conns = map[string]*grpc.ClientConn{}
 	c.connsMu.kvs = map[string]rangekvpb.KVClient{}
@@ -492,17 +498,17 @@ func (c *Client) learnFrom(ctx context.Context, addr string) {
 // only sent over a working connection: a failure before sending is then
 // known not to have applied.
 func (c *Client) ready(ctx context.Context, conn *grpc.ClientConn) bool {
-	return readyConn(ctx, conn, c.opts.ConnectTimeout)
+	return readyConn(ctx, conn, c.opts.Clock, c.opts.ConnectTimeout)
 }
 
 // readyConn waits at most timeout for conn to be up; false when it is
 // refused or down (try another one now).
-func readyConn(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration) bool {
+func readyConn(ctx context.Context, conn *grpc.ClientConn, clk clock.Clock, timeout time.Duration) bool {
 	if conn.GetState() == connectivity.Ready {
 		return true // the common case, without a timer
 	}
 	conn.Connect()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := clock.WithTimeout(ctx, clk, timeout)
 	defer cancel()
 	for {
 		st := conn.GetState()

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -116,7 +117,7 @@ type pdClient struct {
 func newPDClient(addrs []string, opts Options) (*pdClient, error) {
 	p := &pdClient{opts: opts, members: addrs}
 	p.mu.leader = addrs[0]
-	p.backoff = newBackoff(opts.MinBackoff, opts.MaxBackoff, opts.Seed^0x5bd1e995, opts.Seed)
+	p.backoff = newBackoff(opts.Clock, opts.MinBackoff, opts.MaxBackoff, opts.Seed^0x5bd1e995, opts.Seed)
 	p.mu.conns = map[string]*grpc.ClientConn{}
 	for _, a := range addrs {
 		if _, err := p.conn(a); err != nil {
@@ -192,7 +193,7 @@ func (p *pdClient) call(ctx context.Context, op string, mutating bool, fn pdCall
 		if err != nil {
 			return err
 		}
-		if !readyConn(ctx, conn, p.opts.ConnectTimeout) {
+		if !readyConn(ctx, conn, p.opts.Clock, p.opts.ConnectTimeout) {
 			if err := p.opts.tlsFailures.get(addr); err != nil {
 				return err
 			}
@@ -205,7 +206,7 @@ func (p *pdClient) call(ctx context.Context, op string, mutating bool, fn pdCall
 		}
 		cctx, cancel := ctx, context.CancelFunc(func() {})
 		if !mutating {
-			cctx, cancel = context.WithTimeout(ctx, p.opts.PlacementTimeout)
+			cctx, cancel = clock.WithTimeout(ctx, p.opts.Clock, p.opts.PlacementTimeout)
 		}
 		perr, err := fn(cctx, rangekvpb.NewPlacementClient(conn))
 		cancel()
