@@ -1,7 +1,8 @@
 // A real cluster on Direct: a placement member and three stores whose
 // Config.Network is a Direct node each, and the router SDK on another
 // node, with puts and gets through the router. No address resolves on
-// the host: everything goes through Direct.
+// the host: everything goes through Direct. The same run passes in real
+// time and inside a synctest bubble (fake time, every wait durable).
 
 package grpcnet_test
 
@@ -11,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -29,7 +31,23 @@ var (
 	_ router.Network = grpcnet.NewDirect(nil).Node("x:1")
 )
 
-func TestClusterOverDirect(t *testing.T) {
+func TestClusterOverDirect(t *testing.T) { runClusterOverDirect(t) }
+
+// In a bubble time moves only when every goroutine (the stores', Pebble's,
+// placement's, the router's and Direct's handlers) waits durably: the
+// run would hang if one of them waited on a mutex or a busy loop.
+func TestClusterOverDirectInBubble(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		runClusterOverDirect(t)
+		t.Logf("%v of bubble time", time.Since(start))
+	})
+}
+
+// runClusterOverDirect starts the cluster (stopped at the end of t),
+// writes and reads 50 keys, splits, waits for full replication, writes
+// and reads again, crashes a store and writes and reads once more.
+func runClusterOverDirect(t *testing.T) {
 	d := grpcnet.NewDirect(nil)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 
