@@ -17,7 +17,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -58,6 +57,10 @@ type Options struct {
 	// DialOptions are added to every connection after TLS (transport
 	// credentials given here replace it).
 	DialOptions []grpc.DialOption
+	// Network makes every connection (to stores and placement) with the
+	// dial options above. Nil: grpc.NewClient, over TCP. The deterministic
+	// simulation sets a node of an in-process network (see Network).
+	Network Network
 	// UnaryKV sends every KV call as its own unary RPC instead of on the
 	// store's mux stream, BatchCommands (where calls waiting at the same
 	// time share a message). For comparison and debugging; stores without the
@@ -168,7 +171,7 @@ type Client struct {
 	spreadRand *rand.Rand
 	connsMu    struct {
 		sync.Mutex
-		conns  map[string]*grpc.ClientConn
+		conns  map[string]Conn
 		kvs    map[string]rangekvpb.KVClient // per conns entry
 		closed bool
 	}
@@ -180,7 +183,7 @@ func newClient(opts Options) *Client {
 	c := &Client{opts: opts, spreadRand: rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d))}
 	c.backoff = newBackoff(opts.Clock, opts.MinBackoff, opts.MaxBackoff, opts.Seed, opts.Seed^0x9e3779b97f4a7c15)
 	c.mu.stores = map[uint64]string{}
-	c.connsMu.conns = map[string]*grpc.ClientConn{}
+	c.connsMu.conns = map[string]Conn{}
 	c.connsMu.kvs = map[string]rangekvpb.KVClient{}
 	return c
 }
@@ -196,14 +199,14 @@ func dialOptions(opts Options) []grpc.DialOption {
 }
 
 // conn returns the (shared) connection to addr, creating it if needed.
-func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
+func (c *Client) conn(addr string) (Conn, error) {
 	cc, _, err := c.storeConn(addr)
 	return cc, err
 }
 
 // storeConn returns the (shared) connection to addr, creating it if
 // needed, and the KV client over it.
-func (c *Client) storeConn(addr string) (*grpc.ClientConn, rangekvpb.KVClient, error) {
+func (c *Client) storeConn(addr string) (Conn, rangekvpb.KVClient, error) {
 	c.connsMu.Lock()
 	defer c.connsMu.Unlock()
 	if c.connsMu.closed {
@@ -212,7 +215,7 @@ func (c *Client) storeConn(addr string) (*grpc.ClientConn, rangekvpb.KVClient, e
 	if cc, ok := c.connsMu.conns[addr]; ok {
 		return cc, c.connsMu.kvs[addr], nil
 	}
-	cc, err := grpc.NewClient(addr, dialOptions(c.opts)...)
+	cc, err := dial(c.opts, addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("router: store address %q: %w", addr, err)
 	}
@@ -497,31 +500,8 @@ func (c *Client) learnFrom(ctx context.Context, addr string) {
 // ready waits (briefly) for the connection to be up, so that a write is
 // only sent over a working connection: a failure before sending is then
 // known not to have applied.
-func (c *Client) ready(ctx context.Context, conn *grpc.ClientConn) bool {
+func (c *Client) ready(ctx context.Context, conn Conn) bool {
 	return readyConn(ctx, conn, c.opts.Clock, c.opts.ConnectTimeout)
-}
-
-// readyConn waits at most timeout for conn to be up; false when it is
-// refused or down (try another one now).
-func readyConn(ctx context.Context, conn *grpc.ClientConn, clk clock.Clock, timeout time.Duration) bool {
-	if conn.GetState() == connectivity.Ready {
-		return true // the common case, without a timer
-	}
-	conn.Connect()
-	ctx, cancel := clock.WithTimeout(ctx, clk, timeout)
-	defer cancel()
-	for {
-		st := conn.GetState()
-		switch st {
-		case connectivity.Ready:
-			return true
-		case connectivity.TransientFailure, connectivity.Shutdown:
-			return false
-		}
-		if !conn.WaitForStateChange(ctx, st) {
-			return false
-		}
-	}
 }
 
 type call func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error)

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -109,7 +108,7 @@ type pdClient struct {
 	mu      struct {
 		sync.Mutex
 		leader string
-		conns  map[string]*grpc.ClientConn
+		conns  map[string]Conn
 		closed bool
 	}
 }
@@ -118,7 +117,7 @@ func newPDClient(addrs []string, opts Options) (*pdClient, error) {
 	p := &pdClient{opts: opts, members: addrs}
 	p.mu.leader = addrs[0]
 	p.backoff = newBackoff(opts.Clock, opts.MinBackoff, opts.MaxBackoff, opts.Seed^0x5bd1e995, opts.Seed)
-	p.mu.conns = map[string]*grpc.ClientConn{}
+	p.mu.conns = map[string]Conn{}
 	for _, a := range addrs {
 		if _, err := p.conn(a); err != nil {
 			p.close()
@@ -128,7 +127,7 @@ func newPDClient(addrs []string, opts Options) (*pdClient, error) {
 	return p, nil
 }
 
-func (p *pdClient) conn(addr string) (*grpc.ClientConn, error) {
+func (p *pdClient) conn(addr string) (Conn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mu.closed {
@@ -137,7 +136,7 @@ func (p *pdClient) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := p.mu.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr, dialOptions(p.opts)...)
+	cc, err := dial(p.opts, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +150,7 @@ func (p *pdClient) close() {
 	for _, cc := range p.mu.conns {
 		cc.Close()
 	}
-	p.mu.conns = map[string]*grpc.ClientConn{}
+	p.mu.conns = map[string]Conn{}
 	p.mu.closed = true
 }
 

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/internal/clock"
+	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -67,7 +68,7 @@ type transport struct {
 type peer struct {
 	storeID uint64
 	addr    string
-	conn    *grpc.ClientConn
+	conn    grpcnet.Conn
 	// ctx ends run (a child of the transport's): cancelled when the store
 	// leaves (sweepPeers) or the transport closes; done is closed when run
 	// returned (and closed conn).
@@ -407,7 +408,7 @@ func (t *transport) redial(storeID uint64, addr string) {
 }
 
 // conn returns the client connection to storeID (for snapshots).
-func (t *transport) conn(storeID uint64) *grpc.ClientConn {
+func (t *transport) conn(storeID uint64) grpcnet.Conn {
 	p := t.peerFor(storeID)
 	if p == nil {
 		return nil
