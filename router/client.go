@@ -154,10 +154,12 @@ type Client struct {
 	src  routeSource
 	pd   *pdClient // nil for a static client
 
-	// loadMu serializes cache misses (load, storeAddr) so that concurrent
-	// misses of the same range make one placement call.
-	loadMu sync.Mutex
-	// Lock order: loadMu before mu before connsMu.
+	// loadSem (capacity 1) serializes cache misses (load, storeAddr) so
+	// that concurrent misses of the same range make one placement call.
+	// It is a channel, not a mutex, because its holder waits on the
+	// network: a caller queued behind it gives up when its context ends.
+	loadSem chan struct{}
+	// Lock order: loadSem before mu before connsMu.
 	mu struct {
 		sync.Mutex
 		cache rangeCache
@@ -183,6 +185,7 @@ func newClient(opts Options) *Client {
 	c := &Client{opts: opts, spreadRand: rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d))}
 	c.backoff = newBackoff(opts.Clock, opts.MinBackoff, opts.MaxBackoff, opts.Seed, opts.Seed^0x9e3779b97f4a7c15)
 	c.mu.stores = map[uint64]string{}
+	c.loadSem = make(chan struct{}, 1)
 	c.connsMu.conns = map[string]Conn{}
 	c.connsMu.kvs = map[string]rangekvpb.KVClient{}
 	return c
@@ -333,11 +336,13 @@ func (c *Client) route(ctx context.Context, key []byte) (route, error) {
 }
 
 // load fills the cache for key from the source. Loads run one at a time
-// (loadMu), so that many requests missing the same range at once (a cold
+// (loadSem), so that many requests missing the same range at once (a cold
 // start) make one placement call, not one each.
 func (c *Client) load(ctx context.Context, key []byte) (cacheEntry, bool, error) {
-	c.loadMu.Lock()
-	defer c.loadMu.Unlock()
+	if err := c.lockLoad(ctx); err != nil {
+		return cacheEntry{}, false, err
+	}
+	defer c.unlockLoad()
 	c.mu.Lock()
 	e, ok := c.mu.cache.lookup(key)
 	c.mu.Unlock()
@@ -370,8 +375,10 @@ func (c *Client) storeAddr(ctx context.Context, storeID uint64) (string, error) 
 	if ok {
 		return a, nil
 	}
-	c.loadMu.Lock()
-	defer c.loadMu.Unlock()
+	if err := c.lockLoad(ctx); err != nil {
+		return "", err
+	}
+	defer c.unlockLoad()
 	c.mu.Lock()
 	a, ok = c.mu.stores[storeID]
 	c.mu.Unlock()
@@ -387,6 +394,18 @@ func (c *Client) storeAddr(ctx context.Context, storeID uint64) (string, error) 
 	c.mu.Unlock()
 	return a, nil
 }
+
+// lockLoad takes loadSem, or returns ctx's error if ctx ends first.
+func (c *Client) lockLoad(ctx context.Context) error {
+	select {
+	case c.loadSem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Client) unlockLoad() { <-c.loadSem }
 
 func (c *Client) setLeader(rangeID uint64, l leader) {
 	if rangeID == 0 {
