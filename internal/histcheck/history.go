@@ -141,10 +141,10 @@ type History struct {
 // Recorder collects a history from concurrent clients. Safe for
 // concurrent use.
 type Recorder struct {
-	now   func() int64
-	seq   atomic.Uint64
-	mu    sync.Mutex
-	h     History
+	now func() int64
+	seq atomic.Uint64
+	mu  sync.Mutex
+	h   History
 }
 
 // NewRecorder starts a Recorder's clock.
