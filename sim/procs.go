@@ -269,7 +269,6 @@ func (w *world) startStore(p *storeProc) {
 			return 100 << 30, nil
 		},
 	}
-	w.applyBugKnobs(cfg.Knobs)
 	name := fmt.Sprintf("s%d", p.idx+1)
 	w.spawn(func() {
 		st, err := store.Open(cfg)

@@ -45,8 +45,6 @@ type Config struct {
 	// offset and a rate within 1±ClockDrift (0: exact clocks).
 	ClockOffset time.Duration
 	ClockDrift  float64
-	// Bug re-introduces a fixed race (see bugs.go); "" for none.
-	Bug string
 	// TraceMessages adds each message's text to its trace line.
 	TraceMessages bool
 	// Log receives every process's log (nil: discarded); Trace every
