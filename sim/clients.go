@@ -93,9 +93,17 @@ func (w *world) startOp(c *client) {
 	key := w.key(w.rng.IntN(w.cfg.Keys))
 	pick := w.rng.IntN(100)
 	name := fmt.Sprintf("c%d", c.id)
-	next := func() {
+	// next schedules the client's next operation after a short think
+	// time, or after a longer pause when this one failed (a user backs
+	// off; and every write of unknown outcome stays concurrent with all
+	// later ones in the history, which the checker pays for).
+	next := func(err error) {
 		cancel()
-		w.at(w.clk.Now().Add(time.Duration(w.rng.Int64N(int64(20*time.Millisecond)))), "client "+name, func() { w.startOp(c) })
+		think := time.Duration(w.rng.Int64N(int64(20 * time.Millisecond)))
+		if err != nil {
+			think = 200*time.Millisecond + time.Duration(w.rng.Int64N(int64(800*time.Millisecond)))
+		}
+		w.at(w.clk.Now().Add(think), "client "+name, func() { w.startOp(c) })
 	}
 	switch {
 	case pick < 60:
@@ -121,7 +129,7 @@ func (w *world) startOp(c *client) {
 					c.last[key] = out.Value
 				}
 				w.tracef("op %s: %s (%s)", name, op, errClass(err))
-				next()
+				next(err)
 			})
 		})
 	case pick < 70:
@@ -147,7 +155,7 @@ func (w *world) startOp(c *client) {
 					p.End(histcheck.Output{Found: ok, Value: v}, histcheck.OutcomeOK)
 				}
 				w.tracef("op %s: scan %d keys (%s)", name, len(kvs), errClass(err))
-				next()
+				next(err)
 			})
 		})
 	case pick < 80:
@@ -178,7 +186,7 @@ func (w *world) startOp(c *client) {
 					}
 				}
 				w.tracef("op %s: batch of %d (%s)", name, len(ops), errClass(err))
-				next()
+				next(err)
 			})
 		})
 	default:
@@ -193,7 +201,7 @@ func (w *world) startOp(c *client) {
 			v, found, err := c.kv.GetWith(ctx, []byte(key), cons)
 			w.post(name, func() {
 				w.tracef("op %s: get %s %s -> %t %s (%s)", name, cons, key, found, v, errClass(err))
-				next()
+				next(err)
 			})
 		})
 	}
