@@ -80,6 +80,8 @@ type Result struct {
 	TraceHash uint64
 	Steps     int
 	SimTime   time.Duration
+	// Wall is the run's wall-clock time (set by the caller that timed it).
+	Wall time.Duration
 	// Failures are the broken invariants, empty when the run passed.
 	Failures []string
 	Verdict  histcheck.Verdict

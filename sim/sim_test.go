@@ -20,12 +20,15 @@ import (
 )
 
 var (
-	flagSeed  = flag.Uint64("sim.seed", 0, "run only this seed (a failure's replay)")
-	flagSeeds = flag.Int("sim.seeds", 0, "run N seeds from -sim.base (a soak, each once); 0: the CI seeds, each twice")
-	flagBase  = flag.Uint64("sim.base", 1, "the soak's first seed")
-	flagTrace = flag.String("sim.trace", "", "write the replayed seed's trace to this file")
-	flagLog   = flag.Bool("sim.log", false, "print every process's log (with -sim.seed)")
-	flagMsgs  = flag.Bool("sim.messages", false, "put each message's text in the trace (with -sim.seed)")
+	flagSeed   = flag.Uint64("sim.seed", 0, "run only this seed (a failure's replay)")
+	flagSeeds  = flag.Int("sim.seeds", 0, "run N seeds from -sim.base (a soak, each once); 0: the CI seeds, each twice")
+	flagBase   = flag.Uint64("sim.base", 1, "the soak's first seed")
+	flagTrace  = flag.String("sim.trace", "", "write the replayed seed's trace to this file")
+	flagLog    = flag.Bool("sim.log", false, "print every process's log (with -sim.seed)")
+	flagMsgs   = flag.Bool("sim.messages", false, "put each message's text in the trace (with -sim.seed)")
+	flagRanges = flag.Int("sim.ranges", 0, "ranges to split into (with -sim.seed; 0: the default)")
+	flagDur    = flag.Duration("sim.duration", 0, "simulated workload time (with -sim.seed; 0: the default)")
+	flagCalm   = flag.Bool("sim.nofaults", false, "no faults (with -sim.seed)")
 )
 
 // ciSeeds is how many seeds `make test` runs.
@@ -41,7 +44,9 @@ func runSeed(t *testing.T, cfg Config, check bool) Result {
 	// that pass's later applies or not, as the Go scheduler has it).
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	var res Result
+	start := time.Now()
 	synctest.Test(t, func(t *testing.T) { res = Run(cfg) })
+	res.Wall = time.Since(start)
 	if check {
 		Check(&res)
 	}
@@ -93,6 +98,13 @@ func TestSimSeed(t *testing.T) {
 		t.Skip("replay only: give -sim.seed=N")
 	}
 	cfg := Defaults(*flagSeed)
+	if *flagRanges > 0 {
+		cfg.Ranges, cfg.Keys = *flagRanges, max(cfg.Keys, 2**flagRanges)
+	}
+	if *flagDur > 0 {
+		cfg.Duration = *flagDur
+	}
+	cfg.Faults = !*flagCalm
 	if *flagTrace != "" {
 		f, err := os.Create(*flagTrace)
 		if err != nil {
@@ -106,7 +118,8 @@ func TestSimSeed(t *testing.T) {
 	}
 	cfg.TraceMessages = *flagMsgs
 	res := runSeed(t, cfg, true)
-	t.Logf("seed %d: %d steps, %s simulated, trace %x, counts %v", res.Seed, res.Steps, res.SimTime, res.TraceHash, res.Counts)
+	t.Logf("seed %d: %d steps, %s simulated in %s (%.0f simulated s per s), trace %x, counts %v", res.Seed, res.Steps,
+		res.SimTime, res.Wall.Round(time.Millisecond), res.SimTime.Seconds()/res.Wall.Seconds(), res.TraceHash, res.Counts)
 	t.Logf("history: %s", res.Verdict)
 	report(t, res, cfg)
 }
