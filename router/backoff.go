@@ -5,20 +5,18 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
-
-	"github.com/rangekv/rangekv/internal/clock"
 )
 
 // backoff is exponential backoff with jitter, bounded by the caller's
 // context; the store and placement retry loops share it.
 type backoff struct {
-	clock    clock.Clock
+	clock    Clock
 	min, max time.Duration
 	mu       sync.Mutex
 	rng      *rand.Rand // seeded: runs replay
 }
 
-func newBackoff(clk clock.Clock, min, max time.Duration, seed1, seed2 uint64) *backoff {
+func newBackoff(clk Clock, min, max time.Duration, seed1, seed2 uint64) *backoff {
 	return &backoff{clock: clk, min: min, max: max, rng: rand.New(rand.NewPCG(seed1, seed2))}
 }
 
@@ -32,7 +30,7 @@ func (b *backoff) wait(ctx context.Context, attempt int) error {
 	b.mu.Lock()
 	d = d/2 + time.Duration(b.rng.Int64N(int64(d/2)+1))
 	b.mu.Unlock()
-	if !clock.Sleep(ctx, b.clock, d) {
+	if !sleep(ctx, b.clock, d) {
 		return ctx.Err()
 	}
 	return nil

@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -45,9 +44,9 @@ type Options struct {
 	// Seed seeds the backoff jitter (0: from the clock).
 	Seed uint64
 	// Clock times the retry backoff and the client's own timeouts
-	// (connect, placement calls). Nil: the real clock. The deterministic
+	// (connect, placement calls). Nil: package time. The deterministic
 	// simulation gives its simulated one.
-	Clock clock.Clock
+	Clock Clock
 	// TLS, when set, makes every connection (to stores and placement)
 	// TLS with this configuration: give it the client certificate
 	// (Certificates or GetClientCertificate) and the cluster's CA
@@ -90,9 +89,12 @@ func (o *Options) setDefaults() {
 	if o.MaxFanout <= 0 {
 		o.MaxFanout = 16
 	}
-	o.Clock = clock.OrReal(o.Clock)
 	if o.Seed == 0 {
-		o.Seed = uint64(o.Clock.Now().UnixNano())
+		now := time.Now()
+		if o.Clock != nil {
+			now = o.Clock.Now()
+		}
+		o.Seed = uint64(now.UnixNano())
 	}
 }
 

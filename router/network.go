@@ -9,8 +9,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
-
-	"github.com/rangekv/rangekv/internal/clock"
 )
 
 // Conn is a client connection as a Network makes it: what generated
@@ -46,7 +44,7 @@ func dial(opts Options, addr string) (Conn, error) {
 // (Ready, as an in-process network's connections do: something listens at
 // its target) or, without a Ready method, always (its calls fail when
 // they cannot be carried).
-func readyConn(ctx context.Context, conn Conn, clk clock.Clock, timeout time.Duration) bool {
+func readyConn(ctx context.Context, conn Conn, clk Clock, timeout time.Duration) bool {
 	cc, ok := conn.(*grpc.ClientConn)
 	if !ok {
 		if r, ok := conn.(interface{ Ready() bool }); ok {
@@ -58,7 +56,7 @@ func readyConn(ctx context.Context, conn Conn, clk clock.Clock, timeout time.Dur
 		return true // the common case, without a timer
 	}
 	cc.Connect()
-	ctx, cancel := clock.WithTimeout(ctx, clk, timeout)
+	ctx, cancel := withTimeout(ctx, clk, timeout)
 	defer cancel()
 	for {
 		st := cc.GetState()

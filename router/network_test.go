@@ -10,8 +10,6 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
-
-	"github.com/rangekv/rangekv/internal/clock"
 )
 
 // fakeConn is a Conn of fakeNetwork; its calls are never made here.
@@ -60,11 +58,11 @@ func TestOptionsNetworkDials(t *testing.T) {
 	ctx := context.Background()
 	up, _ := net.Dial("s1:1")
 	down, _ := net.Dial("down:1")
-	if !readyConn(ctx, up, clock.Real{}, 0) || readyConn(ctx, down, clock.Real{}, 0) {
+	if !readyConn(ctx, up, nil, 0) || readyConn(ctx, down, nil, 0) {
 		t.Fatal("readyConn did not follow the connection's Ready")
 	}
 	plain := struct{ Conn }{up} // no Ready method: always ready
-	if !readyConn(ctx, plain, clock.Real{}, 0) {
+	if !readyConn(ctx, plain, nil, 0) {
 		t.Fatal("a connection without connectivity state or Ready is not ready")
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -205,7 +204,7 @@ func (p *pdClient) call(ctx context.Context, op string, mutating bool, fn pdCall
 		}
 		cctx, cancel := ctx, context.CancelFunc(func() {})
 		if !mutating {
-			cctx, cancel = clock.WithTimeout(ctx, p.opts.Clock, p.opts.PlacementTimeout)
+			cctx, cancel = withTimeout(ctx, p.opts.Clock, p.opts.PlacementTimeout)
 		}
 		perr, err := fn(cctx, rangekvpb.NewPlacementClient(conn))
 		cancel()
