@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"testing"
@@ -32,7 +33,7 @@ var (
 )
 
 // ciSeeds is how many seeds `make test` runs.
-const ciSeeds = 20
+const ciSeeds = 200
 
 // runSeed runs cfg in its own bubble, with crypto/rand (etcd raft's
 // election jitter) seeded from the seed, and checks the history.
@@ -43,6 +44,11 @@ func runSeed(t *testing.T, cfg Config, check bool) Result {
 	// blocks, not beside it (a read woken mid-pass would otherwise see
 	// that pass's later applies or not, as the Go scheduler has it).
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	// No collection during the run: a collection preempts the goroutine
+	// mid-step and lets the goroutines the step woke run before it ends,
+	// in an order that depends on the heap the earlier runs left.
+	runtime.GC()
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	var res Result
 	start := time.Now()
 	synctest.Test(t, func(t *testing.T) { res = Run(cfg) })
