@@ -296,42 +296,40 @@ func (w *world) startStore(p *storeProc) {
 // what was synced, and its goroutines are stopped (what they do after the
 // crash reaches no one). It restarts after downFor.
 func (w *world) crashStore(p *storeProc, downFor time.Duration) {
-	name := fmt.Sprintf("s%d", p.idx+1)
-	w.net.Down(p.addr)
-	p.fs = p.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: w.rng.IntN(101), RNG: rand.New(rand.NewPCG(w.rng.Uint64(), 0))})
 	st := p.st
-	p.st = nil
-	p.state = stopping
-	w.tracef("crash %s for %s", name, downFor)
-	w.spawn(func() {
-		st.Stop()
-		w.post("stopped "+name, func() {
-			p.state = down
-			w.at(w.clk.Now().Add(downFor), "restart "+name, func() { w.restartStore(p) })
-		})
-	})
+	p.st, p.state = nil, stopping
+	p.fs = w.crash(fmt.Sprintf("s%d", p.idx+1), p.addr, p.fs, downFor, st.Stop,
+		func() { p.state = down }, func() { w.restartStore(p) })
 }
 
 // crashMember crashes placement member m; it restarts after downFor.
 func (w *world) crashMember(m *memberProc, downFor time.Duration) {
-	name := fmt.Sprintf("pd%d", m.id)
-	w.net.Down(m.addr)
-	m.fs = m.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: w.rng.IntN(101), RNG: rand.New(rand.NewPCG(w.rng.Uint64(), 0))})
 	srv := m.srv
-	m.srv = nil
-	m.state = stopping
+	m.srv, m.state = nil, stopping
+	m.fs = w.crash(fmt.Sprintf("pd%d", m.id), m.addr, m.fs, downFor, srv.Stop,
+		func() { m.state = down }, func() {
+			if m.state == down {
+				w.startMember(m)
+			}
+		})
+}
+
+// crash takes the process at addr off the network and returns what its
+// disk fs keeps: what was synced and a seed-chosen share of the rest. It
+// stops the process on a goroutine (stop); then stopped runs and restart
+// is scheduled downFor later.
+func (w *world) crash(name, addr string, fs *vfs.MemFS, downFor time.Duration, stop, stopped, restart func()) *vfs.MemFS {
+	w.net.Down(addr)
+	kept := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: w.rng.IntN(101), RNG: rand.New(rand.NewPCG(w.rng.Uint64(), 0))})
 	w.tracef("crash %s for %s", name, downFor)
 	w.spawn(func() {
-		srv.Stop()
+		stop()
 		w.post("stopped "+name, func() {
-			m.state = down
-			w.at(w.clk.Now().Add(downFor), "restart "+name, func() {
-				if m.state == down {
-					w.startMember(m)
-				}
-			})
+			stopped()
+			w.at(w.clk.Now().Add(downFor), "restart "+name, restart)
 		})
 	})
+	return kept
 }
 
 // restartStore starts p unless something (healing) already did.
