@@ -115,7 +115,7 @@ func (w *world) startOp(c *client) {
 		}
 		w.count("op " + in.Kind.String())
 		w.spawn(func() {
-			out, err := doOp(ctx, c.kv, key, in, cons)
+			out, err := histcheck.Apply(ctx, readsAt{c.kv, cons}, key, in)
 			w.post(name, func() {
 				outcome := histcheck.OutcomeOK
 				switch {
@@ -225,27 +225,14 @@ func (w *world) input(c *client, key string, pick int) histcheck.Input {
 	}
 }
 
-func doOp(ctx context.Context, kv *router.Client, key string, in histcheck.Input, cons rangekvpb.ReadConsistency) (histcheck.Output, error) {
-	var out histcheck.Output
-	var err error
-	k := []byte(key)
-	switch in.Kind {
-	case histcheck.Get:
-		var v []byte
-		v, out.Found, err = kv.GetWith(ctx, k, cons)
-		out.Value = string(v)
-	case histcheck.Put:
-		err = kv.Put(ctx, k, []byte(in.Value))
-	case histcheck.Delete:
-		err = kv.Delete(ctx, k)
-	case histcheck.CAS:
-		var r router.CASResult
-		r, err = kv.CAS(ctx, k, []byte(in.Expected), in.ExpectAbsent, []byte(in.Value))
-		out.Swapped, out.Found, out.Value = r.Swapped, r.Found, string(r.Value)
-	case histcheck.Incr:
-		out.N, err = kv.Incr(ctx, k, in.Delta)
-	}
-	return out, err
+// readsAt is a client whose Get reads at one consistency level.
+type readsAt struct {
+	*router.Client
+	cons rangekvpb.ReadConsistency
+}
+
+func (r readsAt) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
+	return r.GetWith(ctx, key, r.cons)
 }
 
 // operate runs one cluster operation and schedules the next: a split at a
