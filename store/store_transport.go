@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/internal/clock"
+	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -66,7 +67,7 @@ type transport struct {
 type peer struct {
 	storeID uint64
 	addr    string
-	conn    *grpc.ClientConn
+	conn    grpcnet.Conn
 	// ctx ends run (a child of the transport's): cancelled when the store
 	// leaves (sweepPeers) or the transport closes; done is closed when run
 	// returned (and closed conn).
@@ -158,7 +159,7 @@ func (t *transport) peerFor(storeID uint64) *peer {
 	return p
 }
 
-func newPeer(storeID uint64, addr string, conn *grpc.ClientConn) *peer {
+func newPeer(storeID uint64, addr string, conn grpcnet.Conn) *peer {
 	return &peer{storeID: storeID, addr: addr, conn: conn, ready: make(chan struct{}, 1), kick: make(chan struct{}, 1),
 		done: make(chan struct{})}
 }
@@ -376,6 +377,55 @@ func (p *peer) takeHeartbeats() (beats, resps []*rangekvpb.RaftHeartbeat) {
 	return beats, resps
 }
 
+// The events of a peer's sender loop (peer.next).
+const (
+	evStop = iota
+	evReady
+	evHeld
+	evTick
+	evKick
+)
+
+// next waits for the sender's next event: the peer stopping, queued
+// messages (ready), the held appends' timer (holdC), the flush tick
+// (tickC) or a kick. When several are ready it takes them in that order,
+// not in the random one of select, so that a simulated run replays the
+// same batches.
+func (p *peer) next(holdC, tickC <-chan time.Time) int {
+	select {
+	case <-p.ctx.Done():
+		return evStop
+	default:
+	}
+	select {
+	case <-p.ready:
+		return evReady
+	default:
+	}
+	select {
+	case <-holdC:
+		return evHeld
+	default:
+	}
+	select {
+	case <-tickC:
+		return evTick
+	default:
+	}
+	select {
+	case <-p.ctx.Done():
+		return evStop
+	case <-p.ready:
+		return evReady
+	case <-holdC:
+		return evHeld
+	case <-tickC:
+		return evTick
+	case <-p.kick:
+		return evKick
+	}
+}
+
 // run owns p's stream: connect, then flush batches until an error, then
 // reconnect with backoff. Messages lost on a broken stream are recovered by
 // raft's own retries.
@@ -413,26 +463,27 @@ func (t *transport) run(p *peer) {
 		}
 		for err == nil {
 			batch.Messages, batch.Heartbeats, batch.HeartbeatResps = batch.Messages[:0], nil, nil
-			select {
-			case <-p.ctx.Done():
+			ev := p.next(holdC, ticker.C())
+			switch ev {
+			case evStop:
 				_, _ = stream.CloseAndRecv()
 				return
-			case <-p.ready:
+			case evReady:
 				if batch.Messages = p.takeQueued(batch.Messages, maxBatchMessages); len(batch.Messages) == 0 {
 					continue
 				}
-			case <-p.kick:
+			case evKick:
 				if holdC == nil {
 					holdTimer.Reset(t.hold)
 					holdC = holdTimer.C()
 				}
 				continue
-			case <-holdC:
+			case evHeld:
 				holdC = nil
 				if batch.Messages = p.takeHeld(batch.Messages); len(batch.Messages) == 0 {
 					continue // all superseded
 				}
-			case <-ticker.C():
+			case evTick:
 				// Coalesced heartbeats, or an empty batch: the liveness
 				// ping. Held appends go first: a quiesce heartbeat must
 				// not overtake the commit index it quiesces at.
@@ -520,7 +571,7 @@ func (t *transport) redial(storeID uint64, addr string) {
 }
 
 // conn returns the client connection to storeID (for snapshots).
-func (t *transport) conn(storeID uint64) *grpc.ClientConn {
+func (t *transport) conn(storeID uint64) grpcnet.Conn {
 	p := t.peerFor(storeID)
 	if p == nil {
 		return nil
