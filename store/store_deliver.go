@@ -80,10 +80,10 @@ func (s *Store) deliverTo(env *rangekvpb.RaftMessage, quiesce bool, ids *[]uint6
 		// A newer incarnation of this range's replica here, while the old
 		// one never got its data (it was added, then removed before a
 		// snapshot reached it): replica IDs are never reused, so the old
-		// one is gone from the range. Replace it at once; replica GC only
-		// looks at initialized replicas, and waiting would leave the new
-		// learner unreachable for good. Not while a split staged here is
-		// about to install this range's replica (startReplacing).
+		// one is gone from the range. Replace it at once: waiting for
+		// replica GC's next pass would leave the new learner unreachable
+		// meanwhile. Not while a split staged here is about to install
+		// this range's replica (startReplacing).
 		if !s.startReplacing(r) {
 			s.metrics.messagesDropped.WithLabelValues("awaiting_split").Inc()
 			return
