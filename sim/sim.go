@@ -14,6 +14,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing/synctest"
@@ -122,6 +123,8 @@ type world struct {
 	closers []func()
 	faults  *faults
 	checks  *checker
+	gc      gcState
+	line    []byte // tracef's buffer
 }
 
 // event is something scheduled at a simulated time.
@@ -147,7 +150,7 @@ func Run(cfg Config) Result {
 		return Result{Seed: cfg.Seed, Failures: []string{err.Error()}}
 	}
 	w := &world{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), clk: clock.NewManual(epoch), start: epoch,
-		wire: &wire{calls: map[*grpcnet.Call]*callState{}}, hash: fnv.New64a(), counts: map[string]int{}}
+		wire: &wire{calls: map[*grpcnet.Call]*callState{}}, hash: fnv.New64a(), counts: map[string]int{}, gc: newGCState()}
 	w.net = grpcnet.NewDirect(w.wire)
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.rec = histcheck.NewRecorderOn(w.clk)
@@ -193,9 +196,11 @@ func Run(cfg Config) Result {
 // or the clock reaches deadline, and reports whether done held.
 func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 	var ready []*lane
+	var passes []int
 	idle := make([]bool, len(w.stores))
 	for {
 		w.settle()
+		w.collect()
 		if done() {
 			return true
 		}
@@ -214,7 +219,7 @@ func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 		for nEvents < len(w.events) && !w.events[nEvents].at.After(now) {
 			nEvents++
 		}
-		var passes []int
+		passes = passes[:0]
 		for i, p := range w.stores {
 			if p.state == up && !idle[i] && !now.Before(p.slowUntil) {
 				passes = append(passes, i)
@@ -360,11 +365,17 @@ func (w *world) post(key string, fn func()) {
 	w.mailMu.Unlock()
 }
 
+// tracef hashes (and writes, with Config.Trace) one trace line: the
+// simulated microsecond, then the text.
 func (w *world) tracef(format string, args ...any) {
-	line := fmt.Sprintf("%d %s\n", w.clk.Now().Sub(w.start).Microseconds(), fmt.Sprintf(format, args...))
-	w.hash.Write([]byte(line))
+	b := strconv.AppendInt(w.line[:0], w.clk.Now().Sub(w.start).Microseconds(), 10)
+	b = append(b, ' ')
+	b = fmt.Appendf(b, format, args...)
+	b = append(b, '\n')
+	w.line = b
+	w.hash.Write(b)
 	if w.cfg.Trace != nil {
-		io.WriteString(w.cfg.Trace, line)
+		w.cfg.Trace.Write(b)
 	}
 }
 
