@@ -163,6 +163,9 @@ type Config struct {
 	// Runner decides which goroutine runs which Raft pass, and when. Nil:
 	// a WorkerPool of Workers goroutines.
 	Runner Runner
+	// Sizes estimates the engine's and each range's bytes on disk for
+	// reports, listings and size-based splits. Nil: PebbleSizes.
+	Sizes Sizes
 }
 
 // withSeams returns c with every unset seam set to its production
@@ -178,6 +181,9 @@ func (c Config) withSeams() Config {
 	c.Network = grpcnet.OrTCP(c.Network)
 	if c.Runner == nil {
 		c.Runner = &WorkerPool{}
+	}
+	if c.Sizes == nil {
+		c.Sizes = PebbleSizes{}
 	}
 	return c
 }

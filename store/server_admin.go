@@ -30,7 +30,7 @@ func (s *Store) Status() *rangekvpb.ListRangesResponse {
 		if d != nil {
 			st.Descriptor_ = proto.CloneOf(d)
 			lo, hi := keys.UserSpan(d.StartKey, d.EndKey)
-			if n, err := s.db.EstimateDiskUsage(lo, hi); err == nil {
+			if n, err := s.cfg.Sizes.Span(s.db, lo, hi); err == nil {
 				st.ApproximateSize = n
 			}
 		} else {

@@ -121,7 +121,7 @@ func (s *Store) storeStats() *rangekvpb.StoreStats {
 	if u, err := s.cfg.FS.GetDiskUsage(s.cfg.DataDir); err == nil {
 		st.Capacity, st.Available = u.TotalBytes, u.AvailBytes
 	}
-	st.Used = s.db.Metrics().DiskSpaceUsage()
+	st.Used = s.cfg.Sizes.Used(s.db)
 	for _, r := range s.replicasSnapshot() {
 		if r.Descriptor() == nil {
 			continue
@@ -224,7 +224,7 @@ func (s *Store) sendRangeReports(last map[uint64]reported) {
 func (s *Store) rangeReport(r *Replica, d *rangekvpb.RangeDescriptor) *rangekvpb.RangeHeartbeat {
 	h := &rangekvpb.RangeHeartbeat{Descriptor_: d, LeaderStoreId: s.cfg.StoreID, Term: r.term.Load()}
 	lo, hi := keys.UserSpan(d.StartKey, d.EndKey)
-	if n, err := s.db.EstimateDiskUsage(lo, hi); err == nil {
+	if n, err := s.cfg.Sizes.Span(s.db, lo, hi); err == nil {
 		h.ApproximateSize = n
 	}
 	h.ApproximateKeys = s.approximateKeys(lo, hi, h.ApproximateSize)

@@ -47,7 +47,7 @@ func (s *Store) maybeSplitBySize(r *Replica) {
 		return
 	}
 	lo, hi := keys.UserSpan(d.StartKey, d.EndKey)
-	est, err := s.db.EstimateDiskUsage(lo, hi)
+	est, err := s.cfg.Sizes.Span(s.db, lo, hi)
 	if err != nil {
 		return
 	}
