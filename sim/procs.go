@@ -261,6 +261,7 @@ func (w *world) startStore(p *storeProc) {
 	cfg.Network = w.net.Node(p.addr)
 	p.run = newRunner()
 	cfg.Runner = p.run
+	cfg.Sizes = store.LogicalSizes{} // Pebble's own figures differ between runs (store/store_sizes.go)
 	cfg.Knobs = &store.TestingKnobs{
 		FreeSpace: func() (uint64, error) {
 			if p.diskFull.Load() {
