@@ -50,6 +50,9 @@ type Replica struct {
 	// new leader, whose probe was dropped, hears back at once instead of
 	// at its next heartbeat (a consecutive split waited ~100 ms for it).
 	heldApp atomic.Pointer[inMsg]
+	// size is the range's last measured approximate size (sizeEstimate);
+	// nil until measured.
+	size atomic.Pointer[sizeEstimate]
 	// writtenBytes approximates user bytes applied since the last split
 	// check.
 	writtenBytes atomic.Int64

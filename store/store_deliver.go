@@ -162,7 +162,7 @@ func (s *Store) createUninitialized(rangeID, replicaID uint64) *Replica {
 		}
 		r = &Replica{store: s, rangeID: rangeID, replicaID: replicaID, log: rl}
 		r.mu.rr = rr
-		s.mu.replicas[rangeID] = r
+		s.setReplicaLocked(rangeID, r)
 		s.metrics.replicas.Inc()
 		s.setAwake(rangeID, true)
 		s.mu.Unlock()

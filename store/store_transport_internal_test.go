@@ -90,7 +90,7 @@ func counterValue(t testing.TB, s *Store, name string, label ...string) float64 
 func addTestReplica(s *Store, rangeID, replicaID uint64) *Replica {
 	r := &Replica{store: s, rangeID: rangeID, replicaID: replicaID}
 	r.desc.Store(&rangekvpb.RangeDescriptor{RangeId: rangeID, Epoch: &rangekvpb.RangeEpoch{ConfVer: 1, Version: 1}})
-	s.mu.replicas[rangeID] = r
+	s.setReplicaLocked(rangeID, r)
 	return r
 }
 
