@@ -192,7 +192,7 @@ func splitOne(ctx context.Context, c *cluster, mid, s int, st *splitStats) (int,
 func rangeStartsAt(ctx context.Context, c *cluster, s int, key []byte) bool {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	resp, err := c.stores[s].admin.ListRanges(rctx, &rangekvpb.ListRangesRequest{})
+	resp, err := listAll(rctx, c.stores[s].admin)
 	if err != nil {
 		return false
 	}
