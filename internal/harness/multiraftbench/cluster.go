@@ -41,7 +41,9 @@ type storeProc struct {
 	logPath  string
 
 	proc   *procs.Proc // nil until started
-	killed bool        // stopped on purpose (kill9)
+	killed bool        // stopped on purpose (kill9, restart)
+	bin    string
+	args   []string // the flags it was started with (restart reuses them)
 
 	conn  *grpc.ClientConn
 	admin rangekvpb.AdminClient
@@ -97,7 +99,8 @@ func startCluster(ctx context.Context, name, dir string, sa storeArgs) (*cluster
 			InitialStores: initial,
 			Extra:         sa.flags(),
 		}
-		if err := p.start(fmt.Sprintf("store %d", p.id), sa.bin, args.Args()); err != nil {
+		p.bin, p.args = sa.bin, args.Args()
+		if err := p.start(fmt.Sprintf("store %d", p.id), sa.bin, p.args); err != nil {
 			c.stop()
 			return nil, err
 		}

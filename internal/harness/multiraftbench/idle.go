@@ -167,7 +167,9 @@ type idleResult struct {
 	ownPct        float64 // the stores' share of that, % of all cores
 	quiescedEnd   []int
 	leaders       []int
-	profiles      []string // text profiles taken after the window, when asked
+	profiles      []string       // text profiles taken after the window, when asked
+	mem           []memInfo      // per store, after the window
+	restart       *restartResult // when -restart
 	detail        string
 }
 
