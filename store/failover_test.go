@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rangekv/rangekv/internal/harness/testcluster"
+	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/router"
 	"github.com/rangekv/rangekv/store"
 )
@@ -416,4 +417,83 @@ func TestConcurrentIncrAcrossLeaderFailure(t *testing.T) {
 	}
 	c.RestartStore(old)
 	wantReplicasIdentical(t, c)
+}
+
+// The survivor holding the lowest replica ID notices the leader store's
+// death first and campaigns; the other survivor, which still counts the
+// dead store as live, ignores that pre-vote (its leader's lease). The
+// campaigner must try again soon after, not a randomized election
+// timeout later (docs/benchmarks.md, Multi-Raft problem 2: failovers of
+// 2.8 election timeouts instead of 1.2). Here store 2 stops hearing from
+// store 1 (the leader of every range) before store 1 stops, so it
+// notices the death a whole liveness timeout before store 3 does; every
+// range must have a new leader within a second of store 3 noticing,
+// where waiting for raft's own timer would take up to five.
+func TestFailoverCampaignerRetriesWhenPeerNoticesLater(t *testing.T) {
+	const electionTimeout = 5 * time.Second
+	var cutOneToTwo atomic.Bool
+	c := testcluster.Start(t, 3, testcluster.Options{InMemory: true, Configure: func(_ int, cfg *store.Config) {
+		cfg.HeartbeatInterval = 100 * time.Millisecond
+		cfg.ElectionTimeout = electionTimeout
+		cfg.Knobs = &store.TestingKnobs{RaftBatchFault: func(from, to uint64) (bool, time.Duration) {
+			return cutOneToTwo.Load() && from == 1 && to == 2, 0
+		}}
+	}})
+	all := mrStoreIdx(3)
+	if lead := c.WaitLeader(1); lead != 0 {
+		resp, err := c.Admin(lead).TransferLeader(mrCtx(t, 10*time.Second), &rangekvpb.TransferLeaderRequest{RangeId: 1, ToStoreId: 1})
+		if err != nil || resp.Error != nil {
+			t.Fatalf("transfer range 1's leadership to store 1: %v %v", resp.GetError(), err)
+		}
+		c.WaitFor("store 1 to lead range 1", 10*time.Second, func() bool { return c.Leader(1) == 0 })
+	}
+	const ranges = 20
+	mrSplitDown(t, c, mrSplitKeys("f", ranges))
+	descs := mrWaitDescriptorsAgree(t, c, all, ranges, 15*time.Second)
+	for _, d := range descs {
+		if c.WaitLeader(d.RangeId) != 0 {
+			resp, err := c.Admin(c.Leader(d.RangeId)).TransferLeader(mrCtx(t, 10*time.Second), &rangekvpb.TransferLeaderRequest{RangeId: d.RangeId, ToStoreId: 1})
+			if err != nil || resp.Error != nil {
+				t.Fatalf("transfer range %d's leadership to store 1: %v %v", d.RangeId, resp.GetError(), err)
+			}
+		}
+	}
+	c.WaitFor("store 1 to lead every range", 20*time.Second, func() bool {
+		for _, d := range descs {
+			if c.Leader(d.RangeId) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	mrWaitQuiescent(t, c, all, 20*time.Second)
+
+	// Store 2 notices store 1 "dead" and campaigns for every range while
+	// store 1 still leads and store 3 still hears it.
+	cutOneToTwo.Store(true)
+	c.WaitFor("store 2's replicas to forget store 1's leadership", 3*electionTimeout, func() bool {
+		for _, r := range c.Stores[1].Status().Replicas {
+			if r.LeaderReplicaId != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	c.StopStore(0)
+	stopped := time.Now()
+	var leaderless []uint64
+	c.WaitFor("every range to elect a leader on stores 2 and 3", 4*electionTimeout, func() bool {
+		leaderless = leaderless[:0]
+		for _, d := range descs {
+			if c.Leader(d.RangeId) < 0 {
+				leaderless = append(leaderless, d.RangeId)
+			}
+		}
+		return len(leaderless) == 0
+	})
+	took := time.Since(stopped)
+	t.Logf("every range has a new leader %s after store 1 stopped (store 3 notices after %s)", took, electionTimeout)
+	if limit := electionTimeout + time.Second; took > limit {
+		t.Errorf("the new leaders took %s after store 1 stopped, more than %s (store 3's liveness timeout, %s, plus a second)", took, limit, electionTimeout)
+	}
 }

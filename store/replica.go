@@ -92,6 +92,15 @@ type Replica struct {
 			confVer, term uint64
 			ticks         int
 		}
+		// recampaign: this replica campaigned because its leader's store
+		// (deadStore) went down; it campaigns again every
+		// recampaignTicks while it knows no leader and that store stays
+		// down, for at most two election timeouts (replica_quiesce.go
+		// maybeRecampaign). Zero: not retrying.
+		recampaign struct {
+			deadStore uint64
+			ticks     int
+		}
 	}
 
 	inbox struct {
