@@ -145,9 +145,11 @@ func splitOne(ctx context.Context, c *cluster, mid, s int, st *splitStats) (int,
 			lastErr = err.Error()
 			switch status.Code(err) {
 			case codes.InvalidArgument:
-				// A split that timed out may have applied: the key is then
-				// the start of a range, which the store refuses to split at.
-				if timedOut && rangeStartsAt(ctx, c, s, key) {
+				// A split that timed out, or whose leader lost its
+				// leadership after proposing it, may have applied: the key
+				// is then the start of a range, which the store refuses to
+				// split at.
+				if (timedOut || attempt > 0) && rangeStartsAt(ctx, c, s, key) {
 					return s, nil
 				}
 				return -1, fmt.Errorf("split at %q on store %d: %w", key, c.stores[s].id, err)
