@@ -497,3 +497,59 @@ func TestFailoverCampaignerRetriesWhenPeerNoticesLater(t *testing.T) {
 		t.Errorf("the new leaders took %s after store 1 stopped, more than %s (store 3's liveness timeout, %s, plus a second)", took, limit, electionTimeout)
 	}
 }
+
+// A store restarted within the liveness timeout (so no peer saw it down)
+// hears its ranges' leaders at once: its new streams make the peers wake
+// their quiesced leaders with a replica on it, which heartbeat it. Before,
+// its replicas knew no leader until they pre-voted a randomized election
+// timeout later (with 100,000 replicas, a storm of pre-votes).
+func TestRestartedStoreHearsQuiescedLeadersAtOnce(t *testing.T) {
+	const electionTimeout = 5 * time.Second
+	c := testcluster.Start(t, 3, testcluster.Options{InMemory: true, Configure: func(_ int, cfg *store.Config) {
+		cfg.HeartbeatInterval = 100 * time.Millisecond
+		cfg.ElectionTimeout = electionTimeout
+	}})
+	all := mrStoreIdx(3)
+	c.WaitLeader(1)
+	const ranges = 20
+	mrSplitDown(t, c, mrSplitKeys("r", ranges))
+	descs := mrWaitDescriptorsAgree(t, c, all, ranges, 15*time.Second)
+	victim := 0
+	for i := range 3 {
+		if c.Leader(1) != i {
+			victim = i
+			break
+		}
+	}
+	// Leaders stay off the victim, so that nothing it leads needs an
+	// election.
+	for _, d := range descs {
+		if l := c.WaitLeader(d.RangeId); l == victim {
+			resp, err := c.Admin(l).TransferLeader(mrCtx(t, 10*time.Second), &rangekvpb.TransferLeaderRequest{RangeId: d.RangeId, ToStoreId: uint64((victim+1)%3 + 1)})
+			if err != nil || resp.Error != nil {
+				t.Fatalf("transfer range %d's leadership off store %d: %v %v", d.RangeId, victim+1, resp.GetError(), err)
+			}
+			c.WaitFor(fmt.Sprintf("range %d led off store %d", d.RangeId, victim+1), 10*time.Second, func() bool {
+				l := c.Leader(d.RangeId)
+				return l >= 0 && l != victim
+			})
+		}
+	}
+	mrWaitQuiescent(t, c, all, 20*time.Second)
+	c.StopStore(victim)
+	c.RestartStore(victim)
+	restarted := time.Now()
+	c.WaitFor("every replica on the restarted store to know its leader", 3*electionTimeout, func() bool {
+		for _, r := range c.Stores[victim].Status().Replicas {
+			if r.LeaderReplicaId == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	took := time.Since(restarted)
+	t.Logf("every replica on the restarted store %d knows its leader %s after the restart", victim+1, took)
+	if limit := electionTimeout / 2; took > limit {
+		t.Errorf("the restarted store's replicas learned their leaders %s after the restart, more than %s (half the election timeout)", took, limit)
+	}
+}

@@ -60,6 +60,7 @@ func (rs *raftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
 				return stream.SendAndClose(&rangekvpb.RaftStreamResponse{})
 			}
 			admitted = true
+			rs.s.liveness.reconnected(batch.FromStore)
 		}
 		rs.s.liveness.heard(batch.FromStore)
 		for _, m := range batch.Messages {
