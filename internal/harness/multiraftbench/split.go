@@ -190,11 +190,21 @@ func splitOne(ctx context.Context, c *cluster, mid, s int, st *splitStats) (int,
 	}
 }
 
-// rangeStartsAt reports whether store s has a range starting at key.
+// rangeStartsAt reports whether store s has a range starting at key. A
+// store busy splitting can take seconds to list many replicas (the
+// listing waits for each replica's lock, which a worker holds through its
+// pass): it gets a minute, and a second try.
 func rangeStartsAt(ctx context.Context, c *cluster, s int, key []byte) bool {
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	resp, err := listAll(rctx, c.stores[s].admin)
+	var resp *rangekvpb.ListRangesResponse
+	var err error
+	for range 2 {
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		resp, err = listAll(rctx, c.stores[s].admin)
+		cancel()
+		if err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return false
 	}
