@@ -169,6 +169,7 @@ type idleResult struct {
 	leaders       []int
 	profiles      []string       // text profiles taken after the window, when asked
 	mem           []memInfo      // per store, after the window
+	listing       []listCost     // per store, after the window
 	restart       *restartResult // when -restart
 	detail        string
 }

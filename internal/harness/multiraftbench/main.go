@@ -368,6 +368,12 @@ func runPlan(ctx context.Context, o *options, sa storeArgs, n int, p plan, res *
 		for i, mi := range m.mem {
 			fmt.Fprintf(progress, "  store %d: RSS %.0f MiB (%.1f KiB per replica), Go heap in use %.0f MiB\n", i+1, float64(mi.rss)/(1<<20), mi.perReplica()/1024, float64(mi.heap)/(1<<20))
 		}
+		if m.listing, err = measureListing(ctx, c); err != nil {
+			return err
+		}
+		for i, l := range m.listing {
+			fmt.Fprintf(progress, "  store %d: ListRanges of %d replicas in %d pages: %s, store CPU %s (%s per 1,000 replicas)\n", i+1, l.replicas, l.pages, l.wall.Round(time.Millisecond), l.cpu, l.cpuPer1000())
+		}
 		if o.restart {
 			target := 0
 			for i, l := range m.leaders {

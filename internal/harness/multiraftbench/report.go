@@ -209,7 +209,13 @@ func render(o *options, r *results) string {
 					join(x.mem, func(m memInfo) string { return fmt.Sprintf("%.1f", m.perReplica()/1024) }),
 					join(x.mem, func(m memInfo) string { return fmt.Sprintf("%.0f", float64(m.heap)/(1<<20)) }), rs)
 			}
-			p("\nRSS is VmRSS of each store process (`/proc/PID/status`) after the idle window, divided by the range count for \"per replica\" (so it includes the process's fixed cost); the heap is the Go runtime's HeapInuse. A restart sends SIGTERM to the store leading the fewest ranges, starts it again with the same flags and polls it every 250 ms: ready is `/readyz`, \"all listed\" is `Admin.ListRanges` listing every replica, and serving means every replica on it knows a leader.\n")
+			p("\nListRanges, every replica paged (1,000 a page) three times after the idle window: ")
+			for _, x := range r.idle {
+				p("%d ranges: %s.", x.ranges, join(x.listing, func(l listCost) string {
+					return fmt.Sprintf("%d replicas in %s wall, store CPU %s (%s per 1,000 replicas)", l.replicas, l.wall.Round(time.Millisecond), l.cpu, l.cpuPer1000())
+				}))
+			}
+			p("\n\nRSS is VmRSS of each store process (`/proc/PID/status`) after the idle window, divided by the range count for \"per replica\" (so it includes the process's fixed cost); the heap is the Go runtime's HeapInuse. A restart sends SIGTERM to the store leading the fewest ranges, starts it again with the same flags and polls it every 250 ms: ready is `/readyz`, \"all listed\" is `Admin.ListRanges` listing every replica, and serving means every replica on it knows a leader.\n")
 		}
 		p("\nCPU is utime+stime of each store process from `/proc/PID/stat` over the window; batches are `rangekv_transport_batches_sent_total` (each store sends to 2 peers); Raft messages are `rangekv_raft_messages_sent_total` (quiesce heartbeats are not counted there). \"Machine busy\" is `/proc/stat` over the same window: the gap between it and the stores' share is other work on the machine.\n\n")
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rangekv/rangekv/internal/procs"
+	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
 // procRSS returns the resident set size of pid in bytes (VmRSS).
@@ -93,6 +94,61 @@ func measureMem(ctx context.Context, c *cluster, replicas int) ([]memInfo, error
 			return nil, err
 		}
 		out[i] = memInfo{rss: rss, heap: heap, replicas: replicas}
+	}
+	return out, nil
+}
+
+// listCost is what one full ListRanges listing of a store cost.
+type listCost struct {
+	replicas, pages int
+	wall, cpu       time.Duration // the store's CPU (utime+stime) over the listing
+}
+
+func (l listCost) cpuPer1000() time.Duration {
+	if l.replicas == 0 {
+		return 0
+	}
+	return l.cpu * 1000 / time.Duration(l.replicas)
+}
+
+// measureListing pages through every running store's ListRanges (the
+// default page of 1,000) three times, timing it and reading the store's
+// CPU around it (/proc ticks are 10 ms: three passes over many replicas
+// make that fine enough).
+func measureListing(ctx context.Context, c *cluster) ([]listCost, error) {
+	out := make([]listCost, len(c.stores))
+	for i, p := range c.stores {
+		if !p.running() {
+			continue
+		}
+		t0, err := procTicks(p.pid())
+		if err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		for range 3 {
+			req := &rangekvpb.ListRangesRequest{}
+			for {
+				rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				resp, err := p.admin.ListRanges(rctx, req)
+				cancel()
+				if err != nil {
+					return nil, fmt.Errorf("ListRanges on store %d: %w", p.id, err)
+				}
+				out[i].pages++
+				out[i].replicas += len(resp.Replicas)
+				if resp.NextPageToken == "" {
+					break
+				}
+				req.PageToken = resp.NextPageToken
+			}
+		}
+		out[i].wall = time.Since(start)
+		t1, err := procTicks(p.pid())
+		if err != nil {
+			return nil, err
+		}
+		out[i].cpu = time.Duration(t1-t0) * time.Second / clockTicks
 	}
 	return out, nil
 }
