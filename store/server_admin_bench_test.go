@@ -4,11 +4,13 @@
 package store_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/rangekv/rangekv/internal/harness/testcluster"
+	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/store"
 )
 
@@ -29,10 +31,24 @@ func BenchmarkListRanges(b *testing.B) {
 	if n := len(s.Status().Replicas); n != ranges {
 		b.Fatalf("store %d lists %d replicas, want %d", lead+1, n, ranges)
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		s.Status()
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/1000replicas")
+	adm := c.Admin(lead)
+	b.Run("in-process", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s.Status()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/1000replicas")
+	})
+	// Through gRPC (the client's unmarshalling included, on the same
+	// cores).
+	b.Run("grpc", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			resp, err := adm.ListRanges(context.Background(), &rangekvpb.ListRangesRequest{})
+			if err != nil || len(resp.Replicas) != ranges {
+				b.Fatalf("ListRanges: %d replicas, %v", len(resp.GetReplicas()), err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/1000replicas")
+	})
 }

@@ -967,3 +967,25 @@ func TestRaftStreamRefusesTrafficForAnotherStoreID(t *testing.T) {
 		t.Fatalf("replica 3's inbox holds %d messages, want the vote and the heartbeat", len(got))
 	}
 }
+
+// A long batch notes its sender alive as it is handed out, every
+// heardEvery records, not only before it: delivering tens of thousands of
+// coalesced heartbeats on a busy store outlasted the liveness timeout,
+// and the sender was counted dead meanwhile (every range it leads woke
+// and elected again).
+func TestLongBatchKeepsSenderLive(t *testing.T) {
+	s := newTransportTestStore(t, 1)
+	var calls atomic.Int64
+	s.liveness = newLiveness(1, func() time.Time { calls.Add(1); return time.Now() }, time.Second)
+	const ranges = 1000
+	b := &rangekvpb.RaftMessageBatch{FromStore: 2, ToStore: 1}
+	for id := uint64(1); id <= ranges; id++ {
+		addTestReplica(s, id, 1)
+		b.Heartbeats = append(b.Heartbeats, &rangekvpb.RaftHeartbeat{RangeId: id, FromReplicaId: 2, ToReplicaId: 1, Term: 6, Commit: 10})
+	}
+	before := calls.Load()
+	receive(t, s, b)
+	if got, want := calls.Load()-before, int64((ranges+heardEvery-1)/heardEvery); got < want {
+		t.Fatalf("a batch of %d heartbeats noted its sender alive %d times, want at least %d (every %d records)", ranges, got, want, heardEvery)
+	}
+}
