@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/paging"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -283,7 +284,7 @@ func (a *api) Split(ctx context.Context, req *rangekvpb.SplitRequest) (*rangekvp
 		// leader's store reports it once elected (store/store_reports.go,
 		// reportRangesSoon). Wait briefly for that rather than send the
 		// caller into its retry backoff.
-		wctx, cancel := context.WithTimeout(ctx, splitLeaderWait)
+		wctx, cancel := clock.WithTimeout(ctx, a.s.cfg.Clock, splitLeaderWait)
 		lead = s.cluster().waitLeader(wctx, d.RangeId)
 		cancel()
 	}

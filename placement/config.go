@@ -81,7 +81,7 @@ type Config struct {
 	// Clock tells the time (store liveness, operator ages and IDs, the
 	// leader's view of stores) and makes every ticker and timer: the
 	// group's Raft tick, the schedule loop, the shutdown grace. Deadlines
-	// of contexts (gRPC calls) stay on the real clock. Nil: clock.Real.
+	// of contexts run on it too (clock.WithTimeout). Nil: clock.Real.
 	Clock clock.Clock
 	// Rand is where the member's random numbers come from: the proposal
 	// and read-index ID seed, a new cluster's ID. It must be safe for

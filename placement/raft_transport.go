@@ -11,6 +11,7 @@ import (
 
 	pb "go.etcd.io/raft/v3/raftpb"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -84,7 +85,7 @@ func (t *transport) run(id uint64, addr string, ch chan *pb.Message) {
 				break drain
 			}
 		}
-		ctx, cancel := context.WithTimeout(t.ctx, 2*time.Second)
+		ctx, cancel := clock.WithTimeout(t.ctx, t.s.cfg.Clock, 2*time.Second)
 		_, err := client.Send(ctx, &rangekvpb.PlacementRaftBatch{From: t.s.cfg.ID, Messages: batch})
 		cancel()
 		if err != nil {

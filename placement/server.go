@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/logadapt"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
@@ -161,7 +162,7 @@ func (s *Server) Stop() {
 	s.once.Do(func() {
 		s.ready.Store(false)
 		if s.httpServer != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			ctx, cancel := clock.WithTimeout(context.Background(), s.cfg.Clock, time.Second)
 			_ = s.httpServer.Shutdown(ctx)
 			cancel()
 		}

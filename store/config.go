@@ -143,8 +143,8 @@ type Config struct {
 	// Clock tells the time and makes every ticker and timer of the store:
 	// the Raft tick, leases, liveness, reports, loops, backoffs, the
 	// snapshot rate limit, drain. Deadlines of contexts (gRPC calls and
-	// waits bounded by context.WithTimeout) stay on the real clock. Nil:
-	// clock.Real.
+	// waits bounded by a timeout) run on it too, through
+	// clock.WithTimeout. Nil: clock.Real.
 	Clock clock.Clock
 	// Rand is where the store's random numbers come from: the proposal and
 	// read-index ID seeds, the data directory's incarnation, snapshot file

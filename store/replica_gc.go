@@ -32,6 +32,7 @@ import (
 	"context"
 	"slices"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -135,7 +136,7 @@ func (r *Replica) gcAskPeers(ctx context.Context) {
 		if conn == nil {
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, gcLookupTimeout)
+		cctx, cancel := clock.WithTimeout(ctx, r.store.cfg.Clock, gcLookupTimeout)
 		resp, err := rangekvpb.NewAdminClient(conn).GetDescriptor(cctx, &rangekvpb.GetDescriptorRequest{RangeId: r.rangeID})
 		cancel()
 		if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
@@ -326,7 +327,7 @@ func (s *Store) Stop() {
 	s.stopOnce.Do(func() {
 		s.ready.Store(false)
 		if s.httpServer != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			ctx, cancel := clock.WithTimeout(context.Background(), s.cfg.Clock, time.Second)
 			_ = s.httpServer.Shutdown(ctx)
 			cancel()
 		}

@@ -153,7 +153,7 @@ func (s *Store) gcCandidates() []*Replica {
 // placementDescriptor reads the range's descriptor from placement with a
 // linearizable read; nil when placement does not know the range.
 func (s *Store) placementDescriptor(ctx context.Context, rangeID uint64) (*rangekvpb.RangeDescriptor, error) {
-	ctx, cancel := context.WithTimeout(ctx, gcLookupTimeout)
+	ctx, cancel := clock.WithTimeout(ctx, s.cfg.Clock, gcLookupTimeout)
 	defer cancel()
 	var d *rangekvpb.RangeDescriptor
 	err := s.pd.call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {

@@ -40,6 +40,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
@@ -171,7 +172,7 @@ func (s *Store) admitPeer(peer, inc uint64, probe bool) error {
 // incarnation of this store ID; it returns *ErrWipedStore if one does.
 // Peers that do not answer in time are skipped.
 func (s *Store) probePeers() error {
-	ctx, cancel := context.WithTimeout(context.Background(), bootstrapProbeTimeout)
+	ctx, cancel := clock.WithTimeout(context.Background(), s.cfg.Clock, bootstrapProbeTimeout)
 	defer cancel()
 	type answer struct {
 		peer uint64

@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -115,7 +116,7 @@ func (e *operatorExecutor) execute(st *rangekvpb.OperatorStep) (*rangekvpb.Range
 	if k := s.cfg.Knobs; k != nil && k.BeforeOperatorStep != nil {
 		k.BeforeOperatorStep(st.RangeId)
 	}
-	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	ctx, cancel := clock.WithTimeout(e.ctx, e.s.cfg.Clock, 30*time.Second)
 	defer cancel()
 	var rerr *rangekvpb.RangeError
 	var err error

@@ -91,7 +91,7 @@ func (c *pdClient) do(ctx context.Context, maxFailures int, fn func(ctx context.
 		addr := c.leader
 		conn := c.conns[addr]
 		c.mu.Unlock()
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		cctx, cancel := clock.WithTimeout(ctx, c.clock, 3*time.Second)
 		perr, err := fn(cctx, rangekvpb.NewPlacementClient(conn))
 		cancel()
 		switch {

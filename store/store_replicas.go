@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -149,7 +150,7 @@ func (s *Store) allocRangeID(ctx context.Context) (uint64, error) {
 	}
 	if s.pd != nil {
 		var first uint64
-		ctx, cancel := s.untilStop(context.WithTimeout(ctx, allocIDTimeout))
+		ctx, cancel := s.untilStop(clock.WithTimeout(ctx, s.cfg.Clock, allocIDTimeout))
 		defer cancel()
 		err := s.pd.call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
 			r, err := pc.AllocID(ctx, &rangekvpb.AllocIDRequest{Count: 1})

@@ -16,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3/tracker"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -71,7 +72,7 @@ func (s *Store) reportRangesSoon() {
 }
 
 func (s *Store) pdCtx(d time.Duration) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	ctx, cancel := clock.WithTimeout(context.Background(), s.cfg.Clock, d)
 	return s.untilStop(ctx, cancel)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/keys"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -102,7 +103,7 @@ func (s *Store) maybeSplitBySize(r *Replica) {
 		s.log.Info("split by size failed: no range ID", "range", d.RangeId, "size", size, "err", err)
 		return
 	}
-	ctx, cancel := s.untilStop(context.WithTimeout(context.Background(), s.cfg.ProposalTimeout))
+	ctx, cancel := s.untilStop(clock.WithTimeout(context.Background(), s.cfg.Clock, s.cfg.ProposalTimeout))
 	defer cancel()
 	res, rerr, err := s.Split(ctx, d.RangeId, key, newID)
 	if err != nil || rerr != nil {

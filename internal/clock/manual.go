@@ -36,22 +36,20 @@ func (m *Manual) Advance(d time.Duration) {
 		panic("clock: Advance with a negative duration")
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	end := m.now.Add(d)
 	for len(m.queue) > 0 && !m.queue[0].at.After(end) {
 		w := heap.Pop(&m.queue).(*waiter)
 		m.now = w.at
-		w.index = -1
-		select {
-		case w.c <- w.at:
-		default:
-		}
-		if w.period > 0 {
-			w.at = w.at.Add(w.period)
-			m.push(w)
+		if fn := m.fire(w); fn != nil {
+			m.mu.Unlock()
+			fn()
+			m.mu.Lock()
 		}
 	}
-	m.now = end
+	if end.After(m.now) {
+		m.now = end
+	}
+	m.mu.Unlock()
 }
 
 // NextDeadline returns the earliest pending fire and whether there is one
@@ -98,6 +96,59 @@ func (m *Manual) NewTimer(d time.Duration) Timer {
 // After implements Clock.
 func (m *Manual) After(d time.Duration) <-chan time.Time { return m.NewTimer(d).C() }
 
+// AfterFunc calls f, once, on the goroutine that moves the clock past d
+// from now (Advance or FireNext), unless the returned Timer is stopped
+// first. Its C is nil. WithTimeout uses it so a deadline needs no
+// goroutine.
+func (m *Manual) AfterFunc(d time.Duration, f func()) Timer {
+	w := &waiter{m: m, fn: f, index: -1}
+	m.mu.Lock()
+	w.at = m.now.Add(d)
+	m.push(w)
+	m.mu.Unlock()
+	return (*manualTimer)(w)
+}
+
+// FireNext moves the clock to the earliest pending deadline, if it is not
+// after limit, and fires that one timer or ticker alone (ties in creation
+// order); it reports whether it fired one. The simulation fires timers one
+// at a time so that each wakes one goroutine.
+func (m *Manual) FireNext(limit time.Time) bool {
+	m.mu.Lock()
+	if len(m.queue) == 0 || m.queue[0].at.After(limit) {
+		m.mu.Unlock()
+		return false
+	}
+	w := heap.Pop(&m.queue).(*waiter)
+	if w.at.After(m.now) {
+		m.now = w.at
+	}
+	fn := m.fire(w)
+	m.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+	return true
+}
+
+// fire delivers w's tick (re-arming a ticker) and returns its callback,
+// which the caller runs without m.mu held.
+func (m *Manual) fire(w *waiter) func() {
+	w.index = -1
+	if w.fn != nil {
+		return w.fn
+	}
+	select {
+	case w.c <- w.at:
+	default:
+	}
+	if w.period > 0 {
+		w.at = w.at.Add(w.period)
+		m.push(w)
+	}
+	return nil
+}
+
 func (m *Manual) push(w *waiter) {
 	m.seq++
 	w.seq = m.seq
@@ -121,6 +172,7 @@ type waiter struct {
 	seq    uint64
 	index  int // in the heap; -1 when not pending
 	c      chan time.Time
+	fn     func() // AfterFunc's callback; c is nil then
 }
 
 type manualTicker waiter

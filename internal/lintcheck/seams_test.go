@@ -53,6 +53,8 @@ var seamRules = []seamRule{
 		use: "Config.Network (internal/grpcnet)"},
 	{pkg: "google.golang.org/grpc", names: []string{"Dial", "DialContext", "NewClient"},
 		use: "Config.Network (internal/grpcnet)"},
+	{pkg: "context", names: []string{"WithTimeout", "WithDeadline", "WithTimeoutCause", "WithDeadlineCause"},
+		use: "clock.WithTimeout on Config.Clock (a deadline on package time never fires in the simulation)"},
 }
 
 // seamAllowed are the uses the check lets through, keyed "file: pkg.Name",
