@@ -428,14 +428,20 @@ func TestConcurrentIncrAcrossLeaderFailure(t *testing.T) {
 // store 1 (the leader of every range) before store 1 stops, so it
 // notices the death a whole liveness timeout before store 3 does; every
 // range must have a new leader within a second of store 3 noticing,
-// where waiting for raft's own timer would take up to five.
+// where waiting for raft's own timer would take up to five. Store 3's
+// answers reach store 2 300 ms late (a busy machine): the retries must not
+// abandon an election store 2 is winning (a candidate's votes in flight),
+// or it never completes one.
 func TestFailoverCampaignerRetriesWhenPeerNoticesLater(t *testing.T) {
 	const electionTimeout = 5 * time.Second
-	var cutOneToTwo atomic.Bool
+	var cutOneToTwo, slowThreeToTwo atomic.Bool
 	c := testcluster.Start(t, 3, testcluster.Options{InMemory: true, Configure: func(_ int, cfg *store.Config) {
 		cfg.HeartbeatInterval = 100 * time.Millisecond
 		cfg.ElectionTimeout = electionTimeout
 		cfg.Knobs = &store.TestingKnobs{RaftBatchFault: func(from, to uint64) (bool, time.Duration) {
+			if slowThreeToTwo.Load() && from == 3 && to == 2 {
+				return false, 300 * time.Millisecond
+			}
 			return cutOneToTwo.Load() && from == 1 && to == 2, 0
 		}}
 	}})
@@ -481,6 +487,7 @@ func TestFailoverCampaignerRetriesWhenPeerNoticesLater(t *testing.T) {
 	})
 	c.StopStore(0)
 	stopped := time.Now()
+	slowThreeToTwo.Store(true)
 	var leaderless []uint64
 	c.WaitFor("every range to elect a leader on stores 2 and 3", 4*electionTimeout, func() bool {
 		leaderless = leaderless[:0]
@@ -493,8 +500,8 @@ func TestFailoverCampaignerRetriesWhenPeerNoticesLater(t *testing.T) {
 	})
 	took := time.Since(stopped)
 	t.Logf("every range has a new leader %s after store 1 stopped (store 3 notices after %s)", took, electionTimeout)
-	if limit := electionTimeout + time.Second; took > limit {
-		t.Errorf("the new leaders took %s after store 1 stopped, more than %s (store 3's liveness timeout, %s, plus a second)", took, limit, electionTimeout)
+	if limit := electionTimeout + 2*time.Second; took > limit {
+		t.Errorf("the new leaders took %s after store 1 stopped, more than %s (store 3's liveness timeout, %s, plus two seconds)", took, limit, electionTimeout)
 	}
 }
 

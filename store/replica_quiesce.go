@@ -170,8 +170,8 @@ const recampaignTicks = 2
 // election timeouts instead of 1.2 (docs/benchmarks.md, Multi-Raft
 // problem 2). So the campaigner tries again every recampaignTicks while it
 // knows no leader and the dead store stays down, for at most two election
-// timeouts. Pre-votes change no term, so a retry disturbs no one. Called
-// with r.mu held.
+// timeouts, unless it is a candidate. Pre-votes change no term, so a retry
+// disturbs no one. Called with r.mu held.
 func (r *Replica) maybeRecampaign() {
 	rc := &r.mu.recampaign
 	if rc.deadStore == 0 {
@@ -185,7 +185,11 @@ func (r *Replica) maybeRecampaign() {
 		rc.deadStore, rc.ticks = 0, 0
 		return
 	}
-	if rc.ticks%recampaignTicks == 0 {
+	// Not while a candidate: its real election is under way (it won the
+	// pre-vote), and campaigning would start over with a pre-vote and
+	// throw the votes in flight away; on a busy machine, where a round
+	// takes longer than recampaignTicks, it never finished.
+	if rc.ticks%recampaignTicks == 0 && rr.Brief().State != raft.StateCandidate {
 		_ = rr.Campaign()
 	}
 }
