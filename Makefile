@@ -20,7 +20,7 @@ CERTS_DIR ?= ./certs
 # run even under `make -n`, and the test recipe is one long line.
 SUBMAKE = $(MAKE) --no-print-directory
 
-.PHONY: build test e2e e2e-short run proto lint bench chaos clean image-context image deploy-check certs
+.PHONY: build test e2e e2e-short run proto lint bench chaos sim clean image-context image deploy-check certs
 
 build:
 	@mkdir -p bin
@@ -120,6 +120,12 @@ DURATION ?= 6s
 chaos:
 	RANGEKV_NEMESIS_SEEDS=$(SEEDS) RANGEKV_NEMESIS_BASE=$(SEED_BASE) RANGEKV_NEMESIS_DURATION=$(DURATION) \
 	  $(GO) test -count=1 -timeout 0 -run 'TestNemesis$$' -v ./internal/harness/nemesis/
+
+# The deterministic simulation's soak (not part of make test, which runs
+# its CI seeds twice each): SEEDS seeds from SEED_BASE, each once, with a
+# summary of the faults and operations exercised (docs/reliability.md).
+sim:
+	$(GO) test -count=1 -timeout 0 -run 'TestSimSeeds$$' -v ./sim/ -sim.seeds=$(SEEDS) -sim.base=$(SEED_BASE)
 
 clean:
 	rm -rf bin data .tools

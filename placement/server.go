@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/internal/clock"
+	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/logadapt"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
@@ -98,7 +99,7 @@ func Open(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) dial(addr string) (*grpc.ClientConn, error) {
+func (s *Server) dial(addr string) (grpcnet.Conn, error) {
 	return s.cfg.Network.Dial(addr, tlsconfig.DialOption(s.cfg.TLS),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)))
 }
@@ -114,8 +115,9 @@ func (s *Server) Start() error {
 	}
 	s.listener = ln
 	s.grpcServer = grpc.NewServer(append(tlsconfig.ServerOptions(s.cfg.TLS), grpc.MaxRecvMsgSize(256<<20), grpc.MaxSendMsgSize(256<<20))...)
-	rangekvpb.RegisterPlacementServer(s.grpcServer, &api{s: s})
-	rangekvpb.RegisterPlacementRaftServer(s.grpcServer, &raftServer{s: s})
+	reg := grpcnet.Registrar(s.grpcServer, ln)
+	rangekvpb.RegisterPlacementServer(reg, &api{s: s})
+	rangekvpb.RegisterPlacementRaftServer(reg, &raftServer{s: s})
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

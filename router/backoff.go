@@ -10,13 +10,14 @@ import (
 // backoff is exponential backoff with jitter, bounded by the caller's
 // context; the store and placement retry loops share it.
 type backoff struct {
+	clock    Clock
 	min, max time.Duration
 	mu       sync.Mutex
 	rng      *rand.Rand // seeded: runs replay
 }
 
-func newBackoff(min, max time.Duration, seed1, seed2 uint64) *backoff {
-	return &backoff{min: min, max: max, rng: rand.New(rand.NewPCG(seed1, seed2))}
+func newBackoff(clk Clock, min, max time.Duration, seed1, seed2 uint64) *backoff {
+	return &backoff{clock: clk, min: min, max: max, rng: rand.New(rand.NewPCG(seed1, seed2))}
 }
 
 // wait sleeps for the attempt's delay (half fixed, half random) or until
@@ -29,12 +30,8 @@ func (b *backoff) wait(ctx context.Context, attempt int) error {
 	b.mu.Lock()
 	d = d/2 + time.Duration(b.rng.Int64N(int64(d/2)+1))
 	b.mu.Unlock()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if !sleep(ctx, b.clock, d) {
 		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
+	return nil
 }

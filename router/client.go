@@ -17,7 +17,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -44,6 +43,10 @@ type Options struct {
 	Consistency rangekvpb.ReadConsistency
 	// Seed seeds the backoff jitter (0: from the clock).
 	Seed uint64
+	// Clock times the retry backoff and the client's own timeouts
+	// (connect, placement calls). Nil: package time. The deterministic
+	// simulation gives its simulated one.
+	Clock Clock
 	// TLS, when set, makes every connection (to stores and placement)
 	// TLS with this configuration: give it the client certificate
 	// (Certificates or GetClientCertificate) and the cluster's CA
@@ -53,6 +56,10 @@ type Options struct {
 	// DialOptions are added to every connection after TLS (transport
 	// credentials given here replace it).
 	DialOptions []grpc.DialOption
+	// Network makes every connection (to stores and placement) with the
+	// dial options above. Nil: grpc.NewClient, over TCP. The deterministic
+	// simulation sets a node of an in-process network (see Network).
+	Network Network
 	// UnaryKV sends every KV call as its own unary RPC instead of on the
 	// store's mux stream, BatchCommands (where calls waiting at the same
 	// time share a message). For comparison and debugging; stores without the
@@ -83,7 +90,11 @@ func (o *Options) setDefaults() {
 		o.MaxFanout = 16
 	}
 	if o.Seed == 0 {
-		o.Seed = uint64(time.Now().UnixNano())
+		now := time.Now()
+		if o.Clock != nil {
+			now = o.Clock.Now()
+		}
+		o.Seed = uint64(now.UnixNano())
 	}
 }
 
@@ -145,10 +156,12 @@ type Client struct {
 	src  routeSource
 	pd   *pdClient // nil for a static client
 
-	// loadMu serializes cache misses (load, storeAddr) so that concurrent
-	// misses of the same range make one placement call.
-	loadMu sync.Mutex
-	// Lock order: loadMu before mu before connsMu.
+	// loadSem (capacity 1) serializes cache misses (load, storeAddr) so
+	// that concurrent misses of the same range make one placement call.
+	// It is a channel, not a mutex, because its holder waits on the
+	// network: a caller queued behind it gives up when its context ends.
+	loadSem chan struct{}
+	// Lock order: loadSem before mu before connsMu.
 	mu struct {
 		sync.Mutex
 		cache rangeCache
@@ -162,7 +175,7 @@ type Client struct {
 	spreadRand *rand.Rand
 	connsMu    struct {
 		sync.Mutex
-		conns  map[string]*grpc.ClientConn
+		conns  map[string]Conn
 		kvs    map[string]rangekvpb.KVClient // per conns entry
 		closed bool
 	}
@@ -172,9 +185,10 @@ func newClient(opts Options) *Client {
 	opts.setDefaults()
 	opts.tlsFailures = &handshakeFailures{}
 	c := &Client{opts: opts, spreadRand: rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d))}
-	c.backoff = newBackoff(opts.MinBackoff, opts.MaxBackoff, opts.Seed, opts.Seed^0x9e3779b97f4a7c15)
+	c.backoff = newBackoff(opts.Clock, opts.MinBackoff, opts.MaxBackoff, opts.Seed, opts.Seed^0x9e3779b97f4a7c15)
 	c.mu.stores = map[uint64]string{}
-	c.connsMu.conns = map[string]*grpc.ClientConn{}
+	c.loadSem = make(chan struct{}, 1)
+	c.connsMu.conns = map[string]Conn{}
 	c.connsMu.kvs = map[string]rangekvpb.KVClient{}
 	return c
 }
@@ -190,14 +204,14 @@ func dialOptions(opts Options) []grpc.DialOption {
 }
 
 // conn returns the (shared) connection to addr, creating it if needed.
-func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
+func (c *Client) conn(addr string) (Conn, error) {
 	cc, _, err := c.storeConn(addr)
 	return cc, err
 }
 
 // storeConn returns the (shared) connection to addr, creating it if
 // needed, and the KV client over it.
-func (c *Client) storeConn(addr string) (*grpc.ClientConn, rangekvpb.KVClient, error) {
+func (c *Client) storeConn(addr string) (Conn, rangekvpb.KVClient, error) {
 	c.connsMu.Lock()
 	defer c.connsMu.Unlock()
 	if c.connsMu.closed {
@@ -206,7 +220,7 @@ func (c *Client) storeConn(addr string) (*grpc.ClientConn, rangekvpb.KVClient, e
 	if cc, ok := c.connsMu.conns[addr]; ok {
 		return cc, c.connsMu.kvs[addr], nil
 	}
-	cc, err := grpc.NewClient(addr, dialOptions(c.opts)...)
+	cc, err := dial(c.opts, addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("router: store address %q: %w", addr, err)
 	}
@@ -324,11 +338,13 @@ func (c *Client) route(ctx context.Context, key []byte) (route, error) {
 }
 
 // load fills the cache for key from the source. Loads run one at a time
-// (loadMu), so that many requests missing the same range at once (a cold
+// (loadSem), so that many requests missing the same range at once (a cold
 // start) make one placement call, not one each.
 func (c *Client) load(ctx context.Context, key []byte) (cacheEntry, bool, error) {
-	c.loadMu.Lock()
-	defer c.loadMu.Unlock()
+	if err := c.lockLoad(ctx); err != nil {
+		return cacheEntry{}, false, err
+	}
+	defer c.unlockLoad()
 	c.mu.Lock()
 	e, ok := c.mu.cache.lookup(key)
 	c.mu.Unlock()
@@ -361,8 +377,10 @@ func (c *Client) storeAddr(ctx context.Context, storeID uint64) (string, error) 
 	if ok {
 		return a, nil
 	}
-	c.loadMu.Lock()
-	defer c.loadMu.Unlock()
+	if err := c.lockLoad(ctx); err != nil {
+		return "", err
+	}
+	defer c.unlockLoad()
 	c.mu.Lock()
 	a, ok = c.mu.stores[storeID]
 	c.mu.Unlock()
@@ -378,6 +396,18 @@ func (c *Client) storeAddr(ctx context.Context, storeID uint64) (string, error) 
 	c.mu.Unlock()
 	return a, nil
 }
+
+// lockLoad takes loadSem, or returns ctx's error if ctx ends first.
+func (c *Client) lockLoad(ctx context.Context) error {
+	select {
+	case c.loadSem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Client) unlockLoad() { <-c.loadSem }
 
 func (c *Client) setLeader(rangeID uint64, l leader) {
 	if rangeID == 0 {
@@ -491,31 +521,8 @@ func (c *Client) learnFrom(ctx context.Context, addr string) {
 // ready waits (briefly) for the connection to be up, so that a write is
 // only sent over a working connection: a failure before sending is then
 // known not to have applied.
-func (c *Client) ready(ctx context.Context, conn *grpc.ClientConn) bool {
-	return readyConn(ctx, conn, c.opts.ConnectTimeout)
-}
-
-// readyConn waits at most timeout for conn to be up; false when it is
-// refused or down (try another one now).
-func readyConn(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration) bool {
-	if conn.GetState() == connectivity.Ready {
-		return true // the common case, without a timer
-	}
-	conn.Connect()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		st := conn.GetState()
-		switch st {
-		case connectivity.Ready:
-			return true
-		case connectivity.TransientFailure, connectivity.Shutdown:
-			return false
-		}
-		if !conn.WaitForStateChange(ctx, st) {
-			return false
-		}
-	}
+func (c *Client) ready(ctx context.Context, conn Conn) bool {
+	return readyConn(ctx, conn, c.opts.Clock, c.opts.ConnectTimeout)
 }
 
 type call func(ctx context.Context, kv rangekvpb.KVClient, h *rangekvpb.RequestHeader) (*rangekvpb.ResponseHeader, error)

@@ -634,8 +634,9 @@ func waitDisconnected(t *testing.T, c *Client, addr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cc := conn.(*grpc.ClientConn)
 	deadline := time.Now().Add(5 * time.Second)
-	for conn.GetState() == connectivity.Ready {
+	for cc.GetState() == connectivity.Ready {
 		if time.Now().After(deadline) {
 			t.Fatalf("connection to %s still up 5s after its server stopped", addr)
 		}

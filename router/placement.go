@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -108,7 +107,7 @@ type pdClient struct {
 	mu      struct {
 		sync.Mutex
 		leader string
-		conns  map[string]*grpc.ClientConn
+		conns  map[string]Conn
 		closed bool
 	}
 }
@@ -116,8 +115,8 @@ type pdClient struct {
 func newPDClient(addrs []string, opts Options) (*pdClient, error) {
 	p := &pdClient{opts: opts, members: addrs}
 	p.mu.leader = addrs[0]
-	p.backoff = newBackoff(opts.MinBackoff, opts.MaxBackoff, opts.Seed^0x5bd1e995, opts.Seed)
-	p.mu.conns = map[string]*grpc.ClientConn{}
+	p.backoff = newBackoff(opts.Clock, opts.MinBackoff, opts.MaxBackoff, opts.Seed^0x5bd1e995, opts.Seed)
+	p.mu.conns = map[string]Conn{}
 	for _, a := range addrs {
 		if _, err := p.conn(a); err != nil {
 			p.close()
@@ -127,7 +126,7 @@ func newPDClient(addrs []string, opts Options) (*pdClient, error) {
 	return p, nil
 }
 
-func (p *pdClient) conn(addr string) (*grpc.ClientConn, error) {
+func (p *pdClient) conn(addr string) (Conn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mu.closed {
@@ -136,7 +135,7 @@ func (p *pdClient) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := p.mu.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr, dialOptions(p.opts)...)
+	cc, err := dial(p.opts, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +149,7 @@ func (p *pdClient) close() {
 	for _, cc := range p.mu.conns {
 		cc.Close()
 	}
-	p.mu.conns = map[string]*grpc.ClientConn{}
+	p.mu.conns = map[string]Conn{}
 	p.mu.closed = true
 }
 
@@ -192,7 +191,7 @@ func (p *pdClient) call(ctx context.Context, op string, mutating bool, fn pdCall
 		if err != nil {
 			return err
 		}
-		if !readyConn(ctx, conn, p.opts.ConnectTimeout) {
+		if !readyConn(ctx, conn, p.opts.Clock, p.opts.ConnectTimeout) {
 			if err := p.opts.tlsFailures.get(addr); err != nil {
 				return err
 			}
@@ -205,7 +204,7 @@ func (p *pdClient) call(ctx context.Context, op string, mutating bool, fn pdCall
 		}
 		cctx, cancel := ctx, context.CancelFunc(func() {})
 		if !mutating {
-			cctx, cancel = context.WithTimeout(ctx, p.opts.PlacementTimeout)
+			cctx, cancel = withTimeout(ctx, p.opts.Clock, p.opts.PlacementTimeout)
 		}
 		perr, err := fn(cctx, rangekvpb.NewPlacementClient(conn))
 		cancel()

@@ -92,7 +92,7 @@ func (s *staticSource) learn(ctx context.Context, addr string) ([]*rangekvpb.Rou
 	if err != nil {
 		return nil, 0
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.c.opts.ConnectTimeout)
+	ctx, cancel := withTimeout(ctx, s.c.opts.Clock, s.c.opts.ConnectTimeout)
 	defer cancel()
 	var out []*rangekvpb.RouteInfo
 	var storeID uint64

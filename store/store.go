@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rangekv/rangekv/internal/clock"
+	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
@@ -261,9 +262,10 @@ func (s *Store) Start() error {
 	s.snaps = newSnapshotManager(s)
 	s.grpcServer = grpc.NewServer(append(tlsconfig.ServerOptions(s.cfg.TLS), grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20),
 		grpc.InitialWindowSize(streamWindowBytes), grpc.InitialConnWindowSize(connWindowBytes))...)
-	rangekvpb.RegisterKVServer(s.grpcServer, &kvServer{s: s})
-	rangekvpb.RegisterRaftServer(s.grpcServer, &raftServer{s: s})
-	rangekvpb.RegisterAdminServer(s.grpcServer, &adminServer{s: s})
+	reg := grpcnet.Registrar(s.grpcServer, ln)
+	rangekvpb.RegisterKVServer(reg, &kvServer{s: s})
+	rangekvpb.RegisterRaftServer(reg, &raftServer{s: s})
+	rangekvpb.RegisterAdminServer(reg, &adminServer{s: s})
 
 	if s.pd != nil {
 		s.wg.Add(1)

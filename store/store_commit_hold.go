@@ -29,8 +29,10 @@
 package store
 
 import (
+	"cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"slices"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -93,9 +95,13 @@ func (p *peer) unhold(env *rangekvpb.RaftMessage, folded prometheus.Counter) *ra
 func (p *peer) takeHeld(dst []*rangekvpb.RaftMessage) []*rangekvpb.RaftMessage {
 	p.held.Lock()
 	defer p.held.Unlock()
+	n := len(dst)
 	for k, m := range p.held.msgs {
 		dst = append(dst, m)
 		delete(p.held.msgs, k)
 	}
+	// In range order, not the map's: a replayed simulation sends the same
+	// batch every time.
+	slices.SortFunc(dst[n:], func(a, b *rangekvpb.RaftMessage) int { return cmp.Compare(a.RangeId, b.RangeId) })
 	return dst
 }

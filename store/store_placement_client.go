@@ -31,12 +31,12 @@ type pdClient struct {
 	net    grpcnet.Network
 	clock  clock.Clock
 	addrs  []string
-	conns  map[string]*grpc.ClientConn
+	conns  map[string]grpcnet.Conn
 	leader string
 }
 
 func newPDClient(addrs []string, tls *tlsconfig.Source, net grpcnet.Network, clk clock.Clock) (*pdClient, error) {
-	c := &pdClient{tls: tls, net: net, clock: clk, addrs: addrs, conns: map[string]*grpc.ClientConn{}, leader: addrs[0]}
+	c := &pdClient{tls: tls, net: net, clock: clk, addrs: addrs, conns: map[string]grpcnet.Conn{}, leader: addrs[0]}
 	for _, a := range addrs {
 		if err := c.connect(a); err != nil {
 			return nil, err

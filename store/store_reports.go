@@ -41,15 +41,43 @@ func (s *Store) reportLoop() {
 	s.refreshPeerAddrs()
 	s.sendStoreReport()
 	reports := 0
+	storeTick := func() {
+		if reports++; reports%peerRefreshEvery == 0 {
+			s.refreshPeerAddrs()
+		}
+		s.sendStoreReport()
+	}
+	// When several are ready they are taken in this order, not in the
+	// random one of select, so that a simulated run replays.
 	for {
 		select {
 		case <-s.stopCh:
 			return
+		default:
+		}
+		select {
 		case <-st.C():
-			if reports++; reports%peerRefreshEvery == 0 {
-				s.refreshPeerAddrs()
-			}
+			storeTick()
+			continue
+		default:
+		}
+		select {
+		case <-s.drain.kick:
 			s.sendStoreReport()
+			continue
+		default:
+		}
+		select {
+		case <-rt.C():
+			s.sendRangeReports(last)
+			continue
+		default:
+		}
+		select {
+		case <-s.stopCh:
+			return
+		case <-st.C():
+			storeTick()
 		case <-s.drain.kick:
 			s.sendStoreReport()
 		case <-rt.C():

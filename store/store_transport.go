@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/internal/clock"
+	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -67,7 +68,7 @@ type transport struct {
 type peer struct {
 	storeID uint64
 	addr    string
-	conn    *grpc.ClientConn
+	conn    grpcnet.Conn
 	// ctx ends run (a child of the transport's): cancelled when the store
 	// leaves (sweepPeers) or the transport closes; done is closed when run
 	// returned (and closed conn).
@@ -253,6 +254,54 @@ func (p *peer) takeHeartbeats() (beats, resps []*rangekvpb.RaftHeartbeat) {
 	return beats, resps
 }
 
+// The events of a peer's sender loop (peer.next).
+const (
+	evStop = iota
+	evMessage
+	evHeld
+	evTick
+	evKick
+)
+
+// next waits for the sender's next event: the peer stopping, a message
+// (returned), the held appends' timer (holdC), the flush tick (tickC) or
+// a kick. When several are ready it takes them in that order, not in the
+// random one of select, so that a simulated run replays the same batches.
+func (p *peer) next(holdC, tickC <-chan time.Time) (int, *rangekvpb.RaftMessage) {
+	select {
+	case <-p.ctx.Done():
+		return evStop, nil
+	default:
+	}
+	select {
+	case m := <-p.ch:
+		return evMessage, m
+	default:
+	}
+	select {
+	case <-holdC:
+		return evHeld, nil
+	default:
+	}
+	select {
+	case <-tickC:
+		return evTick, nil
+	default:
+	}
+	select {
+	case <-p.ctx.Done():
+		return evStop, nil
+	case m := <-p.ch:
+		return evMessage, m
+	case <-holdC:
+		return evHeld, nil
+	case <-tickC:
+		return evTick, nil
+	case <-p.kick:
+		return evKick, nil
+	}
+}
+
 // run owns p's stream: connect, then flush batches until an error, then
 // reconnect with backoff. Messages lost on a broken stream are recovered by
 // raft's own retries.
@@ -290,11 +339,12 @@ func (t *transport) run(p *peer) {
 		}
 		for err == nil {
 			batch.Messages, batch.Heartbeats, batch.HeartbeatResps = batch.Messages[:0], nil, nil
-			select {
-			case <-p.ctx.Done():
+			ev, m := p.next(holdC, ticker.C())
+			switch ev {
+			case evStop:
 				_, _ = stream.CloseAndRecv()
 				return
-			case m := <-p.ch:
+			case evMessage:
 				batch.Messages = append(batch.Messages, m)
 			drain:
 				for len(batch.Messages) < maxBatchMessages {
@@ -308,18 +358,18 @@ func (t *transport) run(p *peer) {
 				for _, m := range batch.Messages {
 					p.queued.Add(-int64(proto.Size(m.Message)))
 				}
-			case <-p.kick:
+			case evKick:
 				if holdC == nil {
 					holdTimer.Reset(t.hold)
 					holdC = holdTimer.C()
 				}
 				continue
-			case <-holdC:
+			case evHeld:
 				holdC = nil
 				if batch.Messages = p.takeHeld(batch.Messages); len(batch.Messages) == 0 {
 					continue // all superseded
 				}
-			case <-ticker.C():
+			case evTick:
 				// Coalesced heartbeats, or an empty batch: the liveness
 				// ping. Held appends go first: a quiesce heartbeat must
 				// not overtake the commit index it quiesces at.
@@ -407,7 +457,7 @@ func (t *transport) redial(storeID uint64, addr string) {
 }
 
 // conn returns the client connection to storeID (for snapshots).
-func (t *transport) conn(storeID uint64) *grpc.ClientConn {
+func (t *transport) conn(storeID uint64) grpcnet.Conn {
 	p := t.peerFor(storeID)
 	if p == nil {
 		return nil

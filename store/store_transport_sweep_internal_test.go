@@ -7,6 +7,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/protobuf/proto"
 
@@ -92,7 +93,7 @@ func TestTransportClosesPeerOfStoreThatLeft(t *testing.T) {
 	if n, g := peerCount(tr), peerGoroutines(); n != 0 || g != before {
 		t.Fatalf("after store 2 left: %d peers, %d peer goroutines; want 0 and %d", n, g, before)
 	}
-	if st := p.conn.GetState(); st != connectivity.Shutdown {
+	if st := p.conn.(*grpc.ClientConn).GetState(); st != connectivity.Shutdown {
 		t.Fatalf("store 2's connection is %v, want Shutdown", st)
 	}
 

@@ -11,6 +11,7 @@
 package store
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/rangekv/rangekv/rangeraft/driver"
@@ -228,6 +229,11 @@ func (s *Store) ticker() {
 			}
 			s.mu.RUnlock()
 		}
+		// In range order: the order raft's elections draw their jitter
+		// and heartbeats are coalesced in, which a replayed simulation
+		// needs to be the same every time.
+		slices.Sort(ids)
+		slices.Sort(wake)
 		s.sched.enqueueMany(ids, flagTick)
 		s.sched.enqueueMany(wake, flagWork)
 	}

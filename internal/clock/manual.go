@@ -52,6 +52,20 @@ func (m *Manual) Advance(d time.Duration) {
 	m.mu.Unlock()
 }
 
+// MoveTo moves the clock to t (if later) firing nothing: deadlines at t
+// stay pending for FireNext. It panics if a pending deadline is before t;
+// the simulation moves time only up to the next event.
+func (m *Manual) MoveTo(t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.queue) > 0 && m.queue[0].at.Before(t) {
+		panic("clock: MoveTo past a pending deadline")
+	}
+	if t.After(m.now) {
+		m.now = t
+	}
+}
+
 // NextDeadline returns the earliest pending fire and whether there is one
 // (the simulation advances straight to it).
 func (m *Manual) NextDeadline() (time.Time, bool) {

@@ -103,3 +103,24 @@ func TestFireNextFiresOneAtATime(t *testing.T) {
 		t.Fatal("fired with nothing pending")
 	}
 }
+
+func TestMoveToFiresNothing(t *testing.T) {
+	m := NewManual(t0)
+	tm := m.NewTimer(time.Second)
+	m.MoveTo(t0.Add(time.Second))
+	select {
+	case <-tm.C():
+		t.Fatal("MoveTo fired a timer")
+	default:
+	}
+	if !m.FireNext(m.Now()) {
+		t.Fatal("the timer at the new time was not pending")
+	}
+	m.NewTimer(time.Second)
+	defer func() {
+		if recover() == nil {
+			t.Fatal("MoveTo past a pending deadline did not panic")
+		}
+	}()
+	m.MoveTo(t0.Add(time.Hour))
+}

@@ -1,4 +1,4 @@
-// Tests of both Networks: a gRPC server on a listener answers a client
+// Tests of the Networks: a gRPC server on a listener answers a client
 // dialled through the same Network; nothing listening means the call fails.
 
 package grpcnet
@@ -26,7 +26,7 @@ func serveHealth(t *testing.T, n Network, addr string) string {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	healthpb.RegisterHealthServer(srv, health.NewServer())
+	healthpb.RegisterHealthServer(Registrar(srv, ln), health.NewServer())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Stop(); <-done })
@@ -48,7 +48,7 @@ func check(t *testing.T, n Network, addr string) error {
 }
 
 func TestNetworksCarryGRPC(t *testing.T) {
-	for name, n := range map[string]Network{"tcp": TCP{}, "mem": NewMem()} {
+	for name, n := range map[string]Network{"tcp": TCP{}, "mem": NewMem(), "direct": NewDirect(nil).Node("test:1")} {
 		t.Run(name, func(t *testing.T) {
 			addr := serveHealth(t, n, "127.0.0.1:0")
 			if strings.HasSuffix(addr, ":0") {

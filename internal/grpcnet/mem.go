@@ -60,7 +60,7 @@ func (m *Mem) Listen(addr string) (net.Listener, error) {
 
 // Dial implements Network: the connection reaches the listener that holds
 // addr when it connects (not when it is made).
-func (m *Mem) Dial(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+func (m *Mem) Dial(addr string, opts ...grpc.DialOption) (Conn, error) {
 	opts = append(opts[:len(opts):len(opts)], grpc.WithContextDialer(m.dial))
 	return grpc.NewClient("passthrough:///"+addr, opts...)
 }

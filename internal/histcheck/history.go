@@ -5,7 +5,8 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
+
+	"github.com/rangekv/rangekv/internal/clock"
 )
 
 // Kind is an operation's type.
@@ -140,17 +141,24 @@ type History struct {
 // Recorder collects a history from concurrent clients. Safe for
 // concurrent use.
 type Recorder struct {
-	start time.Time
-	seq   atomic.Uint64
-	mu    sync.Mutex
-	h     History
+	now func() int64
+	seq atomic.Uint64
+	mu  sync.Mutex
+	h   History
 }
 
 // NewRecorder starts a Recorder's clock.
-func NewRecorder() *Recorder { return &Recorder{start: time.Now()} }
+func NewRecorder() *Recorder { return NewRecorderOn(clock.Real{}) }
 
-// Now is the time on the Recorder's monotonic clock (ns since its start).
-func (r *Recorder) Now() int64 { return int64(time.Since(r.start)) }
+// NewRecorderOn starts a Recorder on c (the simulation records on its
+// simulated clock).
+func NewRecorderOn(c clock.Clock) *Recorder {
+	start := c.Now()
+	return &Recorder{now: func() int64 { return int64(c.Now().Sub(start)) }}
+}
+
+// Now is the time on the Recorder's clock (ns since its start).
+func (r *Recorder) Now() int64 { return r.now() }
 
 // UniqueValue returns a value no other call returns: a decimal number (so
 // Incr can add to it) above every counter value a run reaches.

@@ -26,6 +26,21 @@ func Do(ctx context.Context, rec *Recorder, kv KV, client int, key string, in In
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	p := rec.Begin(client, key, in)
+	out, err := Apply(ctx, kv, key, in)
+	switch {
+	case err == nil:
+		return p.End(out, OutcomeOK)
+	case in.Kind == Get:
+		return p.End(Output{}, OutcomeFailed)
+	default:
+		return p.End(Output{}, OutcomeUnknown)
+	}
+}
+
+// Apply runs one operation on kv and returns what it returned, for a
+// caller that records it itself (Do records it; the simulation records
+// on its own clock).
+func Apply(ctx context.Context, kv KV, key string, in Input) (Output, error) {
 	var out Output
 	var err error
 	k := []byte(key)
@@ -45,14 +60,7 @@ func Do(ctx context.Context, rec *Recorder, kv KV, client int, key string, in In
 	case Incr:
 		out.N, err = kv.Incr(ctx, k, in.Delta)
 	}
-	switch {
-	case err == nil:
-		return p.End(out, OutcomeOK)
-	case in.Kind == Get:
-		return p.End(Output{}, OutcomeFailed)
-	default:
-		return p.End(Output{}, OutcomeUnknown)
-	}
+	return out, err
 }
 
 // Worker runs random operations on keys as client until ctx ends: 35%

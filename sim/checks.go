@@ -1,0 +1,196 @@
+// The invariants checked during and at the end of a run: one leader per
+// range per term, no overlapping descriptors on a store, replicas at the
+// same applied index with the same data, and liveness after healing. The
+// history's linearizability is checked by Check, outside the bubble.
+
+package sim
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/rangekv/rangekv/internal/histcheck"
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+)
+
+type checker struct {
+	w *world
+	// leaders: the store that led each (range, term).
+	leaders map[[2]uint64]uint64
+	verdict histcheck.Verdict
+	last    string // why the cluster is not settled, for the failure
+}
+
+func newChecker(w *world) *checker { return &checker{w: w, leaders: map[[2]uint64]uint64{}} }
+
+// status returns the replica status of every store that is up, by store
+// ID.
+func (c *checker) status() map[uint64][]*rangekvpb.ReplicaStatus {
+	out := map[uint64][]*rangekvpb.ReplicaStatus{}
+	for _, p := range c.w.stores {
+		if p.state == up && p.st != nil {
+			out[p.st.StoreID()] = p.st.Status().GetReplicas()
+		}
+	}
+	return out
+}
+
+// observe checks the safety invariants visible in the stores' state now.
+func (c *checker) observe() {
+	w := c.w
+	for sid, reps := range c.status() {
+		var descs []*rangekvpb.RangeDescriptor
+		for _, r := range reps {
+			if r.RaftState == "StateLeader" {
+				k := [2]uint64{r.Descriptor_.GetRangeId(), r.Term}
+				if prev, ok := c.leaders[k]; ok && prev != sid {
+					w.failf("two leaders: range %d term %d led by stores %d and %d", k[0], k[1], prev, sid)
+				}
+				c.leaders[k] = sid
+			}
+			if r.Initialized {
+				descs = append(descs, r.Descriptor_)
+			}
+		}
+		sort.Slice(descs, func(i, j int) bool { return bytes.Compare(descs[i].StartKey, descs[j].StartKey) < 0 })
+		for i := 1; i < len(descs); i++ {
+			a, b := descs[i-1], descs[i]
+			if len(a.EndKey) == 0 || bytes.Compare(a.EndKey, b.StartKey) > 0 {
+				w.failf("store %d: descriptors overlap: range %d [%q, %q) and range %d [%q, %q)", sid,
+					a.RangeId, a.StartKey, a.EndKey, b.RangeId, b.StartKey, b.EndKey)
+			}
+		}
+	}
+}
+
+// settled reports whether every process is up and every range has one
+// leader, all its voters, and the same applied index on each replica;
+// then it checks the replicas' data.
+func (c *checker) settled() bool {
+	w := c.w
+	for _, p := range w.stores {
+		if p.state != up {
+			c.last = fmt.Sprintf("s%d is %s", p.idx+1, p.state)
+			return false
+		}
+	}
+	for _, m := range w.members {
+		if m.state != up {
+			c.last = fmt.Sprintf("pd%d is %s", m.id, m.state)
+			return false
+		}
+	}
+	st := c.status()
+	type rangeView struct {
+		desc    *rangekvpb.RangeDescriptor
+		leaders int
+		applied []uint64
+		stores  []uint64
+	}
+	ranges := map[uint64]*rangeView{}
+	for sid, reps := range st {
+		for _, r := range reps {
+			if !r.Initialized {
+				continue
+			}
+			id := r.Descriptor_.GetRangeId()
+			v := ranges[id]
+			if v == nil {
+				v = &rangeView{}
+				ranges[id] = v
+			}
+			if v.desc == nil || newer(r.Descriptor_, v.desc) {
+				v.desc = r.Descriptor_
+			}
+			if r.RaftState == "StateLeader" {
+				v.leaders++
+			}
+			v.applied = append(v.applied, r.AppliedIndex)
+			v.stores = append(v.stores, sid)
+		}
+	}
+	if len(ranges) == 0 {
+		c.last = "no ranges"
+		return false
+	}
+	ids := make([]uint64, 0, len(ranges))
+	for id := range ranges {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	want := min(3, len(w.stores))
+	for _, id := range ids {
+		v := ranges[id]
+		voters := 0
+		for _, r := range v.desc.GetReplicas() {
+			if r.GetRole() == rangekvpb.ReplicaRole_VOTER {
+				voters++
+			}
+		}
+		switch {
+		case v.leaders != 1:
+			c.last = fmt.Sprintf("range %d has %d leaders", id, v.leaders)
+			return false
+		case voters != want || len(v.desc.GetReplicas()) != want:
+			c.last = fmt.Sprintf("range %d has %d voters of %d replicas, want %d", id, voters, len(v.desc.GetReplicas()), want)
+			return false
+		case len(v.stores) != want:
+			c.last = fmt.Sprintf("range %d is initialized on %d stores, want %d", id, len(v.stores), want)
+			return false
+		case slices.Min(v.applied) != slices.Max(v.applied):
+			c.last = fmt.Sprintf("range %d applied indexes differ: %v", id, v.applied)
+			return false
+		}
+	}
+	c.digests(ids)
+	return true
+}
+
+// digests checks that the replicas of each range, all at one applied
+// index, hold the same data.
+func (c *checker) digests(ids []uint64) {
+	w := c.w
+	for _, id := range ids {
+		var first uint64
+		var firstStore uint64
+		var firstApplied uint64
+		for _, p := range w.stores {
+			applied, sum, ok := p.st.ReplicaDigest(id)
+			if !ok {
+				continue
+			}
+			if firstStore == 0 {
+				first, firstStore, firstApplied = sum, p.st.StoreID(), applied
+				continue
+			}
+			if applied == firstApplied && sum != first {
+				w.failf("range %d: replicas at applied index %d differ: store %d digest %x, store %d digest %x",
+					id, applied, firstStore, first, p.st.StoreID(), sum)
+			}
+		}
+	}
+}
+
+func (c *checker) unsettled() string { return c.last }
+
+// Check checks a run's history (outside the bubble: porcupine's timeout
+// runs on package time) and adds what it finds to the failures.
+func Check(res *Result) {
+	res.Verdict = histcheck.Check(res.History, 20*time.Second)
+	if res.Verdict.Violated() || len(res.Verdict.TimedOut) > 0 {
+		res.Failures = append(res.Failures, "history: "+res.Verdict.String()+fmt.Sprintf(" violations %v lost %v timed out %v",
+			res.Verdict.Violations, res.Verdict.LostWrites, res.Verdict.TimedOut))
+	}
+}
+
+// newer reports whether descriptor a is a later version than b.
+func newer(a, b *rangekvpb.RangeDescriptor) bool {
+	ae, be := a.GetEpoch(), b.GetEpoch()
+	if ae.GetVersion() != be.GetVersion() {
+		return ae.GetVersion() > be.GetVersion()
+	}
+	return ae.GetConfVer() > be.GetConfVer()
+}

@@ -1,0 +1,285 @@
+// The workload: clients calling the Go SDK (router) as a user does, every
+// operation recorded for the linearizability check, and an operator that
+// splits ranges, moves replicas and transfers leaders through the same
+// SDK's admin API.
+
+package sim
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/rangekv/rangekv/internal/clock"
+	"github.com/rangekv/rangekv/internal/histcheck"
+	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/router"
+)
+
+// opTimeout bounds one operation (simulated time).
+const opTimeout = 10 * time.Second
+
+type client struct {
+	id   int
+	kv   *router.Client
+	last map[string]string // the value this client last read per key, for CAS
+}
+
+func (w *world) key(i int) string { return fmt.Sprintf("k%03d", i) }
+
+// newRouter is an SDK client on the simulated network and clock. Its
+// fan-out is 1: the goroutines of a wider fan-out would put their
+// requests in one mux message in whatever order the Go scheduler runs
+// them, which the simulator cannot choose.
+func (w *world) newRouter(name string, seed uint64) *router.Client {
+	var addrs []string
+	for _, m := range w.members {
+		addrs = append(addrs, m.addr)
+	}
+	c, err := router.New(addrs, router.Options{Network: w.net.Node(name), Clock: w.clk, Seed: seed, MaxFanout: 1})
+	if err != nil {
+		panic(fmt.Sprintf("sim: router.New: %v", err))
+	}
+	return c
+}
+
+// setupWorkload schedules the initial splits, the clients and the
+// operator.
+func (w *world) setupWorkload() {
+	for i := range w.cfg.Clients {
+		w.clients = append(w.clients, &client{id: i, kv: w.newRouter(fmt.Sprintf("c%d:1", i+1), w.rng.Uint64()|1), last: map[string]string{}})
+	}
+	admin := w.newRouter("admin:1", w.rng.Uint64()|1)
+	var splits []string
+	for r := 1; r < w.cfg.Ranges; r++ {
+		splits = append(splits, w.key(r*w.cfg.Keys/w.cfg.Ranges))
+	}
+	w.at(w.start.Add(time.Second), "initial splits", func() {
+		w.spawn(func() {
+			for _, k := range splits {
+				a, err := admin.Admin()
+				if err == nil {
+					ctx, cancel := clock.WithTimeout(w.ctx, w.clk, 30*time.Second)
+					_, _, err = a.Split(ctx, []byte(k))
+					cancel()
+				}
+				w.post("split "+k, func() { w.tracef("initial split %s: %s", k, errClass(err)) })
+			}
+		})
+	})
+	for _, c := range w.clients {
+		w.at(w.start.Add(2*time.Second+time.Duration(w.rng.Int64N(int64(time.Second)))), fmt.Sprintf("client %d", c.id), func() { w.startOp(c) })
+	}
+	if w.cfg.Faults {
+		w.at(w.start.Add(3*time.Second), "operator", func() { w.operate(admin) })
+	}
+	w.closers = append(w.closers, func() {
+		admin.Close()
+		for _, c := range w.clients {
+			c.kv.Close()
+		}
+	})
+}
+
+// startOp starts client c's next operation on a goroutine; when it ends
+// the client thinks a little and starts the next, until the workload
+// ends.
+func (w *world) startOp(c *client) {
+	if w.healed {
+		return
+	}
+	ctx, cancel := clock.WithTimeout(w.ctx, w.clk, opTimeout)
+	key := w.key(w.rng.IntN(w.cfg.Keys))
+	pick := w.rng.IntN(100)
+	name := fmt.Sprintf("c%d", c.id)
+	// next schedules the client's next operation after a short think
+	// time, or after a longer pause when this one failed (a user backs
+	// off; and every write of unknown outcome stays concurrent with all
+	// later ones in the history, which the checker pays for).
+	next := func(err error) {
+		cancel()
+		think := time.Duration(w.rng.Int64N(int64(20 * time.Millisecond)))
+		if err != nil {
+			think = 200*time.Millisecond + time.Duration(w.rng.Int64N(int64(800*time.Millisecond)))
+		}
+		w.at(w.clk.Now().Add(think), "client "+name, func() { w.startOp(c) })
+	}
+	switch {
+	case pick < 60:
+		in := w.input(c, key, pick)
+		p := w.rec.Begin(c.id, key, in)
+		cons := rangekvpb.ReadConsistency_LINEARIZABLE
+		if in.Kind == histcheck.Get && w.rng.IntN(2) == 0 {
+			cons = rangekvpb.ReadConsistency_LEASE
+		}
+		w.count("op " + in.Kind.String())
+		w.spawn(func() {
+			out, err := histcheck.Apply(ctx, readsAt{c.kv, cons}, key, in)
+			w.post(name, func() {
+				outcome := histcheck.OutcomeOK
+				switch {
+				case err != nil && in.Kind == histcheck.Get:
+					outcome = histcheck.OutcomeFailed
+				case err != nil:
+					outcome = histcheck.OutcomeUnknown
+				}
+				op := p.End(out, outcome)
+				if in.Kind == histcheck.Get && outcome == histcheck.OutcomeOK {
+					c.last[key] = out.Value
+				}
+				w.tracef("op %s: %s (%s)", name, op, errClass(err))
+				next(err)
+			})
+		})
+	case pick < 70:
+		// A scan of the whole key space: each key read once.
+		w.count("op scan")
+		var ps []*histcheck.Pending
+		for i := range w.cfg.Keys {
+			ps = append(ps, w.rec.Begin(c.id, w.key(i), histcheck.Input{Kind: histcheck.Get}))
+		}
+		w.spawn(func() {
+			kvs, err := c.kv.Scan(ctx, []byte("k"), []byte("l"), 0)
+			w.post(name, func() {
+				got := map[string]string{}
+				for _, kv := range kvs {
+					got[string(kv.Key)] = string(kv.Value)
+				}
+				for i, p := range ps {
+					if err != nil {
+						p.End(histcheck.Output{}, histcheck.OutcomeFailed)
+						continue
+					}
+					v, ok := got[w.key(i)]
+					p.End(histcheck.Output{Found: ok, Value: v}, histcheck.OutcomeOK)
+				}
+				w.tracef("op %s: scan %d keys (%s)", name, len(kvs), errClass(err))
+				next(err)
+			})
+		})
+	case pick < 80:
+		// An atomic batch of puts to two or three keys.
+		w.count("op batch")
+		n := 2 + w.rng.IntN(2)
+		var ops []router.BatchOp
+		var ps []*histcheck.Pending
+		seen := map[string]bool{}
+		for range n {
+			k := w.key(w.rng.IntN(w.cfg.Keys))
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			v := w.rec.UniqueValue()
+			ops = append(ops, router.BatchOp{Key: []byte(k), Value: []byte(v)})
+			ps = append(ps, w.rec.Begin(c.id, k, histcheck.Input{Kind: histcheck.Put, Value: v}))
+		}
+		w.spawn(func() {
+			err := c.kv.Batch(ctx, ops)
+			w.post(name, func() {
+				for _, p := range ps {
+					if err != nil {
+						p.End(histcheck.Output{}, histcheck.OutcomeUnknown)
+					} else {
+						p.End(histcheck.Output{}, histcheck.OutcomeOK)
+					}
+				}
+				w.tracef("op %s: batch of %d (%s)", name, len(ops), errClass(err))
+				next(err)
+			})
+		})
+	default:
+		// Follower and stale reads: counted and traced; their bound is
+		// not checked yet (see the closing note of issue 17).
+		cons := rangekvpb.ReadConsistency_FOLLOWER
+		if pick >= 90 {
+			cons = rangekvpb.ReadConsistency_STALE
+		}
+		w.count("op get " + cons.String())
+		w.spawn(func() {
+			v, found, err := c.kv.GetWith(ctx, []byte(key), cons)
+			w.post(name, func() {
+				w.tracef("op %s: get %s %s -> %t %s (%s)", name, cons, key, found, v, errClass(err))
+				next(err)
+			})
+		})
+	}
+}
+
+// input picks a single-key operation: 30% get, 30% put, 10% delete, 15%
+// incr, 15% cas (against the value this client last read).
+func (w *world) input(c *client, key string, pick int) histcheck.Input {
+	switch {
+	case pick < 18:
+		return histcheck.Input{Kind: histcheck.Get}
+	case pick < 36:
+		return histcheck.Input{Kind: histcheck.Put, Value: w.rec.UniqueValue()}
+	case pick < 42:
+		return histcheck.Input{Kind: histcheck.Delete}
+	case pick < 51:
+		return histcheck.Input{Kind: histcheck.Incr, Delta: 1 + int64(w.rng.IntN(5))}
+	default:
+		prev, ok := c.last[key]
+		return histcheck.Input{Kind: histcheck.CAS, Value: w.rec.UniqueValue(), Expected: prev, ExpectAbsent: !ok || prev == ""}
+	}
+}
+
+// readsAt is a client whose Get reads at one consistency level.
+type readsAt struct {
+	*router.Client
+	cons rangekvpb.ReadConsistency
+}
+
+func (r readsAt) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
+	return r.GetWith(ctx, key, r.cons)
+}
+
+// operate runs one cluster operation and schedules the next: a split at a
+// new key, a leader transfer, a replica move or a store drain and undrain.
+func (w *world) operate(admin *router.Client) {
+	if w.healed {
+		return
+	}
+	defer w.at(w.clk.Now().Add(time.Second+time.Duration(w.rng.Int64N(int64(3*time.Second)))), "operator", func() { w.operate(admin) })
+	pick := w.rng.IntN(4)
+	split := w.key(w.rng.IntN(w.cfg.Keys)) + strconv.Itoa(w.rng.IntN(10))
+	to := uint64(1 + w.rng.IntN(len(w.stores)))
+	from := uint64(1 + w.rng.IntN(len(w.stores)))
+	probe := []byte(w.key(w.rng.IntN(w.cfg.Keys)))
+	w.spawn(func() {
+		ctx, cancel := clock.WithTimeout(w.ctx, w.clk, 20*time.Second)
+		defer cancel()
+		a, err := admin.Admin()
+		what := "admin"
+		if err == nil {
+			switch pick {
+			case 0:
+				what = "split " + split
+				_, _, err = a.Split(ctx, []byte(split))
+			case 1, 2:
+				var ri *rangekvpb.RouteInfo
+				ri, err = a.RangeForKey(ctx, probe)
+				if err == nil {
+					id := ri.GetDescriptor_().GetRangeId()
+					if pick == 1 {
+						what = fmt.Sprintf("transfer r%d to store %d", id, to)
+						_, err = a.TransferLeader(ctx, id, to)
+					} else {
+						what = fmt.Sprintf("move r%d %d->%d", id, from, to)
+						_, err = a.MoveReplica(ctx, id, from, to)
+					}
+				}
+			default:
+				what = fmt.Sprintf("drain store %d", to)
+				if _, err = a.DrainStore(ctx, to, false); err == nil {
+					_, err = a.DrainStore(ctx, to, true)
+				}
+			}
+		}
+		w.post("operator", func() {
+			w.count("cluster op")
+			w.tracef("operator %s: %s", what, errClass(err))
+		})
+	})
+}

@@ -1,0 +1,393 @@
+// The world and its scheduler: one seeded loop that picks the next step
+// (a pass, a delivery, a timer, a scheduled event) among those due now,
+// runs it, and waits until every goroutine it woke has blocked again.
+
+package sim
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing/synctest"
+	"time"
+
+	"google.golang.org/protobuf/encoding/prototext"
+
+	"github.com/rangekv/rangekv/internal/clock"
+	"github.com/rangekv/rangekv/internal/grpcnet"
+	"github.com/rangekv/rangekv/internal/histcheck"
+)
+
+// Config is one simulation run.
+type Config struct {
+	// Seed decides everything.
+	Seed uint64
+	// Stores (3 to 7) and Members (1 or 3).
+	Stores, Members int
+	// Duration is the simulated time of the workload and faults; after
+	// it the faults heal and the run checks liveness within Heal.
+	Duration, Heal time.Duration
+	// Clients run operations; Keys is the key space they share.
+	Clients, Keys int
+	// Ranges: the key space is split into this many ranges at the start.
+	Ranges int
+	// Faults turns the fault schedule on.
+	Faults bool
+	// ClockOffset and ClockDrift bound each process's clock: a fixed
+	// offset and a rate within 1±ClockDrift (0: exact clocks).
+	ClockOffset time.Duration
+	ClockDrift  float64
+	// TraceMessages adds each message's text to its trace line.
+	TraceMessages bool
+	// Log receives every process's log (nil: discarded); Trace every
+	// step's line (nil: only hashed).
+	Log, Trace io.Writer
+}
+
+// Defaults is a run of 3 stores, 1 member, 6 ranges, 8 simulated seconds
+// of workload and faults, then up to 30 to heal.
+func Defaults(seed uint64) Config {
+	return Config{Seed: seed, Stores: 3, Members: 1, Duration: 8 * time.Second, Heal: 30 * time.Second,
+		Clients: 3, Keys: 24, Ranges: 6, Faults: true, ClockOffset: 50 * time.Millisecond, ClockDrift: 0.001}
+}
+
+// Validate reports the first field out of its limits.
+func (c Config) Validate() error {
+	switch {
+	case c.Stores < 3 || c.Stores > 7:
+		return fmt.Errorf("sim: Stores must be 3 to 7, got %d", c.Stores)
+	case c.Members != 1 && c.Members != 3:
+		return fmt.Errorf("sim: Members must be 1 or 3, got %d", c.Members)
+	case c.Duration <= 0 || c.Heal <= 0:
+		return fmt.Errorf("sim: Duration and Heal must be positive, got %s and %s", c.Duration, c.Heal)
+	case c.Keys < 1 || c.Clients < 0 || c.Ranges < 1:
+		return fmt.Errorf("sim: need Keys >= 1, Clients >= 0, Ranges >= 1, got %d, %d, %d", c.Keys, c.Clients, c.Ranges)
+	}
+	return nil
+}
+
+// Result is what a run did and found.
+type Result struct {
+	Seed      uint64
+	TraceHash uint64
+	Steps     int
+	SimTime   time.Duration
+	// Wall is the run's wall-clock time (set by the caller that timed it).
+	Wall time.Duration
+	// Failures are the broken invariants, empty when the run passed.
+	Failures []string
+	Verdict  histcheck.Verdict
+	History  histcheck.History
+	// Counts are the steps, operations and faults by kind.
+	Counts map[string]int
+}
+
+// world is one run's state. Everything but the mailbox and the wire's
+// inbox belongs to the simulator's goroutine.
+type world struct {
+	cfg     Config
+	rng     *rand.Rand
+	clk     *clock.Manual
+	start   time.Time
+	wire    *wire
+	net     *grpcnet.Direct
+	stores  []*storeProc
+	members []*memberProc
+	clients []*client
+	rec     *histcheck.Recorder
+
+	events []*event
+	evSeq  uint64
+
+	mailMu sync.Mutex
+	mail   []mail
+
+	hash     hash.Hash64
+	steps    int
+	failures []string
+	counts   map[string]int
+	live     atomic.Int64 // goroutines spawned and not ended
+	// ctx is every operation's parent: finish cancels it.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	healed  bool
+	closers []func()
+	faults  *faults
+	checks  *checker
+}
+
+// event is something scheduled at a simulated time.
+type event struct {
+	at   time.Time
+	seq  uint64
+	name string
+	do   func()
+}
+
+// mail is a goroutine's report to the simulator, applied after the step.
+type mail struct {
+	key string
+	fn  func()
+}
+
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Run runs one simulation. It must be called inside a testing/synctest
+// bubble (synctest.Test), after cryptotest.SetGlobalRandom with the seed.
+func Run(cfg Config) Result {
+	if err := cfg.Validate(); err != nil {
+		return Result{Seed: cfg.Seed, Failures: []string{err.Error()}}
+	}
+	w := &world{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), clk: clock.NewManual(epoch), start: epoch,
+		wire: &wire{calls: map[*grpcnet.Call]*callState{}}, hash: fnv.New64a(), counts: map[string]int{}}
+	w.net = grpcnet.NewDirect(w.wire)
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	w.rec = histcheck.NewRecorderOn(w.clk)
+	w.checks = newChecker(w)
+	for i := range cfg.Members {
+		w.members = append(w.members, &memberProc{id: uint64(i + 1), addr: fmt.Sprintf("pd%d:7401", i+1), fs: vfs0(), clk: w.newClock(w.rng)})
+	}
+	for i := range cfg.Stores {
+		w.stores = append(w.stores, &storeProc{idx: i, addr: fmt.Sprintf("s%d:7501", i+1), fs: vfs0(), clk: w.newClock(w.rng)})
+	}
+	for _, m := range w.members {
+		w.startMember(m)
+	}
+	for _, p := range w.stores {
+		w.startStore(p)
+	}
+	w.setupWorkload()
+	w.faults = newFaults(w)
+	end := w.start.Add(cfg.Duration)
+	w.at(end, "heal", w.heal)
+	// Settled is asked at most every 50 simulated ms: it reads every
+	// replica's status.
+	var lastAsked time.Time
+	settled := func() bool {
+		if !w.healed || w.clk.Now().Sub(lastAsked) < 50*time.Millisecond {
+			return false
+		}
+		lastAsked = w.clk.Now()
+		return w.checks.settled()
+	}
+	if !w.runUntil(end.Add(cfg.Heal), settled) {
+		w.failf("liveness: the cluster did not settle within %s of healing: %s", cfg.Heal, w.checks.unsettled())
+	}
+	w.checks.observe()
+	w.finish()
+	res := Result{Seed: cfg.Seed, TraceHash: w.hash.Sum64(), Steps: w.steps, SimTime: w.clk.Now().Sub(w.start),
+		Failures: w.failures, History: w.rec.History(), Counts: w.counts}
+	res.Verdict = w.checks.verdict
+	return res
+}
+
+// runUntil runs steps until done holds (it is asked after every step)
+// or the clock reaches deadline, and reports whether done held.
+func (w *world) runUntil(deadline time.Time, done func() bool) bool {
+	var ready []*lane
+	idle := make([]bool, len(w.stores))
+	for {
+		w.settle()
+		if done() {
+			return true
+		}
+		now := w.clk.Now()
+		if !now.Before(deadline) {
+			return false
+		}
+		// The candidates due now: wire lanes, the next timer, events,
+		// passes of stores not known to be idle.
+		ready = w.wire.ready(now, ready[:0])
+		nTimer := 0
+		if t, ok := w.clk.NextDeadline(); ok && !t.After(now) {
+			nTimer = 1
+		}
+		nEvents := 0
+		for nEvents < len(w.events) && !w.events[nEvents].at.After(now) {
+			nEvents++
+		}
+		var passes []int
+		for i, p := range w.stores {
+			if p.state == up && !idle[i] && !now.Before(p.slowUntil) {
+				passes = append(passes, i)
+			}
+		}
+		n := len(ready) + nTimer + nEvents + len(passes)
+		if n == 0 {
+			w.advance(deadline)
+			clear(idle)
+			continue
+		}
+		w.steps++
+		k := w.rng.IntN(n)
+		switch {
+		case k < len(ready):
+			w.deliver(ready[k])
+			clear(idle)
+		case k < len(ready)+nTimer:
+			w.clk.FireNext(now)
+			w.count("timer")
+			clear(idle)
+		case k < len(ready)+nTimer+nEvents:
+			i := k - len(ready) - nTimer
+			ev := w.events[i]
+			w.events = slices.Delete(w.events, i, i+1)
+			w.tracef("event %s", ev.name)
+			ev.do()
+			clear(idle)
+		default:
+			i := passes[k-len(ready)-nTimer-nEvents]
+			if w.stores[i].run.run() {
+				w.tracef("pass s%d", i+1)
+				w.count("pass")
+				if d := w.faults.slowDisk(i); d > 0 {
+					w.stores[i].slowUntil = now.Add(d)
+				}
+				clear(idle)
+			} else {
+				idle[i] = true
+				w.steps--
+			}
+		}
+		if w.steps%64 == 0 {
+			w.checks.observe()
+		}
+	}
+}
+
+// settle waits until every goroutine but this one is blocked, then takes
+// what they sent and reported, in a canonical order.
+func (w *world) settle() {
+	for {
+		synctest.Wait()
+		env := w.wire.take()
+		w.mailMu.Lock()
+		m := w.mail
+		w.mail = nil
+		w.mailMu.Unlock()
+		if len(env) == 0 && len(m) == 0 {
+			return
+		}
+		now := w.clk.Now()
+		for _, e := range env {
+			due, fail, dup := w.faults.fate(e, now)
+			w.wire.enqueue(e, due, fail, dup)
+		}
+		slices.SortStableFunc(m, func(a, b mail) int { return cmp.Compare(a.key, b.key) })
+		for _, x := range m {
+			x.fn()
+		}
+	}
+}
+
+// advance moves the clock to the next thing due (or end).
+func (w *world) advance(end time.Time) {
+	next := end
+	if t, ok := w.clk.NextDeadline(); ok && t.Before(next) {
+		next = t
+	}
+	if t, ok := w.wire.next(); ok && t.Before(next) {
+		next = t
+	}
+	if len(w.events) > 0 && w.events[0].at.Before(next) {
+		next = w.events[0].at
+	}
+	for _, p := range w.stores {
+		if p.state == up && p.slowUntil.After(w.clk.Now()) && p.slowUntil.Before(next) {
+			next = p.slowUntil
+		}
+	}
+	w.clk.MoveTo(next)
+}
+
+// deliver delivers (or loses) the head of lane l.
+func (w *world) deliver(l *lane) {
+	p := w.wire.pop(l)
+	desc := w.wire.describe(p)
+	if w.cfg.TraceMessages && p.e.Msg != nil {
+		desc += " " + prototext.MarshalOptions{}.Format(p.e.Msg)
+	}
+	if p.fail != nil {
+		w.tracef("lose %s", desc)
+		w.count("lost")
+		p.e.Fail(p.fail)
+		return
+	}
+	w.tracef("deliver %s", desc)
+	w.count("delivered")
+	p.e.Deliver()
+	if p.dup {
+		w.count("duplicated")
+		p.e.Deliver()
+	}
+}
+
+// at schedules do at t (events at the same time keep their order).
+func (w *world) at(t time.Time, name string, do func()) {
+	w.evSeq++
+	ev := &event{at: t, seq: w.evSeq, name: name, do: do}
+	i, _ := slices.BinarySearchFunc(w.events, ev, func(a, b *event) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
+	w.events = slices.Insert(w.events, i, ev)
+}
+
+// spawn runs f on a goroutine the world waits for at the end.
+func (w *world) spawn(f func()) {
+	w.live.Add(1)
+	go func() {
+		defer w.live.Add(-1)
+		f()
+	}()
+}
+
+// post hands fn to the simulator, which runs it after the step, ordered by
+// key among the reports of the same step.
+func (w *world) post(key string, fn func()) {
+	w.mailMu.Lock()
+	w.mail = append(w.mail, mail{key: key, fn: fn})
+	w.mailMu.Unlock()
+}
+
+func (w *world) tracef(format string, args ...any) {
+	line := fmt.Sprintf("%d %s\n", w.clk.Now().Sub(w.start).Microseconds(), fmt.Sprintf(format, args...))
+	w.hash.Write([]byte(line))
+	if w.cfg.Trace != nil {
+		io.WriteString(w.cfg.Trace, line)
+	}
+}
+
+func (w *world) failf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	w.tracef("FAIL %s", msg)
+	w.failures = append(w.failures, msg)
+}
+
+func (w *world) count(what string) { w.counts[what]++ }
+
+// errClass is an error's trace text without what varies between runs of
+// one seed (nothing should, but addresses of pointers would).
+func errClass(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var s string
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		s = e.Error()
+	}
+	if len(s) > 120 {
+		s = s[:120]
+	}
+	return s
+}
