@@ -65,6 +65,7 @@ func (rs *raftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
 			}
 			admitted = true
 			rs.s.liveness.reconnected(batch.FromStore)
+			rs.s.trans.answer(batch.FromStore)
 		}
 		// The peer is heard again every heardEvery records of a batch: a
 		// batch of coalesced heartbeats for tens of thousands of ranges

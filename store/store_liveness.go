@@ -1,5 +1,6 @@
 // Store liveness: every pair of stores keeps up a ping (each peer stream
-// sends at least one batch per flush interval); a store not heard from for
+// sends at least one batch per flush interval, and a store answers a
+// peer's new stream with one of its own); a store not heard from for
 // the liveness timeout is considered down. Quiesced followers whose
 // leader's store is down wake and elect a new leader.
 

@@ -160,6 +160,22 @@ func (t *transport) startPeers() {
 	}
 }
 
+// answer makes sure this store streams to storeID, which just opened a
+// stream to it. Each store hears only the streams that come in
+// (liveness.heard), and a store that joined through placement streams
+// only to stores it has something to send: one holding no replica the
+// peer leads sent nothing, so the peer counted it down for good. A
+// leader there quiesces with a lagging follower on a down store (it
+// wakes the range when the store comes back), so a learner added while
+// the link was cut was never created, and its range stayed under-replicated
+// after the link healed (the simulation's seed 190). The answering peer is
+// swept like any other (sweepPeers) once no local replica names the store.
+func (t *transport) answer(storeID uint64) {
+	if storeID != 0 && storeID != t.s.cfg.StoreID {
+		t.peerFor(storeID)
+	}
+}
+
 // send queues a message without blocking; false means it was dropped.
 // Heartbeats without a context are coalesced; commit-only appends are
 // held (store_commit_hold.go).

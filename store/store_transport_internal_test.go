@@ -30,7 +30,7 @@ import (
 
 // newTransportTestStore is a Store with just what the transport's send
 // and receive paths use: config, metrics, scheduler, liveness and the
-// replica map. No engine, no goroutines.
+// replica map. No engine, no goroutines until a peer is made.
 func newTransportTestStore(t testing.TB, storeID uint64) *Store {
 	t.Helper()
 	cfg := Defaults()
@@ -42,6 +42,8 @@ func newTransportTestStore(t testing.TB, storeID uint64) *Store {
 	s.sched = newScheduler(64)
 	s.liveness = newLiveness(storeID, time.Now, time.Second)
 	s.mu.replicas = map[uint64]*Replica{}
+	s.trans = newTransport(s) // no peers until a test makes one
+	t.Cleanup(s.trans.close)
 	return s
 }
 
