@@ -9,17 +9,12 @@ import (
 	"fmt"
 	"io"
 
-	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
-
-// heardEvery is how many records of a batch a store delivers between
-// notes that the sender is alive (store_liveness.go).
-const heardEvery = 256
 
 // raftServer receives peers' message streams and snapshots.
 type raftServer struct {
@@ -30,6 +25,7 @@ type raftServer struct {
 func (rs *raftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
 	inc, probe := streamIncarnation(stream.Context())
 	admitted := false
+	var ids []uint64 // deliverBatch's scratch
 	for {
 		batch, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -67,35 +63,7 @@ func (rs *raftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
 			rs.s.liveness.reconnected(batch.FromStore)
 			rs.s.trans.answer(batch.FromStore)
 		}
-		// The peer is heard again every heardEvery records of a batch: a
-		// batch of coalesced heartbeats for tens of thousands of ranges
-		// takes this store a while to hand out (longer when its cores are
-		// busy), and the next batch, the next proof of life, is read only
-		// after. Counting the peer dead meanwhile woke every range it
-		// leads (their followers forget it and campaign), a storm that
-		// made the next batches longer still.
-		n := 0
-		heard := func() {
-			if n%heardEvery == 0 {
-				rs.s.liveness.heard(batch.FromStore)
-			}
-			n++
-		}
-		for _, m := range batch.Messages {
-			heard()
-			rs.s.deliver(m, false)
-		}
-		for _, hb := range batch.Heartbeats {
-			heard()
-			rs.s.deliverHeartbeat(batch.FromStore, hb, pb.MsgHeartbeat)
-		}
-		for _, hb := range batch.HeartbeatResps {
-			heard()
-			rs.s.deliverHeartbeat(batch.FromStore, hb, pb.MsgHeartbeatResp)
-		}
-		if n == 0 {
-			rs.s.liveness.heard(batch.FromStore) // an empty batch: the ping
-		}
+		ids = rs.s.deliverBatch(batch, ids)
 	}
 }
 

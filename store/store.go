@@ -26,7 +26,6 @@ import (
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
-	"github.com/rangekv/rangekv/rangeraft/driver"
 )
 
 // Store hosts replicas of many ranges over one Pebble engine.
@@ -162,7 +161,7 @@ func Open(cfg Config) (*Store, error) {
 	s.gc.init()
 	s.now = cfg.Clock.Now
 	s.passRunners.New = func() any {
-		return &passRunner{drv: driver.New(driver.Options{DB: s.db, NoFsync: s.cfg.UnsafeNoFsync, Fatal: s.fatalRange})}
+		return s.newPassRunner()
 	}
 	s.pdUp.Store(-1)
 	s.resolver = newAddrResolver(s)

@@ -22,10 +22,69 @@ const maxSplitDelayTicks = 50
 
 // deliver hands a peer's message to its replica's inbox.
 func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
+	s.deliverTo(env, quiesce, nil)
+}
+
+// heardEvery is how many records of a batch a store delivers between
+// notes that the sender is alive (store_liveness.go).
+const heardEvery = 256
+
+// deliverBatch delivers a peer's batch: its messages, then its coalesced
+// heartbeats and responses, and then queues every range that got one for
+// a pass under one lock of the scheduler (rather than once per message).
+// buf is scratch space for the range IDs, returned for reuse.
+//
+// The sender is noted alive before the first record and again every
+// heardEvery records (an empty batch, the ping, once): a batch of
+// coalesced heartbeats for tens of thousands of ranges takes this store a
+// while to hand out (longer when its cores are busy), and the next batch,
+// the next proof of life, is read only after. Counting the peer dead
+// meanwhile woke every range it leads (their followers forget it and
+// campaign), a storm that made the next batches longer still.
+func (s *Store) deliverBatch(b *rangekvpb.RaftMessageBatch, buf []uint64) []uint64 {
+	ids := buf[:0]
+	n := 0
+	heard := func() {
+		if n%heardEvery == 0 {
+			s.liveness.heard(b.FromStore)
+		}
+		n++
+	}
+	for _, m := range b.Messages {
+		heard()
+		s.deliverTo(m, false, &ids)
+	}
+	for _, hb := range b.Heartbeats {
+		heard()
+		s.deliverHeartbeatTo(b.FromStore, hb, pb.MsgHeartbeat, &ids)
+	}
+	for _, hb := range b.HeartbeatResps {
+		heard()
+		s.deliverHeartbeatTo(b.FromStore, hb, pb.MsgHeartbeatResp, &ids)
+	}
+	if n == 0 {
+		s.liveness.heard(b.FromStore) // an empty batch: the ping
+	}
+	if len(ids) > 0 {
+		s.sched.enqueueMany(ids, flagWork)
+	}
+	return ids
+}
+
+// deliverTo is deliver; with ids set, the range to queue for a pass is
+// appended there instead of queued (the caller queues them all at once).
+func (s *Store) deliverTo(env *rangekvpb.RaftMessage, quiesce bool, ids *[]uint64) {
+	enqueue := func(rangeID uint64) {
+		if ids != nil {
+			*ids = append(*ids, rangeID)
+		} else {
+			s.sched.enqueue(rangeID, flagWork)
+		}
+	}
 	if env.Wake {
 		if r := s.replica(env.RangeId); r != nil {
 			r.setFlag(func(r *Replica) { r.inbox.wake = true })
-			s.sched.enqueue(env.RangeId, flagWork)
+			enqueue(env.RangeId)
 		}
 		return
 	}
@@ -46,10 +105,10 @@ func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
 		// A newer incarnation of this range's replica here, while the old
 		// one never got its data (it was added, then removed before a
 		// snapshot reached it): replica IDs are never reused, so the old
-		// one is gone from the range. Replace it at once; replica GC only
-		// looks at initialized replicas, and waiting would leave the new
-		// learner unreachable for good. Not while a split staged here is
-		// about to install this range's replica (startReplacing).
+		// one is gone from the range. Replace it at once: waiting for
+		// replica GC's next pass would leave the new learner unreachable
+		// meanwhile. Not while a split staged here is about to install
+		// this range's replica (startReplacing).
 		if !s.startReplacing(r) {
 			s.metrics.messagesDropped.WithLabelValues("awaiting_split").Inc()
 			return
@@ -88,7 +147,7 @@ func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
 		}
 		return
 	}
-	s.sched.enqueue(env.RangeId, flagWork)
+	enqueue(env.RangeId)
 }
 
 // maxHeldForSplit bounds the messages held for one range while a split

@@ -65,6 +65,44 @@ type passRunner struct {
 	drv    *driver.Driver
 	items  []workItem
 	passes []*pass
+	// buf holds the pass records passes point into, reused (with their
+	// slices) from pass to pass rather than allocated per range.
+	buf []pass
+	// out is the pass's outbox, flushed by the driver (drv's Flush).
+	out outbox
+}
+
+// newPass returns a cleared pass record for r, from w.buf.
+func (w *passRunner) newPass(r *Replica, tick bool) *pass {
+	if len(w.buf) < cap(w.buf) {
+		w.buf = w.buf[:len(w.buf)+1]
+	} else {
+		w.buf = append(w.buf, pass{})
+	}
+	p := &w.buf[len(w.buf)-1]
+	*p = pass{r: r, tick: tick, out: &w.out, applied: p.applied[:0], truncs: p.truncs[:0], splits: p.splits[:0]}
+	return p
+}
+
+// releasePasses drops what the pass records refer to and makes them
+// free for the next pass.
+func (w *passRunner) releasePasses() {
+	for i := range w.buf {
+		p := &w.buf[i]
+		clear(p.applied)
+		clear(p.splits)
+		p.r, p.snap, p.desc = nil, nil, nil
+		p.upd = driver.AppendUpdate{}
+	}
+	w.buf = w.buf[:0]
+}
+
+// newPassRunner is the pool constructor of Store.passRunners.
+func (s *Store) newPassRunner() *passRunner {
+	w := &passRunner{}
+	w.drv = driver.New(driver.Options{DB: s.db, NoFsync: s.cfg.UnsafeNoFsync, Fatal: s.fatalRange,
+		Flush: func() { w.out.flush(s.trans) }})
+	return w
 }
 
 // runNextPass is the pass Config.Runner runs (Runner.Start): it takes up
@@ -118,7 +156,7 @@ func (s *Store) runPass(w *passRunner, items []workItem) {
 			r.mu.Unlock()
 			continue
 		}
-		p := &pass{r: r, tick: it.tick}
+		p := w.newPass(r, it.tick)
 		passes = append(passes, p)
 		w.drv.Add(p, rd)
 	}
@@ -138,6 +176,7 @@ func (s *Store) runPass(w *passRunner, items []workItem) {
 		}
 		clear(passes)
 		w.passes = passes[:0]
+		w.releasePasses()
 	}()
 	st := w.drv.Run()
 	if st.Committed {
@@ -173,21 +212,28 @@ func (s *Store) awakeIDs(buf []uint64) []uint64 {
 	return buf
 }
 
+// reprobeTicks is how many ticks apart the ticker wakes the quiesced
+// leaders that quiesced past a lagging replica on a down store
+// (replica_quiesce.go): 10 s at the default 100 ms tick.
+const reprobeTicks = 100
+
 // ticker is the one store-wide clock: every heartbeat interval it queues a
 // tick for every replica that is not quiesced, wakes quiesced followers
 // whose leader's store went down and quiesced leaders whose lagging
-// follower's store came back.
+// follower's store came back, and every reprobeTicks the quiesced leaders
+// with a follower lagging on a down store.
 func (s *Store) ticker() {
 	defer s.wg.Done()
 	t := s.cfg.Clock.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
 	var ids []uint64
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-s.stopCh:
 			return
 		case <-t.C():
 		}
+		reprobe := n%reprobeTicks == 0
 		dead, newlyDead, cameUp := s.liveness.transitions(s.peerStoreIDs())
 		ids = s.awakeIDs(ids[:0])
 		var wake []uint64
@@ -204,12 +250,17 @@ func (s *Store) ticker() {
 			}
 		}
 		// Quiesced replicas are looked at only when a store's liveness
-		// changed: followers whose leader's store went down, leaders with
-		// a replica on a store that came back.
-		if len(newlyDead) > 0 || len(cameUp) > 0 {
+		// changed (followers whose leader's store went down, leaders with
+		// a replica on a store that came back) and at a reprobe.
+		if len(newlyDead) > 0 || len(cameUp) > 0 || reprobe {
 			s.mu.RLock()
 			for id, r := range s.mu.replicas {
 				if !r.quiesced.Load() {
+					continue
+				}
+				if reprobe && r.quiescedLagging.Load() && r.leader.Load() == r.replicaID {
+					r.setFlag(func(r *Replica) { r.inbox.wake = true })
+					wake = append(wake, id)
 					continue
 				}
 				if ls := r.leaderStore.Load(); ls != s.cfg.StoreID && newlyDead[ls] {
