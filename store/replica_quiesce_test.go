@@ -194,7 +194,8 @@ func TestMultiraftQuiescenceWakeAndLeaderStoreDeath(t *testing.T) {
 // when the store comes back), and after the cut healed the store still
 // sent nothing, so it never came back and the range stayed one voter short
 // for good (the simulation's seed 190). A store now answers a peer's new
-// stream with its own.
+// stream with its own (TestStoreAnswersPeerStream), and the leader is
+// woken every reprobeTicks anyway; either brings the learner in.
 func TestLearnerOnSilentStoreCreatedAfterCutHeals(t *testing.T) {
 	var cut atomic.Bool
 	var dropped atomic.Int64 // batches the cut dropped

@@ -1058,3 +1058,25 @@ func TestPeerTakeQueuedLeavesWakeupForTheRest(t *testing.T) {
 		t.Fatalf("after draining: %d wakeups, %d bytes accounted, want 0 and 0", len(p.ready), p.q.bytes)
 	}
 }
+
+// A store answers a peer's new stream with a stream of its own, so that
+// the peer hears it: a store that joined through placement and holds
+// nothing the peer leads has nothing to send it, and the peer counted it
+// down for good (a leader quiesced past a learner lagging there, and the
+// learner was not created until that leader's next reprobe, 100 ticks
+// later; before the reprobe, never: the simulation's seed 190).
+func TestStoreAnswersPeerStream(t *testing.T) {
+	addr, fake := startFakeRaftServer(t) // store 1
+	s := newTransportTestStore(t, 2)
+	s.cfg.HeartbeatInterval = 40 * time.Millisecond
+	s.storeAddrs.Store(uint64(1), addr)                                  // learned from placement
+	receive(t, s, &rangekvpb.RaftMessageBatch{FromStore: 1, ToStore: 2}) // a ping on a new stream
+	select {
+	case b := <-fake.batches:
+		if b.FromStore != 2 || b.ToStore != 1 {
+			t.Fatalf("batch from %d to %d, want 2 to 1", b.FromStore, b.ToStore)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("store 2 sent nothing to store 1 within 10s of store 1's stream")
+	}
+}
