@@ -259,7 +259,7 @@ func TestTransportSendCoalescesOnlyContextFreeHeartbeats(t *testing.T) {
 	s := newTransportTestStore(t, 1)
 	tr := &transport{s: s}
 	tr.mu.peers = map[uint64]*peer{}
-	p := newPeer(2, "", nil)
+	p := newPeer(2, "", nil, s.cfg.Clock)
 	tr.mu.peers[2] = p
 	msg := func(typ pb.MessageType, ctx []byte) *rangekvpb.RaftMessage {
 		return &rangekvpb.RaftMessage{RangeId: 5, FromStore: 1, ToStore: 2, Message: &pb.Message{
@@ -459,7 +459,7 @@ func newRaftTestNodes(t *testing.T, n int) map[uint64]*raftTestNode {
 		tr.mu.peers = map[uint64]*peer{}
 		for _, other := range voters {
 			if other != id {
-				tr.mu.peers[other] = newPeer(other, "", nil)
+				tr.mu.peers[other] = newPeer(other, "", nil, s.cfg.Clock)
 			}
 		}
 		s.trans = tr
@@ -994,7 +994,7 @@ func TestOutboxFlushQueuesEachPeerOnceInOrder(t *testing.T) {
 	s := newTransportTestStore(t, 1)
 	tr := &transport{s: s}
 	s.trans = tr
-	tr.mu.peers = map[uint64]*peer{2: newPeer(2, "", nil), 3: newPeer(3, "", nil)}
+	tr.mu.peers = map[uint64]*peer{2: newPeer(2, "", nil, s.cfg.Clock), 3: newPeer(3, "", nil, s.cfg.Clock)}
 	r := addTestReplica(s, 7, 1)
 	msg := func(to, index uint64) *rangekvpb.RaftMessage {
 		return &rangekvpb.RaftMessage{RangeId: 7, FromStore: 1, ToStore: to, Message: &pb.Message{
@@ -1036,7 +1036,7 @@ func TestOutboxFlushQueuesEachPeerOnceInOrder(t *testing.T) {
 func TestPeerTakeQueuedLeavesWakeupForTheRest(t *testing.T) {
 	s := newTransportTestStore(t, 1)
 	tr := &transport{s: s}
-	p := newPeer(2, "", nil)
+	p := newPeer(2, "", nil, s.cfg.Clock)
 	tr.mu.peers = map[uint64]*peer{2: p}
 	var envs []*rangekvpb.RaftMessage
 	for i := range uint64(5) {
