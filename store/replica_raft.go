@@ -178,6 +178,9 @@ func (r *Replica) send(msgs []*pb.Message, out *outbox) {
 			continue
 		}
 		s.metrics.sent(typ).Inc()
+		if typ == pb.MsgApp && len(m.GetEntries()) == 0 {
+			s.metrics.commitAppends.Inc()
+		}
 		if typ == pb.MsgSnap {
 			s.snaps.send(r, toStore, m)
 			continue
