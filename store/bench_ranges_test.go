@@ -27,7 +27,9 @@ import (
 // and reports per put, summed over the three stores:
 //
 //	app/op       MsgApp with entries
-//	commit/op    commit-only MsgApp sent as such (raft's, less the folded)
+//	commit/op    commit-only MsgApp sent as such (raft's, less the folded
+//	             and those sent as commit advances)
+//	adv/op       commit advances sent (store_commit_hold.go)
 //	appresp/op   MsgAppResp
 //	hb/op        MsgHeartbeat and MsgHeartbeatResp (coalesced)
 //	msgs/op      every Raft message raft sent, less the folded
@@ -100,12 +102,16 @@ func benchPutRanges(b *testing.B, ranges, writers int) {
 	msgApp := d(`rangekv_raft_messages_sent_total{type="MsgApp"}`)
 	commit := d("rangekv_raft_commit_appends_total")
 	folded := d("rangekv_raft_commit_appends_folded_total")
+	adv, advFolded := d("rangekv_raft_commit_advances_total"), d("rangekv_raft_commit_advances_folded_total")
 	b.ReportMetric(msgApp-commit, "app/op")
-	b.ReportMetric(commit-folded, "commit/op")
+	b.ReportMetric(commit-adv-(folded-advFolded), "commit/op")
+	b.ReportMetric(adv-advFolded, "adv/op")
 	b.ReportMetric(d(`rangekv_raft_messages_sent_total{type="MsgAppResp"}`), "appresp/op")
+	dropped := d("rangekv_raft_commit_advance_answers_dropped_total")
 	b.ReportMetric(d(`rangekv_raft_messages_sent_total{type="MsgHeartbeat"}`)+
 		d(`rangekv_raft_messages_sent_total{type="MsgHeartbeatResp"}`), "hb/op")
 	b.ReportMetric(d("rangekv_raft_messages_sent_total")-folded, "msgs/op")
+	b.ReportMetric(dropped, "advdrop/op")
 	b.ReportMetric(d("rangekv_raft_readies_total"), "readies/op")
 	b.ReportMetric(d("rangekv_raft_range_passes_total"), "rangepass/op")
 	b.ReportMetric(d("rangekv_raft_batch_ops_total"), "batchops/op")

@@ -39,15 +39,28 @@ import (
 
 type holdKey struct{ rangeID, replicaID uint64 }
 
-// isCommitOnly reports whether m is an append without entries.
-func isCommitOnly(m *pb.Message) bool {
-	return m.GetType() == pb.MsgApp && len(m.GetEntries()) == 0
+// isCommitOnly reports whether env is an append without entries or a
+// commit advance standing for one.
+func isCommitOnly(env *rangekvpb.RaftMessage) bool {
+	m := env.Message
+	return env.CommitAdvance || (m.GetType() == pb.MsgApp && len(m.GetEntries()) == 0)
 }
 
-// hold keeps env (a commit-only append) in place of any older one for the
-// same replica (counting the one it drops as folded), and reports whether
-// the peer must arm its hold timer.
-func (p *peer) hold(env *rangekvpb.RaftMessage, folded prometheus.Counter) (arm bool) {
+// foldedCounters count what hold and unhold drop: every commit-only
+// append (all), and of them the commit advances (advances).
+type foldedCounters struct{ all, advances prometheus.Counter }
+
+func (f foldedCounters) inc(dropped *rangekvpb.RaftMessage) {
+	f.all.Inc()
+	if dropped.CommitAdvance {
+		f.advances.Inc()
+	}
+}
+
+// hold keeps env (a commit-only append or commit advance) in place of any
+// older one for the same replica (counting the one it drops as folded),
+// and reports whether the peer must arm its hold timer.
+func (p *peer) hold(env *rangekvpb.RaftMessage, folded foldedCounters) (arm bool) {
 	p.held.Lock()
 	defer p.held.Unlock()
 	if p.held.msgs == nil {
@@ -56,11 +69,12 @@ func (p *peer) hold(env *rangekvpb.RaftMessage, folded prometheus.Counter) (arm 
 	k := holdKey{env.RangeId, env.Message.GetTo()}
 	old, ok := p.held.msgs[k]
 	if ok {
-		folded.Inc()
 		if old.Message.GetTerm() > env.Message.GetTerm() ||
 			(old.Message.GetTerm() == env.Message.GetTerm() && old.Message.GetCommit() > env.Message.GetCommit()) {
+			folded.inc(env)
 			return false // keep the newer one
 		}
+		folded.inc(old)
 	}
 	arm = len(p.held.msgs) == 0
 	p.held.msgs[k] = env
@@ -71,7 +85,7 @@ func (p *peer) hold(env *rangekvpb.RaftMessage, folded prometheus.Counter) (arm 
 // append when it must still be sent ahead of env: always, unless env is
 // an append of the same term carrying at least the same commit index, in
 // which case it counts the held one as folded.
-func (p *peer) unhold(env *rangekvpb.RaftMessage, folded prometheus.Counter) *rangekvpb.RaftMessage {
+func (p *peer) unhold(env *rangekvpb.RaftMessage, folded foldedCounters) *rangekvpb.RaftMessage {
 	p.held.Lock()
 	defer p.held.Unlock()
 	if len(p.held.msgs) == 0 {
@@ -85,18 +99,22 @@ func (p *peer) unhold(env *rangekvpb.RaftMessage, folded prometheus.Counter) *ra
 	delete(p.held.msgs, k)
 	m := env.Message
 	if m.GetType() == pb.MsgApp && m.GetTerm() == old.Message.GetTerm() && m.GetCommit() >= old.Message.GetCommit() {
-		folded.Inc()
+		folded.inc(old)
 		return nil
 	}
 	return old
 }
 
-// takeHeld removes and returns every held append, appended to dst.
-func (p *peer) takeHeld(dst []*rangekvpb.RaftMessage) []*rangekvpb.RaftMessage {
+// takeHeld removes and returns every held append (only the commit
+// advances when advancesOnly), appended to dst.
+func (p *peer) takeHeld(dst []*rangekvpb.RaftMessage, advancesOnly bool) []*rangekvpb.RaftMessage {
 	p.held.Lock()
 	defer p.held.Unlock()
 	n := len(dst)
 	for k, m := range p.held.msgs {
+		if advancesOnly && !m.CommitAdvance {
+			continue
+		}
 		dst = append(dst, m)
 		delete(p.held.msgs, k)
 	}
@@ -104,4 +122,34 @@ func (p *peer) takeHeld(dst []*rangekvpb.RaftMessage) []*rangekvpb.RaftMessage {
 	// batch every time.
 	slices.SortFunc(dst[n:], func(a, b *rangekvpb.RaftMessage) int { return cmp.Compare(a.RangeId, b.RangeId) })
 	return dst
+}
+
+// upgradeHeld rewrites the commit-only append held for replicaID of
+// rangeID on storeID, if there is one, into a commit advance when advance
+// (rangeraft.Replica.CommitAdvance) allows it now, and reports whether it
+// did. The leader calls it after stepping that follower's append answer:
+// an append raft broadcast on commit before the follower's answer to the
+// entries arrived could not be an advance then, and usually can now.
+// Called with the leader's r.mu held (lock order: r.mu, t.mu, held).
+func (t *transport) upgradeHeld(storeID, rangeID, replicaID uint64, advance func(*pb.Message) (*pb.Message, bool)) bool {
+	t.mu.Lock()
+	p := t.mu.peers[storeID]
+	t.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	p.held.Lock()
+	defer p.held.Unlock()
+	k := holdKey{rangeID, replicaID}
+	old, ok := p.held.msgs[k]
+	if !ok || old.CommitAdvance {
+		return false
+	}
+	hb, ok := advance(old.Message)
+	if !ok {
+		return false
+	}
+	p.held.msgs[k] = &rangekvpb.RaftMessage{RangeId: old.RangeId, FromStore: old.FromStore, ToStore: old.ToStore,
+		Message: hb, CommitAdvance: true}
+	return true
 }
