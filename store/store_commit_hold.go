@@ -25,6 +25,24 @@
 // Only the leader's commit broadcasts are delayed: the leader commits on
 // its followers' append responses, which are never held, so a write's
 // latency does not change; a follower applies up to the delay later.
+//
+// Commit advances (issue 18). When the follower has already acknowledged
+// every entry the commit-only append anchors at (raft's progress of it is
+// in StateReplicate with Match at or past the append's index), its answer
+// would teach the leader nothing, and over many ranges these appends and
+// answers were a third of the Raft messages per put. The leader then
+// sends, in the append's place, the heartbeat rangeraft.CommitAdvance
+// builds (commit min(commit, index), at most what raft's own heartbeat
+// carries) marked commit_advance; a held append is rewritten so when the
+// follower's answer to the entries arrives while it waits (upgradeHeld).
+// An advance is held and folded like the appends, but rides on the next
+// batch to the peer, whatever it carries (or the hold timer, or the flush
+// tick), ahead of the batch's messages; it never joins the coalesced
+// heartbeats. The follower steps it as its leader's heartbeat and drops
+// the one answer it draws (Replica.unmute), so nothing is acknowledged
+// that raft would not (a heartbeat answer acknowledges no entry), and no
+// commit index goes past what raft would send. Apply lag on the follower:
+// at most the hold delay, as for the held appends, usually one batch.
 
 package store
 
