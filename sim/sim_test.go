@@ -30,6 +30,7 @@ var (
 	flagRanges = flag.Int("sim.ranges", 0, "ranges to split into (with -sim.seed; 0: the default)")
 	flagDur    = flag.Duration("sim.duration", 0, "simulated workload time (with -sim.seed; 0: the default)")
 	flagCalm   = flag.Bool("sim.nofaults", false, "no faults (with -sim.seed)")
+	flagHeal   = flag.Duration("sim.heal", 0, "simulated time the cluster has to settle after healing (with -sim.seed; 0: the default)")
 )
 
 // ciSeeds is how many seeds `make test` runs.
@@ -109,6 +110,9 @@ func TestSimSeed(t *testing.T) {
 	}
 	if *flagDur > 0 {
 		cfg.Duration = *flagDur
+	}
+	if *flagHeal > 0 {
+		cfg.Heal = *flagHeal
 	}
 	cfg.Faults = !*flagCalm
 	if *flagTrace != "" {

@@ -29,6 +29,7 @@ type wire struct {
 	nextCall uint64
 	// lanes are the FIFOs with something pending, in creation order.
 	lanes []*lane
+	buf   []byte // describe's marshalling buffer
 }
 
 type callState struct {
@@ -176,7 +177,15 @@ func (w *wire) describe(p *pending) string {
 		id = cs.id
 	}
 	h := fnv.New64a()
-	h.Write(msgBytes(e.Msg))
+	if e.Msg != nil {
+		b, err := marshalDeterministic.MarshalAppend(w.buf[:0], e.Msg)
+		if err != nil {
+			b = []byte(err.Error())
+		} else {
+			w.buf = b
+		}
+		h.Write(b)
+	}
 	if e.Err != nil {
 		h.Write([]byte(e.Err.Error()))
 	}

@@ -41,6 +41,10 @@ type Replica struct {
 	term atomic.Uint64
 	// quiesced: not ticking (read by the ticker, written by the worker).
 	quiesced atomic.Bool
+	// quiescedLagging: this leader quiesced while a replica on a store
+	// liveness reports down lagged (replica_quiesce.go); the ticker wakes
+	// it every reprobeTicks to probe that store again.
+	quiescedLagging atomic.Bool
 	// uninitTicks counts ticks while uninitialized (bounds how long
 	// MsgApps are dropped waiting for a local split).
 	uninitTicks atomic.Int32

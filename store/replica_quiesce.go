@@ -13,7 +13,12 @@
 //     unless they make it send something;
 //   - any other message, proposal or read wakes a replica; a follower woken
 //     by anyone but its leader wakes the leader;
-//   - quiesced replicas are not ticked and get no ReportUnreachable.
+//   - quiesced replicas are not ticked and get no ReportUnreachable;
+//   - a leader that quiesced past a lagging replica on a down store is
+//     woken every reprobeTicks: the store may be back with nothing to say
+//     to this one (no replica led from here exists on it yet, e.g. a
+//     learner whose first messages a partition lost), and only this
+//     leader's messages give it a reason to answer.
 
 package store
 
@@ -77,6 +82,7 @@ func (r *Replica) maybeQuiesceLeader() {
 		m     *pb.Message
 	}
 	var beats []beat
+	lagging := false
 	for _, rd := range desc.Replicas {
 		if rd.ReplicaId == r.replicaID {
 			continue
@@ -90,7 +96,8 @@ func (r *Replica) maybeQuiesceLeader() {
 			if s.liveness.isLive(rd.StoreId) {
 				return
 			}
-			continue // lagging on a down store: it wakes the range when it returns
+			lagging = true
+			continue // lagging on a down store: its return, or the next reprobe, wakes the range
 		}
 		beats = append(beats, beat{rd.StoreId, &pb.Message{
 			Type: pb.MsgHeartbeat.Enum(), From: proto.Uint64(r.replicaID), To: proto.Uint64(rd.ReplicaId),
@@ -101,6 +108,7 @@ func (r *Replica) maybeQuiesceLeader() {
 		return // joint: left first (maybeLeaveJoint)
 	}
 	r.quiesce()
+	r.quiescedLagging.Store(lagging)
 	for _, b := range beats {
 		s.trans.sendQuiesce(b.store, r.rangeID, b.m)
 	}
