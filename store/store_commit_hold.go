@@ -138,7 +138,9 @@ func (p *peer) takeHeld(dst []*rangekvpb.RaftMessage, advancesOnly bool) []*rang
 	}
 	// In range order, not the map's: a replayed simulation sends the same
 	// batch every time.
-	slices.SortFunc(dst[n:], func(a, b *rangekvpb.RaftMessage) int { return cmp.Compare(a.RangeId, b.RangeId) })
+	slices.SortFunc(dst[n:], func(a, b *rangekvpb.RaftMessage) int {
+		return cmp.Or(cmp.Compare(a.RangeId, b.RangeId), cmp.Compare(a.Message.GetTo(), b.Message.GetTo()))
+	})
 	return dst
 }
 
