@@ -87,6 +87,11 @@ type Stats struct {
 	Synced bool
 	// Appended: the entries it persisted.
 	Appended int
+	// Groups: the groups in the pass (each with a Ready).
+	Groups int
+	// Ops: the Pebble operations (sets, deletes, range deletes) of the
+	// pass's batches, whatever they stage (entries, hard states, applies).
+	Ops int
 }
 
 // member is one group's share of a pass.
@@ -127,6 +132,7 @@ func (d *Driver) Run() Stats {
 	}
 	defer d.reset()
 	ms := d.members
+	st.Groups = len(ms)
 
 	// 1. A leader's MsgApps leave before its own append is durable: it
 	// counts its own copy only after Advance (Raft thesis §10.2.1).
@@ -184,6 +190,7 @@ func (d *Driver) Run() Stats {
 	}
 
 	// 3. One commit.
+	st.Ops += int(wb.Count())
 	if !wb.Empty() {
 		st.Committed = true
 		st.Synced = d.commit(wb, mustSync || applySync, "commit raft state")
@@ -208,6 +215,7 @@ func (d *Driver) Run() Stats {
 		ab := d.opts.DB.NewIndexedBatch()
 		defer ab.Close()
 		applySync := d.stageApplies(ab)
+		st.Ops += int(ab.Count())
 		if !ab.Empty() {
 			d.commit(ab, applySync, "commit apply batch")
 		}
