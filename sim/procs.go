@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	raftpb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/placement"
@@ -269,6 +270,7 @@ func (w *world) startStore(p *storeProc) {
 			}
 			return 100 << 30, nil
 		},
+		ApplyingEntry: func(rangeID uint64, e *raftpb.Entry) { w.entries.record(p.idx, rangeID, e) },
 	}
 	name := fmt.Sprintf("s%d", p.idx+1)
 	w.spawn(func() {

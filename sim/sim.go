@@ -140,6 +140,7 @@ type world struct {
 	closers []func()
 	faults  *faults
 	checks  *checker
+	entries *entries // what each range applied at each index
 	gc      gcState
 	line    []byte // tracef's buffer
 }
@@ -172,6 +173,7 @@ func Run(cfg Config) Result {
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.rec = histcheck.NewRecorderOn(w.clk)
 	w.checks = newChecker(w)
+	w.entries = newEntries(w.failf)
 	for i := range cfg.Members {
 		w.members = append(w.members, &memberProc{id: uint64(i + 1), addr: fmt.Sprintf("pd%d:7401", i+1), fs: vfs0(), clk: w.newClock(w.rng)})
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
+	raftpb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/grpcnet"
@@ -366,6 +367,12 @@ type TestingKnobs struct {
 	// stopped the replica and before its batch (tombstone, range-local
 	// state deleted) commits, with no lock held.
 	ReplicaDestroying func(rangeID uint64)
+	// ApplyingEntry, when set, is called by the worker for each committed
+	// entry it stages for apply (replica_apply.go stageApply), in index
+	// order, with the replica's lock held; it must not keep e. The
+	// simulation checks with it that no two replicas apply different
+	// entries at one index.
+	ApplyingEntry func(rangeID uint64, e *raftpb.Entry)
 	// BetweenUninitializedReads, when set, runs in createUninitialized
 	// between its Pebble reads (after the tombstone, before the raft
 	// state; store_deliver.go), on the goroutine that delivers the message; it

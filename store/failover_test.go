@@ -449,7 +449,14 @@ func TestFailoverCampaignerRetriesWhenPeerNoticesLater(t *testing.T) {
 		}}
 	}})
 	all := mrStoreIdx(3)
-	if lead := c.WaitLeader(1); lead != 0 {
+	// The first election may take raft's own randomized timeout (10 to 20
+	// s at this election timeout; WaitLeader's 15 s is too short for it).
+	lead := -1
+	c.WaitFor("a first leader of range 1", 3*electionTimeout, func() bool {
+		lead = c.Leader(1)
+		return lead >= 0
+	})
+	if lead != 0 {
 		resp, err := c.Admin(lead).TransferLeader(mrCtx(t, 10*time.Second), &rangekvpb.TransferLeaderRequest{RangeId: 1, ToStoreId: 1})
 		if err != nil || resp.Error != nil {
 			t.Fatalf("transfer range 1's leadership to store 1: %v %v", resp.GetError(), err)

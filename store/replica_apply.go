@@ -81,6 +81,9 @@ func (sm kvStateMachine) stageApply(ab *pebble.Batch, p *pass, ents []*pb.Entry)
 		if e.GetIndex() <= r.mu.applied.Index {
 			continue // covered by a snapshot applied in this pass
 		}
+		if k := r.store.cfg.Knobs; k != nil && k.ApplyingEntry != nil {
+			k.ApplyingEntry(r.rangeID, e)
+		}
 		res := applyResult{entry: e}
 		switch e.GetType() {
 		case pb.EntryNormal:

@@ -101,7 +101,7 @@ func Check(h History, timeout time.Duration) Verdict {
 // lostWrite looks at one key's ops for a write that was definitely the
 // last one (every other write completed before it was called, none has an
 // unknown outcome) followed by a read called after it returned: that read
-// must see it. checked is false when the key has no such pair.
+// must see it, unless it is stale. checked is false when the key has no such pair.
 func lostWrite(ops []Op) (checked, lost bool) {
 	var writes []*Op
 	for i := range ops {
@@ -130,7 +130,7 @@ func lostWrite(ops []Op) (checked, lost bool) {
 		return false, false
 	}
 	for _, op := range ops {
-		if op.In.Kind != Get || op.Outcome != OutcomeOK || op.Call <= last.Return {
+		if op.In.Kind != Get || op.In.Stale || op.Outcome != OutcomeOK || op.Call <= last.Return {
 			continue
 		}
 		checked = true

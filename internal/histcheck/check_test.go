@@ -149,3 +149,56 @@ func TestUniqueValues(t *testing.T) {
 		seen[v] = true
 	}
 }
+
+func staleGet() Input { return Input{Kind: Get, Stale: true} }
+
+func TestStaleReadMayLag(t *testing.T) {
+	v := check(t,
+		op(0, "a", put("1"), Output{}, 0, 10),
+		op(0, "a", put("2"), Output{}, 11, 20),
+		op(1, "a", staleGet(), found("1"), 21, 30), // an older state
+		op(1, "a", staleGet(), Output{}, 31, 40),   // the initial state
+		op(1, "a", staleGet(), found("2"), 41, 50),
+		op(1, "a", staleGet(), found("1"), 51, 60), // back again: not promised otherwise
+		op(0, "a", put("3"), Output{}, 61, 70),
+		op(1, "a", staleGet(), found("3"), 65, 75), // concurrent with the put
+		op(1, "a", get(), found("3"), 80, 90),      // the lost-write check ignores stale reads
+	)
+	if !v.Linearizable() || v.FinalChecked != 1 {
+		t.Fatalf("verdict %+v, want linearizable with one final read checked", v)
+	}
+}
+
+func TestStaleReadOfTheFutureFails(t *testing.T) {
+	for name, ops := range map[string][]Op{
+		// It returns a value written only after it returned.
+		"later write": {
+			op(0, "a", put("1"), Output{}, 0, 10),
+			op(1, "a", staleGet(), found("2"), 11, 20),
+			op(0, "a", put("2"), Output{}, 21, 30),
+		},
+		// It returns a value no write wrote.
+		"no write": {
+			op(0, "a", put("1"), Output{}, 0, 10),
+			op(1, "a", staleGet(), found("7"), 11, 20),
+		},
+		// Its value's write, of unknown outcome, was called after it
+		// returned.
+		"unknown write": {
+			op(0, "a", put("1"), Output{}, 0, 10),
+			op(1, "a", staleGet(), found("2"), 11, 20),
+			unknown(op(0, "a", put("2"), Output{}, 21, 0)),
+		},
+		// No state of the key was 6.
+		"no state": {
+			op(0, "a", put("5"), Output{}, 0, 10),
+			op(0, "a", incr(3), Output{N: 8}, 11, 20),
+			op(1, "a", staleGet(), found("6"), 21, 30),
+		},
+	} {
+		v := check(t, ops...)
+		if len(v.Violations) != 1 || v.Violations[0] != "a" {
+			t.Errorf("%s: verdict %+v, want a violation on key a", name, v)
+		}
+	}
+}

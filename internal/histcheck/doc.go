@@ -14,6 +14,9 @@
 //   - an operation that definitely did not happen (a read that failed, a
 //     write refused before it was sent) is recorded as Failed and left out
 //     of the check;
+//   - a stale read (Input.Stale) may return any state the key had before
+//     it returned: it is checked as if called before every other
+//     operation, and the lost-write check ignores it;
 //   - histories are checked per key (a register with Get, Put, Delete, CAS
 //     and Incr), each key within its own timeout; a check that times out is
 //     reported as such, never counted as a pass.

@@ -47,6 +47,10 @@ type Input struct {
 	ExpectAbsent bool
 	// Delta is Incr's addend.
 	Delta int64
+	// Stale marks a Get at STALE consistency (any replica's engine, no
+	// barrier): it may return any state the key had before it returned,
+	// so it is checked as if called before every other operation.
+	Stale bool
 }
 
 // Outcome says whether an operation happened.
@@ -91,6 +95,9 @@ func (o Op) String() string {
 	switch in.Kind {
 	case Get:
 		s = fmt.Sprintf("get(%s)", o.Key)
+		if in.Stale {
+			s = "stale " + s
+		}
 	case Put:
 		s = fmt.Sprintf("put(%s, %s)", o.Key, in.Value)
 	case Delete:

@@ -106,11 +106,15 @@ func model() porcupine.Model {
 }
 
 // operations turns ops into porcupine operations: failed ones are left
-// out, unknown ones return at end (after every other return).
+// out, unknown ones return at end (after every other return), stale reads
+// are called before every other call (the history's start is 0).
 func operations(ops []Op, end int64) []porcupine.Operation {
 	out := make([]porcupine.Operation, 0, len(ops))
 	for _, op := range ops {
-		ret := op.Return
+		call, ret := op.Call, op.Return
+		if op.In.Stale {
+			call = -1
+		}
 		o := output{out: op.Out}
 		switch op.Outcome {
 		case OutcomeFailed:
@@ -119,7 +123,7 @@ func operations(ops []Op, end int64) []porcupine.Operation {
 			ret, o = end, output{unknown: true}
 		}
 		out = append(out, porcupine.Operation{ClientId: op.Client, Input: opInput{key: op.Key, in: op.In, op: op},
-			Call: op.Call, Output: o, Return: ret})
+			Call: call, Output: o, Return: ret})
 	}
 	return out
 }
