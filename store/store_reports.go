@@ -25,6 +25,7 @@ import (
 type reported struct {
 	desc          *rangekvpb.RangeDescriptor
 	leader        bool
+	pending, down []uint64 // the replica IDs reported lagging and on dead stores
 	at            time.Time
 	reads, writes uint64 // counters at the last report
 }
@@ -175,15 +176,24 @@ func (s *Store) sendRangeReports(last map[uint64]reported) {
 			continue
 		}
 		isLeader := r.leader.Load() == r.replicaID
+		if !isLeader {
+			last[r.rangeID] = reported{desc: d}
+			continue
+		}
 		prev, ok := last[r.rangeID]
-		due := !ok || prev.desc != d || prev.leader != isLeader || now.Sub(prev.at) >= s.cfg.RangeHeartbeatRefresh
-		if !isLeader || !due {
-			if !isLeader {
-				last[r.rangeID] = reported{desc: d}
-			}
+		// A replica that caught up (or whose store came back) changes what
+		// placement may do (promote that learner) as much as a new
+		// descriptor does: waiting for the refresh left a range short of
+		// a voter for up to a minute after the faults healed (simulation
+		// seed 11781).
+		pending, down := s.replicaHealth(r)
+		due := !ok || prev.desc != d || !prev.leader || now.Sub(prev.at) >= s.cfg.RangeHeartbeatRefresh ||
+			!slices.Equal(prev.pending, pending) || !slices.Equal(prev.down, down)
+		if !due {
 			continue
 		}
 		h := s.rangeReport(r, d)
+		h.PendingReplicas, h.DownReplicas = pending, down
 		rd, wr := r.reads.Load(), r.writes.Load()
 		if ok && !prev.at.IsZero() {
 			if secs := now.Sub(prev.at).Seconds(); secs > 0 {
@@ -192,7 +202,7 @@ func (s *Store) sendRangeReports(last map[uint64]reported) {
 			}
 		}
 		req.Ranges = append(req.Ranges, h)
-		sent[r.rangeID] = reported{desc: d, leader: true, at: now, reads: rd, writes: wr}
+		sent[r.rangeID] = reported{desc: d, leader: true, pending: pending, down: down, at: now, reads: rd, writes: wr}
 	}
 	ctx, cancel := s.pdCtx(5 * time.Second)
 	defer cancel()
@@ -230,27 +240,36 @@ func (s *Store) rangeReport(r *Replica, d *rangekvpb.RangeDescriptor) *rangekvpb
 		h.ApproximateSize = n
 	}
 	h.ApproximateKeys = s.approximateKeys(lo, hi, h.ApproximateSize)
-	r.mu.Lock()
-	if !r.mu.destroyed && r.mu.rr.IsLeader() {
-		applied := r.mu.applied.Index
-		r.mu.rr.WithProgress(func(id uint64, pr tracker.Progress) {
-			if id == r.replicaID {
-				return
-			}
-			if pr.Match+100 < applied {
-				h.PendingReplicas = append(h.PendingReplicas, id)
-			}
-			if st, ok := r.storeOfReplica(id); ok && !s.liveness.isLive(st) {
-				h.DownReplicas = append(h.DownReplicas, id)
-			}
-		})
-		// In ID order, not the progress map's: a replayed simulation
-		// sends the same report every time.
-		slices.Sort(h.PendingReplicas)
-		slices.Sort(h.DownReplicas)
-	}
-	r.mu.Unlock()
 	return h
+}
+
+// replicaHealth returns the replicas of r that lag (more than 100 entries
+// behind the leader's applied index) and those on stores not live, in ID
+// order (a replayed simulation sends the same report every time); both
+// are nil when r no longer leads. It only reads Raft's progress (no
+// allocation for a healthy range), so it runs for every led range at each
+// interval.
+func (s *Store) replicaHealth(r *Replica) (pending, down []uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.destroyed || !r.mu.rr.IsLeader() {
+		return nil, nil
+	}
+	applied := r.mu.applied.Index
+	r.mu.rr.WithProgress(func(id uint64, pr tracker.Progress) {
+		if id == r.replicaID {
+			return
+		}
+		if pr.Match+100 < applied {
+			pending = append(pending, id)
+		}
+		if st, ok := r.storeOfReplica(id); ok && !s.liveness.isLive(st) {
+			down = append(down, id)
+		}
+	})
+	slices.Sort(pending)
+	slices.Sort(down)
+	return pending, down
 }
 
 // keySample is how many keys approximateKeys reads at most.
