@@ -162,6 +162,11 @@ type Config struct {
 	// Runner decides which goroutine runs which Raft pass, and when. Nil:
 	// a WorkerPool of Workers goroutines.
 	Runner Runner
+	// PassPoints, when set, is called at the named points between two
+	// steps of a pass (store_pass_points.go), where it may stop the
+	// goroutine, and waits for replica locks held elsewhere. Nil: nothing
+	// is called (production).
+	PassPoints PassPoints
 }
 
 // withSeams returns c with every unset seam set to its production

@@ -36,7 +36,7 @@ func (s *Store) Status() *rangekvpb.ListRangesResponse {
 		} else {
 			st.Descriptor_ = &rangekvpb.RangeDescriptor{RangeId: r.rangeID}
 		}
-		r.mu.Lock()
+		r.lock()
 		if !r.mu.destroyed {
 			bs := r.mu.rr.BasicStatus()
 			st.RaftState = bs.RaftState.String()

@@ -158,7 +158,13 @@ func Open(cfg Config) (*Store, error) {
 	s.gc.init()
 	s.now = cfg.Clock.Now
 	s.passRunners.New = func() any {
-		return &passRunner{drv: driver.New(driver.Options{DB: s.db, NoFsync: s.cfg.UnsafeNoFsync, Fatal: s.fatalRange})}
+		w := &passRunner{}
+		opts := driver.Options{DB: s.db, NoFsync: s.cfg.UnsafeNoFsync, Fatal: s.fatalRange}
+		if s.cfg.PassPoints != nil {
+			opts.BeforeCommit = func() { s.at(PointPassStaged, w.items[0].rangeID) }
+		}
+		w.drv = driver.New(opts)
+		return w
 	}
 	s.pdUp.Store(-1)
 	s.resolver = newAddrResolver(s)
@@ -364,7 +370,7 @@ func (s *Store) Stop() {
 			s.pd.close()
 		}
 		for _, r := range s.replicasSnapshot() {
-			r.mu.Lock()
+			r.lock()
 			r.mu.rr.Close()
 			r.mu.destroyed = true
 			r.mu.Unlock()

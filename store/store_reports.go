@@ -228,7 +228,7 @@ func (s *Store) rangeReport(r *Replica, d *rangekvpb.RangeDescriptor) *rangekvpb
 		h.ApproximateSize = n
 	}
 	h.ApproximateKeys = s.approximateKeys(lo, hi, h.ApproximateSize)
-	r.mu.Lock()
+	r.lock()
 	if !r.mu.destroyed && r.mu.rr.IsLeader() {
 		applied := r.mu.applied.Index
 		for id, pr := range r.mu.rr.Status().Progress {
