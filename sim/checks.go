@@ -12,6 +12,9 @@ import (
 	"sort"
 	"time"
 
+	raftpb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/histcheck"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
@@ -20,18 +23,48 @@ type checker struct {
 	w *world
 	// leaders: the store that led each (range, term).
 	leaders map[[2]uint64]uint64
+	// votes: the candidate each (range, replica, term) granted its vote.
+	votes   map[[3]uint64]uint64
 	verdict histcheck.Verdict
 	last    string // why the cluster is not settled, for the failure
 }
 
-func newChecker(w *world) *checker { return &checker{w: w, leaders: map[[2]uint64]uint64{}} }
+func newChecker(w *world) *checker {
+	return &checker{w: w, leaders: map[[2]uint64]uint64{}, votes: map[[3]uint64]uint64{}}
+}
+
+// sent checks what the processes just sent: a replica grants at most one
+// candidate its vote in a term (a vote is synced before it is sent, so
+// even a grant the network loses binds it).
+func (c *checker) sent(env []*grpcnet.Envelope) {
+	for _, e := range env {
+		b, ok := e.Msg.(*rangekvpb.RaftMessageBatch)
+		if !ok || e.Method != raftStreamMethod || !e.ToServer {
+			continue
+		}
+		for _, m := range b.GetMessages() {
+			msg := m.GetMessage()
+			if msg.GetType() != raftpb.MsgVoteResp || msg.GetReject() {
+				continue
+			}
+			k := [3]uint64{m.GetRangeId(), msg.GetFrom(), msg.GetTerm()}
+			if prev, ok := c.votes[k]; ok && prev != msg.GetTo() {
+				c.w.failf("two votes: range %d replica %d (store %d) voted in term %d for replicas %d and %d",
+					k[0], k[1], m.GetFromStore(), k[2], prev, msg.GetTo())
+			}
+			c.votes[k] = msg.GetTo()
+		}
+	}
+}
 
 // status returns the replica status of every store that is up, by store
 // ID.
 func (c *checker) status() map[uint64][]*rangekvpb.ReplicaStatus {
 	out := map[uint64][]*rangekvpb.ReplicaStatus{}
 	for _, p := range c.w.stores {
-		if p.state == up && p.st != nil {
+		// A pass under way holds its replicas' locks (even stopped at a
+		// pass point): the store is looked at once it is over.
+		if p.state == up && p.st != nil && p.run.quiet() {
 			out[p.st.StoreID()] = p.st.Status().GetReplicas()
 		}
 	}
@@ -80,6 +113,16 @@ func (c *checker) settled() bool {
 	for _, m := range w.members {
 		if m.state != up {
 			c.last = fmt.Sprintf("pd%d is %s", m.id, m.state)
+			return false
+		}
+	}
+	if len(w.parked) > 0 {
+		c.last = "a goroutine is stopped at " + w.parked[0].what
+		return false
+	}
+	for _, p := range w.stores {
+		if !p.run.quiet() {
+			c.last = fmt.Sprintf("s%d has a pass under way", p.idx+1)
 			return false
 		}
 	}
