@@ -55,14 +55,26 @@ func (w *world) setupWorkload() {
 	for r := 1; r < w.cfg.Ranges; r++ {
 		splits = append(splits, w.key(r*w.cfg.Keys/w.cfg.Ranges))
 	}
+	// At 1 s placement often knows no range yet and the initial splits
+	// fail; with SetupRetries they are retried every 250 ms, as a setup
+	// script would.
 	w.at(w.start.Add(time.Second), "initial splits", func() {
 		w.spawn(func() {
 			for _, k := range splits {
-				a, err := admin.Admin()
-				if err == nil {
-					ctx, cancel := clock.WithTimeout(w.ctx, w.clk, 30*time.Second)
-					_, _, err = a.Split(ctx, []byte(k))
-					cancel()
+				var err error
+				for try := 0; try <= w.cfg.SetupRetries; try++ {
+					if try > 0 && !clock.Sleep(w.ctx, w.clk, 250*time.Millisecond) {
+						break
+					}
+					var a *router.Admin
+					if a, err = admin.Admin(); err == nil {
+						ctx, cancel := clock.WithTimeout(w.ctx, w.clk, 30*time.Second)
+						_, _, err = a.Split(ctx, []byte(k))
+						cancel()
+					}
+					if err == nil {
+						break
+					}
 				}
 				w.post("split "+k, func() { w.tracef("initial split %s: %s", k, errClass(err)) })
 			}

@@ -30,6 +30,10 @@ var (
 	flagRanges = flag.Int("sim.ranges", 0, "ranges to split into (with -sim.seed; 0: the default)")
 	flagDur    = flag.Duration("sim.duration", 0, "simulated workload time (with -sim.seed; 0: the default)")
 	flagCalm   = flag.Bool("sim.nofaults", false, "no faults (with -sim.seed)")
+	flagStores = flag.Int("sim.stores", 0, "stores (with -sim.seed or -sim.seeds; 0: the default)")
+	flagInter  = flag.Bool("sim.interleave", false, "stop passes at pass points, interleaving a store's workers (with -sim.seed or -sim.seeds)")
+	flagRetry  = flag.Int("sim.setupretries", 0, "retry each initial split up to N times (with -sim.seed or -sim.seeds)")
+	flagFirst  = flag.Bool("sim.first", false, "end a soak at its first failing seed (with -sim.seeds)")
 )
 
 // ciSeeds is how many seeds `make test` runs.
@@ -59,8 +63,28 @@ func runSeed(t *testing.T, cfg Config, check bool) Result {
 	return res
 }
 
+// shaped is cfg with the flags a soak and a replay share.
+func shaped(cfg Config) Config {
+	if *flagStores > 0 {
+		cfg.Stores = *flagStores
+	}
+	cfg.Interleave = *flagInter
+	cfg.SetupRetries = *flagRetry
+	return cfg
+}
+
 func replayCommand(seed uint64) string {
-	return fmt.Sprintf("go test ./sim -run 'TestSimSeed$' -sim.seed=%d -sim.trace=/tmp/sim-%d.trace -v", seed, seed)
+	var extra string
+	if *flagStores > 0 {
+		extra += fmt.Sprintf(" -sim.stores=%d", *flagStores)
+	}
+	if *flagInter {
+		extra += " -sim.interleave"
+	}
+	if *flagRetry > 0 {
+		extra += fmt.Sprintf(" -sim.setupretries=%d", *flagRetry)
+	}
+	return fmt.Sprintf("go test ./sim -run 'TestSimSeed$' -sim.seed=%d%s -sim.trace=/tmp/sim-%d.trace -v", seed, extra, seed)
 }
 
 // report fails t with a run's failures and the replay command; for a
@@ -103,7 +127,7 @@ func TestSimSeed(t *testing.T) {
 	if *flagSeed == 0 {
 		t.Skip("replay only: give -sim.seed=N")
 	}
-	cfg := Defaults(*flagSeed)
+	cfg := shaped(Defaults(*flagSeed))
 	if *flagRanges > 0 {
 		cfg.Ranges, cfg.Keys = *flagRanges, max(cfg.Keys, 2**flagRanges)
 	}
@@ -146,11 +170,18 @@ func TestSimSeeds(t *testing.T) {
 	failed := 0
 	for seed := base; seed < base+n; seed++ {
 		cfg := Defaults(seed)
+		if !twice {
+			cfg = shaped(cfg)
+		}
 		a := runSeed(t, cfg, true)
 		if len(a.Failures) > 0 {
 			failed++
 		}
 		report(t, a, cfg)
+		if *flagFirst && len(a.Failures) > 0 && !twice {
+			t.Logf("first failure at seed %d, the %dth seed run", seed, seed-base+1)
+			n = seed - base + 1
+		}
 		for k, v := range a.Counts {
 			total[k] += v
 		}
