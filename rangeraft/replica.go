@@ -307,6 +307,12 @@ func (r *Replica) ReportSnapshot(id uint64, ok bool) {
 	r.rn.ReportSnapshot(id, st)
 }
 
+// WithProgress visits the leader's view of every replica's progress
+// without copying it (Status copies the whole map).
+func (r *Replica) WithProgress(visit func(id uint64, pr tracker.Progress)) {
+	r.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) { visit(id, pr) })
+}
+
 // BasicStatus is raft's allocation-free status.
 func (r *Replica) BasicStatus() raft.BasicStatus { return r.rn.BasicStatus() }
 
@@ -797,25 +803,26 @@ func (r *Replica) TruncationTarget(p TruncationPolicy, firstIndex uint64) (index
 	if !r.IsLeader() || p.ThresholdEntries == 0 {
 		return 0, false
 	}
-	st := r.rn.Status()
-	last := st.GetCommit()
+	last := r.rn.BasicStatus().GetCommit()
 	tooLarge := p.MaxEntries > 0 && last >= firstIndex && last-firstIndex+1 > p.MaxEntries
 	idx := r.applied
-	for id, pr := range st.Progress {
+	// WithProgress, not Status: no copy of the progress map (this runs on
+	// every tick of every awake leader that applied something).
+	r.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
 		if id == r.cfg.ReplicaID {
-			continue
+			return
 		}
 		if pr.State == tracker.StateSnapshot {
 			if !tooLarge && pr.PendingSnapshot < idx {
 				idx = pr.PendingSnapshot
 			}
-			continue
+			return
 		}
 		active := pr.RecentActive && (p.Live == nil || p.Live(id))
 		if (active || !tooLarge) && pr.Match < idx {
 			idx = pr.Match
 		}
-	}
+	})
 	if idx < firstIndex || idx-firstIndex+1 < p.ThresholdEntries {
 		return 0, false
 	}

@@ -4,8 +4,10 @@
 # internal/harness/multiraftbench:
 #   1. idle cost of 1,000 and 10,000 quiescent ranges (each in a fresh
 #      cluster): CPU per store, batches and Raft messages per second;
-#   2. writes over 1,000 ranges vs one range: the same number of puts from
-#      256 writers, 256-byte values, latency, fsyncs per put;
+#   2. writes over 1,000 and 10,000 ranges vs one range: the same number of
+#      puts from 256 writers, 256-byte values, latency, fsyncs and store CPU
+#      per put (the 10,000-range writes run in the 10,000-range idle
+#      cluster);
 #   3. failover: kill -9 of the store leading all 1,000 ranges, time until
 #      every range has a leader again (3 runs);
 #   4. split latency: 1,000 splits one at a time through placement (3
@@ -17,8 +19,9 @@
 #
 # Env knobs (defaults in brackets):
 #   BENCH_DIR        scratch dir on the disk under test [a new mktemp -d]
-#   IDLE_RANGES      range counts of the idle runs [1000,10000]
-#   WRITE_RANGES     ranges of the multi-range write run; 0 skips writes [1000]
+#   IDLE_RANGES      range counts of the idle runs; empty skips them [1000,10000]
+#   WRITE_RANGES     range counts of the multi-range write runs; empty or 0
+#                    skips writes [1000,10000]
 #   FAILOVER_RANGES  ranges of the failover run; 0 skips it [1000]
 #   FAILOVER_RUNS    failover runs, each extra one in a fresh cluster [3]
 #   IDLE             idle window [30s]
@@ -55,8 +58,8 @@ rc=0
   -placement-bin "$BENCH_DIR/bin/rangekv-placement" \
   -dir "$BENCH_DIR/run_$(date +%Y%m%d_%H%M%S)" \
   -out "$OUT" \
-  -idle-ranges "${IDLE_RANGES:-1000,10000}" \
-  -write-ranges "${WRITE_RANGES:-1000}" \
+  -idle-ranges "${IDLE_RANGES-1000,10000}" \
+  -write-ranges "${WRITE_RANGES-1000,10000}" \
   -failover-ranges "${FAILOVER_RANGES:-1000}" \
   -failover-runs "${FAILOVER_RUNS:-3}" \
   -idle "${IDLE:-30s}" \

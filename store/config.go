@@ -103,9 +103,10 @@ type Config struct {
 	// at its middle key. SplitCheckInterval is how often the store checks.
 	SplitMaxBytes      int64
 	SplitCheckInterval time.Duration
-	// ReplicaGCInterval is how often replicas without a leader ask
-	// placement (or, failing that, their peers) whether they were removed
-	// (replica_gc.go); a replica is checked at most once per half of it.
+	// ReplicaGCInterval is how often suspect replicas (without a leader,
+	// uninitialized, or not voters: replica_gc.go gcSuspect) ask
+	// placement (or, failing that, their peers) whether they were removed;
+	// a replica is checked at most once per half of it.
 	ReplicaGCInterval time.Duration
 
 	// SnapshotChunkBytes is the payload size of one snapshot chunk.

@@ -1,7 +1,10 @@
 package store
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
+	pb "go.etcd.io/raft/v3/raftpb"
 )
 
 // metrics are the store's Prometheus series (names in INTERFACES.md).
@@ -43,6 +46,9 @@ type metrics struct {
 	// placement succeeded (store_peer_addrs.go).
 	addrLookups        *prometheus.CounterVec
 	placementReachable prometheus.Gauge
+	// sentByType caches the children of messagesSent by raft message
+	// type, each looked up once (the send path counts every message).
+	sentByType [32]atomic.Pointer[prometheus.Counter]
 	// kvOK holds the children of kvRequests{op, result="ok"} and
 	// kvDuration{op} of every KV op, looked up once.
 	kvOK map[string]kvOpMetrics
@@ -133,4 +139,17 @@ func (s *Store) registerLogMetrics(reg prometheus.Registerer) {
 			return float64(m)
 		}),
 	)
+}
+
+// sent is the messagesSent counter of messages of type t.
+func (m *metrics) sent(t pb.MessageType) prometheus.Counter {
+	if t < 0 || int(t) >= len(m.sentByType) {
+		return m.messagesSent.WithLabelValues(t.String())
+	}
+	if c := m.sentByType[t].Load(); c != nil {
+		return *c
+	}
+	c := m.messagesSent.WithLabelValues(t.String())
+	m.sentByType[t].Store(&c)
+	return c
 }

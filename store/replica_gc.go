@@ -20,11 +20,12 @@
 //
 // Nothing is removed on an error or on an answer older than the local
 // epoch. Checks run on the store's GC goroutine only (never on a raft
-// worker): every ReplicaGCInterval for replicas that know no leader, and
-// soon after a queueGC for a replica seen blocking an incoming snapshot or
-// a newer incarnation of itself. Each range is checked at most once per
-// half ReplicaGCInterval, and the store makes at most gcChecksPerSecond
-// checks.
+// worker): every ReplicaGCInterval for suspect replicas (gcSuspect: those
+// that know no leader, and those that never campaign, whose leader may have
+// removed them without a word), and soon after a queueGC for a replica
+// seen blocking an incoming snapshot or a newer incarnation of itself.
+// Each range is checked at most once per half ReplicaGCInterval, and the
+// store makes at most gcChecksPerSecond checks.
 
 package store
 
@@ -35,6 +36,30 @@ import (
 	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
+
+// gcSuspect reports whether the periodic GC pass checks r: it knows no
+// leader, or it never campaigns, so that the leader it knows may have
+// removed it and stopped talking to it for good: an uninitialized replica
+// (in no configuration yet: created by a message, waiting for a snapshot
+// or for the local split) or one that is not a voter in its own
+// descriptor (a learner, or a voter entering or leaving a joint
+// configuration). A voter that hears nothing campaigns and forgets its
+// leader, and so becomes suspect by the first rule; a learner or an
+// uninitialized replica keeps the last leader it heard of forever (raft
+// never times it out), and a check restricted to the first rule left such
+// a replica in place for good (a lagging store's right half of a split,
+// removed before it caught up).
+func (r *Replica) gcSuspect() bool {
+	if r.leader.Load() == 0 && !r.quiesced.Load() {
+		return true
+	}
+	d := r.Descriptor()
+	if d == nil {
+		return true
+	}
+	me := replicaByID(d, r.replicaID)
+	return me == nil || me.Role != rangekvpb.ReplicaRole_VOTER
+}
 
 // gcVerdict is what one descriptor says about a local replica.
 type gcVerdict int
@@ -151,10 +176,21 @@ func (r *Replica) gcAskPeers(ctx context.Context) {
 
 // gcDestroy destroys r, which other proves removed, unless r changed
 // meanwhile (it is no longer this store's replica of the range, or it
-// applied a newer descriptor).
+// applied a newer descriptor), or r is uninitialized and a split staged
+// here is about to install its range (startReplacing, as deliver's
+// replacement of an uninitialized replica does: destroying it now would
+// delete range-local state under the split's install and write a
+// tombstone that forbids the replica ID the split then runs; the
+// installed replica is checked again later). Once startReplacing agreed,
+// a split staged later creates nothing (claimRHS), as the tombstone about
+// to be written says.
 func (r *Replica) gcDestroy(other *rangekvpb.RangeDescriptor, why string) {
 	s := r.store
 	if s.replica(r.rangeID) != r || judgeReplica(r.Descriptor(), other, r.replicaID) != gcRemoved {
+		return
+	}
+	if r.Descriptor() == nil && !s.startReplacing(r) {
+		s.log.Debug("replica GC: the split staged here installs the range; checking again later", "range", r.rangeID, "replica", r.replicaID)
 		return
 	}
 	r.destroyWithTombstone(gcTombstoneID(other, s.cfg.StoreID, r.replicaID), why)

@@ -18,6 +18,8 @@
 package store
 
 import (
+	"slices"
+
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
@@ -51,11 +53,22 @@ func (r *Replica) maybeQuiesceLeader() {
 	if desc == nil || !rr.IsLeader() || r.quiesced.Load() || rr.HasReady() || rr.PendingProposals() > 0 || rr.PendingReads() > 0 || !r.inboxEmpty() {
 		return
 	}
-	st := rr.Status()
+	// This runs on every tick of every awake leader: the cheap checks
+	// first, and raft's progress visited in place (Status copies it).
+	st := rr.BasicStatus()
 	last, _ := r.log.LastIndex()
-	if st.LeadTransferee != 0 || len(st.Config.Voters[1]) > 0 || st.Applied != st.GetCommit() || st.GetCommit() != last {
+	if st.LeadTransferee != 0 || st.Applied != st.GetCommit() || st.GetCommit() != last {
 		return
 	}
+	type progress struct {
+		id, match uint64
+		snapshot  bool
+	}
+	var buf [7]progress
+	prs := buf[:0]
+	rr.WithProgress(func(id uint64, pr tracker.Progress) {
+		prs = append(prs, progress{id, pr.Match, pr.State == tracker.StateSnapshot})
+	})
 	type beat struct {
 		store uint64
 		m     *pb.Message
@@ -65,11 +78,12 @@ func (r *Replica) maybeQuiesceLeader() {
 		if rd.ReplicaId == r.replicaID {
 			continue
 		}
-		pr, ok := st.Progress[rd.ReplicaId]
-		if !ok {
+		i := slices.IndexFunc(prs, func(p progress) bool { return p.id == rd.ReplicaId })
+		if i < 0 {
 			return
 		}
-		if pr.Match != last || pr.State == tracker.StateSnapshot {
+		pr := prs[i]
+		if pr.match != last || pr.snapshot {
 			if s.liveness.isLive(rd.StoreId) {
 				return
 			}
@@ -77,8 +91,11 @@ func (r *Replica) maybeQuiesceLeader() {
 		}
 		beats = append(beats, beat{rd.StoreId, &pb.Message{
 			Type: pb.MsgHeartbeat.Enum(), From: proto.Uint64(r.replicaID), To: proto.Uint64(rd.ReplicaId),
-			Term: proto.Uint64(st.GetTerm()), Commit: proto.Uint64(min(pr.Match, st.GetCommit())),
+			Term: proto.Uint64(st.GetTerm()), Commit: proto.Uint64(min(pr.match, st.GetCommit())),
 		}})
+	}
+	if len(rr.Status().Config.Voters[1]) > 0 {
+		return // joint: left first (maybeLeaveJoint)
 	}
 	r.quiesce()
 	for _, b := range beats {

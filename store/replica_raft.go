@@ -161,8 +161,9 @@ func (r *Replica) noteLeader() {
 }
 
 // send sends msgs to their replicas (snapshots through the snapshot
-// sender). Called with r.mu held.
-func (r *Replica) send(msgs []*pb.Message) {
+// sender), through out when set: the pass's outbox, which the pass
+// flushes (store_transport.go). Called with r.mu held.
+func (r *Replica) send(msgs []*pb.Message, out *outbox) {
 	s := r.store
 	desc := r.Descriptor()
 	for _, m := range msgs {
@@ -176,7 +177,7 @@ func (r *Replica) send(msgs []*pb.Message) {
 			s.metrics.messagesDropped.WithLabelValues("knob").Inc()
 			continue
 		}
-		s.metrics.messagesSent.WithLabelValues(typ.String()).Inc()
+		s.metrics.sent(typ).Inc()
 		if typ == pb.MsgSnap {
 			s.snaps.send(r, toStore, m)
 			continue
@@ -184,6 +185,10 @@ func (r *Replica) send(msgs []*pb.Message) {
 		env := &rangekvpb.RaftMessage{RangeId: r.rangeID, FromStore: s.cfg.StoreID, ToStore: toStore, Message: m}
 		if desc != nil && (typ == pb.MsgApp || typ == pb.MsgVote || typ == pb.MsgPreVote) {
 			env.StartKey = desc.StartKey
+		}
+		if out != nil {
+			out.add(toStore, env, r)
+			continue
 		}
 		if !s.trans.send(toStore, env) && !r.quiesced.Load() {
 			r.mu.rr.ReportUnreachable(m.GetTo())
@@ -198,6 +203,8 @@ func (r *Replica) send(msgs []*pb.Message) {
 type pass struct {
 	r    *Replica
 	tick bool
+	// out is the pass's outbox: Send queues there, the pass flushes it.
+	out *outbox
 	// upd is this pass's append to the log, staged and maybe not yet
 	// finished (a truncation applied in the same batch counts it).
 	upd  driver.AppendUpdate
@@ -248,7 +255,7 @@ func (p *pass) StageApply(b *pebble.Batch, ents []*pb.Entry, pending driver.Appe
 func (p *pass) FinishApply() { p.r.stateMachine().finishApply(p) }
 
 // Send implements driver.Group.
-func (p *pass) Send(msgs []*pb.Message) { p.r.send(msgs) }
+func (p *pass) Send(msgs []*pb.Message) { p.r.send(msgs, p.out) }
 
 // AfterAdvance publishes the leader, leaves a joint configuration,
 // truncates, quiesces and re-queues the replica as its state says.

@@ -143,7 +143,8 @@ func (r *Replica) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDes
 // staging (pendingRHS: no replica object is created for it until
 // installRHS) and reports whether a replica object of it exists (owned:
 // see writeSplitRHSState). It claims nothing when deliver is replacing the
-// range's uninitialized replica by a newer incarnation (startReplacing):
+// range's uninitialized replica by a newer incarnation, or replica GC is
+// destroying it (startReplacing):
 // the tombstone that destroy writes forbids the split's replica ID, since
 // every replica ID of the range on this store after the split is at least
 // the split's. Nor when the replica here already is a newer incarnation
@@ -178,12 +179,13 @@ func (s *Store) releaseRHSLocked(rangeID uint64) []inMsg {
 	return held
 }
 
-// startReplacing reports whether deliver may destroy the uninitialized
-// replica r to create a newer incarnation of its range, and marks it so
-// that a split staged later creates nothing (claimRHS). It refuses while a
-// split staged here will install the range's replica: the message is
-// dropped (its sender retries), and once installed, that replica is
-// removed by replica GC if it is stale. Deciding under s.mu, the lock
+// startReplacing reports whether the uninitialized replica r may be
+// destroyed, by deliver to create a newer incarnation of its range or by
+// replica GC (gcDestroy), and marks it so that a split staged later
+// creates nothing (claimRHS). It refuses while a split staged here will
+// install the range's replica: the message is dropped (its sender
+// retries), or GC leaves it, and once installed, that replica is removed
+// by replica GC if it is stale. Deciding under s.mu, the lock
 // claimRHS takes, makes the two exclusive: either the split sees the
 // replacement coming, or the replacement never starts.
 func (s *Store) startReplacing(r *Replica) bool {

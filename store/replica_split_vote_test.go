@@ -50,11 +50,16 @@ type stagedSplit struct {
 	create  bool
 }
 
-func startSplitVoteHarness(t *testing.T, splitKey string) *splitVoteHarness {
+// startSplitVoteHarness starts the harness; configure (optional) adjusts
+// every store's config before the harness's knobs are set.
+func startSplitVoteHarness(t *testing.T, splitKey string, configure ...func(*store.Config)) *splitVoteHarness {
 	h := &splitVoteHarness{t: t, staged: make(chan stagedSplit, 1), release: make(chan struct{}),
 		destroying: make(chan uint64, 1), destroyRelease: make(chan struct{})}
 	h.lagging.Store(true)
 	h.c = testcluster.Start(t, 3, testcluster.Options{InMemory: true, Configure: func(i int, cfg *store.Config) {
+		for _, f := range configure {
+			f(cfg)
+		}
 		knobs := &store.TestingKnobs{DropRaftMessage: func(rangeID, from, to uint64, typ string) bool {
 			switch {
 			case rangeID == 1:

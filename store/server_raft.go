@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 
-	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -26,6 +25,7 @@ type raftServer struct {
 func (rs *raftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
 	inc, probe := streamIncarnation(stream.Context())
 	admitted := false
+	var ids []uint64 // deliverBatch's scratch
 	for {
 		batch, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -62,15 +62,7 @@ func (rs *raftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
 			admitted = true
 		}
 		rs.s.liveness.heard(batch.FromStore)
-		for _, m := range batch.Messages {
-			rs.s.deliver(m, false)
-		}
-		for _, hb := range batch.Heartbeats {
-			rs.s.deliverHeartbeat(batch.FromStore, hb, pb.MsgHeartbeat)
-		}
-		for _, hb := range batch.HeartbeatResps {
-			rs.s.deliverHeartbeat(batch.FromStore, hb, pb.MsgHeartbeatResp)
-		}
+		ids = rs.s.deliverBatch(batch, ids)
 	}
 }
 

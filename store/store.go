@@ -26,7 +26,6 @@ import (
 	"github.com/rangekv/rangekv/internal/tlsconfig"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/rangeraft"
-	"github.com/rangekv/rangekv/rangeraft/driver"
 )
 
 // Store hosts replicas of many ranges over one Pebble engine.
@@ -158,13 +157,7 @@ func Open(cfg Config) (*Store, error) {
 	s.gc.init()
 	s.now = cfg.Clock.Now
 	s.passRunners.New = func() any {
-		w := &passRunner{}
-		opts := driver.Options{DB: s.db, NoFsync: s.cfg.UnsafeNoFsync, Fatal: s.fatalRange}
-		if s.cfg.PassPoints != nil {
-			opts.BeforeCommit = func() { s.at(PointPassStaged, w.items[0].rangeID) }
-		}
-		w.drv = driver.New(opts)
-		return w
+		return s.newPassRunner()
 	}
 	s.pdUp.Store(-1)
 	s.resolver = newAddrResolver(s)

@@ -22,15 +22,7 @@ func raftMsg(rangeID, to uint64, typ pb.MessageType, term, commit uint64, entrie
 
 // queued drains what send put on p's queue, in order.
 func queued(p *peer) []*rangekvpb.RaftMessage {
-	var out []*rangekvpb.RaftMessage
-	for {
-		select {
-		case m := <-p.ch:
-			out = append(out, m)
-		default:
-			return out
-		}
-	}
+	return p.takeQueued(nil, peerQueueSize)
 }
 
 // The send side of the hold: a commit-only append waits; a later append
@@ -41,7 +33,7 @@ func TestTransportHoldsCommitOnlyAppends(t *testing.T) {
 	s := newTransportTestStore(t, 1)
 	tr := &transport{s: s, hold: time.Hour}
 	tr.mu.peers = map[uint64]*peer{}
-	p := &peer{storeID: 2, ch: make(chan *rangekvpb.RaftMessage, 16), kick: make(chan struct{}, 1)}
+	p := newPeer(2, "", nil)
 	tr.mu.peers[2] = p
 	send := func(m *rangekvpb.RaftMessage) {
 		t.Helper()

@@ -22,10 +22,44 @@ const maxSplitDelayTicks = 50
 
 // deliver hands a peer's message to its replica's inbox.
 func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
+	s.deliverTo(env, quiesce, nil)
+}
+
+// deliverBatch delivers a peer's batch: its messages, then its coalesced
+// heartbeats and responses, and then queues every range that got one for
+// a pass under one lock of the scheduler (rather than once per message).
+// buf is scratch space for the range IDs, returned for reuse.
+func (s *Store) deliverBatch(b *rangekvpb.RaftMessageBatch, buf []uint64) []uint64 {
+	ids := buf[:0]
+	for _, m := range b.Messages {
+		s.deliverTo(m, false, &ids)
+	}
+	for _, hb := range b.Heartbeats {
+		s.deliverHeartbeatTo(b.FromStore, hb, pb.MsgHeartbeat, &ids)
+	}
+	for _, hb := range b.HeartbeatResps {
+		s.deliverHeartbeatTo(b.FromStore, hb, pb.MsgHeartbeatResp, &ids)
+	}
+	if len(ids) > 0 {
+		s.sched.enqueueMany(ids, flagWork)
+	}
+	return ids
+}
+
+// deliverTo is deliver; with ids set, the range to queue for a pass is
+// appended there instead of queued (the caller queues them all at once).
+func (s *Store) deliverTo(env *rangekvpb.RaftMessage, quiesce bool, ids *[]uint64) {
+	enqueue := func(rangeID uint64) {
+		if ids != nil {
+			*ids = append(*ids, rangeID)
+		} else {
+			s.sched.enqueue(rangeID, flagWork)
+		}
+	}
 	if env.Wake {
 		if r := s.replica(env.RangeId); r != nil {
 			r.setFlag(func(r *Replica) { r.inbox.wake = true })
-			s.sched.enqueue(env.RangeId, flagWork)
+			enqueue(env.RangeId)
 		}
 		return
 	}
@@ -46,10 +80,10 @@ func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
 		// A newer incarnation of this range's replica here, while the old
 		// one never got its data (it was added, then removed before a
 		// snapshot reached it): replica IDs are never reused, so the old
-		// one is gone from the range. Replace it at once; replica GC only
-		// looks at initialized replicas, and waiting would leave the new
-		// learner unreachable for good. Not while a split staged here is
-		// about to install this range's replica (startReplacing).
+		// one is gone from the range. Replace it at once: waiting for
+		// replica GC's next pass would leave the new learner unreachable
+		// meanwhile. Not while a split staged here is about to install
+		// this range's replica (startReplacing).
 		if !s.startReplacing(r) {
 			s.metrics.messagesDropped.WithLabelValues("awaiting_split").Inc()
 			return
@@ -88,7 +122,7 @@ func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
 		}
 		return
 	}
-	s.sched.enqueue(env.RangeId, flagWork)
+	enqueue(env.RangeId)
 }
 
 // maxHeldForSplit bounds the messages held for one range while a split

@@ -84,8 +84,8 @@ func (s *Store) gcLoop() {
 	}
 }
 
-// gcPass checks the queued ranges and, on a periodic pass, the replicas
-// that know no leader.
+// gcPass checks the queued ranges and, on a periodic pass, the suspect
+// replicas (gcSuspect).
 func (s *Store) gcPass(ctx context.Context, periodic bool) {
 	now := s.now()
 	minGap := s.cfg.ReplicaGCInterval / 2
@@ -139,11 +139,11 @@ func (s *Store) gcPass(ctx context.Context, periodic bool) {
 	s.gc.mu.Unlock()
 }
 
-// gcCandidates are replicas with no known leader.
+// gcCandidates are the replicas a periodic pass checks (gcSuspect).
 func (s *Store) gcCandidates() []*Replica {
 	var out []*Replica
 	for _, r := range s.replicasSnapshot() {
-		if r.leader.Load() == 0 && !r.quiesced.Load() {
+		if r.gcSuspect() {
 			out = append(out, r)
 		}
 	}

@@ -17,7 +17,6 @@ import (
 	"io"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -78,9 +77,19 @@ type peer struct {
 	// unreferenced: no local replica named the store at the last sweep
 	// (guarded by transport.mu).
 	unreferenced bool
-	ch           chan *rangekvpb.RaftMessage
-	// queued bounds the bytes waiting in ch (entries can be large).
-	queued atomic.Int64
+	// q holds the messages waiting for run, bounded in number
+	// (peerQueueSize) and bytes (peerQueueBytes: entries can be large);
+	// sizes[i] is the size of msgs[i]. ready holds a token while q may be
+	// non-empty: a sender that queues many messages at once (a pass's
+	// outbox) wakes run once, not once per message. Lock order: q before
+	// held and hb.
+	q struct {
+		sync.Mutex
+		msgs  []*rangekvpb.RaftMessage
+		sizes []int64
+		bytes int64
+	}
+	ready chan struct{}
 
 	hb struct {
 		sync.Mutex
@@ -142,13 +151,17 @@ func (t *transport) peerFor(storeID uint64) *peer {
 		t.s.log.Error("dial peer store", "peer", storeID, "addr", addr, "err", err)
 		return nil
 	}
-	p := &peer{storeID: storeID, addr: addr, conn: conn, ch: make(chan *rangekvpb.RaftMessage, peerQueueSize), kick: make(chan struct{}, 1),
-		done: make(chan struct{})}
+	p := newPeer(storeID, addr, conn)
 	p.ctx, p.cancel = context.WithCancel(t.ctx)
 	t.mu.peers[storeID] = p
 	t.wg.Add(1)
 	go t.run(p)
 	return p
+}
+
+func newPeer(storeID uint64, addr string, conn grpcnet.Conn) *peer {
+	return &peer{storeID: storeID, addr: addr, conn: conn, ready: make(chan struct{}, 1), kick: make(chan struct{}, 1),
+		done: make(chan struct{})}
 }
 
 // startPeers starts a stream (and so liveness pings) to every known store.
@@ -164,48 +177,162 @@ func (t *transport) startPeers() {
 // Heartbeats without a context are coalesced; commit-only appends are
 // held (store_commit_hold.go).
 func (t *transport) send(storeID uint64, env *rangekvpb.RaftMessage) bool {
-	p := t.peerFor(storeID)
-	if p == nil {
-		t.s.metrics.messagesDropped.WithLabelValues("unknown_store").Inc()
-		return false
-	}
-	if m := env.Message; m != nil {
-		switch {
-		case len(m.GetContext()) == 0 && (m.GetType() == pb.MsgHeartbeat || m.GetType() == pb.MsgHeartbeatResp):
-			p.addHeartbeat(env.RangeId, m, false)
-			return true
-		case t.hold > 0 && isCommitOnly(m):
-			if p.hold(env, t.s.metrics.commitsFolded) {
-				select {
-				case p.kick <- struct{}{}:
-				default:
-				}
-			}
-			return true
-		}
-		if held := p.unhold(env, t.s.metrics.commitsFolded); held != nil {
-			t.enqueue(p, held)
-		}
-	}
-	return t.enqueue(p, env)
+	ok := true
+	t.sendBatch(storeID, []*rangekvpb.RaftMessage{env}, func(int) { ok = false })
+	return ok
 }
 
-// enqueue puts env on p's queue without blocking; false means it was
-// dropped.
-func (t *transport) enqueue(p *peer, env *rangekvpb.RaftMessage) bool {
+// sendBatch queues envs, all to storeID, in order and without blocking,
+// as send does each, but under one lock of the peer's queue and with one
+// wakeup of its sender. dropped, when set, is called with the index of
+// every env it dropped (unknown store, full queue).
+func (t *transport) sendBatch(storeID uint64, envs []*rangekvpb.RaftMessage, dropped func(i int)) {
+	p := t.peerFor(storeID)
+	if p == nil {
+		t.s.metrics.messagesDropped.WithLabelValues("unknown_store").Add(float64(len(envs)))
+		if dropped != nil {
+			for i := range envs {
+				dropped(i)
+			}
+		}
+		return
+	}
+	kick, full := false, 0
+	p.q.Lock()
+	n := len(p.q.msgs)
+	for i, env := range envs {
+		if m := env.Message; m != nil {
+			switch {
+			case len(m.GetContext()) == 0 && (m.GetType() == pb.MsgHeartbeat || m.GetType() == pb.MsgHeartbeatResp):
+				p.addHeartbeat(env.RangeId, m, false)
+				continue
+			case t.hold > 0 && isCommitOnly(m):
+				kick = p.hold(env, t.s.metrics.commitsFolded) || kick
+				continue
+			}
+			if held := p.unhold(env, t.s.metrics.commitsFolded); held != nil && !p.enqueueLocked(held) {
+				full++
+			}
+		}
+		if !p.enqueueLocked(env) {
+			full++
+			if dropped != nil {
+				dropped(i)
+			}
+		}
+	}
+	queued := len(p.q.msgs) > n
+	p.q.Unlock()
+	if full > 0 {
+		t.s.metrics.messagesDropped.WithLabelValues("queue_full").Add(float64(full))
+	}
+	if queued {
+		select {
+		case p.ready <- struct{}{}:
+		default:
+		}
+	}
+	if kick {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// outbox collects one pass's outgoing Raft messages per peer store, so
+// that the pass hands each peer all of them at once (sendBatch: one lock
+// of its queue, one wakeup of its sender) rather than one message at a
+// time; TiKV's raftstore flushes its transport once per poll round the
+// same way. It only delays: the driver flushes it after it handed out
+// the early MsgApps and after the rest (driver.Options.Flush), never
+// before Send got a message. Used by one pass at a time.
+type outbox struct {
+	peers []outPeer
+}
+
+type outPeer struct {
+	storeID uint64
+	envs    []*rangekvpb.RaftMessage
+	// from[i] sent envs[i]: told when it is dropped (ReportUnreachable).
+	from []*Replica
+}
+
+// add queues env, which r sends to storeID.
+func (o *outbox) add(storeID uint64, env *rangekvpb.RaftMessage, r *Replica) {
+	i := 0
+	for i < len(o.peers) && o.peers[i].storeID != storeID {
+		i++
+	}
+	if i == len(o.peers) {
+		o.peers = append(o.peers, outPeer{storeID: storeID})
+	}
+	op := &o.peers[i]
+	op.envs = append(op.envs, env)
+	op.from = append(op.from, r)
+}
+
+// flush sends everything queued, per peer in the order added. A message
+// the transport drops is reported unreachable to its replica's raft,
+// unless quiesced: the replicas are the pass's, still locked by it.
+func (o *outbox) flush(t *transport) {
+	for i := range o.peers {
+		op := &o.peers[i]
+		if len(op.envs) == 0 {
+			continue
+		}
+		t.sendBatch(op.storeID, op.envs, func(j int) {
+			if r := op.from[j]; !r.quiesced.Load() {
+				r.mu.rr.ReportUnreachable(op.envs[j].Message.GetTo())
+			}
+		})
+		clear(op.envs)
+		clear(op.from)
+		op.envs, op.from = op.envs[:0], op.from[:0]
+	}
+}
+
+// enqueueLocked puts env on p's queue; false means the queue is full.
+// Called with p.q held.
+func (p *peer) enqueueLocked(env *rangekvpb.RaftMessage) bool {
 	size := int64(proto.Size(env.Message))
-	if p.queued.Load()+size > peerQueueBytes {
-		t.s.metrics.messagesDropped.WithLabelValues("queue_full").Inc()
+	if len(p.q.msgs) >= peerQueueSize || p.q.bytes+size > peerQueueBytes {
 		return false
 	}
-	select {
-	case p.ch <- env:
-		p.queued.Add(size)
-		return true
-	default:
-		t.s.metrics.messagesDropped.WithLabelValues("queue_full").Inc()
-		return false
+	p.q.msgs = append(p.q.msgs, env)
+	p.q.sizes = append(p.q.sizes, size)
+	p.q.bytes += size
+	return true
+}
+
+// takeQueued moves up to max queued messages, oldest first, to dst. If
+// more are left it leaves a token in ready so that run comes back.
+func (p *peer) takeQueued(dst []*rangekvpb.RaftMessage, max int) []*rangekvpb.RaftMessage {
+	p.q.Lock()
+	defer p.q.Unlock()
+	n := min(len(p.q.msgs), max)
+	dst = append(dst, p.q.msgs[:n]...)
+	for _, sz := range p.q.sizes[:n] {
+		p.q.bytes -= sz
 	}
+	rest := copy(p.q.msgs, p.q.msgs[n:])
+	clear(p.q.msgs[rest:])
+	p.q.msgs = p.q.msgs[:rest]
+	p.q.sizes = p.q.sizes[:copy(p.q.sizes, p.q.sizes[n:])]
+	if rest > 0 {
+		select {
+		case p.ready <- struct{}{}:
+		default:
+		}
+	}
+	return dst
+}
+
+// queueLen is the number of messages waiting in p's queue.
+func (p *peer) queueLen() int {
+	p.q.Lock()
+	defer p.q.Unlock()
+	return len(p.q.msgs)
 }
 
 // sendQuiesce queues a leader's quiesce heartbeat.
@@ -236,14 +363,10 @@ func (p *peer) addHeartbeat(rangeID uint64, m *pb.Message, quiesce bool) {
 func (p *peer) discard() {
 	p.takeHeartbeats()
 	p.takeHeld(nil)
-	for {
-		select {
-		case m := <-p.ch:
-			p.queued.Add(-int64(proto.Size(m.Message)))
-		default:
-			return
-		}
-	}
+	p.q.Lock()
+	defer p.q.Unlock()
+	clear(p.q.msgs)
+	p.q.msgs, p.q.sizes, p.q.bytes = p.q.msgs[:0], p.q.sizes[:0], 0
 }
 
 func (p *peer) takeHeartbeats() (beats, resps []*rangekvpb.RaftHeartbeat) {
@@ -257,48 +380,49 @@ func (p *peer) takeHeartbeats() (beats, resps []*rangekvpb.RaftHeartbeat) {
 // The events of a peer's sender loop (peer.next).
 const (
 	evStop = iota
-	evMessage
+	evReady
 	evHeld
 	evTick
 	evKick
 )
 
-// next waits for the sender's next event: the peer stopping, a message
-// (returned), the held appends' timer (holdC), the flush tick (tickC) or
-// a kick. When several are ready it takes them in that order, not in the
-// random one of select, so that a simulated run replays the same batches.
-func (p *peer) next(holdC, tickC <-chan time.Time) (int, *rangekvpb.RaftMessage) {
+// next waits for the sender's next event: the peer stopping, queued
+// messages (ready), the held appends' timer (holdC), the flush tick
+// (tickC) or a kick. When several are ready it takes them in that order,
+// not in the random one of select, so that a simulated run replays the
+// same batches.
+func (p *peer) next(holdC, tickC <-chan time.Time) int {
 	select {
 	case <-p.ctx.Done():
-		return evStop, nil
+		return evStop
 	default:
 	}
 	select {
-	case m := <-p.ch:
-		return evMessage, m
+	case <-p.ready:
+		return evReady
 	default:
 	}
 	select {
 	case <-holdC:
-		return evHeld, nil
+		return evHeld
 	default:
 	}
 	select {
 	case <-tickC:
-		return evTick, nil
+		return evTick
 	default:
 	}
 	select {
 	case <-p.ctx.Done():
-		return evStop, nil
-	case m := <-p.ch:
-		return evMessage, m
+		return evStop
+	case <-p.ready:
+		return evReady
 	case <-holdC:
-		return evHeld, nil
+		return evHeld
 	case <-tickC:
-		return evTick, nil
+		return evTick
 	case <-p.kick:
-		return evKick, nil
+		return evKick
 	}
 }
 
@@ -339,24 +463,14 @@ func (t *transport) run(p *peer) {
 		}
 		for err == nil {
 			batch.Messages, batch.Heartbeats, batch.HeartbeatResps = batch.Messages[:0], nil, nil
-			ev, m := p.next(holdC, ticker.C())
+			ev := p.next(holdC, ticker.C())
 			switch ev {
 			case evStop:
 				_, _ = stream.CloseAndRecv()
 				return
-			case evMessage:
-				batch.Messages = append(batch.Messages, m)
-			drain:
-				for len(batch.Messages) < maxBatchMessages {
-					select {
-					case m := <-p.ch:
-						batch.Messages = append(batch.Messages, m)
-					default:
-						break drain
-					}
-				}
-				for _, m := range batch.Messages {
-					p.queued.Add(-int64(proto.Size(m.Message)))
+			case evReady:
+				if batch.Messages = p.takeQueued(batch.Messages, maxBatchMessages); len(batch.Messages) == 0 {
+					continue
 				}
 			case evKick:
 				if holdC == nil {
@@ -376,7 +490,7 @@ func (t *transport) run(p *peer) {
 				batch.Messages = p.takeHeld(batch.Messages)
 				batch.Heartbeats, batch.HeartbeatResps = p.takeHeartbeats()
 			}
-			t.s.metrics.transportQueueSize.WithLabelValues(label).Set(float64(len(p.ch)))
+			t.s.metrics.transportQueueSize.WithLabelValues(label).Set(float64(p.queueLen()))
 			if k := t.s.cfg.Knobs; k != nil && k.RaftBatchFault != nil {
 				drop, delay := k.RaftBatchFault(t.s.cfg.StoreID, p.storeID)
 				if delay > 0 && !clock.Sleep(p.ctx, clk, delay) {
@@ -475,9 +589,15 @@ func (t *transport) close() {
 
 // deliverHeartbeat rebuilds one range's heartbeat and queues it.
 func (s *Store) deliverHeartbeat(fromStore uint64, hb *rangekvpb.RaftHeartbeat, typ pb.MessageType) {
+	s.deliverHeartbeatTo(fromStore, hb, typ, nil)
+}
+
+// deliverHeartbeatTo is deliverHeartbeat collecting the range to queue
+// in ids when set (deliverTo).
+func (s *Store) deliverHeartbeatTo(fromStore uint64, hb *rangekvpb.RaftHeartbeat, typ pb.MessageType, ids *[]uint64) {
 	m := &pb.Message{Type: typ.Enum(), From: &hb.FromReplicaId, To: &hb.ToReplicaId, Term: &hb.Term, Commit: &hb.Commit}
 	if len(hb.Context) > 0 {
 		m.Context = hb.Context
 	}
-	s.deliver(&rangekvpb.RaftMessage{RangeId: hb.RangeId, FromStore: fromStore, ToStore: s.cfg.StoreID, Message: m}, hb.Quiesce)
+	s.deliverTo(&rangekvpb.RaftMessage{RangeId: hb.RangeId, FromStore: fromStore, ToStore: s.cfg.StoreID, Message: m}, hb.Quiesce, ids)
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -256,7 +257,7 @@ func TestTransportSendCoalescesOnlyContextFreeHeartbeats(t *testing.T) {
 	s := newTransportTestStore(t, 1)
 	tr := &transport{s: s}
 	tr.mu.peers = map[uint64]*peer{}
-	p := &peer{storeID: 2, ch: make(chan *rangekvpb.RaftMessage, 16)}
+	p := newPeer(2, "", nil)
 	tr.mu.peers[2] = p
 	msg := func(typ pb.MessageType, ctx []byte) *rangekvpb.RaftMessage {
 		return &rangekvpb.RaftMessage{RangeId: 5, FromStore: 1, ToStore: 2, Message: &pb.Message{
@@ -273,11 +274,12 @@ func TestTransportSendCoalescesOnlyContextFreeHeartbeats(t *testing.T) {
 		}
 	}
 	tr.sendQuiesce(2, 6, &pb.Message{Type: pb.MsgHeartbeat.Enum(), From: proto.Uint64(1), To: proto.Uint64(2), Term: proto.Uint64(3), Commit: proto.Uint64(4)})
-	if len(p.ch) != len(immediate) {
-		t.Fatalf("%d messages queued to go at once, want %d", len(p.ch), len(immediate))
+	q := p.takeQueued(nil, peerQueueSize)
+	if len(q) != len(immediate) {
+		t.Fatalf("%d messages queued to go at once, want %d", len(q), len(immediate))
 	}
-	for _, want := range immediate {
-		if got := <-p.ch; got != want {
+	for i, want := range immediate {
+		if got := q[i]; got != want {
 			t.Fatalf("queued %v, want %v (in order)", got.Message, want.Message)
 		}
 	}
@@ -455,7 +457,7 @@ func newRaftTestNodes(t *testing.T, n int) map[uint64]*raftTestNode {
 		tr.mu.peers = map[uint64]*peer{}
 		for _, other := range voters {
 			if other != id {
-				tr.mu.peers[other] = &peer{storeID: other, ch: make(chan *rangekvpb.RaftMessage, peerQueueSize)}
+				tr.mu.peers[other] = newPeer(other, "", nil)
 			}
 		}
 		s.trans = tr
@@ -515,15 +517,7 @@ func pump(t *testing.T, nodes map[uint64]*raftTestNode, drop func(*pb.Message) b
 		for id := uint64(1); id <= uint64(len(nodes)); id++ {
 			for to, p := range nodes[id].tr.mu.peers {
 				b := &rangekvpb.RaftMessageBatch{FromStore: id, ToStore: to}
-			drain:
-				for {
-					select {
-					case m := <-p.ch:
-						b.Messages = append(b.Messages, m)
-					default:
-						break drain
-					}
-				}
+				b.Messages = p.takeQueued(b.Messages, peerQueueSize)
 				b.Heartbeats, b.HeartbeatResps = p.takeHeartbeats()
 				if len(b.Messages)+len(b.Heartbeats)+len(b.HeartbeatResps) > 0 {
 					moved = true
@@ -965,5 +959,78 @@ func TestRaftStreamRefusesTrafficForAnotherStoreID(t *testing.T) {
 	defer func() { r.mu.Lock(); r.mu.rr.Close(); r.mu.Unlock() }()
 	if got := takeInbox(r); len(got) != 2 {
 		t.Fatalf("replica 3's inbox holds %d messages, want the vote and the heartbeat", len(got))
+	}
+}
+
+// A pass's outbox hands each peer its messages in the order the pass sent
+// them, all at once: one token in the peer's ready channel (one wakeup of
+// its sender), not one per message; a message the queue cannot take is
+// reported to its replica's raft.
+func TestOutboxFlushQueuesEachPeerOnceInOrder(t *testing.T) {
+	s := newTransportTestStore(t, 1)
+	tr := &transport{s: s}
+	s.trans = tr
+	tr.mu.peers = map[uint64]*peer{2: newPeer(2, "", nil), 3: newPeer(3, "", nil)}
+	r := addTestReplica(s, 7, 1)
+	msg := func(to, index uint64) *rangekvpb.RaftMessage {
+		return &rangekvpb.RaftMessage{RangeId: 7, FromStore: 1, ToStore: to, Message: &pb.Message{
+			Type: pb.MsgApp.Enum(), From: proto.Uint64(1), To: proto.Uint64(to), Term: proto.Uint64(3), Index: proto.Uint64(index),
+			Entries: []*pb.Entry{{Index: proto.Uint64(index + 1), Term: proto.Uint64(3)}}}}
+	}
+	var out outbox
+	want := map[uint64][]*rangekvpb.RaftMessage{}
+	for i := range uint64(10) {
+		to := 2 + i%2
+		m := msg(to, 10+i)
+		out.add(to, m, r)
+		want[to] = append(want[to], m)
+	}
+	for _, p := range tr.mu.peers {
+		if len(p.ready) != 0 || p.queueLen() != 0 {
+			t.Fatalf("peer %d: queued before the flush", p.storeID)
+		}
+	}
+	out.flush(tr)
+	for id, p := range tr.mu.peers {
+		if len(p.ready) != 1 {
+			t.Fatalf("peer %d: %d wakeups pending, want 1", id, len(p.ready))
+		}
+		got := p.takeQueued(nil, maxBatchMessages)
+		if !slices.Equal(got, want[id]) {
+			t.Fatalf("peer %d: queued %d messages %v, want %v in order", id, len(got), got, want[id])
+		}
+	}
+	for _, op := range out.peers {
+		if len(op.envs) != 0 || len(op.from) != 0 {
+			t.Fatalf("outbox keeps %d messages after the flush", len(op.envs))
+		}
+	}
+}
+
+// takeQueued hands out at most max messages and leaves a wakeup for the
+// rest, so that the sender comes back for them.
+func TestPeerTakeQueuedLeavesWakeupForTheRest(t *testing.T) {
+	s := newTransportTestStore(t, 1)
+	tr := &transport{s: s}
+	p := newPeer(2, "", nil)
+	tr.mu.peers = map[uint64]*peer{2: p}
+	var envs []*rangekvpb.RaftMessage
+	for i := range uint64(5) {
+		envs = append(envs, &rangekvpb.RaftMessage{RangeId: 10 + i, Message: &pb.Message{Type: pb.MsgVote.Enum(), To: proto.Uint64(2)}})
+	}
+	tr.sendBatch(2, envs, func(i int) { t.Fatalf("message %d dropped", i) })
+	<-p.ready
+	if got := p.takeQueued(nil, 3); !slices.Equal(got, envs[:3]) {
+		t.Fatalf("took %v, want the first 3", got)
+	}
+	if len(p.ready) != 1 {
+		t.Fatal("no wakeup left for the 2 messages still queued")
+	}
+	<-p.ready
+	if got := p.takeQueued(nil, 3); !slices.Equal(got, envs[3:]) {
+		t.Fatalf("took %v, want the last 2", got)
+	}
+	if len(p.ready) != 0 || p.q.bytes != 0 {
+		t.Fatalf("after draining: %d wakeups, %d bytes accounted, want 0 and 0", len(p.ready), p.q.bytes)
 	}
 }

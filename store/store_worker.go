@@ -67,6 +67,48 @@ type passRunner struct {
 	drv    *driver.Driver
 	items  []workItem
 	passes []*pass
+	// buf holds the pass records passes point into, reused (with their
+	// slices) from pass to pass rather than allocated per range.
+	buf []pass
+	// out is the pass's outbox, flushed by the driver (drv's Flush).
+	out outbox
+}
+
+// newPass returns a cleared pass record for r, from w.buf.
+func (w *passRunner) newPass(r *Replica, tick bool) *pass {
+	if len(w.buf) < cap(w.buf) {
+		w.buf = w.buf[:len(w.buf)+1]
+	} else {
+		w.buf = append(w.buf, pass{})
+	}
+	p := &w.buf[len(w.buf)-1]
+	*p = pass{r: r, tick: tick, out: &w.out, applied: p.applied[:0], truncs: p.truncs[:0], splits: p.splits[:0]}
+	return p
+}
+
+// releasePasses drops what the pass records refer to and makes them
+// free for the next pass.
+func (w *passRunner) releasePasses() {
+	for i := range w.buf {
+		p := &w.buf[i]
+		clear(p.applied)
+		clear(p.splits)
+		p.r, p.snap, p.desc = nil, nil, nil
+		p.upd = driver.AppendUpdate{}
+	}
+	w.buf = w.buf[:0]
+}
+
+// newPassRunner is the pool constructor of Store.passRunners.
+func (s *Store) newPassRunner() *passRunner {
+	w := &passRunner{}
+	opts := driver.Options{DB: s.db, NoFsync: s.cfg.UnsafeNoFsync, Fatal: s.fatalRange,
+		Flush: func() { w.out.flush(s.trans) }}
+	if s.cfg.PassPoints != nil {
+		opts.BeforeCommit = func() { s.at(PointPassStaged, w.items[0].rangeID) }
+	}
+	w.drv = driver.New(opts)
+	return w
 }
 
 // runNextPass is the pass Config.Runner runs (Runner.Start): it takes up
@@ -120,7 +162,7 @@ func (s *Store) runPass(w *passRunner, items []workItem) {
 			r.mu.Unlock()
 			continue
 		}
-		p := &pass{r: r, tick: it.tick}
+		p := w.newPass(r, it.tick)
 		passes = append(passes, p)
 		w.drv.Add(p, rd)
 	}
@@ -141,6 +183,7 @@ func (s *Store) runPass(w *passRunner, items []workItem) {
 		}
 		clear(passes)
 		w.passes = passes[:0]
+		w.releasePasses()
 	}()
 	st := w.drv.Run()
 	if st.Committed {

@@ -23,7 +23,8 @@
 //  3. The batch commits once, synced when any Ready must sync (MustSync),
 //     when a snapshot is in it, or when StageApply asks for it.
 //  4. Per group: FinishSnapshot, then the log's in-memory view
-//     (FinishAppend), then the rest of the messages (Send).
+//     (FinishAppend), then the rest of the messages (Send). After steps 1
+//     and 4 the user's Options.Flush (if any) sends what Send buffered.
 //  5. With a snapshot in the pass, the committed entries are staged into a
 //     batch of their own and committed after it (a snapshot must be in
 //     place before entries past it apply).
@@ -33,7 +34,9 @@
 //   - nothing of a Ready but a leader's MsgApp leaves before the batch
 //     holding its entries and hard state has committed;
 //   - entries and hard state of a Ready are in the same batch (a commit
-//     index never lands without the entries it covers);
+//     index never lands without the entries it covers); a hard state
+//     that changed only in a commit index the same batch's applies cover
+//     is not written at all (logstore.StageAppendApplied);
 //   - an apply batch holds the applied index of the entries it applies
 //     (StageApply writes both), and commits no earlier than the entries;
 //   - a pass commits its persist batch at most once, and syncs it iff a

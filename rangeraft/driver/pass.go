@@ -37,7 +37,9 @@ type Group interface {
 	FinishSnapshot(rd *raft.Ready)
 	// StageApply stages the effects of ents (committed, in order, maybe
 	// some already covered by a snapshot of this pass) and the applied
-	// index into b, an indexed batch (applies may read their own writes),
+	// index (that of the last of ents) into b, an indexed batch (applies
+	// may read their own writes; the driver relies on the applied index
+	// to leave a commit-only hard state unwritten),
 	// and reports whether b must be synced. pending is the append this
 	// pass staged for the group, maybe into b and not yet finished (pass
 	// it to Log().StageTruncate). Not called when ents is empty.
@@ -73,6 +75,13 @@ type Options struct {
 	// too, when no snapshot is among them) and before that batch commits;
 	// it may block. Nil in production; the simulation stops a pass there.
 	BeforeCommit func()
+	// Flush, when set, is called after the pass handed a round of
+	// messages to its groups' Send: once after the leaders' early MsgApps
+	// (before the commit), once after the rest (before the applies). A
+	// user that buffers what Send gets, to hand each peer all of a pass's
+	// messages at once, sends them here; it must not send any of them
+	// earlier than Send was called (that is what keeps the order).
+	Flush func()
 }
 
 // Stats is what a pass wrote, for the user's metrics.
@@ -131,6 +140,7 @@ func (d *Driver) Run() Stats {
 			d.sendMsgApps(&ms[i])
 		}
 	}
+	d.flush()
 
 	// 2. Every group's snapshot, entries and hard state in ONE batch.
 	// Invariant: nothing else of these Readies is sent before it commits.
@@ -158,7 +168,14 @@ func (d *Driver) Run() Stats {
 			m.g.IngestSnapshot(wb, &m.rd)
 			mustSync = true // a snapshot is durable before it is acknowledged
 		}
-		upd, err := m.g.Log().StageAppend(wb, m.rd.Entries, m.rd.HardState)
+		// In a merged batch the group's applies record the index of its
+		// last committed entry: a commit-only hard state up to there need
+		// not be written (logstore.StageAppendApplied).
+		var applied uint64
+		if n := len(m.rd.CommittedEntries); merged && n > 0 {
+			applied = m.rd.CommittedEntries[n-1].GetIndex()
+		}
+		upd, err := m.g.Log().StageAppendApplied(wb, m.rd.Entries, m.rd.HardState, applied)
 		if err != nil {
 			d.opts.Fatal(m.g.Log().RangeID(), "stage raft state", err)
 		}
@@ -191,6 +208,7 @@ func (d *Driver) Run() Stats {
 			m.g.Send(m.rd.Messages)
 		}
 	}
+	d.flush()
 
 	// 5. After a snapshot: every group's applies in one batch of their own,
 	// data and applied index together.
@@ -233,6 +251,12 @@ func (d *Driver) sendMsgApps(m *member) {
 	}
 	clear(early)
 	d.early = early[:0]
+}
+
+func (d *Driver) flush() {
+	if d.opts.Flush != nil {
+		d.opts.Flush()
+	}
 }
 
 // stageApplies stages every group's committed entries into b and reports

@@ -390,9 +390,6 @@ func (n *node) persisted() (all, none bool) {
 			last := g.rd.Entries[len(g.rd.Entries)-1]
 			kv = append(kv, [2][]byte{keys.LogEntryKey(g.rangeID, last.GetIndex()), mustMarshal(last)})
 		}
-		if hs := g.rd.HardState; hs != nil && !raft.IsEmptyHardState(hs) {
-			kv = append(kv, [2][]byte{keys.HardStateKey(g.rangeID), mustMarshal(hs)})
-		}
 		for _, p := range kv {
 			if n.inDB(p[0], p[1]) {
 				none = false
@@ -400,8 +397,43 @@ func (n *node) persisted() (all, none bool) {
 				all = false
 			}
 		}
+		if hs := g.rd.HardState; hs != nil && !raft.IsEmptyHardState(hs) {
+			if n.hardStateOnRestart(g.rangeID, hs) {
+				none = false
+			} else {
+				all = false
+			}
+		}
 	}
 	return all, none
+}
+
+// hardStateOnRestart reports whether a restart now would read hs for
+// rangeID: the persisted hard state with its commit repaired up to the
+// persisted applied index, as logstore.Load does (a commit-only hard
+// state the same batch's applied index covers is not written).
+func (n *node) hardStateOnRestart(rangeID uint64, hs *pb.HardState) bool {
+	var disk pb.HardState
+	var applied rangekvpb.AppliedState
+	for _, kv := range []struct {
+		k []byte
+		m proto.Message
+	}{{keys.HardStateKey(rangeID), &disk}, {keys.AppliedStateKey(rangeID), &applied}} {
+		v, closer, err := n.db.Get(kv.k)
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			n.c.t.Fatal(err)
+		}
+		err = proto.Unmarshal(v, kv.m)
+		closer.Close()
+		if err != nil {
+			n.c.t.Fatal(err)
+		}
+	}
+	return disk.GetTerm() == hs.GetTerm() && disk.GetVote() == hs.GetVote() &&
+		max(disk.GetCommit(), applied.GetIndex()) == hs.GetCommit()
 }
 
 func (n *node) hasSnapshot() bool {

@@ -70,7 +70,12 @@ func (t *Truncator) Decide(p TruncationPolicy, rr *rangeraft.Replica, log *logst
 	}
 	t.sinceCheck = 0
 	first, _ := log.FirstIndex()
-	idx, ok := rr.TruncationTarget(rangeraft.TruncationPolicy{ThresholdEntries: p.ThresholdEntries, MaxEntries: p.MaxEntries, Live: live}, first)
+	// The target never passes the applied index: below the threshold
+	// there, skip asking (it visits the followers' progress).
+	idx, ok := uint64(0), false
+	if a := rr.AppliedIndex(); a >= first && a-first+1 >= p.ThresholdEntries {
+		idx, ok = rr.TruncationTarget(rangeraft.TruncationPolicy{ThresholdEntries: p.ThresholdEntries, MaxEntries: p.MaxEntries, Live: live}, first)
+	}
 	if !ok {
 		if last, _ := log.LastIndex(); last >= first && last-first+1 >= p.ThresholdEntries {
 			t.sinceCheck = 1

@@ -268,8 +268,22 @@ func (u AppendUpdate) Appended() int { return u.appended }
 // deletes stored entries the new ones replace.
 // Invariant: entries and hard state go into the same batch.
 func (l *RangeLog) StageAppend(w Writer, ents []*pb.Entry, hs *pb.HardState) (AppendUpdate, error) {
+	return l.StageAppendApplied(w, ents, hs, 0)
+}
+
+// StageAppendApplied is StageAppend into a batch w that also records the
+// state machine's applied index as applied (0: it records none). A hard
+// state that differs from the current one only in a commit index at or
+// below applied is not written: Load repairs a persisted commit below the
+// applied index up to it, so a restart reads the same state either way,
+// and the batch saves a write per group (with many groups and one entry
+// each per pass, the commit moves in nearly every Ready).
+// Invariant: the term and vote on disk are always the current ones; only
+// the commit index may lag, and never below the applied index on disk.
+func (l *RangeLog) StageAppendApplied(w Writer, ents []*pb.Entry, hs *pb.HardState, applied uint64) (AppendUpdate, error) {
 	l.mu.Lock()
 	u := AppendUpdate{lastIndex: l.mu.lastIndex, lastTerm: l.mu.lastTerm}
+	cur := l.mu.hardState
 	l.mu.Unlock()
 	if len(ents) > 0 {
 		for _, e := range ents {
@@ -294,6 +308,10 @@ func (l *RangeLog) StageAppend(w Writer, ents []*pb.Entry, hs *pb.HardState) (Ap
 		u.ents = ents
 	}
 	if hs != nil && !raft.IsEmptyHardState(hs) {
+		u.hardState = proto.CloneOf(hs)
+		if hs.GetTerm() == cur.GetTerm() && hs.GetVote() == cur.GetVote() && hs.GetCommit() <= applied {
+			return u, nil // commit only, and covered by the applied index
+		}
 		b, err := proto.Marshal(hs)
 		if err != nil {
 			return u, err
@@ -301,7 +319,6 @@ func (l *RangeLog) StageAppend(w Writer, ents []*pb.Entry, hs *pb.HardState) (Ap
 		if err := w.Set(keys.HardStateKey(l.rangeID), b, nil); err != nil {
 			return u, err
 		}
-		u.hardState = proto.CloneOf(hs)
 	}
 	return u, nil
 }

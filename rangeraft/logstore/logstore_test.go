@@ -1587,3 +1587,58 @@ func TestRawNodeSingleVoterSmoke(t *testing.T) {
 		}
 	})
 }
+
+// A hard state that moved only its commit index, up to the applied index
+// the same batch records, is not written; a restart reads the same hard
+// state anyway (Load repairs the commit up to the applied index). A new
+// term or vote, or a commit past the applied index, is written.
+func TestStageAppendAppliedSkipsCoveredCommitOnly(t *testing.T) {
+	tests := []struct {
+		name    string
+		hs      *pb.HardState
+		applied uint64
+		written bool
+	}{
+		{"commit only, covered", hardState(2, 1, 8), 8, false},
+		{"commit only, applied beyond it", hardState(2, 1, 7), 8, false},
+		{"commit past the applied index", hardState(2, 1, 9), 8, true},
+		{"no applied index in the batch", hardState(2, 1, 8), 0, true},
+		{"new term", hardState(3, 0, 8), 8, true},
+		{"new vote", hardState(2, 2, 8), 8, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			forEachEngine(t, func(t *testing.T, e *testEngine) {
+				l := mustLoad(t, e, 1, nil, nil)
+				appendEnts(t, e, l, entsRange(1, 11, 2), hardState(2, 1, 5))
+				b := e.db.NewBatch()
+				u, err := l.StageAppendApplied(b, nil, tc.hs, tc.applied)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.applied > 0 { // what the batch's applies record
+					v, _ := proto.Marshal(&rangekvpb.AppliedState{Index: tc.applied, Term: 2})
+					if err := b.Set(keys.AppliedStateKey(1), v, nil); err != nil {
+						t.Fatal(err)
+					}
+				}
+				commitBatch(t, b)
+				l.FinishAppend(u)
+				checkHardState(t, l, tc.hs) // in memory: always the new one
+				var disk pb.HardState
+				getRaw(t, e.db, keys.HardStateKey(1), &disk)
+				if got := proto.Equal(&disk, tc.hs); got != tc.written {
+					t.Fatalf("hard state on disk %v, want written=%v of %v", &disk, tc.written, tc.hs)
+				}
+				e.reopen()
+				var applied *rangekvpb.AppliedState
+				if tc.applied > 0 {
+					applied = &rangekvpb.AppliedState{Index: tc.applied, Term: 2}
+				}
+				want := proto.CloneOf(tc.hs)
+				want.Commit = proto.Uint64(max(tc.hs.GetCommit(), tc.applied))
+				checkHardState(t, mustLoad(t, e, 1, nil, applied), want)
+			})
+		})
+	}
+}

@@ -32,7 +32,7 @@ type options struct {
 	keep           bool
 	out            string
 	idleRanges     []int
-	writeRanges    int
+	writeRanges    []int // range counts of the multi-range write runs
 	failoverRanges int
 	failoverRuns   int
 	singleWrites   bool
@@ -74,13 +74,13 @@ func main() {
 
 func parseFlags() (*options, error) {
 	o := &options{}
-	var idleRanges string
+	var idleRanges, writeRanges string
 	flag.StringVar(&o.storeBin, "store-bin", "", "rangekv-store binary (default: go build ./cmd/store into the scratch dir)")
 	flag.StringVar(&o.dir, "dir", "", "scratch dir for data, logs and profiles, on the disk under test (default: a new temp dir)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the stores' data directories (logs and profiles are always kept)")
 	flag.StringVar(&o.out, "out", "", "also write the markdown summary to this file")
 	flag.StringVar(&idleRanges, "idle-ranges", "1000,10000", "range counts for the idle-cost measurement, each in a fresh cluster (empty: skip)")
-	flag.IntVar(&o.writeRanges, "write-ranges", 1000, "range count of the multi-range write run (0: skip writes)")
+	flag.StringVar(&writeRanges, "write-ranges", "1000", "range counts of the multi-range write runs, comma-separated, each in its cluster (empty or 0: skip writes)")
 	flag.IntVar(&o.failoverRanges, "failover-ranges", 1000, "range count of the failover run (0: skip)")
 	flag.IntVar(&o.failoverRuns, "failover-runs", 3, "failover runs, each but the first in a fresh cluster of its own (the time depends on which survivor notices first)")
 	flag.IntVar(&o.retries, "retries", 3, "when a store crashes, record it and run that cluster's measurements again in a fresh cluster this many times")
@@ -111,22 +111,17 @@ func parseFlags() (*options, error) {
 	if flag.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
-	for _, f := range strings.Split(idleRanges, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 || n > 1_000_000 {
-			return nil, fmt.Errorf("idle-ranges: %q is not a range count between 1 and 1000000", f)
-		}
-		o.idleRanges = append(o.idleRanges, n)
+	var err error
+	if o.idleRanges, err = rangeCounts("idle-ranges", idleRanges, false); err != nil {
+		return nil, err
+	}
+	if o.writeRanges, err = rangeCounts("write-ranges", writeRanges, true); err != nil {
+		return nil, err
 	}
 	et, ok := profileElection[o.profile]
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("raft-profile: unknown profile %q (production, high-performance, high-availability)", o.profile)
-	case o.writeRanges < 0 || o.writeRanges > 1_000_000:
-		return nil, fmt.Errorf("write-ranges: must be between 0 and 1000000, got %d", o.writeRanges)
 	case o.failoverRanges < 0 || o.failoverRanges > 1_000_000:
 		return nil, fmt.Errorf("failover-ranges: must be between 0 and 1000000, got %d", o.failoverRanges)
 	case o.failoverRuns < 1 || o.failoverRuns > 100:
@@ -153,12 +148,44 @@ func parseFlags() (*options, error) {
 		o.election = o.electionFlag
 	}
 	if o.writes.ops == 0 {
-		o.writeRanges = 0
+		o.writeRanges = nil
 	}
-	if o.writeRanges == 0 {
+	if len(o.writeRanges) == 0 {
 		o.singleWrites = false
 	}
 	return o, nil
+}
+
+// rangeCounts parses a comma-separated list of range counts (1 to
+// 1,000,000, no duplicates); with zeroSkips a 0 stands for none.
+func rangeCounts(name, list string, zeroSkips bool) ([]int, error) {
+	var ns []int
+	for _, f := range strings.Split(list, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if zeroSkips && err == nil && n == 0 {
+			continue
+		}
+		if err != nil || n < 1 || n > 1_000_000 {
+			return nil, fmt.Errorf("%s: %q is not a range count between 1 and 1000000", name, f)
+		}
+		if !slices.Contains(ns, n) {
+			ns = append(ns, n)
+		}
+	}
+	return ns, nil
+}
+
+// keySpread is the number of key prefixes the writes to a layout of
+// ranges spread over: one per range; the one-range comparison uses the
+// first multi-range layout's keys.
+func (o *options) keySpread(ranges int) int {
+	if ranges == 1 && len(o.writeRanges) > 0 {
+		return o.writeRanges[0]
+	}
+	return max(ranges, 1)
 }
 
 // plan is one fresh cluster and what to measure on it.
@@ -176,10 +203,12 @@ func plans(o *options) []plan {
 		if covered(n) {
 			continue
 		}
-		ps = append(ps, plan{ranges: n, idle: true, writes: n == o.writeRanges, failover: n == o.failoverRanges})
+		ps = append(ps, plan{ranges: n, idle: true, writes: slices.Contains(o.writeRanges, n), failover: n == o.failoverRanges})
 	}
-	if o.writeRanges > 0 && !covered(o.writeRanges) {
-		ps = append(ps, plan{ranges: o.writeRanges, writes: true, failover: o.writeRanges == o.failoverRanges})
+	for _, n := range o.writeRanges {
+		if !covered(n) {
+			ps = append(ps, plan{ranges: n, writes: true, failover: n == o.failoverRanges})
+		}
 	}
 	extra := o.failoverRuns - 1
 	if o.failoverRanges > 0 && !covered(o.failoverRanges) {
@@ -362,7 +391,7 @@ func runPlan(ctx context.Context, o *options, sa storeArgs, n int, p plan, res *
 	}
 	if p.writes {
 		cfg := o.writes
-		cfg.keySpread = max(o.writeRanges, 1)
+		cfg.keySpread = o.keySpread(p.ranges)
 		layout := fmt.Sprintf("%d ranges", p.ranges)
 		if p.ranges == 1 {
 			layout = "1 range"

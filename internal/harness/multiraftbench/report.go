@@ -191,7 +191,7 @@ func render(o *options, r *results) string {
 	}
 
 	if len(r.writes) > 0 {
-		p("#### Writes (%d writers, %d-byte values, keys uniform over r000000..r%06d)\n\n", o.writes.writers, o.writes.valueSize, max(o.writeRanges, 1)-1)
+		p("#### Writes (%d writers, %d-byte values, keys uniform over r000000..r(N-1), one prefix per range of the layout; the one-range run uses the first layout's)\n\n", o.writes.writers, o.writes.valueSize)
 		p("| layout | puts acknowledged | errors | time s | puts/s | p50 ms | p99 ms | p99.9 ms | max ms | log fsyncs (s1 / s2 / s3) | fsyncs per put (all stores) | entries per fsync | store CPU s (s1 / s2 / s3) | store CPU µs per put | machine busy, %% of all cores (other work; other work just before) | leaders before → after (s1 / s2 / s3) | leader changes seen |\n")
 		p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, w := range r.writes {

@@ -553,7 +553,7 @@ func (n *nem) checkStrays() string {
 				if !slices.ContainsFunc(d.Replicas, func(rd *rangekvpb.ReplicaDescriptor) bool {
 					return rd.StoreId == status.StoreId && rd.ReplicaId == r.ReplicaId
 				}) {
-					strays = append(strays, fmt.Sprintf("s%d range %d replica %d (not in %v)", status.StoreId, d.RangeId, r.ReplicaId, d.Replicas))
+					strays = append(strays, fmt.Sprintf("s%d range %d replica %d (not in %v; its own %s)", status.StoreId, d.RangeId, r.ReplicaId, d.Replicas, describeStray(r)))
 				}
 			}
 		}
@@ -562,6 +562,22 @@ func (n *nem) checkStrays() string {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// describeStray is what a stale replica believes: its descriptor's epoch
+// and its role there, its raft state, the leader it knows and whether it
+// is quiesced (replica GC's periodic pass looks only at replicas that know
+// no leader).
+func describeStray(r *rangekvpb.ReplicaStatus) string {
+	d := r.Descriptor_
+	role := "absent"
+	for _, rd := range d.GetReplicas() {
+		if rd.ReplicaId == r.ReplicaId {
+			role = rd.Role.String()
+		}
+	}
+	return fmt.Sprintf("descriptor conf_ver %d version %d, role %s, raft %s term %d leader %d, quiescent %t, applied %d",
+		d.GetEpoch().GetConfVer(), d.GetEpoch().GetVersion(), role, r.RaftState, r.Term, r.LeaderReplicaId, r.Quiescent, r.AppliedIndex)
 }
 
 func errSuffix(err error) string {
