@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rangekv/rangekv/internal/clock"
+	"github.com/rangekv/rangekv/internal/paging"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -153,12 +154,25 @@ func (a *api) ScanRanges(_ context.Context, req *rangekvpb.ScanRangesRequest) (*
 	if e := a.s.checkLeader(req.Header); e != nil {
 		return &rangekvpb.ScanRangesResponse{Error: e}, nil
 	}
-	limit := int(req.Limit)
-	if limit == 0 || limit > 100000 {
-		limit = 100000
+	limit, err := paging.Limit(req.Limit)
+	if err != nil {
+		return nil, err
 	}
+	start := req.StartKey
+	if req.PageToken != "" {
+		if start, err = paging.ParseKeyToken(req.PageToken); err != nil {
+			return nil, err
+		}
+	}
+	// One more than a page tells whether another page follows.
+	ds := a.s.group.meta.scanRanges(start, req.EndKey, limit+1)
 	resp := &rangekvpb.ScanRangesResponse{}
-	for _, d := range a.s.group.meta.scanRanges(req.StartKey, req.EndKey, limit) {
+	if len(ds) > limit {
+		ds = ds[:limit]
+		resp.NextPageToken = paging.KeyToken(ds[limit-1].EndKey)
+	}
+	resp.Ranges = make([]*rangekvpb.RouteInfo, 0, len(ds))
+	for _, d := range ds {
 		resp.Ranges = append(resp.Ranges, a.s.route(d))
 	}
 	return resp, nil

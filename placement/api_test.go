@@ -483,3 +483,32 @@ func TestSplitSendsNewRangeID(t *testing.T) {
 		t.Fatalf("split without new_range_id: %d store allocations, right range %d; want 1 and an ID from placement past %d", n, resp.Right.RangeId, after)
 	}
 }
+
+// TestScanRangesPages: placement's ScanRanges pages (limit, page token)
+// and refuses a limit above its maximum or a token it did not make,
+// naming the field.
+func TestScanRangesPages(t *testing.T) {
+	c := testcluster.StartPD(t, 1, testcluster.PDOptions{InMemory: true,
+		ConfigurePD: func(_ int, cfg *placement.Config) { cfg.ScheduleInterval = time.Hour }})
+	pd := pdClient(t, c.PDAddrs[0])
+	splitAt(t, pd, "m")
+	splitAt(t, pd, "t")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := pd.ScanRanges(ctx, &rangekvpb.ScanRangesRequest{Limit: 2})
+	if err != nil || len(first.Ranges) != 2 || first.NextPageToken == "" {
+		t.Fatalf("first page of 2: %v, %v; want 2 ranges and a token", first, err)
+	}
+	last, err := pd.ScanRanges(ctx, &rangekvpb.ScanRangesRequest{Limit: 2, PageToken: first.NextPageToken})
+	if err != nil || len(last.Ranges) != 1 || string(last.Ranges[0].GetDescriptor_().GetStartKey()) != "t" || last.NextPageToken != "" {
+		t.Fatalf("second page: %v, %v; want the range from t alone, no token", last, err)
+	}
+	all, err := pd.ScanRanges(ctx, &rangekvpb.ScanRangesRequest{})
+	if err != nil || len(all.Ranges) != 3 || all.NextPageToken != "" {
+		t.Fatalf("default page: %v, %v; want all 3 ranges, no token", all, err)
+	}
+	_, err = pd.ScanRanges(ctx, &rangekvpb.ScanRangesRequest{Limit: 10001})
+	wantCode(t, "limit 10001", err, codes.InvalidArgument, "limit: 10001 is above the maximum of 10000")
+	_, err = pd.ScanRanges(ctx, &rangekvpb.ScanRangesRequest{PageToken: "bogus"})
+	wantCode(t, "a made-up page token", err, codes.InvalidArgument, "page_token")
+}

@@ -184,7 +184,10 @@ type Replica struct {
 	// Invariant: applied <= commit; appliedTerm is the term of entry applied.
 	applied, appliedTerm uint64
 	soft                 raft.SoftState
-	closed               bool
+	// term and commit are the hard state's as last handed out in a Ready
+	// (or loaded at New): what Brief reports without raft's copies.
+	term, commit uint64
+	closed       bool
 }
 
 // New creates a replica over storage. An invalid config returns an error
@@ -220,15 +223,18 @@ func New(cfg Config) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
+	bs := rn.BasicStatus()
 	return &Replica{
 		cfg:         cfg,
 		rn:          rn,
+		term:        bs.GetTerm(),
+		commit:      bs.GetCommit(),
 		proposals:   make(map[uint64]*Proposal),
 		byIndex:     make(map[uint64][]*Proposal),
 		readRounds:  make(map[string]*readRound),
 		applied:     cfg.Applied,
 		appliedTerm: cfg.AppliedTerm,
-		soft:        rn.BasicStatus().SoftState,
+		soft:        bs.SoftState,
 	}, nil
 }
 
@@ -316,8 +322,25 @@ func (r *Replica) WithProgress(visit func(id uint64, pr tracker.Progress)) {
 // BasicStatus is raft's allocation-free status.
 func (r *Replica) BasicStatus() raft.BasicStatus { return r.rn.BasicStatus() }
 
-// Status is raft's full status, with progress when leader.
+// Status is raft's full status, with progress when leader. It copies
+// every follower's progress (inflight windows included): listings use
+// Brief and WithProgress.
 func (r *Replica) Status() raft.Status { return r.rn.Status() }
+
+// Brief is the part of a replica's Raft status a listing shows.
+type Brief struct {
+	State raft.StateType
+	// Lead is the leader's replica ID as known (0: none).
+	Lead uint64
+	// Term and Commit are the hard state's as of the last Ready.
+	Term, Commit uint64
+}
+
+// Brief returns the replica's Raft role, leader, term and commit without
+// allocating (BasicStatus allocates a hard state each call).
+func (r *Replica) Brief() Brief {
+	return Brief{State: r.soft.RaftState, Lead: r.soft.Lead, Term: r.term, Commit: r.commit}
+}
 
 // Leader is the leader's replica ID as this replica knows it (0: unknown).
 func (r *Replica) Leader() uint64 { return r.soft.Lead }
@@ -459,6 +482,9 @@ func (r *Replica) Ready() (raft.Ready, bool) {
 	rd := r.rn.Ready()
 	if rd.SoftState != nil {
 		r.onSoftState(*rd.SoftState)
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		r.term, r.commit = rd.HardState.GetTerm(), rd.HardState.GetCommit()
 	}
 	for _, e := range rd.Entries {
 		r.noteAppended(e)

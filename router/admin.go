@@ -62,9 +62,23 @@ func (a *Admin) Store(ctx context.Context, storeID uint64) (*rangekvpb.StoreInfo
 }
 
 // Ranges returns the routes of the ranges overlapping [start, end) in key
-// order (empty end: to the end; limit 0: all).
+// order (empty end: to the end; limit 0: all), reading placement a page
+// at a time. With many ranges, RangesPage lets the caller handle each
+// page as it comes.
 func (a *Admin) Ranges(ctx context.Context, start, end []byte, limit int) ([]*rangekvpb.RouteInfo, error) {
 	return a.c.pd.scanRanges(ctx, start, end, limit)
+}
+
+// RangesPage returns one page of the routes of the ranges overlapping
+// [start, end) in key order: at most limit (0: placement's default, 1,000;
+// at most 10,000) from pageToken ("": the first page), and the token of
+// the next page ("" after the last). Pass start and end unchanged with
+// each token.
+func (a *Admin) RangesPage(ctx context.Context, start, end []byte, pageToken string, limit int) (routes []*rangekvpb.RouteInfo, nextPageToken string, err error) {
+	if limit < 0 || limit > scanPage {
+		return nil, "", fmt.Errorf("limit: %d is not between 0 and %d", limit, scanPage)
+	}
+	return a.c.pd.scanPage(ctx, start, end, pageToken, limit)
 }
 
 func (a *Admin) getRange(ctx context.Context, req *rangekvpb.GetRangeRequest, what string) (*rangekvpb.RouteInfo, error) {
@@ -210,16 +224,39 @@ func (a *Admin) storeAdmin(ctx context.Context, storeID uint64) (rangekvpb.Admin
 	return rangekvpb.NewAdminClient(conn), addr, nil
 }
 
-// StoreReplicas asks a store for the Raft status of every replica it
-// holds.
-func (a *Admin) StoreReplicas(ctx context.Context, storeID uint64) ([]*rangekvpb.ReplicaStatus, error) {
+// StoreReplicas asks a store for the Raft status of the replicas it holds
+// of rangeIDs (none: every replica), in range ID order, reading the
+// store's listing a page at a time. Ranges the store holds no replica of
+// are left out.
+func (a *Admin) StoreReplicas(ctx context.Context, storeID uint64, rangeIDs ...uint64) ([]*rangekvpb.ReplicaStatus, error) {
 	adm, addr, err := a.storeAdmin(ctx, storeID)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := adm.ListRanges(ctx, &rangekvpb.ListRangesRequest{})
+	out, err := listReplicas(ctx, adm, rangeIDs)
 	if err != nil {
 		return nil, fmt.Errorf("store %d (%s): %w", storeID, addr, err)
 	}
-	return resp.Replicas, nil
+	return out, nil
+}
+
+// listPage is the page size of listReplicas (the store's maximum).
+const listPage = 10000
+
+// listReplicas pages through a store's Admin.ListRanges (only rangeIDs
+// when not empty) and returns every replica status.
+func listReplicas(ctx context.Context, adm rangekvpb.AdminClient, rangeIDs []uint64) ([]*rangekvpb.ReplicaStatus, error) {
+	var out []*rangekvpb.ReplicaStatus
+	req := &rangekvpb.ListRangesRequest{Limit: listPage, RangeIds: rangeIDs}
+	for {
+		resp, err := adm.ListRanges(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, resp.Replicas...)
+		if resp.NextPageToken == "" {
+			return out, nil
+		}
+		req.PageToken = resp.NextPageToken
+	}
 }

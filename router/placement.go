@@ -284,35 +284,44 @@ func (p *pdClient) getStore(ctx context.Context, storeID uint64) (*rangekvpb.Sto
 
 // scanRanges returns the routes of the ranges overlapping [start, end) in
 // key order (at most limit; 0: all), paging through placement's answers.
+// scanPage is placement's largest page of ranges (its ScanRanges
+// maximum).
+const scanPage = 10000
+
+// scanRanges collects the ranges overlapping [start, end), up to limit
+// (0: all), a page at a time.
 func (p *pdClient) scanRanges(ctx context.Context, start, end []byte, limit int) ([]*rangekvpb.RouteInfo, error) {
-	const page = 10000
 	var out []*rangekvpb.RouteInfo
-	cur := start
+	tok := ""
 	for {
-		want := page
+		want := scanPage
 		if limit > 0 {
-			want = min(page, limit-len(out))
+			want = min(scanPage, limit-len(out))
 		}
-		var got []*rangekvpb.RouteInfo
-		err := p.call(ctx, "scan ranges", false, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
-			resp, err := pc.ScanRanges(ctx, &rangekvpb.ScanRangesRequest{StartKey: cur, EndKey: end, Limit: uint32(want)})
-			if err != nil {
-				return nil, err
-			}
-			got = resp.Ranges
-			return resp.Error, nil
-		})
+		got, next, err := p.scanPage(ctx, start, end, tok, want)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, got...)
-		if len(got) < want || (limit > 0 && len(out) >= limit) {
+		if next == "" || (limit > 0 && len(out) >= limit) {
 			return out, nil
 		}
-		next := got[len(got)-1].GetDescriptor_().GetEndKey()
-		if len(next) == 0 || (len(end) > 0 && string(next) >= string(end)) {
-			return out, nil
-		}
-		cur = next
+		tok = next
 	}
+}
+
+// scanPage reads one page of ScanRanges: up to limit routes from the
+// page token (from start when ""), and the next page's token ("": none).
+func (p *pdClient) scanPage(ctx context.Context, start, end []byte, token string, limit int) ([]*rangekvpb.RouteInfo, string, error) {
+	var got []*rangekvpb.RouteInfo
+	var next string
+	err := p.call(ctx, "scan ranges", false, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
+		resp, err := pc.ScanRanges(ctx, &rangekvpb.ScanRangesRequest{StartKey: start, EndKey: end, Limit: uint32(limit), PageToken: token})
+		if err != nil {
+			return nil, err
+		}
+		got, next = resp.Ranges, resp.NextPageToken
+		return resp.Error, nil
+	})
+	return got, next, err
 }

@@ -94,22 +94,30 @@ func (s *staticSource) learn(ctx context.Context, addr string) ([]*rangekvpb.Rou
 	}
 	ctx, cancel := withTimeout(ctx, s.c.opts.Clock, s.c.opts.ConnectTimeout)
 	defer cancel()
-	resp, err := rangekvpb.NewAdminClient(conn).ListRanges(ctx, &rangekvpb.ListRangesRequest{})
-	if err != nil {
-		return nil, 0
-	}
 	var out []*rangekvpb.RouteInfo
-	for _, st := range resp.Replicas {
-		if !st.Initialized || st.Descriptor_ == nil {
-			continue
+	var storeID uint64
+	req := &rangekvpb.ListRangesRequest{Limit: listPage}
+	for {
+		resp, err := rangekvpb.NewAdminClient(conn).ListRanges(ctx, req)
+		if err != nil {
+			return nil, 0
 		}
-		ri := &rangekvpb.RouteInfo{Descriptor_: st.Descriptor_}
-		if st.RaftState == "StateLeader" {
-			ri.LeaderStoreId = resp.StoreId
+		storeID = resp.StoreId
+		for _, st := range resp.Replicas {
+			if !st.Initialized || st.Descriptor_ == nil {
+				continue
+			}
+			ri := &rangekvpb.RouteInfo{Descriptor_: st.Descriptor_}
+			if st.RaftState == "StateLeader" {
+				ri.LeaderStoreId = resp.StoreId
+			}
+			out = append(out, ri)
 		}
-		out = append(out, ri)
+		if resp.NextPageToken == "" {
+			return out, storeID
+		}
+		req.PageToken = resp.NextPageToken
 	}
-	return out, resp.StoreId
 }
 
 func (s *staticSource) close() {}

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 
 	raftpb "go.etcd.io/raft/v3/raftpb"
@@ -17,6 +16,7 @@ import (
 	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/histcheck"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
+	"github.com/rangekv/rangekv/store"
 )
 
 type checker struct {
@@ -27,10 +27,14 @@ type checker struct {
 	votes   map[[3]uint64]uint64
 	verdict histcheck.Verdict
 	last    string // why the cluster is not settled, for the failure
+	// bufs (one per store) and descs are reused between observations.
+	bufs  [][]store.ReplicaState
+	descs []*rangekvpb.RangeDescriptor
 }
 
 func newChecker(w *world) *checker {
-	return &checker{w: w, leaders: map[[2]uint64]uint64{}, votes: map[[3]uint64]uint64{}}
+	return &checker{w: w, leaders: map[[2]uint64]uint64{}, votes: map[[3]uint64]uint64{},
+		bufs: make([][]store.ReplicaState, w.cfg.Stores)}
 }
 
 // sent checks what the processes just sent: a replica grants at most one
@@ -57,15 +61,22 @@ func (c *checker) sent(env []*grpcnet.Envelope) {
 	}
 }
 
-// status returns the replica status of every store that is up, by store
-// ID.
-func (c *checker) status() map[uint64][]*rangekvpb.ReplicaStatus {
-	out := map[uint64][]*rangekvpb.ReplicaStatus{}
-	for _, p := range c.w.stores {
+// storeStates is one up store's replicas.
+type storeStates struct {
+	id   uint64
+	reps []store.ReplicaState
+}
+
+// status returns the replica states of every store that is up, in store
+// order (store.ReplicaStates: no copies, no disk).
+func (c *checker) status() []storeStates {
+	var out []storeStates
+	for i, p := range c.w.stores {
 		// A pass under way holds its replicas' locks (even stopped at a
 		// pass point): the store is looked at once it is over.
 		if p.state == up && p.st != nil && p.run.quiet() {
-			out[p.st.StoreID()] = p.st.Status().GetReplicas()
+			c.bufs[i] = p.st.ReplicaStates(c.bufs[i][:0])
+			out = append(out, storeStates{id: p.st.StoreID(), reps: c.bufs[i]})
 		}
 	}
 	return out
@@ -74,21 +85,23 @@ func (c *checker) status() map[uint64][]*rangekvpb.ReplicaStatus {
 // observe checks the safety invariants visible in the stores' state now.
 func (c *checker) observe() {
 	w := c.w
-	for sid, reps := range c.status() {
-		var descs []*rangekvpb.RangeDescriptor
-		for _, r := range reps {
-			if r.RaftState == "StateLeader" {
-				k := [2]uint64{r.Descriptor_.GetRangeId(), r.Term}
+	for _, ss := range c.status() {
+		sid := ss.id
+		descs := c.descs[:0]
+		for _, r := range ss.reps {
+			if r.Leader {
+				k := [2]uint64{r.RangeID, r.Term}
 				if prev, ok := c.leaders[k]; ok && prev != sid {
 					w.failf("two leaders: range %d term %d led by stores %d and %d", k[0], k[1], prev, sid)
 				}
 				c.leaders[k] = sid
 			}
-			if r.Initialized {
-				descs = append(descs, r.Descriptor_)
+			if r.Descriptor != nil {
+				descs = append(descs, r.Descriptor)
 			}
 		}
-		sort.Slice(descs, func(i, j int) bool { return bytes.Compare(descs[i].StartKey, descs[j].StartKey) < 0 })
+		c.descs = descs
+		slices.SortFunc(descs, func(a, b *rangekvpb.RangeDescriptor) int { return bytes.Compare(a.StartKey, b.StartKey) })
 		for i := 1; i < len(descs); i++ {
 			a, b := descs[i-1], descs[i]
 			if len(a.EndKey) == 0 || bytes.Compare(a.EndKey, b.StartKey) > 0 {
@@ -134,25 +147,25 @@ func (c *checker) settled() bool {
 		stores  []uint64
 	}
 	ranges := map[uint64]*rangeView{}
-	for sid, reps := range st {
-		for _, r := range reps {
-			if !r.Initialized {
+	for _, ss := range st {
+		for _, r := range ss.reps {
+			if r.Descriptor == nil {
 				continue
 			}
-			id := r.Descriptor_.GetRangeId()
+			id := r.RangeID
 			v := ranges[id]
 			if v == nil {
 				v = &rangeView{}
 				ranges[id] = v
 			}
-			if v.desc == nil || newer(r.Descriptor_, v.desc) {
-				v.desc = r.Descriptor_
+			if v.desc == nil || newer(r.Descriptor, v.desc) {
+				v.desc = r.Descriptor
 			}
-			if r.RaftState == "StateLeader" {
+			if r.Leader {
 				v.leaders++
 			}
-			v.applied = append(v.applied, r.AppliedIndex)
-			v.stores = append(v.stores, sid)
+			v.applied = append(v.applied, r.Applied)
+			v.stores = append(v.stores, ss.id)
 		}
 	}
 	if len(ranges) == 0 {

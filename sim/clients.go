@@ -20,6 +20,10 @@ import (
 // opTimeout bounds one operation (simulated time).
 const opTimeout = 10 * time.Second
 
+// initialSplitRetry is how long a failed initial split waits before it is
+// tried again.
+const initialSplitRetry = 200 * time.Millisecond
+
 type client struct {
 	id   int
 	kv   *router.Client
@@ -55,31 +59,36 @@ func (w *world) setupWorkload() {
 	for r := 1; r < w.cfg.Ranges; r++ {
 		splits = append(splits, w.key(r*w.cfg.Keys/w.cfg.Ranges))
 	}
-	// At 1 s placement often knows no range yet and the initial splits
-	// fail; with SetupRetries they are retried every 250 ms, as a setup
-	// script would.
-	w.at(w.start.Add(time.Second), "initial splits", func() {
+	// The splits run one at a time. One that fails is retried after
+	// initialSplitRetry until the workload ends: placement answers "no
+	// range holds that key" until the first range's leader has reported,
+	// and the first splits come before that.
+	var splitAt func(i int)
+	splitAt = func(i int) {
+		if i == len(splits) || w.healed {
+			return
+		}
+		k := splits[i]
 		w.spawn(func() {
-			for _, k := range splits {
-				var err error
-				for try := 0; try <= w.cfg.SetupRetries; try++ {
-					if try > 0 && !clock.Sleep(w.ctx, w.clk, 250*time.Millisecond) {
-						break
-					}
-					var a *router.Admin
-					if a, err = admin.Admin(); err == nil {
-						ctx, cancel := clock.WithTimeout(w.ctx, w.clk, 30*time.Second)
-						_, _, err = a.Split(ctx, []byte(k))
-						cancel()
-					}
-					if err == nil {
-						break
-					}
-				}
-				w.post("split "+k, func() { w.tracef("initial split %s: %s", k, errClass(err)) })
+			a, err := admin.Admin()
+			if err == nil {
+				ctx, cancel := clock.WithTimeout(w.ctx, w.clk, 30*time.Second)
+				_, _, err = a.Split(ctx, []byte(k))
+				cancel()
 			}
+			w.post("split "+k, func() {
+				w.tracef("initial split %s: %s", k, errClass(err))
+				if err != nil {
+					w.count("initial split retried")
+					w.at(w.clk.Now().Add(initialSplitRetry), "initial split "+k, func() { splitAt(i) })
+					return
+				}
+				w.count("initial split")
+				splitAt(i + 1)
+			})
 		})
-	})
+	}
+	w.at(w.start.Add(time.Second), "initial splits", func() { splitAt(0) })
 	for _, c := range w.clients {
 		w.at(w.start.Add(2*time.Second+time.Duration(w.rng.Int64N(int64(time.Second)))), fmt.Sprintf("client %d", c.id), func() { w.startOp(c) })
 	}

@@ -211,6 +211,7 @@ func (w *world) startStore(p *storeProc) {
 	p.run = newWorkers(w, fmt.Sprintf("s%d/%d", p.idx+1, p.incarnation))
 	cfg.Runner = p.run
 	cfg.PassPoints = p.run
+	cfg.Sizes = store.LogicalSizes{} // Pebble's own figures differ between runs (store/store_sizes.go)
 	cfg.Knobs = &store.TestingKnobs{
 		FreeSpace: func() (uint64, error) {
 			if p.diskFull.Load() {

@@ -14,6 +14,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing/synctest"
@@ -24,6 +25,7 @@ import (
 	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/histcheck"
+	"github.com/rangekv/rangekv/placement"
 )
 
 // Config is one simulation run.
@@ -33,13 +35,15 @@ type Config struct {
 	// Stores (3 to 7) and Members (1 or 3).
 	Stores, Members int
 	// Duration is the simulated time of the workload and faults; after
-	// it the faults heal and the run checks liveness within Heal.
+	// it the faults heal and the run checks liveness within HealBound:
+	// Heal plus the time placement's limits need to re-replicate every
+	// range.
 	Duration, Heal time.Duration
 	// Clients run operations; Keys is the key space they share.
 	Clients, Keys int
-	// Ranges: the key space is split into this many ranges at the start;
-	// each split is tried again up to SetupRetries times.
-	Ranges, SetupRetries int
+	// Ranges: the key space is split into this many ranges at the start
+	// (a failed split is tried again until it succeeds or the run heals).
+	Ranges int
 	// Faults turns the fault schedule on.
 	Faults bool
 	// ClockOffset and ClockDrift bound each process's clock: a fixed
@@ -60,10 +64,24 @@ type Config struct {
 }
 
 // Defaults is a run of 3 stores, 1 member, 6 ranges, 8 simulated seconds
-// of workload and faults, then up to 30 to heal.
+// of workload and faults, then up to HealBound (36 s) to heal.
 func Defaults(seed uint64) Config {
 	return Config{Seed: seed, Stores: 3, Members: 1, Duration: 8 * time.Second, Heal: 30 * time.Second,
 		Clients: 3, Keys: 24, Ranges: 6, Faults: true, ClockOffset: 50 * time.Millisecond, ClockDrift: 0.001}
+}
+
+// HealBound is how long after healing every range must have a leader and
+// all its voters: Heal, plus the pace of placement's re-replication for
+// the worst case, every range missing all its replicas but one. Placement
+// starts at most MaxOperatorsPerStore operators per store per
+// ScheduleInterval, and a range needs one operator per missing replica,
+// so Ranges*(replicas-1) operators take that many intervals over the
+// limit. (A 100-range run without faults settled 85 s after the workload
+// ended; its bound is 130 s.)
+func (c Config) HealBound() time.Duration {
+	pd := placement.Defaults()
+	missing := c.Ranges * (min(pd.Replicas, c.Stores) - 1)
+	return c.Heal + time.Duration(missing)*pd.ScheduleInterval/time.Duration(pd.MaxOperatorsPerStore)
 }
 
 // Validate reports the first field out of its limits.
@@ -135,6 +153,8 @@ type world struct {
 	closers []func()
 	faults  *faults
 	checks  *checker
+	gc      gcState
+	line    []byte // tracef's buffer
 }
 
 // event is something scheduled at a simulated time.
@@ -160,7 +180,7 @@ func Run(cfg Config) Result {
 		return Result{Seed: cfg.Seed, Failures: []string{err.Error()}}
 	}
 	w := &world{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), clk: clock.NewManual(epoch), start: epoch,
-		wire: &wire{calls: map[*grpcnet.Call]*callState{}}, hash: fnv.New64a(), counts: map[string]int{}}
+		wire: &wire{calls: map[*grpcnet.Call]*callState{}}, hash: fnv.New64a(), counts: map[string]int{}, gc: newGCState()}
 	w.net = grpcnet.NewDirect(w.wire)
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.rec = histcheck.NewRecorderOn(w.clk)
@@ -191,8 +211,8 @@ func Run(cfg Config) Result {
 		lastAsked = w.clk.Now()
 		return w.checks.settled()
 	}
-	if !w.runUntil(end.Add(cfg.Heal), settled) {
-		w.failf("liveness: the cluster did not settle within %s of healing: %s", cfg.Heal, w.checks.unsettled())
+	if !w.runUntil(end.Add(cfg.HealBound()), settled) {
+		w.failf("liveness: the cluster did not settle within %s of healing: %s", cfg.HealBound(), w.checks.unsettled())
 	}
 	w.checks.observe()
 	w.finish()
@@ -206,9 +226,11 @@ func Run(cfg Config) Result {
 // or the clock reaches deadline, and reports whether done held.
 func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 	var ready []*lane
+	var passes []int
 	idle := make([]bool, len(w.stores))
 	for {
 		w.settle()
+		w.collect()
 		if done() {
 			return true
 		}
@@ -227,7 +249,7 @@ func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 		for nEvents < len(w.events) && !w.events[nEvents].at.After(now) {
 			nEvents++
 		}
-		var passes []int
+		passes = passes[:0]
 		for i, p := range w.stores {
 			if p.state == up && !idle[i] && !now.Before(p.slowUntil) && p.run.idle() != nil {
 				passes = append(passes, i)
@@ -405,11 +427,17 @@ func (w *world) post(key string, fn func()) {
 	w.mailMu.Unlock()
 }
 
+// tracef hashes (and writes, with Config.Trace) one trace line: the
+// simulated microsecond, then the text.
 func (w *world) tracef(format string, args ...any) {
-	line := fmt.Sprintf("%d %s\n", w.clk.Now().Sub(w.start).Microseconds(), fmt.Sprintf(format, args...))
-	w.hash.Write([]byte(line))
+	b := strconv.AppendInt(w.line[:0], w.clk.Now().Sub(w.start).Microseconds(), 10)
+	b = append(b, ' ')
+	b = fmt.Appendf(b, format, args...)
+	b = append(b, '\n')
+	w.line = b
+	w.hash.Write(b)
 	if w.cfg.Trace != nil {
-		io.WriteString(w.cfg.Trace, line)
+		w.cfg.Trace.Write(b)
 	}
 }
 

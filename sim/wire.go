@@ -29,6 +29,7 @@ type wire struct {
 	nextCall uint64
 	// lanes are the FIFOs with something pending, in creation order.
 	lanes []*lane
+	buf   []byte // describe's marshalling buffer
 }
 
 type callState struct {
@@ -72,11 +73,22 @@ func (w *wire) take() []*grpcnet.Envelope {
 	if len(in) < 2 {
 		return in
 	}
+	// A call the wire has not seen yet ranks by its first envelope of
+	// this step (all of a call's envelopes rank alike, so that the stable
+	// sort keeps them in the order their sender sent them: a stream's
+	// open before its first message).
+	first := make(map[*grpcnet.Call]*grpcnet.Envelope, len(in))
+	for _, e := range in {
+		if _, ok := first[e.Call]; !ok {
+			first[e.Call] = e
+		}
+	}
 	key := func(e *grpcnet.Envelope) (uint64, string) {
 		if cs, ok := w.calls[e.Call]; ok {
 			return cs.id, ""
 		}
-		return 1 << 63, e.From + "\x00" + e.To + "\x00" + e.Method + "\x00" + e.Kind.String()
+		f := first[e.Call]
+		return 1 << 63, f.From + "\x00" + f.To + "\x00" + f.Method + "\x00" + f.Kind.String()
 	}
 	slices.SortStableFunc(in, func(a, b *grpcnet.Envelope) int {
 		ia, sa := key(a)
@@ -90,7 +102,7 @@ func (w *wire) take() []*grpcnet.Envelope {
 		if a.Call == b.Call {
 			return 0 // one sender's order
 		}
-		if c := bytes.Compare(msgBytes(a.Msg), msgBytes(b.Msg)); c != 0 {
+		if c := bytes.Compare(msgBytes(first[a.Call].Msg), msgBytes(first[b.Call].Msg)); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.Call.ID, b.Call.ID)
@@ -176,7 +188,15 @@ func (w *wire) describe(p *pending) string {
 		id = cs.id
 	}
 	h := fnv.New64a()
-	h.Write(msgBytes(e.Msg))
+	if e.Msg != nil {
+		b, err := marshalDeterministic.MarshalAppend(w.buf[:0], e.Msg)
+		if err != nil {
+			b = []byte(err.Error())
+		} else {
+			w.buf = b
+		}
+		h.Write(b)
+	}
 	if e.Err != nil {
 		h.Write([]byte(e.Err.Error()))
 	}

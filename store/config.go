@@ -168,6 +168,9 @@ type Config struct {
 	// goroutine, and waits for replica locks held elsewhere. Nil: nothing
 	// is called (production).
 	PassPoints PassPoints
+	// Sizes estimates the engine's and each range's bytes on disk for
+	// reports, listings and size-based splits. Nil: PebbleSizes.
+	Sizes Sizes
 }
 
 // withSeams returns c with every unset seam set to its production
@@ -183,6 +186,9 @@ func (c Config) withSeams() Config {
 	c.Network = grpcnet.OrTCP(c.Network)
 	if c.Runner == nil {
 		c.Runner = &WorkerPool{}
+	}
+	if c.Sizes == nil {
+		c.Sizes = PebbleSizes{}
 	}
 	return c
 }

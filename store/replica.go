@@ -41,6 +41,10 @@ type Replica struct {
 	term atomic.Uint64
 	// quiesced: not ticking (read by the ticker, written by the worker).
 	quiesced atomic.Bool
+	// quiescedLagging: this leader quiesced while a replica on a store
+	// liveness reports down lagged (replica_quiesce.go); the ticker wakes
+	// it every reprobeTicks to probe that store again.
+	quiescedLagging atomic.Bool
 	// uninitTicks counts ticks while uninitialized (bounds how long
 	// MsgApps are dropped waiting for a local split).
 	uninitTicks atomic.Int32
@@ -50,6 +54,9 @@ type Replica struct {
 	// new leader, whose probe was dropped, hears back at once instead of
 	// at its next heartbeat (a consecutive split waited ~100 ms for it).
 	heldApp atomic.Pointer[inMsg]
+	// size is the range's last measured approximate size (sizeEstimate);
+	// nil until measured.
+	size atomic.Pointer[sizeEstimate]
 	// writtenBytes approximates user bytes applied since the last split
 	// check.
 	writtenBytes atomic.Int64
@@ -88,6 +95,15 @@ type Replica struct {
 		leaveJoint struct {
 			confVer, term uint64
 			ticks         int
+		}
+		// recampaign: this replica campaigned because its leader's store
+		// (deadStore) went down; it campaigns again every
+		// recampaignTicks while it knows no leader and that store stays
+		// down, for at most two election timeouts (replica_quiesce.go
+		// maybeRecampaign). Zero: not retrying.
+		recampaign struct {
+			deadStore uint64
+			ticks     int
 		}
 	}
 

@@ -56,7 +56,7 @@ func (r *Replica) destroyWithTombstone(nextReplicaID uint64, why string) {
 	}
 	r.must(b.Commit(pebble.Sync))
 	s.mu.Lock()
-	delete(s.mu.replicas, r.rangeID)
+	s.deleteReplicaLocked(r.rangeID)
 	s.mu.removals++ // the tombstone above is committed (createUninitialized)
 	s.reindexLocked()
 	s.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rangekv/rangekv/internal/harness/testcluster"
+	"github.com/rangekv/rangekv/placement"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/store"
 )
@@ -184,4 +185,75 @@ func TestMultiraftQuiescenceWakeAndLeaderStoreDeath(t *testing.T) {
 			t.Fatalf("put into range %d after store %d died: %v", d.RangeId, victim+1, err)
 		}
 	}
+}
+
+// A store that joined through placement and holds no replica streams to
+// no one, so its peers never hear it and count it down. A learner added
+// there while the leader's batches to it were cut was never created: the
+// leader quiesced with it lagging on a "down" store (it wakes the range
+// when the store comes back), and after the cut healed the store still
+// sent nothing, so it never came back and the range stayed one voter short
+// for good (the simulation's seed 190). A store now answers a peer's new
+// stream with its own (TestStoreAnswersPeerStream), and the leader is
+// woken every reprobeTicks anyway; either brings the learner in.
+func TestLearnerOnSilentStoreCreatedAfterCutHeals(t *testing.T) {
+	var cut atomic.Bool
+	var dropped atomic.Int64 // batches the cut dropped
+	c := testcluster.StartPD(t, 2, testcluster.PDOptions{InMemory: true,
+		// No scheduler: the test adds the learner itself.
+		ConfigurePD: func(_ int, cfg *placement.Config) { cfg.ScheduleInterval = time.Hour },
+		Configure: func(_ int, cfg *store.Config) {
+			cfg.Knobs = &store.TestingKnobs{RaftBatchFault: func(_, _ uint64) (bool, time.Duration) {
+				if cut.Load() {
+					dropped.Add(1)
+					return true, 0
+				}
+				return false, 0
+			}}
+		}})
+	var lead, other *store.Store
+	mrWaitFor(t, "range 1 to elect a leader", 30*time.Second, func() (bool, string) {
+		id := leaderOn(c, 1)
+		for _, s := range c.Stores {
+			if s.StoreID() == id {
+				lead = s
+			} else {
+				other = s
+			}
+		}
+		return lead != nil && other != nil, "no leader"
+	})
+	replicaOn := func(s *store.Store) *rangekvpb.ReplicaStatus {
+		for _, r := range s.Status().Replicas {
+			if r.GetDescriptor_().GetRangeId() == 1 {
+				return r
+			}
+		}
+		return nil
+	}
+	cut.Store(true)
+	if _, rerr, err := lead.ChangeReplicas(mrCtx(t, time.Minute), 1, rangekvpb.ReplicaChangeType_ADD_LEARNER, other.StoreID()); err != nil || rerr != nil {
+		t.Fatalf("add a learner on store %d: %v %v", other.StoreID(), rerr, err)
+	}
+	mrWaitFor(t, "range 1's leader to quiesce with its learner lagging", 30*time.Second, func() (bool, string) {
+		r := replicaOn(lead)
+		return r.GetQuiescent(), fmt.Sprintf("leader's replica %v", r)
+	})
+	// Two more flushes dropped: no heartbeat of the leader's last tick
+	// awake is left to cross once the cut heals.
+	n := dropped.Load()
+	mrWaitFor(t, "two more batches dropped", 30*time.Second, func() (bool, string) {
+		return dropped.Load() >= n+2, fmt.Sprintf("%d dropped", dropped.Load()-n)
+	})
+	if r := replicaOn(other); r != nil {
+		t.Fatalf("store %d has range 1 before the cut healed: %v", other.StoreID(), r)
+	}
+	if r := replicaOn(lead); !r.GetQuiescent() {
+		t.Fatalf("range 1's leader woke before the cut healed: %v", r)
+	}
+	cut.Store(false)
+	mrWaitFor(t, "the learner to be created and caught up", 15*time.Second, func() (bool, string) {
+		r := replicaOn(other)
+		return r.GetInitialized(), fmt.Sprintf("store %d's replica %v", other.StoreID(), r)
+	})
 }

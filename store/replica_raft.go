@@ -106,6 +106,7 @@ func (r *Replica) drainInbox(tick bool) (steppedSnaps []uint64) {
 	}
 	if tick && !r.quiesced.Load() {
 		rr.Tick()
+		r.maybeRecampaign()
 		r.mu.leaveJoint.ticks++
 		if r.Descriptor() == nil {
 			r.uninitTicks.Add(1)

@@ -306,7 +306,7 @@ func (s *Store) installRHS(res *splitResult) error {
 		return err
 	}
 	s.mu.Lock()
-	s.mu.replicas[id] = r
+	s.setReplicaLocked(id, r)
 	held := s.releaseRHSLocked(id)
 	s.mu.Unlock()
 	s.setAwake(id, true)

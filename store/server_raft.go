@@ -60,8 +60,9 @@ func (rs *raftServer) RaftStream(stream rangekvpb.Raft_RaftStreamServer) error {
 				return stream.SendAndClose(&rangekvpb.RaftStreamResponse{})
 			}
 			admitted = true
+			rs.s.liveness.reconnected(batch.FromStore)
+			rs.s.trans.answer(batch.FromStore)
 		}
-		rs.s.liveness.heard(batch.FromStore)
 		ids = rs.s.deliverBatch(batch, ids)
 	}
 }

@@ -96,6 +96,10 @@ type Store struct {
 	mu struct {
 		sync.RWMutex
 		replicas map[uint64]*Replica
+		// sorted: the replicas of replicas in range ID order, rebuilt
+		// on demand after a change (nil: stale); read only, shared by
+		// replicasSnapshot's copies and the paged listing.
+		sorted []*Replica
 		// byStart: initialized replicas ordered by start key (disjoint
 		// spans), for routing keys.
 		byStart []*Replica

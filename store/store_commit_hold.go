@@ -46,7 +46,7 @@ func isCommitOnly(m *pb.Message) bool {
 
 // hold keeps env (a commit-only append) in place of any older one for the
 // same replica (counting the one it drops as folded), and reports whether
-// the peer must arm its hold timer.
+// the caller must arm the peer's hold timer (it was not armed).
 func (p *peer) hold(env *rangekvpb.RaftMessage, folded prometheus.Counter) (arm bool) {
 	p.held.Lock()
 	defer p.held.Unlock()
@@ -62,7 +62,8 @@ func (p *peer) hold(env *rangekvpb.RaftMessage, folded prometheus.Counter) (arm 
 			return false // keep the newer one
 		}
 	}
-	arm = len(p.held.msgs) == 0
+	arm = !p.held.armed
+	p.held.armed = true
 	p.held.msgs[k] = env
 	return arm
 }
@@ -91,10 +92,12 @@ func (p *peer) unhold(env *rangekvpb.RaftMessage, folded prometheus.Counter) *ra
 	return old
 }
 
-// takeHeld removes and returns every held append, appended to dst.
+// takeHeld removes and returns every held append, appended to dst; the
+// next held append arms the hold timer again.
 func (p *peer) takeHeld(dst []*rangekvpb.RaftMessage) []*rangekvpb.RaftMessage {
 	p.held.Lock()
 	defer p.held.Unlock()
+	p.held.armed = false
 	n := len(dst)
 	for k, m := range p.held.msgs {
 		dst = append(dst, m)

@@ -7,6 +7,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
@@ -33,7 +34,7 @@ func TestTransportHoldsCommitOnlyAppends(t *testing.T) {
 	s := newTransportTestStore(t, 1)
 	tr := &transport{s: s, hold: time.Hour}
 	tr.mu.peers = map[uint64]*peer{}
-	p := newPeer(2, "", nil)
+	p := newPeer(2, "", nil, s.cfg.Clock)
 	tr.mu.peers[2] = p
 	send := func(m *rangekvpb.RaftMessage) {
 		t.Helper()
@@ -48,8 +49,8 @@ func TestTransportHoldsCommitOnlyAppends(t *testing.T) {
 	if got := queued(p); len(got) != 0 {
 		t.Fatalf("a commit-only append was queued at once: %v", got)
 	}
-	if len(p.kick) != 1 {
-		t.Fatal("the first held append did not ask for the hold timer")
+	if !p.held.armed {
+		t.Fatal("the first held append did not arm the hold timer")
 	}
 	send(raftMsg(6, 2, pb.MsgApp, 3, 20, 2)) // another range: no effect on range 5's
 	app := raftMsg(5, 2, pb.MsgApp, 3, 21, 2)
@@ -153,4 +154,48 @@ func TestTransportReleasesHeldAppends(t *testing.T) {
 			t.Fatalf("flush batch %v, want the held append and the quiesce heartbeat", b)
 		}
 	})
+}
+
+// The hold timers of two peers are armed by the sender, in the order it
+// held their appends, not by each peer's goroutine when it wakes: timers
+// due at the same instant fire in the order they were set, and two
+// senders woken in one simulated step run in the Go scheduler's order,
+// which made a replayed simulation send its batches in another order now
+// and then (seed 10 took 11,838 steps, then 12,587).
+func TestTransportArmsHoldTimersInSendOrder(t *testing.T) {
+	s := newTransportTestStore(t, 1)
+	clk := clock.NewManual(time.Unix(0, 0))
+	tr := &transport{s: s, hold: 5 * time.Millisecond}
+	tr.mu.peers = map[uint64]*peer{}
+	for _, id := range []uint64{3, 2} {
+		tr.mu.peers[id] = newPeer(id, "", nil, clk)
+	}
+	for _, id := range []uint64{3, 2} { // not in store order
+		m := raftMsg(5, id, pb.MsgApp, 3, 20, 0)
+		m.ToStore = id
+		tr.sendBatch(id, []*rangekvpb.RaftMessage{m}, nil)
+	}
+	if n := clk.Waiters(); n != 2 {
+		t.Fatalf("%d timers pending after holding an append for each of two peers, want their 2 hold timers", n)
+	}
+	for _, id := range []uint64{3, 2} {
+		if !clk.FireNext(clk.Now().Add(tr.hold)) {
+			t.Fatal("no hold timer due within the hold delay")
+		}
+		for _, other := range []uint64{2, 3} {
+			if fired := len(tr.mu.peers[other].holdTimer.C()) == 1; fired != (other == id) {
+				t.Fatalf("peer %d's hold timer fired: %v; want peer %d's alone (held first)", other, fired, id)
+			}
+		}
+		<-tr.mu.peers[id].holdTimer.C()
+		if held := tr.mu.peers[id].takeHeld(nil); len(held) != 1 { // as run does
+			t.Fatalf("peer %d held %d appends, want 1", id, len(held))
+		}
+	}
+	// Holding again while armed sets nothing new.
+	tr.sendBatch(2, []*rangekvpb.RaftMessage{raftMsg(6, 2, pb.MsgApp, 3, 20, 0)}, nil)
+	tr.sendBatch(2, []*rangekvpb.RaftMessage{raftMsg(7, 2, pb.MsgApp, 3, 20, 0)}, nil)
+	if n := clk.Waiters(); n != 1 {
+		t.Fatalf("%d timers pending after two appends held for one peer, want 1", n)
+	}
 }

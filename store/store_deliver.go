@@ -25,20 +25,45 @@ func (s *Store) deliver(env *rangekvpb.RaftMessage, quiesce bool) {
 	s.deliverTo(env, quiesce, nil)
 }
 
+// heardEvery is how many records of a batch a store delivers between
+// notes that the sender is alive (store_liveness.go).
+const heardEvery = 256
+
 // deliverBatch delivers a peer's batch: its messages, then its coalesced
 // heartbeats and responses, and then queues every range that got one for
 // a pass under one lock of the scheduler (rather than once per message).
 // buf is scratch space for the range IDs, returned for reuse.
+//
+// The sender is noted alive before the first record and again every
+// heardEvery records (an empty batch, the ping, once): a batch of
+// coalesced heartbeats for tens of thousands of ranges takes this store a
+// while to hand out (longer when its cores are busy), and the next batch,
+// the next proof of life, is read only after. Counting the peer dead
+// meanwhile woke every range it leads (their followers forget it and
+// campaign), a storm that made the next batches longer still.
 func (s *Store) deliverBatch(b *rangekvpb.RaftMessageBatch, buf []uint64) []uint64 {
 	ids := buf[:0]
+	n := 0
+	heard := func() {
+		if n%heardEvery == 0 {
+			s.liveness.heard(b.FromStore)
+		}
+		n++
+	}
 	for _, m := range b.Messages {
+		heard()
 		s.deliverTo(m, false, &ids)
 	}
 	for _, hb := range b.Heartbeats {
+		heard()
 		s.deliverHeartbeatTo(b.FromStore, hb, pb.MsgHeartbeat, &ids)
 	}
 	for _, hb := range b.HeartbeatResps {
+		heard()
 		s.deliverHeartbeatTo(b.FromStore, hb, pb.MsgHeartbeatResp, &ids)
+	}
+	if n == 0 {
+		s.liveness.heard(b.FromStore) // an empty batch: the ping
 	}
 	if len(ids) > 0 {
 		s.sched.enqueueMany(ids, flagWork)
@@ -196,7 +221,7 @@ func (s *Store) createUninitialized(rangeID, replicaID uint64) *Replica {
 		}
 		r = &Replica{store: s, rangeID: rangeID, replicaID: replicaID, log: rl}
 		r.mu.rr = rr
-		s.mu.replicas[rangeID] = r
+		s.setReplicaLocked(rangeID, r)
 		s.metrics.replicas.Inc()
 		s.setAwake(rangeID, true)
 		s.mu.Unlock()

@@ -1,5 +1,6 @@
 // Store liveness: every pair of stores keeps up a ping (each peer stream
-// sends at least one batch per flush interval); a store not heard from for
+// sends at least one batch per flush interval, and a store answers a
+// peer's new stream with one of its own); a store not heard from for
 // the liveness timeout is considered down. Quiesced followers whose
 // leader's store is down wake and elect a new leader.
 
@@ -21,6 +22,9 @@ type liveness struct {
 		last map[uint64]time.Time
 		// live is the state reported by the last call to transitions.
 		live map[uint64]bool
+		// fresh: stores that opened a new stream to this one since the
+		// last call to transitions (reconnected).
+		fresh map[uint64]bool
 	}
 }
 
@@ -28,6 +32,7 @@ func newLiveness(self uint64, now func() time.Time, timeout time.Duration) *live
 	l := &liveness{self: self, now: now, timeout: timeout, start: now()}
 	l.mu.last = make(map[uint64]time.Time)
 	l.mu.live = make(map[uint64]bool)
+	l.mu.fresh = make(map[uint64]bool)
 	return l
 }
 
@@ -35,6 +40,19 @@ func newLiveness(self uint64, now func() time.Time, timeout time.Duration) *live
 func (l *liveness) heard(storeID uint64) {
 	l.mu.Lock()
 	l.mu.last[storeID] = l.now()
+	l.mu.Unlock()
+}
+
+// reconnected records that a peer opened a new stream to this store: it
+// restarted (or its connection broke). The next transitions reports it as
+// come up even if it was never seen down, so that quiesced leaders with a
+// replica there heartbeat it at once: a restarted store's replicas know no
+// leader, and would otherwise wait out a randomized election timeout to
+// pre-vote before a leader wakes (slow to serve again, and with 100,000
+// replicas a storm of pre-votes).
+func (l *liveness) reconnected(storeID uint64) {
+	l.mu.Lock()
+	l.mu.fresh[storeID] = true
 	l.mu.Unlock()
 }
 
@@ -80,8 +98,9 @@ func (l *liveness) transitions(peers []uint64) (dead, newlyDead map[uint64]bool,
 				}
 				newlyDead[id] = true
 			}
-		} else if known && !was {
+		} else if (known && !was) || l.mu.fresh[id] {
 			cameUp = append(cameUp, id)
+			delete(l.mu.fresh, id)
 		}
 		l.mu.live[id] = live
 	}

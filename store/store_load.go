@@ -36,7 +36,7 @@ func (s *Store) loadReplica(d *rangekvpb.RangeDescriptor) (*Replica, error) {
 		return nil, err
 	}
 	s.mu.Lock()
-	s.mu.replicas[d.RangeId] = r
+	s.setReplicaLocked(d.RangeId, r)
 	s.mu.Unlock()
 	s.setAwake(d.RangeId, true)
 	s.indexReplica(r)

@@ -7,10 +7,12 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -312,13 +314,78 @@ func (s *Store) replicaIDs() []uint64 {
 	return ids
 }
 
+// setReplicaLocked puts r in the replica map as rangeID's replica.
+func (s *Store) setReplicaLocked(rangeID uint64, r *Replica) {
+	s.mu.replicas[rangeID] = r
+	s.mu.sorted = nil
+}
+
+// deleteReplicaLocked takes rangeID's replica out of the replica map.
+func (s *Store) deleteReplicaLocked(rangeID uint64) {
+	delete(s.mu.replicas, rangeID)
+	s.mu.sorted = nil
+}
+
+// sortedReplicas returns the replicas in range ID order: a shared slice
+// the caller must not modify, rebuilt only after the map changed.
+func (s *Store) sortedReplicas() []*Replica {
+	s.mu.RLock()
+	out := s.mu.sorted
+	s.mu.RUnlock()
+	if out != nil {
+		return out
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.sorted == nil {
+		out = make([]*Replica, 0, len(s.mu.replicas))
+		for _, r := range s.mu.replicas {
+			out = append(out, r)
+		}
+		slices.SortFunc(out, func(a, b *Replica) int { return cmp.Compare(a.rangeID, b.rangeID) })
+		s.mu.sorted = out
+	}
+	return s.mu.sorted
+}
+
+// replicasSnapshot returns the replicas in range ID order (the caller's
+// own copy).
 func (s *Store) replicasSnapshot() []*Replica {
+	return slices.Clone(s.sortedReplicas())
+}
+
+// replicasPage returns up to limit replicas with range IDs above after,
+// in range ID order (only those of ids, when ids is not empty), whether
+// more follow, and how many replicas the listing covers in all.
+func (s *Store) replicasPage(after uint64, limit int, ids []uint64) (page []*Replica, more bool, total int) {
+	if len(ids) == 0 {
+		all := s.sortedReplicas()
+		i, _ := slices.BinarySearchFunc(all, after+1, func(r *Replica, id uint64) int { return cmp.Compare(r.rangeID, id) })
+		if after == ^uint64(0) {
+			i = len(all)
+		}
+		end := min(len(all), i+limit)
+		return all[i:end:end], end < len(all), len(all)
+	}
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]*Replica, 0, len(s.mu.replicas))
-	for _, r := range s.mu.replicas {
-		out = append(out, r)
+	for _, id := range ids {
+		r := s.mu.replicas[id]
+		if r == nil {
+			continue
+		}
+		total++
+		if id <= after {
+			continue
+		}
+		if len(page) == limit {
+			more = true
+			continue
+		}
+		page = append(page, r)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].rangeID < out[j].rangeID })
-	return out
+	return page, more, total
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3/tracker"
 
 	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/keys"
@@ -121,7 +122,7 @@ func (s *Store) storeStats() *rangekvpb.StoreStats {
 	if u, err := s.cfg.FS.GetDiskUsage(s.cfg.DataDir); err == nil {
 		st.Capacity, st.Available = u.TotalBytes, u.AvailBytes
 	}
-	st.Used = s.db.Metrics().DiskSpaceUsage()
+	st.Used = s.cfg.Sizes.Used(s.db)
 	for _, r := range s.replicasSnapshot() {
 		if r.Descriptor() == nil {
 			continue
@@ -224,16 +225,16 @@ func (s *Store) sendRangeReports(last map[uint64]reported) {
 func (s *Store) rangeReport(r *Replica, d *rangekvpb.RangeDescriptor) *rangekvpb.RangeHeartbeat {
 	h := &rangekvpb.RangeHeartbeat{Descriptor_: d, LeaderStoreId: s.cfg.StoreID, Term: r.term.Load()}
 	lo, hi := keys.UserSpan(d.StartKey, d.EndKey)
-	if n, err := s.db.EstimateDiskUsage(lo, hi); err == nil {
+	if n, err := s.measureSize(r, d); err == nil {
 		h.ApproximateSize = n
 	}
 	h.ApproximateKeys = s.approximateKeys(lo, hi, h.ApproximateSize)
 	r.lock()
 	if !r.mu.destroyed && r.mu.rr.IsLeader() {
 		applied := r.mu.applied.Index
-		for id, pr := range r.mu.rr.Status().Progress {
+		r.mu.rr.WithProgress(func(id uint64, pr tracker.Progress) {
 			if id == r.replicaID {
-				continue
+				return
 			}
 			if pr.Match+100 < applied {
 				h.PendingReplicas = append(h.PendingReplicas, id)
@@ -241,7 +242,7 @@ func (s *Store) rangeReport(r *Replica, d *rangekvpb.RangeDescriptor) *rangekvpb
 			if st, ok := r.storeOfReplica(id); ok && !s.liveness.isLive(st) {
 				h.DownReplicas = append(h.DownReplicas, id)
 			}
-		}
+		})
 	}
 	r.mu.Unlock()
 	return h

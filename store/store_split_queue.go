@@ -7,11 +7,13 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/rangekv/rangekv/internal/clock"
 	"github.com/rangekv/rangekv/internal/keys"
+	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
 // splitLoop checks ranges for a split by size every SplitCheckInterval:
@@ -39,6 +41,39 @@ func (s *Store) splitLoop() {
 	}
 }
 
+// sizeEstimate is Pebble's estimate of a range's user data, for the
+// descriptor it was measured under, and when.
+type sizeEstimate struct {
+	desc  *rangekvpb.RangeDescriptor
+	bytes uint64
+	at    time.Time
+}
+
+// measureSize estimates the size of r's range (descriptor d) and keeps it
+// for approximateSize.
+func (s *Store) measureSize(r *Replica, d *rangekvpb.RangeDescriptor) (uint64, error) {
+	lo, hi := keys.UserSpan(d.StartKey, d.EndKey)
+	n, err := s.cfg.Sizes.Span(s.db, lo, hi)
+	if err != nil {
+		return 0, err
+	}
+	r.size.Store(&sizeEstimate{desc: d, bytes: n, at: s.now()})
+	return n, nil
+}
+
+// approximateSize is r's range size as last measured under descriptor d
+// if that was less than a split check interval before now, else measured
+// again. Listings use it: the split check re-measures the ranges this
+// store leads every interval anyway, and a Pebble estimate per replica
+// per listing cost more than the rest of the listing together.
+func (s *Store) approximateSize(r *Replica, d *rangekvpb.RangeDescriptor, now time.Time) uint64 {
+	if e := r.size.Load(); e != nil && e.desc == d && now.Sub(e.at) < s.cfg.SplitCheckInterval {
+		return e.bytes
+	}
+	n, _ := s.measureSize(r, d)
+	return n
+}
+
 // maybeSplitBySize splits r at its middle key when it holds more than the
 // split size. Only the leader decides.
 func (s *Store) maybeSplitBySize(r *Replica) {
@@ -47,7 +82,7 @@ func (s *Store) maybeSplitBySize(r *Replica) {
 		return
 	}
 	lo, hi := keys.UserSpan(d.StartKey, d.EndKey)
-	est, err := s.db.EstimateDiskUsage(lo, hi)
+	est, err := s.measureSize(r, d)
 	if err != nil {
 		return
 	}

@@ -97,13 +97,24 @@ type peer struct {
 	}
 
 	// held are commit-only appends waiting for a later append to carry
-	// their commit index (store_commit_hold.go); kick tells run to arm the
-	// hold timer.
+	// their commit index (store_commit_hold.go); armed: holdTimer is set
+	// to send them (cleared when run takes them).
 	held struct {
 		sync.Mutex
-		msgs map[holdKey]*rangekvpb.RaftMessage
+		msgs  map[holdKey]*rangekvpb.RaftMessage
+		armed bool
 	}
-	kick chan struct{}
+
+	// The sender's timers are made with the peer and the hold timer is
+	// armed by whoever holds an append, never by run: two peers' senders
+	// woken in one step run in the Go scheduler's order, and timers due at
+	// the same instant fire in the order they were set, so a simulated run
+	// would not replay the same batches (trace divergence at seed 10).
+	// tick is the flush interval's ticker (made by peerFor; nil for a
+	// peer that never runs, in tests); holdTimer is stopped while not
+	// armed.
+	tick      clock.Ticker
+	holdTimer clock.Timer
 }
 
 func newTransport(s *Store) *transport {
@@ -151,7 +162,8 @@ func (t *transport) peerFor(storeID uint64) *peer {
 		t.s.log.Error("dial peer store", "peer", storeID, "addr", addr, "err", err)
 		return nil
 	}
-	p := newPeer(storeID, addr, conn)
+	p := newPeer(storeID, addr, conn, t.s.cfg.Clock)
+	p.tick = t.s.cfg.Clock.NewTicker(t.flush)
 	p.ctx, p.cancel = context.WithCancel(t.ctx)
 	t.mu.peers[storeID] = p
 	t.wg.Add(1)
@@ -159,9 +171,12 @@ func (t *transport) peerFor(storeID uint64) *peer {
 	return p
 }
 
-func newPeer(storeID uint64, addr string, conn grpcnet.Conn) *peer {
-	return &peer{storeID: storeID, addr: addr, conn: conn, ready: make(chan struct{}, 1), kick: make(chan struct{}, 1),
-		done: make(chan struct{})}
+// newPeer makes a peer with a stopped hold timer on clk.
+func newPeer(storeID uint64, addr string, conn grpcnet.Conn, clk clock.Clock) *peer {
+	p := &peer{storeID: storeID, addr: addr, conn: conn, ready: make(chan struct{}, 1), done: make(chan struct{})}
+	p.holdTimer = clk.NewTimer(time.Hour)
+	p.holdTimer.Stop()
+	return p
 }
 
 // startPeers starts a stream (and so liveness pings) to every known store.
@@ -170,6 +185,22 @@ func (t *transport) startPeers() {
 		if id != t.s.cfg.StoreID {
 			t.peerFor(id)
 		}
+	}
+}
+
+// answer makes sure this store streams to storeID, which just opened a
+// stream to it. Each store hears only the streams that come in
+// (liveness.heard), and a store that joined through placement streams
+// only to stores it has something to send: one holding no replica the
+// peer leads sent nothing, so the peer counted it down for good. A
+// leader there quiesces with a lagging follower on a down store (it
+// wakes the range when the store comes back), so a learner added while
+// the link was cut was never created, and its range stayed under-replicated
+// after the link healed (the simulation's seed 190). The answering peer is
+// swept like any other (sweepPeers) once no local replica names the store.
+func (t *transport) answer(storeID uint64) {
+	if storeID != 0 && storeID != t.s.cfg.StoreID {
+		t.peerFor(storeID)
 	}
 }
 
@@ -197,7 +228,7 @@ func (t *transport) sendBatch(storeID uint64, envs []*rangekvpb.RaftMessage, dro
 		}
 		return
 	}
-	kick, full := false, 0
+	arm, full := false, 0
 	p.q.Lock()
 	n := len(p.q.msgs)
 	for i, env := range envs {
@@ -207,7 +238,7 @@ func (t *transport) sendBatch(storeID uint64, envs []*rangekvpb.RaftMessage, dro
 				p.addHeartbeat(env.RangeId, m, false)
 				continue
 			case t.hold > 0 && isCommitOnly(m):
-				kick = p.hold(env, t.s.metrics.commitsFolded) || kick
+				arm = p.hold(env, t.s.metrics.commitsFolded) || arm
 				continue
 			}
 			if held := p.unhold(env, t.s.metrics.commitsFolded); held != nil && !p.enqueueLocked(held) {
@@ -232,11 +263,8 @@ func (t *transport) sendBatch(storeID uint64, envs []*rangekvpb.RaftMessage, dro
 		default:
 		}
 	}
-	if kick {
-		select {
-		case p.kick <- struct{}{}:
-		default:
-		}
+	if arm {
+		p.holdTimer.Reset(t.hold)
 	}
 }
 
@@ -383,12 +411,11 @@ const (
 	evReady
 	evHeld
 	evTick
-	evKick
 )
 
 // next waits for the sender's next event: the peer stopping, queued
-// messages (ready), the held appends' timer (holdC), the flush tick
-// (tickC) or a kick. When several are ready it takes them in that order,
+// messages (ready), the held appends' timer (holdC) or the flush tick
+// (tickC). When several are ready it takes them in that order,
 // not in the random one of select, so that a simulated run replays the
 // same batches.
 func (p *peer) next(holdC, tickC <-chan time.Time) int {
@@ -421,8 +448,6 @@ func (p *peer) next(holdC, tickC <-chan time.Time) int {
 		return evHeld
 	case <-tickC:
 		return evTick
-	case <-p.kick:
-		return evKick
 	}
 }
 
@@ -443,13 +468,8 @@ func (t *transport) run(p *peer) {
 	backoff := minBackoff
 	client := rangekvpb.NewRaftClient(p.conn)
 	clk := t.s.cfg.Clock
-	ticker := clk.NewTicker(t.flush)
-	defer ticker.Stop()
-	// holdC is the armed hold timer's channel, nil while disarmed.
-	holdTimer := clk.NewTimer(time.Hour)
-	holdTimer.Stop()
-	defer holdTimer.Stop()
-	var holdC <-chan time.Time
+	defer p.tick.Stop()
+	defer p.holdTimer.Stop()
 	batch := &rangekvpb.RaftMessageBatch{FromStore: t.s.cfg.StoreID, ToStore: p.storeID}
 	for {
 		stream, err := client.RaftStream(t.s.withIncarnation(p.ctx, false))
@@ -463,7 +483,7 @@ func (t *transport) run(p *peer) {
 		}
 		for err == nil {
 			batch.Messages, batch.Heartbeats, batch.HeartbeatResps = batch.Messages[:0], nil, nil
-			ev := p.next(holdC, ticker.C())
+			ev := p.next(p.holdTimer.C(), p.tick.C())
 			switch ev {
 			case evStop:
 				_, _ = stream.CloseAndRecv()
@@ -472,14 +492,7 @@ func (t *transport) run(p *peer) {
 				if batch.Messages = p.takeQueued(batch.Messages, maxBatchMessages); len(batch.Messages) == 0 {
 					continue
 				}
-			case evKick:
-				if holdC == nil {
-					holdTimer.Reset(t.hold)
-					holdC = holdTimer.C()
-				}
-				continue
 			case evHeld:
-				holdC = nil
 				if batch.Messages = p.takeHeld(batch.Messages); len(batch.Messages) == 0 {
 					continue // all superseded
 				}

@@ -31,7 +31,7 @@ import (
 
 // newTransportTestStore is a Store with just what the transport's send
 // and receive paths use: config, metrics, scheduler, liveness and the
-// replica map. No engine, no goroutines.
+// replica map. No engine, no goroutines until a peer is made.
 func newTransportTestStore(t testing.TB, storeID uint64) *Store {
 	t.Helper()
 	cfg := Defaults()
@@ -43,6 +43,8 @@ func newTransportTestStore(t testing.TB, storeID uint64) *Store {
 	s.sched = newScheduler(64)
 	s.liveness = newLiveness(storeID, time.Now, time.Second)
 	s.mu.replicas = map[uint64]*Replica{}
+	s.trans = newTransport(s) // no peers until a test makes one
+	t.Cleanup(s.trans.close)
 	return s
 }
 
@@ -91,7 +93,7 @@ func counterValue(t testing.TB, s *Store, name string, label ...string) float64 
 func addTestReplica(s *Store, rangeID, replicaID uint64) *Replica {
 	r := &Replica{store: s, rangeID: rangeID, replicaID: replicaID}
 	r.desc.Store(&rangekvpb.RangeDescriptor{RangeId: rangeID, Epoch: &rangekvpb.RangeEpoch{ConfVer: 1, Version: 1}})
-	s.mu.replicas[rangeID] = r
+	s.setReplicaLocked(rangeID, r)
 	return r
 }
 
@@ -257,7 +259,7 @@ func TestTransportSendCoalescesOnlyContextFreeHeartbeats(t *testing.T) {
 	s := newTransportTestStore(t, 1)
 	tr := &transport{s: s}
 	tr.mu.peers = map[uint64]*peer{}
-	p := newPeer(2, "", nil)
+	p := newPeer(2, "", nil, s.cfg.Clock)
 	tr.mu.peers[2] = p
 	msg := func(typ pb.MessageType, ctx []byte) *rangekvpb.RaftMessage {
 		return &rangekvpb.RaftMessage{RangeId: 5, FromStore: 1, ToStore: 2, Message: &pb.Message{
@@ -457,7 +459,7 @@ func newRaftTestNodes(t *testing.T, n int) map[uint64]*raftTestNode {
 		tr.mu.peers = map[uint64]*peer{}
 		for _, other := range voters {
 			if other != id {
-				tr.mu.peers[other] = newPeer(other, "", nil)
+				tr.mu.peers[other] = newPeer(other, "", nil, s.cfg.Clock)
 			}
 		}
 		s.trans = tr
@@ -962,6 +964,28 @@ func TestRaftStreamRefusesTrafficForAnotherStoreID(t *testing.T) {
 	}
 }
 
+// A long batch notes its sender alive as it is handed out, every
+// heardEvery records, not only before it: delivering tens of thousands of
+// coalesced heartbeats on a busy store outlasted the liveness timeout,
+// and the sender was counted dead meanwhile (every range it leads woke
+// and elected again).
+func TestLongBatchKeepsSenderLive(t *testing.T) {
+	s := newTransportTestStore(t, 1)
+	var calls atomic.Int64
+	s.liveness = newLiveness(1, func() time.Time { calls.Add(1); return time.Now() }, time.Second)
+	const ranges = 1000
+	b := &rangekvpb.RaftMessageBatch{FromStore: 2, ToStore: 1}
+	for id := uint64(1); id <= ranges; id++ {
+		addTestReplica(s, id, 1)
+		b.Heartbeats = append(b.Heartbeats, &rangekvpb.RaftHeartbeat{RangeId: id, FromReplicaId: 2, ToReplicaId: 1, Term: 6, Commit: 10})
+	}
+	before := calls.Load()
+	receive(t, s, b)
+	if got, want := calls.Load()-before, int64((ranges+heardEvery-1)/heardEvery); got < want {
+		t.Fatalf("a batch of %d heartbeats noted its sender alive %d times, want at least %d (every %d records)", ranges, got, want, heardEvery)
+	}
+}
+
 // A pass's outbox hands each peer its messages in the order the pass sent
 // them, all at once: one token in the peer's ready channel (one wakeup of
 // its sender), not one per message; a message the queue cannot take is
@@ -970,7 +994,7 @@ func TestOutboxFlushQueuesEachPeerOnceInOrder(t *testing.T) {
 	s := newTransportTestStore(t, 1)
 	tr := &transport{s: s}
 	s.trans = tr
-	tr.mu.peers = map[uint64]*peer{2: newPeer(2, "", nil), 3: newPeer(3, "", nil)}
+	tr.mu.peers = map[uint64]*peer{2: newPeer(2, "", nil, s.cfg.Clock), 3: newPeer(3, "", nil, s.cfg.Clock)}
 	r := addTestReplica(s, 7, 1)
 	msg := func(to, index uint64) *rangekvpb.RaftMessage {
 		return &rangekvpb.RaftMessage{RangeId: 7, FromStore: 1, ToStore: to, Message: &pb.Message{
@@ -1012,7 +1036,7 @@ func TestOutboxFlushQueuesEachPeerOnceInOrder(t *testing.T) {
 func TestPeerTakeQueuedLeavesWakeupForTheRest(t *testing.T) {
 	s := newTransportTestStore(t, 1)
 	tr := &transport{s: s}
-	p := newPeer(2, "", nil)
+	p := newPeer(2, "", nil, s.cfg.Clock)
 	tr.mu.peers = map[uint64]*peer{2: p}
 	var envs []*rangekvpb.RaftMessage
 	for i := range uint64(5) {
@@ -1032,5 +1056,27 @@ func TestPeerTakeQueuedLeavesWakeupForTheRest(t *testing.T) {
 	}
 	if len(p.ready) != 0 || p.q.bytes != 0 {
 		t.Fatalf("after draining: %d wakeups, %d bytes accounted, want 0 and 0", len(p.ready), p.q.bytes)
+	}
+}
+
+// A store answers a peer's new stream with a stream of its own, so that
+// the peer hears it: a store that joined through placement and holds
+// nothing the peer leads has nothing to send it, and the peer counted it
+// down for good (a leader quiesced past a learner lagging there, and the
+// learner was not created until that leader's next reprobe, 100 ticks
+// later; before the reprobe, never: the simulation's seed 190).
+func TestStoreAnswersPeerStream(t *testing.T) {
+	addr, fake := startFakeRaftServer(t) // store 1
+	s := newTransportTestStore(t, 2)
+	s.cfg.HeartbeatInterval = 40 * time.Millisecond
+	s.storeAddrs.Store(uint64(1), addr)                                  // learned from placement
+	receive(t, s, &rangekvpb.RaftMessageBatch{FromStore: 1, ToStore: 2}) // a ping on a new stream
+	select {
+	case b := <-fake.batches:
+		if b.FromStore != 2 || b.ToStore != 1 {
+			t.Fatalf("batch from %d to %d, want 2 to 1", b.FromStore, b.ToStore)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("store 2 sent nothing to store 1 within 10s of store 1's stream")
 	}
 }

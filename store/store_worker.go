@@ -219,21 +219,28 @@ func (s *Store) awakeIDs(buf []uint64) []uint64 {
 	return buf
 }
 
+// reprobeTicks is how many ticks apart the ticker wakes the quiesced
+// leaders that quiesced past a lagging replica on a down store
+// (replica_quiesce.go): 10 s at the default 100 ms tick.
+const reprobeTicks = 100
+
 // ticker is the one store-wide clock: every heartbeat interval it queues a
 // tick for every replica that is not quiesced, wakes quiesced followers
 // whose leader's store went down and quiesced leaders whose lagging
-// follower's store came back.
+// follower's store came back, and every reprobeTicks the quiesced leaders
+// with a follower lagging on a down store.
 func (s *Store) ticker() {
 	defer s.wg.Done()
 	t := s.cfg.Clock.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
 	var ids []uint64
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-s.stopCh:
 			return
 		case <-t.C():
 		}
+		reprobe := n%reprobeTicks == 0
 		dead, newlyDead, cameUp := s.liveness.transitions(s.peerStoreIDs())
 		ids = s.awakeIDs(ids[:0])
 		var wake []uint64
@@ -250,12 +257,17 @@ func (s *Store) ticker() {
 			}
 		}
 		// Quiesced replicas are looked at only when a store's liveness
-		// changed: followers whose leader's store went down, leaders with
-		// a replica on a store that came back.
-		if len(newlyDead) > 0 || len(cameUp) > 0 {
+		// changed (followers whose leader's store went down, leaders with
+		// a replica on a store that came back) and at a reprobe.
+		if len(newlyDead) > 0 || len(cameUp) > 0 || reprobe {
 			s.mu.RLock()
 			for id, r := range s.mu.replicas {
 				if !r.quiesced.Load() {
+					continue
+				}
+				if reprobe && r.quiescedLagging.Load() && r.leader.Load() == r.replicaID {
+					r.setFlag(func(r *Replica) { r.inbox.wake = true })
+					wake = append(wake, id)
 					continue
 				}
 				if ls := r.leaderStore.Load(); ls != s.cfg.StoreID && newlyDead[ls] {

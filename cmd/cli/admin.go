@@ -28,9 +28,10 @@ type inspector interface {
 	ClusterStatus(ctx context.Context) (*rangekvpb.ClusterStatusResponse, error)
 	Stores(ctx context.Context) ([]*rangekvpb.StoreInfo, error)
 	Ranges(ctx context.Context, start, end []byte, limit int) ([]*rangekvpb.RouteInfo, error)
+	RangesPage(ctx context.Context, start, end []byte, pageToken string, limit int) ([]*rangekvpb.RouteInfo, string, error)
 	RangeForKey(ctx context.Context, key []byte) (*rangekvpb.RouteInfo, error)
 	RangeByID(ctx context.Context, rangeID uint64) (*rangekvpb.RouteInfo, error)
-	StoreReplicas(ctx context.Context, storeID uint64) ([]*rangekvpb.ReplicaStatus, error)
+	StoreReplicas(ctx context.Context, storeID uint64, rangeIDs ...uint64) ([]*rangekvpb.ReplicaStatus, error)
 }
 
 // operatorRunner changes the cluster and follows operators.
@@ -282,9 +283,12 @@ log truncation (range snapshot).`,
 	return cmd
 }
 
+// rangePageMax is placement's largest page of ranges.
+const rangePageMax = 10000
+
 func (a *app) rangeListCmd() *cobra.Command {
 	var start, end string
-	var limit int
+	var limit, pageSize int
 	cmd := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
@@ -295,13 +299,18 @@ splits, conf_ver with membership changes), replicas as store IDs (* marks
 the leader's store; learners are marked) and the approximate size the
 leader reports (? when its store did not answer).
 
---start and --end list only the ranges overlapping [START, END).
+--start and --end list only the ranges overlapping [START, END); --limit N
+stops after N ranges. The list is read from placement --page-size ranges at
+a time (and their sizes from the leaders' stores), each page printed as it
+arrives, so a cluster of 100,000 ranges lists without one huge answer;
+--timeout bounds each page.
 
 With -o json: {"ranges": [{"id", "start", "end", "epoch": {"conf_ver",
 "version"}, "replicas": [{"replica_id", "store_id", "role", "leader"}],
 "leader_store_id", "size_bytes"}]} ("end": "" is +inf).`,
 		Example: `  rangekv range list
   rangekv range list --start user/ --end user0
+  rangekv range list --limit 20
   rangekv -o json range list`,
 		Args: argsBetween(0, 0, "no arguments (--start, --end)"),
 		RunE: wrapRun(func(cmd *cobra.Command, _ []string) error {
@@ -319,39 +328,80 @@ With -o json: {"ranges": [{"id", "start", "end", "epoch": {"conf_ver",
 			if limit < 0 {
 				return usageErrorf("limit: %d is negative (0 lists every range)", limit)
 			}
-			return a.withAdmin(cmd.Context(), "range list", func(ctx context.Context, adm adminClient) error {
-				routes, err := adm.Ranges(ctx, s, e, limit)
-				if err != nil {
-					return err
-				}
-				return a.printer().printRanges(rangeSizes(ctx, adm, routes))
-			})
+			if pageSize < 1 || pageSize > rangePageMax {
+				return usageErrorf("page-size: %d is not between 1 and %d", pageSize, rangePageMax)
+			}
+			adm, err := a.admin("range list")
+			if err != nil {
+				return err
+			}
+			defer adm.Close()
+			return a.adminError("range list", a.listRanges(cmd.Context(), adm, s, e, limit, pageSize))
 		}),
 	}
 	cmd.Flags().StringVar(&start, "start", "", "list ranges overlapping [START, END) only")
 	cmd.Flags().StringVar(&end, "end", "", "see --start (empty: to the end of the key space)")
 	cmd.Flags().IntVar(&limit, "limit", 0, "list at most N ranges (0: all)")
+	cmd.Flags().IntVar(&pageSize, "page-size", 1000, fmt.Sprintf("ranges read from placement per request (1 to %d)", rangePageMax))
 	return cmd
 }
 
+// listRanges prints the ranges overlapping [s, e) (at most limit; 0: all)
+// a page at a time, each page under its own --timeout.
+func (a *app) listRanges(ctx context.Context, adm adminClient, s, e []byte, limit, pageSize int) error {
+	out := a.printer().rangeStream()
+	tok := ""
+	listed := 0
+	for {
+		want := pageSize
+		if limit > 0 {
+			want = min(want, limit-listed)
+		}
+		pctx, cancel := context.WithTimeout(ctx, a.g.timeout)
+		routes, next, err := adm.RangesPage(pctx, s, e, tok, want)
+		var rows []rangeRow
+		if err == nil {
+			rows = rangeSizes(pctx, adm, routes)
+		}
+		cancel()
+		if err != nil {
+			if out.started {
+				// What was printed stays; a JSON document is closed so
+				// that it still parses.
+				return errors.Join(err, out.end())
+			}
+			return err
+		}
+		if err := out.rows(rows); err != nil {
+			return err
+		}
+		listed += len(routes)
+		if next == "" || (limit > 0 && listed >= limit) {
+			return out.end()
+		}
+		tok = next
+	}
+}
+
 // rangeSizes adds to each range the size its leader's store reports,
-// asking every leader's store once, in parallel; a store that does not
-// answer leaves its ranges' size unknown.
+// asking every leader's store once, in parallel, for the ranges it leads
+// among routes; a store that does not answer leaves its ranges' size
+// unknown.
 func rangeSizes(ctx context.Context, adm inspector, routes []*rangekvpb.RouteInfo) []rangeRow {
 	rows := make([]rangeRow, len(routes))
-	stores := map[uint64]bool{}
+	stores := map[uint64][]uint64{} // leader store → its ranges
 	for i, r := range routes {
 		rows[i].route = r
 		if r.LeaderStoreId != 0 {
-			stores[r.LeaderStoreId] = true
+			stores[r.LeaderStoreId] = append(stores[r.LeaderStoreId], r.GetDescriptor_().GetRangeId())
 		}
 	}
 	var mu sync.Mutex
 	sizes := map[[2]uint64]uint64{} // (store, range) → size
 	var wg sync.WaitGroup
-	for id := range stores {
+	for id, ranges := range stores {
 		wg.Go(func() {
-			reps, err := adm.StoreReplicas(ctx, id)
+			reps, err := adm.StoreReplicas(ctx, id, ranges...)
 			if err != nil {
 				return
 			}
@@ -449,7 +499,7 @@ func rangeDetails(ctx context.Context, adm adminClient, ri *rangekvpb.RouteInfo)
 	for i, r := range d.Replicas {
 		reps[i] = replicaReport{desc: r, addr: addrs[r.StoreId]}
 		wg.Go(func() {
-			all, err := adm.StoreReplicas(ctx, r.StoreId)
+			all, err := adm.StoreReplicas(ctx, r.StoreId, d.RangeId)
 			if err != nil {
 				reps[i].err = err
 				return

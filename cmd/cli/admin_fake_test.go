@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +48,10 @@ type fakeAdmin struct {
 	splitErrAfter bool
 	// rebalance is what Rebalance proposes.
 	rebalance []*rangekvpb.OperatorInfo
+	// pageCalls and storeCalls record RangesPage and StoreReplicas calls;
+	// pageErrAt, when > 0, fails that RangesPage call (1: the first).
+	pageCalls, storeCalls []string
+	pageErrAt             int
 }
 
 func desc(id uint64, start, end string, ver, conf uint64, stores ...uint64) *rangekvpb.RangeDescriptor {
@@ -129,6 +135,37 @@ func (f *fakeAdmin) Ranges(_ context.Context, start, end []byte, limit int) ([]*
 	return out, nil
 }
 
+// RangesPage pages through Ranges; its token is the index of the page's
+// first range among those overlapping [start, end), and it records each
+// call in pageCalls.
+func (f *fakeAdmin) RangesPage(ctx context.Context, start, end []byte, token string, limit int) ([]*rangekvpb.RouteInfo, string, error) {
+	all, err := f.Ranges(ctx, start, end, 0)
+	if err != nil {
+		return nil, "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pageCalls = append(f.pageCalls, fmt.Sprintf("token %q limit %d", token, limit))
+	if f.pageErrAt > 0 && len(f.pageCalls) == f.pageErrAt {
+		return nil, "", status.Error(codes.Unavailable, "placement: connection refused")
+	}
+	i := 0
+	if token != "" {
+		if i, err = strconv.Atoi(token); err != nil {
+			return nil, "", status.Errorf(codes.InvalidArgument, "page_token: %q", token)
+		}
+	}
+	if limit == 0 {
+		limit = 1000
+	}
+	j := min(len(all), i+limit)
+	next := ""
+	if j < len(all) {
+		next = strconv.Itoa(j)
+	}
+	return all[i:j], next, nil
+}
+
 func (f *fakeAdmin) RangeForKey(_ context.Context, key []byte) (*rangekvpb.RouteInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -152,13 +189,23 @@ func (f *fakeAdmin) RangeByID(_ context.Context, id uint64) (*rangekvpb.RouteInf
 	return nil, &router.NotFoundError{What: fmt.Sprintf("range %d", id)}
 }
 
-func (f *fakeAdmin) StoreReplicas(_ context.Context, store uint64) ([]*rangekvpb.ReplicaStatus, error) {
+func (f *fakeAdmin) StoreReplicas(_ context.Context, store uint64, rangeIDs ...uint64) ([]*rangekvpb.ReplicaStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.storeCalls = append(f.storeCalls, fmt.Sprintf("store %d ranges %v", store, rangeIDs))
 	if err := f.storeErr[store]; err != nil {
 		return nil, err
 	}
-	return f.replicas[store], nil
+	if len(rangeIDs) == 0 {
+		return f.replicas[store], nil
+	}
+	var out []*rangekvpb.ReplicaStatus
+	for _, r := range f.replicas[store] {
+		if slices.Contains(rangeIDs, r.GetDescriptor_().GetRangeId()) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeAdmin) Split(_ context.Context, key []byte) (*rangekvpb.RangeDescriptor, *rangekvpb.RangeDescriptor, error) {

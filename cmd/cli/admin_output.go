@@ -24,6 +24,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -388,28 +390,98 @@ type rangeRow struct {
 	size  *uint64
 }
 
-func (p *printer) printRanges(rows []rangeRow) error {
+// rangeStream prints range list output a page at a time: the table's
+// header once, with columns as wide as the widest cell seen so far (one
+// page prints as the other tables do), or one JSON document
+// {"ranges": [...]} written element by element (the same bytes as
+// encoding the whole list at once).
+type rangeStream struct {
+	p       *printer
+	started bool
+	n       int
+	widths  []int
+}
+
+func (p *printer) rangeStream() *rangeStream { return &rangeStream{p: p} }
+
+// rows prints one page.
+func (s *rangeStream) rows(rows []rangeRow) error {
+	p := s.p
 	if p.json {
-		doc := struct {
-			Ranges []rangeJSON `json:"ranges"`
-		}{Ranges: []rangeJSON{}}
-		for _, r := range rows {
-			doc.Ranges = append(doc.Ranges, p.rangeDoc(r.route.Descriptor_, r.route.LeaderStoreId, r.size))
+		var b bytes.Buffer
+		if !s.started {
+			b.WriteString(`{"ranges":[`)
 		}
-		return p.emitJSON(doc)
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		for _, r := range rows {
+			if s.n > 0 {
+				b.WriteByte(',')
+			}
+			if err := enc.Encode(p.rangeDoc(r.route.Descriptor_, r.route.LeaderStoreId, r.size)); err != nil {
+				return err
+			}
+			b.Truncate(b.Len() - 1) // the encoder's newline
+			s.n++
+		}
+		s.started = true
+		_, err := p.w.Write(b.Bytes())
+		return err
 	}
-	tw := newTable(p.w)
-	fmt.Fprintln(tw, "ID\tSTART\tEND\tEPOCH\tREPLICAS\tSIZE")
+	var lines [][]string
+	if !s.started {
+		lines = append(lines, []string{"ID", "START", "END", "EPOCH", "REPLICAS", "SIZE"})
+		s.started = true
+	}
 	for _, r := range rows {
 		d := r.route.Descriptor_
 		size := "?"
 		if r.size != nil {
 			size = humanBytes(*r.size)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", d.RangeId, p.displayKey(d.StartKey, false), p.displayKey(d.EndKey, true),
-			epochCell(d.Epoch), replicasCell(d, r.route.LeaderStoreId), size)
+		lines = append(lines, []string{strconv.FormatUint(d.RangeId, 10), p.displayKey(d.StartKey, false), p.displayKey(d.EndKey, true),
+			epochCell(d.Epoch), replicasCell(d, r.route.LeaderStoreId), size})
+		s.n++
 	}
-	return tw.Flush()
+	for _, l := range lines {
+		for i, c := range l {
+			if i == len(s.widths) {
+				s.widths = append(s.widths, 0)
+			}
+			s.widths[i] = max(s.widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		for i, c := range l {
+			b.WriteString(c)
+			if i < len(l)-1 {
+				b.WriteString(strings.Repeat(" ", s.widths[i]-utf8.RuneCountInString(c)+2))
+			}
+		}
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(p.w, b.String())
+	return err
+}
+
+// end finishes the output (the JSON document's closing, or the header of
+// an empty table).
+func (s *rangeStream) end() error {
+	if s.p.json {
+		if !s.started {
+			_, err := io.WriteString(s.p.w, `{"ranges":[`)
+			if err != nil {
+				return err
+			}
+		}
+		_, err := io.WriteString(s.p.w, "]}\n")
+		return err
+	}
+	if !s.started {
+		return s.rows(nil)
+	}
+	return nil
 }
 
 // range show

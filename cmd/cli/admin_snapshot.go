@@ -140,7 +140,7 @@ func replicaStatuses(ctx context.Context, adm adminClient, rangeID uint64, rows 
 	for i := range rows {
 		r := &rows[i]
 		wg.Go(func() {
-			all, err := adm.StoreReplicas(ctx, r.desc.StoreId)
+			all, err := adm.StoreReplicas(ctx, r.desc.StoreId, rangeID)
 			if err != nil {
 				set(r, nil, err)
 				return

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,6 +33,12 @@ func TestGoldenAdmin(t *testing.T) {
 		{name: "range_list_json", args: []string{"-o", "json", "range", "list"}},
 		{name: "range_list_span_table", args: []string{"range", "list", "--start", "n", "--end", "z"}},
 		{name: "range_list_hex_table", args: []string{"--hex", "range", "list"}},
+		{name: "range_list_paged_table", args: []string{"range", "list", "--page-size", "2"}},
+		{name: "range_list_paged_json", args: []string{"-o", "json", "range", "list", "--page-size", "1"}},
+		{name: "range_list_limit_table", args: []string{"range", "list", "--limit", "2", "--page-size", "1"}},
+		{name: "range_list_bad_page_size", args: []string{"range", "list", "--page-size", "10001"}},
+		{name: "range_list_fails_mid_json", setup: func(f *fakeAdmin) { f.pageErrAt = 2 },
+			args: []string{"-o", "json", "range", "list", "--page-size", "2"}},
 		{name: "range_show_key_table", args: []string{"range", "show", "a"}},
 		{name: "range_show_id_json", args: []string{"-o", "json", "range", "show", "--id", "1"}},
 		{name: "range_show_store_down_table", setup: func(f *fakeAdmin) {
@@ -94,6 +101,36 @@ func TestGoldenAdmin(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRangeListPages: range list reads placement a page at a time and
+// asks each leader's store only for the sizes of that page's ranges; the
+// paged output holds the same ranges as one page does.
+func TestRangeListPages(t *testing.T) {
+	f := newFakeAdmin()
+	whole, _, code := runAdmin(t, f, "-o", "json", "range", "list")
+	if code != 0 || len(f.pageCalls) != 1 {
+		t.Fatalf("one page: exit %d, page calls %q", code, f.pageCalls)
+	}
+	f = newFakeAdmin()
+	paged, _, code := runAdmin(t, f, "-o", "json", "range", "list", "--page-size", "1")
+	if code != 0 || paged != whole {
+		t.Fatalf("--page-size 1: exit %d, stdout\n%s\nwant the one-page output\n%s", code, paged, whole)
+	}
+	wantPages := []string{`token "" limit 1`, `token "1" limit 1`, `token "2" limit 1`}
+	if !slices.Equal(f.pageCalls, wantPages) {
+		t.Fatalf("page calls %q, want %q", f.pageCalls, wantPages)
+	}
+	// Range 9 has no leader: no store is asked for its size.
+	slices.Sort(f.storeCalls)
+	wantStores := []string{"store 1 ranges [1]", "store 2 ranges [7]"}
+	if !slices.Equal(f.storeCalls, wantStores) {
+		t.Fatalf("store calls %q, want %q", f.storeCalls, wantStores)
+	}
+	f = newFakeAdmin()
+	if _, _, code := runAdmin(t, f, "range", "list", "--limit", "2", "--page-size", "5"); code != 0 || !slices.Equal(f.pageCalls, []string{`token "" limit 2`}) {
+		t.Fatalf("--limit 2: exit %d, page calls %q; want one call for 2 ranges", code, f.pageCalls)
 	}
 }
 

@@ -282,8 +282,19 @@ func (x *FollowerProgress) GetRecentActive() bool {
 	return false
 }
 
+// ListRanges pages through the store's replicas in range ID order.
 type ListRangesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where to continue: a previous answer's next_page_token ("": from the
+	// first range). Opaque; InvalidArgument naming page_token when it is
+	// not one this API made.
+	PageToken string `protobuf:"bytes,1,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// At most this many replicas per answer: 0 means the default (1,000);
+	// above the maximum (10,000) is InvalidArgument naming limit.
+	Limit uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Only these ranges (in range ID order; IDs the store holds no replica
+	// of are left out). Empty: every range. Paged like the full list.
+	RangeIds      []uint64 `protobuf:"varint,3,rep,packed,name=range_ids,json=rangeIds,proto3" json:"range_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -318,10 +329,38 @@ func (*ListRangesRequest) Descriptor() ([]byte, []int) {
 	return file_admin_proto_rawDescGZIP(), []int{2}
 }
 
+func (x *ListRangesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListRangesRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListRangesRequest) GetRangeIds() []uint64 {
+	if x != nil {
+		return x.RangeIds
+	}
+	return nil
+}
+
 type ListRangesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	StoreId       uint64                 `protobuf:"varint,1,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
-	Replicas      []*ReplicaStatus       `protobuf:"bytes,2,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	StoreId uint64                 `protobuf:"varint,1,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
+	// Each replica's approximate_size is Pebble's estimate of the range's
+	// user data, refreshed at most every split check interval.
+	Replicas []*ReplicaStatus `protobuf:"bytes,2,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// Non-empty: more replicas follow; pass it as page_token.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// Replicas on the store when this page was read (all of them, or those
+	// of range_ids that the store holds).
+	Total         uint64 `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -368,6 +407,20 @@ func (x *ListRangesResponse) GetReplicas() []*ReplicaStatus {
 		return x.Replicas
 	}
 	return nil
+}
+
+func (x *ListRangesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListRangesResponse) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
 }
 
 type TransferLeaderRequest struct {
@@ -1070,11 +1123,17 @@ const file_admin_proto_rawDesc = "" +
 	"replica_id\x18\x01 \x01(\x04R\treplicaId\x12\x14\n" +
 	"\x05match\x18\x02 \x01(\x04R\x05match\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\x12#\n" +
-	"\rrecent_active\x18\x04 \x01(\bR\frecentActive\"\x13\n" +
-	"\x11ListRangesRequest\"c\n" +
+	"\rrecent_active\x18\x04 \x01(\bR\frecentActive\"e\n" +
+	"\x11ListRangesRequest\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x01 \x01(\tR\tpageToken\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\x12\x1b\n" +
+	"\trange_ids\x18\x03 \x03(\x04R\brangeIds\"\xa1\x01\n" +
 	"\x12ListRangesResponse\x12\x19\n" +
 	"\bstore_id\x18\x01 \x01(\x04R\astoreId\x122\n" +
-	"\breplicas\x18\x02 \x03(\v2\x16.rangekv.ReplicaStatusR\breplicas\"R\n" +
+	"\breplicas\x18\x02 \x03(\v2\x16.rangekv.ReplicaStatusR\breplicas\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x04 \x01(\x04R\x05total\"R\n" +
 	"\x15TransferLeaderRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1e\n" +
 	"\vto_store_id\x18\x02 \x01(\x04R\ttoStoreId\"C\n" +

@@ -1357,12 +1357,20 @@ func (x *GetRangeResponse) GetRanges() []*RouteInfo {
 	return nil
 }
 
+// ScanRanges pages through the ranges overlapping [start_key, end_key)
+// in key order (empty end_key: to the end of the key space).
 type ScanRangesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *PlacementHeader       `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	StartKey      []byte                 `protobuf:"bytes,2,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
-	EndKey        []byte                 `protobuf:"bytes,3,opt,name=end_key,json=endKey,proto3" json:"end_key,omitempty"`
-	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Header   *PlacementHeader       `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	StartKey []byte                 `protobuf:"bytes,2,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
+	EndKey   []byte                 `protobuf:"bytes,3,opt,name=end_key,json=endKey,proto3" json:"end_key,omitempty"`
+	// At most this many ranges per answer: 0 means the default (1,000);
+	// above the maximum (10,000) is InvalidArgument naming limit.
+	Limit uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Where to continue: a previous answer's next_page_token ("": from
+	// start_key). Opaque; InvalidArgument naming page_token when it is not
+	// one this API made.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1425,10 +1433,20 @@ func (x *ScanRangesRequest) GetLimit() uint32 {
 	return 0
 }
 
+func (x *ScanRangesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ScanRangesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Error         *PlacementError        `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
-	Ranges        []*RouteInfo           `protobuf:"bytes,2,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Error  *PlacementError        `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Ranges []*RouteInfo           `protobuf:"bytes,2,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// Non-empty: more ranges follow; pass it as page_token (with the same
+	// start_key and end_key).
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1475,6 +1493,13 @@ func (x *ScanRangesResponse) GetRanges() []*RouteInfo {
 		return x.Ranges
 	}
 	return nil
+}
+
+func (x *ScanRangesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type StoreInfo struct {
@@ -3304,15 +3329,18 @@ const file_placement_proto_rawDesc = "" +
 	"\flinearizable\x18\x05 \x01(\bR\flinearizable\"m\n" +
 	"\x10GetRangeResponse\x12-\n" +
 	"\x05error\x18\x01 \x01(\v2\x17.rangekv.PlacementErrorR\x05error\x12*\n" +
-	"\x06ranges\x18\x02 \x03(\v2\x12.rangekv.RouteInfoR\x06ranges\"\x91\x01\n" +
+	"\x06ranges\x18\x02 \x03(\v2\x12.rangekv.RouteInfoR\x06ranges\"\xb0\x01\n" +
 	"\x11ScanRangesRequest\x120\n" +
 	"\x06header\x18\x01 \x01(\v2\x18.rangekv.PlacementHeaderR\x06header\x12\x1b\n" +
 	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x12\x17\n" +
 	"\aend_key\x18\x03 \x01(\fR\x06endKey\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\rR\x05limit\"o\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\x97\x01\n" +
 	"\x12ScanRangesResponse\x12-\n" +
 	"\x05error\x18\x01 \x01(\v2\x17.rangekv.PlacementErrorR\x05error\x12*\n" +
-	"\x06ranges\x18\x02 \x03(\v2\x12.rangekv.RouteInfoR\x06ranges\"\xf3\x01\n" +
+	"\x06ranges\x18\x02 \x03(\v2\x12.rangekv.RouteInfoR\x06ranges\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"\xf3\x01\n" +
 	"\tStoreInfo\x12.\n" +
 	"\x05store\x18\x01 \x01(\v2\x18.rangekv.StoreDescriptorR\x05store\x12)\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x13.rangekv.StoreStateR\x05state\x12)\n" +

@@ -41,7 +41,9 @@ type storeProc struct {
 	logPath  string
 
 	proc   *procs.Proc // nil until started
-	killed bool        // stopped on purpose (kill9)
+	killed bool        // stopped on purpose (kill9, restart)
+	bin    string
+	args   []string // the flags it was started with (restart reuses them)
 
 	conn  *grpc.ClientConn
 	admin rangekvpb.AdminClient
@@ -97,7 +99,8 @@ func startCluster(ctx context.Context, name, dir string, sa storeArgs) (*cluster
 			InitialStores: initial,
 			Extra:         sa.flags(),
 		}
-		if err := p.start(fmt.Sprintf("store %d", p.id), sa.bin, args.Args()); err != nil {
+		p.bin, p.args = sa.bin, args.Args()
+		if err := p.start(fmt.Sprintf("store %d", p.id), sa.bin, p.args); err != nil {
 			c.stop()
 			return nil, err
 		}
@@ -145,6 +148,29 @@ func (p *storeProc) start(name, bin string, args []string) error {
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
+// listAll pages through a store's Admin.ListRanges (10,000 replicas a
+// page, the maximum) and returns every replica in one answer.
+func listAll(ctx context.Context, adm rangekvpb.AdminClient) (*rangekvpb.ListRangesResponse, error) {
+	req := &rangekvpb.ListRangesRequest{Limit: 10000}
+	var out *rangekvpb.ListRangesResponse
+	for {
+		resp, err := adm.ListRanges(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = resp
+		} else {
+			out.Replicas = append(out.Replicas, resp.Replicas...)
+		}
+		if resp.NextPageToken == "" {
+			out.NextPageToken = ""
+			return out, nil
+		}
+		req.PageToken = resp.NextPageToken
+	}
+}
+
 // waitLeader waits until some live store reports a leader for rangeID and
 // returns that store's index.
 func (c *cluster) waitLeader(ctx context.Context, rangeID uint64, timeout time.Duration) (int, error) {
@@ -155,7 +181,7 @@ func (c *cluster) waitLeader(ctx context.Context, rangeID uint64, timeout time.D
 				continue
 			}
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			resp, err := p.admin.ListRanges(rctx, &rangekvpb.ListRangesRequest{})
+			resp, err := p.admin.ListRanges(rctx, &rangekvpb.ListRangesRequest{RangeIds: []uint64{rangeID}})
 			cancel()
 			if err != nil {
 				continue

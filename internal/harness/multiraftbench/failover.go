@@ -44,7 +44,7 @@ func leaderMap(ctx context.Context, c *cluster) (map[uint64]int, error) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := p.admin.ListRanges(rctx, &rangekvpb.ListRangesRequest{})
+		resp, err := listAll(rctx, p.admin)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("ListRanges on store %d: %w", p.id, err)
@@ -195,7 +195,7 @@ func failover(ctx context.Context, c *cluster, target int, ranges []uint64, quie
 				defer wg.Done()
 				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				defer cancel()
-				resps[j], _ = c.stores[i].admin.ListRanges(rctx, &rangekvpb.ListRangesRequest{})
+				resps[j], _ = listAll(rctx, c.stores[i].admin)
 			}()
 		}
 		wg.Wait()

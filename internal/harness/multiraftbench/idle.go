@@ -10,8 +10,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/rangekv/rangekv/proto/rangekvpb"
 )
 
 // quiesceState is each store's replica count and quiescent replicas.
@@ -93,7 +91,7 @@ func listReplicas(ctx context.Context, c *cluster) ([]replicaCount, error) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := p.admin.ListRanges(rctx, &rangekvpb.ListRangesRequest{})
+		resp, err := listAll(rctx, p.admin)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("ListRanges on store %d: %w", p.id, err)
@@ -129,7 +127,7 @@ func nonQuiescentDetail(ctx context.Context, c *cluster, max int) string {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := p.admin.ListRanges(rctx, &rangekvpb.ListRangesRequest{})
+		resp, err := listAll(rctx, p.admin)
 		cancel()
 		if err != nil {
 			out = append(out, fmt.Sprintf("store %d: ListRanges: %v", p.id, err))
@@ -169,7 +167,10 @@ type idleResult struct {
 	ownPct        float64 // the stores' share of that, % of all cores
 	quiescedEnd   []int
 	leaders       []int
-	profiles      []string // text profiles taken after the window, when asked
+	profiles      []string       // text profiles taken after the window, when asked
+	mem           []memInfo      // per store, after the window
+	listing       []listCost     // per store, after the window
+	restart       *restartResult // when -restart
 	detail        string
 }
 

@@ -56,6 +56,8 @@ type options struct {
 	placementBin   string
 	splitLatency   int // splits per order (0: skip)
 	splitGoal      time.Duration
+	restart        bool          // restart a store after each idle window
+	restartLimit   time.Duration // how long a restarted store may take to serve
 }
 
 func main() {
@@ -107,6 +109,8 @@ func parseFlags() (*options, error) {
 	flag.StringVar(&o.placementBin, "placement-bin", "", "rangekv-placement binary for the split latency (default: go build ./cmd/placement into the scratch dir)")
 	flag.IntVar(&o.splitLatency, "split-latency", 1000, "splits, one at a time through placement, in each key order (ascending, descending) for the split latency (0: skip)")
 	flag.DurationVar(&o.splitGoal, "split-goal", 50*time.Millisecond, "split latency goal: p99 in both orders")
+	flag.BoolVar(&o.restart, "restart", false, "after each idle window, restart the store leading the fewest ranges (SIGTERM, same flags) and time it until every replica on it knows a leader")
+	flag.DurationVar(&o.restartLimit, "restart-limit", 5*time.Minute, "see -restart: give up waiting after this long")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -386,6 +390,32 @@ func runPlan(ctx context.Context, o *options, sa storeArgs, n int, p plan, res *
 		if o.pprofMode == "always" || (o.pprofMode == "miss" && m.maxCPU() > o.cpuGoal) {
 			fmt.Fprintf(progress, "  CPU profiles (%s)\n", o.pprofDur)
 			m.profiles = profileStores(ctx, c, o.storeBin, o.dir, fmt.Sprintf("idle_%dranges", p.ranges), o.pprofDur)
+		}
+		if m.mem, err = measureMem(ctx, c, p.ranges); err != nil {
+			return err
+		}
+		for i, mi := range m.mem {
+			fmt.Fprintf(progress, "  store %d: RSS %.0f MiB (%.1f KiB per replica), Go heap in use %.0f MiB\n", i+1, float64(mi.rss)/(1<<20), mi.perReplica()/1024, float64(mi.heap)/(1<<20))
+		}
+		if m.listing, err = measureListing(ctx, c); err != nil {
+			return err
+		}
+		for i, l := range m.listing {
+			fmt.Fprintf(progress, "  store %d: ListRanges of %d replicas in %d pages: %s, store CPU %s (%s per 1,000 replicas)\n", i+1, l.replicas, l.pages, l.wall.Round(time.Millisecond), l.cpu, l.cpuPer1000())
+		}
+		if o.restart {
+			target := 0
+			for i, l := range m.leaders {
+				if l < m.leaders[target] {
+					target = i
+				}
+			}
+			rr, err := restartStore(ctx, c, target, p.ranges, o.restartLimit, progress)
+			m.restart = &rr
+			if err != nil {
+				res.idle = append(res.idle, m)
+				return fmt.Errorf("restart: %w", err)
+			}
 		}
 		res.idle = append(res.idle, m)
 	}

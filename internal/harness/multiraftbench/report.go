@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -186,6 +187,35 @@ func render(o *options, r *results) string {
 			if x.detail != "" {
 				p("  Not quiescent:\n\n```\n%s\n```\n", x.detail)
 			}
+		}
+		if slices.ContainsFunc(r.idle, func(x idleResult) bool { return len(x.mem) > 0 }) {
+			p("\n#### Memory after the idle window, and a store restart\n\n")
+			p("| ranges | RSS MiB (s1 / s2 / s3) | RSS per replica KiB (s1 / s2 / s3) | Go heap in use MiB (s1 / s2 / s3) | restarted store | stop s | ready s | all listed s | every replica with a leader s | its CPU s until then | its RSS after, MiB |\n")
+			p("|---|---|---|---|---|---|---|---|---|---|---|\n")
+			for _, x := range r.idle {
+				if len(x.mem) == 0 {
+					continue
+				}
+				rs := "- | - | - | - | - | - | -"
+				if rr := x.restart; rr != nil {
+					serving := fmt.Sprintf("%.1f", rr.serving.Seconds())
+					if rr.err != "" {
+						serving = "**not reached**: " + rr.err
+					}
+					rs = fmt.Sprintf("%d | %.1f | %.1f | %.1f | %s | %.1f | %.0f", rr.store, rr.stop.Seconds(), rr.ready.Seconds(), rr.listed.Seconds(), serving, rr.cpu.Seconds(), float64(rr.rss)/(1<<20))
+				}
+				p("| %d | %s | %s | %s | %s |\n", x.ranges,
+					join(x.mem, func(m memInfo) string { return fmt.Sprintf("%.0f", float64(m.rss)/(1<<20)) }),
+					join(x.mem, func(m memInfo) string { return fmt.Sprintf("%.1f", m.perReplica()/1024) }),
+					join(x.mem, func(m memInfo) string { return fmt.Sprintf("%.0f", float64(m.heap)/(1<<20)) }), rs)
+			}
+			p("\nListRanges, every replica paged (1,000 a page) three times after the idle window: ")
+			for _, x := range r.idle {
+				p("%d ranges: %s.", x.ranges, join(x.listing, func(l listCost) string {
+					return fmt.Sprintf("%d replicas in %s wall, store CPU %s (%s per 1,000 replicas)", l.replicas, l.wall.Round(time.Millisecond), l.cpu, l.cpuPer1000())
+				}))
+			}
+			p("\n\nRSS is VmRSS of each store process (`/proc/PID/status`) after the idle window, divided by the range count for \"per replica\" (so it includes the process's fixed cost); the heap is the Go runtime's HeapInuse. A restart sends SIGTERM to the store leading the fewest ranges, starts it again with the same flags and polls it every 250 ms: ready is `/readyz`, \"all listed\" is `Admin.ListRanges` listing every replica, and serving means every replica on it knows a leader.\n")
 		}
 		p("\nCPU is utime+stime of each store process from `/proc/PID/stat` over the window; batches are `rangekv_transport_batches_sent_total` (each store sends to 2 peers); Raft messages are `rangekv_raft_messages_sent_total` (quiesce heartbeats are not counted there). \"Machine busy\" is `/proc/stat` over the same window: the gap between it and the stores' share is other work on the machine.\n\n")
 	}

@@ -145,9 +145,11 @@ func splitOne(ctx context.Context, c *cluster, mid, s int, st *splitStats) (int,
 			lastErr = err.Error()
 			switch status.Code(err) {
 			case codes.InvalidArgument:
-				// A split that timed out may have applied: the key is then
-				// the start of a range, which the store refuses to split at.
-				if timedOut && rangeStartsAt(ctx, c, s, key) {
+				// A split that timed out, or whose leader lost its
+				// leadership after proposing it, may have applied: the key
+				// is then the start of a range, which the store refuses to
+				// split at.
+				if (timedOut || attempt > 0) && rangeStartsAt(ctx, c, s, key) {
 					return s, nil
 				}
 				return -1, fmt.Errorf("split at %q on store %d: %w", key, c.stores[s].id, err)
@@ -188,11 +190,21 @@ func splitOne(ctx context.Context, c *cluster, mid, s int, st *splitStats) (int,
 	}
 }
 
-// rangeStartsAt reports whether store s has a range starting at key.
+// rangeStartsAt reports whether store s has a range starting at key. A
+// store busy splitting can take seconds to list many replicas (the
+// listing waits for each replica's lock, which a worker holds through its
+// pass): it gets a minute, and a second try.
 func rangeStartsAt(ctx context.Context, c *cluster, s int, key []byte) bool {
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	resp, err := c.stores[s].admin.ListRanges(rctx, &rangekvpb.ListRangesRequest{})
+	var resp *rangekvpb.ListRangesResponse
+	var err error
+	for range 2 {
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		resp, err = listAll(rctx, c.stores[s].admin)
+		cancel()
+		if err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return false
 	}
