@@ -26,6 +26,7 @@ import (
 	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/histcheck"
 	"github.com/rangekv/rangekv/placement"
+	"github.com/rangekv/rangekv/router"
 )
 
 // Config is one simulation run.
@@ -155,6 +156,9 @@ type world struct {
 	checks  *checker
 	gc      gcState
 	line    []byte // tracef's buffer
+	// admin is the operator's SDK client (nil until the workload is set
+	// up).
+	admin *router.Client
 }
 
 // event is something scheduled at a simulated time.
