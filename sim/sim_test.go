@@ -4,6 +4,7 @@
 package sim
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"os"
@@ -25,7 +26,7 @@ var (
 	flagSeeds  = flag.Int("sim.seeds", 0, "run N seeds from -sim.base (a soak, each once); 0: the CI seeds, each twice")
 	flagBase   = flag.Uint64("sim.base", 1, "the soak's first seed")
 	flagTwice  = flag.Bool("sim.twice", false, "in a soak, run each seed twice and compare the traces, as the CI seeds are")
-	flagTrace  = flag.String("sim.trace", "", "write the replayed seed's trace to this file")
+	flagTrace  = flag.String("sim.trace", "", "write the replayed seed's trace to this file (in a soak with -sim.twice: a diverging seed's two traces, to this prefix)")
 	flagLog    = flag.Bool("sim.log", false, "print every process's log (with -sim.seed)")
 	flagMsgs   = flag.Bool("sim.messages", false, "put each message's text in the trace (with -sim.seed)")
 	flagRanges = flag.Int("sim.ranges", 0, "ranges to split into (with -sim.seed or -sim.seeds; 0: the default)")
@@ -175,6 +176,11 @@ func TestSimSeeds(t *testing.T) {
 	failed := 0
 	for seed := base; seed < base+n; seed++ {
 		cfg := shaped(Defaults(seed))
+		var ta, tb bytes.Buffer
+		keep := twice && *flagSeeds > 0 && *flagTrace != ""
+		if keep {
+			cfg.Trace = &ta
+		}
 		a := runSeed(t, cfg, true)
 		if len(a.Failures) > 0 {
 			failed++
@@ -190,7 +196,17 @@ func TestSimSeeds(t *testing.T) {
 		steps += a.Steps
 		simTime += a.SimTime
 		if twice {
+			if keep {
+				cfg.Trace = &tb
+			}
 			b := runSeed(t, cfg, false)
+			if a.TraceHash != b.TraceHash && keep {
+				for i, tr := range []*bytes.Buffer{&ta, &tb} {
+					if err := os.WriteFile(fmt.Sprintf("%s.%d.%c", *flagTrace, seed, 'a'+i), tr.Bytes(), 0o644); err != nil {
+						t.Error(err)
+					}
+				}
+			}
 			if a.TraceHash != b.TraceHash {
 				t.Errorf("seed %d is not deterministic: trace %x then %x (%d then %d steps)\nreplay: %s", seed, a.TraceHash, b.TraceHash, a.Steps, b.Steps, replayCommand(seed))
 			}
