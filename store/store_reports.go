@@ -196,8 +196,9 @@ func (s *Store) sendRangeReports(last map[uint64]reported) {
 	ctx, cancel := s.pdCtx(5 * time.Second)
 	defer cancel()
 	var steps []*rangekvpb.OperatorStep
-	reportAll := false
+	reportAll, attempts := false, 0
 	err := s.pd.call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
+		attempts++
 		r, err := pc.RangeHeartbeats(ctx, req)
 		if err != nil {
 			return nil, err
@@ -214,8 +215,12 @@ func (s *Store) sendRangeReports(last map[uint64]reported) {
 	for id, rep := range sent {
 		last[id] = rep
 	}
-	if reportAll {
-		clear(last) // a new placement leader: report every range next time
+	// A new placement leader asks for every range once (ReportAll). An
+	// attempt before the one that answered may have reached it and lost
+	// that answer: then nothing says so again, and a quiesced range it
+	// never hears of is never repaired. Report every range next time.
+	if reportAll || attempts > 1 {
+		clear(last)
 	}
 	for _, st := range steps {
 		s.exec.enqueue(st)
