@@ -115,19 +115,17 @@ func (c *Client) ScanWith(ctx context.Context, start, end []byte, limit int, con
 	c.mu.Lock()
 	c.insertRoutesLocked(routes)
 	c.mu.Unlock()
-	parts := make([][]KeyValue, len(routes))
-	err = c.fanout(ctx, len(routes), func(ctx context.Context, i int) error {
-		d := routes[i].Descriptor_
-		lo, hi := start, end
-		if bytes.Compare(d.StartKey, lo) > 0 {
-			lo = d.StartKey
-		}
-		if len(d.EndKey) > 0 && (len(hi) == 0 || bytes.Compare(d.EndKey, hi) < 0) {
-			hi = d.EndKey
-		}
+	// Placement's view may lag a split: it may have recorded one half and
+	// not yet the other, so the routes can leave a gap (or stop short of
+	// end). Every part of [start, end) is scanned: the routes' spans, and
+	// the gaps between them, each of which scanSpan follows through the
+	// current boundaries.
+	pieces := coverSpan(start, end, routes)
+	parts := make([][]KeyValue, len(pieces))
+	err = c.fanout(ctx, len(pieces), func(ctx context.Context, i int) error {
 		// The range may have split or merged since: scanSpan follows the
-		// current boundaries within [lo, hi).
-		kvs, err := c.scanSpan(ctx, lo, hi, 0, cons)
+		// current boundaries within the piece.
+		kvs, err := c.scanSpan(ctx, pieces[i][0], pieces[i][1], 0, cons)
 		parts[i] = kvs
 		return err
 	})
@@ -139,6 +137,49 @@ func (c *Client) ScanWith(ctx context.Context, start, end []byte, limit int, con
 		out = append(out, p...)
 	}
 	return out, nil
+}
+
+// coverSpan splits [start, end) (an empty end: no end) into consecutive
+// pieces at the boundaries of routes (sorted by start key, as placement
+// returns them), gaps included, so that the pieces cover it whole.
+func coverSpan(start, end []byte, routes []*rangekvpb.RouteInfo) [][2][]byte {
+	// before reports whether a < b, where an empty b means no end.
+	before := func(a, b []byte) bool { return len(b) == 0 || bytes.Compare(a, b) < 0 }
+	var out [][2][]byte
+	cur := start
+	for _, rt := range routes {
+		d := rt.GetDescriptor_()
+		if !before(cur, end) {
+			break
+		}
+		if lo := d.GetStartKey(); bytes.Compare(lo, cur) > 0 {
+			gapEnd := lo
+			if !before(lo, end) {
+				gapEnd = end
+			}
+			out = append(out, [2][]byte{cur, gapEnd})
+			cur = gapEnd
+			if !before(cur, end) {
+				break
+			}
+		}
+		hi := d.GetEndKey()
+		if len(hi) > 0 && bytes.Compare(hi, cur) <= 0 {
+			continue // wholly before cur
+		}
+		if len(hi) == 0 || !before(hi, end) {
+			hi = end
+		}
+		out = append(out, [2][]byte{cur, hi})
+		if len(hi) == 0 {
+			return out
+		}
+		cur = hi
+	}
+	if before(cur, end) {
+		out = append(out, [2][]byte{cur, end})
+	}
+	return out
 }
 
 // scanSpan reads [start, end) range after range, following the resume

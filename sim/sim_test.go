@@ -228,12 +228,13 @@ func TestSimSeeds(t *testing.T) {
 		simTime.Round(time.Second), time.Since(start).Round(time.Second), simTime.Seconds()/time.Since(start).Seconds(), b.String())
 }
 
-// TestSimManyRanges runs a few seeds at 100 ranges, each twice: with more
+// TestSimManyRanges runs two seeds at 100 ranges, each twice: with more
 // data per store Pebble's memtables rotate during a run, which is where
 // its physical layout (and any size read from it) stops being a function
-// of the seed (store.LogicalSizes).
+// of the seed (store.LogicalSizes). Seeds 5 and 7 hashed differently in
+// every run compared without it.
 func TestSimManyRanges(t *testing.T) {
-	for seed := uint64(1); seed <= 8; seed++ {
+	for _, seed := range []uint64{5, 7} {
 		cfg := Defaults(seed)
 		cfg.Ranges, cfg.Keys = 100, max(cfg.Keys, 200)
 		a := runSeed(t, cfg, true)

@@ -326,6 +326,10 @@ type TestingKnobs struct {
 	// messages to toStore is sent: drop discards the batch; a positive
 	// delay holds it (and everything queued behind it) that long first.
 	RaftBatchFault func(fromStore, toStore uint64) (drop bool, delay time.Duration)
+	// NoQuiesce keeps every leader awake: its quiesce heartbeats (which
+	// carry a commit index) never go, so a test can tell what else
+	// carries a commit.
+	NoQuiesce bool
 	// TestingApplyIncrTwice makes every Incr add its delta twice while
 	// answering as if once: a deliberately broken store the nemesis
 	// checker must catch. Never set outside tests.

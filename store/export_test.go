@@ -4,6 +4,8 @@
 package store
 
 import (
+	"strconv"
+
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -55,4 +57,35 @@ func (s *Store) GCDestroyForTest(rangeID uint64, other *rangekvpb.RangeDescripto
 	if r := s.replica(rangeID); r != nil {
 		r.gcDestroy(other, "test: placement's descriptor")
 	}
+}
+
+// CountersForTest returns the store's counters, each under its name with
+// its labels (`name{k="v"}`, labels in the registry's order) and summed
+// over its labels under the bare name.
+func (s *Store) CountersForTest() (map[string]float64, error) {
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if m.GetCounter() == nil {
+				continue
+			}
+			v := m.GetCounter().GetValue()
+			out[mf.GetName()] += v
+			if len(m.GetLabel()) > 0 {
+				key := mf.GetName() + "{"
+				for i, lp := range m.GetLabel() {
+					if i > 0 {
+						key += ","
+					}
+					key += lp.GetName() + "=" + strconv.Quote(lp.GetValue())
+				}
+				out[key+"}"] += v
+			}
+		}
+	}
+	return out, nil
 }

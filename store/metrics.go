@@ -41,6 +41,19 @@ type metrics struct {
 	// append to the same replica carried their commit index
 	// (store_commit_hold.go); messagesSent counted them when raft sent them.
 	commitsFolded prometheus.Counter
+	// commitAppends counts the commit-only appends (MsgApp without
+	// entries) raft sent; messagesSent{MsgApp} counts them too.
+	commitAppends prometheus.Counter
+	// readies counts the Readies passes handled (one per range per pass
+	// with a Ready), rangePasses the ranges passes took (drained, with a
+	// Ready or not), batchOps the Pebble operations the passes' batches
+	// committed: the per-range work of the write path, per put.
+	readies, rangePasses, batchOps prometheus.Counter
+	// commitAdvances counts the commit-only appends sent as commit
+	// advances (store_commit_hold.go), advancesFolded those of them a later
+	// append carried (commitsFolded counts them too), advanceAnswersDropped
+	// the heartbeat answers to received advances not sent.
+	commitAdvances, advancesFolded, advanceAnswersDropped prometheus.Counter
 	// addrLookups counts lookups of peer store addresses at placement,
 	// by result; placementReachable is 1 when the store's last call to
 	// placement succeeded (store_peer_addrs.go).
@@ -91,7 +104,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.commitsFolded = prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_commit_appends_folded_total",
 		Help: "Commit-only appends not sent because a later append to the same replica carried their commit index."})
-	reg.MustRegister(m.proposalEntries, m.commitsFolded)
+	m.commitAppends = prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_commit_appends_total",
+		Help: "Commit-only appends (MsgApp without entries) raft sent; rangekv_raft_messages_sent_total{type=\"MsgApp\"} counts them too."})
+	m.readies = prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_readies_total",
+		Help: "Raft Readies handled: one per range per worker pass that had a Ready."})
+	m.rangePasses = prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_range_passes_total",
+		Help: "Ranges worker passes took (inbox drained, with a Ready or not)."})
+	m.batchOps = prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_batch_ops_total",
+		Help: "Pebble operations (sets, deletes) committed by worker passes: entries, hard states, applies."})
+	m.commitAdvances = prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_commit_advances_total",
+		Help: "Commit-only appends sent as commit advances: a heartbeat the follower does not answer, as its answer would teach the leader nothing."})
+	m.advancesFolded = prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_commit_advances_folded_total",
+		Help: "Commit advances not sent because a later append to the same replica carried their commit index (counted in rangekv_raft_commit_appends_folded_total too)."})
+	m.advanceAnswersDropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_commit_advance_answers_dropped_total",
+		Help: "Heartbeat answers to received commit advances not sent."})
+	reg.MustRegister(m.proposalEntries, m.commitsFolded, m.commitAppends, m.readies, m.rangePasses, m.batchOps,
+		m.commitAdvances, m.advancesFolded, m.advanceAnswersDropped)
 	reg.MustRegister(m.replicas, m.leaders, m.quiescent, m.batchesSent, m.messagesSent, m.messagesDropped,
 		m.logSyncs, m.entriesAppended, m.readyPasses, m.kvRequests, m.kvDuration, m.snapshotBytesSent,
 		m.snapshotBytesRecv, m.snapshotsSent, m.snapshotsApplied, m.proposals, m.entriesApplied,

@@ -105,6 +105,11 @@ type Replica struct {
 			deadStore uint64
 			ticks     int
 		}
+		// muted lists the leaders whose commit advances this pass stepped
+		// (drainInbox), one entry per advance: send drops one heartbeat
+		// answer to each instead of sending it (store_commit_hold.go).
+		// Reset at the start of each drain.
+		muted []uint64
 	}
 
 	inbox struct {

@@ -18,6 +18,9 @@ type inMsg struct {
 	m         *pb.Message
 	fromStore uint64
 	quiesce   bool
+	// advance: m is a leader's commit advance (a MsgHeartbeat standing for
+	// a commit-only append, store_commit_hold.go), not to be answered.
+	advance bool
 }
 
 type snapReport struct {

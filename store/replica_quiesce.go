@@ -58,6 +58,9 @@ func (r *Replica) maybeQuiesceLeader() {
 	if desc == nil || !rr.IsLeader() || r.quiesced.Load() || rr.HasReady() || rr.PendingProposals() > 0 || rr.PendingReads() > 0 || !r.inboxEmpty() {
 		return
 	}
+	if k := s.cfg.Knobs; k != nil && k.NoQuiesce {
+		return
+	}
 	// This runs on every tick of every awake leader: the cheap checks
 	// first, and raft's progress visited in place (Status copies it).
 	st := rr.BasicStatus()

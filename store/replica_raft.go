@@ -7,6 +7,8 @@
 package store
 
 import (
+	"slices"
+
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -31,6 +33,10 @@ func (r *Replica) drainInbox(tick bool) (steppedSnaps []uint64) {
 	r.inbox.wake, r.inbox.leaderDead, r.inbox.campaign = false, false, false
 	r.inbox.Unlock()
 	rr := r.mu.rr
+	clear(r.mu.muted)
+	r.mu.muted = r.mu.muted[:0]
+	// acked: followers whose append answers this leader stepped.
+	var acked []uint64
 	for _, im := range msgs {
 		m := im.m
 		if im.quiesce && m.GetType() == pb.MsgHeartbeat && r.maybeQuiesceFollower(m) {
@@ -85,11 +91,19 @@ func (r *Replica) drainInbox(tick bool) (steppedSnaps []uint64) {
 		}
 		if err := rr.Step(m); err != nil {
 			s.log.Debug("step", "range", r.rangeID, "type", m.GetType().String(), "err", err)
+		} else if im.advance && !rr.IsLeader() && rr.BasicStatus().GetTerm() == m.GetTerm() {
+			// Raft took it as its leader's heartbeat of the current term
+			// (handleHeartbeat), so this Ready holds its answer: the
+			// leader needs none (store_commit_hold.go).
+			r.mu.muted = append(r.mu.muted, m.GetFrom())
+		} else if m.GetType() == pb.MsgAppResp && !m.GetReject() && rr.IsLeader() && !slices.Contains(acked, m.GetFrom()) {
+			acked = append(acked, m.GetFrom())
 		}
 		if lateResp && r.quiesced.Load() && rr.HasReady() {
 			r.unquiesce()
 		}
 	}
+	r.upgradeHeldAppends(acked)
 	for _, rep := range reports {
 		rr.ReportSnapshot(rep.to, rep.ok)
 	}
@@ -174,17 +188,30 @@ func (r *Replica) send(msgs []*pb.Message, out *outbox) {
 			continue
 		}
 		typ := m.GetType()
+		if typ == pb.MsgHeartbeatResp && len(m.GetContext()) == 0 && r.unmute(m.GetTo()) {
+			s.metrics.advanceAnswersDropped.Inc()
+			continue
+		}
 		if k := s.cfg.Knobs; k != nil && k.DropRaftMessage != nil && k.DropRaftMessage(r.rangeID, s.cfg.StoreID, toStore, typ.String()) {
 			s.metrics.messagesDropped.WithLabelValues("knob").Inc()
 			continue
 		}
 		s.metrics.sent(typ).Inc()
+		var advance bool
+		if typ == pb.MsgApp && len(m.GetEntries()) == 0 {
+			s.metrics.commitAppends.Inc()
+			var hb *pb.Message
+			if hb, advance = r.mu.rr.CommitAdvance(m); advance {
+				s.metrics.commitAdvances.Inc()
+				m = hb
+			}
+		}
 		if typ == pb.MsgSnap {
 			s.snaps.send(r, toStore, m)
 			continue
 		}
-		env := &rangekvpb.RaftMessage{RangeId: r.rangeID, FromStore: s.cfg.StoreID, ToStore: toStore, Message: m}
-		if desc != nil && (typ == pb.MsgApp || typ == pb.MsgVote || typ == pb.MsgPreVote) {
+		env := &rangekvpb.RaftMessage{RangeId: r.rangeID, FromStore: s.cfg.StoreID, ToStore: toStore, Message: m, CommitAdvance: advance}
+		if desc != nil && !advance && (typ == pb.MsgApp || typ == pb.MsgVote || typ == pb.MsgPreVote) {
 			env.StartKey = desc.StartKey
 		}
 		if out != nil {
@@ -195,6 +222,38 @@ func (r *Replica) send(msgs []*pb.Message, out *outbox) {
 			r.mu.rr.ReportUnreachable(m.GetTo())
 		}
 	}
+}
+
+// upgradeHeldAppends turns the commit-only appends the transport holds
+// for the followers in acked, whose append answers this leader just
+// stepped, into commit advances where raft's progress now allows it
+// (store_commit_hold.go). Called with r.mu held.
+func (r *Replica) upgradeHeldAppends(acked []uint64) {
+	s := r.store
+	if len(acked) == 0 || s.trans.hold == 0 || !r.mu.rr.IsLeader() {
+		return
+	}
+	for _, id := range acked {
+		st, ok := r.storeOfReplica(id)
+		if ok && s.trans.upgradeHeld(st, r.rangeID, id, r.mu.rr.CommitAdvance) {
+			s.metrics.commitAdvances.Inc()
+		}
+	}
+}
+
+// unmute reports whether a heartbeat answer to leader must be dropped,
+// being the answer to a commit advance this pass stepped, and if so
+// consumes that advance's entry. Called with r.mu held.
+func (r *Replica) unmute(leader uint64) bool {
+	for i, id := range r.mu.muted {
+		if id == leader {
+			last := len(r.mu.muted) - 1
+			r.mu.muted[i] = r.mu.muted[last]
+			r.mu.muted = r.mu.muted[:last]
+			return true
+		}
+	}
+	return false
 }
 
 // pass is one replica's share of a worker pass (store_worker.go): the

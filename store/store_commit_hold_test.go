@@ -61,7 +61,7 @@ func TestTransportHoldsCommitOnlyAppends(t *testing.T) {
 	if n := folded(); n != 1 {
 		t.Fatalf("folded = %v, want 1", n)
 	}
-	if held := p.takeHeld(nil); len(held) != 0 {
+	if held := p.takeHeld(nil, false); len(held) != 0 {
 		t.Fatalf("still held after the append: %v", held)
 	}
 
@@ -80,7 +80,7 @@ func TestTransportHoldsCommitOnlyAppends(t *testing.T) {
 	if got := queued(p); len(got) != 2 || got[0] != newer || got[1] != resp {
 		t.Fatalf("queued %v, want the held append (commit 23) then the ReadIndex answer", got)
 	}
-	held := p.takeHeld(nil)
+	held := p.takeHeld(nil, false)
 	if len(held) != 1 || held[0].Message.GetTo() != 3 {
 		t.Fatalf("held %v, want only replica 3's append", held)
 	}
@@ -188,7 +188,7 @@ func TestTransportArmsHoldTimersInSendOrder(t *testing.T) {
 			}
 		}
 		<-tr.mu.peers[id].holdTimer.C()
-		if held := tr.mu.peers[id].takeHeld(nil); len(held) != 1 { // as run does
+		if held := tr.mu.peers[id].takeHeld(nil, false); len(held) != 1 { // as run does
 			t.Fatalf("peer %d held %d appends, want 1", id, len(held))
 		}
 	}
@@ -197,5 +197,116 @@ func TestTransportArmsHoldTimersInSendOrder(t *testing.T) {
 	tr.sendBatch(2, []*rangekvpb.RaftMessage{raftMsg(7, 2, pb.MsgApp, 3, 20, 0)}, nil)
 	if n := clk.Waiters(); n != 1 {
 		t.Fatalf("%d timers pending after two appends held for one peer, want 1", n)
+	}
+}
+
+// advanceMsg builds a commit advance of range rangeID to replica to.
+func advanceMsg(rangeID, to, term, commit uint64) *rangekvpb.RaftMessage {
+	return &rangekvpb.RaftMessage{RangeId: rangeID, FromStore: 1, ToStore: 2, CommitAdvance: true,
+		Message: &pb.Message{Type: pb.MsgHeartbeat.Enum(), From: proto.Uint64(1), To: proto.Uint64(to),
+			Term: proto.Uint64(term), Commit: proto.Uint64(commit)}}
+}
+
+// A commit advance is held like a commit-only append, never coalesced
+// with the heartbeats (which the follower answers); a later append folds
+// it; takeHeld hands out the advances alone when asked (the next batch to
+// the peer carries them) and leaves the held appends for their timer.
+func TestTransportHoldsCommitAdvances(t *testing.T) {
+	s := newTransportTestStore(t, 1)
+	tr := &transport{s: s, hold: time.Hour}
+	tr.mu.peers = map[uint64]*peer{}
+	p := newPeer(2, "", nil, s.cfg.Clock)
+	tr.mu.peers[2] = p
+	send := func(m *rangekvpb.RaftMessage) {
+		t.Helper()
+		if !tr.send(2, m) {
+			t.Fatalf("send %v refused", m.Message.GetType())
+		}
+	}
+	value := func(name string) float64 { return counterValue(t, s, name) }
+
+	adv := advanceMsg(5, 2, 3, 20)
+	send(adv)
+	if beats, _ := p.takeHeartbeats(); len(beats) != 0 {
+		t.Fatalf("an advance went to the coalesced heartbeats: %v", beats)
+	}
+	if got := queued(p); len(got) != 0 {
+		t.Fatalf("an advance was queued at once: %v", got)
+	}
+	send(raftMsg(6, 2, pb.MsgApp, 3, 20, 0)) // a plain commit-only append of another range
+	if got := p.takeHeld(nil, true); len(got) != 1 || got[0] != adv {
+		t.Fatalf("advances taken: %v, want range 5's advance alone", got)
+	}
+	if got := p.takeHeld(nil, false); len(got) != 1 || got[0].RangeId != 6 {
+		t.Fatalf("held after taking the advances: %v, want range 6's append", got)
+	}
+
+	// Folded by a later append of the term with at least its commit.
+	send(advanceMsg(5, 2, 3, 21))
+	send(raftMsg(5, 2, pb.MsgApp, 3, 21, 1))
+	if got := queued(p); len(got) != 1 || len(got[0].Message.GetEntries()) != 1 {
+		t.Fatalf("queued %v, want the append alone", got)
+	}
+	if n := value("rangekv_raft_commit_advances_folded_total"); n != 1 {
+		t.Fatalf("advances folded = %v, want 1", n)
+	}
+	// A newer advance replaces an older one; the older counts as folded.
+	send(advanceMsg(5, 2, 3, 22))
+	newer := advanceMsg(5, 2, 3, 23)
+	send(newer)
+	send(advanceMsg(5, 2, 3, 22)) // late and older: dropped
+	if got := p.takeHeld(nil, true); len(got) != 1 || got[0] != newer {
+		t.Fatalf("held %v, want the commit-23 advance", got)
+	}
+	if n := value("rangekv_raft_commit_advances_folded_total"); n != 3 {
+		t.Fatalf("advances folded = %v, want 3", n)
+	}
+}
+
+// upgradeHeld turns a held commit-only append into an advance when the
+// leader's check allows it, and leaves it (and any advance) alone
+// otherwise.
+func TestTransportUpgradesHeldAppends(t *testing.T) {
+	s := newTransportTestStore(t, 1)
+	tr := &transport{s: s, hold: time.Hour}
+	tr.mu.peers = map[uint64]*peer{}
+	p := newPeer(2, "", nil, s.cfg.Clock)
+	tr.mu.peers[2] = p
+	app := raftMsg(5, 2, pb.MsgApp, 3, 20, 0)
+	tr.send(2, app)
+	no := func(*pb.Message) (*pb.Message, bool) { return nil, false }
+	yes := func(m *pb.Message) (*pb.Message, bool) {
+		return &pb.Message{Type: pb.MsgHeartbeat.Enum(), From: m.From, To: m.To, Term: m.Term, Commit: proto.Uint64(10)}, true
+	}
+	if tr.upgradeHeld(2, 5, 2, no) {
+		t.Fatal("upgraded although the leader's check refused")
+	}
+	if tr.upgradeHeld(2, 5, 3, yes) || tr.upgradeHeld(2, 6, 2, yes) || tr.upgradeHeld(3, 5, 2, yes) {
+		t.Fatal("upgraded an append that is not held")
+	}
+	if !tr.upgradeHeld(2, 5, 2, yes) {
+		t.Fatal("the held append was not upgraded")
+	}
+	if tr.upgradeHeld(2, 5, 2, yes) {
+		t.Fatal("an advance was upgraded again")
+	}
+	got := p.takeHeld(nil, true)
+	if len(got) != 1 || !got[0].CommitAdvance || got[0].Message.GetType() != pb.MsgHeartbeat || got[0].Message.GetCommit() != 10 ||
+		got[0].RangeId != 5 || got[0].ToStore != 2 {
+		t.Fatalf("held after the upgrade: %v, want range 5's advance with commit 10", got)
+	}
+}
+
+// unmute drops one heartbeat answer per advance stepped, to its leader.
+func TestUnmuteConsumesOneAnswerPerAdvance(t *testing.T) {
+	r := &Replica{}
+	r.mu.muted = []uint64{1, 4, 1}
+	for _, c := range []struct {
+		leader uint64
+		want   bool
+	}{{2, false}, {1, true}, {4, true}, {4, false}, {1, true}, {1, false}} {
+		if got := r.unmute(c.leader); got != c.want {
+			t.Fatalf("unmute(%d) = %v, want %v (left %v)", c.leader, got, c.want, r.mu.muted)
+		}
 	}
 }

@@ -93,11 +93,14 @@ func (s *Store) deliverTo(env *rangekvpb.RaftMessage, quiesce bool, ids *[]uint6
 		s.metrics.messagesDropped.WithLabelValues("malformed").Inc()
 		return
 	}
+	// Only a heartbeat without context can stand for a commit-only
+	// append; anything else marked so is stepped and answered as usual.
+	advance := env.CommitAdvance && m.GetType() == pb.MsgHeartbeat && len(m.GetContext()) == 0
 	r := s.replica(env.RangeId)
 	if r == nil {
 		r = s.createUninitialized(env.RangeId, m.GetTo())
 		if r == nil {
-			s.holdForSplit(env.RangeId, inMsg{m: m, fromStore: env.FromStore, quiesce: quiesce})
+			s.holdForSplit(env.RangeId, inMsg{m: m, fromStore: env.FromStore, quiesce: quiesce, advance: advance})
 			return
 		}
 	}
@@ -137,7 +140,7 @@ func (s *Store) deliverTo(env *rangekvpb.RaftMessage, quiesce bool, ids *[]uint6
 		s.metrics.messagesDropped.WithLabelValues("awaiting_split").Inc()
 		return
 	}
-	im := inMsg{m: m, fromStore: env.FromStore, quiesce: quiesce}
+	im := inMsg{m: m, fromStore: env.FromStore, quiesce: quiesce, advance: advance}
 	if !r.pushMessage(im, s.cfg.InboxSize) {
 		// A closed inbox: the replica was stopped, maybe by the split that
 		// is replacing it right now (installRHS), whose new replica then

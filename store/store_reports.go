@@ -11,6 +11,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -248,6 +249,10 @@ func (s *Store) rangeReport(r *Replica, d *rangekvpb.RangeDescriptor) *rangekvpb
 				h.DownReplicas = append(h.DownReplicas, id)
 			}
 		})
+		// In ID order, not the progress map's: a replayed simulation
+		// sends the same report every time.
+		slices.Sort(h.PendingReplicas)
+		slices.Sort(h.DownReplicas)
 	}
 	r.mu.Unlock()
 	return h

@@ -229,19 +229,20 @@ func (t *transport) sendBatch(storeID uint64, envs []*rangekvpb.RaftMessage, dro
 		return
 	}
 	arm, full := false, 0
+	folded := foldedCounters{t.s.metrics.commitsFolded, t.s.metrics.advancesFolded}
 	p.q.Lock()
 	n := len(p.q.msgs)
 	for i, env := range envs {
 		if m := env.Message; m != nil {
 			switch {
-			case len(m.GetContext()) == 0 && (m.GetType() == pb.MsgHeartbeat || m.GetType() == pb.MsgHeartbeatResp):
+			case len(m.GetContext()) == 0 && !env.CommitAdvance && (m.GetType() == pb.MsgHeartbeat || m.GetType() == pb.MsgHeartbeatResp):
 				p.addHeartbeat(env.RangeId, m, false)
 				continue
-			case t.hold > 0 && isCommitOnly(m):
-				arm = p.hold(env, t.s.metrics.commitsFolded) || arm
+			case t.hold > 0 && isCommitOnly(env):
+				arm = p.hold(env, folded) || arm
 				continue
 			}
-			if held := p.unhold(env, t.s.metrics.commitsFolded); held != nil && !p.enqueueLocked(held) {
+			if held := p.unhold(env, folded); held != nil && !p.enqueueLocked(held) {
 				full++
 			}
 		}
@@ -390,7 +391,7 @@ func (p *peer) addHeartbeat(rangeID uint64, m *pb.Message, quiesce bool) {
 // discard drops everything queued for the peer.
 func (p *peer) discard() {
 	p.takeHeartbeats()
-	p.takeHeld(nil)
+	p.takeHeld(nil, false)
 	p.q.Lock()
 	defer p.q.Unlock()
 	clear(p.q.msgs)
@@ -489,18 +490,21 @@ func (t *transport) run(p *peer) {
 				_, _ = stream.CloseAndRecv()
 				return
 			case evReady:
+				// Held commit advances ride on the next batch to the peer,
+				// ahead of its messages (store_commit_hold.go).
+				batch.Messages = p.takeHeld(batch.Messages, true)
 				if batch.Messages = p.takeQueued(batch.Messages, maxBatchMessages); len(batch.Messages) == 0 {
 					continue
 				}
 			case evHeld:
-				if batch.Messages = p.takeHeld(batch.Messages); len(batch.Messages) == 0 {
+				if batch.Messages = p.takeHeld(batch.Messages, false); len(batch.Messages) == 0 {
 					continue // all superseded
 				}
 			case evTick:
 				// Coalesced heartbeats, or an empty batch: the liveness
 				// ping. Held appends go first: a quiesce heartbeat must
 				// not overtake the commit index it quiesces at.
-				batch.Messages = p.takeHeld(batch.Messages)
+				batch.Messages = p.takeHeld(batch.Messages, false)
 				batch.Heartbeats, batch.HeartbeatResps = p.takeHeartbeats()
 			}
 			t.s.metrics.transportQueueSize.WithLabelValues(label).Set(float64(p.queueLen()))

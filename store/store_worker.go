@@ -134,6 +134,8 @@ func (s *Store) runNextPass(wait bool) bool {
 // the pass is done.
 func (s *Store) runPass(w *passRunner, items []workItem) {
 	passes := w.passes[:0]
+	taken := 0
+	defer func() { s.metrics.rangePasses.Add(float64(taken)) }()
 	for _, it := range items {
 		if k := s.cfg.Knobs; k != nil && k.BeforeRaftPass != nil {
 			k.BeforeRaftPass(it.rangeID)
@@ -147,6 +149,7 @@ func (s *Store) runPass(w *passRunner, items []workItem) {
 			r.mu.Unlock()
 			continue
 		}
+		taken++
 		stepped := r.drainInbox(it.tick)
 		rd, ok := r.mu.rr.Ready()
 		// Snapshots raft did not return now never will be: drop their data
@@ -186,6 +189,8 @@ func (s *Store) runPass(w *passRunner, items []workItem) {
 		w.releasePasses()
 	}()
 	st := w.drv.Run()
+	s.metrics.readies.Add(float64(st.Groups))
+	s.metrics.batchOps.Add(float64(st.Ops))
 	if st.Committed {
 		if st.Synced {
 			s.metrics.logSyncs.Inc()

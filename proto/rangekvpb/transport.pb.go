@@ -37,7 +37,14 @@ type RaftMessage struct {
 	StartKey []byte `protobuf:"bytes,5,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
 	// wake asks a quiesced leader to start ticking again (a follower woke
 	// for a reason of its own).
-	Wake          bool `protobuf:"varint,6,opt,name=wake,proto3" json:"wake,omitempty"`
+	Wake bool `protobuf:"varint,6,opt,name=wake,proto3" json:"wake,omitempty"`
+	// commit_advance marks message, a MsgHeartbeat without context, as a
+	// leader's commit-only append to a follower that had acknowledged every
+	// entry the append anchored at: its commit is min(append's commit,
+	// append's index), at most what raft's own heartbeat would carry, and
+	// the follower steps it as a heartbeat and does not answer it (the
+	// answer would teach the leader nothing; store/store_commit_hold.go).
+	CommitAdvance bool `protobuf:"varint,7,opt,name=commit_advance,json=commitAdvance,proto3" json:"commit_advance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -110,6 +117,13 @@ func (x *RaftMessage) GetStartKey() []byte {
 func (x *RaftMessage) GetWake() bool {
 	if x != nil {
 		return x.Wake
+	}
+	return false
+}
+
+func (x *RaftMessage) GetCommitAdvance() bool {
+	if x != nil {
+		return x.CommitAdvance
 	}
 	return false
 }
@@ -523,7 +537,7 @@ const file_transport_proto_rawDesc = "" +
 	"\n" +
 	"\x0ftransport.proto\x12\arangekv\x1a\n" +
 	"raft.proto\x1a\n" +
-	"meta.proto\x1a\bkv.proto\"\xbe\x01\n" +
+	"meta.proto\x1a\bkv.proto\"\xe5\x01\n" +
 	"\vRaftMessage\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1d\n" +
 	"\n" +
@@ -531,7 +545,8 @@ const file_transport_proto_rawDesc = "" +
 	"\bto_store\x18\x03 \x01(\x04R\atoStore\x12)\n" +
 	"\amessage\x18\x04 \x01(\v2\x0f.raftpb.MessageR\amessage\x12\x1b\n" +
 	"\tstart_key\x18\x05 \x01(\fR\bstartKey\x12\x12\n" +
-	"\x04wake\x18\x06 \x01(\bR\x04wake\"\xd6\x01\n" +
+	"\x04wake\x18\x06 \x01(\bR\x04wake\x12%\n" +
+	"\x0ecommit_advance\x18\a \x01(\bR\rcommitAdvance\"\xd6\x01\n" +
 	"\rRaftHeartbeat\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12&\n" +
 	"\x0ffrom_replica_id\x18\x02 \x01(\x04R\rfromReplicaId\x12\"\n" +

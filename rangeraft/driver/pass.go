@@ -92,6 +92,11 @@ type Stats struct {
 	Synced bool
 	// Appended: the entries it persisted.
 	Appended int
+	// Groups: the groups in the pass (each with a Ready).
+	Groups int
+	// Ops: the Pebble operations (sets, deletes, range deletes) of the
+	// pass's batches, whatever they stage (entries, hard states, applies).
+	Ops int
 }
 
 // member is one group's share of a pass.
@@ -132,6 +137,7 @@ func (d *Driver) Run() Stats {
 	}
 	defer d.reset()
 	ms := d.members
+	st.Groups = len(ms)
 
 	// 1. A leader's MsgApps leave before its own append is durable: it
 	// counts its own copy only after Advance (Raft thesis §10.2.1).
@@ -189,6 +195,7 @@ func (d *Driver) Run() Stats {
 	}
 
 	// 3. One commit.
+	st.Ops += int(wb.Count())
 	if d.opts.BeforeCommit != nil {
 		d.opts.BeforeCommit()
 	}
@@ -216,6 +223,7 @@ func (d *Driver) Run() Stats {
 		ab := d.opts.DB.NewIndexedBatch()
 		defer ab.Close()
 		applySync := d.stageApplies(ab)
+		st.Ops += int(ab.Count())
 		if !ab.Empty() {
 			d.commit(ab, applySync, "commit apply batch")
 		}
