@@ -11,6 +11,9 @@ import (
 	"slices"
 	"time"
 
+	raftpb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/histcheck"
 	"github.com/rangekv/rangekv/proto/rangekvpb"
 	"github.com/rangekv/rangekv/store"
@@ -20,6 +23,8 @@ type checker struct {
 	w *world
 	// leaders: the store that led each (range, term).
 	leaders map[[2]uint64]uint64
+	// votes: the candidate each (range, replica, term) granted its vote.
+	votes   map[[3]uint64]uint64
 	verdict histcheck.Verdict
 	last    string // why the cluster is not settled, for the failure
 	// bufs (one per store) and descs are reused between observations.
@@ -28,7 +33,32 @@ type checker struct {
 }
 
 func newChecker(w *world) *checker {
-	return &checker{w: w, leaders: map[[2]uint64]uint64{}, bufs: make([][]store.ReplicaState, w.cfg.Stores)}
+	return &checker{w: w, leaders: map[[2]uint64]uint64{}, votes: map[[3]uint64]uint64{},
+		bufs: make([][]store.ReplicaState, w.cfg.Stores)}
+}
+
+// sent checks what the processes just sent: a replica grants at most one
+// candidate its vote in a term (a vote is synced before it is sent, so
+// even a grant the network loses binds it).
+func (c *checker) sent(env []*grpcnet.Envelope) {
+	for _, e := range env {
+		b, ok := e.Msg.(*rangekvpb.RaftMessageBatch)
+		if !ok || e.Method != raftStreamMethod || !e.ToServer {
+			continue
+		}
+		for _, m := range b.GetMessages() {
+			msg := m.GetMessage()
+			if msg.GetType() != raftpb.MsgVoteResp || msg.GetReject() {
+				continue
+			}
+			k := [3]uint64{m.GetRangeId(), msg.GetFrom(), msg.GetTerm()}
+			if prev, ok := c.votes[k]; ok && prev != msg.GetTo() {
+				c.w.failf("two votes: range %d replica %d (store %d) voted in term %d for replicas %d and %d",
+					k[0], k[1], m.GetFromStore(), k[2], prev, msg.GetTo())
+			}
+			c.votes[k] = msg.GetTo()
+		}
+	}
 }
 
 // storeStates is one up store's replicas.
@@ -42,7 +72,9 @@ type storeStates struct {
 func (c *checker) status() []storeStates {
 	var out []storeStates
 	for i, p := range c.w.stores {
-		if p.state == up && p.st != nil {
+		// A pass under way holds its replicas' locks (even stopped at a
+		// pass point): the store is looked at once it is over.
+		if p.state == up && p.st != nil && p.run.quiet() {
 			c.bufs[i] = p.st.ReplicaStates(c.bufs[i][:0])
 			out = append(out, storeStates{id: p.st.StoreID(), reps: c.bufs[i]})
 		}
@@ -94,6 +126,16 @@ func (c *checker) settled() bool {
 	for _, m := range w.members {
 		if m.state != up {
 			c.last = fmt.Sprintf("pd%d is %s", m.id, m.state)
+			return false
+		}
+	}
+	if len(w.parked) > 0 {
+		c.last = "a goroutine is stopped at " + w.parked[0].what
+		return false
+	}
+	for _, p := range w.stores {
+		if !p.run.quiet() {
+			c.last = fmt.Sprintf("s%d has a pass under way", p.idx+1)
 			return false
 		}
 	}

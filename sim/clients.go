@@ -8,6 +8,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -55,6 +56,7 @@ func (w *world) setupWorkload() {
 		w.clients = append(w.clients, &client{id: i, kv: w.newRouter(fmt.Sprintf("c%d:1", i+1), w.rng.Uint64()|1), last: map[string]string{}})
 	}
 	admin := w.newRouter("admin:1", w.rng.Uint64()|1)
+	w.admin = admin
 	var splits []string
 	for r := 1; r < w.cfg.Ranges; r++ {
 		splits = append(splits, w.key(r*w.cfg.Keys/w.cfg.Ranges))
@@ -265,14 +267,19 @@ func (r readsAt) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 }
 
 // operate runs one cluster operation and schedules the next: a split at a
-// new key, a leader transfer, a replica move or a store drain and undrain.
+// new key, a leader transfer, a replica move, a store drain and undrain,
+// a split whose left leader's store is cut off once it is done, or a move
+// raced by a split of its range (races.go).
 func (w *world) operate(admin *router.Client) {
 	if w.healed {
 		return
 	}
 	defer w.at(w.clk.Now().Add(time.Second+time.Duration(w.rng.Int64N(int64(3*time.Second)))), "operator", func() { w.operate(admin) })
-	pick := w.rng.IntN(4)
+	pick := w.rng.IntN(6)
 	split := w.key(w.rng.IntN(w.cfg.Keys)) + strconv.Itoa(w.rng.IntN(10))
+	span := 500*time.Millisecond + time.Duration(w.rng.Int64N(int64(3*time.Second)))
+	wait := time.Duration(w.rng.Int64N(int64(100 * time.Millisecond)))
+	r := rand.New(rand.NewPCG(w.rng.Uint64(), 0))
 	to := uint64(1 + w.rng.IntN(len(w.stores)))
 	from := uint64(1 + w.rng.IntN(len(w.stores)))
 	probe := []byte(w.key(w.rng.IntN(w.cfg.Keys)))
@@ -286,6 +293,14 @@ func (w *world) operate(admin *router.Client) {
 			case 0:
 				what = "split " + split
 				_, _, err = a.Split(ctx, []byte(split))
+			case 4:
+				what = "split+cut " + split
+				var left *rangekvpb.RangeDescriptor
+				if left, _, err = a.Split(ctx, []byte(split)); err == nil {
+					w.post("cut", func() { w.cutLeftLeader(left, span) })
+				}
+			case 5:
+				what, err = w.moveThenSplit(ctx, a, split, wait, r)
 			case 1, 2:
 				var ri *rangekvpb.RouteInfo
 				ri, err = a.RangeForKey(ctx, probe)
@@ -299,7 +314,7 @@ func (w *world) operate(admin *router.Client) {
 						_, err = a.MoveReplica(ctx, id, from, to)
 					}
 				}
-			default:
+			case 3:
 				what = fmt.Sprintf("drain store %d", to)
 				if _, err = a.DrainStore(ctx, to, false); err == nil {
 					_, err = a.DrainStore(ctx, to, true)

@@ -12,8 +12,11 @@
 //     request, response and stream message waits in the simulator's queue
 //     until the scheduler delivers it, loses it, delays it or duplicates
 //     it (partitions, loss, delay and duplication are seed-chosen faults);
-//   - the Raft workers: each store's Runner is the simulator's; a pass runs
-//     when the scheduler picks that store;
+//   - the Raft workers: each store's Runner and PassPoints are the
+//     simulator's (workers.go): a pass starts on one of the store's two
+//     worker goroutines when the scheduler picks that store, and at a pass
+//     point the seed may stop it for a while, during which other steps run
+//     (a pass of the same store on its other worker among them);
 //   - the disk: every process's engine is on its own pebble vfs.MemFS; a
 //     crash keeps only what was synced (MemFS.CrashClone) and the process
 //     restarts from that;
@@ -33,7 +36,9 @@
 // Invariants the checker holds the code to, during the run and at its end:
 // every key's history is linearizable (porcupine, through
 // internal/histcheck) and no acknowledged write is lost; at most one leader
-// per range per term; the descriptors of one store never overlap; replicas
+// per range per term, and no replica grants two candidates its vote in one
+// term (read from the Raft messages on the wire); the descriptors of one
+// store never overlap; replicas
 // of a range at the same applied index hold the same data; after the faults
 // heal, every range has a leader and all its voters within a bounded
 // simulated time.

@@ -78,7 +78,7 @@ func (f *faults) next() {
 	span := 500*time.Millisecond + time.Duration(w.rng.Int64N(int64(5*time.Second)))
 	end := w.clk.Now().Add(span)
 	procs := f.addrs()
-	switch w.rng.IntN(9) {
+	switch w.rng.IntN(10) {
 	case 0: // crash a store, keeping a quorum of stores up
 		downs := 0
 		var ups []*storeProc
@@ -151,6 +151,8 @@ func (f *faults) next() {
 		w.count("fault disk full")
 		w.tracef("fault disk full s%d for %s", p.idx+1, span)
 		w.at(end, "disk full ends", func() { p.diskFull.Store(false) })
+	case 9: // a store down while its ranges move off it (races.go)
+		f.moveAway(span)
 	}
 }
 

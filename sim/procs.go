@@ -36,57 +36,6 @@ func (s procState) String() string {
 	return [...]string{"down", "booting", "up", "stopping"}[s]
 }
 
-// runner is the simulator's store.Runner: a pass runs when the scheduler
-// picks the store, on the simulator's goroutine.
-type runner struct {
-	mu      sync.Mutex
-	idle    *sync.Cond
-	pass    func(bool) bool
-	running bool
-	stopped bool
-}
-
-func newRunner() *runner {
-	r := &runner{}
-	r.idle = sync.NewCond(&r.mu)
-	return r
-}
-
-// Start implements store.Runner.
-func (r *runner) Start(_ int, pass func(bool) bool) {
-	r.mu.Lock()
-	r.pass = pass
-	r.mu.Unlock()
-}
-
-// Stop implements store.Runner: no pass runs once it returns.
-func (r *runner) Stop() {
-	r.mu.Lock()
-	r.stopped = true
-	for r.running {
-		r.idle.Wait()
-	}
-	r.mu.Unlock()
-}
-
-// run runs one pass if the store has work; false if it ran none.
-func (r *runner) run() bool {
-	r.mu.Lock()
-	if r.pass == nil || r.stopped {
-		r.mu.Unlock()
-		return false
-	}
-	r.running = true
-	pass := r.pass
-	r.mu.Unlock()
-	ran := pass(false)
-	r.mu.Lock()
-	r.running = false
-	r.idle.Broadcast()
-	r.mu.Unlock()
-	return ran
-}
-
 // lockedRand is a seeded ChaCha8 stream safe for concurrent use
 // (Config.Rand).
 type lockedRand struct {
@@ -166,7 +115,7 @@ type storeProc struct {
 	clk   *driftClock
 	state procState
 	st    *store.Store
-	run   *runner
+	run   *workers
 	// incarnation counts its starts (each start gets fresh randomness).
 	incarnation int
 	// diskFull makes its free space read 0 while set.
@@ -260,8 +209,9 @@ func (w *world) startStore(p *storeProc) {
 	cfg.Rand = newLockedRand(w.cfg.Seed, fmt.Sprintf("s%d/%d", p.idx+1, p.incarnation))
 	cfg.FS = p.fs
 	cfg.Network = w.net.Node(p.addr)
-	p.run = newRunner()
+	p.run = newWorkers(w, fmt.Sprintf("s%d/%d", p.idx+1, p.incarnation))
 	cfg.Runner = p.run
+	cfg.PassPoints = p.run
 	cfg.Sizes = store.LogicalSizes{} // Pebble's own figures differ between runs (store/store_sizes.go)
 	cfg.Knobs = &store.TestingKnobs{
 		FreeSpace: func() (uint64, error) {

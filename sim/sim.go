@@ -26,6 +26,7 @@ import (
 	"github.com/rangekv/rangekv/internal/grpcnet"
 	"github.com/rangekv/rangekv/internal/histcheck"
 	"github.com/rangekv/rangekv/placement"
+	"github.com/rangekv/rangekv/router"
 )
 
 // Config is one simulation run.
@@ -41,7 +42,8 @@ type Config struct {
 	Duration, Heal time.Duration
 	// Clients run operations; Keys is the key space they share.
 	Clients, Keys int
-	// Ranges: the key space is split into this many ranges at the start.
+	// Ranges: the key space is split into this many ranges at the start
+	// (a failed split is tried again until it succeeds or the run heals).
 	Ranges int
 	// Faults turns the fault schedule on.
 	Faults bool
@@ -49,6 +51,11 @@ type Config struct {
 	// offset and a rate within 1±ClockDrift (0: exact clocks).
 	ClockOffset time.Duration
 	ClockDrift  float64
+	// Interleave lets the seed stop a pass at a pass point
+	// (store.PassPoint) and run other steps before it goes on, a pass of
+	// the same store on its other worker among them. On in Defaults for
+	// even seeds (half the CI seeds).
+	Interleave bool
 	// TraceMessages adds each message's text to its trace line.
 	TraceMessages bool
 	// Log receives every process's log (nil: discarded); Trace every
@@ -57,10 +64,12 @@ type Config struct {
 }
 
 // Defaults is a run of 3 stores, 1 member, 6 ranges, 8 simulated seconds
-// of workload and faults, then up to HealBound (36 s) to heal.
+// of workload and faults, then up to HealBound (36 s) to heal; even seeds
+// interleave the stores' workers.
 func Defaults(seed uint64) Config {
 	return Config{Seed: seed, Stores: 3, Members: 1, Duration: 8 * time.Second, Heal: 30 * time.Second,
-		Clients: 3, Keys: 24, Ranges: 6, Faults: true, ClockOffset: 50 * time.Millisecond, ClockDrift: 0.001}
+		Clients: 3, Keys: 24, Ranges: 6, Faults: true, ClockOffset: 50 * time.Millisecond, ClockDrift: 0.001,
+		Interleave: seed%2 == 0}
 }
 
 // HealBound is how long after healing every range must have a leader and
@@ -128,6 +137,12 @@ type world struct {
 	mailMu sync.Mutex
 	mail   []mail
 
+	// parked are the goroutines stopped at a pass point, in the order
+	// they stopped; busy the channels of those waiting for a replica lock.
+	parked []*parked
+	busyMu sync.Mutex
+	busy   []chan struct{}
+
 	hash     hash.Hash64
 	steps    int
 	failures []string
@@ -143,6 +158,9 @@ type world struct {
 	entries *entries // what each range applied at each index
 	gc      gcState
 	line    []byte // tracef's buffer
+	// admin is the operator's SDK client (nil until the workload is set
+	// up).
+	admin *router.Client
 }
 
 // event is something scheduled at a simulated time.
@@ -240,11 +258,17 @@ func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 		}
 		passes = passes[:0]
 		for i, p := range w.stores {
-			if p.state == up && !idle[i] && !now.Before(p.slowUntil) {
+			if p.state == up && !idle[i] && !now.Before(p.slowUntil) && p.run.idle() != nil {
 				passes = append(passes, i)
 			}
 		}
-		n := len(ready) + nTimer + nEvents + len(passes)
+		var resumes []int
+		for i, pk := range w.parked {
+			if !pk.due.After(now) {
+				resumes = append(resumes, i)
+			}
+		}
+		n := len(ready) + nTimer + nEvents + len(passes) + len(resumes)
 		if n == 0 {
 			w.advance(deadline)
 			clear(idle)
@@ -267,19 +291,24 @@ func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 			w.tracef("event %s", ev.name)
 			ev.do()
 			clear(idle)
-		default:
+		case k < len(ready)+nTimer+nEvents+len(passes):
 			i := passes[k-len(ready)-nTimer-nEvents]
-			if w.stores[i].run.run() {
-				w.tracef("pass s%d", i+1)
-				w.count("pass")
-				if d := w.faults.slowDisk(i); d > 0 {
-					w.stores[i].slowUntil = now.Add(d)
-				}
-				clear(idle)
-			} else {
+			p := w.stores[i]
+			wk := p.run.idle()
+			if p.run.pass(wk) {
 				idle[i] = true
 				w.steps--
+				break
 			}
+			w.tracef("pass %s/w%d", p.run.name, wk.idx)
+			w.count("pass")
+			if d := w.faults.slowDisk(i); d > 0 {
+				p.slowUntil = now.Add(d)
+			}
+			clear(idle)
+		default:
+			w.resume(resumes[k-len(ready)-nTimer-nEvents-len(passes)])
+			clear(idle)
 		}
 		if w.steps%64 == 0 {
 			w.checks.observe()
@@ -289,7 +318,13 @@ func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 
 // settle waits until every goroutine but this one is blocked, then takes
 // what they sent and reported, in a canonical order.
+//
+// The goroutines waiting for a replica lock (Busy) are woken once, after
+// everything else settled: the lock's holder may have gone on. Those whose
+// lock is still held (by a pass stopped at a pass point) wait again until
+// the next step's settle.
 func (w *world) settle() {
+	woken := false
 	for {
 		synctest.Wait()
 		env := w.wire.take()
@@ -298,8 +333,18 @@ func (w *world) settle() {
 		w.mail = nil
 		w.mailMu.Unlock()
 		if len(env) == 0 && len(m) == 0 {
+			if !woken && w.wakeBusy() {
+				woken = true
+				continue
+			}
+			for _, p := range w.stores {
+				if p.run != nil {
+					p.run.collect()
+				}
+			}
 			return
 		}
+		w.checks.sent(env)
 		now := w.clk.Now()
 		for _, e := range env {
 			due, fail, dup := w.faults.fate(e, now)
@@ -327,6 +372,11 @@ func (w *world) advance(end time.Time) {
 	for _, p := range w.stores {
 		if p.state == up && p.slowUntil.After(w.clk.Now()) && p.slowUntil.Before(next) {
 			next = p.slowUntil
+		}
+	}
+	for _, pk := range w.parked {
+		if pk.due.Before(next) {
+			next = pk.due
 		}
 	}
 	w.clk.MoveTo(next)

@@ -4,6 +4,7 @@
 package sim
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"os"
@@ -25,13 +26,16 @@ var (
 	flagSeeds  = flag.Int("sim.seeds", 0, "run N seeds from -sim.base (a soak, each once); 0: the CI seeds, each twice")
 	flagBase   = flag.Uint64("sim.base", 1, "the soak's first seed")
 	flagTwice  = flag.Bool("sim.twice", false, "in a soak, run each seed twice and compare the traces, as the CI seeds are")
-	flagTrace  = flag.String("sim.trace", "", "write the replayed seed's trace to this file")
+	flagTrace  = flag.String("sim.trace", "", "write the replayed seed's trace to this file (in a soak with -sim.twice: a diverging seed's two traces, to this prefix)")
 	flagLog    = flag.Bool("sim.log", false, "print every process's log (with -sim.seed)")
 	flagMsgs   = flag.Bool("sim.messages", false, "put each message's text in the trace (with -sim.seed)")
 	flagRanges = flag.Int("sim.ranges", 0, "ranges to split into (with -sim.seed or -sim.seeds; 0: the default)")
 	flagDur    = flag.Duration("sim.duration", 0, "simulated workload time (with -sim.seed; 0: the default)")
 	flagCalm   = flag.Bool("sim.nofaults", false, "no faults (with -sim.seed)")
 	flagHeal   = flag.Duration("sim.heal", 0, "simulated time the cluster has to settle after healing (with -sim.seed; 0: the default)")
+	flagStores = flag.Int("sim.stores", 0, "stores (with -sim.seed or -sim.seeds; 0: the default)")
+	flagInter  = flag.Bool("sim.interleave", false, "stop passes at pass points, interleaving a store's workers (with -sim.seed or -sim.seeds)")
+	flagFirst  = flag.Bool("sim.first", false, "end a soak at its first failing seed (with -sim.seeds)")
 )
 
 // ciSeeds is how many seeds `make test` runs.
@@ -61,8 +65,32 @@ func runSeed(t *testing.T, cfg Config, check bool) Result {
 	return res
 }
 
+// shaped is cfg with the flags a soak and a replay share.
+func shaped(cfg Config) Config {
+	if *flagRanges > 0 {
+		cfg.Ranges, cfg.Keys = *flagRanges, max(cfg.Keys, 2**flagRanges)
+	}
+	if *flagStores > 0 {
+		cfg.Stores = *flagStores
+	}
+	if *flagInter {
+		cfg.Interleave = true
+	}
+	return cfg
+}
+
 func replayCommand(seed uint64) string {
-	return fmt.Sprintf("go test ./sim -run 'TestSimSeed$' -sim.seed=%d -sim.trace=/tmp/sim-%d.trace -v", seed, seed)
+	var extra string
+	if *flagRanges > 0 {
+		extra += fmt.Sprintf(" -sim.ranges=%d", *flagRanges)
+	}
+	if *flagStores > 0 {
+		extra += fmt.Sprintf(" -sim.stores=%d", *flagStores)
+	}
+	if *flagInter {
+		extra += " -sim.interleave"
+	}
+	return fmt.Sprintf("go test ./sim -run 'TestSimSeed$' -sim.seed=%d%s -sim.trace=/tmp/sim-%d.trace -v", seed, extra, seed)
 }
 
 // report fails t with a run's failures and the replay command; for a
@@ -105,10 +133,7 @@ func TestSimSeed(t *testing.T) {
 	if *flagSeed == 0 {
 		t.Skip("replay only: give -sim.seed=N")
 	}
-	cfg := Defaults(*flagSeed)
-	if *flagRanges > 0 {
-		cfg.Ranges, cfg.Keys = *flagRanges, max(cfg.Keys, 2**flagRanges)
-	}
+	cfg := shaped(Defaults(*flagSeed))
 	if *flagDur > 0 {
 		cfg.Duration = *flagDur
 	}
@@ -150,13 +175,19 @@ func TestSimSeeds(t *testing.T) {
 	start := time.Now()
 	failed := 0
 	for seed := base; seed < base+n; seed++ {
-		cfg := Defaults(seed)
-		if *flagRanges > 0 {
-			cfg.Ranges, cfg.Keys = *flagRanges, max(cfg.Keys, 2**flagRanges)
+		cfg := shaped(Defaults(seed))
+		var ta, tb bytes.Buffer
+		keep := twice && *flagSeeds > 0 && *flagTrace != ""
+		if keep {
+			cfg.Trace = &ta
 		}
 		a := runSeed(t, cfg, true)
 		if len(a.Failures) > 0 {
 			failed++
+		}
+		if *flagFirst && len(a.Failures) > 0 && *flagSeeds > 0 {
+			t.Logf("first failure at seed %d, the %dth seed run", seed, seed-base+1)
+			n = seed - base + 1
 		}
 		report(t, a, cfg)
 		for k, v := range a.Counts {
@@ -165,7 +196,17 @@ func TestSimSeeds(t *testing.T) {
 		steps += a.Steps
 		simTime += a.SimTime
 		if twice {
+			if keep {
+				cfg.Trace = &tb
+			}
 			b := runSeed(t, cfg, false)
+			if a.TraceHash != b.TraceHash && keep {
+				for i, tr := range []*bytes.Buffer{&ta, &tb} {
+					if err := os.WriteFile(fmt.Sprintf("%s.%d.%c", *flagTrace, seed, 'a'+i), tr.Bytes(), 0o644); err != nil {
+						t.Error(err)
+					}
+				}
+			}
 			if a.TraceHash != b.TraceHash {
 				t.Errorf("seed %d is not deterministic: trace %x then %x (%d then %d steps)\nreplay: %s", seed, a.TraceHash, b.TraceHash, a.Steps, b.Steps, replayCommand(seed))
 			}

@@ -73,21 +73,22 @@ func (w *wire) take() []*grpcnet.Envelope {
 	if len(in) < 2 {
 		return in
 	}
-	// A call the wire has not seen yet ranks by its first envelope of
-	// this step (all of a call's envelopes rank alike, so that the stable
-	// sort keeps them in the order their sender sent them: a stream's
-	// open before its first message).
-	first := make(map[*grpcnet.Call]*grpcnet.Envelope, len(in))
+	// A call the wire has not seen yet ranks by its envelopes of this
+	// step, in the order its sender sent them (all of a call's envelopes
+	// rank alike, so that the stable sort keeps that order: a stream's
+	// open before its first message). Not by its first alone: two
+	// streams opened in one step (two snapshots to one store) open
+	// alike, and their sender goroutines' order, which numbered them,
+	// is the Go scheduler's.
+	sent := make(map[*grpcnet.Call][]*grpcnet.Envelope, len(in))
 	for _, e := range in {
-		if _, ok := first[e.Call]; !ok {
-			first[e.Call] = e
-		}
+		sent[e.Call] = append(sent[e.Call], e)
 	}
 	key := func(e *grpcnet.Envelope) (uint64, string) {
 		if cs, ok := w.calls[e.Call]; ok {
 			return cs.id, ""
 		}
-		f := first[e.Call]
+		f := sent[e.Call][0]
 		return 1 << 63, f.From + "\x00" + f.To + "\x00" + f.Method + "\x00" + f.Kind.String()
 	}
 	slices.SortStableFunc(in, func(a, b *grpcnet.Envelope) int {
@@ -102,12 +103,26 @@ func (w *wire) take() []*grpcnet.Envelope {
 		if a.Call == b.Call {
 			return 0 // one sender's order
 		}
-		if c := bytes.Compare(msgBytes(first[a.Call].Msg), msgBytes(first[b.Call].Msg)); c != 0 {
+		if c := compareSent(sent[a.Call], sent[b.Call]); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.Call.ID, b.Call.ID)
 	})
 	return in
+}
+
+// compareSent orders two new calls by what they sent in one step: kind and
+// message bytes of each envelope in turn, then how many.
+func compareSent(a, b []*grpcnet.Envelope) int {
+	for i := range min(len(a), len(b)) {
+		if c := cmp.Compare(a[i].Kind, b[i].Kind); c != 0 {
+			return c
+		}
+		if c := bytes.Compare(msgBytes(a[i].Msg), msgBytes(b[i].Msg)); c != 0 {
+			return c
+		}
+	}
+	return cmp.Compare(len(a), len(b))
 }
 
 // enqueue puts e in its lane, due after latency (never before the lane's

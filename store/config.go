@@ -164,6 +164,11 @@ type Config struct {
 	// Runner decides which goroutine runs which Raft pass, and when. Nil:
 	// a WorkerPool of Workers goroutines.
 	Runner Runner
+	// PassPoints, when set, is called at the named points between two
+	// steps of a pass (store_pass_points.go), where it may stop the
+	// goroutine, and waits for replica locks held elsewhere. Nil: nothing
+	// is called (production).
+	PassPoints PassPoints
 	// Sizes estimates the engine's and each range's bytes on disk for
 	// reports, listings and size-based splits. Nil: PebbleSizes.
 	Sizes Sizes

@@ -25,7 +25,7 @@ func (r *Replica) destroy(why string) {
 // replica ID below it can still be added to this store.
 func (r *Replica) destroyWithTombstone(nextReplicaID uint64, why string) {
 	s := r.store
-	r.mu.Lock()
+	r.lock()
 	if r.mu.destroyed {
 		r.mu.Unlock()
 		return
@@ -43,6 +43,7 @@ func (r *Replica) destroyWithTombstone(nextReplicaID uint64, why string) {
 	if k := s.cfg.Knobs; k != nil && k.ReplicaDestroying != nil {
 		k.ReplicaDestroying(r.rangeID)
 	}
+	s.at(PointDestroying, r.rangeID)
 	b := s.db.NewBatch()
 	defer b.Close()
 	r.must(b.DeleteRange(keys.RangeLocalPrefix(r.rangeID), keys.RangeLocalEnd(r.rangeID), nil))

@@ -24,7 +24,7 @@ func (s *Store) ReplicaDigest(rangeID uint64) (applied, digest uint64, ok bool) 
 	if d == nil {
 		return 0, 0, false
 	}
-	r.mu.Lock()
+	r.lock()
 	defer r.mu.Unlock()
 	if r.mu.destroyed {
 		return 0, 0, false

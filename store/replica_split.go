@@ -126,6 +126,9 @@ func (r *Replica) applySplit(ab *pebble.Batch, p *pass, desc *rangekvpb.RangeDes
 	if k := s.cfg.Knobs; k != nil && k.SplitRHSStaged != nil && me != nil {
 		k.SplitRHSStaged(right.RangeId, res.createRight)
 	}
+	if me != nil {
+		s.at(PointSplitStaged, right.RangeId)
+	}
 	if claimed && !res.createRight {
 		s.mu.Lock()
 		s.releaseRHSLocked(right.RangeId)
@@ -280,7 +283,7 @@ func (s *Store) installRHS(res *splitResult) error {
 	// the two in the map in one step so that no message can create a third.
 	old := s.replica(id)
 	if old != nil {
-		old.mu.Lock()
+		old.lock()
 		if old.Descriptor() != nil {
 			old.mu.Unlock()
 			// Initialized meanwhile by a snapshot of its own (accepted

@@ -52,7 +52,7 @@ func (r *Replica) compactLog(ctx context.Context) (*rangekvpb.CompactLogResponse
 	resp := &rangekvpb.CompactLogResponse{}
 	resp.FirstIndexBefore, _ = r.log.FirstIndex()
 	resp.LastIndexBefore, _ = r.log.LastIndex()
-	r.mu.Lock()
+	r.lock()
 	if r.mu.destroyed {
 		r.mu.Unlock()
 		return &rangekvpb.CompactLogResponse{Error: &rangekvpb.RangeError{Message: "range removed from this store",

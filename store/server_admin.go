@@ -65,7 +65,7 @@ func (s *Store) statusOf(replicas []*Replica, total int) *rangekvpb.ListRangesRe
 		} else {
 			st.Descriptor_ = &rangekvpb.RangeDescriptor{RangeId: r.rangeID}
 		}
-		r.mu.Lock()
+		r.lock()
 		if !r.mu.destroyed {
 			b := r.mu.rr.Brief()
 			st.RaftState = b.State.String()

@@ -367,7 +367,7 @@ func (s *Store) Stop() {
 			s.pd.close()
 		}
 		for _, r := range s.replicasSnapshot() {
-			r.mu.Lock()
+			r.lock()
 			r.mu.rr.Close()
 			r.mu.destroyed = true
 			r.mu.Unlock()

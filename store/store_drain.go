@@ -220,7 +220,7 @@ func (s *Store) drainPass(targets map[uint64]uint64) {
 			continue
 		}
 		match := map[uint64]uint64{}
-		r.mu.Lock()
+		r.lock()
 		if r.mu.destroyed || !r.mu.rr.IsLeader() {
 			r.mu.Unlock()
 			continue

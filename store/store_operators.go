@@ -159,7 +159,7 @@ func (e *operatorExecutor) execute(st *rangekvpb.OperatorStep) (*rangekvpb.Range
 
 // caughtUp: the replica's match is close to the leader's applied index.
 func (e *operatorExecutor) caughtUp(r *Replica, id uint64) bool {
-	r.mu.Lock()
+	r.lock()
 	defer r.mu.Unlock()
 	if r.mu.destroyed {
 		return false

@@ -207,8 +207,9 @@ func (s *Store) sendRangeReports(last map[uint64]reported) {
 	ctx, cancel := s.pdCtx(5 * time.Second)
 	defer cancel()
 	var steps []*rangekvpb.OperatorStep
-	reportAll := false
+	reportAll, attempts := false, 0
 	err := s.pd.call(ctx, func(ctx context.Context, pc rangekvpb.PlacementClient) (*rangekvpb.PlacementError, error) {
+		attempts++
 		r, err := pc.RangeHeartbeats(ctx, req)
 		if err != nil {
 			return nil, err
@@ -225,8 +226,12 @@ func (s *Store) sendRangeReports(last map[uint64]reported) {
 	for id, rep := range sent {
 		last[id] = rep
 	}
-	if reportAll {
-		clear(last) // a new placement leader: report every range next time
+	// A new placement leader asks for every range once (ReportAll). An
+	// attempt before the one that answered may have reached it and lost
+	// that answer: then nothing says so again, and a quiesced range it
+	// never hears of is never repaired. Report every range next time.
+	if reportAll || attempts > 1 {
+		clear(last)
 	}
 	for _, st := range steps {
 		s.exec.enqueue(st)
@@ -250,7 +255,7 @@ func (s *Store) rangeReport(r *Replica, d *rangekvpb.RangeDescriptor) *rangekvpb
 // allocation for a healthy range), so it runs for every led range at each
 // interval.
 func (s *Store) replicaHealth(r *Replica) (pending, down []uint64) {
-	r.mu.Lock()
+	r.lock()
 	defer r.mu.Unlock()
 	if r.mu.destroyed || !r.mu.rr.IsLeader() {
 		return nil, nil

@@ -21,8 +21,10 @@ import (
 // the worker-scheduler seam (Config.Runner). A pass takes up to
 // MaxBatchRanges ranges with work, in the order they were queued, and
 // persists, sends and applies their Readies (doc.go). The production
-// Runner is WorkerPool; the deterministic simulation runs passes on its
-// own goroutine, one at a time, when it chooses.
+// Runner is WorkerPool; the deterministic simulation starts each pass on
+// one of its worker goroutines when it chooses, and stops passes at pass
+// points (PassPoints) to run other steps, passes of other workers among
+// them.
 type Runner interface {
 	// Start is called once, by Store.Start, and makes pass run. pass(true)
 	// waits until a range has work and runs one pass; it returns false,
@@ -100,8 +102,12 @@ func (w *passRunner) releasePasses() {
 // newPassRunner is the pool constructor of Store.passRunners.
 func (s *Store) newPassRunner() *passRunner {
 	w := &passRunner{}
-	w.drv = driver.New(driver.Options{DB: s.db, NoFsync: s.cfg.UnsafeNoFsync, Fatal: s.fatalRange,
-		Flush: func() { w.out.flush(s.trans) }})
+	opts := driver.Options{DB: s.db, NoFsync: s.cfg.UnsafeNoFsync, Fatal: s.fatalRange,
+		Flush: func() { w.out.flush(s.trans) }}
+	if s.cfg.PassPoints != nil {
+		opts.BeforeCommit = func() { s.at(PointPassStaged, w.items[0].rangeID) }
+	}
+	w.drv = driver.New(opts)
 	return w
 }
 
@@ -115,9 +121,9 @@ func (s *Store) runNextPass(wait bool) bool {
 	if items == nil {
 		return false
 	}
+	w.items = items
 	s.runPass(w, items)
 	s.sched.done(items)
-	w.items = items
 	return true
 }
 
@@ -138,7 +144,7 @@ func (s *Store) runPass(w *passRunner, items []workItem) {
 		if r == nil {
 			continue
 		}
-		r.mu.Lock()
+		r.lock()
 		if r.mu.destroyed {
 			r.mu.Unlock()
 			continue
@@ -170,6 +176,7 @@ func (s *Store) runPass(w *passRunner, items []workItem) {
 		for _, p := range passes {
 			p.r.mu.Unlock()
 		}
+		s.at(PointPassUnlocked, items[0].rangeID)
 		// Work that takes other replicas' locks runs after ours are free.
 		for _, p := range passes {
 			s.finishSplits(p.splits)

@@ -70,6 +70,11 @@ type Options struct {
 	// (panic, or runtime.Goexit in tests): a store that cannot write must
 	// not acknowledge anything. rangeID is 0 for the pass's shared commit.
 	Fatal func(rangeID uint64, what string, err error)
+	// BeforeCommit, when set, is called once per pass that has groups,
+	// when every Ready is staged into the persist batch (with the applies
+	// too, when no snapshot is among them) and before that batch commits;
+	// it may block. Nil in production; the simulation stops a pass there.
+	BeforeCommit func()
 	// Flush, when set, is called after the pass handed a round of
 	// messages to its groups' Send: once after the leaders' early MsgApps
 	// (before the commit), once after the rest (before the applies). A
@@ -191,6 +196,9 @@ func (d *Driver) Run() Stats {
 
 	// 3. One commit.
 	st.Ops += int(wb.Count())
+	if d.opts.BeforeCommit != nil {
+		d.opts.BeforeCommit()
+	}
 	if !wb.Empty() {
 		st.Committed = true
 		st.Synced = d.commit(wb, mustSync || applySync, "commit raft state")
