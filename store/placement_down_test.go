@@ -7,13 +7,10 @@ package store_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -165,47 +162,20 @@ func (p *lookupPlacement) GetStore(ctx context.Context, req *rangekvpb.GetStoreR
 // each.
 func TestStoreLookupNeverBlocksWorkers(t *testing.T) {
 	pd := &lookupPlacement{entered: make(chan struct{}), release: make(chan struct{})}
-	pdLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	rangekvpb.RegisterPlacementServer(srv, pd)
-	go srv.Serve(pdLn) //nolint:errcheck // ends with Stop
+	cfg := fakePlacementStore(t, pd)
 	released := false
 	defer func() {
 		if !released {
 			close(pd.release)
 		}
-		srv.Stop()
 	}()
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := store.Defaults()
-	cfg.StoreID = 0
-	cfg.Listener, cfg.Addr = ln, ln.Addr().String()
 	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Placement = []string{pdLn.Addr().String()}
-	cfg.FS, cfg.DataDir = vfs.NewMem(), "data"
-	cfg.HeartbeatInterval = 25 * time.Millisecond
-	cfg.ElectionTimeout = 250 * time.Millisecond
 	cfg.ProposalTimeout = 5 * time.Second
 	cfg.StoreHeartbeatInterval = 100 * time.Millisecond
 	cfg.RangeHeartbeatInterval = 100 * time.Millisecond
 	cfg.RangeHeartbeatRefresh = time.Second
 	cfg.Workers = 1
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	s, err := store.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
+	s := startStore(t, cfg)
 
 	select {
 	case <-pd.entered:

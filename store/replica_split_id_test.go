@@ -10,13 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -154,37 +151,10 @@ func (p *allocPlacement) AllocID(ctx context.Context, _ *rangekvpb.AllocIDReques
 // timeout ended).
 func TestSplitRangeAllocIDWithCallersContext(t *testing.T) {
 	pd := &allocPlacement{entered: make(chan struct{}, 1), ended: make(chan error, 1)}
-	pdLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	rangekvpb.RegisterPlacementServer(srv, pd)
-	go srv.Serve(pdLn) //nolint:errcheck // ends with Stop
-	defer srv.Stop()
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := store.Defaults()
-	cfg.StoreID = 0
-	cfg.Listener, cfg.Addr = ln, ln.Addr().String()
-	cfg.Placement = []string{pdLn.Addr().String()}
-	cfg.FS, cfg.DataDir = vfs.NewMem(), "data"
-	cfg.HeartbeatInterval = 25 * time.Millisecond
-	cfg.ElectionTimeout = 250 * time.Millisecond
+	cfg := fakePlacementStore(t, pd)
 	cfg.ProposalTimeout = 5 * time.Second
 	cfg.SplitCheckInterval = time.Hour
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	s, err := store.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
+	s := startStore(t, cfg)
 	conn, err := grpc.NewClient(s.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

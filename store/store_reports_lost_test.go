@@ -5,19 +5,14 @@ package store_test
 
 import (
 	"context"
-	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/rangekv/rangekv/proto/rangekvpb"
-	"github.com/rangekv/rangekv/store"
 )
 
 // reportsPlacement hands out store 1 and a range 1 whose only voter is on
@@ -78,39 +73,12 @@ func (p *reportsPlacement) reportedRange1(from int) (bool, int) {
 // range never re-replicates it; simulation seed 392).
 func TestRangeReportsAfterLostAnswer(t *testing.T) {
 	pd := &reportsPlacement{}
-	pdLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	rangekvpb.RegisterPlacementServer(srv, pd)
-	go srv.Serve(pdLn) //nolint:errcheck // ends with Stop
-	defer srv.Stop()
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := store.Defaults()
-	cfg.StoreID = 0
-	cfg.Listener, cfg.Addr = ln, ln.Addr().String()
+	cfg := fakePlacementStore(t, pd)
 	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Placement = []string{pdLn.Addr().String()}
-	cfg.FS, cfg.DataDir = vfs.NewMem(), "data"
-	cfg.HeartbeatInterval = 25 * time.Millisecond
-	cfg.ElectionTimeout = 250 * time.Millisecond
 	cfg.StoreHeartbeatInterval = 100 * time.Millisecond
 	cfg.RangeHeartbeatInterval = 50 * time.Millisecond
 	cfg.RangeHeartbeatRefresh = time.Hour // only a change or a full report names range 1 again
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	s, err := store.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
+	startStore(t, cfg)
 
 	waitReport := func(what string, from int) int {
 		t.Helper()
