@@ -26,22 +26,28 @@ func queued(p *peer) []*rangekvpb.RaftMessage {
 	return p.takeQueued(nil, peerQueueSize)
 }
 
-// The send side of the hold: a commit-only append waits; a later append
-// with entries to the same replica replaces it (counted as folded); any
-// other message to that replica goes after it, never before; messages to
-// other replicas neither release nor drop it.
-func TestTransportHoldsCommitOnlyAppends(t *testing.T) {
+// holdingTransport is store 1's transport with a peer for store 2 and a
+// hold that never times out, and a send to store 2 that must be accepted.
+func holdingTransport(t *testing.T) (*Store, *transport, *peer, func(*rangekvpb.RaftMessage)) {
 	s := newTransportTestStore(t, 1)
 	tr := &transport{s: s, hold: time.Hour}
-	tr.mu.peers = map[uint64]*peer{}
 	p := newPeer(2, "", nil, s.cfg.Clock)
-	tr.mu.peers[2] = p
+	tr.mu.peers = map[uint64]*peer{2: p}
 	send := func(m *rangekvpb.RaftMessage) {
 		t.Helper()
 		if !tr.send(2, m) {
 			t.Fatalf("send %v refused", m.Message.GetType())
 		}
 	}
+	return s, tr, p, send
+}
+
+// The send side of the hold: a commit-only append waits; a later append
+// with entries to the same replica replaces it (counted as folded); any
+// other message to that replica goes after it, never before; messages to
+// other replicas neither release nor drop it.
+func TestTransportHoldsCommitOnlyAppends(t *testing.T) {
+	s, tr, p, send := holdingTransport(t)
 	folded := func() float64 { return counterValue(t, s, "rangekv_raft_commit_appends_folded_total") }
 
 	// Folded into the next append with entries.
@@ -212,17 +218,7 @@ func advanceMsg(rangeID, to, term, commit uint64) *rangekvpb.RaftMessage {
 // it; takeHeld hands out the advances alone when asked (the next batch to
 // the peer carries them) and leaves the held appends for their timer.
 func TestTransportHoldsCommitAdvances(t *testing.T) {
-	s := newTransportTestStore(t, 1)
-	tr := &transport{s: s, hold: time.Hour}
-	tr.mu.peers = map[uint64]*peer{}
-	p := newPeer(2, "", nil, s.cfg.Clock)
-	tr.mu.peers[2] = p
-	send := func(m *rangekvpb.RaftMessage) {
-		t.Helper()
-		if !tr.send(2, m) {
-			t.Fatalf("send %v refused", m.Message.GetType())
-		}
-	}
+	s, _, p, send := holdingTransport(t)
 	value := func(name string) float64 { return counterValue(t, s, name) }
 
 	adv := advanceMsg(5, 2, 3, 20)
@@ -267,11 +263,7 @@ func TestTransportHoldsCommitAdvances(t *testing.T) {
 // leader's check allows it, and leaves it (and any advance) alone
 // otherwise.
 func TestTransportUpgradesHeldAppends(t *testing.T) {
-	s := newTransportTestStore(t, 1)
-	tr := &transport{s: s, hold: time.Hour}
-	tr.mu.peers = map[uint64]*peer{}
-	p := newPeer(2, "", nil, s.cfg.Clock)
-	tr.mu.peers[2] = p
+	_, tr, p, _ := holdingTransport(t)
 	app := raftMsg(5, 2, pb.MsgApp, 3, 20, 0)
 	tr.send(2, app)
 	no := func(*pb.Message) (*pb.Message, bool) { return nil, false }
