@@ -28,7 +28,7 @@ type ReplicaState struct {
 func (s *Store) ReplicaStates(out []ReplicaState) []ReplicaState {
 	for _, r := range s.replicasSnapshot() {
 		st := ReplicaState{RangeID: r.rangeID, Descriptor: r.Descriptor()}
-		r.mu.Lock()
+		r.lock()
 		if r.mu.destroyed {
 			r.mu.Unlock()
 			continue
