@@ -283,6 +283,10 @@ func (w *world) operate(admin *router.Client) {
 	to := uint64(1 + w.rng.IntN(len(w.stores)))
 	from := uint64(1 + w.rng.IntN(len(w.stores)))
 	probe := []byte(w.key(w.rng.IntN(w.cfg.Keys)))
+	var hold *snapHold
+	if pick == 5 {
+		hold = w.pickSnapHold()
+	}
 	w.spawn(func() {
 		ctx, cancel := clock.WithTimeout(w.ctx, w.clk, 20*time.Second)
 		defer cancel()
@@ -300,7 +304,11 @@ func (w *world) operate(admin *router.Client) {
 					w.post("cut", func() { w.cutLeftLeader(left, span) })
 				}
 			case 5:
-				what, err = w.moveThenSplit(ctx, a, split, wait, r)
+				if hold != nil {
+					what, err = w.moveHoldSplit(ctx, a, split, wait, r, hold)
+				} else {
+					what, err = w.moveThenSplit(ctx, a, split, wait, r)
+				}
 			case 1, 2:
 				var ri *rangekvpb.RouteInfo
 				ri, err = a.RangeForKey(ctx, probe)
