@@ -269,7 +269,8 @@ func (r readsAt) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 // operate runs one cluster operation and schedules the next: a split at a
 // new key, a leader transfer, a replica move, a store drain and undrain,
 // a split whose left leader's store is cut off once it is done, or a move
-// raced by a split of its range (races.go).
+// raced by a split of its range (races.go), the new store's snapshots of
+// it held meanwhile (races_moves.go).
 func (w *world) operate(admin *router.Client) {
 	if w.healed {
 		return
