@@ -25,8 +25,10 @@ type checker struct {
 	leaders map[[2]uint64]uint64
 	// votes: the candidate each (range, replica, term) granted its vote.
 	votes map[[3]uint64]uint64
-	// overlapped: the (store, range, range) overlaps already reported.
+	// overlapped: the (store, range, range) overlaps already reported;
+	// snapSeen: until when afterPass checks each store (races_moves.go).
 	overlapped map[[3]uint64]bool
+	snapSeen   []time.Time
 	verdict    histcheck.Verdict
 	last       string // why the cluster is not settled, for the failure
 	// bufs (one per store) and descs are reused between observations.

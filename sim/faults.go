@@ -28,8 +28,8 @@ type faults struct {
 	dupP    float64
 	delay   bool
 	slow    map[int]bool
-	// snapHolds: the stores whose incoming snapshot streams are held, and
-	// until when at most (races_moves.go).
+	// snapHolds: by store address, the span whose incoming snapshots are
+	// held there, and until when at most (races_moves.go).
 	snapHolds map[string]snapHeld
 }
 

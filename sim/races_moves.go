@@ -32,21 +32,47 @@ const (
 	allStores = -2
 )
 
+// snapCheckWindow is how long after a snapshot stream message reached a
+// store afterPass checks it.
+const snapCheckWindow = time.Second
+
 // afterPass checks that the descriptors of store i (allStores: every
-// store) do not overlap, once no pass of it is under way. A pass is where
-// a snapshot is ingested: an overlap a wrongly admitted snapshot makes
-// may last only until the next pass of the same store, where the
-// overlapped range applies its split.
+// store) do not overlap, once no pass of it is under way, if a snapshot
+// reached it within snapCheckWindow. A pass is where a snapshot is
+// ingested: an overlap a wrongly admitted snapshot makes may last only
+// until the next pass of the same store, where the overlapped range
+// applies its split. Only then: reading every replica after every pass
+// slowed 100-range runs fivefold, and under load TestSimManyRanges's two
+// runs of a seed then differed in every try (main's, 1 try in 3: the
+// preemption of docs/reliability.md, "Not settled").
 func (c *checker) afterPass(i int) {
 	if i == noCheck {
 		return
 	}
+	now := c.w.clk.Now()
 	for j, p := range c.w.stores {
-		if (i != allStores && i != j) || p.state != up || p.st == nil || !p.run.quiet() {
+		if (i != allStores && i != j) || j >= len(c.snapSeen) || !now.Before(c.snapSeen[j]) ||
+			p.state != up || p.st == nil || !p.run.quiet() {
 			continue
 		}
 		c.bufs[j] = p.st.ReplicaStates(c.bufs[j][:0])
 		c.overlaps(storeStates{id: p.st.StoreID(), reps: c.bufs[j]})
+	}
+}
+
+// delivered notes a snapshot stream message delivered to a store, for
+// afterPass.
+func (c *checker) delivered(e *grpcnet.Envelope) {
+	if e.Method != snapshotMethod || !e.ToServer {
+		return
+	}
+	if c.snapSeen == nil {
+		c.snapSeen = make([]time.Time, len(c.w.stores))
+	}
+	for j, p := range c.w.stores {
+		if p.addr == e.To {
+			c.snapSeen[j] = c.w.clk.Now().Add(snapCheckWindow)
+		}
 	}
 }
 

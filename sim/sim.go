@@ -402,6 +402,7 @@ func (w *world) deliver(l *lane) {
 	}
 	w.tracef("deliver %s", desc)
 	w.count("delivered")
+	w.checks.delivered(p.e)
 	p.e.Deliver()
 	if p.dup {
 		w.count("duplicated")
