@@ -243,6 +243,7 @@ func TestSimSeeds(t *testing.T) {
 func TestSimManyRanges(t *testing.T) {
 	for _, seed := range []uint64{5, 7} {
 		cfg := Defaults(seed)
+		cfg.Stores, cfg.Members = 3, 1
 		cfg.Ranges, cfg.Keys = 100, max(cfg.Keys, 200)
 		a := runSeed(t, cfg, true)
 		report(t, a, cfg)
