@@ -148,8 +148,8 @@ func (f *faults) moveRangeAway() bool {
 		w.post(fmt.Sprintf("move range away s%d", p.idx+1), func() {
 			w.tracef("move range away s%d: r%d moved off %v: %t after %d move calls (last: %s); restart", p.idx+1, rid, old, done, tries, errClass(last))
 			p.heldDown = false
-			if w.ctx.Err() == nil { // not once the run is stopping
-				w.restartStore(p)
+			if w.ctx.Err() == nil { // not once the run is stopping; in a step of its own (Run)
+				w.at(w.clk.Now(), fmt.Sprintf("restart s%d", p.idx+1), func() { w.restartStore(p) })
 			}
 		})
 	})
