@@ -22,7 +22,9 @@
 // epoch. Checks run on the store's GC goroutine only (never on a raft
 // worker): every ReplicaGCInterval for suspect replicas (gcSuspect: those
 // that know no leader, and those that never campaign, whose leader may have
-// removed them without a word), and soon after a queueGC for a replica
+// removed them without a word), a few quiesced replicas in turn on each of
+// those passes (gcSweep: a quiesced replica hears nothing either), and
+// soon after a queueGC for a replica
 // seen blocking an incoming snapshot or a newer incarnation of itself.
 // Each range is checked at most once per half ReplicaGCInterval, and the
 // store makes at most gcChecksPerSecond checks.
