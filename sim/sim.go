@@ -157,6 +157,10 @@ type world struct {
 	checks  *checker
 	entries *entries // what each range applied at each index
 	gc      gcState
+	lag     splitLag // the lagging split under way (races_split.go)
+	// lagCuts: which of the lagging split's isolations cut each link
+	// (races_split.go).
+	lagCuts map[[2]string]*bool
 	line    []byte // tracef's buffer
 	// admin is the operator's SDK client (nil until the workload is set
 	// up).
@@ -186,7 +190,8 @@ func Run(cfg Config) Result {
 		return Result{Seed: cfg.Seed, Failures: []string{err.Error()}}
 	}
 	w := &world{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), clk: clock.NewManual(epoch), start: epoch,
-		wire: &wire{calls: map[*grpcnet.Call]*callState{}}, hash: fnv.New64a(), counts: map[string]int{}, gc: newGCState()}
+		wire: &wire{calls: map[*grpcnet.Call]*callState{}}, hash: fnv.New64a(), counts: map[string]int{}, gc: newGCState(),
+		lagCuts: map[[2]string]*bool{}}
 	w.net = grpcnet.NewDirect(w.wire)
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.rec = histcheck.NewRecorderOn(w.clk)
@@ -223,6 +228,7 @@ func Run(cfg Config) Result {
 	}
 	w.checks.observe()
 	w.finish()
+	w.countLogGrowth()
 	res := Result{Seed: cfg.Seed, TraceHash: w.hash.Sum64(), Steps: w.steps, SimTime: w.clk.Now().Sub(w.start),
 		Failures: w.failures, History: w.rec.History(), Counts: w.counts}
 	res.Verdict = w.checks.verdict
