@@ -96,4 +96,11 @@ func (w *world) countLogGrowth() {
 	w.counts["log stretches"] += g.windows
 	w.counts["log stretch empties"] += g.extra
 	w.counts[fmt.Sprintf("log worst stretch %d", g.worst)]++
+	// The run's most steps at one simulated instant, rounded up to a
+	// power of two (maxStepsAtInstant's margin).
+	n := 1
+	for n < w.mostAtInstant {
+		n *= 2
+	}
+	w.counts[fmt.Sprintf("steps at one instant, most <=%d", n)]++
 }

@@ -161,7 +161,11 @@ type world struct {
 	// lagCuts: which of the lagging split's isolations cut each link
 	// (races_split.go).
 	lagCuts map[[2]string]*bool
-	line    []byte // tracef's buffer
+	// livelocked: maxStepsAtInstant steps ran at one simulated instant
+	// (the run failed and ends); mostAtInstant is the most so far.
+	livelocked    bool
+	mostAtInstant int
+	line          []byte // tracef's buffer
 	// admin is the operator's SDK client (nil until the workload is set
 	// up).
 	admin *router.Client
@@ -235,12 +239,21 @@ func Run(cfg Config) Result {
 	return res
 }
 
+// maxStepsAtInstant bounds the steps the scheduler runs without the
+// simulated time passing: more is a livelock (a store whose every pass
+// makes work for another pass at once: leave-joint proposed on every
+// pass, issue 15 item 4), and the run fails and ends. The 200 CI seeds
+// never ran more than a few hundred (docs/reliability.md).
+const maxStepsAtInstant = 20000
+
 // runUntil runs steps until done holds (it is asked after every step)
 // or the clock reaches deadline, and reports whether done held.
 func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 	var ready []*lane
 	var passes []int
 	idle := make([]bool, len(w.stores))
+	var last time.Time
+	atInstant := 0
 	for {
 		w.settle()
 		w.collect()
@@ -250,6 +263,18 @@ func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 		now := w.clk.Now()
 		if !now.Before(deadline) {
 			return false
+		}
+		if !now.Equal(last) {
+			last, atInstant = now, 0
+		}
+		atInstant++
+		w.mostAtInstant = max(w.mostAtInstant, atInstant)
+		if atInstant > maxStepsAtInstant {
+			if !w.livelocked {
+				w.livelocked = true
+				w.failf("livelock: %d steps at %s without simulated time passing", atInstant, now.Sub(w.start))
+			}
+			return true
 		}
 		// The candidates due now: wire lanes, the next timer, events,
 		// passes of stores not known to be idle.
