@@ -269,7 +269,7 @@ func Run(cfg Config) Result {
 // simulated time passing: more is a livelock (a store whose every pass
 // makes work for another pass at once: leave-joint proposed on every
 // pass, issue 15 item 4), and the run fails and ends. The 200 CI seeds
-// never ran more than a few hundred (docs/reliability.md).
+// never ran more than 128 (docs/reliability.md).
 const maxStepsAtInstant = 20000
 
 // runUntil runs steps until done holds (it is asked after every step)
