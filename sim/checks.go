@@ -42,8 +42,9 @@ func newChecker(w *world) *checker {
 }
 
 // sent checks what the processes just sent: a replica grants at most one
-// candidate its vote in a term (a vote is synced before it is sent, so
-// even a grant the network loses binds it).
+// candidate its vote in a term, itself included when it campaigns (a
+// vote is synced before it is sent, so even a grant the network loses
+// binds it).
 func (c *checker) sent(env []*grpcnet.Envelope) {
 	for _, e := range env {
 		b, ok := e.Msg.(*rangekvpb.RaftMessageBatch)
@@ -52,15 +53,23 @@ func (c *checker) sent(env []*grpcnet.Envelope) {
 		}
 		for _, m := range b.GetMessages() {
 			msg := m.GetMessage()
-			if msg.GetType() != raftpb.MsgVoteResp || msg.GetReject() {
+			// A grant is a vote for its addressee; a candidate's vote
+			// request, a vote for itself (cast before it asks).
+			var cand uint64
+			switch {
+			case msg.GetType() == raftpb.MsgVoteResp && !msg.GetReject():
+				cand = msg.GetTo()
+			case msg.GetType() == raftpb.MsgVote:
+				cand = msg.GetFrom()
+			default:
 				continue
 			}
 			k := [3]uint64{m.GetRangeId(), msg.GetFrom(), msg.GetTerm()}
-			if prev, ok := c.votes[k]; ok && prev != msg.GetTo() {
+			if prev, ok := c.votes[k]; ok && prev != cand {
 				c.w.failf("two votes: range %d replica %d (store %d) voted in term %d for replicas %d and %d",
-					k[0], k[1], m.GetFromStore(), k[2], prev, msg.GetTo())
+					k[0], k[1], m.GetFromStore(), k[2], prev, cand)
 			}
-			c.votes[k] = msg.GetTo()
+			c.votes[k] = cand
 		}
 	}
 }

@@ -29,6 +29,8 @@ type appliedEntry struct {
 type entries struct {
 	mu   sync.Mutex
 	seen map[entryKey]appliedEntry
+	// log follows each range's log as first applied (checks_log.go).
+	log logGrowth
 	// fail reports a violation (world.failf in a run).
 	fail func(format string, args ...any)
 }
@@ -49,6 +51,9 @@ func (es *entries) record(storeIdx int, rangeID uint64, e *raftpb.Entry) {
 	first, ok := es.seen[k]
 	if !ok {
 		es.seen[k] = got
+		if msg := es.log.saw(rangeID, e); msg != "" {
+			es.fail("%s", msg)
+		}
 		return
 	}
 	if first.term != got.term || first.typ != got.typ || first.sum != got.sum {

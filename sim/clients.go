@@ -297,15 +297,16 @@ func (r readsAt) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 
 // operate runs one cluster operation and schedules the next: a split at a
 // new key, a leader transfer, a replica move, a store drain and undrain,
-// a split whose left leader's store is cut off once it is done, or a move
+// a split whose left leader's store is cut off once it is done, a move
 // raced by a split of its range (races.go), the new store's snapshots of
-// it held meanwhile (races_moves.go).
+// it held meanwhile (races_moves.go), or a split while a follower lags
+// (races_split.go).
 func (w *world) operate(admin *router.Client) {
 	if w.healed {
 		return
 	}
 	defer w.at(w.clk.Now().Add(time.Second+time.Duration(w.rng.Int64N(int64(3*time.Second)))), "operator", func() { w.operate(admin) })
-	pick := w.rng.IntN(6)
+	pick := w.rng.IntN(7)
 	split := w.key(w.rng.IntN(w.cfg.Keys)) + strconv.Itoa(w.rng.IntN(10))
 	span := 500*time.Millisecond + time.Duration(w.rng.Int64N(int64(3*time.Second)))
 	wait := time.Duration(w.rng.Int64N(int64(100 * time.Millisecond)))
@@ -339,6 +340,8 @@ func (w *world) operate(admin *router.Client) {
 				} else {
 					what, err = w.moveThenSplit(ctx, a, split, wait, r)
 				}
+			case 6:
+				what, err = w.laggingSplit(ctx, a, split, r)
 			case 1, 2:
 				var ri *rangekvpb.RouteInfo
 				ri, err = a.RangeForKey(ctx, probe)

@@ -188,6 +188,7 @@ func (f *faults) addrs() []string {
 // workload stops and the liveness check starts.
 func (w *world) heal() {
 	w.healed = true
+	w.endLag(0, "healed")
 	f := w.faults
 	clear(f.blocked)
 	f.lossP, f.dupP, f.delay = 0, 0, false

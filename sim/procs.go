@@ -212,7 +212,7 @@ func (w *world) startStore(p *storeProc) {
 	cfg.Rand = newLockedRand(w.cfg.Seed, fmt.Sprintf("s%d/%d", p.idx+1, p.incarnation))
 	cfg.FS = p.fs
 	cfg.Network = w.net.Node(p.addr)
-	p.run = newWorkers(w, fmt.Sprintf("s%d/%d", p.idx+1, p.incarnation))
+	p.run = newWorkers(w, p.idx, fmt.Sprintf("s%d/%d", p.idx+1, p.incarnation))
 	cfg.Runner = p.run
 	cfg.PassPoints = p.run
 	cfg.Sizes = store.LogicalSizes{} // Pebble's own figures differ between runs (store/store_sizes.go)
@@ -223,7 +223,8 @@ func (w *world) startStore(p *storeProc) {
 			}
 			return 100 << 30, nil
 		},
-		ApplyingEntry: func(rangeID uint64, e *raftpb.Entry) { w.entries.record(p.idx, rangeID, e) },
+		ApplyingEntry:   func(rangeID uint64, e *raftpb.Entry) { w.entries.record(p.idx, rangeID, e) },
+		DropRaftMessage: func(rangeID, _, to uint64, typ string) bool { return w.lag.drops(rangeID, to, typ) },
 	}
 	name := fmt.Sprintf("s%d", p.idx+1)
 	w.spawn(func() {

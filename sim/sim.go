@@ -178,7 +178,15 @@ type world struct {
 	checks  *checker
 	entries *entries // what each range applied at each index
 	gc      gcState
-	line    []byte // tracef's buffer
+	lag     splitLag // the lagging split under way (races_split.go)
+	// lagCuts: which of the lagging split's isolations cut each link
+	// (races_split.go).
+	lagCuts map[[2]string]*bool
+	// livelocked: maxStepsAtInstant steps ran at one simulated instant
+	// (the run failed and ends); mostAtInstant is the most so far.
+	livelocked    bool
+	mostAtInstant int
+	line          []byte // tracef's buffer
 	// admin is the operator's SDK client (nil until the workload is set
 	// up).
 	admin *router.Client
@@ -207,7 +215,8 @@ func Run(cfg Config) Result {
 		return Result{Seed: cfg.Seed, Failures: []string{err.Error()}}
 	}
 	w := &world{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), clk: clock.NewManual(epoch), start: epoch,
-		wire: &wire{calls: map[*grpcnet.Call]*callState{}}, hash: fnv.New64a(), counts: map[string]int{}, gc: newGCState()}
+		wire: &wire{calls: map[*grpcnet.Call]*callState{}}, hash: fnv.New64a(), counts: map[string]int{}, gc: newGCState(),
+		lagCuts: map[[2]string]*bool{}}
 	w.net = grpcnet.NewDirect(w.wire)
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.rec = histcheck.NewRecorderOn(w.clk)
@@ -249,11 +258,19 @@ func Run(cfg Config) Result {
 	}
 	w.checks.observe()
 	w.finish()
+	w.countLogGrowth()
 	res := Result{Seed: cfg.Seed, TraceHash: w.hash.Sum64(), Steps: w.steps, SimTime: w.clk.Now().Sub(w.start),
 		Failures: w.failures, History: w.rec.History(), Counts: w.counts}
 	res.Verdict = w.checks.verdict
 	return res
 }
+
+// maxStepsAtInstant bounds the steps the scheduler runs without the
+// simulated time passing: more is a livelock (a store whose every pass
+// makes work for another pass at once: leave-joint proposed on every
+// pass, issue 15 item 4), and the run fails and ends. The 200 CI seeds
+// never ran more than 128 (docs/reliability.md).
+const maxStepsAtInstant = 20000
 
 // runUntil runs steps until done holds (it is asked after every step)
 // or the clock reaches deadline, and reports whether done held.
@@ -262,6 +279,8 @@ func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 	var passes []int
 	idle := make([]bool, len(w.stores))
 	checkAfter := noCheck
+	var last time.Time
+	atInstant := 0
 	for {
 		w.settle()
 		w.collect()
@@ -273,6 +292,18 @@ func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 		now := w.clk.Now()
 		if !now.Before(deadline) {
 			return false
+		}
+		if !now.Equal(last) {
+			last, atInstant = now, 0
+		}
+		atInstant++
+		w.mostAtInstant = max(w.mostAtInstant, atInstant)
+		if atInstant > maxStepsAtInstant {
+			if !w.livelocked {
+				w.livelocked = true
+				w.failf("livelock: %d steps at %s without simulated time passing", atInstant, now.Sub(w.start))
+			}
+			return true
 		}
 		// The candidates due now: wire lanes, the next timer, events,
 		// passes of stores not known to be idle.

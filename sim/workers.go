@@ -19,8 +19,9 @@ import (
 
 // workers is one store incarnation's store.Runner and store.PassPoints.
 type workers struct {
-	w    *world
-	name string // "s1/2": the store and its incarnation
+	w     *world
+	store int    // the store process's index
+	name  string // "s1/2": the store and its incarnation
 
 	mu struct {
 		sync.Mutex
@@ -45,9 +46,14 @@ type parked struct {
 	what string
 	due  time.Time
 	ch   chan struct{}
+	// onResume, when set, runs (on the simulator's goroutine) just
+	// before the goroutine goes on.
+	onResume func()
 }
 
-func newWorkers(w *world, name string) *workers { return &workers{w: w, name: name} }
+func newWorkers(w *world, store int, name string) *workers {
+	return &workers{w: w, store: store, name: name}
+}
 
 // Start implements store.Runner: n worker goroutines, each running one
 // pass whenever the simulator says so.
@@ -110,6 +116,12 @@ func (ws *workers) At(p store.PassPoint, rangeID uint64) {
 	}
 	pk := &parked{what: fmt.Sprintf("%s %s r%d", ws.name, p, rangeID), ch: make(chan struct{})}
 	w.post("point "+pk.what, func() {
+		if d, resume, ok := w.aimedStop(ws.store, p, rangeID); ok {
+			pk.due, pk.onResume = w.clk.Now().Add(d), resume
+			w.parked = append(w.parked, pk)
+			w.tracef("stop %s for %s (aimed)", pk.what, d)
+			return
+		}
 		if w.rng.IntN(64) >= stopOdds[p] {
 			close(pk.ch)
 			return
@@ -228,5 +240,8 @@ func (w *world) resume(i int) {
 	w.parked = append(w.parked[:i], w.parked[i+1:]...)
 	w.tracef("resume %s", pk.what)
 	w.count("resume")
+	if pk.onResume != nil {
+		pk.onResume()
+	}
 	close(pk.ch)
 }
