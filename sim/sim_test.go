@@ -28,7 +28,7 @@ var (
 	flagTwice  = flag.Bool("sim.twice", false, "in a soak, run each seed twice and compare the traces, as the CI seeds are")
 	flagTrace  = flag.String("sim.trace", "", "write the replayed seed's trace to this file (in a soak with -sim.twice: a diverging seed's two traces, to this prefix)")
 	flagLog    = flag.Bool("sim.log", false, "print every process's log (with -sim.seed)")
-	flagMsgs   = flag.Bool("sim.messages", false, "put each message's text in the trace (with -sim.seed)")
+	flagMsgs   = flag.Bool("sim.messages", false, "put each message's text in the trace (with -sim.seed, or a soak's kept traces)")
 	flagRanges = flag.Int("sim.ranges", 0, "ranges to split into (with -sim.seed or -sim.seeds; 0: the default)")
 	flagDur    = flag.Duration("sim.duration", 0, "simulated workload time (with -sim.seed; 0: the default)")
 	flagCalm   = flag.Bool("sim.nofaults", false, "no faults (with -sim.seed)")
@@ -36,6 +36,7 @@ var (
 	flagStores = flag.Int("sim.stores", 0, "stores (with -sim.seed or -sim.seeds; 0: the default)")
 	flagInter  = flag.Bool("sim.interleave", false, "stop passes at pass points, interleaving a store's workers (with -sim.seed or -sim.seeds)")
 	flagFirst  = flag.Bool("sim.first", false, "end a soak at its first failing seed (with -sim.seeds)")
+	flagPre    = flag.Bool("sim.preempt", false, "in a soak with -sim.twice, run each seed's second run preempted (Config.Preempt)")
 )
 
 // ciSeeds is how many seeds `make test` runs.
@@ -76,6 +77,7 @@ func shaped(cfg Config) Config {
 	if *flagInter {
 		cfg.Interleave = true
 	}
+	cfg.TraceMessages = *flagMsgs
 	return cfg
 }
 
@@ -199,6 +201,7 @@ func TestSimSeeds(t *testing.T) {
 			if keep {
 				cfg.Trace = &tb
 			}
+			cfg.Preempt = *flagPre
 			b := runSeed(t, cfg, false)
 			if a.TraceHash != b.TraceHash && keep {
 				for i, tr := range []*bytes.Buffer{&ta, &tb} {
@@ -241,6 +244,28 @@ func TestSimManyRanges(t *testing.T) {
 		report(t, a, cfg)
 		if b := runSeed(t, cfg, false); a.TraceHash != b.TraceHash {
 			t.Errorf("seed %d at 100 ranges is not deterministic: trace %x then %x (%d then %d steps)", seed, a.TraceHash, b.TraceHash, a.Steps, b.Steps)
+		}
+	}
+}
+
+// TestSimPreempted runs seeds once as they are and once with every store
+// goroutine yielding to the Go scheduler at its pass points and after
+// each wake-up (Config.Preempt), where a loaded machine's preemption may
+// stop it: the two traces must hash the same. What the yield let run
+// first, each seed here diverging without its fix: a peer's sender woken
+// by a pass's early flush, before the pass's second flush (seeds 1, 3,
+// 65; the last also under load); a scan woken mid-pass, before the
+// pass's applies (seed 3); two operator steps' executors (interleaved
+// 1043, 1068); placement's second ID-batch refill (interleaved 1125).
+func TestSimPreempted(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3, 65, 1043, 1068, 1125} {
+		cfg := Defaults(seed)
+		cfg.Interleave = cfg.Interleave || seed > 1000
+		a := runSeed(t, cfg, true)
+		report(t, a, cfg)
+		cfg.Preempt = true
+		if b := runSeed(t, cfg, false); a.TraceHash != b.TraceHash {
+			t.Errorf("seed %d preempted is not the same run: trace %x then %x (%d then %d steps)", seed, a.TraceHash, b.TraceHash, a.Steps, b.Steps)
 		}
 	}
 }
