@@ -57,10 +57,11 @@ type Config struct {
 	// even seeds (half the CI seeds).
 	Interleave bool
 	// Preempt makes a goroutine of a store yield to the Go scheduler
-	// (runtime.Gosched) at every pass point and after every sender
-	// wake-up it hands the simulator, as one the scheduler preempted
-	// there would: the goroutines it woke run first. A seed's trace must
-	// be the same with it as without (TestSimPreempted).
+	// (runtime.Gosched) at every pass point, after every wake-up it
+	// hands the simulator and when woken from a wait for a replica lock,
+	// as one the scheduler preempted there would: the goroutines it woke
+	// run first. A seed's trace must be the same with it as without
+	// (TestSimPreempted; soaks with -sim.twice -sim.preempt).
 	Preempt bool
 	// TraceMessages adds each message's text to its trace line.
 	TraceMessages bool

@@ -149,6 +149,9 @@ func (ws *workers) Busy(uint64) {
 	w.busy = append(w.busy, ch)
 	w.busyMu.Unlock()
 	<-ch
+	if w.cfg.Preempt {
+		runtime.Gosched()
+	}
 }
 
 // Wake implements store.PassPoints: the wake-up of a peer's sender waits
@@ -192,7 +195,9 @@ func (w *world) runWake() bool {
 }
 
 // wakeBusy wakes every goroutine waiting in Busy, in the order they began
-// to wait; it reports whether there was one.
+// to wait, one at a time: each tries its lock alone (two woken at once
+// would try theirs in the Go scheduler's order, and two waiting for one
+// lock would take it in that order). It reports whether there was one.
 func (w *world) wakeBusy() bool {
 	w.busyMu.Lock()
 	b := w.busy
@@ -200,6 +205,7 @@ func (w *world) wakeBusy() bool {
 	w.busyMu.Unlock()
 	for _, ch := range b {
 		close(ch)
+		synctest.Wait()
 	}
 	return len(b) > 0
 }
