@@ -123,10 +123,15 @@ chaos:
 	  $(GO) test -count=1 -timeout 0 -run 'TestNemesis$$' -v ./internal/harness/nemesis/
 
 # The deterministic simulation's soak (not part of make test, which runs
-# its CI seeds twice each): SEEDS seeds from SEED_BASE, each once, with a
-# summary of the faults and operations exercised (docs/reliability.md).
+# its CI seeds twice each): SEEDS seeds from SEED_BASE, each once, in
+# chunks over JOBS processes (default: the cores), resumable (a passed
+# chunk is not run again), with a summary of the failing seeds and of the
+# faults and operations exercised (scripts/sim_soak.sh, docs/reliability.md).
+# SIM_FLAGS adds -sim.* flags, e.g. SIM_FLAGS=-sim.interleave.
+JOBS ?=
+SIM_FLAGS ?=
 sim:
-	$(GO) test -count=1 -timeout 0 -run 'TestSimSeeds$$' -v ./sim/ -sim.seeds=$(SEEDS) -sim.base=$(SEED_BASE)
+	GO=$(GO) SEEDS=$(SEEDS) SEED_BASE=$(SEED_BASE) JOBS=$(JOBS) FLAGS='$(SIM_FLAGS)' bash scripts/sim_soak.sh
 
 clean:
 	rm -rf bin data .tools

@@ -43,6 +43,10 @@ type Config struct {
 	LeaseDuration time.Duration
 	// Clock is a monotonic clock for leases; nil uses time.Now.
 	Clock func() time.Time
+	// HeartbeatInterval is the clock time of HeartbeatTicks ticks; when
+	// set, ElideHeartbeat may leave out heartbeats to followers that
+	// answered an append within it (heartbeat_elide.go). 0: never.
+	HeartbeatInterval time.Duration
 
 	MaxSizePerMsg             uint64
 	MaxInflightMsgs           int
@@ -188,6 +192,10 @@ type Replica struct {
 	// (or loaded at New): what Brief reports without raft's copies.
 	term, commit uint64
 	closed       bool
+
+	// answers holds, per follower, when this leader last stepped an
+	// accepted append answer (heartbeat_elide.go).
+	answers []answer
 }
 
 // New creates a replica over storage. An invalid config returns an error
@@ -256,7 +264,13 @@ func validate(c *raft.Config) error {
 func (r *Replica) ID() uint64 { return r.cfg.ReplicaID }
 
 // Step feeds a message from a peer.
-func (r *Replica) Step(m *pb.Message) error { return r.rn.Step(m) }
+func (r *Replica) Step(m *pb.Message) error {
+	if err := r.rn.Step(m); err != nil {
+		return err
+	}
+	r.noteAnswer(m)
+	return nil
+}
 
 // Tick advances raft's logical clock by one tick and ages pending work.
 func (r *Replica) Tick() {

@@ -98,7 +98,12 @@ type testGroup struct {
 	frozen map[uint64]bool
 	// drop, when set, drops the messages it returns true for.
 	drop func(m *pb.Message) bool
-	cfg  func(*rangeraft.Config)
+	// elide drops, as they are sent, the heartbeats their sender's
+	// ElideHeartbeat says to leave out (as the store does); elided counts
+	// them.
+	elide  bool
+	elided int
+	cfg    func(*rangeraft.Config)
 }
 
 type quietPebbleLogger struct{}
@@ -280,7 +285,13 @@ func (g *testGroup) handleReady(nd *testNode) bool {
 		nd.rl.FinishAppend(upd)
 	}
 	// 2. Send.
-	g.msgs = append(g.msgs, rd.Messages...)
+	for _, m := range rd.Messages {
+		if g.elide && nd.rr.ElideHeartbeat(m) {
+			g.elided++
+			continue
+		}
+		g.msgs = append(g.msgs, m)
+	}
 	// 3. Apply and report.
 	if nd.holdApply {
 		nd.backlog = append(nd.backlog, rd.CommittedEntries...)

@@ -110,6 +110,7 @@ func benchPutRanges(b *testing.B, ranges, writers int) {
 	dropped := d("rangekv_raft_commit_advance_answers_dropped_total")
 	b.ReportMetric(d(`rangekv_raft_messages_sent_total{type="MsgHeartbeat"}`)+
 		d(`rangekv_raft_messages_sent_total{type="MsgHeartbeatResp"}`), "hb/op")
+	b.ReportMetric(d("rangekv_raft_heartbeats_elided_total"), "hbelided/op")
 	b.ReportMetric(d("rangekv_raft_messages_sent_total")-folded, "msgs/op")
 	b.ReportMetric(dropped, "advdrop/op")
 	b.ReportMetric(d("rangekv_raft_readies_total"), "readies/op")

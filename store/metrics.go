@@ -54,6 +54,10 @@ type metrics struct {
 	// append carried (commitsFolded counts them too), advanceAnswersDropped
 	// the heartbeat answers to received advances not sent.
 	commitAdvances, advancesFolded, advanceAnswersDropped prometheus.Counter
+	// heartbeatsElided counts plain heartbeats not sent because their
+	// follower answered an append within the interval
+	// (rangeraft/heartbeat_elide.go).
+	heartbeatsElided prometheus.Counter
 	// addrLookups counts lookups of peer store addresses at placement,
 	// by result; placementReachable is 1 when the store's last call to
 	// placement succeeded (store_peer_addrs.go).
@@ -118,8 +122,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Commit advances not sent because a later append to the same replica carried their commit index (counted in rangekv_raft_commit_appends_folded_total too)."})
 	m.advanceAnswersDropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_commit_advance_answers_dropped_total",
 		Help: "Heartbeat answers to received commit advances not sent."})
+	m.heartbeatsElided = prometheus.NewCounter(prometheus.CounterOpts{Name: "rangekv_raft_heartbeats_elided_total",
+		Help: "Plain heartbeats not sent because their follower answered an append of the leader within the heartbeat interval."})
 	reg.MustRegister(m.proposalEntries, m.commitsFolded, m.commitAppends, m.readies, m.rangePasses, m.batchOps,
-		m.commitAdvances, m.advancesFolded, m.advanceAnswersDropped)
+		m.commitAdvances, m.advancesFolded, m.advanceAnswersDropped, m.heartbeatsElided)
 	reg.MustRegister(m.replicas, m.leaders, m.quiescent, m.batchesSent, m.messagesSent, m.messagesDropped,
 		m.logSyncs, m.entriesAppended, m.readyPasses, m.kvRequests, m.kvDuration, m.snapshotBytesSent,
 		m.snapshotBytesRecv, m.snapshotsSent, m.snapshotsApplied, m.proposals, m.entriesApplied,

@@ -192,6 +192,10 @@ func (r *Replica) send(msgs []*pb.Message, out *outbox) {
 			s.metrics.advanceAnswersDropped.Inc()
 			continue
 		}
+		if typ == pb.MsgHeartbeat && r.mu.rr.ElideHeartbeat(m) {
+			s.metrics.heartbeatsElided.Inc() // the follower answered an append this interval
+			continue
+		}
 		if k := s.cfg.Knobs; k != nil && k.DropRaftMessage != nil && k.DropRaftMessage(r.rangeID, s.cfg.StoreID, toStore, typ.String()) {
 			s.metrics.messagesDropped.WithLabelValues("knob").Inc()
 			continue

@@ -89,5 +89,6 @@ func (s *Store) newRaft(rangeID, replicaID uint64, rl *logstore.RangeLog, applie
 		Logger:               logadapt.NewRaft(s.log.With("range", rangeID, "replica", replicaID)),
 		LeaseDuration:        s.cfg.leaseDuration(),
 		Clock:                s.now,
+		HeartbeatInterval:    s.cfg.HeartbeatInterval,
 	})
 }
