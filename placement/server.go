@@ -53,7 +53,12 @@ type Server struct {
 	// idRefill holds a token while a caller reserves a new ID batch
 	// (allocIDs): one refill at a time.
 	idRefill chan struct{}
-	joinMu   sync.Mutex
+	// joinSem admits one join at a time (a buffered channel of one, not a
+	// mutex: a join holds it across a read barrier, a Raft round trip, and
+	// a waiter gives up with its context; the simulation also needs every
+	// waiter durably blocked, which a goroutine waiting on a sync.Mutex
+	// is not).
+	joinSem chan struct{}
 
 	grpcServer *grpc.Server
 	listener   net.Listener
@@ -80,7 +85,7 @@ func Open(cfg Config) (*Server, error) {
 	}
 	cfg = cfg.withSeams()
 	s := &Server{cfg: cfg, log: cfg.Logger.With("placement", cfg.ID), reg: cfg.Registry, now: cfg.Clock.Now,
-		idRefill: make(chan struct{}, 1)}
+		idRefill: make(chan struct{}, 1), joinSem: make(chan struct{}, 1)}
 	s.metrics = newMetrics(cfg.Registry)
 	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logadapt.Pebble{L: s.log}}
 	// vfs.Default is left for Pebble to fill in: it wraps it with its
@@ -330,8 +335,12 @@ func (s *Server) join(ctx context.Context, req *rangekvpb.JoinRequest) (*rangekv
 	if req.Address == "" {
 		return nil, invalid("address: must be set")
 	}
-	s.joinMu.Lock()
-	defer s.joinMu.Unlock()
+	select {
+	case s.joinSem <- struct{}{}:
+	case <-ctx.Done():
+		return &rangekvpb.JoinResponse{Error: s.placementErr(ctx.Err())}, nil
+	}
+	defer func() { <-s.joinSem }()
 	if err := s.group.readBarrier(ctx); err != nil {
 		return &rangekvpb.JoinResponse{Error: s.placementErr(err)}, nil
 	}

@@ -186,16 +186,21 @@ func (w *world) heal() {
 	clear(f.blocked)
 	f.lossP, f.dupP, f.delay = 0, 0, false
 	clear(f.slow)
+	// A process started here starts in a step of its own (sim.go, Run).
 	for _, p := range w.stores {
 		p.diskFull.Store(false)
 		p.slowUntil = time.Time{}
 		if p.state == down {
-			w.startStore(p)
+			w.at(w.clk.Now(), fmt.Sprintf("restart s%d", p.idx+1), func() { w.restartStore(p) })
 		}
 	}
 	for _, m := range w.members {
 		if m.state == down {
-			w.startMember(m)
+			w.at(w.clk.Now(), fmt.Sprintf("restart pd%d", m.id), func() {
+				if m.state == down {
+					w.startMember(m)
+				}
+			})
 		}
 	}
 	w.tracef("healed")

@@ -70,13 +70,34 @@ type Config struct {
 	Log, Trace io.Writer
 }
 
-// Defaults is a run of 3 stores, 1 member, 6 ranges, 8 simulated seconds
-// of workload and faults, then up to HealBound (36 s) to heal; even seeds
-// interleave the stores' workers.
+// Defaults is a run of 6 ranges, 8 simulated seconds of workload and
+// faults, then up to HealBound (36 s) to heal; even seeds interleave the
+// stores' workers. The cluster's shape is the seed's (Shape).
 func Defaults(seed uint64) Config {
-	return Config{Seed: seed, Stores: 3, Members: 1, Duration: 8 * time.Second, Heal: 30 * time.Second,
+	stores, members := Shape(seed)
+	return Config{Seed: seed, Stores: stores, Members: members, Duration: 8 * time.Second, Heal: 30 * time.Second,
 		Clients: 3, Keys: 24, Ranges: 6, Faults: true, ClockOffset: 50 * time.Millisecond, ClockDrift: 0.001,
 		Interleave: seed%2 == 0}
+}
+
+// Shape is the stores and placement members a seed runs: 3 stores for
+// three seeds in four (the fewest that keep a quorum through one store's
+// fault, and the cheapest), 4 to 7 for the fourth (where a store holds
+// only some ranges: snapshots to new stores, moves off a stopped store);
+// 3 placement members for one seed in three (placement leader loss and
+// its elections), else 1. Drawn from a mix of the seed's bits, so the
+// shape does not follow the interleaving's parity.
+func Shape(seed uint64) (stores, members int) {
+	mix := (seed + 1) * 0x9E3779B97F4A7C15
+	stores = 3
+	if mix>>62 == 0 {
+		stores = 4 + int(mix>>32%4)
+	}
+	members = 1
+	if (mix>>16)%3 == 0 {
+		members = 3
+	}
+	return stores, members
 }
 
 // HealBound is how long after healing every range must have a leader and
@@ -207,11 +228,15 @@ func Run(cfg Config) Result {
 	for i := range cfg.Stores {
 		w.stores = append(w.stores, &storeProc{idx: i, addr: fmt.Sprintf("s%d:7501", i+1), fs: vfs0(), clk: w.newClock(w.rng)})
 	}
+	// Each process starts in a step of its own: opening one creates its
+	// Raft groups, which draw their election jitter from raft's one global
+	// source, and two opens in one step would draw in the Go scheduler's
+	// order.
 	for _, m := range w.members {
-		w.startMember(m)
+		w.at(w.start, fmt.Sprintf("start pd%d", m.id), func() { w.startMember(m) })
 	}
 	for _, p := range w.stores {
-		w.startStore(p)
+		w.at(w.start, fmt.Sprintf("start s%d", p.idx+1), func() { w.startStore(p) })
 	}
 	w.setupWorkload()
 	w.faults = newFaults(w)

@@ -22,21 +22,22 @@ import (
 )
 
 var (
-	flagSeed   = flag.Uint64("sim.seed", 0, "run only this seed (a failure's replay)")
-	flagSeeds  = flag.Int("sim.seeds", 0, "run N seeds from -sim.base (a soak, each once); 0: the CI seeds, each twice")
-	flagBase   = flag.Uint64("sim.base", 1, "the soak's first seed")
-	flagTwice  = flag.Bool("sim.twice", false, "in a soak, run each seed twice and compare the traces, as the CI seeds are")
-	flagTrace  = flag.String("sim.trace", "", "write the replayed seed's trace to this file (in a soak with -sim.twice: a diverging seed's two traces, to this prefix)")
-	flagLog    = flag.Bool("sim.log", false, "print every process's log (with -sim.seed)")
-	flagMsgs   = flag.Bool("sim.messages", false, "put each message's text in the trace (with -sim.seed, or a soak's kept traces)")
-	flagRanges = flag.Int("sim.ranges", 0, "ranges to split into (with -sim.seed or -sim.seeds; 0: the default)")
-	flagDur    = flag.Duration("sim.duration", 0, "simulated workload time (with -sim.seed; 0: the default)")
-	flagCalm   = flag.Bool("sim.nofaults", false, "no faults (with -sim.seed)")
-	flagHeal   = flag.Duration("sim.heal", 0, "simulated time the cluster has to settle after healing (with -sim.seed; 0: the default)")
-	flagStores = flag.Int("sim.stores", 0, "stores (with -sim.seed or -sim.seeds; 0: the default)")
-	flagInter  = flag.Bool("sim.interleave", false, "stop passes at pass points, interleaving a store's workers (with -sim.seed or -sim.seeds)")
-	flagFirst  = flag.Bool("sim.first", false, "end a soak at its first failing seed (with -sim.seeds)")
-	flagPre    = flag.Bool("sim.preempt", false, "in a soak with -sim.twice, run each seed's second run preempted (Config.Preempt)")
+	flagSeed    = flag.Uint64("sim.seed", 0, "run only this seed (a failure's replay)")
+	flagSeeds   = flag.Int("sim.seeds", 0, "run N seeds from -sim.base (a soak, each once); 0: the CI seeds, each twice")
+	flagBase    = flag.Uint64("sim.base", 1, "the soak's first seed")
+	flagTwice   = flag.Bool("sim.twice", false, "in a soak, run each seed twice and compare the traces, as the CI seeds are")
+	flagTrace   = flag.String("sim.trace", "", "write the replayed seed's trace to this file (in a soak with -sim.twice: a diverging seed's two traces, to this prefix)")
+	flagLog     = flag.Bool("sim.log", false, "print every process's log (with -sim.seed)")
+	flagMsgs    = flag.Bool("sim.messages", false, "put each message's text in the trace (with -sim.seed, or a soak's kept traces)")
+	flagRanges  = flag.Int("sim.ranges", 0, "ranges to split into (with -sim.seed or -sim.seeds; 0: the default)")
+	flagDur     = flag.Duration("sim.duration", 0, "simulated workload time (with -sim.seed; 0: the default)")
+	flagCalm    = flag.Bool("sim.nofaults", false, "no faults (with -sim.seed)")
+	flagHeal    = flag.Duration("sim.heal", 0, "simulated time the cluster has to settle after healing (with -sim.seed; 0: the default)")
+	flagStores  = flag.Int("sim.stores", 0, "stores (with -sim.seed or -sim.seeds; 0: the default)")
+	flagMembers = flag.Int("sim.members", 0, "placement members, 1 or 3 (with -sim.seed or -sim.seeds; 0: the default)")
+	flagInter   = flag.Bool("sim.interleave", false, "stop passes at pass points, interleaving a store's workers (with -sim.seed or -sim.seeds)")
+	flagFirst   = flag.Bool("sim.first", false, "end a soak at its first failing seed (with -sim.seeds)")
+	flagPre     = flag.Bool("sim.preempt", false, "in a soak with -sim.twice, run each seed's second run preempted (Config.Preempt)")
 )
 
 // ciSeeds is how many seeds `make test` runs.
@@ -74,6 +75,9 @@ func shaped(cfg Config) Config {
 	if *flagStores > 0 {
 		cfg.Stores = *flagStores
 	}
+	if *flagMembers > 0 {
+		cfg.Members = *flagMembers
+	}
 	if *flagInter {
 		cfg.Interleave = true
 	}
@@ -88,6 +92,9 @@ func replayCommand(seed uint64) string {
 	}
 	if *flagStores > 0 {
 		extra += fmt.Sprintf(" -sim.stores=%d", *flagStores)
+	}
+	if *flagMembers > 0 {
+		extra += fmt.Sprintf(" -sim.members=%d", *flagMembers)
 	}
 	if *flagInter {
 		extra += " -sim.interleave"
@@ -239,6 +246,7 @@ func TestSimSeeds(t *testing.T) {
 func TestSimManyRanges(t *testing.T) {
 	for _, seed := range []uint64{5, 7} {
 		cfg := Defaults(seed)
+		cfg.Stores, cfg.Members = 3, 1
 		cfg.Ranges, cfg.Keys = 100, max(cfg.Keys, 200)
 		a := runSeed(t, cfg, true)
 		report(t, a, cfg)
@@ -260,6 +268,8 @@ func TestSimManyRanges(t *testing.T) {
 func TestSimPreempted(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3, 65, 1043, 1068, 1125} {
 		cfg := Defaults(seed)
+		// The shape they were found in (before seeds picked shapes).
+		cfg.Stores, cfg.Members = 3, 1
 		cfg.Interleave = cfg.Interleave || seed > 1000
 		a := runSeed(t, cfg, true)
 		report(t, a, cfg)
