@@ -156,14 +156,27 @@ func (w *world) startOp(c *client) {
 			})
 		})
 	case pick < 70:
-		// A scan of the whole key space: each key read once.
-		w.count("op scan")
+		// A scan, each key in its span read once: one in fullScanEvery
+		// over the whole key space (every range, one request each), the
+		// others over a span of a few ranges' worth of keys from a random
+		// key, as a user's scans mostly are.
+		lo, hi := w.scanSpan()
+		start, end := []byte(w.key(lo)), []byte("l")
+		if hi < w.cfg.Keys {
+			end = []byte(w.key(hi))
+		}
+		if lo == 0 && hi == w.cfg.Keys {
+			start = []byte("k")
+			w.count("op scan full")
+		} else {
+			w.count("op scan span")
+		}
 		var ps []*histcheck.Pending
-		for i := range w.cfg.Keys {
+		for i := lo; i < hi; i++ {
 			ps = append(ps, w.rec.Begin(c.id, w.key(i), histcheck.Input{Kind: histcheck.Get}))
 		}
 		w.spawn(func() {
-			kvs, err := c.kv.Scan(ctx, []byte("k"), []byte("l"), 0)
+			kvs, err := c.kv.Scan(ctx, start, end, 0)
 			w.post(name, func() {
 				got := map[string]string{}
 				for _, kv := range kvs {
@@ -174,10 +187,10 @@ func (w *world) startOp(c *client) {
 						p.End(histcheck.Output{}, histcheck.OutcomeFailed)
 						continue
 					}
-					v, ok := got[w.key(i)]
+					v, ok := got[w.key(lo+i)]
 					p.End(histcheck.Output{Found: ok, Value: v}, histcheck.OutcomeOK)
 				}
-				w.tracef("op %s: scan %d keys (%s)", name, len(kvs), errClass(err))
+				w.tracef("op %s: scan [%s, %s) %d keys (%s)", name, start, end, len(kvs), errClass(err))
 				next(err)
 			})
 		})
@@ -236,6 +249,22 @@ func (w *world) startOp(c *client) {
 			})
 		})
 	}
+}
+
+// fullScanEvery: one scan in this many covers the whole key space.
+const fullScanEvery = 10
+
+// scanSpan picks a scan's keys [lo, hi): the whole key space one time in
+// fullScanEvery, else from a random key up to three ranges' worth of keys
+// (as split at the start), so that most scans stay within a range or two
+// and many still cross a boundary.
+func (w *world) scanSpan() (lo, hi int) {
+	if w.rng.IntN(fullScanEvery) == 0 {
+		return 0, w.cfg.Keys
+	}
+	perRange := max(1, w.cfg.Keys/w.cfg.Ranges)
+	lo = w.rng.IntN(w.cfg.Keys)
+	return lo, min(w.cfg.Keys, lo+1+w.rng.IntN(3*perRange))
 }
 
 // input picks a single-key operation: 30% get, 30% put, 10% delete, 15%

@@ -203,6 +203,7 @@ func (w *world) startStore(p *storeProc) {
 	}
 	cfg.Workers = 2
 	cfg.CacheBytes = 8 << 20
+	cfg.MemTableBytes = 256 << 10 // store.Config.MemTableBytes
 	cfg.MinFreeBytes = 1 << 20
 	cfg.Logger = w.logger(fmt.Sprintf("s%d", p.idx+1))
 	cfg.Clock = p.clk

@@ -35,7 +35,7 @@ import (
 // 100,000 keys (30 s runs, 2 each) writes went from 17.4k to 19.9k ops/s;
 // reads were unchanged (bloom filters keep the extra L0 files cheap).
 //
-// Memtables are 16 MiB, not CockroachDB's 64 MiB. Every Get and every
+// Memtables are 16 MiB (Config.MemTableBytes), not CockroachDB's 64 MiB. Every Get and every
 // insert walks the skiplist of each memtable it touches (Pebble queues
 // immutable ones until half a memtable's worth waits), and a walk is a
 // chain of random reads across the arena: in the 2-core VM of
@@ -44,7 +44,7 @@ import (
 // clients (4 runs each); 8 and 32 MiB were no better than 64.
 func pebbleOptions(c *Config) *pebble.Options {
 	o := &pebble.Options{
-		MemTableSize:                16 << 20,
+		MemTableSize:                uint64(c.MemTableBytes),
 		MemTableStopWritesThreshold: 4,
 		L0CompactionThreshold:       8,
 		L0StopWritesThreshold:       1000,

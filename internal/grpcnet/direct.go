@@ -23,8 +23,9 @@ import (
 // gRPC transport, no goroutine of its own. Dial'd connections call the
 // handlers registered (through Registrar) at the target address through
 // their grpc.ServiceDesc, unary and streaming (client, server and bidi
-// streams), cloning every message (proto.Clone) so that sender and
-// receiver never share one. Every request, response, stream message and
+// streams), cloning every message once as it is sent (proto.Clone), so
+// that sender and receiver never share one; the receiver takes the clone
+// over (Envelope.Msg). Every request, response, stream message and
 // stream close passes through the Wire, which delivers it when it
 // chooses (see Envelope).
 //

@@ -7,6 +7,7 @@ package grpcnet
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,18 +84,21 @@ type Envelope struct {
 	ToServer bool
 	// Call is the unary call or stream the envelope belongs to.
 	Call *Call
-	// Msg is the message, already a clone of the sender's (the receiver
-	// gets its own copy again); nil for StreamOpen, CloseSend, StreamEnd
-	// and a Response with an error. The wire may read it, never change
-	// it.
+	// Msg is the message, already a clone of the sender's, which the
+	// receiver takes over when it receives it (its fields are moved into
+	// the receiver's message, not copied again); nil for StreamOpen,
+	// CloseSend, StreamEnd and a Response with an error. The wire may
+	// read it until it calls Deliver, never change it.
 	Msg proto.Message
 	// Err is the status of a Response or StreamEnd (nil: OK).
 	Err error
 
 	// The wire calls exactly one of these, exactly once; Deliver may be
 	// called a second time only for Kind == StreamMsg, when the wire
-	// duplicates the message (the receiver then gets it twice). A second
-	// call otherwise panics. Once the call has ended (lost, cancelled,
+	// duplicates the message (the receiver then gets it twice), and
+	// only before the receiver has received the first delivery (right
+	// after it, as the simulator does): the receipt of the last delivery
+	// takes the message itself. A second call otherwise panics. Once the call has ended (lost, cancelled,
 	// its connection closed, an end Down), both do nothing.
 	//
 	// Deliver hands the envelope to its receiver without blocking; a
@@ -143,7 +147,7 @@ type Call struct {
 		resp  proto.Message
 		// toClient and toServer are the stream messages delivered and
 		// not yet received.
-		toClient, toServer []proto.Message
+		toClient, toServer []*inflight
 		// closeSent: the caller called CloseSend; serverEOF: it was
 		// delivered.
 		closeSent, serverEOF bool
@@ -352,12 +356,19 @@ func handlerStatus(err error) error {
 }
 
 func (c *Call) serveUnary(ctx context.Context, impl any, md *grpc.MethodDesc) {
+	// The handler decodes the request once (generated handlers do): it
+	// takes the request's clone over.
+	decoded := false
 	dec := func(v any) error {
 		m, ok := v.(proto.Message)
 		if !ok {
 			return errNotProto
 		}
-		proto.Merge(m, c.req)
+		if decoded {
+			return status.Error(codes.Internal, "grpcnet: the request was decoded twice")
+		}
+		decoded = true
+		moveInto(m, c.req)
 		return nil
 	}
 	resp, err := md.Handler(impl, ctx, dec, nil)
@@ -401,9 +412,67 @@ func (c *directConn) Invoke(ctx context.Context, method string, args, reply any,
 	if err != nil {
 		return err
 	}
-	proto.Reset(out)
-	proto.Merge(out, resp)
+	moveInto(out, resp)
 	return nil
+}
+
+// inflight is a stream message delivered and not yet received, the
+// sender's clone: each delivery is received once, the last receipt
+// moves the clone into the receiver's message (moveInto) and an earlier
+// one (of a duplicate) copies it. Guarded by the Call's mu.
+type inflight struct {
+	msg proto.Message
+	// n counts the deliveries not yet received; taken is set once the
+	// clone was moved to a receiver.
+	n     int
+	taken bool
+}
+
+// deliverLocked queues q for its receiver (one more delivery); c.mu is
+// held.
+func (c *Call) deliverLocked(q *inflight, queue *[]*inflight) {
+	if q.taken {
+		panic(fmt.Sprintf("grpcnet: the wire duplicated a message of call %d (%s) after its receiver took it", c.ID, c.Method))
+	}
+	q.n++
+	*queue = append(*queue, q)
+}
+
+// receiveLocked takes the next of queue for pm: it reports whether pm
+// may take the clone over (the last delivery of it). c.mu is held.
+func receiveLocked(queue *[]*inflight) (q *inflight, last bool) {
+	q = (*queue)[0]
+	*queue = (*queue)[1:]
+	q.n--
+	q.taken = q.n == 0
+	return q, q.taken
+}
+
+// receive fills pm from q (c.mu not held): moved on its last delivery,
+// copied before.
+func receive(pm proto.Message, q *inflight, last bool) {
+	if last {
+		moveInto(pm, q.msg)
+		return
+	}
+	proto.Reset(pm)
+	proto.Merge(pm, q.msg)
+}
+
+// moveInto makes dst the message src is by moving src's struct into it:
+// its nested messages, lists and bytes are shared, not copied, and src
+// must not be used afterwards (which is what makes the shallow copy,
+// which protobuf otherwise forbids, safe: a generated message's internal
+// state is its type's and its size cache's, both the same for the two).
+// A src of another Go type than dst is merged (copied) instead.
+func moveInto(dst, src proto.Message) {
+	dv, sv := reflect.ValueOf(dst), reflect.ValueOf(src)
+	if dv.Type() != sv.Type() || dv.Kind() != reflect.Pointer || dv.IsNil() || sv.IsNil() {
+		proto.Reset(dst)
+		proto.Merge(dst, src)
+		return
+	}
+	dv.Elem().Set(sv.Elem())
 }
 
 // transportStream gives handlers grpc.Method; headers and trailers are

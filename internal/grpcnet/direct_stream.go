@@ -77,7 +77,7 @@ func (s *clientStream) CloseSend() error {
 	return nil
 }
 
-// SendMsg sends a clone of m. It does not wait for the receiver; after
+// SendMsg sends a clone of m (the receiver takes the clone over). It does not wait for the receiver; after
 // the stream ended it returns io.EOF (RecvMsg tells why), as gRPC does.
 func (s *clientStream) SendMsg(m any) error {
 	c := s.c
@@ -95,13 +95,14 @@ func (s *clientStream) SendMsg(m any) error {
 		return status.Error(codes.Internal, "SendMsg called after CloseSend")
 	}
 	msg := proto.Clone(pm)
+	q := &inflight{msg: msg}
 	c.post(StreamMsg, true, msg, nil, func() {
 		c.mu.Lock()
 		if c.mu.ended || c.mu.serverDone {
 			c.mu.Unlock()
 			return
 		}
-		c.mu.toServer = append(c.mu.toServer, msg)
+		c.deliverLocked(q, &c.mu.toServer)
 		c.mu.Unlock()
 		wake(c.serverWake)
 	})
@@ -121,20 +122,19 @@ func (s *clientStream) RecvMsg(m any) error {
 	}
 	for {
 		c.mu.Lock()
-		var msg proto.Message
+		var q *inflight
+		var last bool
 		var err error
 		ready := true
 		switch {
 		case c.desc.ServerStreams && len(c.mu.toClient) > 0:
-			msg = c.mu.toClient[0]
-			c.mu.toClient = c.mu.toClient[1:]
+			q, last = receiveLocked(&c.mu.toClient)
 		case !c.mu.ended:
 			ready = false
 		case c.mu.err != nil:
 			err = c.mu.err
 		case len(c.mu.toClient) > 0:
-			msg = c.mu.toClient[0]
-			c.mu.toClient = c.mu.toClient[1:]
+			q, last = receiveLocked(&c.mu.toClient)
 		default:
 			err = io.EOF
 		}
@@ -146,8 +146,7 @@ func (s *clientStream) RecvMsg(m any) error {
 		if err != nil {
 			return err
 		}
-		proto.Reset(pm)
-		proto.Merge(pm, msg)
+		receive(pm, q, last)
 		return nil
 	}
 }
@@ -186,13 +185,14 @@ func (s *serverStream) SendMsg(m any) error {
 		return err
 	}
 	msg := proto.Clone(pm)
+	q := &inflight{msg: msg}
 	c.post(StreamMsg, false, msg, nil, func() {
 		c.mu.Lock()
 		if c.mu.ended {
 			c.mu.Unlock()
 			return
 		}
-		c.mu.toClient = append(c.mu.toClient, msg)
+		c.deliverLocked(q, &c.mu.toClient)
 		c.mu.Unlock()
 		wake(c.clientWake)
 	})
@@ -210,27 +210,26 @@ func (s *serverStream) RecvMsg(m any) error {
 	}
 	for {
 		c.mu.Lock()
-		var msg proto.Message
+		var q *inflight
+		var last bool
 		var err error
 		switch {
 		case len(c.mu.toServer) > 0:
-			msg = c.mu.toServer[0]
-			c.mu.toServer = c.mu.toServer[1:]
+			q, last = receiveLocked(&c.mu.toServer)
 		case c.mu.serverErr != nil:
 			err = c.mu.serverErr
 		case c.mu.serverEOF:
 			err = io.EOF
 		}
 		c.mu.Unlock()
-		if msg == nil && err == nil {
+		if q == nil && err == nil {
 			<-c.serverWake
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		proto.Reset(pm)
-		proto.Merge(pm, msg)
+		receive(pm, q, last)
 		return nil
 	}
 }
