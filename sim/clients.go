@@ -298,7 +298,8 @@ func (r readsAt) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 // operate runs one cluster operation and schedules the next: a split at a
 // new key, a leader transfer, a replica move, a store drain and undrain,
 // a split whose left leader's store is cut off once it is done, or a move
-// raced by a split of its range (races.go).
+// raced by a split of its range (races.go), the new store's snapshots of
+// it held meanwhile (races_moves.go).
 func (w *world) operate(admin *router.Client) {
 	if w.healed {
 		return
@@ -312,6 +313,10 @@ func (w *world) operate(admin *router.Client) {
 	to := uint64(1 + w.rng.IntN(len(w.stores)))
 	from := uint64(1 + w.rng.IntN(len(w.stores)))
 	probe := []byte(w.key(w.rng.IntN(w.cfg.Keys)))
+	var hold *snapHold
+	if pick == 5 {
+		hold = w.pickSnapHold()
+	}
 	w.spawn(func() {
 		ctx, cancel := clock.WithTimeout(w.ctx, w.clk, 20*time.Second)
 		defer cancel()
@@ -329,7 +334,11 @@ func (w *world) operate(admin *router.Client) {
 					w.post("cut", func() { w.cutLeftLeader(left, span) })
 				}
 			case 5:
-				what, err = w.moveThenSplit(ctx, a, split, wait, r)
+				if hold != nil {
+					what, err = w.moveHoldSplit(ctx, a, split, wait, r, hold)
+				} else {
+					what, err = w.moveThenSplit(ctx, a, split, wait, r)
+				}
 			case 1, 2:
 				var ri *rangekvpb.RouteInfo
 				ri, err = a.RangeForKey(ctx, probe)

@@ -43,7 +43,7 @@
 // internal/histcheck) and no acknowledged write is lost; at most one leader
 // per range per term, and no replica grants two candidates its vote in one
 // term (read from the Raft messages on the wire); the descriptors of one
-// store never overlap; replicas
+// store never overlap (also checked after each of its passes); replicas
 // of a range at the same applied index hold the same data; after the faults
 // heal, every range has a leader and all its voters within a bounded
 // simulated time.

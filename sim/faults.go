@@ -28,6 +28,9 @@ type faults struct {
 	dupP    float64
 	delay   bool
 	slow    map[int]bool
+	// snapHolds: by store address, the span whose incoming snapshots are
+	// held there, and until when at most (races_moves.go).
+	snapHolds map[string]snapHeld
 }
 
 func newFaults(w *world) *faults {
@@ -45,7 +48,7 @@ func (f *faults) fate(e *grpcnet.Envelope, now time.Time) (due time.Time, fail e
 	if f.delay && rng.IntN(3) == 0 {
 		lat += time.Duration(rng.Int64N(int64(200 * time.Millisecond)))
 	}
-	due = now.Add(lat)
+	due = f.heldSnapshot(e, now.Add(lat))
 	switch {
 	case f.blocked[[2]string{e.From, e.To}] && e.ToServer, f.blocked[[2]string{e.To, e.From}] && !e.ToServer:
 		// A cut link: the connection times out a little later.
@@ -151,8 +154,11 @@ func (f *faults) next() {
 		w.count("fault disk full")
 		w.tracef("fault disk full s%d for %s", p.idx+1, span)
 		w.at(end, "disk full ends", func() { p.diskFull.Store(false) })
-	case 9: // a store down while its ranges move off it (races.go)
-		f.moveAway(span)
+	case 9: // a store down while its ranges (races.go) or one range's
+		// every replica (races_moves.go) move off it
+		if !f.moveRangeAway() {
+			f.moveAway(span)
+		}
 	}
 }
 
@@ -190,7 +196,7 @@ func (w *world) heal() {
 	for _, p := range w.stores {
 		p.diskFull.Store(false)
 		p.slowUntil = time.Time{}
-		if p.state == down {
+		if p.state == down && !p.heldDown {
 			w.at(w.clk.Now(), fmt.Sprintf("restart s%d", p.idx+1), func() { w.restartStore(p) })
 		}
 	}

@@ -123,7 +123,9 @@ type storeProc struct {
 	// slowUntil: while the simulated time is before it, the store's
 	// passes wait (a slow disk).
 	slowUntil time.Time
-	storeID   atomic.Uint64
+	// heldDown: a fault restarts it (races_moves.go), healing does not.
+	heldDown bool
+	storeID  atomic.Uint64
 }
 
 // memberProc is one simulated placement member.

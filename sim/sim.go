@@ -270,9 +270,12 @@ func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 	var ready []*lane
 	var passes []int
 	idle := make([]bool, len(w.stores))
+	checkAfter := noCheck
 	for {
 		w.settle()
 		w.collect()
+		w.checks.afterPass(checkAfter)
+		checkAfter = noCheck
 		if done() {
 			return true
 		}
@@ -336,6 +339,7 @@ func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 				break
 			}
 			w.tracef("pass %s/w%d", p.run.name, wk.idx)
+			checkAfter = i
 			w.count("pass")
 			if d := w.faults.slowDisk(i); d > 0 {
 				p.slowUntil = now.Add(d)
@@ -343,6 +347,7 @@ func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 			clear(idle)
 		default:
 			w.resume(resumes[k-len(ready)-nTimer-nEvents-len(passes)])
+			checkAfter = allStores
 			clear(idle)
 		}
 		if w.steps%64 == 0 {
@@ -437,6 +442,7 @@ func (w *world) deliver(l *lane) {
 	}
 	w.tracef("deliver %s", desc)
 	w.count("delivered")
+	w.checks.delivered(p.e)
 	p.e.Deliver()
 	if p.dup {
 		w.count("duplicated")

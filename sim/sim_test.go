@@ -30,7 +30,7 @@ var (
 	flagLog     = flag.Bool("sim.log", false, "print every process's log (with -sim.seed)")
 	flagMsgs    = flag.Bool("sim.messages", false, "put each message's text in the trace (with -sim.seed, or a soak's kept traces)")
 	flagRanges  = flag.Int("sim.ranges", 0, "ranges to split into (with -sim.seed or -sim.seeds; 0: the default)")
-	flagDur     = flag.Duration("sim.duration", 0, "simulated workload time (with -sim.seed; 0: the default)")
+	flagDur     = flag.Duration("sim.duration", 0, "simulated workload time (with -sim.seed or -sim.seeds; 0: the default)")
 	flagCalm    = flag.Bool("sim.nofaults", false, "no faults (with -sim.seed)")
 	flagHeal    = flag.Duration("sim.heal", 0, "simulated time the cluster has to settle after healing (with -sim.seed; 0: the default)")
 	flagStores  = flag.Int("sim.stores", 0, "stores (with -sim.seed or -sim.seeds; 0: the default)")
@@ -81,6 +81,9 @@ func shaped(cfg Config) Config {
 	if *flagInter {
 		cfg.Interleave = true
 	}
+	if *flagDur > 0 {
+		cfg.Duration = *flagDur
+	}
 	cfg.TraceMessages = *flagMsgs
 	return cfg
 }
@@ -98,6 +101,9 @@ func replayCommand(seed uint64) string {
 	}
 	if *flagInter {
 		extra += " -sim.interleave"
+	}
+	if *flagDur > 0 {
+		extra += " -sim.duration=" + flagDur.String()
 	}
 	return fmt.Sprintf("go test ./sim -run 'TestSimSeed$' -sim.seed=%d%s -sim.trace=/tmp/sim-%d.trace -v", seed, extra, seed)
 }
@@ -143,9 +149,6 @@ func TestSimSeed(t *testing.T) {
 		t.Skip("replay only: give -sim.seed=N")
 	}
 	cfg := shaped(Defaults(*flagSeed))
-	if *flagDur > 0 {
-		cfg.Duration = *flagDur
-	}
 	if *flagHeal > 0 {
 		cfg.Heal = *flagHeal
 	}
