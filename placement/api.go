@@ -278,6 +278,18 @@ func (a *api) Split(ctx context.Context, req *rangekvpb.SplitRequest) (*rangekvp
 	if d == nil {
 		return &rangekvpb.SplitResponse{Error: s.placementErr(errNoRange)}, nil
 	}
+	// The new range's ID travels with the request: the split is one call
+	// to the store, which needs nothing more from placement. A retry (an
+	// ambiguous answer, a refusal) takes a fresh ID; the store refuses a
+	// split at a key that already starts a range. It is taken before the
+	// wait for a leader below, in the order the calls came: two splits
+	// waiting for one range's leader are woken together, and took their
+	// IDs in the order the Go scheduler ran them (the simulation's seed
+	// 2045 under load). A split refused below wastes its ID.
+	newID, err := s.allocIDs(ctx, 1)
+	if err != nil {
+		return &rangekvpb.SplitResponse{Error: s.placementErr(err)}, nil
+	}
 	lead := s.cluster().leaderOf(d.RangeId)
 	if lead == 0 {
 		// Typically the right half of a split that just finished: its
@@ -297,14 +309,6 @@ func (a *api) Split(ctx context.Context, req *rangekvpb.SplitRequest) (*rangekvp
 		return nil, splitRefused("split: dial the leader's store: "+err.Error(), nil)
 	}
 	defer conn.Close()
-	// The new range's ID travels with the request: the split is one call
-	// to the store, which needs nothing more from placement. A retry (an
-	// ambiguous answer, a refusal) takes a fresh ID; the store refuses a
-	// split at a key that already starts a range.
-	newID, err := s.allocIDs(ctx, 1)
-	if err != nil {
-		return &rangekvpb.SplitResponse{Error: s.placementErr(err)}, nil
-	}
 	r, err := rangekvpb.NewAdminClient(conn).SplitRange(ctx, &rangekvpb.SplitRangeRequest{RangeId: d.RangeId, SplitKey: req.Key, NewRangeId: newID})
 	if err != nil {
 		return nil, splitTransportError(err)

@@ -11,10 +11,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -511,4 +513,82 @@ func TestScanRangesPages(t *testing.T) {
 	wantCode(t, "limit 10001", err, codes.InvalidArgument, "limit: 10001 is above the maximum of 10000")
 	_, err = pd.ScanRanges(ctx, &rangekvpb.ScanRangesRequest{PageToken: "bogus"})
 	wantCode(t, "a made-up page token", err, codes.InvalidArgument, "page_token")
+}
+
+// Callers that find the ID pool empty at once refill it one at a time, so
+// a burst's IDs all come from the one batch the first of them reserved.
+// Each refilled it for itself before: every caller reserved a batch, and
+// the pool kept whichever answer its goroutine handled last (the
+// simulation's seed 1125 split off a range as 1003 or 2002).
+func TestAllocIDsRefillOneAtATime(t *testing.T) {
+	const batch = 100
+	c := testcluster.StartPD(t, 1, testcluster.PDOptions{InMemory: true, ConfigurePD: func(_ int, cfg *placement.Config) {
+		cfg.ScheduleInterval = time.Hour
+		cfg.IDBatch = batch
+		// A slow sync keeps the first refill in flight while the others
+		// arrive.
+		cfg.FS = slowSyncFS{cfg.FS}
+	}})
+	pd := pdClient(t, c.PDAddrs[0])
+	for round := range 5 {
+		// Empty the pool: a batch of its own for the rest.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := pd.AllocID(ctx, &rangekvpb.AllocIDRequest{Count: batch})
+		cancel()
+		if err != nil || r.Error != nil {
+			t.Fatalf("alloc %d: %v %v", batch, r, err)
+		}
+		const callers = 8
+		ids := make([]uint64, callers)
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				r, err := pd.AllocID(ctx, &rangekvpb.AllocIDRequest{Count: 1})
+				if err != nil || r.Error != nil {
+					t.Errorf("alloc 1: %v %v", r, err)
+					return
+				}
+				ids[i] = r.First
+			})
+		}
+		wg.Wait()
+		slices.Sort(ids)
+		if ids[callers-1]-ids[0] != callers-1 {
+			t.Fatalf("round %d: %d callers at once got IDs %v, want %d consecutive IDs of one batch", round, callers, ids, callers)
+		}
+	}
+}
+
+// slowSyncFS makes every file's sync take 20 ms.
+type slowSyncFS struct{ vfs.FS }
+
+func (fs slowSyncFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, c)
+	return slowSyncFile{f}, err
+}
+
+func (fs slowSyncFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
+	return slowSyncFile{f}, err
+}
+
+type slowSyncFile struct{ vfs.File }
+
+const slowSync = 20 * time.Millisecond
+
+func (f slowSyncFile) Sync() error {
+	time.Sleep(slowSync)
+	return f.File.Sync()
+}
+
+func (f slowSyncFile) SyncData() error {
+	time.Sleep(slowSync)
+	return f.File.SyncData()
+}
+
+func (f slowSyncFile) SyncTo(n int64) (bool, error) {
+	time.Sleep(slowSync)
+	return f.File.SyncTo(n)
 }

@@ -50,6 +50,9 @@ type Server struct {
 		// ID pool reserved through Raft: [next, end).
 		idNext, idEnd uint64
 	}
+	// idRefill holds a token while a caller reserves a new ID batch
+	// (allocIDs): one refill at a time.
+	idRefill chan struct{}
 	// joinSem admits one join at a time (a buffered channel of one, not a
 	// mutex: a join holds it across a read barrier, a Raft round trip, and
 	// a waiter gives up with its context; the simulation also needs every
@@ -82,7 +85,7 @@ func Open(cfg Config) (*Server, error) {
 	}
 	cfg = cfg.withSeams()
 	s := &Server{cfg: cfg, log: cfg.Logger.With("placement", cfg.ID), reg: cfg.Registry, now: cfg.Clock.Now,
-		joinSem: make(chan struct{}, 1)}
+		idRefill: make(chan struct{}, 1), joinSem: make(chan struct{}, 1)}
 	s.metrics = newMetrics(cfg.Registry)
 	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logadapt.Pebble{L: s.log}}
 	// vfs.Default is left for Pebble to fill in: it wraps it with its
@@ -230,16 +233,25 @@ func (s *Server) ops() *controller {
 
 // allocIDs hands out count consecutive IDs from the pool, reserving a new
 // batch through Raft when it runs out.
+//
+// One refill at a time: a caller that waited for another's takes from the
+// batch that one reserved. Two refills at once each set the pool when
+// their proposal returned, the later one winning, so which batch the next
+// IDs came from was the order their goroutines ran in (the simulation's
+// seed 1125 split off a range as 1003 or 2002), and one batch was wasted.
 func (s *Server) allocIDs(ctx context.Context, count uint64) (uint64, error) {
-	s.leaderMu.Lock()
-	if s.leaderMu.idEnd-s.leaderMu.idNext >= count && s.leaderMu.idNext != 0 {
-		first := s.leaderMu.idNext
-		s.leaderMu.idNext += count
-		s.leaderMu.idEnd = max(s.leaderMu.idEnd, s.leaderMu.idNext)
-		s.leaderMu.Unlock()
+	if first, ok := s.takeIDs(count); ok {
 		return first, nil
 	}
-	s.leaderMu.Unlock()
+	select {
+	case s.idRefill <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	defer func() { <-s.idRefill }()
+	if first, ok := s.takeIDs(count); ok {
+		return first, nil
+	}
 	batch := max(s.cfg.IDBatch, count)
 	v, err := s.group.propose(ctx, &rangekvpb.PlacementCommand{Cmd: &rangekvpb.PlacementCommand_AllocIds{AllocIds: &rangekvpb.AllocIDsCmd{Count: batch}}})
 	if err != nil {
@@ -250,6 +262,19 @@ func (s *Server) allocIDs(ctx context.Context, count uint64) (uint64, error) {
 	defer s.leaderMu.Unlock()
 	s.leaderMu.idNext, s.leaderMu.idEnd = first+count, first+batch
 	return first, nil
+}
+
+// takeIDs takes count IDs from the pool, if it holds them.
+func (s *Server) takeIDs(count uint64) (uint64, bool) {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	if s.leaderMu.idEnd-s.leaderMu.idNext < count || s.leaderMu.idNext == 0 {
+		return 0, false
+	}
+	first := s.leaderMu.idNext
+	s.leaderMu.idNext += count
+	s.leaderMu.idEnd = max(s.leaderMu.idEnd, s.leaderMu.idNext)
+	return first, true
 }
 
 // randomClusterID draws a new cluster's ID from Config.Rand.

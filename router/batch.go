@@ -144,20 +144,28 @@ func (b *batchRun) run(ctx context.Context, idx []int, depth int) {
 		if ctx.Err() != nil {
 			break
 		}
+		if b.stop.Load() { // failed while this waited for a slot
+			<-b.sem
+			break
+		}
 		part := make([]int, len(g))
 		for i, k := range g {
 			part[i] = idx[k]
 		}
 		wg.Go(func() {
 			err := b.send(ctx, part)
-			<-b.sem // released before a regroup takes slots of its own
+			// A failure is recorded before the slot is released: the
+			// group waiting for it must see it and not start.
 			switch {
 			case err == nil:
 				b.written.Add(int64(len(part)))
-			case errors.Is(err, errRegroup):
-				b.run(ctx, part, depth+1)
+			case errors.Is(err, errRegroup), errors.Is(err, errBatchStopped):
 			default:
 				b.fail(b.ops[part[0]].Key, err)
+			}
+			<-b.sem // released before a regroup takes slots of its own
+			if errors.Is(err, errRegroup) {
+				b.run(ctx, part, depth+1)
 			}
 		})
 	}
@@ -165,10 +173,11 @@ func (b *batchRun) run(ctx context.Context, idx []int, depth int) {
 }
 
 // send writes the ops at part as one per-range Batch request through the
-// retry loop; errRegroup when the range no longer holds them all.
+// retry loop; errRegroup when the range no longer holds them all,
+// errBatchStopped (nothing sent) when another group failed first.
 func (b *batchRun) send(ctx context.Context, part []int) error {
 	if b.stop.Load() {
-		return nil
+		return errBatchStopped
 	}
 	ops := make([]*rangekvpb.BatchOp, len(part))
 	for i, j := range part {

@@ -219,3 +219,35 @@ func TestBatchStaticClientLearnsAndRegroups(t *testing.T) {
 		t.Errorf("batch calls %v, want %v", batches, want)
 	}
 }
+
+// With one range at a time, a batch whose first range fails starts no
+// other: the failure is recorded before its slot is freed. The next
+// range's batch used to take the slot first and then either went out
+// after the failure or, finding the batch stopped, counted its ops as
+// written.
+func TestBatchStopsAfterFailureOneAtATime(t *testing.T) {
+	fc := newFake(t, 3, "b")
+	c, err := New(fc.pdAddrs(), Options{Seed: 1, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		ConnectTimeout: 200 * time.Millisecond, MaxFanout: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	mustPut(t, c, "a", "0")
+	mustPut(t, c, "b", "0")
+	for range 20 {
+		fc.takeLog()
+		fc.setInject(func(store uint64, op string, key []byte) (*rangekvpb.RangeError, error) {
+			if op == "batch" && string(key) == "a" {
+				return &rangekvpb.RangeError{Message: "leadership lost", AmbiguousResult: &rangekvpb.AmbiguousResult{Reason: "leadership lost"}}, nil
+			}
+			return nil, nil
+		})
+		err := c.BatchPut(tctx(t), []KeyValue{{[]byte("a"), []byte("1")}, {[]byte("b"), []byte("2")}})
+		var be *BatchError
+		if !errors.As(err, &be) || be.Written != 0 || be.Total != 2 || string(be.Key) != "a" {
+			t.Fatalf("batch: %v (%+v), want written 0 of 2, failed at key a", err, be)
+		}
+		wantLog(t, fc, "s1 batch a")
+	}
+}

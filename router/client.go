@@ -570,6 +570,10 @@ func (c *Client) do(ctx context.Context, op string, key []byte, write bool, cons
 // regroups the keys and sends each group on its own.
 var errRegroup = errors.New("router: the keys no longer fall in one range")
 
+// errBatchStopped: a Batch's group not sent because another group failed
+// first (never returned to the caller).
+var errBatchStopped = errors.New("router: batch stopped by an earlier failure")
+
 // doChecked is do with a check run on each attempt's route before sending:
 // when it returns false, doChecked returns errRegroup.
 func (c *Client) doChecked(ctx context.Context, op string, key []byte, write bool, cons rangekvpb.ReadConsistency, check func(r route) bool, fn call) error {

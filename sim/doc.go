@@ -30,8 +30,13 @@
 // the simulator waits (synctest.Wait) until every other goroutine is
 // blocked; a step wakes at most the goroutines its one action wakes, and
 // whatever they hand the simulator (envelopes, results) is put in a
-// canonical order before it is used. The trace (one line per step) is
-// hashed; a seed's two runs must give the same hash.
+// canonical order before it is used. A goroutine a store has work for (a
+// peer's sender, the waiter of an outcome, a loop; store.PassPoints.Wake)
+// is woken only once every goroutine blocked, one at a time, so that it
+// never runs beside its waker in an order a preemption decides. The trace
+// (one line per step) is hashed; a seed's two runs must give the same
+// hash, and so must a run whose goroutines yield at every pass point and
+// wake-up (Config.Preempt).
 //
 // Invariants the checker holds the code to, during the run and at its end:
 // every key's history is linearizable (porcupine, through

@@ -56,6 +56,13 @@ type Config struct {
 	// the same store on its other worker among them. On in Defaults for
 	// even seeds (half the CI seeds).
 	Interleave bool
+	// Preempt makes a goroutine of a store yield to the Go scheduler
+	// (runtime.Gosched) at every pass point, after every wake-up it
+	// hands the simulator and when woken from a wait for a replica lock,
+	// as one the scheduler preempted there would: the goroutines it woke
+	// run first. A seed's trace must be the same with it as without
+	// (TestSimPreempted; soaks with -sim.twice -sim.preempt).
+	Preempt bool
 	// TraceMessages adds each message's text to its trace line.
 	TraceMessages bool
 	// Log receives every process's log (nil: discarded); Trace every
@@ -159,10 +166,12 @@ type world struct {
 	mail   []mail
 
 	// parked are the goroutines stopped at a pass point, in the order
-	// they stopped; busy the channels of those waiting for a replica lock.
+	// they stopped; busy the channels of those waiting for a replica lock,
+	// wakes the peer senders' wake-ups deferred to the end of the step.
 	parked []*parked
 	busyMu sync.Mutex
 	busy   []chan struct{}
+	wakes  []func()
 
 	hash     hash.Hash64
 	steps    int
@@ -381,14 +390,19 @@ func (w *world) runUntil(deadline time.Time, done func() bool) bool {
 // settle waits until every goroutine but this one is blocked, then takes
 // what they sent and reported, in a canonical order.
 //
-// The goroutines waiting for a replica lock (Busy) are woken once, after
-// everything else settled: the lock's holder may have gone on. Those whose
-// lock is still held (by a pass stopped at a pass point) wait again until
-// the next step's settle.
+// The goroutines a goroutine of a store had work for (Wake: peer
+// senders, waiters for an outcome, loops) are woken once every goroutine
+// blocked, one at a time, each running alone. The goroutines waiting for a
+// replica lock (Busy) are woken once, after everything else settled: the
+// lock's holder may have gone on. Those whose lock is still held (by a
+// pass stopped at a pass point) wait again until the next step's settle.
 func (w *world) settle() {
 	woken := false
 	for {
 		synctest.Wait()
+		if w.runWake() {
+			continue
+		}
 		env := w.wire.take()
 		w.mailMu.Lock()
 		m := w.mail

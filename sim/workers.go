@@ -10,6 +10,7 @@ package sim
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"testing/synctest"
 	"time"
@@ -111,6 +112,9 @@ var stopOdds = map[store.PassPoint]int{
 // in any order, and the draws must not depend on it.
 func (ws *workers) At(p store.PassPoint, rangeID uint64) {
 	w := ws.w
+	if w.cfg.Preempt {
+		runtime.Gosched()
+	}
 	if !w.cfg.Interleave {
 		return
 	}
@@ -157,10 +161,55 @@ func (ws *workers) Busy(uint64) {
 	w.busy = append(w.busy, ch)
 	w.busyMu.Unlock()
 	<-ch
+	if w.cfg.Preempt {
+		runtime.Gosched()
+	}
+}
+
+// Wake implements store.PassPoints: the wake-up of a peer's sender waits
+// until the step's goroutines have blocked (settle). A sender woken at
+// once would run beside the goroutine that queued its messages: a pass
+// hands a peer its early MsgApps, then the rest after its sync, and where
+// the sender took its batch between them (only when the Go scheduler
+// preempted the pass, on a loaded machine) one step's messages were cut
+// into stream batches differently from run to run (seed 65). While a pass
+// is stopped at a pass point its goroutine has blocked too, so its early
+// MsgApps still leave, and may arrive, before its sync.
+func (ws *workers) Wake(wake func()) {
+	w := ws.w
+	w.busyMu.Lock()
+	w.wakes = append(w.wakes, wake)
+	w.busyMu.Unlock()
+	if w.cfg.Preempt {
+		runtime.Gosched()
+	}
+}
+
+// runWake runs the first wake-up Wake deferred, if any, and reports
+// whether there was one. One at a time, each followed by a wait until
+// every goroutine blocked (settle): two goroutines woken at once run in
+// the Go scheduler's order (the last woken first, unless a preemption
+// let the first run before the second was woken), and two woken by one
+// step may share state (two operator steps queue their ranges, two
+// snapshot senders take the semaphore).
+func (w *world) runWake() bool {
+	w.busyMu.Lock()
+	if len(w.wakes) == 0 {
+		w.busyMu.Unlock()
+		return false
+	}
+	wake := w.wakes[0]
+	w.wakes[0] = nil
+	w.wakes = w.wakes[1:]
+	w.busyMu.Unlock()
+	wake()
+	return true
 }
 
 // wakeBusy wakes every goroutine waiting in Busy, in the order they began
-// to wait; it reports whether there was one.
+// to wait, one at a time: each tries its lock alone (two woken at once
+// would try theirs in the Go scheduler's order, and two waiting for one
+// lock would take it in that order). It reports whether there was one.
 func (w *world) wakeBusy() bool {
 	w.busyMu.Lock()
 	b := w.busy
@@ -168,6 +217,7 @@ func (w *world) wakeBusy() bool {
 	w.busyMu.Unlock()
 	for _, ch := range b {
 		close(ch)
+		synctest.Wait()
 	}
 	return len(b) > 0
 }

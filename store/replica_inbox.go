@@ -117,7 +117,7 @@ func (r *Replica) failInbox() {
 		rd.Done(rangeraft.ErrStopped)
 	}
 	for _, cc := range ccs {
-		cc.done <- rangeraft.ErrStopped
+		handOff(r.store, cc.done, rangeraft.ErrStopped)
 	}
 }
 

@@ -30,7 +30,7 @@ func (r *Replica) propose(ctx context.Context, cmd *rangekvpb.Command) (any, *ra
 		return nil, nil, status.Error(codes.Internal, err.Error())
 	}
 	ch := make(chan outcome, 1)
-	p := &rangeraft.Proposal{ID: s.newProposalID(), Cmd: data, Done: func(v any, err error) { ch <- outcome{v, err} },
+	p := &rangeraft.Proposal{ID: s.newProposalID(), Cmd: data, Done: func(v any, err error) { handOff(s, ch, outcome{v, err}) },
 		Batchable: isDataCommand(cmd)}
 	if !r.pushProposal(p, s.cfg.MaxPendingProposals) {
 		s.metrics.proposals.WithLabelValues("busy").Inc()

@@ -130,7 +130,7 @@ func (r *Replica) drainInbox(tick bool) (steppedSnaps []uint64) {
 		s.metrics.proposalEntries.Add(float64(rr.ProposeAll(props)))
 	}
 	for _, cc := range ccs {
-		cc.done <- rr.ProposeConfChange(cc.cc)
+		handOff(s, cc.done, rr.ProposeConfChange(cc.cc))
 	}
 	if transfer != 0 {
 		if err := rr.TransferLeader(transfer); err != nil {

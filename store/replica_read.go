@@ -91,7 +91,7 @@ func (r *Replica) readBarrier(ctx context.Context, c rangekvpb.ReadConsistency) 
 		return nil, status.Errorf(codes.InvalidArgument, "header.consistency: unknown value %d", c)
 	}
 	ch := make(chan error, 1)
-	rd := &rangeraft.Read{Mode: mode, Done: func(err error) { ch <- err }}
+	rd := &rangeraft.Read{Mode: mode, Done: func(err error) { handOff(s, ch, err) }}
 	if err := r.pushRead(rd, s.cfg.MaxPendingReads); err != nil {
 		// Refused before it was queued: a typed busy answer the router
 		// retries with backoff.

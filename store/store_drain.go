@@ -242,8 +242,5 @@ func (s *Store) drainPass(targets map[uint64]uint64) {
 // kickReport asks for a store report now (placement learns the
 // drain state without waiting for the next interval).
 func (s *Store) kickReport() {
-	select {
-	case s.drain.kick <- struct{}{}:
-	default:
-	}
+	s.kick(s.drain.kick)
 }

@@ -61,10 +61,7 @@ func (s *Store) queueGC(rangeID uint64, why string) {
 	if !already {
 		s.log.Debug("replica queued for GC check", "range", rangeID, "reason", why)
 	}
-	select {
-	case s.gc.kick <- struct{}{}:
-	default:
-	}
+	s.kick(s.gc.kick)
 }
 
 // gcLoop runs replica GC until the store stops.

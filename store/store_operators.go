@@ -54,6 +54,19 @@ func (e *operatorExecutor) enqueue(st *rangekvpb.OperatorStep) {
 	}
 	e.inFlight[st.RangeId] = true
 	e.mu.Unlock()
+	// Through PassPoints.Wake when set: two steps handed to two idle
+	// executors at once would queue their ranges' changes in the Go
+	// scheduler's order.
+	if pp := e.s.cfg.PassPoints; pp != nil {
+		pp.Wake(func() { e.handOff(st) })
+		return
+	}
+	e.handOff(st)
+}
+
+// handOff gives st to an executor goroutine, or drops it when all are
+// busy and the queue is full (placement sends it again).
+func (e *operatorExecutor) handOff(st *rangekvpb.OperatorStep) {
 	select {
 	case e.ch <- st:
 	default:

@@ -51,8 +51,8 @@ func (p PassPoint) String() string {
 }
 
 // PassPoints is told when a goroutine of the store reaches a PassPoint,
-// and waits for replica locks held elsewhere. Both methods may be called
-// from any goroutine, concurrently.
+// waits for replica locks held elsewhere, and wakes the store's peer
+// senders. Its methods may be called from any goroutine, concurrently.
 type PassPoints interface {
 	// At is called at point p; it may block, and the goroutine goes on
 	// when it returns. rangeID as the point's comment says.
@@ -62,6 +62,46 @@ type PassPoints interface {
 	// must return at the latest once the lock's holder went on from At (a
 	// holder stopped in At holds the lock until then).
 	Busy(rangeID uint64)
+	// Wake is called, instead of waking it, when a goroutine of the store
+	// has work for another that waits for it (messages for a peer's
+	// sender, the outcome of a read, a write or a membership change, a
+	// request to a background loop): it must call wake, which does (a
+	// channel send that never blocks), at the latest once every other
+	// goroutine of the store has blocked; never skip it. The simulation
+	// calls it when the step settles, as if the Go scheduler ran the
+	// woken goroutine only then (production allows that): woken at once,
+	// it would run beside the goroutine that woke it, a pass that goes on
+	// sending and applying, and see the pass's later work or not as the
+	// Go scheduler preempts the pass (seed 65: a sender took a pass's
+	// early MsgApps alone or with the rest).
+	Wake(wake func())
+}
+
+// handOff sends v on ch, whose waiter's buffer has room for it, through
+// PassPoints.Wake when set.
+func handOff[T any](s *Store, ch chan<- T, v T) {
+	if pp := s.cfg.PassPoints; pp != nil {
+		pp.Wake(func() { ch <- v })
+		return
+	}
+	ch <- v
+}
+
+// kick leaves a token in ch (a loop's wake-up channel of capacity 1)
+// unless one is there, through PassPoints.Wake when set.
+func (s *Store) kick(ch chan<- struct{}) {
+	if pp := s.cfg.PassPoints; pp != nil {
+		pp.Wake(func() { kickNow(ch) })
+		return
+	}
+	kickNow(ch)
+}
+
+func kickNow(ch chan<- struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // at calls Config.PassPoints at point p, when it is set.

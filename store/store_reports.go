@@ -95,10 +95,7 @@ func (s *Store) reportLoop() {
 // (workers call it): a request made while another is pending joins it.
 // Without placement nobody reads the channel; the request just stays.
 func (s *Store) reportRangesSoon() {
-	select {
-	case s.reportRanges <- struct{}{}:
-	default:
-	}
+	s.kick(s.reportRanges)
 }
 
 func (s *Store) pdCtx(d time.Duration) (context.Context, context.CancelFunc) {

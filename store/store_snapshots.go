@@ -123,27 +123,42 @@ func (m *snapshotManager) close() {
 }
 
 // send streams a snapshot for msg (a MsgSnap from raft) in the background
-// and reports the outcome to raft through the replica's inbox.
+// and reports the outcome to raft through the replica's inbox. The
+// goroutine starts through PassPoints.Wake when set: the pass that sends
+// goes on applying, and a sender that ran beside it would read the
+// range's state before or after those applies, and take the semaphore
+// before or after the pass's other snapshots, as the Go scheduler has it.
 func (m *snapshotManager) send(r *Replica, toStore uint64, msg *pb.Message) {
 	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		select {
-		case m.sem <- struct{}{}:
-		case <-m.ctx.Done():
-			return
-		}
-		err := m.stream(r, toStore, msg)
-		<-m.sem
-		if err != nil {
-			m.s.log.Warn("snapshot send failed", "range", r.rangeID, "to_store", toStore, "err", err)
-			m.s.metrics.snapshotsSent.WithLabelValues("error").Inc()
-		} else {
-			m.s.metrics.snapshotsSent.WithLabelValues("ok").Inc()
-		}
-		r.pushSnapReport(msg.GetTo(), err == nil)
-		m.s.sched.enqueue(r.rangeID, flagWork)
-	}()
+	start := func() { go m.sendNow(r, toStore, msg) }
+	if pp := m.s.cfg.PassPoints; pp != nil {
+		pp.Wake(start)
+		return
+	}
+	start()
+}
+
+// sendNow is send's goroutine.
+func (m *snapshotManager) sendNow(r *Replica, toStore uint64, msg *pb.Message) {
+	defer m.wg.Done()
+	if m.ctx.Err() != nil {
+		return // closed before it started (select would pick at random)
+	}
+	select {
+	case m.sem <- struct{}{}:
+	case <-m.ctx.Done():
+		return
+	}
+	err := m.stream(r, toStore, msg)
+	<-m.sem
+	if err != nil {
+		m.s.log.Warn("snapshot send failed", "range", r.rangeID, "to_store", toStore, "err", err)
+		m.s.metrics.snapshotsSent.WithLabelValues("error").Inc()
+	} else {
+		m.s.metrics.snapshotsSent.WithLabelValues("ok").Inc()
+	}
+	r.pushSnapReport(msg.GetTo(), err == nil)
+	m.s.sched.enqueue(r.rangeID, flagWork)
 }
 
 func (m *snapshotManager) stream(r *Replica, toStore uint64, msg *pb.Message) error {

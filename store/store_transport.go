@@ -259,10 +259,7 @@ func (t *transport) sendBatch(storeID uint64, envs []*rangekvpb.RaftMessage, dro
 		t.s.metrics.messagesDropped.WithLabelValues("queue_full").Add(float64(full))
 	}
 	if queued {
-		select {
-		case p.ready <- struct{}{}:
-		default:
-		}
+		t.s.kick(p.ready)
 	}
 	if arm {
 		p.holdTimer.Reset(t.hold)
@@ -349,10 +346,7 @@ func (p *peer) takeQueued(dst []*rangekvpb.RaftMessage, max int) []*rangekvpb.Ra
 	p.q.msgs = p.q.msgs[:rest]
 	p.q.sizes = p.q.sizes[:copy(p.q.sizes, p.q.sizes[n:])]
 	if rest > 0 {
-		select {
-		case p.ready <- struct{}{}:
-		default:
-		}
+		kickNow(p.ready) // run itself comes back for them
 	}
 	return dst
 }
