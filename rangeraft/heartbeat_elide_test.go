@@ -29,6 +29,18 @@ func (c *elideClock) tick(g *testGroup) {
 	g.tick()
 }
 
+// writtenElideGroup is a group of 3 that elides by its clock, led by
+// replica 1, after one write every replica acknowledged.
+func writtenElideGroup(t *testing.T) (*elideClock, *testGroup) {
+	t.Helper()
+	clk := &elideClock{now: time.Unix(1000, 0)}
+	g := newGroup(t, 3, memStorage, clk.config)
+	g.elect(1)
+	g.node(1).propose(1, "a")
+	g.stabilize()
+	return clk, g
+}
+
 // heartbeatsTo returns the heartbeats among msgs sent to to.
 func heartbeatsTo(msgs []*pb.Message, to uint64) []*pb.Message {
 	var out []*pb.Message
@@ -46,12 +58,8 @@ func heartbeatsTo(msgs []*pb.Message, to uint64) []*pb.Message {
 // in probe, heartbeats of a replica that no longer leads, and heartbeats
 // of a group whose election timeout is short are never left out.
 func TestElideHeartbeat(t *testing.T) {
-	clk := &elideClock{now: time.Unix(1000, 0)}
-	g := newGroup(t, 3, memStorage, clk.config)
-	g.elect(1)
+	clk, g := writtenElideGroup(t)
 	lead := g.node(1)
-	lead.propose(1, "a")
-	g.stabilize()
 
 	clk.now = clk.now.Add(elideInterval)
 	lead.rr.Tick()
@@ -184,12 +192,8 @@ func TestElidedHeartbeatsKeepLeader(t *testing.T) {
 // answers by the clock: its first heartbeat on waking is not elided on the
 // strength of an answer from before it slept.
 func TestElideHeartbeatAfterSleep(t *testing.T) {
-	clk := &elideClock{now: time.Unix(1000, 0)}
-	g := newGroup(t, 3, memStorage, clk.config)
-	g.elect(1)
+	clk, g := writtenElideGroup(t)
 	lead := g.node(1)
-	lead.propose(1, "a")
-	g.stabilize()
 	clk.now = clk.now.Add(10 * elideInterval) // asleep: no ticks
 	lead.rr.Tick()
 	g.handleReady(lead)
