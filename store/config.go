@@ -394,4 +394,9 @@ type TestingKnobs struct {
 	// state; store_deliver.go), on the goroutine that delivers the message; it
 	// may block.
 	BetweenUninitializedReads func(rangeID uint64)
+	// ServingRead, when set, is called by Get and Scan after the read
+	// barrier and the descriptor check and before they read the applied
+	// index and the data (replica_read.go readView), with no lock held;
+	// a test blocks in it to apply a write in between.
+	ServingRead func(rangeID uint64)
 }

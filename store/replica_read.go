@@ -114,27 +114,60 @@ func (r *Replica) readBarrier(ctx context.Context, c rangekvpb.ReadConsistency) 
 	}
 }
 
-func (r *Replica) engineGet(k []byte) ([]byte, bool, error) {
+// readView is one consistent view of the engine for a read: its applied
+// index and the user data it serves come from the same Pebble snapshot.
+// The applied state is written in the batch that holds the data of the
+// entries it covers (replica_apply.go), but r.appliedIndex moves only
+// after that batch commits, so reading it and then the engine could pair
+// an entry's data with the index before it (the nemesis once saw two
+// replicas differ "at" one applied index that way).
+type readView struct {
+	snap    *pebble.Snapshot
+	applied uint64
+}
+
+// readView opens a view for a read of r. The caller closes it. When r's
+// state is gone (destroyed meanwhile), a RangeNotFound error.
+func (r *Replica) readView() (*readView, *rangekvpb.RangeError, error) {
 	s := r.store
-	v, c, err := s.db.Get(keys.UserKey(k))
+	if k := s.cfg.Knobs; k != nil && k.ServingRead != nil {
+		k.ServingRead(r.rangeID)
+	}
+	snap := s.db.NewSnapshot()
+	var as rangekvpb.AppliedState
+	found, err := getProto(snap, keys.AppliedStateKey(r.rangeID), &as)
+	if err != nil {
+		snap.Close()
+		return nil, nil, status.Error(codes.Internal, err.Error())
+	}
+	if !found {
+		snap.Close()
+		return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: r.rangeID}}, nil
+	}
+	return &readView{snap: snap, applied: as.GetIndex()}, nil, nil
+}
+
+func (v *readView) close() { v.snap.Close() }
+
+func (v *readView) get(k []byte) ([]byte, bool, error) {
+	val, c, err := v.snap.Get(keys.UserKey(k))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, status.Error(codes.Internal, err.Error())
 	}
-	out := append([]byte(nil), v...)
+	out := append([]byte(nil), val...)
 	c.Close()
 	return out, true, nil
 }
 
-// engineScan reads the user keys of [start, end) from the engine into
-// resp.Pairs, up to limit pairs and about maxScanBytes, and reports
-// whether the page ended early (resp.ResumeKey then says where to resume).
-// Errors are gRPC statuses.
-func (r *Replica) engineScan(resp *rangekvpb.ScanResponse, start, end []byte, limit int) (paged bool, err error) {
+// scan reads the user keys of [start, end) into resp.Pairs, up to limit
+// pairs and about maxScanBytes, and reports whether the page ended early
+// (resp.ResumeKey then says where to resume). Errors are gRPC statuses.
+func (v *readView) scan(resp *rangekvpb.ScanResponse, start, end []byte, limit int) (paged bool, err error) {
 	lo, hi := keys.UserSpan(start, end)
-	it, err := r.store.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return false, status.Error(codes.Internal, err.Error())
 	}
