@@ -122,13 +122,14 @@ func (r *Replica) readBarrier(ctx context.Context, c rangekvpb.ReadConsistency) 
 // an entry's data with the index before it (the nemesis once saw two
 // replicas differ "at" one applied index that way).
 type readView struct {
-	snap    *pebble.Snapshot
-	applied uint64
+	snap *pebble.Snapshot
 }
 
-// readView opens a view for a read of r. The caller closes it. When r's
-// state is gone (destroyed meanwhile), a RangeNotFound error.
-func (r *Replica) readView() (*readView, *rangekvpb.RangeError, error) {
+// readView opens a view for a read of r and records its applied index in
+// h. The caller closes it. A nil view ends the read: h.Error says why when
+// r's state is gone (destroyed meanwhile: RangeNotFound), err when the
+// engine failed.
+func (r *Replica) readView(h *rangekvpb.ResponseHeader) (*readView, error) {
 	s := r.store
 	if k := s.cfg.Knobs; k != nil && k.ServingRead != nil {
 		k.ServingRead(r.rangeID)
@@ -138,13 +139,15 @@ func (r *Replica) readView() (*readView, *rangekvpb.RangeError, error) {
 	found, err := getProto(snap, keys.AppliedStateKey(r.rangeID), &as)
 	if err != nil {
 		snap.Close()
-		return nil, nil, status.Error(codes.Internal, err.Error())
+		return nil, status.Error(codes.Internal, err.Error())
 	}
 	if !found {
 		snap.Close()
-		return nil, &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: r.rangeID}}, nil
+		h.Error = &rangekvpb.RangeError{Message: "range not on this store", RangeNotFound: &rangekvpb.RangeNotFound{RangeId: r.rangeID}}
+		return nil, nil
 	}
-	return &readView{snap: snap, applied: as.GetIndex()}, nil, nil
+	h.AppliedIndex = as.GetIndex()
+	return &readView{snap: snap}, nil
 }
 
 func (v *readView) close() { v.snap.Close() }

@@ -63,14 +63,7 @@ func TestStoreRunsOnTheSeams(t *testing.T) {
 	cfg.FS = vfs.NewMem()
 	cfg.Network = mem
 	cfg.Runner = runner
-	s, err := store.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
+	s := startStore(t, cfg)
 	if runner.pass == nil {
 		t.Fatal("Start did not hand the Runner its pass")
 	}

@@ -87,13 +87,11 @@ func (k *kvServer) Get(ctx context.Context, req *rangekvpb.GetRequest) (resp *ra
 		resp.Header.Error = keyNotInRange(req.Key, d)
 		return resp, nil
 	}
-	v, rerr, err := r.readView()
-	if rerr != nil || err != nil {
-		resp.Header.Error = rerr
+	v, err := r.readView(resp.Header)
+	if v == nil {
 		return resp, err
 	}
 	defer v.close()
-	resp.Header.AppliedIndex = v.applied
 	resp.Value, resp.Found, err = v.get(req.Key)
 	return resp, err
 }
@@ -202,13 +200,11 @@ func (k *kvServer) Scan(ctx context.Context, req *rangekvpb.ScanRequest) (resp *
 	if len(d.EndKey) > 0 && (len(end) == 0 || string(end) > string(d.EndKey)) {
 		end, clipped = d.EndKey, true
 	}
-	v, rerr, err := r.readView()
-	if rerr != nil || err != nil {
-		resp.Header.Error = rerr
+	v, err := r.readView(resp.Header)
+	if v == nil {
 		return resp, err
 	}
 	defer v.close()
-	resp.Header.AppliedIndex = v.applied
 	paged, err := v.scan(resp, req.StartKey, end, limit)
 	if err != nil {
 		return nil, err
